@@ -1,0 +1,1 @@
+"""Dagster asset modules, one per domain; each exposes a small `defs`."""

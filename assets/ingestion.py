@@ -1,0 +1,146 @@
+"""Ingestion assets: the configured sky and every telemetry feed, into DuckDB schema `raw`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from assets.metadata import preview, table_preview
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
+from skyshard import db, ingest
+from skyshard.config.sky import Sky
+from skyshard.home import current_sky
+from skyshard.raw_tables import INGEST_TABLES, QUARANTINE
+from skyshard.sky_tables import sky_frames
+from skyshard.sources.base import Window
+
+GROUP = "ingestion"
+INGEST_LOOKBACK = timedelta(days=14)
+# The raw table a source type mostly feeds: its health check is shown on that asset.
+PRIMARY_TABLE = {
+    "prometheus": "shard_usage",
+    "csv_usage": "shard_usage",
+    "simulated": "shard_usage",
+    "statuspage": "incidents",
+    "aws_spot_price_history": "prices",
+    "csv_prices": "prices",
+}
+
+
+def raw_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["raw", table])
+
+
+def feed_check_name(source_id: str) -> str:
+    return f"feed_{source_id.replace('-', '_')}"
+
+
+@dg.multi_asset(
+    name="sky_config",
+    specs=[
+        dg.AssetSpec(
+            raw_key(name),
+            group_name=GROUP,
+            kinds={"duckdb", "python"},
+            description=f"`raw.{name}`: the configured sky (providers.yaml, workloads.yaml).",
+        )
+        for name in ("sky_providers", "sky_hosts", "sky_shards", "sky_shard_dependencies")
+    ],
+    pool=DUCKDB_WRITER_POOL,
+)
+def sky_config(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+    """Write the validated configuration as tables, replacing the previous version."""
+    sky = current_sky()
+    frames = sky_frames(sky)
+    with duckdb.connect() as con:
+        for name, frame in frames.items():
+            db.replace_table(con, f"raw.{name}", frame)
+    context.log.info(
+        f"sky from {sky.home}: {len(sky.providers)} providers, {len(sky.hosts)} hosts, "
+        f"{len(sky.shards)} shards"
+    )
+    for name, frame in frames.items():
+        yield dg.MaterializeResult(
+            asset_key=raw_key(name),
+            metadata={"dagster/row_count": frame.height, "preview": preview(frame)},
+        )
+
+
+def _telemetry_checks(sky: Sky) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            feed_check_name(source.id),
+            asset=raw_key(PRIMARY_TABLE.get(source.type, "shard_usage")),
+            description=f"Feed {source.id} ({source.type}, provider {provider.id}) was ingested.",
+        )
+        for provider, source in ingest.sources_of(sky.providers)
+    ]
+
+
+def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
+    """The telemetry multi-asset, with one health check per configured feed of `sky`."""
+
+    @dg.multi_asset(
+        name="telemetry",
+        specs=[
+            dg.AssetSpec(
+                raw_key(table.name),
+                group_name=GROUP,
+                kinds={"duckdb", "python"},
+                deps=[raw_key("sky_shards")],
+                description=f"`raw.{table.name}` from every configured telemetry feed.",
+            )
+            for table in (*INGEST_TABLES, QUARANTINE)
+        ],
+        check_specs=_telemetry_checks(sky),
+        pool=DUCKDB_WRITER_POOL,
+    )
+    def telemetry(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+        """Fetch and parse every feed outside the write lock, then write each in one transaction.
+
+        A broken feed is logged and fails its own check; the other feeds are still written.
+        """
+        now = datetime.now(UTC).replace(tzinfo=None)
+        window = Window(start=now - INGEST_LOOKBACK, end=now)
+
+        def progress(done: int, total: int, collected: ingest.CollectedSource) -> None:
+            state = "ok" if collected.ok else f"FAILED: {collected.error}"
+            context.log.info(f"[{done}/{total}] {collected.source.id}: {state}")
+
+        results = ingest.collect_all(current_sky().providers, window, progress)
+        with duckdb.connect() as con:
+            db.ensure_raw_schema(con)
+            for collected in results:
+                ingest.write_collected(con, collected)
+            metadata = {
+                table.name: table_preview(con, f"raw.{table.name}")
+                for table in (*INGEST_TABLES, QUARANTINE)
+            }
+        for collected in results:
+            if not collected.ok:
+                context.log.warning(f"feed {collected.source.id} failed: {collected.error}")
+        for table in (*INGEST_TABLES, QUARANTINE):
+            yield dg.MaterializeResult(asset_key=raw_key(table.name), metadata=metadata[table.name])
+        selected = {key.name for key in context.selected_asset_check_keys}
+        for collected in results:
+            if feed_check_name(collected.source.id) not in selected:
+                continue  # a feed added since the definitions were loaded: reload to check it
+            yield dg.AssetCheckResult(
+                check_name=feed_check_name(collected.source.id),
+                asset_key=raw_key(PRIMARY_TABLE.get(collected.source.type, "shard_usage")),
+                passed=collected.ok,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={
+                    "provider": collected.provider_id,
+                    "error": collected.error or "",
+                    "rows": sum(collected.row_counts().values()),
+                    "quarantined": len(collected.quarantine),
+                },
+            )
+
+    return telemetry
+
+
+def build_defs(sky: Sky) -> dg.Definitions:
+    return dg.Definitions(assets=[sky_config, build_telemetry_asset(sky)])

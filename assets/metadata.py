@@ -1,0 +1,31 @@
+"""Metadata helpers shared by asset modules: row counts and small previews."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+
+def preview(frame: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
+    """The first rows of a frame as a Markdown table for the asset page."""
+    head = frame.head(rows)
+    if head.is_empty():
+        return dg.MetadataValue.md("_no rows_")
+    header = "| " + " | ".join(head.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in head.columns) + " |"
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in head.iter_rows()]
+    return dg.MetadataValue.md("\n".join([header, rule, *body]))
+
+
+def table_preview(con: duckdb.DuckDBPyConnection, qualified: str, rows: int = 10) -> dict:
+    """Row count and preview of a DuckDB table, as asset metadata."""
+    count = con.execute(f"SELECT count(*) FROM {qualified}").fetchone()[0]
+    head = con.execute(f"SELECT * FROM {qualified} LIMIT {int(rows)}").pl()
+    return {"dagster/row_count": dg.MetadataValue.int(count), "preview": preview(head, rows)}
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")

@@ -1,0 +1,53 @@
+-- Hourly price per cpu-hour per provider and region. Price histories record changes only,
+-- so an hour without an observation keeps the last price (step function).
+with observed as (
+    select
+        provider_id,
+        region,
+        date_trunc('hour', observed_at) as hour,
+        avg(price_per_cpu_hour) as price_per_cpu_hour,
+        max(price_per_cpu_hour) as price_per_cpu_hour_max,
+        count(*) as observations
+    from {{ ref('stg_telemetry__prices') }}
+    group by all
+),
+
+bounds as (
+    select min(date_trunc('hour', sampled_at)) as first_hour, max(date_trunc('hour', sampled_at)) as last_hour
+    from {{ ref('stg_telemetry__shard_usage') }}
+),
+
+spine as (
+    select
+        series.provider_id,
+        series.region,
+        unnest(generate_series(
+            least(series.first_hour, coalesce(bounds.first_hour, series.first_hour)),
+            greatest(series.last_hour, coalesce(bounds.last_hour, series.last_hour)),
+            interval 1 hour
+        )) as hour
+    from (
+        select provider_id, region, min(hour) as first_hour, max(hour) as last_hour
+        from observed
+        group by all
+    ) as series
+    cross join bounds
+),
+
+joined as (
+    select spine.provider_id, spine.region, spine.hour, observed.* exclude (provider_id, region, hour)
+    from spine
+    left join observed using (provider_id, region, hour)
+)
+
+select
+    provider_id,
+    region,
+    hour,
+    {% for column in ['price_per_cpu_hour', 'price_per_cpu_hour_max'] %}
+    last_value({{ column }} ignore nulls) over (
+        partition by provider_id, region order by hour rows between unbounded preceding and current row
+    ) as {{ column }},
+    {% endfor %}
+    coalesce(observations, 0) as observations
+from joined

@@ -1,0 +1,7 @@
+{#- Combinations of `combination_of_columns` that appear more than once. -#}
+{% test unique_combination(model, combination_of_columns) %}
+select {{ combination_of_columns | join(', ') }}, count(*) as n_rows
+from {{ model }}
+group by {{ combination_of_columns | join(', ') }}
+having count(*) > 1
+{% endtest %}

@@ -1,0 +1,1 @@
+"""The skyshard Dagster code location: definitions, resources, jobs and schedules."""

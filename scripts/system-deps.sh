@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Debian packages the tests need: OpenSSH server (real sshd), iproute2 (network namespaces),
+# Chromium (UI checks). Installs only what is missing; needs root (CI runs as root).
+set -euo pipefail
+
+missing=()
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v scp >/dev/null || missing+=(openssh-client)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v chromium >/dev/null || missing+=(chromium)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "system-deps: missing ${missing[*]}; run as root to install (tests needing them will skip)" >&2
+  exit 0
+fi
+echo "system-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,1 @@
+"""Dagster sensors (migration triggers, run-status ledger writers)."""

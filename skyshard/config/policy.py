@@ -1,0 +1,94 @@
+"""Schema of `policy.yaml`: forecasting and planning knobs, access rules and payment terms."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from skyshard.config.base import Fraction, Identifier, NonNegative, StrictModel
+from skyshard.config.providers import DataClass
+
+Action = Literal[
+    "read_telemetry",
+    "start_shard",
+    "stop_shard",
+    "freeze_shard",
+    "send_migration",
+    "receive_migration",
+    "push_routing",
+    "sync_ledger",
+]
+
+
+class ForecastPolicy(StrictModel):
+    horizon_hours: int = Field(default=24, ge=1, le=24 * 14)
+    interval: float = Field(default=0.9, gt=0, lt=1)
+    backtest_cutoffs: int = Field(default=3, ge=1, le=20)
+
+
+class AutoApproval(StrictModel):
+    enabled: bool = False
+    min_saving_per_day: NonNegative = 5.0
+    max_risk: Fraction = 0.2
+
+
+class PlanningPolicy(StrictModel):
+    max_moves_per_cycle: int = Field(default=10, ge=0)
+    min_saving_per_day: NonNegative = 1.0
+    hysteresis_cycles: int = Field(default=3, ge=0)
+    downtime_cost_per_second: NonNegative = 0.01
+    auto_approve: AutoApproval = Field(default_factory=AutoApproval)
+
+
+class DataClassRule(StrictModel):
+    """Where data of one class may go."""
+
+    min_trust: Fraction = 0.0
+    allowed_providers: list[Identifier] | None = None
+    allowed_regions: list[str] | None = None
+
+
+class Grant(StrictModel):
+    """Actions an operator may perform on providers matching `provider` ('*' for all)."""
+
+    provider: Identifier | Literal["*"]
+    actions: list[Action] = Field(min_length=1)
+
+
+class Operator(StrictModel):
+    id: Identifier
+    grants: list[Grant] = Field(default_factory=list)
+
+
+class PaymentTerms(StrictModel):
+    """What skyshard may spend at one provider and how it settles."""
+
+    price_cap_per_cpu_hour: NonNegative | None = None
+    monthly_budget: NonNegative | None = None
+    settle_per_shard_hour: NonNegative = 0
+    settle_per_gb_transferred: NonNegative = 0
+
+
+class Auditor(StrictModel):
+    """An auditor whose signed attestations `skyshard trust import-audit` accepts."""
+
+    id: Identifier
+    public_key: str = Field(description="Ed25519 public key, base64 of the 32 raw bytes.")
+
+
+class TrustPolicy(StrictModel):
+    neutral_score: Fraction = 0.5
+    half_life_days: float = Field(default=30, gt=0)
+
+
+class PolicyFile(StrictModel):
+    """Top level of `policy.yaml`."""
+
+    forecast: ForecastPolicy = Field(default_factory=ForecastPolicy)
+    planning: PlanningPolicy = Field(default_factory=PlanningPolicy)
+    data_classes: dict[DataClass, DataClassRule] = Field(default_factory=dict)
+    operators: list[Operator] = Field(default_factory=list)
+    payment: dict[Identifier, PaymentTerms] = Field(default_factory=dict)
+    auditors: list[Auditor] = Field(default_factory=list)
+    trust: TrustPolicy = Field(default_factory=TrustPolicy)

@@ -1,0 +1,98 @@
+"""Schema of `providers.yaml`: provider networks, their hosts, telemetry sources and contracts."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from skyshard.config.base import Fraction, Identifier, NonNegative, Resources, StrictModel
+
+ProviderKind = Literal["cloud", "colo", "edge", "marketplace"]
+SourceType = Literal[
+    "prometheus",
+    "statuspage",
+    "aws_spot_price_history",
+    "csv_usage",
+    "csv_prices",
+    "simulated",
+    "ssh_probe",
+]
+DataClass = Literal["public", "internal", "confidential", "restricted"]
+HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ssh-rsa")
+
+
+class Host(StrictModel):
+    """A machine shards can run on, reached over SSH with a pinned host key."""
+
+    id: Identifier
+    region: str
+    address: str
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(default="skyshard", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    host_key: str | None = Field(
+        default=None, description="Pinned public host key, e.g. 'ssh-ed25519 AAAA...'."
+    )
+    capacity: Resources
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("host_key")
+    @classmethod
+    def _host_key_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = value.split()
+        if len(parts) < 2 or parts[0] not in HOST_KEY_TYPES:
+            raise ValueError(f"a public key line starting with one of {', '.join(HOST_KEY_TYPES)}")
+        return value
+
+
+class Source(StrictModel):
+    """A telemetry feed: `url` is http(s):// for a live endpoint or file:// for a saved capture."""
+
+    id: Identifier
+    type: SourceType
+    url: str = Field(pattern=r"^(https?|file)://")
+    params: dict[str, object] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10, gt=0, le=300)
+    retries: int = Field(default=2, ge=0, le=10)
+
+
+class Contract(StrictModel):
+    """Commercial terms with a provider; list prices apply where no price feed has one."""
+
+    price_basis: Literal["on_demand", "spot", "reserved", "fixed"] = "on_demand"
+    price_per_cpu_hour: NonNegative
+    price_per_gb_hour: NonNegative = 0
+    price_per_gpu_hour: NonNegative = 0
+    egress_per_gb: NonNegative = 0
+    sla_availability: Fraction = 0.99
+    allowed_data_classes: list[DataClass] = Field(default_factory=lambda: ["public", "internal"])
+    tier: Literal["bronze", "silver", "gold", "platinum"] = "silver"
+
+
+class Provider(StrictModel):
+    """One provider network: a cloud, a colo, an edge network or a marketplace."""
+
+    id: Identifier
+    kind: ProviderKind
+    regions: list[str] = Field(min_length=1)
+    contract: Contract
+    hosts: list[Host] = Field(min_length=1)
+    sources: list[Source] = Field(default_factory=list)
+    jump_host: Host | None = None
+
+    @model_validator(mode="after")
+    def _hosts_in_declared_regions(self) -> Provider:
+        for index, host in enumerate(self.hosts):
+            if host.region not in self.regions:
+                raise ValueError(
+                    f"hosts[{index}].region {host.region!r} is not one of regions {self.regions}"
+                )
+        return self
+
+
+class ProvidersFile(StrictModel):
+    """Top level of `providers.yaml`."""
+
+    providers: list[Provider] = Field(min_length=1)

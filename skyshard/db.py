@@ -1,0 +1,59 @@
+"""Short-lived DuckDB connections and the DDL of the tables skyshard's Python code writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from skyshard.raw_tables import BY_NAME, RawTable
+
+
+@contextmanager
+def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the DuckDB file for one short unit of work; writers must hold the writer pool."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def create_table_sql(schema: str, table: RawTable) -> str:
+    columns = ", ".join(f'"{name}" {kind}' for name, kind in table.columns)
+    return f"CREATE TABLE IF NOT EXISTS {schema}.{table.name} ({columns})"
+
+
+def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    for table in BY_NAME.values():
+        con.execute(create_table_sql("raw", table))
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, qualified_name: str, frame: pl.DataFrame) -> int:
+    """Replace a whole table with `frame` (used for config-derived tables)."""
+    schema = qualified_name.split(".")[0]
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.register("_replacement", frame.to_arrow())
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {qualified_name} AS SELECT * FROM _replacement")
+    finally:
+        con.unregister("_replacement")
+    return frame.height
+
+
+def table_counts(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, int]:
+    names = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY 1",
+        [schema],
+    ).fetchall()
+    return {
+        name: con.execute(f'SELECT count(*) FROM {schema}."{name}"').fetchone()[0]
+        for (name,) in names
+    }

@@ -1,0 +1,36 @@
+"""Where skyshard keeps its files: one place that reads the documented environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_DUCKDB = Path("data/skyshard.duckdb")
+
+
+def skyshard_home() -> Path | None:
+    """The user's config folder (`SKYSHARD_HOME`), or None for the embedded demo sky."""
+    value = os.environ.get("SKYSHARD_HOME")
+    return Path(value) if value else None
+
+
+def duckdb_path() -> Path:
+    """The one DuckDB file every writer and reader shares (`SKYSHARD_DUCKDB`)."""
+    return Path(os.environ.get("SKYSHARD_DUCKDB") or DEFAULT_DUCKDB).absolute()
+
+
+def data_dir() -> Path:
+    """Working data folder: beside the DuckDB file (captures, ledger, demo keys)."""
+    return duckdb_path().parent
+
+
+def ledger_dir() -> Path:
+    """Folder of the trust ledger (`SKYSHARD_LEDGER_DIR`, default `<data>/ledger`)."""
+    value = os.environ.get("SKYSHARD_LEDGER_DIR")
+    return Path(value) if value else data_dir() / "ledger"
+
+
+def keys_dir() -> Path:
+    """Key folder: `$SKYSHARD_HOME/keys`, or `<data>/keys` for the embedded demo sky."""
+    home = skyshard_home()
+    return home / "keys" if home else data_dir() / "keys"

@@ -1,0 +1,139 @@
+"""The tables of schema `raw`: their columns, keys, and the window each source replaces.
+
+Every ingested row carries `source_id`, `fetched_at` and `payload_hash`. A re-ingest of a
+source replaces that source's rows inside the time window the payload covers (or, for
+incidents, the incident ids it names), so running the same window twice leaves no duplicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RawTable:
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    """(name, DuckDB type) in table order; the ingestion metadata columns come last."""
+    window_column: str | None
+    """Timestamp column whose [min, max] range a re-ingest replaces; None: replace by `key`."""
+    key: tuple[str, ...]
+    """Columns identifying one row within a source."""
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+
+INGEST_COLUMNS = (
+    ("source_id", "VARCHAR"),
+    ("fetched_at", "TIMESTAMP"),
+    ("payload_hash", "VARCHAR"),
+)
+
+SHARD_USAGE = RawTable(
+    "shard_usage",
+    (
+        ("provider_id", "VARCHAR"),
+        ("shard_id", "VARCHAR"),
+        ("metric", "VARCHAR"),  # cpu | mem_gb | net_mbps
+        ("ts", "TIMESTAMP"),  # UTC
+        ("value", "DOUBLE"),
+        *INGEST_COLUMNS,
+    ),
+    window_column="ts",
+    key=("shard_id", "metric", "ts"),
+)
+
+HOST_METRICS = RawTable(
+    "host_metrics",
+    (
+        ("provider_id", "VARCHAR"),
+        ("host_id", "VARCHAR"),
+        ("metric", "VARCHAR"),  # {cpu,mem_gb,gpu,net_mbps}_{capacity,free}
+        ("ts", "TIMESTAMP"),
+        ("value", "DOUBLE"),
+        *INGEST_COLUMNS,
+    ),
+    window_column="ts",
+    key=("host_id", "metric", "ts"),
+)
+
+PRICES = RawTable(
+    "prices",
+    (
+        ("provider_id", "VARCHAR"),
+        ("region", "VARCHAR"),
+        ("zone", "VARCHAR"),
+        ("instance_type", "VARCHAR"),
+        ("product", "VARCHAR"),
+        ("ts", "TIMESTAMP"),
+        ("price", "DOUBLE"),  # currency units per instance-hour
+        ("cpu_per_instance", "DOUBLE"),  # from the source's instance_types parameter
+        *INGEST_COLUMNS,
+    ),
+    window_column="ts",
+    key=("zone", "instance_type", "product", "ts"),
+)
+
+INCIDENTS = RawTable(
+    "incidents",
+    (
+        ("provider_id", "VARCHAR"),
+        ("incident_id", "VARCHAR"),
+        ("kind", "VARCHAR"),  # incident | maintenance
+        ("name", "VARCHAR"),
+        ("status", "VARCHAR"),
+        ("impact", "VARCHAR"),  # none | minor | major | critical | maintenance
+        ("started_at", "TIMESTAMP"),
+        ("resolved_at", "TIMESTAMP"),  # NULL while open
+        ("updated_at", "TIMESTAMP"),
+        ("components", "VARCHAR[]"),
+        *INGEST_COLUMNS,
+    ),
+    window_column=None,
+    key=("incident_id",),
+)
+
+COMPONENTS = RawTable(
+    "components",
+    (
+        ("provider_id", "VARCHAR"),
+        ("component_id", "VARCHAR"),
+        ("name", "VARCHAR"),
+        ("status", "VARCHAR"),
+        ("updated_at", "TIMESTAMP"),
+        *INGEST_COLUMNS,
+    ),
+    window_column=None,
+    key=("component_id",),
+)
+
+LATENCY = RawTable(
+    "latency",
+    (
+        ("src_provider_id", "VARCHAR"),
+        ("dst_provider_id", "VARCHAR"),
+        ("ts", "TIMESTAMP"),
+        ("rtt_ms", "DOUBLE"),
+        *INGEST_COLUMNS,
+    ),
+    window_column="ts",
+    key=("src_provider_id", "dst_provider_id", "ts"),
+)
+
+QUARANTINE = RawTable(
+    "quarantine",
+    (
+        ("provider_id", "VARCHAR"),
+        ("target_table", "VARCHAR"),
+        ("reason", "VARCHAR"),
+        ("raw_value", "VARCHAR"),
+        *INGEST_COLUMNS,
+    ),
+    window_column=None,
+    key=("target_table", "reason", "raw_value"),
+)
+
+INGEST_TABLES = (SHARD_USAGE, HOST_METRICS, PRICES, INCIDENTS, COMPONENTS, LATENCY)
+BY_NAME = {t.name: t for t in (*INGEST_TABLES, QUARANTINE)}

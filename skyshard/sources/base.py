@@ -1,0 +1,75 @@
+"""The contract every telemetry adapter implements: what to fetch, and how to parse it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import polars as pl
+
+from skyshard.config.providers import Source
+
+
+@dataclass(frozen=True)
+class Window:
+    """The half-open time range [start, end) an ingestion run asks a source for (UTC, naive)."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """One payload to fetch: `name` says which part of the source it is (a query, an endpoint)."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    """A row that failed validation, kept with the reason and its raw text."""
+
+    target_table: str
+    reason: str
+    raw_value: str
+
+
+@dataclass
+class Parsed:
+    """What one payload yielded: frames keyed by raw table name, and the rows set aside.
+
+    Frames hold exactly the table's columns from `skyshard.raw_tables` except the ingestion
+    metadata (`source_id`, `fetched_at`, `payload_hash`), which the writer adds.
+    """
+
+    frames: dict[str, pl.DataFrame] = field(default_factory=dict)
+    quarantine: list[QuarantinedRow] = field(default_factory=list)
+
+
+class PayloadError(ValueError):
+    """The payload as a whole is unusable (not JSON, wrong schema, HTTP error, timeout).
+
+    The ingestion of this source fails and is reported; other sources are unaffected.
+    """
+
+    def __init__(self, source_id: str, url: str, reason: str) -> None:
+        self.source_id = source_id
+        self.url = url
+        self.reason = reason
+        super().__init__(f"source {source_id!r} ({url}): {reason}")
+
+
+class Adapter(Protocol):
+    """A telemetry source type (`prometheus`, `statuspage`, ...)."""
+
+    def requests(self, source: Source, window: Window) -> list[FetchRequest]:
+        """The payloads to fetch for `window`, in order."""
+        ...
+
+    def parse(
+        self, request: FetchRequest, payload: bytes, source: Source, provider_id: str
+    ) -> Parsed:
+        """Rows for the raw tables; raises PayloadError when the payload is unusable."""
+        ...
