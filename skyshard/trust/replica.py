@@ -1,0 +1,132 @@
+"""A provider's replica of the ledger: it checks each pushed log and checkpoint against
+everything it saw before, refuses rewritten or forked logs (split views), and cosigns."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from skyshard.trust.checkpoint import Checkpoint
+from skyshard.trust.cosignature import Cosigner
+from skyshard.trust.keys import KEY_SUFFIX, load_or_create_signing_key
+from skyshard.trust.log import CHECKPOINT_DIR, LOG_FILE, LedgerError, write_atomically
+from skyshard.trust.merkle import ProofError, verify_consistency
+from skyshard.trust.note import Ed25519Signer, Ed25519Verifier, Signature, check_key_name
+from skyshard.trust.verify import verify_ledger
+
+STATE_FILE = "replica.json"
+LOG_KEY_FILE = "log.vkey"
+COSIGNER_KEY_FILE = f"cosigner{KEY_SUFFIX}"
+COSIGNER_VKEY_FILE = "cosigner.vkey"
+
+
+class ForkDetected(LedgerError):
+    """The pushed log or checkpoint contradicts a checkpoint this replica already accepted."""
+
+
+@dataclass(frozen=True)
+class SeenCheckpoint:
+    size: int
+    root_hash: bytes
+
+
+class Replica:
+    """One provider's folder: a copy of the log, the last checkpoint it accepted, its key."""
+
+    def __init__(self, directory: Path, provider_id: str, key_path: Path) -> None:
+        check_key_name(provider_id)
+        self.directory = Path(directory)
+        self.provider_id = provider_id
+        key = load_or_create_signing_key(key_path)
+        self.cosigner = Cosigner(provider_id, key)
+        self.receipt_signer = Ed25519Signer(provider_id, key)
+
+    @classmethod
+    def open(cls, directory: Path, provider_id: str) -> Replica:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        replica = cls(directory, provider_id, directory / COSIGNER_KEY_FILE)
+        vkey_path = directory / COSIGNER_VKEY_FILE
+        if not vkey_path.exists():
+            write_atomically(vkey_path, replica.cosigner.verifier().vkey().encode() + b"\n")
+        return replica
+
+    def last_seen(self) -> SeenCheckpoint | None:
+        path = self.directory / STATE_FILE
+        if not path.exists():
+            return None
+        state = json.loads(path.read_text())
+        return SeenCheckpoint(state["size"], base64.b64decode(state["root_hash"]))
+
+    def trusted_log_key(self, offered: Ed25519Verifier) -> Ed25519Verifier:
+        """The log's genesis key: pinned on first contact, and never allowed to change."""
+        path = self.directory / LOG_KEY_FILE
+        if not path.exists():
+            write_atomically(path, offered.vkey().encode() + b"\n")
+            return offered
+        pinned = Ed25519Verifier.from_vkey(path.read_text())
+        if pinned != offered:
+            raise ForkDetected(
+                f"{path}: the log's genesis key was {pinned.vkey()}, now {offered.vkey()}"
+            )
+        return pinned
+
+    def receive(
+        self,
+        log_bytes: bytes,
+        checkpoint_note: str,
+        log_key: Ed25519Verifier,
+        now: int | None = None,
+    ) -> Signature:
+        """Check a pushed log and its checkpoint; on success keep them and cosign."""
+        genesis = self.trusted_log_key(log_key)
+        checkpoint = Checkpoint.from_note(checkpoint_note)
+        staging = self.directory / "incoming"
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / CHECKPOINT_DIR).mkdir(parents=True)
+        (staging / LOG_FILE).write_bytes(log_bytes)
+        (staging / CHECKPOINT_DIR / f"{checkpoint.size}.note").write_text(checkpoint_note)
+        result = verify_ledger(staging, genesis=genesis, workers=1)
+        if not result.ok:
+            raise LedgerError(
+                f"provider {self.provider_id} refuses the pushed log: {result.reason}"
+            )
+        assert result.tree is not None
+        self._check_extends_last_seen(checkpoint, result.tree)
+        (self.directory / CHECKPOINT_DIR).mkdir(exist_ok=True)
+        (staging / LOG_FILE).replace(self.directory / LOG_FILE)
+        write_atomically(
+            self.directory / CHECKPOINT_DIR / f"{checkpoint.size}.note", checkpoint_note.encode()
+        )
+        state = {
+            "origin": checkpoint.origin,
+            "root_hash": base64.b64encode(checkpoint.root_hash).decode(),
+            "size": checkpoint.size,
+        }
+        write_atomically(self.directory / STATE_FILE, json.dumps(state, sort_keys=True).encode())
+        shutil.rmtree(staging, ignore_errors=True)
+        return self.cosigner.cosign(checkpoint.body(), int(time.time()) if now is None else now)
+
+    def _check_extends_last_seen(self, checkpoint: Checkpoint, tree) -> None:
+        seen = self.last_seen()
+        if seen is None:
+            return
+        if checkpoint.size < seen.size:
+            raise ForkDetected(
+                f"checkpoint {checkpoint.size} is older than checkpoint {seen.size} "
+                f"provider {self.provider_id} already cosigned (rollback)"
+            )
+        try:
+            proof = tree.consistency_proof(seen.size, checkpoint.size)
+            verify_consistency(
+                seen.size, checkpoint.size, seen.root_hash, checkpoint.root_hash, proof
+            )
+        except ProofError as exc:
+            raise ForkDetected(
+                f"split view: the pushed log does not extend checkpoint {seen.size} "
+                f"(root {seen.root_hash.hex()}) that provider {self.provider_id} cosigned: {exc}"
+            ) from exc

@@ -1,0 +1,267 @@
+"""Full verification of a ledger folder: every entry's form, sequence number and signature
+(following key rotations), every checkpoint against the recomputed root, consistency between
+successive checkpoints, and cosignatures by known cosigners."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skyshard.trust import ed25519
+from skyshard.trust.checkpoint import Checkpoint
+from skyshard.trust.cosignature import CosignatureVerifier
+from skyshard.trust.entry import EntryError, EntryType, parse_line
+from skyshard.trust.keys import KeyChain
+from skyshard.trust.log import (
+    GENESIS_KEY_FILE,
+    LOG_FILE,
+    TornTail,
+    checkpoint_paths,
+    iter_lines,
+    read_torn_tail,
+    read_vkey,
+)
+from skyshard.trust.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency
+from skyshard.trust.note import (
+    Ed25519Verifier,
+    NoteError,
+    open_note,
+    parse_note,
+    verified_signatures,
+)
+
+_CHUNK = 8192
+_PARALLEL_FROM = 4 * _CHUNK
+
+
+@dataclass
+class VerifyResult:
+    entries: int = 0
+    checkpoints: int = 0
+    cosignatures: dict[int, list[str]] = field(default_factory=dict)
+    first_bad_index: int | None = None
+    bad_checkpoint: int | None = None
+    reason: str | None = None
+    torn_tail: TornTail | None = None
+    root_hash: bytes = b""
+    key_chain: KeyChain | None = field(default=None, repr=False)
+    tree: MerkleTree | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    def fail_at(self, index: int, reason: str) -> None:
+        if self.first_bad_index is None or index < self.first_bad_index:
+            self.first_bad_index, self.reason = index, f"entry {index}: {reason}"
+
+
+def check_signatures(
+    first_index: int, lines: Sequence[bytes], keys: Sequence[bytes]
+) -> tuple[int, str] | None:
+    """First (index, reason) in a chunk whose line is malformed or badly signed, or None."""
+    for offset, (line, key) in enumerate(zip(lines, keys, strict=True)):
+        try:
+            entry = parse_line(line)
+        except EntryError as exc:
+            return first_index + offset, str(exc)
+        if not ed25519.verify(key, entry.signed_message(), entry.signature):
+            return first_index + offset, f"signature does not verify with key {entry.key_id}"
+    return None
+
+
+class _SignatureChecks:
+    """Runs check_signatures inline for small logs and in worker processes for large ones."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._workers = workers
+        self._pending: deque[Future] = deque()
+        self.failures: list[tuple[int, str]] = []
+
+    def submit(self, first_index: int, lines: list[bytes], keys: list[bytes]) -> None:
+        if self._pool is None and first_index >= _PARALLEL_FROM and self._workers > 1:
+            context = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
+        if self._pool is None:
+            self._record(check_signatures(first_index, lines, keys))
+            return
+        self._pending.append(self._pool.submit(check_signatures, first_index, lines, keys))
+        while len(self._pending) > 2 * self._workers:
+            self._record(self._pending.popleft().result())
+
+    def finish(self) -> None:
+        while self._pending:
+            self._record(self._pending.popleft().result())
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def _record(self, failure: tuple[int, str] | None) -> None:
+        if failure is not None:
+            self.failures.append(failure)
+
+
+def verify_ledger(
+    directory: Path,
+    genesis: Ed25519Verifier | None = None,
+    cosigners: Sequence[CosignatureVerifier] = (),
+    workers: int | None = None,
+) -> VerifyResult:
+    """Check everything in a ledger folder; the result names the first bad index and why."""
+    directory = Path(directory)
+    result = VerifyResult()
+    genesis = genesis or read_vkey(directory / GENESIS_KEY_FILE)
+    log_path = directory / LOG_FILE
+    if not log_path.exists():
+        if checkpoint_paths(directory):
+            result.fail_at(0, f"{log_path} is missing but checkpoints exist")
+        return result
+    if genesis is None:
+        result.reason = f"{directory / GENESIS_KEY_FILE} is missing: pass the log's verifier key"
+        return result
+    chain, tree = KeyChain(genesis), MerkleTree()
+    result.key_chain, result.tree = chain, tree
+    _check_entries(log_path, chain, tree, result, workers or os.cpu_count() or 1)
+    result.entries = tree.size
+    result.root_hash = tree.root()
+    result.torn_tail = read_torn_tail(log_path)
+    if result.ok:
+        _check_checkpoints(directory, chain, tree, cosigners, result)
+    return result
+
+
+def _check_entries(
+    log_path: Path, chain: KeyChain, tree: MerkleTree, result: VerifyResult, workers: int
+) -> None:
+    checks = _SignatureChecks(workers)
+    lines: list[bytes] = []
+    keys: list[bytes] = []
+    index = 0
+    try:
+        for index, (_, line) in enumerate(iter_lines(log_path)):
+            signer, reason = _check_structure(index, line, chain)
+            if reason is not None:
+                result.fail_at(index, reason)
+                break
+            tree.append_leaf_hash(leaf_hash(line))
+            lines.append(line)
+            keys.append(signer)
+            if len(lines) == _CHUNK:
+                checks.submit(index + 1 - _CHUNK, lines, keys)
+                lines, keys = [], []
+        if lines:
+            checks.submit(tree.size - len(lines), lines, keys)
+    finally:
+        checks.finish()
+    for bad_index, reason in checks.failures:
+        result.fail_at(bad_index, reason)
+    if result.first_bad_index is not None and tree.size > result.first_bad_index:
+        # Everything from the first bad entry on is untrusted: roots cover the good prefix.
+        trimmed = MerkleTree()
+        for i in range(result.first_bad_index):
+            trimmed.append_leaf_hash(tree.leaf_hash_at(i))
+        result.tree = trimmed
+
+
+def _check_structure(index: int, line: bytes, chain: KeyChain) -> tuple[bytes, str | None]:
+    """Sequence, key and rotation checks that depend on order (signatures are checked in
+    parallel later). Returns the public key the entry must verify with, or why it is bad."""
+    signer = chain.active.public_key
+    try:
+        value = json.loads(line)
+        seq, key_id = value["seq"], value["key_id"]
+    except (ValueError, TypeError, KeyError) as exc:
+        return signer, f"not a ledger entry: {exc}"
+    if seq != index:
+        return signer, f"seq is {seq!r}, expected {index} (entries deleted, inserted or reordered)"
+    if key_id != chain.active.key_id.hex():
+        return (
+            signer,
+            f"signed by key {key_id!r}, but the active key is {chain.active.key_id.hex()}",
+        )
+    if value.get("type") == EntryType.KEY_ROTATION:
+        payload = value.get("payload")
+        try:
+            chain.rotate(index, payload if isinstance(payload, dict) else {})
+        except NoteError as exc:
+            return signer, f"invalid key_rotation: {exc}"
+    return signer, None
+
+
+def _check_checkpoints(
+    directory: Path,
+    chain: KeyChain,
+    tree: MerkleTree,
+    cosigners: Sequence[CosignatureVerifier],
+    result: VerifyResult,
+) -> None:
+    previous: Checkpoint | None = None
+    for path in checkpoint_paths(directory):
+        text = path.read_text()
+        try:
+            checkpoint = Checkpoint.from_note(text)
+        except NoteError as exc:
+            result.bad_checkpoint, result.reason = int(path.stem), f"{path}: {exc}"
+            return
+        failure = _checkpoint_failure(path, text, checkpoint, previous, chain, tree, cosigners)
+        if failure is not None:
+            result.bad_checkpoint, result.reason = checkpoint.size, failure
+            if checkpoint.size > tree.size:
+                result.first_bad_index = tree.size
+            return
+        result.cosignatures[checkpoint.size] = _verified_cosigners(text, cosigners)
+        result.checkpoints += 1
+        previous = checkpoint
+
+
+def _checkpoint_failure(
+    path: Path,
+    text: str,
+    checkpoint: Checkpoint,
+    previous: Checkpoint | None,
+    chain: KeyChain,
+    tree: MerkleTree,
+    cosigners: Sequence[CosignatureVerifier],
+) -> str | None:
+    if str(checkpoint.size) != path.stem:
+        return f"{path}: file name says size {path.stem}, checkpoint says {checkpoint.size}"
+    if checkpoint.size > tree.size:
+        return (
+            f"checkpoint {checkpoint.size} commits to more entries than the log has "
+            f"({tree.size}): entries from {tree.size} on are missing"
+        )
+    if previous is not None and previous.origin != checkpoint.origin:
+        return f"{path}: origin {checkpoint.origin!r} differs from {previous.origin!r}"
+    try:
+        open_note(text, [chain.active_at(checkpoint.size)])
+    except NoteError as exc:
+        return f"{path}: log signature: {exc}"
+    recomputed = tree.root(checkpoint.size)
+    if recomputed != checkpoint.root_hash:
+        return (
+            f"{path}: signed root {checkpoint.root_hash.hex()} differs from the root "
+            f"recomputed from the log, {recomputed.hex()}"
+        )
+    if previous is not None:
+        try:
+            proof = tree.consistency_proof(previous.size, checkpoint.size)
+            verify_consistency(
+                previous.size, checkpoint.size, previous.root_hash, checkpoint.root_hash, proof
+            )
+        except ProofError as exc:
+            return f"{path}: not consistent with checkpoint {previous.size}: {exc}"
+    try:
+        verified_signatures(parse_note(text), cosigners)
+    except NoteError as exc:
+        return f"{path}: cosignature: {exc}"
+    return None
+
+
+def _verified_cosigners(text: str, cosigners: Sequence[CosignatureVerifier]) -> list[str]:
+    return [s.name for s in verified_signatures(parse_note(text), cosigners)]
