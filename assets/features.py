@@ -1,7 +1,5 @@
 """Feature assets: the dbt project (staging, intermediate, marts) built on the raw tables."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any
 

@@ -1,7 +1,5 @@
 """Ingestion assets: the configured sky and every telemetry feed, into DuckDB schema `raw`."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg

@@ -1,7 +1,5 @@
 """The skyshard code location: every domain's `defs` merged, with the shared resources."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from assets import features, ingestion

@@ -1,7 +1,5 @@
 """Jobs and schedules that operators run from the Dagster UI or the CLI."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 ingest_and_build = dg.define_asset_job(

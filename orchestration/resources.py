@@ -1,7 +1,5 @@
 """Dagster resources: the DuckDB file and the dbt project, both configured from the environment."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path

@@ -75,6 +75,24 @@ def ingest_command(days: int) -> None:
         sys.exit(1)
 
 
+@main.command("sql")
+@click.argument("query")
+@click.option("--limit", default=50, show_default=True, help="Rows to print at most.")
+def sql(query: str, limit: int) -> None:
+    """Run a read-only SQL QUERY on the DuckDB file and print the result as a table."""
+    try:
+        with db.connect(paths.duckdb_path(), read_only=True) as con:
+            cursor = con.execute(query)
+            columns = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchmany(limit)
+    except Exception as exc:  # DuckDB raises many error types; all are the user's query's
+        raise click.ClickException(f"query failed: {exc}") from None
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
 @main.command("demo")
 def demo() -> None:
     """Run the main job on the embedded demo sky (or SKYSHARD_HOME) and summarise what it built."""
@@ -101,7 +119,8 @@ def _print_summary(sky) -> None:
     console.print(
         f"{len(sky.providers)} providers, {len(sky.hosts)} hosts, {len(sky.shards)} shards; "
         f"{quarantined} rows quarantined\n"
-        f"DuckDB file: {paths.duckdb_path()}  (try: duckdb {paths.duckdb_path()} -readonly)\n"
+        f"DuckDB file: {paths.duckdb_path()}\n"
+        "Explore: .venv/bin/skyshard sql 'select * from marts.dim_providers'\n"
         "Dagster UI: make dev, then open http://127.0.0.1:3000"
     )
 

@@ -38,12 +38,12 @@ prices as (
 
 select
     prices.*,
-    median(price_per_cpu_hour) over trailing as trailing_24h_median,
-    price_per_cpu_hour > 1.5 * median(price_per_cpu_hour) over trailing as is_spike,
+    median(price_per_cpu_hour) over trailing_day as trailing_24h_median,
+    price_per_cpu_hour > 1.5 * median(price_per_cpu_hour) over trailing_day as is_spike,
     price_per_cpu_hour > providers.price_cap_per_cpu_hour as is_over_cap
 from prices
 left join {{ ref('stg_sky__providers') }} as providers using (provider_id)
-window trailing as (
+window trailing_day as (
     partition by prices.provider_id, prices.region
     order by prices.hour
     range between interval 24 hour preceding and interval 1 hour preceding
