@@ -1,0 +1,170 @@
+"""Enumerates the (shard, host) pairs the solver may choose, and prunes them to the top-K."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from skyshard.placement.instance import NO_INDEX, Instance
+
+# Capacity comparisons tolerate float noise from summing many small demands.
+CAPACITY_TOLERANCE = 1e-9
+
+
+class CurrentHost(IntEnum):
+    """Where a shard stands before this cycle; every state but STAYABLE frees it to move."""
+
+    NEW = 0  # no current host: placing it is not a move
+    STAYABLE = 1  # current host allowed and not over capacity: hysteresis applies
+    GONE = 2  # current host no longer supplied
+    BLOCKED = 3  # current host not allowed (policy, trust, ...) or not scored
+    OVERLOADED = 4  # current host over capacity at the forecast upper bound
+    CONFLICTED = 5  # current placement breaks a latency limit, affinity or anti-affinity
+
+
+@dataclass(frozen=True, eq=False)
+class Candidates:
+    """Eligible candidates as parallel arrays (sorted by shard, host) plus per-shard facts."""
+
+    row: np.ndarray  # row in the Instance candidate arrays
+    shard: np.ndarray
+    host: np.ndarray
+    cost: np.ndarray
+    stays: np.ndarray  # the candidate is the shard's current host
+    is_move: np.ndarray  # choosing it moves the shard off its current host
+    state: np.ndarray  # (shards,) CurrentHost
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+
+def overloaded_hosts(inst: Instance) -> np.ndarray:
+    """(hosts,) True where the shards currently there exceed a capacity."""
+    placed = inst.current != NO_INDEX
+    load = np.zeros_like(inst.capacity)
+    np.add.at(load, inst.current[placed], inst.demand[placed])
+    return (load > inst.capacity + CAPACITY_TOLERANCE).any(axis=1)
+
+
+def _in_conflict_now(inst: Instance) -> np.ndarray:
+    """(shards,) True where the current placement breaks a latency limit or a group rule."""
+    conflicted = np.zeros(inst.n_shards, dtype=bool)
+    current = inst.current
+    ha, hb = current[inst.dep_a], current[inst.dep_b]
+    both = (ha != NO_INDEX) & (hb != NO_INDEX)
+    too_far = both & (inst.latency[ha, hb] > inst.dep_limit)
+    conflicted[inst.dep_a[too_far]] = conflicted[inst.dep_b[too_far]] = True
+    placed = np.flatnonzero((current != NO_INDEX) & (inst.anti_affinity != NO_INDEX))
+    keys = inst.anti_affinity[placed] * inst.n_hosts + current[placed]
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    conflicted[placed[counts[inverse] > 1]] = True
+    placed = np.flatnonzero((current != NO_INDEX) & (inst.affinity != NO_INDEX))
+    group, provider = inst.affinity[placed], inst.host_provider[current[placed]]
+    first_provider = np.full(len(inst.affinity_names), NO_INDEX)
+    first_provider[group[::-1]] = provider[::-1]
+    split = np.zeros(len(inst.affinity_names), dtype=bool)
+    split[group[provider != first_provider[group]]] = True
+    conflicted[placed[split[group]]] = True
+    return conflicted
+
+
+def current_host_states(inst: Instance) -> np.ndarray:
+    state = np.full(inst.n_shards, CurrentHost.STAYABLE, dtype=np.int64)
+    placed = inst.current != NO_INDEX
+    current_allowed = np.zeros(inst.n_shards, dtype=bool)
+    at_current = inst.cand_host == inst.current[inst.cand_shard]
+    current_allowed[inst.cand_shard[at_current & inst.cand_allowed]] = True
+    state[placed & ~current_allowed] = CurrentHost.BLOCKED
+    state[placed & current_allowed & _in_conflict_now(inst)] = CurrentHost.CONFLICTED
+    state[placed & current_allowed & overloaded_hosts(inst)[inst.current]] = CurrentHost.OVERLOADED
+    state[~placed & inst.has_current] = CurrentHost.GONE
+    state[~inst.has_current] = CurrentHost.NEW
+    return state
+
+
+def stay_costs(inst: Instance) -> np.ndarray:
+    """(shards,) cost of the current host's candidate row, NaN when there is none."""
+    cost = np.full(inst.n_shards, np.nan)
+    at_current = inst.cand_host == inst.current[inst.cand_shard]
+    cost[inst.cand_shard[at_current]] = inst.cand_cost[at_current]
+    return cost
+
+
+def fits_alone(inst: Instance, shard: np.ndarray, host: np.ndarray) -> np.ndarray:
+    return (inst.demand[shard] <= inst.capacity[host] + CAPACITY_TOLERANCE).all(axis=1)
+
+
+def _passes_hysteresis(inst: Instance, state: np.ndarray) -> np.ndarray:
+    budget = inst.budget
+    shard = inst.cand_shard
+    stay = stay_costs(inst)[shard]
+    saving = stay - inst.cand_cost
+    threshold = np.maximum(budget.min_saving_per_move, budget.min_relative_saving * np.abs(stay))
+    cooled_down = inst.cycles_since_move[shard] >= budget.min_cycles_between_moves
+    voluntary_move_ok = cooled_down & (saving >= threshold)
+    return (
+        (state[shard] != CurrentHost.STAYABLE)
+        | (inst.cand_host == inst.current[shard])
+        | voluntary_move_ok
+    )
+
+
+def _shares_affinity_provider(inst: Instance, keep: np.ndarray) -> np.ndarray:
+    """Affinity means same provider: drop hosts whose provider not every group member can use."""
+    grouped = inst.affinity != NO_INDEX
+    if not grouped.any():
+        return keep
+    n_groups, n_providers = len(inst.affinity_names), len(inst.provider_ids)
+    usable = np.zeros((inst.n_shards, n_providers), dtype=bool)
+    usable[inst.cand_shard[keep], inst.host_provider[inst.cand_host[keep]]] = True
+    members_usable = np.zeros((n_groups, n_providers), dtype=np.int64)
+    np.add.at(members_usable, inst.affinity[grouped], usable[grouped])
+    group_size = np.bincount(inst.affinity[grouped], minlength=n_groups)
+    common = members_usable == group_size[:, None]
+    group = inst.affinity[inst.cand_shard]
+    provider = inst.host_provider[inst.cand_host]
+    return keep & ((group == NO_INDEX) | common[np.maximum(group, 0), provider])
+
+
+def eligible_candidates(
+    inst: Instance, *, capacity: bool = True, hysteresis: bool = True, affinity: bool = True
+) -> Candidates:
+    """Allowed candidates that fit their host alone and pass hysteresis and affinity.
+
+    Each filter only removes pairs no feasible assignment can use, so the flags exist for the
+    infeasibility explanation, which drops one constraint family at a time.
+    """
+    state = current_host_states(inst)
+    keep = inst.cand_allowed.copy()
+    if capacity:
+        keep &= fits_alone(inst, inst.cand_shard, inst.cand_host)
+    if hysteresis:
+        keep &= _passes_hysteresis(inst, state)
+    if affinity:
+        keep = _shares_affinity_provider(inst, keep)
+    rows = np.flatnonzero(keep)
+    shard, host = inst.cand_shard[rows], inst.cand_host[rows]
+    stays = host == inst.current[shard]
+    return Candidates(
+        row=rows,
+        shard=shard,
+        host=host,
+        cost=inst.cand_cost[rows],
+        stays=stays,
+        is_move=inst.has_current[shard] & ~stays,
+        state=state,
+    )
+
+
+def top_k_mask(cands: Candidates, k: int | None) -> np.ndarray:
+    """Per shard, the k cheapest candidates plus staying put (ties broken by host index)."""
+    if k is None:
+        return np.ones(len(cands), dtype=bool)
+    order = np.lexsort((cands.host, cands.cost, cands.shard))
+    sorted_shard = cands.shard[order]
+    first = np.searchsorted(sorted_shard, sorted_shard, side="left")
+    rank = np.empty(len(cands), dtype=np.int64)
+    rank[order] = np.arange(len(cands)) - first
+    return (rank < k) | cands.stays

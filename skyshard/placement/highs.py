@@ -1,0 +1,97 @@
+"""Runs HiGHS (through highspy) on a MilpProblem: the LP relaxation with duals, or the MIP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+
+from skyshard.placement.problem import MilpProblem
+
+SOLVER_NAME = f"HiGHS {highspy.Highs().version()} (highspy)"
+
+
+@dataclass(frozen=True)
+class LpOutcome:
+    optimal: bool
+    infeasible: bool  # proven; neither flag set means the time limit stopped it
+    objective: float | None
+    row_dual: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class MipOutcome:
+    feasible: bool  # an integer solution was found
+    proven: bool  # HiGHS proved optimality within the relative gap
+    infeasible: bool  # HiGHS proved there is no integer solution
+    values: np.ndarray | None
+    objective: float | None
+    dual_bound: float | None
+
+
+def _load(
+    problem: MilpProblem, *, integer: bool, time_limit_s: float, mip_rel_gap: float
+) -> highspy.Highs:
+    highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("random_seed", 0)
+    highs.setOptionValue("time_limit", max(time_limit_s, 0.01))
+    highs.setOptionValue("mip_rel_gap", mip_rel_gap)
+    matrix = problem.matrix
+    n_rows, n_cols = matrix.shape
+    highs.passModel(
+        n_cols,
+        n_rows,
+        matrix.nnz,
+        int(highspy.MatrixFormat.kColwise),
+        int(highspy.ObjSense.kMinimize),
+        0.0,
+        problem.cost,
+        np.zeros(n_cols),
+        np.ones(n_cols),
+        problem.row_lower,
+        problem.row_upper,
+        matrix.indptr.astype(np.int32),
+        matrix.indices.astype(np.int32),
+        matrix.data,
+        problem.integrality if integer else np.zeros(n_cols, dtype=np.int32),
+    )
+    return highs
+
+
+def _is_infeasible(status: highspy.HighsModelStatus) -> bool:
+    # Costs are finite and variables bounded, so "unbounded or infeasible" means infeasible.
+    return status in (
+        highspy.HighsModelStatus.kInfeasible,
+        highspy.HighsModelStatus.kUnboundedOrInfeasible,
+    )
+
+
+def solve_lp(problem: MilpProblem, time_limit_s: float) -> LpOutcome:
+    highs = _load(problem, integer=False, time_limit_s=time_limit_s, mip_rel_gap=0.0)
+    highs.run()
+    status = highs.getModelStatus()
+    if status == highspy.HighsModelStatus.kOptimal:
+        solution = highs.getSolution()
+        objective = highs.getInfo().objective_function_value
+        return LpOutcome(True, False, objective, np.array(solution.row_dual))
+    return LpOutcome(False, _is_infeasible(status), None, None)
+
+
+def solve_mip(problem: MilpProblem, time_limit_s: float, mip_rel_gap: float) -> MipOutcome:
+    highs = _load(problem, integer=True, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
+    highs.run()
+    status = highs.getModelStatus()
+    info = highs.getInfo()
+    has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    if not has_solution:
+        return MipOutcome(False, False, _is_infeasible(status), None, None, None)
+    return MipOutcome(
+        feasible=True,
+        proven=status == highspy.HighsModelStatus.kOptimal,
+        infeasible=False,
+        values=np.array(highs.getSolution().col_value),
+        objective=info.objective_function_value,
+        dual_bound=info.mip_dual_bound,
+    )
