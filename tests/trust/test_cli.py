@@ -1,0 +1,84 @@
+"""`skyshard ledger …` through click's runner, on real folders."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from skyshard.trust import Ledger
+from skyshard.trust.checkpoint import Checkpoint
+from skyshard.trust.cli import ledger as ledger_cli
+from skyshard.trust.merkle import verify_inclusion
+from skyshard.trust.note import Ed25519Verifier, open_note
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKYSHARD_LEDGER_DIR", str(tmp_path / "ledger"))
+    monkeypatch.setenv("SKYSHARD_HOME", str(tmp_path / "home"))
+    ledger = Ledger.open()
+    ledger.append_many([("run_started", f"r{i}", "broker", {"i": i}) for i in range(6)])
+    ledger.append("access_denied", "r9", "broker", {"who": "op"})
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(ledger_cli, list(args), catch_exceptions=False)
+
+
+def test_verify_show_checkpoint_pubkey_proof(env):
+    assert run("verify").output.startswith("ok: 7 entries")
+    shown = run("show", "--type", "access_denied").output.splitlines()
+    assert len(shown) == 1 and json.loads(shown[0])["seq"] == 6
+    note = run("checkpoint").output
+    vkey = run("pubkey").output.strip()
+    open_note(note, [Ed25519Verifier.from_vkey(vkey)])
+    proof = json.loads(run("proof", "3").output)
+    verify_inclusion(
+        3,
+        proof["tree_size"],
+        base64.b64decode(proof["leaf_hash"]),
+        [base64.b64decode(h) for h in proof["hashes"]],
+        Checkpoint.from_note(note).root_hash,
+    )
+    missing = run("proof", "99")
+    assert missing.exit_code != 0 and "entry 99 does not exist" in missing.output
+
+
+def test_verify_fails_with_the_first_bad_index(env):
+    log = env / "ledger" / "log.jsonl"
+    log.write_bytes(log.read_bytes().replace(b'"i":2', b'"i":9'))
+    result = run("verify")
+    assert result.exit_code == 1
+    assert "FAILED at index 2" in result.output and "signature" in result.output
+
+
+def test_verify_warns_about_a_torn_tail(env):
+    with (env / "ledger" / "log.jsonl").open("ab") as file:
+        file.write(b'{"actor"')
+    result = CliRunner().invoke(ledger_cli, ["verify"])
+    assert result.exit_code == 0 and "torn last line" in result.stderr
+
+
+def test_sync_and_export(env):
+    first = run("sync", "--replica", str(env / "replica"), "--provider", "provider-a")
+    assert first.exit_code == 0, first.output
+    assert "provider provider-a cosigned checkpoint 7" in first.output
+    assert "(1 cosigned)" in run("verify").output
+    result = run("export", "--to", str(env / "export"))
+    assert result.exit_code == 0
+    exported = env / "export"
+    assert (exported / "log.jsonl").read_bytes() == (env / "ledger" / "log.jsonl").read_bytes()
+    assert (exported / "checkpoints" / "7.note").exists()
+    assert "provider-a+" in (exported / "cosigner-keys.vkey").read_text()
+    assert (exported / "log-keys.vkey").read_text().startswith("skyshard.local/ledger+")
+
+
+def test_commands_on_a_missing_ledger_explain(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKYSHARD_LEDGER_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("SKYSHARD_HOME", str(tmp_path / "home"))
+    result = run("verify")
+    assert result.exit_code == 1 and "no ledger at" in result.output
