@@ -113,10 +113,10 @@ class RemoteChunkStore:
         result = self.session.run(self._helper_command("missing"), action=RECEIVE, stdin=stdin)
         return [validate.chunk_hash(line) for line in result.stdout.decode().split()]
 
-    def new_incoming(self) -> commands.RemotePath:
+    def new_incoming(self, sftp: paramiko.SFTPClient) -> commands.RemotePath:
+        """A fresh upload directory; `ingest` verifies its chunks and removes it."""
         incoming = self.root.child(f"incoming/{uuid.uuid4().hex}")
-        with self.session.open_sftp(action=RECEIVE) as sftp:
-            make_remote_dirs(sftp, incoming)
+        make_remote_dirs(sftp, incoming)
         return incoming
 
     def ingest(self, incoming: commands.RemotePath) -> None:
