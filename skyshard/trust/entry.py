@@ -8,6 +8,7 @@ Infinity. The signature is Ed25519 over the canonical JSON of the entry without 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -63,9 +64,16 @@ def utc_timestamp(moment: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _key_words(key: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def _looks_secret(key: str) -> bool:
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key)
-    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+    joined = "".join(words)
+    return bool(
+        _SECRET_WORDS.intersection(words)
+        or any(s in joined for s in _SECRET_JOINED)
+        or (words and words[-1] == "token")
+    )
 
 
 def check_no_secrets(payload: Any, path: str = "payload") -> None:
@@ -73,13 +81,7 @@ def check_no_secrets(payload: Any, path: str = "payload") -> None:
     if isinstance(payload, Mapping):
         for key, value in payload.items():
             field = f"{path}.{key}"
-            words = _key_words(str(key))
-            joined = "".join(words)
-            if (
-                _SECRET_WORDS.intersection(words)
-                or any(s in joined for s in _SECRET_JOINED)
-                or (words and words[-1] == "token")
-            ):
+            if _looks_secret(str(key)):
                 raise EntryError(
                     f"{field} looks like a secret; secrets never go into the ledger "
                     "(keep them in environment variables or key files)"
@@ -145,10 +147,11 @@ def make_entry(
     }
     _check_fields(unsigned)
     check_no_secrets(unsigned["payload"])
-    sig = base64.b64encode(signer.sign(signed_message(unsigned))).decode()
-    line = canonical_json({**unsigned, "sig": sig})
-    if b"\n" in line:
-        raise EntryError("entry line contains a newline")
+    message = signed_message(unsigned)
+    sig = base64.b64encode(signer.sign(message)).decode()
+    # Keys are sorted, so the line is the message with `"sig"` inserted right before `"ts"`.
+    cut = message.rfind(b',"ts":"')
+    line = message[:cut] + b',"sig":"' + sig.encode() + b'"' + message[cut:]
     return _entry(unsigned | {"sig": sig}, line)
 
 

@@ -225,8 +225,9 @@ class AppendOnlyLog:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
             try:
                 tail = self._repair_tail(fd)
+                ts = utc_timestamp()
                 entries = [
-                    make_entry(tail.next_seq + i, r.type, r.run_id, r.actor, r.payload, signer)
+                    make_entry(tail.next_seq + i, r.type, r.run_id, r.actor, r.payload, signer, ts)
                     for i, r in enumerate(records)
                 ]
                 new_key = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -134,7 +135,7 @@ class Ed25519Signer:
     def __post_init__(self) -> None:
         check_key_name(self.name)
 
-    @property
+    @functools.cached_property
     def key_id(self) -> bytes:
         return self.verifier().key_id
 

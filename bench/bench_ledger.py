@@ -1,0 +1,91 @@
+"""Trust ledger benchmark: signed, durable appends with group commit; full verification of a
+large log; inclusion proof size and verification time.
+
+    .venv/bin/python bench/bench_ledger.py [--entries 1000000] [--batch 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from skyshard.trust import Ledger
+from skyshard.trust.ed25519 import SigningKey
+from skyshard.trust.merkle import verify_inclusion
+from skyshard.trust.note import Ed25519Signer
+from skyshard.trust.verify import verify_ledger
+
+
+def records(start: int, count: int) -> list[tuple]:
+    return [
+        ("migration_step", f"run-{i // 10}", "broker", {"shard": f"s-{i % 97}", "step": i % 7})
+        for i in range(start, start + count)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--proofs", type=int, default=2000)
+    args = parser.parse_args()
+    signer = Ed25519Signer("bench.skyshard/ledger", SigningKey.generate())
+    with tempfile.TemporaryDirectory(prefix="bench-ledger-") as tmp:
+        ledger = Ledger.open(Path(tmp) / "ledger", signer)
+
+        single = 500
+        started = time.perf_counter()
+        for i in range(single):
+            ledger.append("run_started", f"run-{i}", "broker", {"i": i})
+        single_rate = single / (time.perf_counter() - started)
+        print(f"appends, one fsync each:          {single_rate:10,.0f} /s  ({single} entries)")
+
+        started = time.perf_counter()
+        written = single
+        while written < args.entries:
+            count = min(args.batch, args.entries - written)
+            ledger.append_many(records(written, count))
+            written += count
+        group_seconds = time.perf_counter() - started
+        group_rate = (args.entries - single) / group_seconds
+        print(
+            f"appends, group commit ({args.batch}/fsync): {group_rate:10,.0f} /s  "
+            f"({args.entries - single:,} entries in {group_seconds:.1f} s; target >= 10,000/s)"
+        )
+        size_mb = (ledger.directory / "log.jsonl").stat().st_size / 1e6
+        ledger.checkpoint()
+
+        started = time.perf_counter()
+        result = verify_ledger(ledger.directory)
+        verify_seconds = time.perf_counter() - started
+        assert result.ok, result.reason
+        print(
+            f"full verification:                {verify_seconds:10.1f} s   "
+            f"({result.entries:,} entries, {size_mb:.0f} MB, {os.cpu_count()} cores; target < 60 s)"
+        )
+
+        tree = result.tree
+        assert tree is not None
+        step = max(1, tree.size // args.proofs)
+        indices = list(range(0, tree.size, step))[: args.proofs]
+        proofs = [(i, tree.leaf_hash_at(i), tree.inclusion_proof(i)) for i in indices]
+        root = tree.root()
+        timings = []
+        for index, leaf, path in proofs:
+            started = time.perf_counter()
+            verify_inclusion(index, tree.size, leaf, path, root)
+            timings.append(time.perf_counter() - started)
+        hashes = max(len(p) for _, _, p in proofs)
+        print(
+            f"inclusion proof at {tree.size:,}:     {hashes} hashes ({hashes * 32} bytes), "
+            f"verify median {statistics.median(timings) * 1e6:.1f} us, "
+            f"max {max(timings) * 1e6:.1f} us over {len(timings)} proofs (target < 1 ms)"
+        )
+
+
+if __name__ == "__main__":
+    main()
