@@ -5,11 +5,21 @@ import dagster as dg
 from assets import features, ingestion
 from orchestration import jobs
 from orchestration.resources import build_resources
+from skyshard.config.sky import Sky
 from skyshard.home import current_sky
 
-defs = dg.Definitions.merge(
-    ingestion.build_defs(current_sky()),
-    features.defs,
-    jobs.defs,
-    dg.Definitions(resources=build_resources()),
-)
+
+def build_definitions(sky: Sky) -> dg.Definitions:
+    """All definitions for `sky` (its telemetry feeds decide the per-feed asset checks)."""
+    return dg.Definitions.merge(
+        ingestion.build_defs(sky),
+        features.defs,
+        jobs.defs,
+        dg.Definitions(resources=build_resources()),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded by Dagster when the code location starts: reads SKYSHARD_HOME (or the demo sky)."""
+    return build_definitions(current_sky())

@@ -1,0 +1,32 @@
+"""Suite-wide setup: the dbt manifest exists before any Dagster module is imported, and no test
+touches the developer's `data/` folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DBT_DIR = ROOT / "dbt_project"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    if not (DBT_DIR / "target" / "manifest.json").exists():
+        dbt = Path(sys.executable).with_name("dbt")
+        subprocess.run(
+            [str(dbt), "parse", "--profiles-dir", ".", "--quiet"], cwd=DBT_DIR, check=True
+        )
+
+
+@pytest.fixture(autouse=True)
+def _isolated_paths(tmp_path, monkeypatch):
+    """Each test gets its own DuckDB file, ledger and Dagster home unless it sets them itself."""
+    monkeypatch.setenv("SKYSHARD_DUCKDB", str(tmp_path / "skyshard.duckdb"))
+    monkeypatch.setenv("SKYSHARD_LEDGER_DIR", str(tmp_path / "ledger"))
+    monkeypatch.delenv("SKYSHARD_HOME", raising=False)
