@@ -1,0 +1,57 @@
+"""One planning cycle without any orchestrator: outlook, bottlenecks, candidate scores, the
+global placement, and the plan rows, from the marts' data and a forecast table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import polars as pl
+
+from skyshard.bottlenecks import predict_bottlenecks
+from skyshard.config.policy import PolicyFile
+from skyshard.placement import PlacementResult, SolveOptions, solve_placement
+from skyshard.plans.build import build_plan, plan_run_row
+from skyshard.plans.ids import inputs_hash
+from skyshard.scoring import Outlook, PlanningData, build_outlook, placement_input
+from skyshard.scoring.candidates import score_candidates
+
+
+@dataclass(frozen=True)
+class PlanningCycle:
+    outlook: Outlook
+    bottlenecks: pl.DataFrame
+    scores: pl.DataFrame
+    result: PlacementResult
+    inputs: str
+    plan: pl.DataFrame
+    run: pl.DataFrame
+
+
+def assess(data: PlanningData, forecasts: pl.DataFrame, policy: PolicyFile, trust: pl.DataFrame):
+    """Outlook, bottlenecks and candidate scores: everything before the solver."""
+    outlook = build_outlook(data, forecasts, policy.forecast.horizon_hours)
+    bottlenecks = predict_bottlenecks(data, outlook)
+    scores = score_candidates(data, outlook, policy, trust)
+    return outlook, bottlenecks, scores
+
+
+def plan_cycle(
+    data: PlanningData,
+    forecasts: pl.DataFrame,
+    policy: PolicyFile,
+    trust: pl.DataFrame,
+    cycles_since_move: Mapping[str, int] | None = None,
+    created_at: datetime | None = None,
+    options: SolveOptions | None = None,
+) -> PlanningCycle:
+    created_at = (created_at or datetime.now(UTC)).replace(tzinfo=None)
+    horizon = policy.forecast.horizon_hours
+    outlook, bottlenecks, scores = assess(data, forecasts, policy, trust)
+    problem = placement_input(data, outlook, scores, policy, cycles_since_move)
+    result = solve_placement(problem, options)
+    inputs = inputs_hash(scores, policy, outlook.as_of, horizon)
+    plan = build_plan(result, scores, bottlenecks, policy, inputs, horizon, created_at)
+    run = plan_run_row(result, plan, inputs, outlook.as_of, horizon, created_at)
+    return PlanningCycle(outlook, bottlenecks, scores, result, inputs, plan, run)

@@ -1,0 +1,130 @@
+"""The marts planning reads, loaded once into polars frames (`PlanningData`), and the forecast
+series built from them, with their ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import duckdb
+import polars as pl
+
+SHARD_METRICS: tuple[str, ...] = ("cpu", "mem_gb", "net_mbps")
+HOST_RESOURCES: tuple[str, ...] = ("cpu", "mem_gb", "net_mbps")
+HISTORY_DAYS = 28
+
+
+@dataclass(frozen=True)
+class PlanningData:
+    """Configuration and hourly history from the marts, as of `as_of` (the last usage hour).
+
+    Columns follow docs/tables.md; `dependencies` is `shard_id, depends_on_shard_id,
+    max_latency_ms`; `providers` adds `list_price_per_gpu_hour`.
+    """
+
+    providers: pl.DataFrame
+    hosts: pl.DataFrame
+    shards: pl.DataFrame
+    dependencies: pl.DataFrame
+    usage: pl.DataFrame
+    capacity: pl.DataFrame
+    prices: pl.DataFrame
+    incidents: pl.DataFrame
+    latency: pl.DataFrame
+
+    @property
+    def as_of(self):
+        """The last hour with usage (or price, or capacity) data; planning starts after it."""
+        for frame in (self.usage, self.capacity, self.prices):
+            if not frame.is_empty():
+                return frame["hour"].max()
+        raise ValueError("no hourly history in marts: run ingestion and dbt build first")
+
+
+_QUERIES = {
+    "providers": """
+        select p.*, coalesce(s.list_price_per_gpu_hour, 0) as list_price_per_gpu_hour
+        from marts.dim_providers p left join raw.sky_providers s using (provider_id)""",
+    "hosts": "select * from marts.dim_hosts",
+    "shards": "select * from marts.dim_shards",
+    "dependencies": """
+        select shard_id, depends_on_shard_id, cast(max_latency_ms as double) as max_latency_ms
+        from raw.sky_shard_dependencies""",
+    "usage": """
+        select shard_id, host_id, provider_id, hour, cpu_avg, mem_gb_avg, net_mbps_avg
+        from marts.fct_shard_usage_hourly where hour > ?""",
+    "capacity": "select * from marts.fct_provider_capacity_hourly where hour > ?",
+    "prices": """
+        select provider_id, region, hour, price_per_cpu_hour
+        from marts.fct_provider_price_hourly where hour > ?""",
+    "incidents": "select * from marts.fct_provider_incidents",
+    "latency": "select src_provider_id, dst_provider_id, p95_ms from marts.fct_latency",
+}
+
+
+def load_planning_data(
+    con: duckdb.DuckDBPyConnection, history_days: int = HISTORY_DAYS
+) -> PlanningData:
+    """Read the marts (the last `history_days` days of hourly facts)."""
+    last = con.execute("select max(hour) from marts.fct_shard_usage_hourly").fetchone()[0]
+    if last is None:
+        raise ValueError(
+            "marts.fct_shard_usage_hourly is empty: run `skyshard ingest` and `dbt build` first"
+        )
+    since = last - timedelta(days=history_days)
+    frames = {}
+    for name, sql in _QUERIES.items():
+        params = [since] if "?" in sql else []
+        frames[name] = con.sql(sql, params=params).pl()
+    return PlanningData(**frames)
+
+
+def shard_series_id(shard_id: str, metric: str) -> str:
+    return f"shard/{shard_id}/{metric}"
+
+
+def host_series_id(host_id: str, resource: str) -> str:
+    return f"host/{host_id}/{resource}_free"
+
+
+def price_series_id(provider_id: str, region: str) -> str:
+    return f"price/{provider_id}/{region}"
+
+
+def provider_capacity_series_id(provider_id: str) -> str:
+    return f"capacity/{provider_id}/cpu"
+
+
+def _long(frame: pl.DataFrame, series_id: pl.Expr, value: str) -> pl.DataFrame:
+    return frame.select(
+        series_id=series_id,
+        ts=pl.col("hour").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        value=pl.col(value).cast(pl.Float64),
+    )
+
+
+def forecast_input(data: PlanningData, shard_metrics: tuple[str, ...] = SHARD_METRICS):
+    """Every series planning forecasts, as the `series_id, ts, value` frame `forecast_series`
+    takes: shard demand per metric, host free capacity per resource, price per provider and
+    region, and each provider's total cpu capacity (to see capacity being withdrawn)."""
+    parts = [
+        _long(data.usage, pl.format("shard/{}/" + m, "shard_id"), f"{m}_avg") for m in shard_metrics
+    ]
+    if not data.capacity.is_empty():
+        parts += [
+            _long(data.capacity, pl.format("host/{}/" + r + "_free", "host_id"), f"{r}_free")
+            for r in HOST_RESOURCES
+        ]
+        provider_capacity = data.capacity.group_by("provider_id", "hour").agg(
+            pl.col("cpu_capacity").sum()
+        )
+        parts.append(
+            _long(provider_capacity, pl.format("capacity/{}/cpu", "provider_id"), "cpu_capacity")
+        )
+    if not data.prices.is_empty():
+        parts.append(
+            _long(
+                data.prices, pl.format("price/{}/{}", "provider_id", "region"), "price_per_cpu_hour"
+            )
+        )
+    return pl.concat(parts).drop_nulls("value").sort("series_id", "ts")

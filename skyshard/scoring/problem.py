@@ -1,0 +1,72 @@
+"""Turns the scored candidates and the outlook into the placement solver's input."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from skyshard.config.policy import PolicyFile
+from skyshard.placement import Budget, Dependency, HostSupply, PlacementInput, ShardDemand
+from skyshard.scoring.candidates import candidate_table, latency_map
+from skyshard.scoring.data import PlanningData
+from skyshard.scoring.outlook import Outlook
+
+
+def planning_budget(policy: PolicyFile, horizon_h: int) -> Budget:
+    """Policy's per-cycle limits; the per-day saving threshold scaled to the horizon, since
+    candidate costs are horizon totals."""
+    planning = policy.planning
+    return Budget(
+        max_moves=planning.max_moves_per_cycle,
+        min_saving_per_move=planning.min_saving_per_day * horizon_h / 24,
+        min_cycles_between_moves=planning.hysteresis_cycles,
+    )
+
+
+def placement_input(
+    data: PlanningData,
+    outlook: Outlook,
+    scores: pl.DataFrame,
+    policy: PolicyFile,
+    cycles_since_move: Mapping[str, int] | None = None,
+) -> PlacementInput:
+    """Shards at their forecast peak upper bound, hosts at their lowest forecast supply."""
+    cycles_since_move = cycles_since_move or {}
+    peaks = outlook.peak_demand()
+    shards = data.shards.join(peaks, on="shard_id", how="left")
+    demands = [
+        ShardDemand(
+            shard_id=row["shard_id"],
+            current_host=row["current_host_id"],
+            cpu=float(row["cpu"] or 0.0),
+            mem_gb=float(row["mem_gb"] or 0.0),
+            gpu=float(row["gpu_request"] or 0.0),
+            net_mbps=float(row["net_mbps"] or 0.0),
+            anti_affinity_group=row["workload_id"] if row["anti_affinity"] else None,
+            cycles_since_move=cycles_since_move.get(row["shard_id"]),
+        )
+        for row in shards.iter_rows(named=True)
+    ]
+    hosts = data.hosts.join(outlook.min_supply(), on="host_id", how="left")
+    supplies = [
+        HostSupply(
+            host_id=row["host_id"],
+            provider_id=row["provider_id"],
+            region=row["region"],
+            cpu=float(row["cpu"]),
+            mem_gb=float(row["mem_gb"]),
+            gpu=float(row["gpu_capacity"]),
+            net_mbps=float(row["net_mbps"]),
+        )
+        for row in hosts.iter_rows(named=True)
+    ]
+    dependencies = [Dependency(a, b, float(limit)) for a, b, limit in data.dependencies.iter_rows()]
+    return PlacementInput(
+        shards=demands,
+        hosts=supplies,
+        candidates=candidate_table(scores),
+        dependencies=dependencies,
+        latency_ms=latency_map(data),
+        budget=planning_budget(policy, outlook.horizon_h),
+    )

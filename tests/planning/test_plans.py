@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from skyshard import db
+from skyshard.config.policy import AutoApproval, PlanningPolicy, PolicyFile
+from skyshard.plans import (
+    AUTO_APPROVER,
+    MoveStatus,
+    PlanError,
+    cycles_since_move,
+    decide,
+    get_move,
+    list_moves,
+    plan_cycle,
+    write_plan,
+)
+from skyshard.plans.cli import plan
+from tests.planning import sky
+
+NOW = datetime(2026, 11, 28, 0, 30)
+
+
+def overloaded_cycle(no_forecasts, neutral_trust, policy=None):
+    """web-000 grows to 7 cpu on cheap-1 (8 cpu, shared with web-001): one must move."""
+    cpu = np.full(sky.HOURS, 1.5)
+    cpu[-24:] = 7.0
+    data = sky.planning_data(usage=sky.usage({"web-000": cpu}))
+    return plan_cycle(data, no_forecasts, policy or PolicyFile(), neutral_trust, created_at=NOW)
+
+
+@pytest.fixture
+def stored(tmp_path, no_forecasts, neutral_trust):
+    path = tmp_path / "skyshard.duckdb"
+    cycle = overloaded_cycle(no_forecasts, neutral_trust)
+    with db.connect(path) as con:
+        write_plan(con, cycle.run, cycle.plan)
+    return path, cycle.plan.row(0, named=True)["move_id"]
+
+
+def test_plan_rows_explain_the_move(no_forecasts, neutral_trust):
+    cycle = overloaded_cycle(no_forecasts, neutral_trust)
+    assert cycle.plan.height == 1
+    move = cycle.plan.row(0, named=True)
+    assert move["shard_id"] == "web-001" and move["to_host_id"] == "cheap-2"
+    assert move["reason"] == "bottleneck"
+    assert "demand upper bound" in move["reason_detail"]
+    assert move["status"] == "proposed" and move["approval_mode"] == "manual"
+    assert move["estimated_bytes"] == 10 * 1024**3 and move["downtime_s"] == 6.0
+    run = cycle.run.row(0, named=True)
+    assert run["solver_status"] == "optimal" and run["moves"] == 1
+    assert run["plan_run_id"] == move["plan_run_id"]
+
+
+def test_same_inputs_give_the_same_ids_and_keep_decisions(tmp_path, no_forecasts, neutral_trust):
+    first = overloaded_cycle(no_forecasts, neutral_trust)
+    again = overloaded_cycle(no_forecasts, neutral_trust)
+    assert first.plan["move_id"].to_list() == again.plan["move_id"].to_list()
+    assert first.inputs == again.inputs
+    path = tmp_path / "skyshard.duckdb"
+    with db.connect(path) as con:
+        assert write_plan(con, first.run, first.plan) == 1
+        move_id = first.plan["move_id"][0]
+        decide(con, move_id, MoveStatus.APPROVED, "alice", "looks right", now=NOW)
+        assert write_plan(con, again.run, again.plan) == 0
+        assert get_move(con, move_id)["status"] == "approved"
+        assert con.execute("select count(*) from plan.plan_runs").fetchone()[0] == 1
+    other = plan_cycle(
+        sky.planning_data(usage=again.outlook and sky.usage({"web-000": np.full(72, 7.5)})),
+        no_forecasts,
+        PolicyFile(),
+        neutral_trust,
+        created_at=NOW,
+    )
+    assert other.inputs != first.inputs
+
+
+def test_auto_approval_follows_policy(no_forecasts, neutral_trust):
+    generous = PolicyFile(
+        planning=PlanningPolicy(
+            auto_approve=AutoApproval(enabled=True, min_saving_per_day=0.0, max_risk=1.0)
+        )
+    )
+    move = overloaded_cycle(no_forecasts, neutral_trust, generous).plan.row(0, named=True)
+    assert move["status"] == "approved" and move["approval_mode"] == "auto"
+    assert move["approved_by"] == AUTO_APPROVER and move["decided_at"] == NOW
+    strict = PolicyFile(
+        planning=PlanningPolicy(
+            auto_approve=AutoApproval(enabled=True, min_saving_per_day=1000.0, max_risk=1.0)
+        )
+    )
+    move = overloaded_cycle(no_forecasts, neutral_trust, strict).plan.row(0, named=True)
+    assert move["status"] == "proposed"
+
+
+def test_approve_then_run_and_the_audit_trail(stored):
+    path, move_id = stored
+    with db.connect(path) as con:
+        row = decide(con, move_id, "approved", "alice", "capacity", now=NOW)
+        assert (row["status"], row["approved_by"], row["decision_note"]) == (
+            "approved",
+            "alice",
+            "capacity",
+        )
+        decide(con, move_id, MoveStatus.RUNNING, "sensor:migrate", now=NOW)
+        decide(con, move_id, MoveStatus.DONE, "sensor:migrate", now=NOW)
+        trail = con.execute(
+            "select from_status, to_status, decided_by from plan.decisions order by rowid"
+        ).fetchall()
+        assert trail == [
+            ("proposed", "approved", "alice"),
+            ("approved", "running", "sensor:migrate"),
+            ("running", "done", "sensor:migrate"),
+        ]
+        assert get_move(con, move_id)["approved_by"] == "alice"
+        assert cycles_since_move(con) == {"web-001": 0}
+
+
+def test_bad_transitions_and_arguments_change_nothing(stored):
+    path, move_id = stored
+    with db.connect(path) as con:
+        decide(con, move_id, MoveStatus.REJECTED, "bob", "too risky", now=NOW)
+        before = get_move(con, move_id)
+        with pytest.raises(PlanError, match="cannot go from 'rejected' to 'approved'"):
+            decide(con, move_id, MoveStatus.APPROVED, "alice")
+        with pytest.raises(PlanError, match="no move with id 'mv-0000000000000000'"):
+            decide(con, "mv-0000000000000000", MoveStatus.APPROVED, "alice")
+        with pytest.raises(PlanError, match="move id 'x; drop table' is malformed"):
+            decide(con, "x; drop table", MoveStatus.APPROVED, "alice")
+        with pytest.raises(PlanError, match="--by 'a b' is not a valid name"):
+            decide(con, move_id, MoveStatus.APPROVED, "a b")
+        with pytest.raises(PlanError, match="status 'maybe' is not one of"):
+            decide(con, move_id, "maybe", "alice")
+        assert get_move(con, move_id) == before
+        assert con.execute("select count(*) from plan.decisions").fetchone()[0] == 1
+
+
+def test_cli_approve_reject_and_list(stored, monkeypatch):
+    path, move_id = stored
+    monkeypatch.setenv("SKYSHARD_DUCKDB", str(path))
+    runner = CliRunner()
+    listed = runner.invoke(plan, ["list", "--status", "proposed"])
+    assert listed.exit_code == 0 and move_id in listed.output
+    done = runner.invoke(plan, ["approve", move_id, "--by", "carol", "--reason", "ok"])
+    assert done.exit_code == 0, done.output
+    assert "is now approved (by carol)" in done.output
+    again = runner.invoke(plan, ["approve", move_id])
+    assert again.exit_code == 1
+    assert "cannot go from 'approved' to 'approved'" in again.output
+    unknown = runner.invoke(plan, ["reject", "mv-ffffffffffffffff"])
+    assert unknown.exit_code == 1 and "no move with id 'mv-ffffffffffffffff'" in unknown.output
+    bad_status = runner.invoke(plan, ["list", "--status", "maybe"])
+    assert bad_status.exit_code == 2 and "maybe" in bad_status.output
+    rejected = runner.invoke(plan, ["reject", move_id, "--by", "dave"])
+    assert rejected.exit_code == 0
+    with db.connect(path) as con:
+        moves = list_moves(con)
+        assert moves.row(0, named=True)["status"] == "rejected"
+        assert list_moves(con, "approved").is_empty()
+        views = con.execute("select count(*) from plan.current_plan").fetchone()[0]
+        assert views == 1
+        assert con.execute("select provider_id from plan.savings_by_provider").fetchall() == []
+    assert isinstance(moves, pl.DataFrame)

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from skyshard.config.policy import DataClassRule, PolicyFile
+from skyshard.forecast.run import FORECAST_SCHEMA
+from skyshard.placement import solve_placement
+from skyshard.scoring import (
+    TERMS,
+    build_outlook,
+    candidate_table,
+    placement_input,
+    score_candidates,
+)
+from skyshard.trust_inputs import neutral_trust_scores
+from tests.planning import sky
+
+
+def scores_for(policy=None, trust=None, **overrides) -> pl.DataFrame:
+    data = sky.planning_data(**overrides)
+    outlook = build_outlook(data, pl.DataFrame(schema=FORECAST_SCHEMA), 24)
+    trust = trust if trust is not None else neutral_trust_scores(["cheap", "pricey"], 0.5)
+    return score_candidates(data, outlook, policy or PolicyFile(), trust)
+
+
+def row(scores: pl.DataFrame, shard: str, host: str) -> dict:
+    return scores.filter((pl.col("shard_id") == shard) & (pl.col("host_id") == host)).row(
+        0, named=True
+    )
+
+
+def test_terms_match_hand_computed_values():
+    scores = scores_for()
+    stay = row(scores, "db-000", "pricey-1")
+    # 24 h x (0.05/cpu-h x 3 cpu + 0.002/GB-h x 2 GB)
+    assert stay["run_cost"] == pytest.approx(24 * (0.05 * 3 + 0.002 * 2))
+    # 144 incident minutes in 3 days -> 1/30 of the 86,400 s horizon, at 0.01 per second
+    assert stay["incident_risk"] == pytest.approx(144 / (3 * 1440) * 86400 * 0.01)
+    assert stay["trust_cost"] == pytest.approx(0.5 * 0.2 * stay["run_cost"])
+    # two dependents (web-000, web-001) on cheap, 30 ms each, 0.001 per ms-day
+    assert stay["latency_cost"] == pytest.approx(60 * 0.001)
+    assert stay["migration_cost"] == 0 and stay["is_current"]
+    assert stay["total"] == pytest.approx(sum(stay[t] for t in TERMS))
+
+    away = row(scores, "web-000", "pricey-1")
+    # 10 GB x 0.05 egress out of cheap + (2 s cutover + 10 GB x 5 % x 8 s/GB) x 0.01
+    assert away["migration_cost"] == pytest.approx(10 * 0.05 + 6 * 0.01)
+    assert away["downtime_s"] == pytest.approx(6.0)
+    assert away["estimated_bytes"] == 10 * 1024**3
+    same_provider = row(scores, "web-000", "cheap-2")
+    assert same_provider["migration_cost"] == pytest.approx(6 * 0.01)  # no egress inside cheap
+    # cheap-1 keeps 8 - 3 (both web shards) + 1.5 (own) - 1.5 (own upper) = 5 of 8 cpu free
+    assert row(scores, "web-000", "cheap-1")["headroom"] == pytest.approx(5 / 8)
+
+
+def test_headroom_risk_charges_a_crowded_host():
+    import numpy as np
+
+    crowded = sky.usage({"web-000": np.full(sky.HOURS, 6.2)})
+    scores = scores_for(usage=crowded)
+    stay = row(scores, "web-000", "cheap-1")
+    # 8 - 7.7 + 6.2 - 6.2 = 0.3 of 8 -> headroom 3.75 %, shortfall (10 - 3.75) / 10
+    shortfall = (0.10 - 0.3 / 8) / 0.10
+    assert stay["headroom_risk"] == pytest.approx(shortfall * 86400 * 0.01 * 0.01)
+    assert row(scores, "web-000", "cheap-2")["headroom_risk"] == 0
+
+
+def test_contract_data_class_blocks():
+    scores = scores_for()
+    blocked = row(scores, "db-000", "cheap-1")
+    assert not blocked["allowed"]
+    assert "data class confidential not allowed by provider cheap" in blocked["blocked_by"]
+
+
+def test_min_trust_blocks_with_the_score_and_the_class():
+    policy = PolicyFile(data_classes={"internal": DataClassRule(min_trust=0.6)})
+    trust = neutral_trust_scores(["cheap", "pricey"], 0.5).with_columns(
+        score=pl.when(pl.col("provider_id") == "pricey").then(0.9).otherwise(0.5)
+    )
+    scores = scores_for(policy, trust)
+    assert (
+        "trust 0.5 of cheap below min_trust 0.6 for data class internal"
+        in (row(scores, "web-000", "cheap-2")["blocked_by"])
+    )
+    assert row(scores, "web-000", "pricey-1")["allowed"]
+
+
+def test_allowed_providers_and_regions_block():
+    policy = PolicyFile(
+        data_classes={"internal": DataClassRule(allowed_providers=["cheap"])},
+    )
+    scores = scores_for(policy)
+    assert (
+        "provider pricey not allowed for data class internal"
+        in (row(scores, "web-000", "pricey-1")["blocked_by"])
+    )
+    shards = sky.shards().with_columns(
+        allowed_regions=pl.when(pl.col("shard_id") == "web-001")
+        .then(pl.lit(["us"]))
+        .otherwise(None)
+    )
+    scores = scores_for(shards=shards)
+    assert (
+        "region eu not in the workload's allowed regions"
+        in (row(scores, "web-001", "cheap-2")["blocked_by"])
+    )
+    assert row(scores, "web-000", "cheap-2")["allowed"]
+
+
+def test_price_cap_blocks_the_current_host_too():
+    scores = scores_for(prices=sky.prices(cheap=0.06))
+    stay = row(scores, "web-000", "cheap-1")
+    assert not stay["allowed"]
+    assert (
+        "price cap: forecast 0.06 per cpu-hour at cheap above the contract cap 0.05"
+        in (stay["blocked_by"])
+    )
+
+
+def test_latency_limits_block_far_and_unknown_pairs():
+    far = sky.latency().with_columns(p95_ms=pl.lit(80.0))
+    scores = scores_for(latency=far)
+    assert (
+        "latency to db-000 (pricey) is 80.0 ms, limit 50.0 ms"
+        in (row(scores, "web-000", "cheap-2")["blocked_by"])
+    )
+    assert row(scores, "web-000", "pricey-1")["allowed"]  # 1 ms inside pricey
+    unknown = scores_for(latency=sky.latency().clear())
+    assert "is unknown ms" in row(unknown, "web-000", "cheap-1")["blocked_by"]
+
+
+def test_solver_moves_shards_off_a_price_capped_provider():
+    data = sky.planning_data(prices=sky.prices(cheap=0.06))
+    outlook = build_outlook(data, pl.DataFrame(schema=FORECAST_SCHEMA), 24)
+    scores = score_candidates(
+        data, outlook, PolicyFile(), neutral_trust_scores(["cheap", "pricey"], 0.5)
+    )
+    table = candidate_table(scores)
+    assert len(table) == 9 and set(table.terms) == set(TERMS)
+    result = solve_placement(placement_input(data, outlook, scores, PolicyFile()))
+    assert result.assignment["web-000"] == "pricey-1"
+    assert {m.shard_id for m in result.moves} == {"web-000", "web-001"}
