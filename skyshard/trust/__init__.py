@@ -15,7 +15,7 @@ from skyshard import paths
 from skyshard.trust.checkpoint import Checkpoint
 from skyshard.trust.cosignature import CosignatureVerifier
 from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.entry import Entry, EntryType, parse_line
+from skyshard.trust.entry import Entry, EntryType
 from skyshard.trust.keys import (
     KEY_SUFFIX,
     load_or_create_signing_key,
@@ -25,12 +25,11 @@ from skyshard.trust.keys import (
 )
 from skyshard.trust.log import (
     ACTIVE_KEY_FILE,
-    LOG_FILE,
     AppendOnlyLog,
     LedgerError,
     Record,
-    iter_lines,
     latest_checkpoint_note,
+    read_entries,
     read_vkey,
 )
 from skyshard.trust.merkle import verify_inclusion
@@ -112,13 +111,7 @@ class Ledger:
         return latest_checkpoint_note(self.directory)
 
     def entries(self, type: EntryType | str | None = None) -> Iterator[Entry]:
-        path = self.directory / LOG_FILE
-        if not path.exists():
-            return
-        for _, line in iter_lines(path):
-            entry = parse_line(line)
-            if type is None or entry.type == type:
-                yield entry
+        return read_entries(self.directory, type)
 
     def proof(self, seq: int) -> InclusionProof:
         """Inclusion proof of entry `seq` against the latest checkpoint (signing a new one if

@@ -16,10 +16,12 @@ from skyshard.trust.cosignature import CosignatureVerifier
 from skyshard.trust.entry import EntryType
 from skyshard.trust.keys import KeyFileError
 from skyshard.trust.log import (
+    ACTIVE_KEY_FILE,
     CHECKPOINT_DIR,
     GENESIS_KEY_FILE,
     LOG_FILE,
     checkpoint_paths,
+    read_entries,
     read_vkey,
 )
 from skyshard.trust.note import NoteError
@@ -84,10 +86,14 @@ def verify() -> None:
 )
 def show(entry_type: tuple[str, ...]) -> None:
     """Print entries (one JSON line each), optionally only some types."""
-    _require_log(paths.ledger_dir())
-    for entry in _ledger().entries():
-        if not entry_type or entry.type in entry_type:
-            click.echo(entry.line.decode())
+    directory = paths.ledger_dir()
+    _require_log(directory)
+    try:
+        for entry in read_entries(directory):
+            if not entry_type or entry.type in entry_type:
+                click.echo(entry.line.decode())
+    except ValueError as exc:
+        raise click.ClickException(f"{directory / LOG_FILE}: {exc}; run ledger verify") from exc
 
 
 @ledger.command()
@@ -127,7 +133,8 @@ def checkpoint() -> None:
 @ledger.command()
 def pubkey() -> None:
     """Print the ledger's current verifier key (C2SP signed-note format)."""
-    click.echo(_ledger().verifier().vkey())
+    active = read_vkey(paths.ledger_dir() / ACTIVE_KEY_FILE)
+    click.echo((active or _ledger().verifier()).vkey())
 
 
 @ledger.command()
@@ -142,7 +149,7 @@ def export(target: Path) -> None:
         shutil.copyfile(path, target / CHECKPOINT_DIR / path.name)
     genesis = read_vkey(directory / GENESIS_KEY_FILE)
     keys = [genesis.vkey()] if genesis else []
-    keys += [e.payload["new_key"] for e in _ledger().entries(EntryType.KEY_ROTATION)]
+    keys += [e.payload["new_key"] for e in read_entries(directory, EntryType.KEY_ROTATION)]
     (target / "log-keys.vkey").write_text("".join(f"{k}\n" for k in keys))
     cosigners = "".join(f"{v.vkey()}\n" for v in _cosigner_keys(directory))
     (target / "cosigner-keys.vkey").write_text(cosigners)

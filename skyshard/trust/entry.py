@@ -20,6 +20,7 @@ from typing import Any
 from skyshard.trust.note import Ed25519Signer
 
 FIELDS = ("actor", "key_id", "payload", "run_id", "seq", "sig", "ts", "type")
+_FIELD_SET = frozenset(FIELDS)
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
 _KEY_ID = re.compile(r"[0-9a-f]{8}")
 _SECRET_WORDS = {"password", "passwd", "passphrase", "secret", "credential", "credentials"}
@@ -42,6 +43,9 @@ class EntryType(StrEnum):
     ACCESS_DENIED = "access_denied"
     PROVIDER_RECEIPT = "provider_receipt"
     KEY_ROTATION = "key_rotation"
+
+
+_TYPE_VALUES = frozenset(t.value for t in EntryType)
 
 
 class EntryError(ValueError):
@@ -111,14 +115,16 @@ class Entry:
         return base64.b64decode(self.sig)
 
     def signed_message(self) -> bytes:
-        """The canonical JSON of this entry without `sig`: what the key signed.
+        """The canonical JSON of this entry without `sig`: what the key signed."""
+        return message_of_line(self.line, self.sig)
 
-        Keys are sorted, so the top-level `"sig"` member sits right before `"ts"` (whose value
-        cannot contain quotes); cutting it out of the canonical line gives the message without
-        re-serialising."""
-        member = b',"sig":"' + self.sig.encode() + b'"'
-        position = self.line.rfind(member + b',"ts":"')
-        return self.line[:position] + self.line[position + len(member) :]
+
+def message_of_line(line: bytes, sig: str) -> bytes:
+    """Cut the `"sig"` member out of a canonical entry line. Keys are sorted, so it sits right
+    before `"ts"` (whose value cannot contain quotes): no re-serialising needed."""
+    member = b',"sig":"' + sig.encode() + b'"'
+    position = line.rfind(member + b',"ts":"')
+    return line[:position] + line[position + len(member) :]
 
 
 def signed_message(value: Mapping[str, Any]) -> bytes:
@@ -157,20 +163,25 @@ def make_entry(
 
 def parse_line(line: bytes) -> Entry:
     """Parse one log line (without newline), insisting it is a well-formed canonical entry."""
+    return _entry(check_line(line), line)
+
+
+def check_line(line: bytes) -> dict[str, Any]:
+    """The fields of a well-formed canonical entry line, or EntryError saying what is wrong."""
     try:
         value = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise EntryError(f"line is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise EntryError("line is not a JSON object")
-    if tuple(sorted(value)) != FIELDS:
+    if value.keys() != _FIELD_SET:
         raise EntryError(f"entry fields are {sorted(value)}, expected {list(FIELDS)}")
     _check_fields(value)
     if not isinstance(value["sig"], str) or len(value["sig"]) != 88:
         raise EntryError(f"sig {value['sig']!r} is not a base64 Ed25519 signature")
     if canonical_json(value) != line:
         raise EntryError("line is not in canonical JSON form")
-    return _entry(value, line)
+    return value
 
 
 def _entry(value: dict[str, Any], line: bytes) -> Entry:
@@ -188,6 +199,8 @@ def _entry(value: dict[str, Any], line: bytes) -> Entry:
 
 
 def _entry_type(value: Any, field: str) -> str:
+    if value in _TYPE_VALUES:
+        return str(value)
     try:
         return EntryType(value).value
     except ValueError:

@@ -170,7 +170,19 @@ def checkpoint_paths(directory: Path) -> list[Path]:
     folder = directory / CHECKPOINT_DIR
     if not folder.is_dir():
         return []
-    return sorted(folder.glob("*.note"), key=lambda p: int(p.stem))
+    notes = [p for p in folder.glob("*.note") if p.stem.isdigit()]
+    return sorted(notes, key=lambda p: int(p.stem))
+
+
+def read_entries(directory: Path, type: EntryType | str | None = None) -> Iterator[Entry]:
+    """Entries of a ledger folder in order (optionally one type); needs no key."""
+    path = Path(directory) / LOG_FILE
+    if not path.exists():
+        return
+    for _, line in iter_lines(path):
+        entry = parse_line(line)
+        if type is None or entry.type == type:
+            yield entry
 
 
 def read_checkpoint_index(directory: Path) -> dict[int, str]:

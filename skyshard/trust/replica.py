@@ -90,7 +90,7 @@ class Replica:
         (staging / CHECKPOINT_DIR).mkdir(parents=True)
         (staging / LOG_FILE).write_bytes(log_bytes)
         (staging / CHECKPOINT_DIR / f"{checkpoint.size}.note").write_text(checkpoint_note)
-        result = verify_ledger(staging, genesis=genesis, workers=1)
+        result = verify_ledger(staging, genesis=genesis)
         if not result.ok:
             raise LedgerError(
                 f"provider {self.provider_id} refuses the pushed log: {result.reason}"

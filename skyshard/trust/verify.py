@@ -4,6 +4,7 @@ successive checkpoints, and cosignatures by known cosigners."""
 
 from __future__ import annotations
 
+import base64
 import json
 import multiprocessing
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 from skyshard.trust import ed25519
 from skyshard.trust.checkpoint import Checkpoint
 from skyshard.trust.cosignature import CosignatureVerifier
-from skyshard.trust.entry import EntryError, EntryType, parse_line
+from skyshard.trust.entry import EntryError, EntryType, check_line, message_of_line
 from skyshard.trust.keys import KeyChain
 from skyshard.trust.log import (
     GENESIS_KEY_FILE,
@@ -68,11 +69,12 @@ def check_signatures(
     """First (index, reason) in a chunk whose line is malformed or badly signed, or None."""
     for offset, (line, key) in enumerate(zip(lines, keys, strict=True)):
         try:
-            entry = parse_line(line)
+            value = check_line(line)
         except EntryError as exc:
             return first_index + offset, str(exc)
-        if not ed25519.verify(key, entry.signed_message(), entry.signature):
-            return first_index + offset, f"signature does not verify with key {entry.key_id}"
+        sig = value["sig"]
+        if not ed25519.verify(key, message_of_line(line, sig), base64.b64decode(sig)):
+            return first_index + offset, f"signature does not verify with key {value['key_id']}"
     return None
 
 
@@ -87,7 +89,7 @@ class _SignatureChecks:
 
     def submit(self, first_index: int, lines: list[bytes], keys: list[bytes]) -> None:
         if self._pool is None and first_index >= _PARALLEL_FROM and self._workers > 1:
-            context = multiprocessing.get_context("forkserver")
+            context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
         if self._pool is None:
             self._record(check_signatures(first_index, lines, keys))

@@ -82,3 +82,19 @@ def test_commands_on_a_missing_ledger_explain(tmp_path, monkeypatch):
     monkeypatch.setenv("SKYSHARD_HOME", str(tmp_path / "home"))
     result = run("verify")
     assert result.exit_code == 1 and "no ledger at" in result.output
+
+
+def test_show_on_a_corrupt_log_names_the_file(env):
+    with (env / "ledger" / "log.jsonl").open("ab") as file:
+        file.write(b"junk\n")
+    result = run("show")
+    assert result.exit_code == 1 and "log.jsonl: line is not valid JSON" in result.output
+
+
+def test_pubkey_follows_rotation(env):
+    before = run("pubkey").output.strip()
+    ledger = Ledger.open()
+    ledger.rotate_key(reason="test")
+    after = run("pubkey").output.strip()
+    assert after != before and after == ledger.verifier().vkey()
+    assert run("verify").output.startswith("ok: 8 entries")
