@@ -23,6 +23,7 @@ from skyshard.sources.frames import (
     parse_params,
     parse_timestamps,
     read_csv_strings,
+    text_series,
 )
 from skyshard.sources.prices import price_rows
 
@@ -102,11 +103,7 @@ def _json_strings(payload: bytes, source_id: str, url: str) -> pl.DataFrame:
             source_id, url, "expected an object with a 'SpotPriceHistory' list (aws ec2 JSON)"
         )
     columns = {
-        name: pl.Series(
-            [e.get(name) if isinstance(e, dict) else None for e in entries],
-            dtype=pl.String,
-            strict=False,
-        )
+        name: text_series([e.get(name) if isinstance(e, dict) else None for e in entries])
         for name in FIELDS
     }
     columns["_raw"] = pl.Series([dumps(e) for e in entries], dtype=pl.String)

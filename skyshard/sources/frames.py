@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -128,10 +127,6 @@ def finite_numbers(text: pl.Series) -> pl.Series:
     return pl.select(pl.when(numbers.is_finite()).then(numbers).otherwise(None)).to_series()
 
 
-def is_finite_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def quarantine_rows(target_table: str, reasons: pl.Series, raw: pl.Series) -> list[QuarantinedRow]:
     """QuarantinedRow objects from parallel columns of reasons and raw text."""
     return [
@@ -191,3 +186,20 @@ def split_rows(
 
 def _as_expr(text: str | pl.Expr) -> pl.Expr:
     return pl.lit(text) if isinstance(text, str) else text
+
+
+def text_series(values: list) -> pl.Series:
+    """Strings as they are, numbers as text, anything else (objects, lists, bools) null."""
+    return pl.Series(
+        [v if isinstance(v, str) else str(v) if _is_number(v) else None for v in values],
+        dtype=pl.String,
+    )
+
+
+def number_series(values: list) -> pl.Series:
+    """Numbers as Float64, anything else null."""
+    return pl.Series([float(v) if _is_number(v) else None for v in values], dtype=pl.Float64)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

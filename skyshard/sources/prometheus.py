@@ -23,9 +23,11 @@ from skyshard.sources.frames import (
     dumps,
     finite_numbers,
     load_json,
+    number_series,
     parse_params,
     quarantine_rows,
     table_frame,
+    text_series,
     unix_seconds_to_datetime,
 )
 
@@ -266,8 +268,8 @@ def _checked_samples(
         {
             "src": pl.Series(sources, dtype=pl.String).gather(order),
             "id": pl.Series(ids, dtype=pl.String).gather(order),
-            "seconds": pl.Series(all_seconds, dtype=pl.Float64, strict=False),
-            "raw_value": pl.Series(all_values, dtype=pl.String, strict=False),
+            "seconds": number_series(all_seconds),
+            "raw_value": text_series(all_values),
             "series_start": starts,
         },
         schema=_SAMPLE_SCHEMA,
