@@ -91,6 +91,19 @@ def unix_seconds_to_datetime(seconds: pl.Series) -> pl.Series:
 def parse_timestamps(text: pl.Series) -> pl.Series:
     """ISO 8601 (offset, `Z`, or none meaning UTC) or unix seconds → naive UTC; bad → null."""
     text = text.cast(pl.String, strict=False).str.strip_chars()
+    # The common `...Z` form parses several times faster with a fixed format; the rest
+    # (offsets, fractions, unix seconds) take the general path.
+    parsed = text.str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False, time_unit="us").cast(
+        pl.Datetime("us")
+    )
+    missing = parsed.is_null() & text.is_not_null()
+    if missing.any():
+        parsed = parsed.scatter(missing.arg_true(), _parse_any_timestamp(text.filter(missing)))
+    in_range = parsed.is_between(EARLIEST, LATEST)
+    return pl.select(pl.when(in_range).then(parsed).otherwise(None)).to_series()
+
+
+def _parse_any_timestamp(text: pl.Series) -> pl.Series:
     normal = text.str.replace(r"[zZ]$", "+00:00").str.replace(" ", "T", literal=True)
     with_offset = (
         normal.str.to_datetime(
@@ -103,9 +116,7 @@ def parse_timestamps(text: pl.Series) -> pl.Series:
         "%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"
     ).cast(pl.Datetime("us"))
     numeric = unix_seconds_to_datetime(text.cast(pl.Float64, strict=False))
-    parsed = pl.select(pl.coalesce(with_offset, without_offset, numeric)).to_series()
-    in_range = parsed.is_between(EARLIEST, LATEST)
-    return pl.select(pl.when(in_range).then(parsed).otherwise(None)).to_series()
+    return pl.select(pl.coalesce(with_offset, without_offset, numeric)).to_series()
 
 
 def parse_timestamp(value: object) -> datetime | None:
@@ -153,7 +164,10 @@ def read_csv_strings(
         )
     except pl.exceptions.PolarsError as exc:
         raise PayloadError(source_id, url, f"not a readable CSV: {exc}") from None
-    frame = frame.rename({name: name.strip() for name in frame.columns})
+    names = [name.strip() for name in frame.columns]
+    if len(set(names)) != len(names):
+        raise PayloadError(source_id, url, f"CSV header repeats a column name: {names[:20]}")
+    frame = frame.rename(dict(zip(frame.columns, names, strict=True)))
     missing = [name for name in required if name not in frame.columns]
     if missing:
         raise PayloadError(
