@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets import features, ingestion
+from assets import features, forecasts, ingestion, planning
 from orchestration import jobs
 from orchestration.resources import build_resources
 from skyshard.config.sky import Sky
@@ -14,6 +14,7 @@ def build_definitions(sky: Sky) -> dg.Definitions:
     return dg.Definitions.merge(
         ingestion.build_defs(sky),
         features.defs,
+        forecasts.defs, planning.defs,
         jobs.defs,
         dg.Definitions(resources=build_resources()),
     )

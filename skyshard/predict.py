@@ -86,7 +86,13 @@ def assess_shard(
     stay = scores.filter(pl.col("is_current"))
     if providers is not None:
         scores = scores.filter(pl.col("provider_id").is_in(list(providers)) | pl.col("is_current"))
-    options = scores.filter(pl.col("allowed") & ~pl.col("is_current") & (pl.col("headroom") >= 0))
+    # Alone, this shard's move leaves its dependencies where they are: their limits must hold.
+    options = scores.filter(
+        pl.col("allowed")
+        & pl.col("latency_violation").is_null()
+        & ~pl.col("is_current")
+        & (pl.col("headroom") >= 0)
+    )
     if options.is_empty():
         return ShardAssessment(shard_id, scores, bottlenecks, None, "no allowed host has room")
     best = options.sort("total", "host_id").row(0, named=True)

@@ -51,7 +51,7 @@ def read_trust_scores(
     exists = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'trust' and table_name = 'scores'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if exists:
         stored = (
             con.sql(f"select * from {TRUST_TABLE}")

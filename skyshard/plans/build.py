@@ -148,6 +148,7 @@ def build_plan(
 def plan_run_row(
     result: PlacementResult,
     plan: pl.DataFrame,
+    stuck: list[str],
     inputs: str,
     as_of: datetime,
     horizon_h: int,
@@ -170,7 +171,12 @@ def plan_run_row(
                 "moves": plan.height,
                 "auto_approved": auto,
                 "solve_seconds": result.build_seconds + result.solve_seconds,
-                "explanation": "\n".join(result.explanation),
+                "explanation": "\n".join(
+                    [
+                        *result.explanation,
+                        *(f"shard {s} has no allowed host; it stays where it is" for s in stuck),
+                    ]
+                ),
             }
         ],
         schema=RUN_SCHEMA,

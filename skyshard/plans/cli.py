@@ -107,7 +107,7 @@ def _stored_forecasts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
     exists = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'forecast' and table_name = 'forecasts'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     return con.sql("select * from forecast.forecasts").pl() if exists else None
 
 

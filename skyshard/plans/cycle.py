@@ -16,6 +16,7 @@ from skyshard.plans.build import build_plan, plan_run_row
 from skyshard.plans.ids import inputs_hash
 from skyshard.scoring import Outlook, PlanningData, build_outlook, placement_input
 from skyshard.scoring.candidates import score_candidates
+from skyshard.scoring.problem import stuck_shards
 
 
 @dataclass(frozen=True)
@@ -53,5 +54,6 @@ def plan_cycle(
     result = solve_placement(problem, options)
     inputs = inputs_hash(scores, policy, outlook.as_of, horizon)
     plan = build_plan(result, scores, bottlenecks, policy, inputs, horizon, created_at)
-    run = plan_run_row(result, plan, inputs, outlook.as_of, horizon, created_at)
+    stuck = stuck_shards(scores)
+    run = plan_run_row(result, plan, stuck, inputs, outlook.as_of, horizon, created_at)
     return PlanningCycle(outlook, bottlenecks, scores, result, inputs, plan, run)

@@ -69,9 +69,9 @@ def write_plan(con: duckdb.DuckDBPyConnection, run: pl.DataFrame, plan: pl.DataF
         con.register("_run", run.to_arrow())
         con.register("_plan", plan.to_arrow())
         con.execute("INSERT OR IGNORE INTO plan.plan_runs SELECT * FROM _run")
-        before = con.execute("SELECT count(*) FROM plan.migration_plan").fetchone()[0]
+        before = con.execute("SELECT count(*) FROM plan.migration_plan").fetchall()[0][0]
         con.execute("INSERT OR IGNORE INTO plan.migration_plan SELECT * FROM _plan")
-        after = con.execute("SELECT count(*) FROM plan.migration_plan").fetchone()[0]
+        after = con.execute("SELECT count(*) FROM plan.migration_plan").fetchall()[0][0]
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -117,10 +117,10 @@ def decide(
     ensure_plan_schema(con)
     found = con.execute(
         "SELECT status FROM plan.migration_plan WHERE move_id = ?", [move_id]
-    ).fetchone()
-    if found is None:
+    ).fetchall()
+    if not found:
         raise PlanError(f"no move with id {move_id!r} in plan.migration_plan")
-    check_transition(move_id, found[0], target)
+    check_transition(move_id, found[0][0], target)
     at = (now or datetime.now(UTC)).replace(tzinfo=None)
     approving = target == MoveStatus.APPROVED
     con.execute("BEGIN TRANSACTION")
@@ -134,7 +134,7 @@ def decide(
         )
         con.execute(
             "INSERT INTO plan.decisions VALUES (?, ?, ?, ?, ?, ?)",
-            [move_id, found[0], target.value, by, note, at],
+            [move_id, found[0][0], target.value, by, note, at],
         )
         con.execute("COMMIT")
     except Exception:

@@ -3,10 +3,15 @@ plus policy blocks, the explainability table `plan.candidate_scores`.
 
 Terms: `run_cost` forecast price x resources at the forecast upper bound; `migration_cost`
 egress of the state out of the current provider plus expected downtime cost; `latency_cost`
-a small charge per ms to every dependency and dependent (limits are blocks, not costs);
+a small charge per ms to every dependency and dependent;
 `incident_risk` expected incident downtime cost from the provider's history and open
 incidents; `headroom_risk` expected overload downtime cost on a host left with little room;
 `trust_cost` a surcharge on run cost that grows as trust falls.
+
+`latency_violation` names a latency limit the candidate would break if the shard's dependencies
+and dependents stayed where they are. It is explanation, not a block: the placement solver
+enforces the limits jointly, since the other side may move too (`predict_migration`, which
+moves one shard alone, treats it as a block).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ SCORE_COLUMNS = (
     "risk",
     "headroom",
     "latency_p95_max_ms",
+    "latency_violation",
     "trust_score",
     "price_mean",
     "price_max",
@@ -211,7 +217,6 @@ def _block_reasons(policy: PolicyFile) -> list[pl.Expr]:
             "provider_id",
             "price_cap_per_cpu_hour",
         ),
-        pl.col("latency_block"),
     ]
 
 
@@ -309,6 +314,7 @@ def score_candidates(
             * LATENCY_COST_PER_MS_DAY
             * (horizon / 24),
             incident_risk=pl.col("expected_downtime_s") * dcps,
+            latency_violation=pl.col("latency_block"),
         )
         .with_columns(
             migration_cost=pl.col("egress_cost") + pl.col("downtime_s") * dcps,

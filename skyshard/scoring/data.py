@@ -66,7 +66,7 @@ def load_planning_data(
     con: duckdb.DuckDBPyConnection, history_days: int = HISTORY_DAYS
 ) -> PlanningData:
     """Read the marts (the last `history_days` days of hourly facts)."""
-    last = con.execute("select max(hour) from marts.fct_shard_usage_hourly").fetchone()[0]
+    last = con.execute("select max(hour) from marts.fct_shard_usage_hourly").fetchall()[0][0]
     if last is None:
         raise ValueError(
             "marts.fct_shard_usage_hourly is empty: run `skyshard ingest` and `dbt build` first"

@@ -24,6 +24,21 @@ def planning_budget(policy: PolicyFile, horizon_h: int) -> Budget:
     )
 
 
+def stuck_shards(scores: pl.DataFrame) -> list[str]:
+    """Shards with no allowed host at all (policy or trust rule everything out)."""
+    allowed = scores.group_by("shard_id").agg(pl.col("allowed").any())
+    return sorted(allowed.filter(~pl.col("allowed"))["shard_id"])
+
+
+def keep_stuck_in_place(scores: pl.DataFrame) -> pl.DataFrame:
+    """Let stuck shards stay on their current host, so a rule nothing satisfies holds those
+    shards still (they are reported) instead of making the whole plan infeasible."""
+    stuck = stuck_shards(scores)
+    return scores.with_columns(
+        allowed=pl.col("allowed") | (pl.col("is_current") & pl.col("shard_id").is_in(stuck))
+    )
+
+
 def placement_input(
     data: PlanningData,
     outlook: Outlook,
@@ -65,7 +80,7 @@ def placement_input(
     return PlacementInput(
         shards=demands,
         hosts=supplies,
-        candidates=candidate_table(scores),
+        candidates=candidate_table(keep_stuck_in_place(scores)),
         dependencies=dependencies,
         latency_ms=latency_map(data),
         budget=planning_budget(policy, outlook.horizon_h),

@@ -72,3 +72,13 @@ def test_forecasts_its_own_series_and_prints_the_breakdown(capsys):
     out = capsys.readouterr().out
     assert "move cheap-1 ->" in out and "bottlenecks ahead" in out
     assert "candidates (cost over the horizon)" in out and "pricey-1" in out
+
+
+def test_a_lone_move_keeps_its_dependencies_latency(no_forecasts):
+    """web-000 cannot leave for pricey alone... but it can: db-000 is there; cheap-2 is out
+    when cheap <-> pricey is too slow, so the bottlenecked shard goes next to its database."""
+    far = sky.latency().with_columns(p95_ms=pl.lit(80.0))
+    data = overloaded()
+    data = sky.planning_data(usage=data.usage, latency=far)
+    request = predict_migration("web-000", data, forecasts=no_forecasts)
+    assert request is not None and request.to_host == "pricey-1"

@@ -1,0 +1,185 @@
+"""Forecast assets: demand, capacity and price forecasts (schema `forecast`), predicted
+bottlenecks, and the neutral trust scores planning reads until the trust framework lands."""
+
+import statistics
+
+import dagster as dg
+import polars as pl
+
+from assets.metadata import preview
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
+from skyshard import db
+from skyshard.bottlenecks import predict_bottlenecks
+from skyshard.forecast import ForecastConfig, forecast_series, input_fingerprints, series_to_refit
+from skyshard.home import current_sky
+from skyshard.plans.store import write_bottlenecks
+from skyshard.scoring import build_outlook, forecast_input, load_planning_data
+from skyshard.trust_inputs import neutral_trust_scores
+
+GROUP = "forecasts"
+MART_DEPS = [
+    dg.AssetKey([name])
+    for name in (
+        "fct_shard_usage_hourly",
+        "fct_provider_capacity_hourly",
+        "fct_provider_price_hourly",
+        "fct_provider_incidents",
+        "fct_latency",
+        "dim_shards",
+        "dim_hosts",
+        "dim_providers",
+    )
+]
+TABLES = {
+    "forecasts": "forecast.forecasts",
+    "backtests": "forecast.backtest",
+    "summary": "forecast.summary",
+}
+
+
+def _stored(duckdb: DuckDBFile, table: str) -> pl.DataFrame | None:
+    schema, name = table.split(".")
+    with duckdb.connect() as con:
+        found = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = ? and table_name = ?",
+            [schema, name],
+        ).fetchall()[0][0]
+        return con.sql(f"select * from {table}").pl() if found else None
+
+
+def _median(values: pl.Series) -> float | None:
+    clean = [v for v in values.to_list() if v is not None]
+    return statistics.median(clean) if clean else None
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=MART_DEPS,
+    kinds={"duckdb", "python"},
+    pool=DUCKDB_WRITER_POOL,
+    description="`forecast.forecasts`, `forecast.backtest`, `forecast.summary`: per-series "
+    "Prophet / seasonal-naive / blend forecasts chosen by rolling-origin backtest.",
+)
+def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+    """Refit only the series whose input changed since the last fit; keep the others' rows."""
+    policy = current_sky().policy.forecast
+    config = ForecastConfig(policy.horizon_hours, policy.interval, policy.backtest_cutoffs)
+    with duckdb.connect() as con:
+        data = load_planning_data(con)
+    frame = forecast_input(data)
+    current = input_fingerprints(frame, config)
+    previous_summary = _stored(duckdb, TABLES["summary"])
+    previous = {}
+    if previous_summary is not None:
+        previous = dict(previous_summary.select("series_id", "input_fingerprint").iter_rows())
+    refit = series_to_refit(current, previous)
+    context.log.info(f"{len(refit)} of {len(current)} series changed since the last fit")
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            context.log.info(f"forecast {done}/{total} series")
+
+    result = forecast_series(
+        frame.filter(pl.col("series_id").is_in(refit)),
+        config.horizon_h,
+        config.interval,
+        config.cutoffs,
+        on_progress=progress,
+    )
+    tables = {}
+    for key, fresh in (
+        ("forecasts", result.forecasts),
+        ("backtests", result.backtests),
+        ("summary", result.summary),
+    ):
+        old = _stored(duckdb, TABLES[key]) if refit != sorted(current) else None
+        if old is not None:
+            kept = old.filter(pl.col("series_id").is_in(list(current)))
+            kept = kept.filter(~pl.col("series_id").is_in(refit))
+            fresh = pl.concat([kept.select(fresh.columns).cast(fresh.schema), fresh])
+        tables[key] = fresh.sort("series_id")
+    with duckdb.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        for key, table in TABLES.items():
+            db.replace_table(con, table, tables[key])
+        con.execute("COMMIT")
+    summary = tables["summary"]
+    models = summary.group_by("model").len().sort("len", descending=True)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": tables["forecasts"].height,
+            "series": len(current),
+            "refitted": len(refit),
+            "median_mase_chosen": _median(summary["mase_chosen"]),
+            "median_mase_seasonal_naive": _median(summary["mase_seasonal_naive"]),
+            "median_mase_prophet": _median(summary["mase_prophet"]),
+            "models_chosen": preview(models),
+        }
+    )
+
+
+@dg.asset_check(
+    asset=demand_forecasts,
+    description="Median MASE of the chosen forecasts is "
+    "no worse than the seasonal-naive baseline's.",
+)
+def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
+    summary = _stored(duckdb, TABLES["summary"])
+    if summary is None or summary.is_empty():
+        return dg.AssetCheckResult(passed=True, metadata={"series": 0})
+    chosen = _median(summary["mase_chosen"])
+    baseline = _median(summary["mase_seasonal_naive"])
+    passed = chosen is None or baseline is None or chosen <= baseline + 1e-12
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"median_mase_chosen": chosen, "median_mase_seasonal_naive": baseline},
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[demand_forecasts, *MART_DEPS],
+    kinds={"duckdb", "python"},
+    pool=DUCKDB_WRITER_POOL,
+    description="`forecast.predicted_bottlenecks`: shards running out of room, capacity "
+    "withdrawn, prices past the cap, open incidents, with the hours until each.",
+)
+def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+    horizon = current_sky().policy.forecast.horizon_hours
+    with duckdb.connect() as con:
+        data = load_planning_data(con)
+        forecasts = con.sql(f"select * from {TABLES['forecasts']}").pl()
+    found = predict_bottlenecks(data, build_outlook(data, forecasts, horizon))
+    with duckdb.connect() as con:
+        write_bottlenecks(con, found)
+    top = found.sort("hours_ahead").select(
+        "shard_id", "host_id", "cause", "resource", "hours_ahead", "detail"
+    )
+    context.log.info(f"{found.height} bottlenecks ahead for {found['shard_id'].n_unique()} shards")
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": found.height, "soonest": preview(top, 15)}
+    )
+
+
+@dg.asset(
+    group_name="trust",
+    deps=[dg.AssetKey(["dim_providers"])],
+    kinds={"duckdb", "python"},
+    pool=DUCKDB_WRITER_POOL,
+    description="`trust.scores`: every provider at policy.trust.neutral_score until the trust "
+    "framework computes scores from the ledger.",
+)
+def trust_scores(duckdb: DuckDBFile):
+    sky = current_sky()
+    scores = neutral_trust_scores([p.id for p in sky.providers], sky.policy.trust.neutral_score)
+    with duckdb.connect() as con:
+        db.replace_table(con, "trust.scores", scores)
+    return dg.MaterializeResult(metadata={"dagster/row_count": scores.height})
+
+
+defs = dg.Definitions(
+    assets=[demand_forecasts, predicted_bottlenecks, trust_scores],
+    asset_checks=[chosen_not_worse_than_baseline],
+)

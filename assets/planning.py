@@ -1,0 +1,154 @@
+"""Planning assets: candidate scores, the migration plan and its run history (schema `plan`),
+the policy backtest, and the `review_plan` job that approves or rejects a move from the UI."""
+
+import dagster as dg
+import polars as pl
+
+from assets.forecasts import MART_DEPS, predicted_bottlenecks, trust_scores
+from assets.metadata import preview
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
+from skyshard import db
+from skyshard.home import current_sky
+from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
+from skyshard.plans.store import write_candidate_scores
+from skyshard.policy_backtest import policy_backtest as run_policy_backtest
+from skyshard.scoring import load_planning_data
+from skyshard.trust_inputs import read_trust_scores
+
+GROUP = "planning"
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "candidate_scores",
+            group_name=GROUP,
+            kinds={"duckdb", "python"},
+            deps=[predicted_bottlenecks, trust_scores, *MART_DEPS],
+            description="`plan.candidate_scores`: every shard x host with each cost term, "
+            "policy blocks and the facts behind them.",
+        ),
+        dg.AssetSpec(
+            "migration_plan",
+            group_name=GROUP,
+            kinds={"duckdb", "python"},
+            deps=["candidate_scores"],
+            description="`plan.migration_plan` and `plan.plan_runs`: the moves the placement "
+            "solver proposes this cycle, with reasons, savings, risks and approvals.",
+        ),
+    ],
+    pool=DUCKDB_WRITER_POOL,
+)
+def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+    """Score, solve and store one planning cycle; the same inputs give the same ids."""
+    policy = current_sky().policy
+    with duckdb.connect() as con:
+        data = load_planning_data(con)
+        forecasts = con.sql("select * from forecast.forecasts").pl()
+        trust = read_trust_scores(con, data.providers["provider_id"], policy.trust.neutral_score)
+        cycles = cycles_since_move(con)
+    cycle = plan_cycle(data, forecasts, policy, trust, cycles)
+    with duckdb.connect() as con:
+        write_candidate_scores(con, cycle.scores)
+        new = write_plan(con, cycle.run, cycle.plan)
+    run = cycle.run.row(0, named=True)
+    context.log.info(
+        f"plan run {run['plan_run_id']}: {run['solver_status']}, {run['moves']} moves "
+        f"({new} new, {run['auto_approved']} auto-approved)"
+    )
+    if run["explanation"]:
+        context.log.warning(run["explanation"])
+    yield dg.MaterializeResult(
+        asset_key="candidate_scores",
+        metadata={
+            "dagster/row_count": cycle.scores.height,
+            "blocked": cycle.scores.filter(~pl.col("allowed")).height,
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="migration_plan",
+        metadata={
+            "dagster/row_count": cycle.plan.height,
+            "plan_run_id": run["plan_run_id"],
+            "solver_status": run["solver_status"],
+            "gap": run["gap"],
+            "objective": run["objective"],
+            "new_moves": new,
+            "moves": preview(
+                cycle.plan.select(
+                    "move_id",
+                    "shard_id",
+                    "from_host_id",
+                    "to_host_id",
+                    "reason",
+                    "saving_per_day",
+                    "risk",
+                    "status",
+                ),
+                20,
+            ),
+            "explanation": dg.MetadataValue.md(run["explanation"] or "_feasible_"),
+        },
+    )
+
+
+def _bar_chart(backtest: pl.DataFrame, column: str) -> str:
+    """A Markdown bar chart of one metric per policy (the UI renders Markdown, not images)."""
+    top = max(backtest[column].max() or 0, 1e-9)
+    lines = [f"**{column}**", "", "| policy | | value |", "| --- | --- | ---: |"]
+    for name, value in backtest.select("policy", column).iter_rows():
+        bar = "█" * max(1 if value else 0, round(30 * value / top))
+        lines.append(f"| {name} | `{bar}` | {value:,.2f} |")
+    return "\n".join(lines)
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=MART_DEPS,
+    kinds={"duckdb", "python"},
+    pool=DUCKDB_WRITER_POOL,
+    description="`plan.policy_backtest`: static, reactive, greedy, predictive and oracle "
+    "placement replayed over the stored history.",
+)
+def policy_backtest(duckdb: DuckDBFile):
+    policy = current_sky().policy
+    with duckdb.connect() as con:
+        data = load_planning_data(con)
+    table = run_policy_backtest(data, policy)
+    with duckdb.connect() as con:
+        db.replace_table(con, "plan.policy_backtest", table)
+    chart = "\n\n".join(
+        _bar_chart(table, c) for c in ("total_cost", "overload_shard_hours", "migrations")
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": table.height,
+            "comparison": dg.MetadataValue.md(chart),
+            "table": preview(table),
+        }
+    )
+
+
+class ReviewDecision(dg.Config):
+    move_id: str
+    decision: str = "approved"  # approved or rejected
+    by: str
+    reason: str | None = None
+
+
+@dg.op(pool=DUCKDB_WRITER_POOL)
+def review_move(context: dg.OpExecutionContext, config: ReviewDecision, duckdb: DuckDBFile):
+    """Approve or reject one move; a bad id or transition fails the run and changes nothing."""
+    if config.decision not in ("approved", "rejected"):
+        raise dg.Failure(f"decision {config.decision!r} must be 'approved' or 'rejected'")
+    with duckdb.connect() as con:
+        row = decide(con, config.move_id, config.decision, config.by, config.reason)
+    context.log.info(f"{row['move_id']} ({row['shard_id']}) is now {row['status']}")
+
+
+@dg.job(description="Approve or reject a proposed move (config: move_id, decision, by).")
+def review_plan():
+    review_move()
+
+
+defs = dg.Definitions(assets=[migration_planning, policy_backtest], jobs=[review_plan])
