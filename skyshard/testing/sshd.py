@@ -93,6 +93,7 @@ def _config_text(
     host_key: Path,
     authorized_keys: Path,
     trusted_user_ca: Path | None,
+    extra_config: Sequence[str] = (),
 ) -> str:
     lines = [
         f"Port {port}",
@@ -116,6 +117,7 @@ def _config_text(
     ]
     if trusted_user_ca is not None:
         lines.append(f"TrustedUserCAKeys {trusted_user_ca}")
+    lines.extend(extra_config)
     return "\n".join(lines) + "\n"
 
 
@@ -128,11 +130,13 @@ def start_sshd(
     trusted_user_ca: Path | None = None,
     command_prefix: Sequence[str] = (),
     start_timeout: float = 10.0,
+    extra_config: Sequence[str] = (),
 ) -> RunningSshd:
     """Start `sshd -D -e` with its own host key and a fresh authorized client Ed25519 key.
 
     `command_prefix` runs sshd through another command, e.g. `["ip", "netns", "exec", "h1"]`;
     then `address` must be the namespace's address. sshd runs as the current user.
+    `extra_config` lines are appended to sshd_config (e.g. `SetEnv HOME=...`).
     """
     reason = sshd_missing_reason()
     if reason:
@@ -149,7 +153,9 @@ def start_sshd(
     authorized.write_text("\n".join(keys) + "\n")
     chosen_port = port if port is not None else free_tcp_port(address)
     config = workdir / "sshd_config"
-    config.write_text(_config_text(address, chosen_port, host_key, authorized, trusted_user_ca))
+    config.write_text(
+        _config_text(address, chosen_port, host_key, authorized, trusted_user_ca, extra_config)
+    )
     log_path = workdir / "sshd.log"
     log = log_path.open("wb")
     process = subprocess.Popen(

@@ -1,0 +1,1 @@
+"""The shard runtime: a helper script run on hosts (`host_helper.py`) and its client."""

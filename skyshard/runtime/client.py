@@ -1,0 +1,188 @@
+"""Broker-side control of shards on a host: every operation is one run of the verified helper."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from skyshard.demo_kv import server as demo_kv_server
+from skyshard.runtime import host_helper
+from skyshard.runtime.install import install_script
+from skyshard.transport import validate
+from skyshard.transport.chunkstore import CorruptChunk
+from skyshard.transport.commands import RemoteCommand, RemotePath, python_interpreter
+from skyshard.transport.manifest import Manifest
+from skyshard.transport.ssh import RemoteCommandFailed, SshError, SshSession
+from skyshard.transport.validate import ValidationError
+
+# Which access-policy action each helper operation needs.
+ACTIONS = {
+    "start": "start_shard",
+    "stop": "stop_shard",
+    "clean": "stop_shard",
+    "freeze": "freeze_shard",
+    "thaw": "freeze_shard",
+    "status": "read_telemetry",
+    "health": "read_telemetry",
+    "snapshot": "send_migration",
+    "restore": "receive_migration",
+}
+ISOLATIONS = ("auto", "cgroup", "signals")
+
+
+class ShardUnhealthy(SshError):
+    """The shard did not answer its health check in time (or is not running)."""
+
+
+class FenceRefused(SshError):
+    """The host refused an operation that would break the one-copy rule (see docs)."""
+
+
+@dataclass(frozen=True)
+class ShardLimits:
+    """cgroup limits applied where the host supports cgroups; 0 means no limit."""
+
+    cpu_millicores: int = 0
+    memory_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ShardStatus:
+    shard_id: str
+    running: bool
+    pid: int | None
+    frozen: bool
+    isolation: str
+    generation: int
+    state_exists: bool
+
+
+def _count(value: object, field: str) -> str:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValidationError(field, value, "must be a non-negative integer")
+    return str(value)
+
+
+def _port(value: object, field: str = "port") -> str:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+        raise ValidationError(field, value, "must be an integer in 1..65535")
+    return str(value)
+
+
+class ShardRuntime:
+    """Shards below `root` on the host behind `session` (one helper run per operation)."""
+
+    def __init__(self, session: SshSession, root: str) -> None:
+        self.session = session
+        self.root = RemotePath(root)
+        self._scripts: dict[str, RemotePath] = {}
+
+    def _script(self, stem: str, source: Path, action: str) -> RemotePath:
+        if stem not in self._scripts:
+            self._scripts[stem] = install_script(
+                self.session, self.root, source, stem, action=action
+            )
+        return self._scripts[stem]
+
+    def command(self, operation: str, shard_id: str, *options: str) -> RemoteCommand:
+        """The helper command line: every value validated, then quoted by RemoteCommand."""
+        if operation not in ACTIONS:
+            raise ValidationError("operation", operation, f"not one of {sorted(ACTIONS)}")
+        validate.shard_id(shard_id)
+        helper = self._script("runtime-helper", Path(host_helper.__file__), ACTIONS[operation])
+        python = python_interpreter(self.session.endpoint.python)
+        argv = (python, helper.text, operation, self.root.text, shard_id, *options)
+        return RemoteCommand(f"runtime {operation} {shard_id}", argv)
+
+    def _run(self, operation: str, shard_id: str, *options: str, stdin: bytes = b"") -> bytes:
+        command = self.command(operation, shard_id, *options)
+        try:
+            result = self.session.run(command, action=ACTIONS[operation], stdin=stdin)
+        except RemoteCommandFailed as error:
+            raise _classify(error) from None
+        return result.stdout
+
+    def _json(self, operation: str, shard_id: str, *options: str, stdin: bytes = b"") -> dict:
+        return json.loads(self._run(operation, shard_id, *options, stdin=stdin))
+
+    def start(
+        self,
+        shard_id: str,
+        port: int,
+        *,
+        generation: int,
+        bind: str = "127.0.0.1",
+        limits: ShardLimits = ShardLimits(),
+        isolation: str = "auto",
+    ) -> ShardStatus:
+        """Start the demo workload for `shard_id` on `port`, fenced at `generation`."""
+        validate.shard_id(shard_id)
+        if isolation not in ISOLATIONS:
+            raise ValidationError("isolation", isolation, f"not one of {ISOLATIONS}")
+        options = (
+            "--port",
+            _port(port),
+            "--generation",
+            _count(generation, "generation"),
+            "--bind",
+            validate.address(bind, "bind"),
+            "--cpu-millicores",
+            _count(limits.cpu_millicores, "cpu_millicores"),
+            "--memory-bytes",
+            _count(limits.memory_bytes, "memory_bytes"),
+            "--isolation",
+            isolation,
+        )
+        app = self._script("demo-kv", Path(demo_kv_server.__file__), "start_shard")
+        options += ("--app", app.relative)  # fmt: skip
+        return _status(self._json("start", shard_id, *options))
+
+    def stop(self, shard_id: str, *, kill: bool = False) -> ShardStatus:
+        return _status(self._json("stop", shard_id, *(["--kill"] if kill else [])))
+
+    def freeze(self, shard_id: str) -> ShardStatus:
+        return _status(self._json("freeze", shard_id))
+
+    def thaw(self, shard_id: str) -> ShardStatus:
+        return _status(self._json("thaw", shard_id))
+
+    def status(self, shard_id: str) -> ShardStatus:
+        return _status(self._json("status", shard_id))
+
+    def health(self, shard_id: str, port: int, timeout: float = 10.0) -> dict:
+        """The shard's /health answer; raises ShardUnhealthy after `timeout` seconds."""
+        seconds = f"{float(timeout):g}"
+        return self._json("health", shard_id, "--port", _port(port), "--timeout", seconds)
+
+    def clean(self, shard_id: str) -> None:
+        """Stop the shard if it runs and delete its directory on this host."""
+        self._json("clean", shard_id)
+
+    def snapshot(self, shard_id: str) -> Manifest:
+        """Chunk the shard's state into the host's store; the manifest of what it holds now."""
+        data = self._run("snapshot", shard_id)
+        manifest = Manifest.from_json(data)
+        if manifest.shard_id != shard_id:
+            raise ValidationError("manifest.shard_id", manifest.shard_id, f"expected {shard_id}")
+        return manifest
+
+    def restore(self, manifest: Manifest, *, full_verify: bool = False) -> dict:
+        """Rebuild the shard's state from chunks already in the host's store, verified."""
+        options = ["--digest", manifest.digest, *(["--full-verify"] if full_verify else [])]
+        return self._json("restore", manifest.shard_id, *options, stdin=manifest.to_json())
+
+
+def _status(document: dict) -> ShardStatus:
+    fields = ShardStatus.__dataclass_fields__
+    return ShardStatus(**{name: document[name] for name in fields})
+
+
+def _classify(error: RemoteCommandFailed) -> SshError:
+    kinds = {
+        host_helper.EXIT_CORRUPT: CorruptChunk,
+        host_helper.EXIT_UNHEALTHY: ShardUnhealthy,
+        host_helper.EXIT_FENCED: FenceRefused,
+    }
+    kind = kinds.get(error.exit_status)
+    return kind(str(error)) if kind else error
