@@ -18,6 +18,7 @@ class LpOutcome:
     infeasible: bool  # proven; neither flag set means the time limit stopped it
     objective: float | None
     row_dual: np.ndarray | None
+    values: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,12 @@ class MipOutcome:
 
 
 def _load(
-    problem: MilpProblem, *, integer: bool, time_limit_s: float, mip_rel_gap: float
+    problem: MilpProblem,
+    *,
+    integer: bool,
+    time_limit_s: float,
+    mip_rel_gap: float,
+    col_lower: np.ndarray | None = None,
 ) -> highspy.Highs:
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
@@ -48,7 +54,7 @@ def _load(
         int(highspy.ObjSense.kMinimize),
         0.0,
         problem.cost,
-        np.zeros(n_cols),
+        np.zeros(n_cols) if col_lower is None else col_lower,
         np.ones(n_cols),
         problem.row_lower,
         problem.row_upper,
@@ -75,12 +81,34 @@ def solve_lp(problem: MilpProblem, time_limit_s: float) -> LpOutcome:
     if status == highspy.HighsModelStatus.kOptimal:
         solution = highs.getSolution()
         objective = highs.getInfo().objective_function_value
-        return LpOutcome(True, False, objective, np.array(solution.row_dual))
-    return LpOutcome(False, _is_infeasible(status), None, None)
+        return LpOutcome(
+            True, False, objective, np.array(solution.row_dual), np.array(solution.col_value)
+        )
+    return LpOutcome(False, _is_infeasible(status), None, None, None)
 
 
-def solve_mip(problem: MilpProblem, time_limit_s: float, mip_rel_gap: float) -> MipOutcome:
-    highs = _load(problem, integer=True, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
+def solve_mip(
+    problem: MilpProblem,
+    time_limit_s: float,
+    mip_rel_gap: float,
+    *,
+    fixed: np.ndarray | None = None,
+    start: np.ndarray | None = None,
+) -> MipOutcome:
+    """`fixed` marks variables held at 1; `start` is a known feasible solution to begin from."""
+    col_lower = None if fixed is None else fixed.astype(float)
+    highs = _load(
+        problem,
+        integer=True,
+        time_limit_s=time_limit_s,
+        mip_rel_gap=mip_rel_gap,
+        col_lower=col_lower,
+    )
+    if start is not None:
+        solution = highspy.HighsSolution()
+        solution.col_value = start.tolist()
+        solution.value_valid = True
+        highs.setSolution(solution)
     highs.run()
     status = highs.getModelStatus()
     info = highs.getInfo()
