@@ -106,7 +106,7 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
             state = "ok" if collected.ok else f"FAILED: {collected.error}"
             context.log.info(f"[{done}/{total}] {collected.source.id}: {state}")
 
-        results = ingest.collect_all(current_sky().providers, window, progress)
+        results = ingest.collect_all(current_sky(), window, progress)
         with duckdb.connect() as con:
             db.ensure_raw_schema(con)
             for collected in results:

@@ -6,6 +6,8 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from skyshard import db
+
 
 def preview(frame: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
     """The first rows of a frame as a Markdown table for the asset page."""
@@ -20,8 +22,8 @@ def preview(frame: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
 
 def table_preview(con: duckdb.DuckDBPyConnection, qualified: str, rows: int = 10) -> dict:
     """Row count and preview of a DuckDB table, as asset metadata."""
-    count = con.execute(f"SELECT count(*) FROM {qualified}").fetchone()[0]
-    head = con.execute(f"SELECT * FROM {qualified} LIMIT {int(rows)}").pl()
+    count = db.scalar(con, f"SELECT count(*) FROM {qualified}")
+    head = con.sql(f"SELECT * FROM {qualified} LIMIT {int(rows)}").pl()
     return {"dagster/row_count": dg.MetadataValue.int(count), "preview": preview(head, rows)}
 
 

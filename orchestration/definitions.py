@@ -14,7 +14,8 @@ def build_definitions(sky: Sky) -> dg.Definitions:
     return dg.Definitions.merge(
         ingestion.build_defs(sky),
         features.defs,
-        forecasts.defs, planning.defs,
+        forecasts.defs,
+        planning.defs,
         jobs.defs,
         dg.Definitions(resources=build_resources()),
     )

@@ -1,5 +1,6 @@
 """Dagster resources: the DuckDB file and the dbt project, both configured from the environment."""
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,8 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 DUCKDB_WRITER_POOL = "duckdb_writer"
 """Every asset that writes DuckDB runs in this pool; dagster.yaml limits it to one at a time."""
 
+# dbt installed beside this interpreter (the project's virtualenv), whatever PATH says.
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
@@ -31,5 +34,5 @@ class DuckDBFile(dg.ConfigurableResource):
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "duckdb": DuckDBFile(path=dg.EnvVar("SKYSHARD_DUCKDB")),
-        "dbt": DbtCliResource(project_dir=dbt_project),
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
     }

@@ -17,8 +17,10 @@ from rich.table import Table
 from skyshard import db, ingest, paths
 from skyshard.config import ConfigError, load_sky
 from skyshard.home import resolve_home
+from skyshard.plans.cli import plan, whatif
 from skyshard.sky_tables import sky_frames
 from skyshard.sources.base import Window
+from skyshard.trust.cli import ledger
 
 console = Console()
 MAIN_JOB = "ingest_and_build"
@@ -56,7 +58,7 @@ def ingest_command(days: int) -> None:
         def advance(done: int, total: int, collected: ingest.CollectedSource) -> None:
             progress.update(task, completed=done, description=collected.source.id)
 
-        results = ingest.collect_all(sky.providers, window, advance)
+        results = ingest.collect_all(sky, window, advance)
     with db.connect(paths.duckdb_path()) as con:
         db.ensure_raw_schema(con)
         for name, frame in sky_frames(sky).items():
@@ -130,3 +132,8 @@ def _load(home: Path):
         return load_sky(home)
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration:\n{exc}") from None
+
+
+main.add_command(ledger)
+main.add_command(plan)
+main.add_command(whatif)

@@ -48,12 +48,15 @@ def replace_table(con: duckdb.DuckDBPyConnection, qualified_name: str, frame: pl
     return frame.height
 
 
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> object:
+    """The single value a query returns (DuckDB 2 wants every result fetched to the end)."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0][0] if rows else None
+
+
 def table_counts(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, int]:
     names = con.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY 1",
         [schema],
     ).fetchall()
-    return {
-        name: con.execute(f'SELECT count(*) FROM {schema}."{name}"').fetchone()[0]
-        for (name,) in names
-    }
+    return {name: scalar(con, f'SELECT count(*) FROM {schema}."{name}"') for (name,) in names}

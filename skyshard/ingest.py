@@ -15,9 +15,10 @@ import duckdb
 import polars as pl
 
 from skyshard.config.providers import Provider, Source
+from skyshard.config.sky import Sky
 from skyshard.raw_tables import BY_NAME, QUARANTINE, RawTable
 from skyshard.sources.base import Adapter, PayloadError, QuarantinedRow, Window
-from skyshard.sources.fetch import fetch
+from skyshard.sources.fetch import fetch_for_source
 from skyshard.sources.registry import ADAPTERS
 
 
@@ -57,7 +58,7 @@ def collect_source(
     parts: dict[str, list[pl.DataFrame]] = {}
     try:
         for request in adapter.requests(source, window):
-            payload = fetch(request.url, source.timeout_s, source.retries, source.id)
+            payload = fetch_for_source(source, request)
             digest.update(hashlib.sha256(payload).digest())
             parsed = adapter.parse(request, payload, source, provider_id)
             for name, frame in parsed.frames.items():
@@ -72,6 +73,52 @@ def collect_source(
         name: pl.concat(frames, how="vertical_relaxed") for name, frames in parts.items()
     }
     return collected
+
+
+@dataclass(frozen=True)
+class KnownIds:
+    """The ids the configured sky knows; telemetry about anything else is quarantined."""
+
+    shards: frozenset[str]
+    hosts: frozenset[str]
+    providers: frozenset[str]
+
+    @classmethod
+    def of(cls, sky: Sky) -> KnownIds:
+        return cls(
+            shards=frozenset(s.id for s in sky.shards),
+            hosts=frozenset(sky.hosts),
+            providers=frozenset(p.id for p in sky.providers),
+        )
+
+    def columns(self) -> dict[str, frozenset[str]]:
+        return {
+            "shard_id": self.shards,
+            "host_id": self.hosts,
+            "src_provider_id": self.providers,
+            "dst_provider_id": self.providers,
+        }
+
+
+def set_aside_unknown(collected: CollectedSource, known: KnownIds) -> None:
+    """Move rows about shards, hosts or providers the sky does not know into the quarantine."""
+    for name, frame in list(collected.frames.items()):
+        for column, ids in known.columns().items():
+            if column not in frame.columns:
+                continue
+            unknown = ~frame[column].is_in(list(ids))
+            if not unknown.any():
+                continue
+            for value, count in frame.filter(unknown)[column].value_counts().iter_rows():
+                collected.quarantine.append(
+                    QuarantinedRow(
+                        target_table=name,
+                        reason=f"{column} {value!r} is not in the configured sky ({count} rows)",
+                        raw_value=str(value),
+                    )
+                )
+            frame = frame.filter(~unknown)
+        collected.frames[name] = frame
 
 
 def write_collected(con: duckdb.DuckDBPyConnection, collected: CollectedSource) -> None:
@@ -138,15 +185,17 @@ def sources_of(providers: Iterable[Provider]) -> list[tuple[Provider, Source]]:
 
 
 def collect_all(
-    providers: Iterable[Provider],
+    sky: Sky,
     window: Window,
     on_progress: Callable[[int, int, CollectedSource], None] | None = None,
 ) -> list[CollectedSource]:
-    """Collect every source in turn; a failure stays with its source."""
-    pairs = sources_of(providers)
+    """Collect every source of `sky` in turn; a failure stays with its source."""
+    pairs = sources_of(sky.providers)
+    known = KnownIds.of(sky)
     results = []
     for done, (provider, source) in enumerate(pairs, start=1):
         collected = collect_source(source, provider.id, window)
+        set_aside_unknown(collected, known)
         results.append(collected)
         if on_progress:
             on_progress(done, len(pairs), collected)
