@@ -5,13 +5,13 @@ successive checkpoints, and cosignatures by known cosigners."""
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from skyshard.trust import ed25519
 from skyshard.trust.checkpoint import Checkpoint
@@ -62,18 +62,17 @@ class VerifyResult:
             self.first_bad_index, self.reason = index, f"entry {index}: {reason}"
 
 
-def check_signatures(
-    first_index: int, lines: Sequence[bytes], keys: Sequence[bytes]
-) -> tuple[int, str] | None:
-    """First (index, reason) in a chunk whose line is malformed or badly signed, or None."""
-    for offset, (line, key) in enumerate(zip(lines, keys, strict=True)):
-        try:
-            value = check_line(line)
-        except EntryError as exc:
-            return first_index + offset, str(exc)
-        sig = value["sig"]
-        if not ed25519.verify(key, message_of_line(line, sig), base64.b64decode(sig)):
-            return first_index + offset, f"signature does not verify with key {value['key_id']}"
+class SignatureCheck(NamedTuple):
+    line: bytes
+    sig: str
+    public_key: bytes
+
+
+def first_bad_signature(first_index: int, checks: Sequence[SignatureCheck]) -> int | None:
+    """Index of the first entry in a chunk whose signature does not verify, or None."""
+    for offset, (line, sig, public_key) in enumerate(checks):
+        if not ed25519.verify(public_key, message_of_line(line, sig), base64.b64decode(sig)):
+            return first_index + offset
     return None
 
 
@@ -85,15 +84,15 @@ class _SignatureChecks:
         self._pool: ThreadPoolExecutor | None = None
         self._workers = workers
         self._pending: deque[Future] = deque()
-        self.failures: list[tuple[int, str]] = []
+        self.failures: list[int] = []
 
-    def submit(self, first_index: int, lines: list[bytes], keys: list[bytes]) -> None:
+    def submit(self, first_index: int, checks: list[SignatureCheck]) -> None:
         if self._pool is None and first_index >= _PARALLEL_FROM and self._workers > 1:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="ledger-verify")
         if self._pool is None:
-            self._record(check_signatures(first_index, lines, keys))
+            self._record(first_bad_signature(first_index, checks))
             return
-        self._pending.append(self._pool.submit(check_signatures, first_index, lines, keys))
+        self._pending.append(self._pool.submit(first_bad_signature, first_index, checks))
         while len(self._pending) > 2 * self._workers:
             self._record(self._pending.popleft().result())
 
@@ -103,7 +102,7 @@ class _SignatureChecks:
         if self._pool is not None:
             self._pool.shutdown()
 
-    def _record(self, failure: tuple[int, str] | None) -> None:
+    def _record(self, failure: int | None) -> None:
         if failure is not None:
             self.failures.append(failure)
 
@@ -140,28 +139,25 @@ def verify_ledger(
 def _check_entries(
     log_path: Path, chain: KeyChain, tree: MerkleTree, result: VerifyResult, workers: int
 ) -> None:
-    checks = _SignatureChecks(workers)
-    lines: list[bytes] = []
-    keys: list[bytes] = []
-    index = 0
+    signatures = _SignatureChecks(workers)
+    chunk: list[SignatureCheck] = []
     try:
         for index, (_, line) in enumerate(iter_lines(log_path)):
-            signer, reason = _check_structure(index, line, chain)
+            check, reason = _check_entry(index, line, chain)
             if reason is not None:
                 result.fail_at(index, reason)
                 break
             tree.append_leaf_hash(leaf_hash(line))
-            lines.append(line)
-            keys.append(signer)
-            if len(lines) == _CHUNK:
-                checks.submit(index + 1 - _CHUNK, lines, keys)
-                lines, keys = [], []
-        if lines:
-            checks.submit(tree.size - len(lines), lines, keys)
+            chunk.append(check)
+            if len(chunk) == _CHUNK:
+                signatures.submit(tree.size - _CHUNK, chunk)
+                chunk = []
+        if chunk:
+            signatures.submit(tree.size - len(chunk), chunk)
     finally:
-        checks.finish()
-    for bad_index, reason in checks.failures:
-        result.fail_at(bad_index, reason)
+        signatures.finish()
+    for bad_index in signatures.failures:
+        result.fail_at(bad_index, "signature does not verify")
     if result.first_bad_index is not None and tree.size > result.first_bad_index:
         # Everything from the first bad entry on is untrusted: roots cover the good prefix.
         trimmed = MerkleTree()
@@ -170,29 +166,27 @@ def _check_entries(
         result.tree = trimmed
 
 
-def _check_structure(index: int, line: bytes, chain: KeyChain) -> tuple[bytes, str | None]:
-    """Sequence, key and rotation checks that depend on order (signatures are checked in
-    parallel later). Returns the public key the entry must verify with, or why it is bad."""
-    signer = chain.active.public_key
+def _check_entry(index: int, line: bytes, chain: KeyChain) -> tuple[SignatureCheck, str | None]:
+    """Form, sequence, key and rotation checks, which depend on order; the signature check
+    it returns runs in parallel later."""
+    active = chain.active
     try:
-        value = json.loads(line)
-        seq, key_id = value["seq"], value["key_id"]
-    except (ValueError, TypeError, KeyError) as exc:
-        return signer, f"not a ledger entry: {exc}"
-    if seq != index:
-        return signer, f"seq is {seq!r}, expected {index} (entries deleted, inserted or reordered)"
-    if key_id != chain.active.key_id.hex():
-        return (
-            signer,
-            f"signed by key {key_id!r}, but the active key is {chain.active.key_id.hex()}",
-        )
-    if value.get("type") == EntryType.KEY_ROTATION:
-        payload = value.get("payload")
+        value = check_line(line)
+    except EntryError as exc:
+        return SignatureCheck(line, "", active.public_key), str(exc)
+    check = SignatureCheck(line, value["sig"], active.public_key)
+    if value["seq"] != index:
+        seq = value["seq"]
+        return check, f"seq is {seq}, expected {index} (entries deleted, inserted or reordered)"
+    if value["key_id"] != active.key_id.hex():
+        key_id = value["key_id"]
+        return check, f"signed by key {key_id}, but the active key is {active.key_id.hex()}"
+    if value["type"] == EntryType.KEY_ROTATION:
         try:
-            chain.rotate(index, payload if isinstance(payload, dict) else {})
+            chain.rotate(index, value["payload"])
         except NoteError as exc:
-            return signer, f"invalid key_rotation: {exc}"
-    return signer, None
+            return check, f"invalid key_rotation: {exc}"
+    return check, None
 
 
 def _check_checkpoints(
