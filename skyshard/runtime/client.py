@@ -56,6 +56,7 @@ class ShardStatus:
     isolation: str
     generation: int
     state_exists: bool
+    root_free_bytes: int
 
 
 def _count(value: object, field: str) -> str:

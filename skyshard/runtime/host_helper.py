@@ -36,7 +36,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -136,8 +135,16 @@ def status(shard: Shard) -> dict:
         "isolation": shard.isolation(),
         "generation": shard.generation(),
         "state_exists": shard.state.is_dir(),
+        "root_free_bytes": _free_bytes(shard.root),
         "helper_version": VERSION,
     }
+
+
+def _free_bytes(path: Path) -> int:
+    while not path.exists():
+        path = path.parent
+    info = os.statvfs(path)
+    return info.f_bavail * info.f_frsize
 
 
 def _write(path: Path, text: str) -> None:
@@ -289,6 +296,8 @@ def clean(shard: Shard) -> dict:
 
 
 def health(shard: Shard, port: int, timeout: float) -> dict:
+    import urllib.request  # only here: it costs more start-up time than all other operations
+
     deadline = time.monotonic() + timeout
     last = "no answer"
     while True:
@@ -418,8 +427,11 @@ def _read_chunk(root: Path, digest: str, size: int, file_path: str) -> bytes:
     except FileNotFoundError:
         raise CorruptData(f"file {file_path}: chunk {digest} missing from the store") from None
     except Exception as error:
+        chunk_path(root, digest).unlink(missing_ok=True)
         raise CorruptData(f"file {file_path}: chunk {digest} is not a zstd frame") from error
     if hashlib.sha256(data).hexdigest() != digest or len(data) != size:
+        # Drop it, so the store reports it missing and the next transfer sends it again.
+        chunk_path(root, digest).unlink(missing_ok=True)
         raise CorruptData(f"file {file_path}: chunk {digest} content does not match its hash")
     return data
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -40,6 +43,14 @@ class TestHost:
     def session(self, policy: AccessPolicy, operator: str, pool: ConnectionPool) -> SshSession:
         return SshSession(self.endpoint(), policy, operator, pool)
 
+    def kill_sshd(self) -> None:
+        """SIGKILL sshd and every session process under it, like a host losing its sshd."""
+        doomed = [*_descendants(self.sshd.process.pid), self.sshd.process.pid]
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.sshd.process.wait()
+
     def restart_sshd(self) -> None:
         """Start sshd again with the same config, keys and port (after a test killed it)."""
         self.sshd.stop()
@@ -51,6 +62,23 @@ class TestHost:
             start_new_session=True,
         )  # fmt: skip
         log.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(proc.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
 
 
 def start_host(

@@ -1,0 +1,506 @@
+"""The migration protocol: pre-copy, freeze, final delta, cutover, rollback, crash recovery.
+
+Phases, in order (each persisted in `ops.migration_steps` before the next starts):
+  accepted → precopy (one step per round) → frozen → final_copy → restored → source_stopped
+  → target_started → healthy → switched → source_cleaned → routing_pushed → done
+
+`switched` is the commit point: the routing compare-and-set and the phase are written in one
+transaction. Before it, any failure (or a re-run after a broker crash) rolls back: the target
+copy is stopped and deleted, then the source is thawed or restarted. From it on, a re-run rolls
+forward. Fencing (one copy, never two): the source is killed (it is frozen, so it serves
+nothing more) before the target starts, and the source is only restarted by a rollback after
+the target copy is confirmed gone; see docs/migrations.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from skyshard.broker.ops_tables import MigrationRow, OpsStore, Route, RoutingConflict, Step
+from skyshard.broker.precopy import PrecopyRule
+from skyshard.broker.relay import HostChunkSource
+from skyshard.broker.routing import push_routing, routing_document
+from skyshard.runtime.client import ShardRuntime, ShardStatus
+from skyshard.transport import validate
+from skyshard.transport.manifest import Manifest
+from skyshard.transport.ssh import SshSession
+from skyshard.transport.transfer import Progress, SendReport, send_snapshot
+from skyshard.transport.validate import ValidationError
+
+log = logging.getLogger(__name__)
+
+PHASES = (
+    "accepted",
+    "precopy",
+    "frozen",
+    "final_copy",
+    "restored",
+    "source_stopped",
+    "target_started",
+    "healthy",
+    "switched",
+    "source_cleaned",
+    "routing_pushed",
+    "done",
+)
+COMMITTED = frozenset(PHASES[PHASES.index("switched") :])
+TERMINAL = frozenset({"done", "rolled_back", "failed", "rejected"})
+
+
+class MigrationError(RuntimeError):
+    """A move that cannot start (bad request, stale routing) or whose rollback is incomplete."""
+
+
+@dataclass(frozen=True)
+class MoveRequest:
+    """Move `shard_id` from `from_host` to `to_host` (served on `to_port`, default: same)."""
+
+    move_id: str
+    shard_id: str
+    from_host: str
+    to_host: str
+    to_port: int | None = None
+
+    def __post_init__(self) -> None:
+        validate.node_id(self.move_id, "move_id")
+        validate.shard_id(self.shard_id)
+        validate.node_id(self.from_host, "from_host")
+        validate.node_id(self.to_host, "to_host")
+        if self.from_host == self.to_host:
+            raise ValidationError("to_host", self.to_host, "is the shard's source host")
+        if self.to_port is not None and not (
+            isinstance(self.to_port, int) and 0 < self.to_port < 65536
+        ):
+            raise ValidationError("to_port", self.to_port, "must be an integer in 1..65535")
+
+
+@dataclass(frozen=True)
+class HostAccess:
+    """How the broker reaches a host and where shards on it are served."""
+
+    host_id: str
+    session: SshSession
+    root: str
+    service_address: str
+    bind: str = "127.0.0.1"
+
+    def runtime(self) -> ShardRuntime:
+        return ShardRuntime(self.session, self.root)
+
+
+@dataclass(frozen=True)
+class MigrationSettings:
+    precopy: PrecopyRule = field(default_factory=PrecopyRule)
+    health_timeout: float = 15.0
+    streams: int = 4
+    # Rehash files the target kept from an earlier round too (default: trust their identity).
+    full_verify: bool = False
+
+
+@dataclass(frozen=True)
+class MigrationProgress:
+    move_id: str
+    phase: str
+    round: int
+    bytes_sent: int
+    rate: float
+
+
+@dataclass(frozen=True)
+class MigrationOutcome:
+    move_id: str
+    status: str
+    phase: str
+    attempt: int
+    bytes_sent: int
+    rounds: int
+    downtime_ms: float | None
+    error: str | None
+    noop: bool = False
+
+    @classmethod
+    def of(cls, row: MigrationRow, noop: bool = False) -> MigrationOutcome:
+        return cls(
+            row.move_id,
+            row.status,
+            row.phase,
+            row.attempt,
+            row.bytes_sent,
+            row.rounds,
+            row.downtime_ms,
+            row.error,
+            noop,
+        )
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+class Migrator:
+    """Runs moves between the hosts it knows, persisting every step in `ops`.
+
+    `on_event(step)` sees every persisted step (the trust ledger appends them); `on_progress`
+    sees transfer progress; `after_step(phase)` runs after each step is persisted (tests
+    inject broker crashes there). `dependents(shard_id)` names the hosts that get the new
+    routing file (default: every known host).
+    """
+
+    def __init__(
+        self,
+        db_path: str,
+        hosts: Mapping[str, HostAccess],
+        settings: MigrationSettings | None = None,
+        *,
+        on_event: Callable[[Step], None] | None = None,
+        on_progress: Callable[[MigrationProgress], None] | None = None,
+        after_step: Callable[[str], None] | None = None,
+        dependents: Callable[[str], Iterable[str]] | None = None,
+    ) -> None:
+        self.ops = OpsStore(db_path)
+        self.hosts = dict(hosts)
+        self.settings = settings or MigrationSettings()
+        self.on_event = on_event
+        self.on_progress = on_progress
+        self.after_step = after_step
+        self.dependents = dependents or (lambda _shard: list(self.hosts))
+
+    # --- entry point ---------------------------------------------------------------------
+
+    def migrate(self, request: MoveRequest, *, retry: bool = False) -> MigrationOutcome:
+        """Run the move, resume it after a crash, or report the outcome it already has.
+
+        A move already in a terminal state is a no-op; with `retry`, a rolled-back move is
+        attempted again (used by the job's retry policy for transient network errors).
+        """
+        for host in (request.from_host, request.to_host):
+            if host not in self.hosts:
+                raise ValidationError("host", host, f"unknown; known: {sorted(self.hosts)}")
+        row = self.ops.migration(request.move_id)
+        if row is None:
+            self.ops.create_migration(
+                request.move_id, request.shard_id, request.from_host, request.to_host
+            )
+            self._step(request.move_id, "accepted", {"to_port": request.to_port})
+        else:
+            _check_same_move(row, request)
+            if row.status in TERMINAL and not (retry and row.status == "rolled_back"):
+                return MigrationOutcome.of(row, noop=True)
+            if row.status not in TERMINAL:
+                resumed = self._recover(request, row)
+                if resumed is not None:
+                    return resumed
+        return self._attempt(request)
+
+    # --- recovery ------------------------------------------------------------------------
+
+    def _recover(self, request: MoveRequest, row: MigrationRow) -> MigrationOutcome | None:
+        """Finish an interrupted move: roll forward after the commit point, else roll back.
+        Returns the outcome, or None when a fresh attempt should follow."""
+        log.warning(
+            "move %s: resuming from phase %s (status %s)", row.move_id, row.phase, row.status
+        )
+        self._event(row.move_id, "resumed", {"phase": row.phase, "status": row.status})
+        if row.phase in COMMITTED:
+            return self._roll_forward(request)
+        interrupted_rollback = row.status == "rolling_back"
+        self._rollback(request, row.phase, "broker restarted during the move")
+        if interrupted_rollback:
+            return MigrationOutcome.of(self._row(row.move_id))
+        return None
+
+    def _row(self, move_id: str) -> MigrationRow:
+        row = self.ops.migration(move_id)
+        assert row is not None
+        return row
+
+    # --- one attempt ---------------------------------------------------------------------
+
+    def _attempt(self, request: MoveRequest) -> MigrationOutcome:
+        row = self._row(request.move_id)
+        self.ops.update_migration(
+            request.move_id, attempt=row.attempt + 1, status="running", error=None, downtime_ms=None
+        )
+        route = self.ops.route(request.shard_id)
+        problem = _precondition(request, route)
+        if problem:
+            self.ops.update_migration(request.move_id, status="rejected", error=problem)
+            self._event(request.move_id, "rejected", {"error": problem})
+            return MigrationOutcome.of(self._row(request.move_id))
+        assert route is not None
+        try:
+            self._run(request, route)
+        except Exception as error:
+            log.warning("move %s failed: %s", request.move_id, _describe(error))
+            row = self._row(request.move_id)
+            if row.phase in COMMITTED:
+                self.ops.update_migration(request.move_id, error=_describe(error))
+                raise
+            self._rollback(request, row.phase, _describe(error))
+        return MigrationOutcome.of(self._row(request.move_id))
+
+    def _run(self, request: MoveRequest, route: Route) -> None:
+        move_id, shard = request.move_id, request.shard_id
+        source, target = self.hosts[request.from_host], self.hosts[request.to_host]
+        source_rt, target_rt = source.runtime(), target.runtime()
+        port = request.to_port or route.port
+        if not source_rt.status(shard).running:
+            raise MigrationError(f"shard {shard} is not running on {source.host_id}")
+        chunks = HostChunkSource(source.session, source.root)
+        try:
+            sent = self._precopy(request, source_rt, target, target_rt, chunks)
+            frozen_at = time.monotonic()
+            source_rt.freeze(shard)
+            self._step(move_id, "frozen", {})
+            manifest = source_rt.snapshot(shard)
+            report = self._send(request, target, manifest, chunks, "final_copy", 0, sent)
+            sent += report.bytes_sent
+            self._step(move_id, "final_copy", _report_detail(report, manifest), bytes_sent=sent)
+        finally:
+            chunks.close()
+        summary = target_rt.restore(manifest, full_verify=self.settings.full_verify)
+        if (summary["files"], summary["bytes"]) != (len(manifest.files), manifest.total_size):
+            expected = f"{len(manifest.files)} files, {manifest.total_size} bytes"
+            raise MigrationError(f"restore on {target.host_id}: {summary}, expected {expected}")
+        self._step(move_id, "restored", {**summary, "manifest": manifest.digest})
+        source_rt.stop(shard, kill=True)
+        self._step(move_id, "source_stopped", {"host": source.host_id})
+        status = target_rt.start(shard, port, generation=route.generation + 1, bind=target.bind)
+        self._step(move_id, "target_started", {"pid": status.pid, "isolation": status.isolation})
+        answer = target_rt.health(shard, port, self.settings.health_timeout)
+        downtime_ms = (time.monotonic() - frozen_at) * 1000
+        self._step(
+            move_id,
+            "healthy",
+            {"keys": answer.get("keys"), "downtime_ms": downtime_ms},
+            downtime_ms=downtime_ms,
+        )
+        new_route, step = self.ops.switch_route(
+            move_id,
+            route,
+            target.host_id,
+            target.service_address,
+            port,
+            {"generation": route.generation + 1, "host": target.host_id, "port": port},
+        )
+        self._announce(step)
+        self._finish(request, new_route)
+
+    def _precopy(
+        self,
+        request: MoveRequest,
+        source_rt: ShardRuntime,
+        target: HostAccess,
+        target_rt: ShardRuntime,
+        chunks: HostChunkSource,
+    ) -> int:
+        """Copy rounds while the shard runs; each round is restored on the target so that the
+        final round only rewrites what changed. Returns the bytes sent."""
+        rule = self.settings.precopy
+        content: list[int] = []
+        sent = 0
+        while True:
+            manifest = source_rt.snapshot(request.shard_id)
+            if not content:
+                _check_room(target, target_rt.status(request.shard_id), manifest)
+            report = self._send(
+                request, target, manifest, chunks, "precopy", len(content) + 1, sent
+            )
+            target_rt.restore(manifest)
+            sent += report.bytes_sent
+            content.append(report.content_bytes_sent)
+            reason = rule.stop_reason(content)
+            detail = {"round": len(content), **_report_detail(report, manifest), "stop": reason}
+            self._step(request.move_id, "precopy", detail, bytes_sent=sent, rounds=len(content))
+            if reason:
+                return sent
+
+    def _send(
+        self,
+        request: MoveRequest,
+        target: HostAccess,
+        manifest: Manifest,
+        chunks: HostChunkSource,
+        phase: str,
+        round_number: int,
+        sent_before: int,
+    ) -> SendReport:
+        def progress(p: Progress) -> None:
+            if self.on_progress is not None:
+                self.on_progress(
+                    MigrationProgress(
+                        request.move_id, phase, round_number, sent_before + p.bytes_sent, p.rate
+                    )
+                )
+
+        return send_snapshot(
+            target.session,
+            manifest,
+            chunks,
+            target.root,  # type: ignore[arg-type]
+            progress,
+            self.settings.streams,
+        )
+
+    def _finish(self, request: MoveRequest, route: Route) -> None:
+        """After the commit point: clean the source, push routing, done (idempotent)."""
+        move_id = request.move_id
+        self.hosts[request.from_host].runtime().clean(request.shard_id)
+        self._step(move_id, "source_cleaned", {"host": request.from_host})
+        pushed, failed = self._push_routing(request.shard_id)
+        self._step(move_id, "routing_pushed", {"hosts": pushed, "failed": failed})
+        error = f"routing push failed: {failed}" if failed else None
+        self.ops.update_migration(move_id, status="done", error=error)
+        self._step(move_id, "done", {"generation": route.generation})
+
+    def _push_routing(self, shard_id: str) -> tuple[list[str], dict[str, str]]:
+        document = routing_document(self.ops.routes())
+        pushed, failed = [], {}
+        for host_id in self.dependents(shard_id):
+            host = self.hosts[host_id]
+            try:
+                push_routing(host.session, host.root, document)
+                pushed.append(host_id)
+            except Exception as error:  # one unreachable dependent must not undo a cutover
+                failed[host_id] = _describe(error)
+        return pushed, failed
+
+    def _roll_forward(self, request: MoveRequest) -> MigrationOutcome:
+        route = self.ops.route(request.shard_id)
+        assert route is not None and route.host_id == request.to_host
+        target_rt = self.hosts[request.to_host].runtime()
+        if not target_rt.status(request.shard_id).running:
+            target_rt.start(
+                request.shard_id,
+                route.port,
+                generation=route.generation,
+                bind=self.hosts[request.to_host].bind,
+            )
+            self._event(request.move_id, "target_restarted", {"port": route.port})
+        self._finish(request, route)
+        return MigrationOutcome.of(self._row(request.move_id))
+
+    # --- rollback ------------------------------------------------------------------------
+
+    def _rollback(self, request: MoveRequest, phase: str, reason: str) -> None:
+        """Undo a move that did not reach the commit point; safe to repeat.
+
+        The target copy goes first; the source is restarted only once the target copy is
+        confirmed gone, so two copies never run. If a host is unreachable the move stays
+        `rolling_back` (resumable) and the error says what is left.
+        """
+        move_id, shard = request.move_id, request.shard_id
+        self.ops.update_migration(move_id, status="rolling_back", error=reason)
+        route = self.ops.route(shard)
+        assert route is not None and route.host_id == request.from_host, "commit point passed"
+        source = self.hosts[request.from_host]
+        target_may_run = PHASES.index(phase) >= PHASES.index("source_stopped")
+        notes: dict[str, str] = {}
+        try:
+            self.hosts[request.to_host].runtime().clean(shard)
+        except Exception as error:
+            notes["target"] = f"not cleaned: {_describe(error)}"
+            if target_may_run:
+                self._rollback_incomplete(
+                    move_id,
+                    reason,
+                    notes,
+                    "the source stays stopped until the target copy is confirmed gone",
+                )
+                return
+        try:
+            source_rt = source.runtime()
+            status = source_rt.status(shard)
+            if status.running and status.frozen:
+                source_rt.thaw(shard)
+            elif not status.running:
+                source_rt.start(shard, route.port, generation=route.generation, bind=source.bind)
+            source_rt.health(shard, route.port, self.settings.health_timeout)
+        except Exception as error:
+            notes["source"] = f"not resumed: {_describe(error)}"
+            self._rollback_incomplete(move_id, reason, notes, "re-run the move to finish")
+            return
+        self.ops.update_migration(move_id, status="rolled_back", error=_with_notes(reason, notes))
+        self._event(move_id, "rolled_back", {"reason": reason, "from_phase": phase, **notes})
+
+    def _rollback_incomplete(self, move_id: str, reason: str, notes: dict, advice: str) -> None:
+        error = _with_notes(reason, notes) + f"; rollback incomplete: {advice}"
+        self.ops.update_migration(move_id, error=error)
+        self._event(move_id, "rollback_incomplete", {"reason": reason, **notes})
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    def _step(self, move_id: str, phase: str, detail: dict, **values: object) -> None:
+        """Persist a protocol step (it becomes the row's phase), then announce it."""
+        self._announce(self.ops.record_step(move_id, phase, detail, **values))
+
+    def _event(self, move_id: str, name: str, detail: dict) -> None:
+        """Persist an event that is not a protocol phase (resumed, rolled_back, ...)."""
+        self._announce(self.ops.record_step(move_id, name, detail, set_phase=False))
+
+    def _announce(self, step: Step) -> None:
+        if self.on_event is not None:
+            self.on_event(step)
+        if self.after_step is not None:
+            self.after_step(step.phase)
+
+
+def _report_detail(report: SendReport, manifest: Manifest) -> dict:
+    return {
+        "manifest": manifest.digest,
+        "state_bytes": manifest.total_size,
+        "chunks_sent": report.chunks_sent,
+        "bytes_sent": report.bytes_sent,
+        "content_bytes_sent": report.content_bytes_sent,
+        "seconds": round(report.seconds, 3),
+    }
+
+
+def _check_room(target: HostAccess, status: ShardStatus, manifest: Manifest) -> None:
+    """Refuse early, with the numbers, rather than fill the target's disk: the target needs
+    room for the compressed chunks and the restored state (counted at full size both)."""
+    needed = 2 * manifest.total_size
+    if status.root_free_bytes < needed:
+        raise MigrationError(
+            f"target {target.host_id}: {status.root_free_bytes} bytes free under {target.root}, "
+            f"shard {manifest.shard_id} needs about {needed} (chunks + restored state)"
+        )
+
+
+def _with_notes(reason: str, notes: dict[str, str]) -> str:
+    return reason + "".join(f"; {where}: {note}" for where, note in notes.items())
+
+
+def _check_same_move(row: MigrationRow, request: MoveRequest) -> None:
+    recorded = (row.shard_id, row.from_host, row.to_host)
+    asked = (request.shard_id, request.from_host, request.to_host)
+    if recorded != asked:
+        raise ValidationError(
+            "move_id", request.move_id, f"already used for {recorded}, not {asked}"
+        )
+
+
+def _precondition(request: MoveRequest, route: Route | None) -> str | None:
+    if route is None:
+        return f"shard {request.shard_id} has no routing entry; register it first"
+    if route.host_id != request.from_host:
+        return (
+            f"shard {request.shard_id} is routed to {route.host_id} (generation "
+            f"{route.generation}), not {request.from_host}: stale move"
+        )
+    return None
+
+
+__all__ = [
+    "HostAccess",
+    "MigrationError",
+    "MigrationOutcome",
+    "MigrationProgress",
+    "MigrationSettings",
+    "Migrator",
+    "MoveRequest",
+    "RoutingConflict",
+]

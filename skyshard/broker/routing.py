@@ -1,0 +1,41 @@
+"""The routing document pushed to hosts: every shard's host, endpoint and generation."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterable
+
+from skyshard.broker.ops_tables import Route
+from skyshard.transport.chunkstore import make_remote_dirs
+from skyshard.transport.commands import RemotePath
+from skyshard.transport.ssh import SshSession
+
+ROUTING_FILE = "routing.json"
+
+
+def routing_document(routes: Iterable[Route]) -> bytes:
+    """Canonical JSON; a reader keeps, per shard, only the highest generation it has seen."""
+    shards = {
+        route.shard_id: {
+            "host_id": route.host_id,
+            "address": route.address,
+            "port": route.port,
+            "generation": route.generation,
+        }
+        for route in routes
+    }
+    return json.dumps({"version": 1, "shards": shards}, sort_keys=True, indent=1).encode()
+
+
+def push_routing(session: SshSession, root: str, document: bytes) -> str:
+    """Write `<root>/routing.json` on a host atomically (upload, then rename); returns its path."""
+    base = RemotePath(root)
+    target = base.child(ROUTING_FILE)
+    with session.open_sftp(action="push_routing") as sftp:
+        make_remote_dirs(sftp, base)
+        upload = base.child(f".{ROUTING_FILE}.{uuid.uuid4().hex}")
+        sftp.putfo(io.BytesIO(document), upload.text, confirm=True)
+        sftp.posix_rename(upload.text, target.text)
+    return target.text

@@ -1,0 +1,165 @@
+"""The fault matrix: every fault ends with one running copy, intact data and a clear error."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+
+import pytest
+import zstandard
+from conftest import SHARD, SimulatedCrash
+
+from skyshard.broker import relay
+from skyshard.broker.migration import PHASES, TERMINAL
+from skyshard.broker.ops_tables import OpsStore
+from skyshard.testing.hosts import start_host
+
+CRASH_POINTS = [phase for phase in PHASES if phase != "done"]
+
+
+def cut_when(threshold: int, action):
+    """A progress callback that runs `action` once, when the bytes sent pass `threshold`."""
+    fired = []
+
+    def on_progress(progress) -> None:
+        if progress.bytes_sent >= threshold and not fired:
+            fired.append(progress)
+            action()
+
+    return on_progress, fired
+
+
+def assert_rolled_back(cluster, outcome, message: str) -> None:
+    assert outcome.status == "rolled_back", outcome
+    assert message in outcome.error
+    cluster.assert_serving_once("host-a")
+    assert not (cluster.roots["host-b"] / "shards" / SHARD).exists()
+    assert OpsStore(cluster.db).route(SHARD).generation == 1
+
+
+def test_connection_drop_mid_transfer_rolls_back_then_retry_finishes(cluster) -> None:
+    cluster.place(blobs=8)
+    target = cluster.hosts["host-b"].endpoint()
+    on_progress, fired = cut_when(
+        2 << 20, lambda: cluster.pool.client(target).get_transport().close()
+    )
+    outcome = cluster.migrator(on_progress=on_progress).migrate(cluster.request())
+    assert fired
+    assert_rolled_back(cluster, outcome, "Error")
+    assert cluster.migrator().migrate(cluster.request()).noop
+    retried = cluster.migrator().migrate(cluster.request(), retry=True)
+    assert (retried.status, retried.attempt) == ("done", 2)
+    cluster.assert_serving_once("host-b")
+
+
+@pytest.mark.slow
+def test_target_sshd_killed_keeps_the_source_and_resumes_after_restart(cluster) -> None:
+    cluster.place(blobs=8)
+    target = cluster.hosts["host-b"]
+    on_progress, fired = cut_when(2 << 20, target.kill_sshd)
+    try:
+        outcome = cluster.migrator(on_progress=on_progress).migrate(cluster.request())
+        assert fired and outcome.status == "rolled_back"
+        assert "target: not cleaned" in outcome.error
+        cluster.assert_serving_once("host-a")
+    finally:
+        target.restart_sshd()
+    retried = cluster.migrator().migrate(cluster.request(), retry=True)
+    assert retried.status == "done", retried.error
+    cluster.assert_serving_once("host-b")
+
+
+@pytest.mark.skipif(subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip()
+                    != "0", reason="mounting a tmpfs needs root")  # fmt: skip
+def test_target_disk_full_rolls_back_and_frees_the_target(cluster, tmp_path) -> None:
+    cluster.place(blobs=30)  # 30 MiB of incompressible state, 20 MiB of target disk
+    small = tmp_path / "small-disk"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(small)], check=True)
+    try:
+        full = start_host(tmp_path / "full", "host-b", "prov-b", root=small)
+        cluster.hosts = {**cluster.hosts, "host-b": full}
+        cluster.roots = {**cluster.roots, "host-b": small}
+        outcome = cluster.migrator().migrate(cluster.request())
+        assert outcome.status == "rolled_back"
+        assert "bytes free under" in outcome.error and "needs about" in outcome.error
+        cluster.assert_serving_once("host-a")
+        assert not (small / "shards" / SHARD).exists()
+        full.sshd.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_chunk_corrupted_on_the_wire_is_refused_by_the_target(cluster, monkeypatch) -> None:
+    cluster.place(blobs=2)
+    honest = relay.HostChunkSource.compressed
+    flipped = []
+
+    def tampered(self, digest: str) -> bytes:
+        blob = honest(self, digest)
+        if not flipped:
+            flipped.append(digest)
+            return zstandard.ZstdCompressor().compress(b"not the content of " + digest.encode())
+        return blob
+
+    monkeypatch.setattr(relay.HostChunkSource, "compressed", tampered)
+    outcome = cluster.migrator().migrate(cluster.request())
+    assert_rolled_back(cluster, outcome, "CorruptChunk")
+    assert flipped[0] in outcome.error
+    monkeypatch.undo()
+    assert cluster.migrator().migrate(cluster.request(), retry=True).status == "done"
+    cluster.assert_serving_once("host-b")
+
+
+def test_chunk_corrupted_on_target_disk_is_detected_and_dropped(cluster) -> None:
+    cluster.place(blobs=2)
+    blob = next((cluster.roots["host-a"] / "shards" / SHARD / "state" / "blobs").iterdir())
+    digest = hashlib.sha256(blob.read_bytes()).hexdigest()  # a 1 MiB blob is one chunk
+    stored = cluster.roots["host-b"] / "chunks" / digest[:2] / digest
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(zstandard.ZstdCompressor().compress(b"bit rot"))
+    outcome = cluster.migrator().migrate(cluster.request())
+    assert_rolled_back(cluster, outcome, f"chunk {digest} content does not match its hash")
+    assert not stored.exists()  # dropped, so the retry sends it again
+    assert cluster.migrator().migrate(cluster.request(), retry=True).status == "done"
+    cluster.assert_serving_once("host-b")
+
+
+def test_failing_health_check_on_target_restarts_the_source(cluster) -> None:
+    cluster.place(blobs=1)
+    busy = __import__("socket").create_server(("127.0.0.1", 0))
+    try:
+        request = cluster.request(to_port=busy.getsockname()[1])
+        outcome = cluster.migrator().migrate(request)
+    finally:
+        busy.close()
+    assert_rolled_back(cluster, outcome, "ShardUnhealthy")
+    steps = [s.phase for s in OpsStore(cluster.db).steps("mv-1")]
+    assert "source_stopped" in steps and steps[-1] == "rolled_back"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash_after", CRASH_POINTS)
+def test_broker_killed_after_each_step_then_rerun_finishes(cluster, crash_after) -> None:
+    cluster.place(blobs=1)
+
+    def crash(phase: str) -> None:
+        if phase == crash_after:
+            raise SimulatedCrash(phase)
+
+    with pytest.raises(SimulatedCrash):
+        cluster.migrator(after_step=crash).migrate(cluster.request())
+    row = OpsStore(cluster.db).migration("mv-1")
+    assert row.status not in TERMINAL and row.phase == crash_after  # resumable
+    assert len(cluster.running_copies()) <= 1  # never two, even mid-crash
+    outcome = cluster.migrator().migrate(cluster.request())
+    assert outcome.status == "done", outcome.error
+    cluster.assert_serving_once("host-b")
+    steps = [s.phase for s in OpsStore(cluster.db).steps("mv-1")]
+    assert "resumed" in steps
+    if PHASES.index(crash_after) < PHASES.index("switched"):
+        # A crash before the first attempt counted itself leaves attempt 0 behind.
+        assert "rolled_back" in steps
+        assert outcome.attempt == (1 if crash_after == "accepted" else 2)
+    else:
+        assert "rolled_back" not in steps and outcome.attempt == 1
