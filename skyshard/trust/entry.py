@@ -177,7 +177,7 @@ def check_line(line: bytes) -> dict[str, Any]:
     if value.keys() != _FIELD_SET:
         raise EntryError(f"entry fields are {sorted(value)}, expected {list(FIELDS)}")
     _check_fields(value)
-    if not isinstance(value["sig"], str) or len(value["sig"]) != 88:
+    if not _is_signature(value["sig"]):
         raise EntryError(f"sig {value['sig']!r} is not a base64 Ed25519 signature")
     if canonical_json(value) != line:
         raise EntryError("line is not in canonical JSON form")
@@ -196,6 +196,15 @@ def _entry(value: dict[str, Any], line: bytes) -> Entry:
         sig=value["sig"],
         line=line,
     )
+
+
+def _is_signature(sig: Any) -> bool:
+    if not isinstance(sig, str) or len(sig) != 88:
+        return False
+    try:
+        return len(base64.b64decode(sig, validate=True)) == 64
+    except ValueError:
+        return False
 
 
 def _entry_type(value: Any, field: str) -> str:

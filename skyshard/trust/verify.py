@@ -37,7 +37,6 @@ from skyshard.trust.note import (
 )
 
 _CHUNK = 8192
-_PARALLEL_FROM = 4 * _CHUNK
 
 
 @dataclass
@@ -77,18 +76,18 @@ def first_bad_signature(first_index: int, checks: Sequence[SignatureCheck]) -> i
 
 
 class _SignatureChecks:
-    """Runs check_signatures inline for small logs and in worker threads for large ones
-    (libsodium, called through CFFI, verifies without holding the GIL)."""
+    """Runs first_bad_signature on chunks in worker threads (libsodium, called through CFFI,
+    verifies without holding the GIL), or inline with one worker."""
 
     def __init__(self, workers: int) -> None:
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool = (
+            ThreadPoolExecutor(workers, thread_name_prefix="ledger-verify") if workers > 1 else None
+        )
         self._workers = workers
         self._pending: deque[Future] = deque()
         self.failures: list[int] = []
 
     def submit(self, first_index: int, checks: list[SignatureCheck]) -> None:
-        if self._pool is None and first_index >= _PARALLEL_FROM and self._workers > 1:
-            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="ledger-verify")
         if self._pool is None:
             self._record(first_bad_signature(first_index, checks))
             return

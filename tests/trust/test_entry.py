@@ -118,5 +118,6 @@ def test_parse_line_refuses_non_canonical_or_incomplete_lines():
         parse_line(entry.line[:-5])
     with pytest.raises(EntryError, match="not a JSON object"):
         parse_line(b"[1,2]")
-    with pytest.raises(EntryError, match="sig"):
-        parse_line(canonical_json(value | {"sig": "short"}))
+    for bad_sig in ("short", "!" * 86 + "==", "A" * 87 + "="):
+        with pytest.raises(EntryError, match="is not a base64 Ed25519 signature"):
+            parse_line(canonical_json(value | {"sig": bad_sig}))

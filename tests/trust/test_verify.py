@@ -138,7 +138,6 @@ def test_bad_cosignature_by_a_known_cosigner_fails(signed_ledger):
 
 def test_parallel_signature_checks_report_the_first_bad_index(ledger, monkeypatch):
     monkeypatch.setattr(verify_module, "_CHUNK", 16)
-    monkeypatch.setattr(verify_module, "_PARALLEL_FROM", 32)
     fill(ledger, 200)
     lines = lines_of(ledger)
     for bad in (170, 120):
