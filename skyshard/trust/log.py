@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,12 +60,9 @@ class TornTail:
     reason: str
 
 
-@dataclass
-class Tail:
-    valid_end: int
+class Tail(NamedTuple):
     next_seq: int
-    torn: TornTail | None = None
-    last_entry: Entry | None = field(default=None, repr=False)
+    torn: TornTail | None
 
 
 def _last_newline_before(fd: int, end: int) -> int:
@@ -101,30 +98,36 @@ def read_torn_tail(path: Path) -> TornTail | None:
         os.close(fd)
 
 
+def _last_line(fd: int, end: int) -> tuple[int, bytes] | None:
+    """(offset, line without newline) of the complete line ending at `end`, if any."""
+    if end == 0:
+        return None
+    start = _last_newline_before(fd, end - 1) + 1
+    return start, _read_range(fd, start, end - 1)
+
+
 def inspect_tail(fd: int) -> Tail:
     """Find where the valid log ends: a fragment without newline, or a last line that is not
     a valid entry, is a torn tail (never accepted as an entry)."""
+    size = os.fstat(fd).st_size
     torn = _trailing_fragment(fd)
-    end = torn.offset if torn else os.fstat(fd).st_size
-    for attempt in range(2):
-        if end == 0:
-            return Tail(0, 0, torn)
-        line_start = _last_newline_before(fd, end - 1) + 1
-        line = _read_range(fd, line_start, end - 1)
-        try:
-            entry = parse_line(line)
-        except EntryError as exc:
-            if attempt:
-                raise LedgerError(
-                    f"the last two lines of the log are not valid entries ({exc}); "
-                    "run `skyshard ledger verify` before appending"
-                ) from exc
-            whole = _read_range(fd, line_start, os.fstat(fd).st_size)
-            torn = TornTail(line_start, whole, f"last line is not a valid entry: {exc}")
-            end = line_start
-            continue
-        return Tail(end, entry.seq + 1, torn, entry)
-    raise AssertionError("unreachable")
+    last = _last_line(fd, torn.offset if torn else size)
+    if last is None:
+        return Tail(0, torn)
+    start, line = last
+    try:
+        return Tail(parse_line(line).seq + 1, torn)
+    except EntryError as exc:
+        reason = f"last line is not a valid entry: {exc}"
+    previous = _last_line(fd, start)
+    try:
+        next_seq = parse_line(previous[1]).seq + 1 if previous else 0
+    except EntryError as exc:
+        raise LedgerError(
+            f"the last two lines of the log are not valid entries ({exc}); "
+            "run `skyshard ledger verify` before appending"
+        ) from exc
+    return Tail(next_seq, TornTail(start, _read_range(fd, start, size), reason))
 
 
 def iter_lines(path: Path, start: int = 0) -> Iterator[tuple[int, bytes]]:
@@ -275,6 +278,7 @@ class AppendOnlyLog:
     def _repair_tail(self, fd: int) -> Tail:
         tail = inspect_tail(fd)
         if tail.torn is not None:
+            self._refuse_cutting_signed_entries(tail)
             _append_line(
                 self.directory / REPAIRS_FILE,
                 {
@@ -288,6 +292,16 @@ class AppendOnlyLog:
             os.ftruncate(fd, tail.torn.offset)
             os.fsync(fd)
         return tail
+
+    def _refuse_cutting_signed_entries(self, tail: Tail) -> None:
+        note = latest_checkpoint_note(self.directory)
+        signed_size = Checkpoint.from_note(note).size if note else 0
+        if signed_size > tail.next_seq:
+            raise LedgerError(
+                f"{self.path}: entry {tail.next_seq} is covered by checkpoint {signed_size} "
+                f"but is damaged ({tail.torn.reason if tail.torn else ''}); refusing to cut it, "
+                "run `skyshard ledger verify`"
+            )
 
     def refresh_tree(self) -> MerkleTree:
         """Bring the in-memory tree up to the last valid line of the file."""

@@ -138,3 +138,15 @@ def test_refresh_ignores_a_torn_tail_until_repaired(ledger, signer):
         file.write(b'{"actor":"bro')
     log = AppendOnlyLog(ledger.directory)
     assert log.refresh_tree().size == 2
+
+
+def test_a_damaged_entry_covered_by_a_checkpoint_is_never_cut(ledger):
+    fill(ledger, 3)
+    ledger.checkpoint()
+    path = ledger.directory / "log.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2]) + b"\x00" * (len(lines[2]) - 1) + b"\n")
+    with pytest.raises(LedgerError, match="entry 2 is covered by checkpoint 3 but is damaged"):
+        ledger.append("run_failed", "r", "broker", {})
+    assert path.read_bytes().endswith(b"\x00\n")
+    assert not (ledger.directory / REPAIRS_FILE).exists()
