@@ -93,7 +93,7 @@ class Replica:
         result = verify_ledger(staging, genesis=genesis)
         if not result.ok:
             raise LedgerError(
-                f"provider {self.provider_id} refuses the pushed log: {result.reason}"
+                f"provider {self.provider_id} refuses the pushed log: {result.describe()}"
             )
         assert result.tree is not None
         self._check_extends_last_seen(checkpoint, result.tree)

@@ -56,9 +56,15 @@ class VerifyResult:
     def ok(self) -> bool:
         return self.reason is None
 
+    def describe(self) -> str:
+        """The failure for people: which entry (if one is to blame) and why."""
+        if self.first_bad_index is None:
+            return str(self.reason)
+        return f"entry {self.first_bad_index}: {self.reason}"
+
     def fail_at(self, index: int, reason: str) -> None:
         if self.first_bad_index is None or index < self.first_bad_index:
-            self.first_bad_index, self.reason = index, f"entry {index}: {reason}"
+            self.first_bad_index, self.reason = index, reason
 
 
 class SignatureCheck(NamedTuple):
