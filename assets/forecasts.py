@@ -18,7 +18,7 @@ from skyshard.trust_inputs import neutral_trust_scores
 
 GROUP = "forecasts"
 MART_DEPS = [
-    dg.AssetKey([name])
+    dg.AssetKey(["marts", name])
     for name in (
         "fct_shard_usage_hourly",
         "fct_provider_capacity_hourly",
@@ -165,7 +165,7 @@ def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile)
 
 @dg.asset(
     group_name="trust",
-    deps=[dg.AssetKey(["dim_providers"])],
+    deps=[dg.AssetKey(["marts", "dim_providers"])],
     kinds={"duckdb", "python"},
     pool=DUCKDB_WRITER_POOL,
     description="`trust.scores`: every provider at policy.trust.neutral_score until the trust "
