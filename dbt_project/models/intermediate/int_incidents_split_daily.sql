@@ -3,7 +3,11 @@
 with incidents as (
     select
         *,
-        coalesce(resolved_at, (select max(sampled_at) from {{ ref('stg_telemetry__shard_usage') }}), now()::timestamp) as ended_at
+        coalesce(
+            resolved_at,
+            (select last_sample_at from {{ ref('int_telemetry_window') }}),
+            now()::timestamp
+        ) as ended_at
     from {{ ref('stg_telemetry__incidents') }}
 ),
 

@@ -13,8 +13,7 @@ with observed as (
 ),
 
 bounds as (
-    select min(date_trunc('hour', sampled_at)) as first_hour, max(date_trunc('hour', sampled_at)) as last_hour
-    from {{ ref('stg_telemetry__shard_usage') }}
+    select first_hour, last_hour from {{ ref('int_telemetry_window') }}
 ),
 
 spine as (

@@ -1,3 +1,4 @@
+{{ config(materialized='table') }}
 -- Hourly shard usage on a gap-free hour spine; empty hours carry the last observed value
 -- forward and are flagged, so forecasts see a regular series and users see the gaps.
 with hourly as (

@@ -1,7 +1,9 @@
 -- Availability per provider per UTC day: incident and maintenance minutes and counts.
 with days as (
-    select distinct cast(date_trunc('day', hour) as date) as day
-    from {{ ref('int_shard_usage_resampled_hourly') }}
+    select cast(unnest(generate_series(
+        date_trunc('day', first_hour), date_trunc('day', last_hour), interval 1 day
+    )) as date) as day
+    from {{ ref('int_telemetry_window') }}
 ),
 
 spine as (

@@ -13,7 +13,8 @@ with observed as (
 ),
 
 hours as (
-    select distinct hour from {{ ref('int_shard_usage_resampled_hourly') }}
+    select unnest(generate_series(first_hour, last_hour, interval 1 hour)) as hour
+    from {{ ref('int_telemetry_window') }}
 ),
 
 list_priced as (
