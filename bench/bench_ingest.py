@@ -76,7 +76,8 @@ def main() -> None:
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     shards = len(sky.shards)
     print(
-        f"sky: {len(sky.providers)} providers, {len(sky.hosts)} hosts, {shards} shards, {args.days} days @ 5 min"
+        f"sky: {len(sky.providers)} providers, {len(sky.hosts)} hosts, {shards} shards, "
+        f"{args.days} days @ 5 min"
     )
     print(f"raw rows: {rows:,}; failed feeds: {failed or 'none'}")
     print(f"collect (fetch+parse): {t1 - t0:.1f} s")

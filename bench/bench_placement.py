@@ -47,7 +47,7 @@ def bench_backends(seed: int) -> None:
     """highspy vs scipy.optimize.milp on one identical pruned MILP (1,000 x 50, K = 40)."""
     inst = build_instance(random_instance(1_000, 50, seed=seed))
     cands = eligible_candidates(inst)
-    problem = build_problem(inst, cands, top_k_mask(cands, 40))
+    problem = build_problem(inst, cands, top_k_mask(inst, cands, 40))
     began = time.perf_counter()
     direct = solve_mip(problem, 120, 0.005)
     highspy_s = time.perf_counter() - began
