@@ -107,7 +107,8 @@ def test_growing_shard_trend_shows_in_hourly_usage(materialized):
     began = datetime.fromisoformat(growing["growth_started_at"])
     rows = query(
         materialized,
-        "select avg(cpu_avg) filter (where hour < ?), avg(cpu_avg) filter (where hour >= ? + interval 48 hour) "
+        "select avg(cpu_avg) filter (where hour < ?), "
+        "avg(cpu_avg) filter (where hour >= ? + interval 48 hour) "
         "from marts.fct_shard_usage_hourly where shard_id = ?",
         [began, began, growing["shard_id"]],
     )
