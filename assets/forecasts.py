@@ -1,5 +1,5 @@
-"""Forecast assets: demand, capacity and price forecasts (schema `forecast`), predicted
-bottlenecks, and the neutral trust scores planning reads until the trust framework lands."""
+"""Forecast assets: demand, capacity and price forecasts (schema `forecast`) and predicted
+bottlenecks."""
 
 import statistics
 
@@ -14,7 +14,6 @@ from skyshard.forecast import ForecastConfig, forecast_series, input_fingerprint
 from skyshard.home import current_sky
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, load_planning_data
-from skyshard.trust_inputs import neutral_trust_scores
 
 GROUP = "forecasts"
 MART_DEPS = [
@@ -163,23 +162,7 @@ def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile)
     )
 
 
-@dg.asset(
-    group_name="trust",
-    deps=[dg.AssetKey(["marts", "dim_providers"])],
-    kinds={"duckdb", "python"},
-    pool=DUCKDB_WRITER_POOL,
-    description="`trust.scores`: every provider at policy.trust.neutral_score until the trust "
-    "framework computes scores from the ledger.",
-)
-def trust_scores(duckdb: DuckDBFile):
-    sky = current_sky()
-    scores = neutral_trust_scores([p.id for p in sky.providers], sky.policy.trust.neutral_score)
-    with duckdb.connect() as con:
-        db.replace_table(con, "trust.scores", scores)
-    return dg.MaterializeResult(metadata={"dagster/row_count": scores.height})
-
-
 defs = dg.Definitions(
-    assets=[demand_forecasts, predicted_bottlenecks, trust_scores],
+    assets=[demand_forecasts, predicted_bottlenecks],
     asset_checks=[chosen_not_worse_than_baseline],
 )

@@ -4,8 +4,9 @@ the policy backtest, and the `review_plan` job that approves or rejects a move f
 import dagster as dg
 import polars as pl
 
-from assets.forecasts import MART_DEPS, predicted_bottlenecks, trust_scores
+from assets.forecasts import MART_DEPS, predicted_bottlenecks
 from assets.metadata import preview
+from assets.trust import trust_scores
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.home import current_sky

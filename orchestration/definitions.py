@@ -2,9 +2,10 @@
 
 import dagster as dg
 
-from assets import features, forecasts, ingestion, planning
+from assets import features, forecasts, ingestion, planning, trust
 from orchestration import jobs
 from orchestration.resources import build_resources
+from sensors import ledger
 from skyshard.config.sky import Sky
 from skyshard.home import current_sky
 
@@ -16,6 +17,8 @@ def build_definitions(sky: Sky) -> dg.Definitions:
         features.defs,
         forecasts.defs,
         planning.defs,
+        trust.defs,
+        ledger.defs,
         jobs.defs,
         dg.Definitions(resources=build_resources()),
     )

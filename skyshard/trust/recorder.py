@@ -1,0 +1,184 @@
+"""What the rest of skyshard calls to write to the ledger: runs, migrations, access denials,
+policy decisions and disputes, without knowing the ledger's layout or entry payloads."""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from skyshard.trust import Entry, EntryType, Ledger
+from skyshard.trust.contracts import Decision
+from skyshard.trust.entry import EntryError, canonical_json, check_no_secrets, parse_line
+from skyshard.trust.log import LOG_FILE
+
+RUN_EVENTS = (EntryType.RUN_STARTED, EntryType.RUN_SUCCEEDED, EntryType.RUN_FAILED)
+PROVIDER_TAGS = ("skyshard/provider", "skyshard/from_provider", "skyshard/to_provider")
+"""Run tags that name the providers a run acted on (their failures count against them)."""
+MAX_ERROR_CHARS = 2000
+
+
+def entries_of_run(ledger: Ledger, run_id: str) -> list[Entry]:
+    """Entries with this run id, found by a byte search of the log (no full parse)."""
+    path = ledger.directory / LOG_FILE
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    needle = b'"run_id":' + canonical_json(run_id) + b","
+    found = []
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        position = data.find(needle)
+        while position >= 0:
+            start = data.rfind(b"\n", 0, position) + 1
+            end = data.find(b"\n", position)
+            if end < 0:  # a torn last line is never an entry
+                break
+            entry = parse_line(data[start:end])
+            if entry.run_id == run_id:
+                found.append(entry)
+            position = data.find(needle, end)
+    return found
+
+
+def public_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Run tags without any that look like secrets (those never reach the ledger)."""
+    kept = {}
+    for key, value in tags.items():
+        try:
+            check_no_secrets({key: value})
+        except EntryError:
+            continue
+        kept[key] = value
+    return kept
+
+
+def record_run_event(
+    event: EntryType | str,
+    run_id: str,
+    job_name: str,
+    tags: Mapping[str, str] | None = None,
+    asset_keys: Iterable[str] = (),
+    *,
+    error: str | None = None,
+    ledger: Ledger | None = None,
+    actor: str = "dagster",
+) -> Entry | None:
+    """Append run_started / run_succeeded / run_failed for a run, once: returns None when the
+    ledger already holds this event for this run (a sensor evaluated twice)."""
+    event = EntryType(event)
+    if event not in RUN_EVENTS:
+        raise ValueError(f"event {event.value!r} is not one of {[e.value for e in RUN_EVENTS]}")
+    ledger = ledger or Ledger.open()
+    if any(e.type == event for e in entries_of_run(ledger, run_id)):
+        return None
+    kept = public_tags(tags or {})
+    payload: dict[str, Any] = {
+        "job": job_name,
+        "tags": kept,
+        "asset_keys": sorted(asset_keys),
+        "providers": sorted({kept[t] for t in PROVIDER_TAGS if t in kept}),
+    }
+    if error is not None:
+        payload["error"] = error[:MAX_ERROR_CHARS]
+    return ledger.append(event, run_id, actor, payload)
+
+
+def migration_payload(
+    move_id: str,
+    shard_id: str,
+    from_provider: str,
+    to_provider: str,
+    bytes_sent: int = 0,
+    **detail: Any,
+) -> dict[str, Any]:
+    """The payload of every migration entry: scores and settlement read these field names."""
+    return {
+        "move_id": move_id,
+        "shard_id": shard_id,
+        "from_provider": from_provider,
+        "to_provider": to_provider,
+        "bytes_sent": int(bytes_sent),
+        **detail,
+    }
+
+
+def record_migration(
+    type: EntryType | str,
+    run_id: str,
+    payload: Mapping[str, Any],
+    *,
+    ledger: Ledger | None = None,
+    actor: str = "broker",
+) -> Entry:
+    """Append a migration_step / migration_completed / migration_rolled_back entry whose payload
+    was built by `migration_payload`."""
+    type = EntryType(type)
+    if type not in (
+        EntryType.MIGRATION_STEP,
+        EntryType.MIGRATION_COMPLETED,
+        EntryType.MIGRATION_ROLLED_BACK,
+    ):
+        raise ValueError(f"type {type.value!r} is not a migration entry type")
+    missing = [
+        f for f in ("move_id", "shard_id", "from_provider", "to_provider") if f not in payload
+    ]
+    if missing:
+        raise ValueError(f"migration payload is missing field(s): {', '.join(missing)}")
+    return (ledger or Ledger.open()).append(type, run_id, actor, dict(payload))
+
+
+def record_access_denied(denial: Any, *, run_id: str = "", ledger: Ledger | None = None) -> Entry:
+    """`AccessPolicy(..., on_denied=record_access_denied)`: one access_denied entry per refusal
+    (`denial` is a `skyshard.transport.access.Denial`)."""
+    payload = {"operator": denial.operator, "provider": denial.provider, "action": denial.action}
+    return (ledger or Ledger.open()).append(
+        EntryType.ACCESS_DENIED, run_id, denial.operator, payload
+    )
+
+
+class DisputeError(ValueError):
+    """A dispute id that does not name an open dispute."""
+
+
+def record_dispute_opened(
+    provider_id: str, reason: str, actor: str, *, ledger: Ledger | None = None
+) -> Entry:
+    """Open a dispute against a provider; its id is the seq of the returned entry."""
+    if not reason.strip():
+        raise DisputeError("reason must not be empty")
+    payload = {"provider": provider_id, "reason": reason}
+    return (ledger or Ledger.open()).append(EntryType.DISPUTE_OPENED, "", actor, payload)
+
+
+DISPUTE_OUTCOMES = ("dismissed", "upheld")
+"""dismissed: the provider was not at fault; upheld: it was (counts against its trust)."""
+
+
+def record_dispute_resolved(
+    dispute_id: int, outcome: str, actor: str, note: str = "", *, ledger: Ledger | None = None
+) -> Entry:
+    """Resolve the open dispute opened by entry `dispute_id`."""
+    ledger = ledger or Ledger.open()
+    if outcome not in DISPUTE_OUTCOMES:
+        raise DisputeError(f"outcome {outcome!r} is not one of {list(DISPUTE_OUTCOMES)}")
+    opened = {e.seq: e for e in ledger.entries(EntryType.DISPUTE_OPENED)}
+    if dispute_id not in opened:
+        raise DisputeError(f"dispute {dispute_id}: no dispute_opened entry has seq {dispute_id}")
+    for entry in ledger.entries(EntryType.DISPUTE_RESOLVED):
+        if entry.payload.get("dispute") == dispute_id:
+            raise DisputeError(f"dispute {dispute_id} was already resolved by entry {entry.seq}")
+    payload = {
+        "dispute": dispute_id,
+        "provider": opened[dispute_id].payload["provider"],
+        "outcome": outcome,
+        "note": note,
+    }
+    return ledger.append(EntryType.DISPUTE_RESOLVED, "", actor, payload)
+
+
+def record_policy_decision(
+    decision: Decision, *, run_id: str = "", actor: str = "policy", ledger: Ledger | None = None
+) -> Entry:
+    """Append a contract decision (with its policy hash) as a policy_decision entry."""
+    return (ledger or Ledger.open()).append(
+        EntryType.POLICY_DECISION, run_id, actor, decision.payload()
+    )
