@@ -158,13 +158,27 @@ def eligible_candidates(
     )
 
 
-def top_k_mask(cands: Candidates, k: int | None) -> np.ndarray:
-    """Per shard, the k cheapest candidates plus staying put (ties broken by host index)."""
-    if k is None:
-        return np.ones(len(cands), dtype=bool)
-    order = np.lexsort((cands.host, cands.cost, cands.shard))
-    sorted_shard = cands.shard[order]
-    first = np.searchsorted(sorted_shard, sorted_shard, side="left")
+def _rank_within(group: np.ndarray, cands: Candidates) -> np.ndarray:
+    """Each candidate's cost rank among candidates with the same group key (ties by host)."""
+    order = np.lexsort((cands.host, cands.cost, group))
+    sorted_group = group[order]
+    first = np.searchsorted(sorted_group, sorted_group, side="left")
     rank = np.empty(len(cands), dtype=np.int64)
     rank[order] = np.arange(len(cands)) - first
-    return (rank < k) | cands.stays
+    return rank
+
+
+def top_k_mask(inst: Instance, cands: Candidates, k: int | None) -> np.ndarray:
+    """Per shard, the k cheapest candidates, the cheapest host of every provider, and staying.
+
+    The per-provider host keeps latency limits and affinity (both decided by provider) within
+    reach of the pruned problem.
+    """
+    if k is None:
+        return np.ones(len(cands), dtype=bool)
+    by_provider = cands.shard * len(inst.provider_ids) + inst.host_provider[cands.host]
+    return (
+        (_rank_within(cands.shard, cands) < k)
+        | (_rank_within(by_provider, cands) < 1)
+        | cands.stays
+    )

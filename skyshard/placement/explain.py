@@ -221,7 +221,8 @@ def explain_infeasibility(inst: Instance, time_limit_s: float) -> tuple[str, ...
     local = _dependency_conflicts(inst, usable) + _group_conflicts(inst, usable)
     if local:
         return tuple(local)
-    each_limit = max(time_limit_s, MIN_EXPLAIN_SECONDS) / 4
+    combos = [c for size in (1, 2) for c in itertools.combinations(FAMILY_ORDER, size)]
+    each_limit = max(time_limit_s, MIN_EXPLAIN_SECONDS) / len(combos)
     for size in (1, 2):
         found = []
         for combo in itertools.combinations(FAMILY_ORDER, size):

@@ -190,23 +190,25 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
     inst = build_instance(inp)
     cands = eligible_candidates(inst)
     k = options.top_k
-    active = top_k_mask(cands, k)
+    active = top_k_mask(inst, cands, k)
     problem = build_problem(inst, cands, active)
     timer.build += perf_counter() - timer.start
     stats = {"candidates": len(inst.cand_cost), "eligible": len(cands), "pricing_rounds": 0}
 
     lp_bound, lp_values = None, None
-    stranded = np.bincount(cands.shard, minlength=inst.n_shards) == 0
-    while not stranded.any():
+    # A shard without candidates, or an infeasible LP relaxation, already settles the answer.
+    settled = np.bincount(cands.shard, minlength=inst.n_shards) == 0
+    while not settled.any():
         began = perf_counter()
         lp = solve_lp(problem, timer.remaining(options.time_limit_s))
         timer.solve += perf_counter() - began
         if lp.infeasible and active.all():
+            settled[:] = True
             break
         began = perf_counter()
         if lp.infeasible:
             k = _widen(k)
-            active |= top_k_mask(cands, k)
+            active |= top_k_mask(inst, cands, k)
         elif lp.optimal:
             assert lp.row_dual is not None
             left_out = np.flatnonzero(~active)
@@ -224,14 +226,14 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
         problem = build_problem(inst, cands, active)
         timer.build += perf_counter() - began
 
-    while not stranded.any():
+    while not settled.any():
         began = perf_counter()
         mip = _solve_mip_from_lp(problem, lp_values, lp_bound, options, timer)
         timer.solve += perf_counter() - began
         if mip.infeasible and not active.all():
             began = perf_counter()
             k = _widen(k)
-            active |= top_k_mask(cands, k)
+            active |= top_k_mask(inst, cands, k)
             problem = build_problem(inst, cands, active)
             lp_values = None  # belongs to the smaller problem
             timer.build += perf_counter() - began
@@ -243,7 +245,7 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
         "rows": problem.matrix.shape[0],
         "nonzeros": problem.matrix.nnz,
     }
-    if stranded.any():
+    if settled.any():
         mip = MipOutcome(False, False, True, None, None, None)
     if mip.feasible:
         return _result(

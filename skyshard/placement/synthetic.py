@@ -91,7 +91,11 @@ def random_instance(
     shard_idx = np.repeat(np.arange(n_shards), n_hosts)
     host_idx = np.tile(np.arange(n_hosts), n_shards)
     provider = host_provider[host_idx]
-    data_class = np.where(gpu > 0, 0, rng.choice(3, n_shards, p=[0.7, 0.2, 0.1]))[shard_idx]
+    affinity = np.where((np.arange(n_shards) % 50) < 2, np.arange(n_shards) // 50, -1)
+    partner = np.flatnonzero(np.arange(n_shards) % 50 == 1)  # second of each affinity pair
+    shard_class = np.where(gpu > 0, 0, rng.choice(3, n_shards, p=[0.7, 0.2, 0.1]))
+    shard_class[partner] = shard_class[partner - 1]
+    data_class = shard_class[shard_idx]
     untrusted = (np.arange(n_providers) == rng.integers(0, n_providers))[provider]
     restricted_ok = np.isin(provider, rng.choice(n_providers, 2, replace=False))
     blocked_by = np.full(len(shard_idx), None, dtype=object)
@@ -101,6 +105,7 @@ def random_instance(
     allowed = (blocked_by == None).reshape(n_shards, n_hosts)  # noqa: E711 - elementwise
     demand = np.column_stack([cpu, mem, gpu, net])
     current = _previous_plan(rng, demand, capacity, allowed)
+    current[partner] = current[partner - 1]  # last plan kept affinity pairs together
     # Since the last plan: a tenth of the shards grew by 30 %, one more provider lost trust.
     grown = rng.random(n_shards) < 0.1
     cpu, mem, net = (np.round(np.where(grown, 1.3 * x, x), 2) for x in (cpu, mem, net))
@@ -113,7 +118,6 @@ def random_instance(
     anti = np.where(rng.random(n_replica_groups) < 0.3, np.arange(n_replica_groups), -1)[
         replica_group
     ]
-    affinity = np.where((np.arange(n_shards) % 50) < 2, np.arange(n_shards) // 50, -1)
     cycles = rng.integers(0, 10, n_shards)
     shards = [
         ShardDemand(
