@@ -166,7 +166,8 @@ def _add_availability(
         start = _day_start(day)
         if start > as_of:
             continue
-        value = min(1.0, max(0.0, (availability - AVAILABILITY_FLOOR) / (1 - AVAILABILITY_FLOOR)))
+        value = (float(availability) - AVAILABILITY_FLOOR) / (1 - AVAILABILITY_FLOOR)
+        value = min(1.0, max(0.0, value))
         weight = decay(_age_days(as_of, start), half_life) / DAYS_PER_EVIDENCE
         evidence[provider_id].add("availability", weight, value)
 

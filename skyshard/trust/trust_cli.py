@@ -54,11 +54,14 @@ def read_incidents(database: Path) -> pl.DataFrame | None:
     """marts.fct_provider_incidents from the DuckDB file, if the file and table exist."""
     if not database.exists():
         return None
-    with duckdb.connect(str(database), read_only=True) as con:
-        try:
+    try:
+        with duckdb.connect(str(database), read_only=True) as con:
             return con.sql(f"select provider_id, day, availability from {INCIDENTS_TABLE}").pl()
-        except duckdb.CatalogException:
-            return None
+    except duckdb.CatalogException:
+        return None
+    except duckdb.IOException as exc:  # a writer holds the file
+        click.echo(f"warning: {database}: availability left out ({exc})", err=True)
+        return None
 
 
 @click.group("trust")

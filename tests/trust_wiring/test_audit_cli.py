@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import duckdb
 import pytest
 from click.testing import CliRunner
 
@@ -124,3 +125,17 @@ def test_dispute_bad_arguments(sky_home):
     assert not (paths.ledger_dir() / "log.jsonl").exists() or not list(
         Ledger.open(paths.ledger_dir()).entries()
     )
+
+
+def test_scores_use_incidents_from_the_duckdb_file(sky_home):
+    with duckdb.connect(str(paths.duckdb_path())) as con:
+        con.execute("create schema marts")
+        con.execute(
+            "create table marts.fct_provider_incidents as select 'aws-use1' as provider_id, "
+            "current_date as day, 0.5 as availability"
+        )
+    lines = run("scores").output.splitlines()
+    aws = next(row for row in lines if row.startswith("aws-use1")).split()
+    assert float(aws[1]) < 0.5  # a day at 50 % availability counts against it
+    fra = next(row for row in lines if row.startswith("fra-colo")).split()
+    assert fra[1] == "0.5000"
