@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skyshard.trust import Entry, EntryType, Ledger
 from skyshard.trust.contracts import Decision
 from skyshard.trust.entry import EntryError, canonical_json, check_no_secrets, parse_line
 from skyshard.trust.log import LOG_FILE
+
+if TYPE_CHECKING:
+    from skyshard.transport.access import Denial
 
 RUN_EVENTS = (EntryType.RUN_STARTED, EntryType.RUN_SUCCEEDED, EntryType.RUN_FAILED)
 PROVIDER_TAGS = ("skyshard/provider", "skyshard/from_provider", "skyshard/to_provider")
@@ -126,9 +129,10 @@ def record_migration(
     return (ledger or Ledger.open()).append(type, run_id, actor, dict(payload))
 
 
-def record_access_denied(denial: Any, *, run_id: str = "", ledger: Ledger | None = None) -> Entry:
-    """`AccessPolicy(..., on_denied=record_access_denied)`: one access_denied entry per refusal
-    (`denial` is a `skyshard.transport.access.Denial`)."""
+def record_access_denied(
+    denial: Denial, *, run_id: str = "", ledger: Ledger | None = None
+) -> Entry:
+    """`AccessPolicy(..., on_denied=record_access_denied)`: one access_denied entry per refusal."""
     payload = {"operator": denial.operator, "provider": denial.provider, "action": denial.action}
     return (ledger or Ledger.open()).append(
         EntryType.ACCESS_DENIED, run_id, denial.operator, payload
