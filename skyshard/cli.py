@@ -21,6 +21,7 @@ from skyshard.plans.cli import plan, whatif
 from skyshard.sky_tables import sky_frames
 from skyshard.sources.base import Window
 from skyshard.trust.cli import ledger
+from skyshard.trust.trust_cli import trust
 
 console = Console()
 MAIN_JOB = "ingest_and_build"
@@ -135,5 +136,6 @@ def _load(home: Path):
 
 
 main.add_command(ledger)
+main.add_command(trust)
 main.add_command(plan)
 main.add_command(whatif)

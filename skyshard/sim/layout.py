@@ -84,7 +84,7 @@ WORKLOAD_TEMPLATES = (
     ("cache", 1, 8, 300, 4, "internal", ()),
     ("search", 2, 8, 100, 20, "internal", (("ledger-db", 40),)),
     ("ingest", 2, 4, 400, 5, "internal", (("ledger-db", 60),)),
-    ("billing", 1, 4, 50, 10, "restricted", (("ledger-db", 30),)),
+    ("billing", 1, 4, 50, 10, "restricted", (("ledger-db", 100),)),
     ("api", 2, 4, 200, 1, "public", (("cache", 20), ("search", 50))),
 )
 SHARDS_PER_WORKLOAD = 8
@@ -343,10 +343,12 @@ def _policy(providers: list[ProviderLayout]) -> dict:
     return {
         "forecast": {"horizon_hours": 24, "interval": 0.9, "backtest_cutoffs": 3},
         "planning": {"max_moves_per_cycle": 10, "min_saving_per_day": 1.0},
+        # Every provider starts at the neutral trust score (0.5): the thresholds let it place
+        # sensitive data until the ledger's evidence moves a provider below them.
         "data_classes": {
-            "confidential": {"min_trust": 0.6},
+            "confidential": {"min_trust": 0.4},
             "restricted": {
-                "min_trust": 0.8,
+                "min_trust": 0.5,
                 "allowed_providers": [p.id for p in providers if p.kind == "colo"] or None,
             },
         },

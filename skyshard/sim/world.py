@@ -26,6 +26,9 @@ from skyshard.sim.params import SkyParams
 FUTURE_DAYS = 2
 RESOURCES = ("cpu", "mem_gb", "net_mbps")
 RAMP_HOURS = 72
+GROWTH_SHARE_OF_HOST = 0.15
+"""A growing shard adds this share of its host's cpu over the ramp: enough to overflow a busy
+host, small enough that a calmer host elsewhere can still take it."""
 CROSSING_TARGETS_H = (6.0, 10.0, 14.0)
 COMPONENTS = ("API", "Compute", "Block Storage", "Network")
 
@@ -193,7 +196,7 @@ def _shard_usage(
     ramp_h = np.clip((seconds - ramp_start.replace(tzinfo=UTC).timestamp()) / 3600, 0, None)
     for index in growing:
         host_cpu = capacity["cpu"][on_host[index]]
-        clean["cpu"][index] += 0.5 * host_cpu / RAMP_HOURS * ramp_h
+        clean["cpu"][index] += GROWTH_SHARE_OF_HOST * host_cpu / RAMP_HOURS * ramp_h
         clean["mem_gb"][index] *= 1 + 0.3 * ramp_h / RAMP_HOURS
     calm = np.isin(on_host, [on_host[i] for i in growing])
     observed = {}
@@ -454,7 +457,7 @@ def _planted(
                 "metric": "cpu",
                 "host_capacity": float(world.host_capacity["cpu"][host]),
                 "growth_per_hour": round(
-                    float(world.host_capacity["cpu"][host]) * 0.5 / RAMP_HOURS, 4
+                    float(world.host_capacity["cpu"][host]) * GROWTH_SHARE_OF_HOST / RAMP_HOURS, 4
                 ),
                 "growth_started_at": iso(world.params.end - timedelta(hours=RAMP_HOURS)),
                 "expected_crossing": at(crossings[index])
