@@ -26,7 +26,7 @@ from skyshard.sim.params import SkyParams
 FUTURE_DAYS = 2
 RESOURCES = ("cpu", "mem_gb", "net_mbps")
 RAMP_HOURS = 72
-GROWTH_SHARE_OF_HOST = 0.15
+GROWTH_SHARE_OF_HOST = 0.3
 """A growing shard adds this share of its host's cpu over the ramp: enough to overflow a busy
 host, small enough that a calmer host elsewhere can still take it."""
 CROSSING_TARGETS_H = (6.0, 10.0, 14.0)
