@@ -8,6 +8,15 @@ ingest_and_build = dg.define_asset_job(
     description="Ingest every telemetry feed into DuckDB, then build the dbt feature models.",
 )
 
+planning_cycle = dg.define_asset_job(
+    name="planning_cycle",
+    selection=dg.AssetSelection.groups("ingestion", "features", "forecasts", "trust", "planning"),
+    description=(
+        "The whole cycle: ingest, build features, forecast, score trust, and propose a "
+        "migration plan (approved moves are picked up by the migration sensor)."
+    ),
+)
+
 hourly_ingest = dg.ScheduleDefinition(
     name="hourly_ingest",
     job=ingest_and_build,
@@ -16,4 +25,14 @@ hourly_ingest = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 
-defs = dg.Definitions(jobs=[ingest_and_build], schedules=[hourly_ingest])
+planning_every_4h = dg.ScheduleDefinition(
+    name="planning_every_4h",
+    job=planning_cycle,
+    cron_schedule="23 */4 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+
+defs = dg.Definitions(
+    jobs=[ingest_and_build, planning_cycle], schedules=[hourly_ingest, planning_every_4h]
+)
