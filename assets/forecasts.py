@@ -13,7 +13,7 @@ from skyshard.bottlenecks import predict_bottlenecks
 from skyshard.forecast import ForecastConfig, forecast_series, input_fingerprints, series_to_refit
 from skyshard.home import current_sky
 from skyshard.plans.store import write_bottlenecks
-from skyshard.scoring import build_outlook, forecast_input, load_planning_data
+from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
 
 GROUP = "forecasts"
 MART_DEPS = [
@@ -63,11 +63,18 @@ def _median(values: pl.Series) -> float | None:
 def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     """Refit only the series whose input changed since the last fit; keep the others' rows."""
     policy = current_sky().policy.forecast
-    config = ForecastConfig(policy.horizon_hours, policy.interval, policy.backtest_cutoffs)
+    config = ForecastConfig(
+        policy.horizon_hours,
+        policy.interval,
+        policy.backtest_cutoffs,
+        policy.prophet_max_series,
+        policy.capacity_share,
+    )
     with duckdb.connect() as con:
         data = load_planning_data(con)
     frame = forecast_input(data)
-    current = input_fingerprints(frame, config)
+    limits = forecast_limits(data)
+    current = input_fingerprints(frame, config, limits)
     previous_summary = _stored(duckdb, TABLES["summary"])
     previous = {}
     if previous_summary is not None:
@@ -77,7 +84,7 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
 
     def progress(done: int, total: int) -> None:
         if done == total or done % max(1, total // 10) == 0:
-            context.log.info(f"forecast {done}/{total} series")
+            context.log.info(f"Prophet {done}/{total} series")
 
     result = forecast_series(
         frame.filter(pl.col("series_id").is_in(refit)),
@@ -85,6 +92,10 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
         config.interval,
         config.cutoffs,
         on_progress=progress,
+        prophet_max_series=config.prophet_max_series,
+        capacity_share=config.capacity_share,
+        limits=limits,
+        on_stage=context.log.info,
     )
     tables = {}
     for key, fresh in (

@@ -1,8 +1,9 @@
 """Whole planning cycle on a simulated sky: ingestion -> dbt build -> forecasts -> plan.
 
 Usage: .venv/bin/python bench/bench_planning_cycle.py [SHARDS ...]   (default 1000)
-Prints the seconds of each stage. Hosts scale with shards (one host per 5 shards, 10
-providers at most)."""
+Prints the seconds of each stage (and the forecast's own stages). Hosts scale with shards (one
+host per 5 shards, 12 providers at most); forecasting follows policy.yaml's defaults,
+including the Prophet budget `forecast.prophet_max_series`."""
 
 from __future__ import annotations
 
@@ -27,13 +28,13 @@ def run(shards: int) -> None:
     from skyshard.config import load_sky
     from skyshard.forecast import forecast_series
     from skyshard.plans import plan_cycle, write_plan
-    from skyshard.scoring import forecast_input, load_planning_data
+    from skyshard.scoring import forecast_input, forecast_limits, load_planning_data
     from skyshard.sim import SkyParams, write_sky
     from skyshard.trust_inputs import neutral_trust_scores
 
     work = Path(tempfile.mkdtemp(prefix="bench_plan_"))
     home, duck = work / "home", work / "sky.duckdb"
-    providers = min(10, max(2, shards // 100))
+    providers = min(12, max(2, shards // 100))
     hosts = max(2, shards // (5 * providers))
     print(f"{shards} shards, {providers} providers x {hosts} hosts, 14 days hourly")
     t0 = t = time.perf_counter()
@@ -64,7 +65,16 @@ def run(shards: int) -> None:
         data = load_planning_data(con)
     frame = forecast_input(data)
     fc = sky.policy.forecast
-    result = forecast_series(frame, fc.horizon_hours, fc.interval, fc.backtest_cutoffs)
+    result = forecast_series(
+        frame,
+        fc.horizon_hours,
+        fc.interval,
+        fc.backtest_cutoffs,
+        prophet_max_series=fc.prophet_max_series,
+        capacity_share=fc.capacity_share,
+        limits=forecast_limits(data),
+        on_stage=lambda message: print(f"    {message}", flush=True),
+    )
     t = stage(f"forecast ({result.summary.height} series)", t)
     trust = neutral_trust_scores(data.providers["provider_id"], sky.policy.trust.neutral_score)
     cycle = plan_cycle(data, result.forecasts, sky.policy, trust)

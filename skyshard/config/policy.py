@@ -25,6 +25,11 @@ class ForecastPolicy(StrictModel):
     horizon_hours: int = Field(default=24, ge=1, le=24 * 14)
     interval: float = Field(default=0.9, gt=0, lt=1)
     backtest_cutoffs: int = Field(default=3, ge=1, le=20)
+    # Prophet runs on at most this many series per cycle, the riskiest by screening; every
+    # other series keeps the vectorized seasonal-naive baseline (docs/forecasting.md).
+    prophet_max_series: int = Field(default=24, ge=0)
+    # A forecast upper bound above this share of the series' capacity makes it risky.
+    capacity_share: float = Field(default=0.8, gt=0, le=1)
 
 
 class AutoApproval(StrictModel):

@@ -1,5 +1,8 @@
 """Forecast one hourly series end to end: guard rails (no data, constant, too short), backtest
-of Prophet and the baseline, model choice, and the final fit of the chosen model."""
+of Prophet and the baseline, model choice, and the final fit of the chosen model.
+
+This is the path of the series screening sends to Prophet; the others take the vectorized
+baseline of `batch`, which gives the same numbers as `forecast_one(..., with_prophet=False)`."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ import numpy as np
 from skyshard.forecast.backtest import Fold, Forecaster, mean_mase, rolling_cutoffs, run_folds
 from skyshard.forecast.bounds import Band, blend
 from skyshard.forecast.config import ForecastConfig
-from skyshard.forecast.fingerprint import series_fingerprint
 from skyshard.forecast.prophet_model import ProphetFailed, prophet_forecast, spec_for
 from skyshard.forecast.seasonal_naive import season_for, seasonal_naive
 from skyshard.forecast.select import BASELINE, BLEND, PROPHET, choose_model
@@ -22,6 +24,7 @@ CONSTANT = "constant"
 TOO_SHORT = "too_short"
 PROPHET_FAILED = "prophet_failed"
 NO_DATA = "no_data"
+SCREENED_LOW_RISK = "screened_low_risk"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class SeriesForecast:
     blend_weight_prophet: float | None = None
     selected_on: str | None = None
     folds: list[Fold] = field(default_factory=list)
+    risk: float | None = None
 
     @property
     def end_hour(self) -> int:
@@ -56,8 +60,10 @@ class SeriesForecast:
         return float(np.mean(values)) if values else None
 
 
-def forecast_one(series: HourlySeries, config: ForecastConfig) -> SeriesForecast:
-    fingerprint = series_fingerprint(series, config)
+def forecast_one(
+    series: HourlySeries, config: ForecastConfig, fingerprint: str, with_prophet: bool = True
+) -> SeriesForecast:
+    """Forecast one series; with `with_prophet=False` only the baseline runs (screened out)."""
     if series.n_observed == 0:
         return SeriesForecast(series, fingerprint, 0, None, NO_DATA, None)
 
@@ -86,6 +92,8 @@ def forecast_one(series: HourlySeries, config: ForecastConfig) -> SeriesForecast
         return baseline_only(CONSTANT)
     if not cutoffs:
         return baseline_only(TOO_SHORT)
+    if not with_prophet:
+        return baseline_only(SCREENED_LOW_RISK)
 
     forecasters: dict[str, Forecaster] = {BASELINE: baseline, PROPHET: prophet}
     try:

@@ -1,5 +1,6 @@
 """Input preparation: validate the long `series_id, ts, value` frame and cut it into regular
-hourly series, one per id.
+hourly series, one per id, either one `HourlySeries` at a time or as `SeriesBlock`s: every
+series of one length on one (series x hours) matrix, for the vectorized baseline.
 
 Timestamps are converted to UTC (naive ones are taken as UTC) and floored to the hour; several
 values in one hour are averaged, so sub-hourly samples are resampled on the way. NaN, null and
@@ -84,18 +85,68 @@ def hourly_frame(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class SeriesBlock:
+    """Series of one length as rows of a matrix, sorted by id; `observed` holds NaN where an
+    hour had no value. Series without any observed value form the block of length 0."""
+
+    series_ids: list[str]
+    start_hours: np.ndarray  # int64, hours since the Unix epoch (UTC), one per row
+    observed: np.ndarray  # (series, hours)
+
+    @property
+    def n_hours(self) -> int:
+        return self.observed.shape[1]
+
+    @property
+    def end_hours(self) -> np.ndarray:
+        return self.start_hours + self.n_hours - 1
+
+    @property
+    def filled(self) -> np.ndarray:
+        """`observed` with gaps filled by linear interpolation, row by row."""
+        filled = self.observed.copy()
+        for row in np.flatnonzero(~np.isfinite(filled).all(axis=1)):
+            filled[row] = self.series(row).filled
+        return filled
+
+    def series(self, row: int) -> HourlySeries:
+        return HourlySeries(self.series_ids[row], int(self.start_hours[row]), self.observed[row])
+
+
+def series_blocks(frame: pl.DataFrame) -> list[SeriesBlock]:
+    """The input frame as one `SeriesBlock` per series length, shortest first."""
+    hourly = hourly_frame(frame)
+    known = hourly.drop_nulls("value")
+    spans = (
+        known.group_by("series_id")
+        .agg(start=pl.col("hour").min(), length=pl.col("hour").max() - pl.col("hour").min() + 1)
+        .join(hourly.select("series_id").unique(), on="series_id", how="right")
+        .with_columns(pl.col("start").fill_null(0), pl.col("length").fill_null(0))
+        .sort("series_id")
+        .with_columns(row=pl.int_range(pl.len()).over("length"))
+    )
+    cells = known.join(spans, on="series_id").select(
+        "length", "row", column=pl.col("hour") - pl.col("start"), value="value"
+    )
+    cells_by_length = cells.partition_by("length", as_dict=True)
+    blocks = []
+    for (length,), rows in sorted(spans.partition_by("length", as_dict=True).items()):
+        observed = np.full((rows.height, length), np.nan)
+        if length:
+            part = cells_by_length[(length,)]
+            observed[part["row"].to_numpy(), part["column"].to_numpy()] = part["value"].to_numpy()
+        blocks.append(
+            SeriesBlock(
+                series_ids=rows["series_id"].to_list(),
+                start_hours=rows["start"].to_numpy().astype(np.int64),
+                observed=observed,
+            )
+        )
+    return blocks
+
+
 def split_series(frame: pl.DataFrame) -> list[HourlySeries]:
     """The input frame as one `HourlySeries` per id, sorted by id."""
-    hourly = hourly_frame(frame)
-    result = []
-    for (series_id,), part in hourly.partition_by("series_id", as_dict=True).items():
-        part = part.drop_nulls("value")
-        if part.is_empty():
-            result.append(HourlySeries(series_id, 0, np.empty(0)))
-            continue
-        hours = part["hour"].to_numpy()
-        start = int(hours[0])
-        observed = np.full(int(hours[-1]) - start + 1, np.nan)
-        observed[hours - start] = part["value"].to_numpy()
-        result.append(HourlySeries(series_id, start, observed))
-    return sorted(result, key=lambda s: s.series_id)
+    found = [b.series(row) for b in series_blocks(frame) for row in range(len(b.series_ids))]
+    return sorted(found, key=lambda s: s.series_id)

@@ -11,7 +11,12 @@ from skyshard.scoring.candidates import (
     latency_map,
     score_candidates,
 )
-from skyshard.scoring.data import PlanningData, forecast_input, load_planning_data
+from skyshard.scoring.data import (
+    PlanningData,
+    forecast_input,
+    forecast_limits,
+    load_planning_data,
+)
 from skyshard.scoring.outlook import Outlook, build_outlook
 from skyshard.scoring.problem import placement_input, planning_budget
 
@@ -24,6 +29,7 @@ __all__ = [
     "candidate_table",
     "downtime_seconds",
     "forecast_input",
+    "forecast_limits",
     "latency_map",
     "load_planning_data",
     "placement_input",

@@ -128,3 +128,45 @@ def forecast_input(data: PlanningData, shard_metrics: tuple[str, ...] = SHARD_ME
             )
         )
     return pl.concat(parts).drop_nulls("value").sort("series_id", "ts")
+
+
+def forecast_limits(data: PlanningData) -> pl.DataFrame:
+    """The capacity of each shard and host series, for forecast screening (`series_id,
+    capacity, measures_free`): a shard's demand against what its host could give it at the
+    last hour (the host's free capacity plus the shard's own use; the configured capacity
+    where the host reports none), a host's free capacity against its configured capacity."""
+    configured = data.hosts.select(
+        "host_id", *[pl.col(f"{r}_capacity").alias(r) for r in HOST_RESOURCES]
+    ).unpivot(index="host_id", variable_name="resource", value_name="configured")
+    free = (
+        data.capacity.sort("hour")
+        .group_by("host_id")
+        .last()
+        .select("host_id", *[pl.col(f"{r}_free").alias(r) for r in HOST_RESOURCES])
+        .unpivot(index="host_id", variable_name="resource", value_name="free")
+    )
+    own = (
+        data.usage.sort("hour")
+        .group_by("shard_id")
+        .last()
+        .select("shard_id", *[pl.col(f"{m}_avg").alias(m) for m in SHARD_METRICS])
+        .unpivot(index="shard_id", variable_name="resource", value_name="own")
+    )
+    shards = (
+        data.shards.select("shard_id", host_id="current_host_id")
+        .join(configured, on="host_id")
+        .join(free, on=["host_id", "resource"], how="left")
+        .join(own, on=["shard_id", "resource"], how="left")
+        .select(
+            series_id=pl.format("shard/{}/{}", "shard_id", "resource"),
+            capacity=pl.coalesce(pl.col("free") + pl.col("own").fill_null(0.0), "configured"),
+            measures_free=pl.lit(False),
+        )
+    )
+    hosts = configured.filter(pl.col("configured") > 0).select(
+        series_id=pl.format("host/{}/{}_free", "host_id", "resource"),
+        capacity="configured",
+        measures_free=pl.lit(True),
+    )
+    # A shard already past what its host can give is as risky as it gets, not invalid input.
+    return pl.concat([shards, hosts]).with_columns(pl.col("capacity").clip(lower_bound=1e-6))
