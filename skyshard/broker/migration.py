@@ -15,6 +15,7 @@ the target copy is confirmed gone; see docs/migrations.md.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -98,6 +99,8 @@ class MigrationSettings:
     streams: int = 4
     # Rehash files the target kept from an earlier round too (default: trust their identity).
     full_verify: bool = False
+    # Seconds without upload progress before the connection is declared dead.
+    stall_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,8 @@ class Migrator:
             source_rt.freeze(shard)
             self._step(move_id, "frozen", {})
             manifest = source_rt.snapshot(shard)
+            if not sent:
+                _check_room(target, target_rt.status(shard), manifest)
             report = self._send(request, target, manifest, chunks, "final_copy", 0, sent)
             sent += report.bytes_sent
             self._step(move_id, "final_copy", _report_detail(report, manifest), bytes_sent=sent)
@@ -302,7 +307,7 @@ class Migrator:
         rule = self.settings.precopy
         content: list[int] = []
         sent = 0
-        while True:
+        while rule.max_rounds:
             manifest = source_rt.snapshot(request.shard_id)
             if not content:
                 _check_room(target, target_rt.status(request.shard_id), manifest)
@@ -317,6 +322,7 @@ class Migrator:
             self._step(request.move_id, "precopy", detail, bytes_sent=sent, rounds=len(content))
             if reason:
                 return sent
+        return sent
 
     def _send(
         self,
@@ -328,7 +334,10 @@ class Migrator:
         round_number: int,
         sent_before: int,
     ) -> SendReport:
+        last = [time.monotonic()]
+
         def progress(p: Progress) -> None:
+            last[0] = time.monotonic()
             if self.on_progress is not None:
                 self.on_progress(
                     MigrationProgress(
@@ -336,14 +345,24 @@ class Migrator:
                     )
                 )
 
-        return send_snapshot(
-            target.session,
-            manifest,
-            chunks,
-            target.root,  # type: ignore[arg-type]
-            progress,
-            self.settings.streams,
+        done = threading.Event()
+        timeout = self.settings.stall_timeout
+        watchdog = threading.Thread(
+            target=_watch_stall, args=(target.session, last, done, timeout), daemon=True
         )
+        watchdog.start()
+        try:
+            return send_snapshot(
+                target.session,
+                manifest,
+                chunks,  # type: ignore[arg-type]
+                target.root,
+                progress,
+                self.settings.streams,
+            )
+        finally:
+            done.set()
+            watchdog.join()
 
     def _finish(self, request: MoveRequest, route: Route) -> None:
         """After the commit point: clean the source, push routing, done (idempotent)."""
@@ -457,6 +476,25 @@ def _report_detail(report: SendReport, manifest: Manifest) -> dict:
         "content_bytes_sent": report.content_bytes_sent,
         "seconds": round(report.seconds, 3),
     }
+
+
+def _watch_stall(
+    session: SshSession, last: list[float], done: threading.Event, timeout: float
+) -> None:
+    """Close the connection when uploads stop progressing for `timeout` seconds.
+
+    Why: paramiko retries a blocked socket write forever (channel timeouts cover reads only),
+    so after a link cut an upload would hang; closing the transport makes it fail, and the
+    failure rolls the move back.
+    """
+    while not done.wait(min(1.0, timeout / 4)):
+        if time.monotonic() - last[0] > timeout:
+            transport = session.pool.client(session.endpoint).get_transport()
+            if transport is not None:
+                log.warning("%s: no upload progress for %.0fs, closing the connection",
+                            session.endpoint.label, timeout)  # fmt: skip
+                transport.close()
+            return
 
 
 def _check_room(target: HostAccess, status: ShardStatus, manifest: Manifest) -> None:

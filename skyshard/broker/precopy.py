@@ -9,15 +9,16 @@ from dataclasses import dataclass
 class PrecopyRule:
     """Stop after `max_rounds`, or once a round sent at most `small_bytes`, or when a round
     sent more than `shrink_ratio` times the previous one (the delta stopped shrinking: the
-    writer dirties data as fast as we copy it, so more rounds would not cut downtime)."""
+    writer dirties data as fast as we copy it, so more rounds would not cut downtime).
+    `max_rounds=0` is stop-and-copy: freeze first, everything is sent in the frozen round."""
 
     max_rounds: int = 5
     small_bytes: int = 4 << 20
     shrink_ratio: float = 0.8
 
     def __post_init__(self) -> None:
-        if self.max_rounds < 1:
-            raise ValueError(f"max_rounds must be at least 1, got {self.max_rounds}")
+        if self.max_rounds < 0:
+            raise ValueError(f"max_rounds must be at least 0, got {self.max_rounds}")
         if not 0 < self.shrink_ratio <= 1:
             raise ValueError(f"shrink_ratio must be in (0, 1], got {self.shrink_ratio}")
 

@@ -103,7 +103,7 @@ class Shard:
         # Guards against pid reuse: the process must be ours, with our state directory.
         if str(self.state).encode() not in cmdline:
             return None
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+        if _process_state(pid) == "Z":
             return None
         return pid
 
@@ -116,6 +116,14 @@ class Shard:
     def generation(self) -> int:
         path = self.dir / "generation"
         return int(path.read_text()) if path.exists() else 0
+
+
+def _process_state(pid: int) -> str:
+    """The one-letter state in /proc/<pid>/stat (R, S, T stopped, Z zombie, ...)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return "gone"
 
 
 def cgroups_available() -> bool:
@@ -256,6 +264,14 @@ def set_frozen(shard: Shard, frozen: bool) -> dict:
             time.sleep(0.005)
     else:
         _signal_group(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+        # Signals are delivered asynchronously: a snapshot must not start before the stop.
+        deadline = time.monotonic() + STOP_GRACE
+        while (_process_state(pid) == "T") != frozen:
+            if time.monotonic() > deadline:
+                raise HelperError(
+                    f"shard {shard.id}: process {pid} did not {'stop' if frozen else 'continue'}"
+                )
+            time.sleep(0.002)
         marker = shard.dir / "frozen"
         if frozen:
             marker.touch()

@@ -88,6 +88,7 @@ def start_host(
     *,
     root: Path | None = None,
     address: str = "127.0.0.1",
+    port: int | None = None,
     command_prefix: Sequence[str] = (),
 ) -> TestHost:
     """Start a host whose sshd gives sessions an empty HOME.
@@ -101,6 +102,7 @@ def start_host(
     sshd = start_sshd(
         workdir / "sshd",
         address=address,
+        port=port,
         command_prefix=command_prefix,
         extra_config=[f"SetEnv HOME={home}"],
     )

@@ -85,8 +85,9 @@ def test_target_disk_full_rolls_back_and_frees_the_target(cluster, tmp_path) -> 
         assert "bytes free under" in outcome.error and "needs about" in outcome.error
         cluster.assert_serving_once("host-a")
         assert not (small / "shards" / SHARD).exists()
-        full.sshd.stop()
     finally:
+        if "full" in locals():
+            full.sshd.stop()
         subprocess.run(["umount", "-l", str(small)], check=False)
 
 

@@ -120,7 +120,17 @@ def test_stop_rule() -> None:
     assert rule.stop_reason([10_000, 5_000, 2_000]) is None
     assert "4 rounds" in rule.stop_reason([10_000, 5_000, 2_000, 1_000])
     with pytest.raises(ValueError, match="max_rounds"):
-        PrecopyRule(max_rounds=0)
+        PrecopyRule(max_rounds=-1)
+
+
+def test_stop_and_copy_mode_sends_everything_while_frozen(cluster) -> None:
+    cluster.place(blobs=2)
+    settings = MigrationSettings(PrecopyRule(max_rounds=0), health_timeout=5)
+    outcome = cluster.migrator(settings).migrate(cluster.request())
+    assert (outcome.status, outcome.rounds) == ("done", 0)
+    phases = [s.phase for s in OpsStore(cluster.db).steps("mv-1")]
+    assert "precopy" not in phases and "final_copy" in phases
+    cluster.assert_serving_once("host-b")
 
 
 def test_full_verify_migration(cluster) -> None:
