@@ -11,7 +11,7 @@ from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.home import current_sky
 from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
-from skyshard.plans.store import write_candidate_scores
+from skyshard.plans.store import PLAN_COLUMNS, write_candidate_scores
 from skyshard.policy_backtest import policy_backtest as run_policy_backtest
 from skyshard.scoring import load_planning_data
 from skyshard.trust_inputs import read_trust_scores
@@ -75,19 +75,7 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
             "gap": run["gap"],
             "objective": run["objective"],
             "new_moves": new,
-            "moves": preview(
-                cycle.plan.select(
-                    "move_id",
-                    "shard_id",
-                    "from_host_id",
-                    "to_host_id",
-                    "reason",
-                    "saving_per_day",
-                    "risk",
-                    "status",
-                ),
-                20,
-            ),
+            "moves": preview(cycle.plan.select(PLAN_COLUMNS), 20),
             "explanation": dg.MetadataValue.md(run["explanation"] or "_feasible_"),
         },
     )

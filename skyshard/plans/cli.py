@@ -12,23 +12,13 @@ from rich.table import Table
 from skyshard import db, paths
 from skyshard.home import current_sky
 from skyshard.plans.status import MoveStatus, PlanError
-from skyshard.plans.store import decide, list_moves
+from skyshard.plans.store import PLAN_COLUMNS, decide, list_moves
 from skyshard.predict import ShardAssessment, assess_shard
 from skyshard.scoring import TERMS, load_planning_data
 from skyshard.trust_inputs import read_trust_scores
 
 console = Console()
-LIST_COLUMNS = (
-    "move_id",
-    "shard_id",
-    "from_host_id",
-    "to_host_id",
-    "reason",
-    "saving_per_day",
-    "risk",
-    "status",
-    "approved_by",
-)
+LIST_COLUMNS = (*PLAN_COLUMNS, "approved_by")
 
 
 def _cell(value: object) -> str:

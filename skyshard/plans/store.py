@@ -20,6 +20,17 @@ _TYPES = {
     pl.Int64: "BIGINT",
 }
 # Who decided: a name or a service id, printable and short (it lands in tables and the UI).
+PLAN_COLUMNS = (
+    "move_id",
+    "shard_id",
+    "from_host_id",
+    "to_host_id",
+    "reason",
+    "saving_per_day",
+    "risk",
+    "status",
+)
+"""The columns people scan first when reviewing a plan (CLI list, asset preview)."""
 DECIDER = re.compile(r"^[A-Za-z0-9_.@:+-]{1,64}$")
 MOVE_ID = re.compile(r"^mv-[0-9a-f]{16}$")
 

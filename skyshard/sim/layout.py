@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
+from skyshard.config.policy import Action
 from skyshard.sim.params import SkyParams
 
 KIND_CYCLE = ("cloud", "cloud", "cloud", "colo", "edge", "marketplace")
@@ -359,16 +361,7 @@ def _policy(providers: list[ProviderLayout]) -> dict:
                 "grants": [
                     {
                         "provider": "*",
-                        "actions": [
-                            "read_telemetry",
-                            "start_shard",
-                            "stop_shard",
-                            "freeze_shard",
-                            "send_migration",
-                            "receive_migration",
-                            "push_routing",
-                            "sync_ledger",
-                        ],
+                        "actions": list(get_args(Action)),
                     }
                 ],
             },

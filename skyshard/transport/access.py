@@ -5,21 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import get_args
 
+from skyshard.config.policy import Action
 from skyshard.transport.validate import ValidationError
 
-ACTIONS = frozenset(
-    {
-        "read_telemetry",
-        "start_shard",
-        "stop_shard",
-        "freeze_shard",
-        "send_migration",
-        "receive_migration",
-        "push_routing",
-        "sync_ledger",
-    }
-)
+ACTIONS = frozenset(get_args(Action))
 
 
 @dataclass(frozen=True)

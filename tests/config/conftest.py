@@ -22,7 +22,10 @@ PROVIDERS = {
                     "region": "us-east-1",
                     "address": "127.0.0.1",
                     "port": 2201,
-                    "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+                    "host_key": (
+                        "ssh-ed25519 "
+                        "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+                    ),
                     "capacity": {"cpu": 32, "mem_gb": 128, "net_mbps": 10000},
                 }
             ],
