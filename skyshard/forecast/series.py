@@ -73,15 +73,17 @@ def hourly_frame(frame: pl.DataFrame) -> pl.DataFrame:
     utc = ts.dt.replace_time_zone("UTC") if frame.schema["ts"].time_zone is None else ts
     utc = utc.dt.convert_time_zone("UTC")
     value = pl.col("value").cast(pl.Float64)
+    hourly = frame.select(
+        "series_id",
+        hour=utc.dt.epoch("s") // 3600,
+        value=pl.when(value.is_finite()).then(value).otherwise(None),
+    ).sort("series_id", "hour")
+    same_id = pl.col("series_id") == pl.col("series_id").shift()
+    repeated = hourly.select((same_id & (pl.col("hour") == pl.col("hour").shift())).any()).item()
+    if not repeated:  # already hourly, the usual case: skip the (costly) grouping
+        return hourly
     return (
-        frame.select(
-            "series_id",
-            hour=utc.dt.epoch("s") // 3600,
-            value=pl.when(value.is_finite()).then(value).otherwise(None),
-        )
-        .group_by("series_id", "hour")
-        .agg(pl.col("value").mean())
-        .sort("series_id", "hour")
+        hourly.group_by("series_id", "hour").agg(pl.col("value").mean()).sort("series_id", "hour")
     )
 
 
