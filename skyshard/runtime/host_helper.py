@@ -384,6 +384,12 @@ def _identity(info: os.stat_result) -> list[int]:
     return [info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
+def _restored_identity(info: os.stat_result) -> list[int]:
+    """Without ctime: linking a kept file into the next tree (and dropping the old tree)
+    changes its link count and so its ctime; nothing else writes a target's files."""
+    return [info.st_ino, info.st_size, info.st_mtime_ns]
+
+
 def _state_files(state: Path) -> list[tuple[str, Path]]:
     found = []
     for directory, subdirs, names in os.walk(state):
@@ -486,7 +492,7 @@ def restore(shard: Shard, manifest: bytes, expected: str, full_verify: bool) -> 
             destination.parent.mkdir(parents=True, exist_ok=True)
             cached = cache.get(relative)
             try:
-                same = cached == [entry["sha256"], *_identity(current.stat())]
+                same = cached == [entry["sha256"], *_restored_identity(current.stat())]
             except FileNotFoundError:
                 same = False
             if same and (not full_verify or _file_sha256(current) == entry["sha256"]):
@@ -505,7 +511,7 @@ def restore(shard: Shard, manifest: bytes, expected: str, full_verify: bool) -> 
                     raise CorruptData(f"file {relative}: content does not match its hash")
                 written += 1
             os.chmod(destination, entry["mode"])
-            fresh[relative] = [entry["sha256"], *_identity(destination.stat())]
+            fresh[relative] = [entry["sha256"], *_restored_identity(destination.stat())]
             total += entry["size"]
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -125,6 +125,7 @@ def test_snapshot_then_incremental_restore_on_another_root(
     second = source.snapshot("kv-1")
     send_snapshot(session, second, chunks, str(host_root / "dst"))  # type: ignore[arg-type]
     summary = target.restore(second, full_verify=True)
+    assert target.restore(second)["reused"] == 6  # kept files stay reusable round after round
     chunks.close()
     assert summary["files"] == len(second.files) == 6
     assert summary["written"] == 1 and summary["reused"] == 5  # only data.log changed
