@@ -15,7 +15,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from skyshard import db, ingest, paths
-from skyshard.config import ConfigError, load_sky
+from skyshard.config import ConfigError, Sky, load_sky
 from skyshard.home import resolve_home
 from skyshard.plans.cli import plan, whatif
 from skyshard.sky_tables import sky_frames
@@ -24,7 +24,7 @@ from skyshard.trust.cli import ledger
 from skyshard.trust.trust_cli import trust
 
 console = Console()
-MAIN_JOB = "ingest_and_build"
+MAIN_JOB = "planning_cycle"
 
 
 @click.group()
@@ -111,24 +111,43 @@ def demo() -> None:
     _print_summary(sky)
 
 
-def _print_summary(sky) -> None:
+def _print_summary(sky: Sky) -> None:
     with db.connect(paths.duckdb_path(), read_only=True) as con:
         marts = db.table_counts(con, "marts")
         quarantined = db.table_counts(con, "raw").get("quarantine", 0)
+        bottlenecks = con.execute(
+            "SELECT shard_id, cause, expected_at, hours_ahead FROM forecast.predicted_bottlenecks "
+            "ORDER BY hours_ahead LIMIT 5"
+        ).fetchall()
+        plan_run = con.execute(
+            "SELECT solver_status, moves, gap, explanation FROM plan.plan_runs "
+            "ORDER BY created_at DESC LIMIT 1"
+        ).fetchall()
     table = Table("mart", "rows", title="What was built")
     for name, count in marts.items():
         table.add_row(f"marts.{name}", f"{count:,}")
     console.print(table)
+    ahead = Table("shard", "cause", "expected at", "hours ahead", title="Bottlenecks ahead")
+    for shard_id, cause, expected_at, hours in bottlenecks:
+        ahead.add_row(shard_id, cause, str(expected_at), f"{hours:.0f}")
+    console.print(ahead)
+    if plan_run:
+        status, moves, gap, explanation = plan_run[0]
+        gap_text = f", gap {gap:.2%}" if gap is not None else ""
+        console.print(f"plan: solver {status}{gap_text}, {moves} moves proposed")
+        if explanation:
+            console.print(f"  why: {explanation}")
     console.print(
         f"{len(sky.providers)} providers, {len(sky.hosts)} hosts, {len(sky.shards)} shards; "
         f"{quarantined} rows quarantined\n"
         f"DuckDB file: {paths.duckdb_path()}\n"
-        "Explore: .venv/bin/skyshard sql 'select * from marts.dim_providers'\n"
+        "Explore: .venv/bin/skyshard sql 'select * from plan.current_plan'\n"
+        "Review:  .venv/bin/skyshard plan list; .venv/bin/skyshard whatif SHARD_ID\n"
         "Dagster UI: make dev, then open http://127.0.0.1:3000"
     )
 
 
-def _load(home: Path):
+def _load(home: Path) -> Sky:
     try:
         return load_sky(home)
     except ConfigError as exc:

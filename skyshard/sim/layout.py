@@ -90,6 +90,9 @@ WORKLOAD_TEMPLATES = (
     ("api", 2, 4, 200, 1, "public", (("cache", 20), ("search", 50))),
 )
 SHARDS_PER_WORKLOAD = 8
+LATENCY_HEADROOM = 1.4
+"""Limits sit this far above the base latency of today's placement: p95 adds congestion (10 %)
+and jitter (~9 %) on top of the base."""
 SHARD_FILL = 0.55
 """Shards are placed until their requests fill this share of a host, leaving room for others."""
 
@@ -190,7 +193,9 @@ def build_layout(params: SkyParams, captures: Path) -> Layout:
         for p, doc in zip(providers, providers_doc["providers"], strict=True)
         for host in doc["hosts"]
     ]
-    workloads_doc = {"workloads": _workloads(params, hosts)}
+    workloads = _workloads(params, hosts)
+    _fit_latency_limits(workloads, hosts, base_latency(rng_for(params, "latency"), len(providers)))
+    workloads_doc = {"workloads": workloads}
     policy_doc = _policy(providers)
     return Layout(tuple(providers), providers_doc, workloads_doc, policy_doc)
 
@@ -329,6 +334,35 @@ def _workloads(params: SkyParams, hosts: list[tuple[ProviderLayout, dict]]) -> l
             }
         )
     return workloads
+
+
+def base_latency(rng: np.random.Generator, count: int) -> np.ndarray:
+    """Round-trip times between providers (ms): distance on a plane, ~1 ms inside a provider.
+
+    Draws first from the "latency" stream, so the layout and the world agree on it."""
+    position = rng.uniform(0, 100, (count, 2))
+    distance = np.linalg.norm(position[:, None, :] - position[None, :, :], axis=2)
+    base = np.round(3 + 1.2 * distance, 1)
+    base[np.arange(count), np.arange(count)] = np.round(rng.uniform(0.4, 1.5, count), 2)
+    return base
+
+
+def _fit_latency_limits(
+    workloads: list[dict], hosts: list[tuple[ProviderLayout, dict]], base: np.ndarray
+) -> None:
+    """Raise each dependency's limit to what today's placement needs, with headroom.
+
+    Operators deployed the demo sky respecting its limits, so the starting placement is
+    feasible; the limits still bind any move to a farther provider."""
+    provider_of = {h["id"]: p.index for p, h in hosts}
+    placed = {w["id"]: {provider_of[h] for h in w["current_hosts"]} for w in workloads}
+    for workload in workloads:
+        for dependency in workload["depends_on"]:
+            worst = max(
+                base[a, b] for a in placed[workload["id"]] for b in placed[dependency["workload"]]
+            )
+            needed = 5 * math.ceil(LATENCY_HEADROOM * worst / 5)
+            dependency["max_latency_ms"] = max(dependency["max_latency_ms"], needed)
 
 
 def _hosts_allowing(

@@ -17,6 +17,7 @@ from skyshard.sim.layout import (
     INSTANCE_TYPES,
     Layout,
     ProviderLayout,
+    base_latency,
     random_id,
     rng_for,
     zone_of,
@@ -366,10 +367,7 @@ def _latency(
     """Round-trip times between providers: distance on a plane, daily congestion, jitter."""
     rng = rng_for(params, "latency")
     count = len(layout.providers)
-    position = rng.uniform(0, 100, (count, 2))
-    distance = np.linalg.norm(position[:, None, :] - position[None, :, :], axis=2)
-    base = np.round(3 + 1.2 * distance, 1)
-    base[np.arange(count), np.arange(count)] = np.round(rng.uniform(0.4, 1.5, count), 2)
+    base = base_latency(rng, count)
     hour = (seconds % 86400) / 3600
     congestion = 1 + 0.1 * np.cos(2 * np.pi * (hour - 20) / 24)
     jitter = rng.lognormal(0, 0.05, (count, count, len(seconds)))
