@@ -35,6 +35,16 @@ class Host(StrictModel):
     )
     capacity: Resources
     labels: dict[str, str] = Field(default_factory=dict)
+    root: str = Field(
+        default="/var/lib/skyshard",
+        pattern=r"^/[A-Za-z0-9._/-]*$",
+        description="Absolute folder on the host for skyshard's helpers, chunks and shards.",
+    )
+    python: str = Field(
+        default="python3",
+        pattern=r"^[A-Za-z0-9._/-]+$",
+        description="Interpreter that runs skyshard's host helpers on the host.",
+    )
 
     @field_validator("host_key")
     @classmethod
