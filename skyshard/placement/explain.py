@@ -3,6 +3,9 @@
 First the cheap local checks (one shard, one dependency, one group on its own); if none
 fails, the constraint families are dropped one at a time, then two at a time, and each
 relaxation that restores feasibility is reported with the shards its solution needs it for.
+Each relaxation is screened with its LP first (an infeasible LP settles it at once) and the
+whole search shares one time budget; a relaxation whose MIP runs out of time is reported as
+undecided, never counted as infeasible.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import replace
+from time import perf_counter
 
 import numpy as np
 from scipy import sparse
@@ -21,12 +25,11 @@ from skyshard.placement.candidates import (
     overloaded_hosts,
 )
 from skyshard.placement.check import names, violations_of
-from skyshard.placement.highs import MipOutcome, solve_mip
+from skyshard.placement.highs import MipOutcome, solve_lp, solve_mip
 from skyshard.placement.instance import NO_INDEX, Instance
 from skyshard.placement.model import RESOURCES
 from skyshard.placement.problem import ALL_FAMILIES, Family, MilpProblem, build_problem
 
-MIN_EXPLAIN_SECONDS = 10.0
 FAMILY_ORDER = (Family.CAPACITY, Family.LATENCY, Family.AFFINITY, Family.BUDGET, Family.HYSTERESIS)
 
 
@@ -169,7 +172,11 @@ def _solve_without(
             1.0 if Family.CAPACITY not in dropped else 1e-6
         )
         problem = replace(problem, cost=cost)
-    outcome = solve_mip(problem, time_limit_s, mip_rel_gap=0.0)
+    began = perf_counter()
+    if solve_lp(problem, time_limit_s).infeasible:
+        return MipOutcome(False, False, True, None, None, None), np.full(inst.n_shards, NO_INDEX)
+    remaining = time_limit_s - (perf_counter() - began)
+    outcome = solve_mip(problem, remaining, mip_rel_gap=0.0)
     host_of = np.full(inst.n_shards, NO_INDEX, dtype=np.int64)
     if outcome.values is not None:
         chosen = problem.columns[outcome.values[:n_x] > 0.5]
@@ -213,22 +220,49 @@ def _describe(inst: Instance, family: Family, host_of: np.ndarray) -> str:
     )
 
 
-def explain_infeasibility(inst: Instance, time_limit_s: float) -> tuple[str, ...]:
-    local = _shard_conflicts(inst)
+def _sky_short(inst: Instance) -> list[str]:
+    need, have = inst.demand.sum(axis=0), inst.capacity.sum(axis=0)
+    return [
+        f"capacity: the shards need {need[r]:g} {name} at the forecast upper bound but all "
+        f"hosts together have {have[r]:g}"
+        for r, name in enumerate(RESOURCES)
+        if need[r] > have[r] + 1e-9
+    ]
+
+
+def quick_conflicts(inst: Instance) -> tuple[str, ...]:
+    """Conflicts that cheap checks prove (each alone makes the problem infeasible)."""
+    local = _shard_conflicts(inst) + _sky_short(inst)
     if local:
         return tuple(local)
     usable = _usable_hosts(inst)
-    local = _dependency_conflicts(inst, usable) + _group_conflicts(inst, usable)
+    return tuple(_dependency_conflicts(inst, usable) + _group_conflicts(inst, usable))
+
+
+def explain_infeasibility(inst: Instance, time_limit_s: float) -> tuple[str, ...]:
+    local = quick_conflicts(inst)
     if local:
-        return tuple(local)
+        return local
+    deadline = perf_counter() + time_limit_s
     combos = [c for size in (1, 2) for c in itertools.combinations(FAMILY_ORDER, size)]
-    each_limit = max(time_limit_s, MIN_EXPLAIN_SECONDS) / len(combos)
+    undecided: list[tuple[Family, ...]] = []
     for size in (1, 2):
         found = []
         for combo in itertools.combinations(FAMILY_ORDER, size):
-            outcome, host_of = _solve_without(inst, frozenset(combo), each_limit)
+            left = deadline - perf_counter()
+            if left <= 0:
+                undecided.append(combo)
+                continue
+            share = left / (
+                len(FAMILY_ORDER) - FAMILY_ORDER.index(combo[0])
+                if size == 1
+                else len(combos) - combos.index(combo)
+            )
+            outcome, host_of = _solve_without(inst, frozenset(combo), share)
             if outcome.feasible:
                 found.append((combo, host_of))
+            elif not outcome.infeasible:
+                undecided.append(combo)
         if found and size == 1:
             return tuple(_describe(inst, combo[0], host_of) for combo, host_of in found)
         if found:
@@ -237,4 +271,11 @@ def explain_infeasibility(inst: Instance, time_limit_s: float) -> tuple[str, ...
                 "feasibility: " + " | ".join(_describe(inst, f, host_of) for f in combo)
                 for combo, host_of in found
             )
+        if undecided and size == 1:
+            break  # pairs would only be reached if every single family was ruled out
+    if undecided:
+        return (
+            "the time budget ran out before finding which constraints conflict; undecided: "
+            + ", ".join("dropping " + " and ".join(f.value for f in c) for c in undecided),
+        )
     return ("infeasible even with any two constraint families dropped",)

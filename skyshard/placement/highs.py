@@ -9,7 +9,10 @@ import numpy as np
 
 from skyshard.placement.problem import MilpProblem
 
-SOLVER_NAME = f"HiGHS {highspy.Highs().version()} (highspy)"
+SOLVER_NAME = (
+    f"HiGHS {highspy.HIGHS_VERSION_MAJOR}.{highspy.HIGHS_VERSION_MINOR}."
+    f"{highspy.HIGHS_VERSION_PATCH} (highspy)"
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,9 @@ def _load(
     mip_rel_gap: float,
     col_lower: np.ndarray | None = None,
 ) -> highspy.Highs:
-    highs = highspy.Highs()
+    # The raw binding: the `highspy.Highs` wrapper prints HiGHS's banner while it is being
+    # constructed, before output_flag can be turned off; we need none of its extras.
+    highs = highspy._Highs()
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("random_seed", 0)
     highs.setOptionValue("time_limit", max(time_limit_s, 0.01))

@@ -7,15 +7,22 @@ pruned problem is solved first and every left-out candidate is priced with its d
 - affinity dual. Rows left out of that sum (anti-affinity, latency, budget) are <= rows with
 +1 entries and duals <= 0, so the sum is a lower bound on the true reduced cost. Candidates
 with a negative lower bound are added and the LP solved again; when none is left, the LP
-bound of the pruned problem equals that of the full problem, so the reported gap is honest
-for the full problem. If the pruned problem is infeasible, K grows fourfold (10, 40, 160,
-then no pruning) and infeasibility is only declared for the unpruned problem.
+bound of the pruned problem equals that of the full problem. Pricing stops early once the
+Lagrangian bound from the same duals (a valid lower bound on the full LP) is within
+BOUND_TOLERANCE of the pruned LP: the last rounds add a handful of columns and move nothing.
+The reported LP bound is that Lagrangian bound, so the gap is honest for the full problem. If
+the pruned problem is infeasible, K grows fourfold (10, 40, 160, then no pruning) and
+infeasibility is only declared for the unpruned problem.
+
+The LP-guided heuristic (heuristic.py) then builds a feasible assignment; if it is within
+`mip_rel_gap` of the LP bound it is the answer, otherwise it seeds the HiGHS MIP, which stops
+as soon as its incumbent is within `mip_rel_gap` of its bound.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from time import perf_counter
 
 import numpy as np
@@ -26,23 +33,33 @@ from skyshard.placement.candidates import (
     eligible_candidates,
     top_k_mask,
 )
-from skyshard.placement.explain import explain_infeasibility
-from skyshard.placement.highs import SOLVER_NAME, MipOutcome, solve_lp, solve_mip
+from skyshard.placement.explain import explain_infeasibility, quick_conflicts
+from skyshard.placement.heuristic import lp_guided_assignment
+from skyshard.placement.highs import SOLVER_NAME, LpOutcome, MipOutcome, solve_lp, solve_mip
 from skyshard.placement.instance import Instance, build_instance
 from skyshard.placement.model import Move, PlacementInput, PlacementResult, Status
 from skyshard.placement.problem import MilpProblem, build_problem
 
 PRICING_TOLERANCE = 1e-7
-DIVE_FIX_TOLERANCE = 1e-6
+BOUND_TOLERANCE = 1e-4  # relative; pricing stops when the full-LP bound is this close
 MAX_TOP_K = 64
-DIVE_TIME_SHARE = 0.25
+HEURISTIC_TIME_SHARE = 0.3
+MIN_EXPLAIN_SECONDS = 10.0  # an infeasible answer gets this long to say why, even past the limit
 
 
 @dataclass(frozen=True)
 class SolveOptions:
+    """`mip_rel_gap`: stop once the assignment is within this relative gap of the bound."""
+
     time_limit_s: float = 60.0
     mip_rel_gap: float = 0.005
     top_k: int | None = 10
+
+
+def _signed_duals(problem: MilpProblem, row_dual: np.ndarray) -> np.ndarray:
+    """Duals with the sign their row's bounds allow (guards against solver noise)."""
+    dual = np.where(np.isinf(problem.row_lower), np.minimum(row_dual, 0.0), row_dual)
+    return np.where(np.isinf(problem.row_upper), np.maximum(dual, 0.0), dual)
 
 
 def _reduced_cost_bounds(
@@ -58,14 +75,48 @@ def _reduced_cost_bounds(
     return bound
 
 
+def _lagrangian_bound(
+    inst: Instance, cands: Candidates, problem: MilpProblem, dual: np.ndarray, active: np.ndarray
+) -> float:
+    """A lower bound on the full (unpruned) LP from the pruned LP's duals.
+
+    Every row but the assignment rows is priced out with its dual; each shard then takes its
+    cheapest candidate at those prices. Rows a left-out candidate would join are priced at 0
+    (or, for <= rows, ignored), which only lowers the bound, so it stays valid.
+    """
+    is_assignment = np.zeros(len(dual), dtype=bool)
+    is_assignment[problem.assignment_rows] = True
+    rhs = np.where(dual < 0, problem.row_upper, np.where(dual > 0, problem.row_lower, 0.0))
+    rows_term = float((dual * rhs)[~is_assignment].sum())
+    reduced = problem.cost - problem.matrix.T @ dual
+    assignment_dual = dual[problem.assignment_rows]
+    price = np.empty(len(cands))
+    cols = problem.columns
+    price[cols] = reduced[: problem.n_x] + assignment_dual[cands.shard[cols]]
+    left_out = np.flatnonzero(~active)
+    price[left_out] = (
+        _reduced_cost_bounds(inst, cands, problem, dual, left_out)
+        + assignment_dual[cands.shard[left_out]]
+    )
+    cheapest = np.full(inst.n_shards, np.inf)
+    np.minimum.at(cheapest, cands.shard, price)
+    return rows_term + float(cheapest.sum()) + float(np.minimum(reduced[problem.n_x :], 0).sum())
+
+
 class _Timer:
     def __init__(self) -> None:
         self.build = 0.0
         self.solve = 0.0
         self.start = perf_counter()
+        self.phases: dict[str, float] = {}
 
     def remaining(self, limit: float) -> float:
         return limit - (perf_counter() - self.start)
+
+    def add(self, phase: str, began: float) -> None:
+        elapsed = perf_counter() - began
+        self.phases[phase] = self.phases.get(phase, 0.0) + elapsed
+        self.solve += elapsed
 
 
 def moves_for(
@@ -111,32 +162,39 @@ def moves_for(
     return tuple(moves)
 
 
+@dataclass(frozen=True)
+class _Incumbent:
+    chosen: np.ndarray  # candidate indices, one per shard
+    objective: float
+    proven: bool  # the solver proved it within mip_rel_gap of its own bound
+    dual_bound: float | None  # the MIP's bound, valid for the problem it solved
+
+
 def _result(
     inp: PlacementInput,
     inst: Instance,
     cands: Candidates,
-    problem: MilpProblem,
-    mip: MipOutcome,
+    best: _Incumbent,
     lp_bound: float | None,
     complete: bool,
     options: SolveOptions,
     timer: _Timer,
     stats: dict[str, int],
 ) -> PlacementResult:
-    assert mip.values is not None and mip.objective is not None
-    chosen = problem.columns[mip.values[: problem.n_x] > 0.5]
+    chosen = np.sort(best.chosen)
     assignment = {
         inst.shard_ids[s]: inst.host_ids[h]
         for s, h in zip(cands.shard[chosen], cands.host[chosen], strict=True)
     }
-    bounds = [b for b in (lp_bound, mip.dual_bound if complete else None) if b is not None]
+    bounds = [b for b in (lp_bound, best.dual_bound if complete else None) if b is not None]
     best_bound = max(bounds) if bounds else None
     gap = None
     if best_bound is not None:
-        gap = max(0.0, mip.objective - best_bound) / max(abs(mip.objective), 1e-9)
-    optimal = mip.proven and gap is not None and gap <= options.mip_rel_gap + 1e-9
+        gap = max(0.0, best.objective - best_bound) / max(abs(best.objective), 1e-9)
+    within = gap is not None and gap <= options.mip_rel_gap + 1e-9
+    stats |= {f"{phase}_ms": round(1000 * s) for phase, s in timer.phases.items()}
     return PlacementResult(
-        status=Status.OPTIMAL if optimal else Status.FEASIBLE_WITH_GAP,
+        status=Status.OPTIMAL if within else Status.FEASIBLE_WITH_GAP,
         assignment=assignment,
         objective=float(cands.cost[chosen].sum()),
         lp_bound=lp_bound,
@@ -155,32 +213,71 @@ def _widen(k: int | None) -> int | None:
     return None if k is None or k >= MAX_TOP_K else k * 4
 
 
-def _solve_mip_from_lp(
+def _start_values(problem: MilpProblem, chosen_column: np.ndarray) -> np.ndarray:
+    """A full MIP solution vector for chosen problem columns, with the affinity y filled in."""
+    values = np.zeros(len(problem.cost))
+    values[chosen_column] = 1.0
+    row_sums = problem.matrix[:, : problem.n_x] @ values[: problem.n_x]
+    matrix = problem.matrix
+    for y in range(problem.n_x, len(problem.cost)):
+        rows = matrix.indices[matrix.indptr[y] : matrix.indptr[y + 1]]
+        values[y] = row_sums[rows[0]] if len(rows) else 0.0
+    return values
+
+
+def _mip(
     problem: MilpProblem,
-    lp_values: np.ndarray | None,
-    lp_bound: float | None,
+    cands: Candidates,
+    start: np.ndarray | None,
+    time_limit_s: float,
+    gap: float,
+) -> tuple[_Incumbent | None, MipOutcome]:
+    start_values = None
+    if start is not None:
+        start_values = _start_values(problem, np.searchsorted(problem.columns, start))
+    mip = solve_mip(problem, time_limit_s, gap, start=start_values)
+    if not mip.feasible:
+        return None, mip
+    assert mip.values is not None and mip.objective is not None
+    chosen = problem.columns[mip.values[: problem.n_x] > 0.5]
+    return _Incumbent(chosen, float(cands.cost[chosen].sum()), mip.proven, mip.dual_bound), mip
+
+
+def _price(
+    inst: Instance,
+    cands: Candidates,
+    active: np.ndarray,
+    k: int | None,
     options: SolveOptions,
     timer: _Timer,
-) -> MipOutcome:
-    """The MIP, started from a dive: fix every x the LP sets to 1 and solve the small rest.
-
-    Most of an assignment LP is integral, so the dive is quick; if it is already within the
-    gap of the LP bound it is the answer, otherwise it seeds HiGHS with a good incumbent.
-    """
-    start = None
-    if lp_values is not None and lp_bound is not None:
-        fixed = np.zeros(len(problem.cost), dtype=bool)
-        fixed[: problem.n_x] = lp_values[: problem.n_x] > 1 - DIVE_FIX_TOLERANCE
-        dive_limit = timer.remaining(options.time_limit_s) * DIVE_TIME_SHARE
-        dive = solve_mip(problem, dive_limit, options.mip_rel_gap, fixed=fixed)
-        if dive.feasible and dive.objective is not None:
-            gap = (dive.objective - lp_bound) / max(abs(dive.objective), 1e-9)
-            if gap <= options.mip_rel_gap:
-                return replace(dive, proven=True, dual_bound=lp_bound)
-            start = dive.values
-    return solve_mip(
-        problem, timer.remaining(options.time_limit_s), options.mip_rel_gap, start=start
-    )
+    stats: dict[str, int],
+) -> tuple[MilpProblem, np.ndarray, int | None, LpOutcome, float | None]:
+    """LP with column pricing: (problem, active, k, last LP, bound on the full LP or None)."""
+    while True:
+        problem = build_problem(inst, cands, active)
+        began = perf_counter()
+        lp = solve_lp(problem, timer.remaining(options.time_limit_s))
+        timer.add("lp", began)
+        if lp.infeasible and not active.all():
+            k = _widen(k)
+            active = active | top_k_mask(inst, cands, k)
+            continue
+        if not lp.optimal:
+            return problem, active, k, lp, None
+        assert lp.row_dual is not None and lp.objective is not None
+        dual = _signed_duals(problem, lp.row_dual)
+        left_out = np.flatnonzero(~active)
+        bounds = _reduced_cost_bounds(inst, cands, problem, dual, left_out)
+        tolerance = PRICING_TOLERANCE * np.maximum(1.0, np.abs(cands.cost[left_out]))
+        priced_in = left_out[bounds < -tolerance]
+        if not len(priced_in):
+            return problem, active, k, lp, lp.objective
+        bound = _lagrangian_bound(inst, cands, problem, dual, active)
+        if lp.objective - bound <= BOUND_TOLERANCE * max(abs(lp.objective), 1.0):
+            return problem, active, k, lp, bound
+        active = active.copy()
+        active[priced_in] = True
+        stats["pricing_rounds"] += 1
 
 
 def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) -> PlacementResult:
@@ -191,69 +288,75 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
     cands = eligible_candidates(inst)
     k = options.top_k
     active = top_k_mask(inst, cands, k)
-    problem = build_problem(inst, cands, active)
     timer.build += perf_counter() - timer.start
     stats = {"candidates": len(inst.cand_cost), "eligible": len(cands), "pricing_rounds": 0}
 
-    lp_bound, lp_values = None, None
-    # A shard without candidates, or an infeasible LP relaxation, already settles the answer.
-    settled = np.bincount(cands.shard, minlength=inst.n_shards) == 0
-    while not settled.any():
+    # A cheap local conflict, or an infeasible LP relaxation, already settles the answer.
+    best: _Incumbent | None = None
+    problem: MilpProblem | None = None
+    lp_bound = None
+    conflicts = quick_conflicts(inst)
+    infeasible = bool(conflicts)
+    if not infeasible:
+        problem, active, k, lp, lp_bound = _price(inst, cands, active, k, options, timer, stats)
+        infeasible = lp.infeasible
+    if not infeasible and lp.optimal:
+        assert lp.values is not None
+        lp_x = np.zeros(len(cands))
+        lp_x[problem.columns] = lp.values[: problem.n_x]
         began = perf_counter()
-        lp = solve_lp(problem, timer.remaining(options.time_limit_s))
-        timer.solve += perf_counter() - began
-        if lp.infeasible and active.all():
-            settled[:] = True
-            break
-        began = perf_counter()
-        if lp.infeasible:
-            k = _widen(k)
-            active |= top_k_mask(inst, cands, k)
-        elif lp.optimal:
-            assert lp.row_dual is not None
-            left_out = np.flatnonzero(~active)
-            bounds = _reduced_cost_bounds(inst, cands, problem, lp.row_dual, left_out)
-            priced_in = left_out[
-                bounds < -PRICING_TOLERANCE * np.maximum(1.0, np.abs(cands.cost[left_out]))
-            ]
-            if not len(priced_in):
-                lp_bound, lp_values = lp.objective, lp.values
-                break
-            active[priced_in] = True
-            stats["pricing_rounds"] += 1
-        else:
-            break  # time limit: solve the MIP on what we have, without a proven bound
-        problem = build_problem(inst, cands, active)
-        timer.build += perf_counter() - began
-
-    while not settled.any():
-        began = perf_counter()
-        mip = _solve_mip_from_lp(problem, lp_values, lp_bound, options, timer)
-        timer.solve += perf_counter() - began
-        if mip.infeasible and not active.all():
+        remaining = timer.remaining(options.time_limit_s)
+        chosen = lp_guided_assignment(inst, cands, lp_x, remaining * HEURISTIC_TIME_SHARE)
+        timer.add("heuristic", began)
+        if chosen is not None:
+            best = _Incumbent(chosen, float(cands.cost[chosen].sum()), False, None)
+    stats["heuristic_found"] = int(best is not None)
+    within_gap = (
+        best is not None
+        and lp_bound is not None
+        and best.objective - lp_bound <= options.mip_rel_gap * abs(best.objective)
+    )
+    mip: MipOutcome | None = None
+    while problem is not None and not infeasible and not within_gap:
+        if best is not None and not active[best.chosen].all():
+            active = active.copy()
+            active[best.chosen] = True
             began = perf_counter()
-            k = _widen(k)
-            active |= top_k_mask(inst, cands, k)
             problem = build_problem(inst, cands, active)
-            lp_values = None  # belongs to the smaller problem
+            timer.build += perf_counter() - began
+        began = perf_counter()
+        found, mip = _mip(
+            problem,
+            cands,
+            None if best is None else best.chosen,
+            timer.remaining(options.time_limit_s),
+            options.mip_rel_gap,
+        )
+        timer.add("mip", began)
+        if mip.infeasible and not active.all():
+            k = _widen(k)
+            active = active | top_k_mask(inst, cands, k)
+            began = perf_counter()
+            problem = build_problem(inst, cands, active)
             timer.build += perf_counter() - began
             continue
+        if found is not None and (best is None or found.objective <= best.objective + 1e-9):
+            best = found
+        infeasible = mip.infeasible and best is None
         break
 
-    stats |= {
-        "columns": problem.n_x,
-        "rows": problem.matrix.shape[0],
-        "nonzeros": problem.matrix.nnz,
-    }
-    if settled.any():
-        mip = MipOutcome(False, False, True, None, None, None)
-    if mip.feasible:
-        return _result(
-            inp, inst, cands, problem, mip, lp_bound, bool(active.all()), options, timer, stats
-        )
-    if mip.infeasible:
+    if problem is not None:
+        stats |= {"columns": problem.n_x, "rows": problem.matrix.shape[0]}
+    if best is not None:
+        complete = bool(active.all()) and best.dual_bound is not None
+        return _result(inp, inst, cands, best, lp_bound, complete, options, timer, stats)
+    if infeasible:
         status = Status.INFEASIBLE
-        explanation = explain_infeasibility(inst, timer.remaining(options.time_limit_s))
+        began = perf_counter()
+        explanation = conflicts or explain_infeasibility(
+            inst, max(timer.remaining(options.time_limit_s), MIN_EXPLAIN_SECONDS)
+        )
+        timer.add("explain", began)
     else:
         status = Status.NO_SOLUTION
         explanation = (

@@ -19,6 +19,8 @@ from skyshard.placement import (
     greedy_placement,
     solve_placement,
 )
+from skyshard.placement.explain import explain_infeasibility
+from skyshard.placement.instance import build_instance
 from skyshard.placement.synthetic import random_instance
 
 EXACT = SolveOptions(time_limit_s=30, mip_rel_gap=0.0, top_k=None)
@@ -308,15 +310,39 @@ def test_explains_a_latency_limit_no_pair_meets():
     )
 
 
-def test_explains_group_capacity_overcommit():
+def test_explains_a_sky_short_of_capacity():
     inp = PlacementInput(
         shards=[shard(s, cpu=3) for s in "abc"],
         hosts=[host("h1", cpu=4), host("h2", cpu=4)],
         candidates=costs({(s, h): 1 for s in "abc" for h in ("h1", "h2")}),
     )
     (line,) = solve_placement(inp, EXACT).explanation
+    assert line == (
+        "capacity: the shards need 9 cpu at the forecast upper bound but all hosts together have 8"
+    )
+
+
+def test_explains_group_capacity_overcommit():
+    inp = PlacementInput(
+        shards=[shard(s, cpu=3) for s in "abc"],
+        hosts=[host("h1", cpu=5), host("h2", cpu=5)],
+        candidates=costs({(s, h): 1 for s in "abc" for h in ("h1", "h2")}),
+    )
+    (line,) = solve_placement(inp, EXACT).explanation
     assert line.startswith("capacity at the forecast upper bound")
-    assert "cpu 6 > capacity 4" in line
+    assert "cpu 6 > capacity 5" in line
+
+
+def test_explanation_out_of_time_says_undecided_not_infeasible():
+    inp = PlacementInput(
+        shards=[shard(s, cpu=3) for s in "abc"],
+        hosts=[host("h1", cpu=5), host("h2", cpu=5)],
+        candidates=costs({(s, h): 1 for s in "abc" for h in ("h1", "h2")}),
+    )
+    inst = build_instance(inp)
+    (line,) = explain_infeasibility(inst, time_limit_s=0.0)
+    assert line.startswith("the time budget ran out before finding which constraints conflict")
+    assert "undecided: dropping capacity, dropping latency" in line
 
 
 def test_explains_a_budget_too_small_for_forced_moves():
