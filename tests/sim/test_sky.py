@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import orjson
@@ -53,16 +54,25 @@ def default_sky(tmp_path_factory):
     return home, manifest
 
 
+def providers_text(home: Path) -> str:
+    """providers.yaml with the folder and the (random) pinned host keys masked."""
+    text = (home / "providers.yaml").read_text().replace(str(home), "HOME")
+    return re.sub(r"host_key: ssh-ed25519 \S+ ", "host_key: KEY ", text)
+
+
 def test_same_seed_same_bytes(tmp_path):
     write_sky(SMALL, tmp_path / "a")
     write_sky(SMALL, tmp_path / "b")
     first, second = digest(tmp_path / "a"), digest(tmp_path / "b")
-    # Paths inside providers.yaml differ by folder; everything else is byte-identical.
-    first.pop("providers.yaml"), second.pop("providers.yaml")
+    # Key material is random by design; paths inside providers.yaml differ by folder.
+    for files in (first, second):
+        keys = [name for name in files if name.startswith("keys/")]
+        assert len(keys) == 2 * 6 + 3
+        for name in [*keys, "providers.yaml"]:
+            files.pop(name)
     assert first == second
-    text_a = (tmp_path / "a" / "providers.yaml").read_text().replace(str(tmp_path / "a"), "HOME")
-    text_b = (tmp_path / "b" / "providers.yaml").read_text().replace(str(tmp_path / "b"), "HOME")
-    assert text_a == text_b
+    assert providers_text(tmp_path / "a") == providers_text(tmp_path / "b")
+    assert "host_key: KEY skyshard-host-cloud-a-h00" in providers_text(tmp_path / "a")
 
 
 def test_other_seed_other_series(tmp_path):
@@ -79,7 +89,10 @@ def test_default_sky_loads_and_matches_the_manifest(default_sky):
     assert {p.kind for p in sky.providers} == {"cloud", "colo", "edge", "marketplace"}
     assert len(sky.hosts) == 24 == manifest.host_count
     assert len(sky.shards) == 48 == manifest.shard_count
-    assert all(h.host_key is None for _, h in sky.hosts.values())
+    for host_id, (_, host) in sky.hosts.items():
+        assert host.host_key.startswith("ssh-ed25519 ")
+        assert (home / "keys" / "hosts" / host_id).stat().st_mode & 0o777 == 0o600
+        assert host.root == str(home / "hosts" / host_id)
     assert any(s.depends_on for s in sky.shards)
     assert {s.data_class for s in sky.shards} >= {"public", "internal", "confidential"}
     types = {s.type for p in sky.providers for s in p.sources}
