@@ -4,9 +4,10 @@ The shards the LP relaxation puts wholly on one host form a partial assignment t
 meets every constraint (dropping the fractional shards only lowers each <= row, and an
 affinity group stays on the provider the LP gave it). The fractional shards are then inserted
 one at a time, largest first, on their cheapest host that keeps every rule, moving other
-shards out of the way when nothing has room. Relocating single shards to cheaper feasible hosts then
-improves the whole assignment. Each step checks every constraint family, so what it returns
-is feasible; it returns None when a shard cannot be inserted at all.
+shards out of the way when nothing has room. If that fails, the insertion starts again from
+every shard that may stay put staying put. Relocating single shards to cheaper feasible hosts
+then improves the whole assignment. Each step checks every constraint family, so what it
+returns is feasible; it returns None when a shard cannot be inserted at all.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from time import perf_counter
 
 import numpy as np
 
-from skyshard.placement.candidates import CAPACITY_TOLERANCE, Candidates
+from skyshard.placement.candidates import CAPACITY_TOLERANCE, Candidates, CurrentHost
 from skyshard.placement.instance import NO_INDEX, Instance
 
 INTEGRAL = 1 - 1e-6
@@ -181,22 +182,31 @@ def _improve(state: _Assignment, deadline: float) -> None:
             state.assign(int(shard), best)
 
 
+def _complete(state: _Assignment, seed: np.ndarray) -> bool:
+    """Assigns the seed columns (which must agree with every rule), then inserts the rest."""
+    inst = state.inst
+    for col in seed:
+        state.assign(int(state.cands.shard[col]), int(col))
+    rest = np.flatnonzero(state.col_of == NO_INDEX)
+    size = (inst.demand[rest] / np.maximum(inst.capacity.mean(axis=0), 1e-9)).max(axis=1)
+    grouped = inst.affinity[rest] != NO_INDEX
+    return all(_insert(state, int(shard)) for shard in rest[np.lexsort((rest, -size, ~grouped))])
+
+
 def lp_guided_assignment(
     inst: Instance, cands: Candidates, lp_x: np.ndarray, time_limit_s: float
 ) -> np.ndarray | None:
     """The chosen candidate index per shard, or None if some shard found no feasible host.
 
-    `lp_x` is the LP value of every candidate (0 for those left out of the LP).
+    `lp_x` is the LP value of every candidate (0 for those left out of the LP). If the LP's
+    integral part cannot be completed, the shards that may stay where they are form the seed
+    instead (they agree with every rule by definition of CurrentHost.STAYABLE).
     """
     deadline = perf_counter() + time_limit_s
-    state = _Assignment(inst, cands)
-    for col in np.flatnonzero(lp_x > INTEGRAL):
-        state.assign(int(cands.shard[col]), int(col))
-    rest = np.flatnonzero(state.col_of == NO_INDEX)
-    size = (inst.demand[rest] / np.maximum(inst.capacity.mean(axis=0), 1e-9)).max(axis=1)
-    grouped = inst.affinity[rest] != NO_INDEX
-    for shard in rest[np.lexsort((rest, -size, ~grouped))]:
-        if not _insert(state, int(shard)):
-            return None
-    _improve(state, deadline)
-    return state.col_of.copy()
+    staying = cands.stays & (cands.state[cands.shard] == CurrentHost.STAYABLE)
+    for seed in (np.flatnonzero(lp_x > INTEGRAL), np.flatnonzero(staying)):
+        state = _Assignment(inst, cands)
+        if _complete(state, seed):
+            _improve(state, deadline)
+            return state.col_of.copy()
+    return None
