@@ -27,7 +27,7 @@ import asyncssh
 
 from skyshard.config.errors import ConfigError
 from skyshard.config.sky import Sky, load_sky
-from skyshard.embedded_hosts.server import HostServerError, HostSpec, listen
+from skyshard.embedded_hosts.server import Activity, HostServerError, HostSpec, listen
 from skyshard.runtime import host_helper
 from skyshard.sim.hosts import AUTHORIZED_KEYS, host_key_path
 
@@ -84,7 +84,7 @@ class SkyServers:
     _loop: asyncio.AbstractEventLoop
     _thread: threading.Thread
     _acceptors: list[asyncssh.SSHAcceptor] = field(default_factory=list)
-    _live: set = field(default_factory=set)
+    _activity: Activity = field(default_factory=Activity)
 
     def stop(self) -> list[str]:
         """Close every listener and connection, then stop the shards; returns those stopped."""
@@ -98,11 +98,10 @@ class SkyServers:
     async def _close(self) -> None:
         for acceptor in self._acceptors:
             acceptor.close()
-        for connection in list(self._live):
-            connection.close()
+        self._activity.close()
         for acceptor in self._acceptors:
             await acceptor.wait_closed()
-        for connection in list(self._live):
+        for connection in list(self._activity.connections):
             await connection.wait_closed()
 
 
@@ -116,7 +115,7 @@ def serve_sky(sky: Sky, home: Path) -> SkyServers:
 
     async def start_all() -> None:
         for spec in specs:
-            servers._acceptors.append(await listen(spec, servers._live))
+            servers._acceptors.append(await listen(spec, servers._activity))
 
     try:
         asyncio.run_coroutine_threadsafe(start_all(), loop).result()

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -38,6 +38,21 @@ class HostSpec:
     authorized_keys: Path
 
 
+@dataclass
+class Activity:
+    """Open connections and running command process groups, so a stop can end them all."""
+
+    connections: set = field(default_factory=set)
+    command_groups: set[int] = field(default_factory=set)
+
+    def close(self) -> None:
+        for connection in list(self.connections):
+            connection.close()
+        for group in list(self.command_groups):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+
+
 class HostServerError(RuntimeError):
     """An embedded host could not start (bad key file, port in use); names host and value."""
 
@@ -45,18 +60,20 @@ class HostServerError(RuntimeError):
 class _HostServer(asyncssh.SSHServer):
     """Public-key authentication of the host's one user against its authorized keys."""
 
-    def __init__(self, spec: HostSpec, keys: asyncssh.SSHAuthorizedKeys, live: set) -> None:
+    def __init__(
+        self, spec: HostSpec, keys: asyncssh.SSHAuthorizedKeys, activity: Activity
+    ) -> None:
         self._spec = spec
         self._keys = keys
-        self._live = live
+        self._activity = activity
         self._conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
-        self._live.add(conn)
+        self._activity.connections.add(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._live.discard(self._conn)
+        self._activity.connections.discard(self._conn)
 
     def begin_auth(self, username: str) -> bool:
         # Any other user name gets no authorized keys at all, so every key is refused.
@@ -119,7 +136,9 @@ async def _pump_out(source: asyncio.StreamReader, sink: asyncssh.SSHWriter) -> N
         await sink.drain()
 
 
-async def _run_command(spec: HostSpec, process: asyncssh.SSHServerProcess) -> None:
+async def _run_command(
+    spec: HostSpec, activity: Activity, process: asyncssh.SSHServerProcess
+) -> None:
     if process.command is None or process.subsystem is not None:
         process.stderr.write(b"this host runs commands only, no interactive shell\n")
         process.exit(1)
@@ -137,6 +156,7 @@ async def _run_command(spec: HostSpec, process: asyncssh.SSHServerProcess) -> No
         start_new_session=True,  # so a dropped connection can stop the whole command group
     )
     assert child.stdin and child.stdout and child.stderr
+    activity.command_groups.add(child.pid)
     feeding = asyncio.ensure_future(_pump_in(process.stdin, child.stdin))
     try:
         await asyncio.gather(
@@ -151,6 +171,7 @@ async def _run_command(spec: HostSpec, process: asyncssh.SSHServerProcess) -> No
         raise
     finally:
         feeding.cancel()
+        activity.command_groups.discard(child.pid)
     process.exit(status if status >= 0 else 128 - status)
 
 
@@ -168,17 +189,17 @@ def _load_keys(spec: HostSpec) -> tuple[asyncssh.SSHKey, asyncssh.SSHAuthorizedK
     return host_key, authorized
 
 
-async def listen(spec: HostSpec, live: set) -> asyncssh.SSHAcceptor:
-    """Start serving `spec`; open connections are added to (and removed from) `live`."""
+async def listen(spec: HostSpec, activity: Activity) -> asyncssh.SSHAcceptor:
+    """Start serving `spec`; its connections and commands are tracked in `activity`."""
     host_key, authorized = _load_keys(spec)
     spec.root.mkdir(parents=True, exist_ok=True)
     try:
         return await asyncssh.create_server(
-            partial(_HostServer, spec, authorized, live),
+            partial(_HostServer, spec, authorized, activity),
             spec.address,
             spec.port,
             server_host_keys=[host_key],
-            process_factory=partial(_run_command, spec),
+            process_factory=partial(_run_command, spec, activity),
             sftp_factory=partial(RootedSFTPServer, root=spec.root),
             allow_scp=False,
             allow_pty=False,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -37,20 +41,47 @@ def test_background_process_shutdown_stops_every_shard(tmp_path):
             socket.create_connection((host.address, host.port), timeout=1).close()
 
 
-def test_in_process_servers_stop_cleanly(tmp_path):
+def _processes_named(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_in_process_servers_stop_cleanly_and_end_running_commands(tmp_path):
     home = tmp_path / "sky"
     sky = make_sky(home)
     servers = serve_sky(sky, home)
+    marker = f"{os.getpid()}.{time.monotonic_ns() % 1000}"
+    errors: list[BaseException] = []
     try:
         with ConnectionPool(SETTINGS) as pool:
             hosts = host_accesses(sky, sky.hosts, pool, broker_policy(sky), keys_dir=home / "keys")
-            result = hosts["cloud-b-h00"].session.run(
-                RemoteCommand("echo", ("echo", "hi")), action="read_telemetry"
-            )
+            session = hosts["cloud-b-h00"].session
+            result = session.run(RemoteCommand("echo", ("echo", "hi")), action="read_telemetry")
             assert result.stdout == b"hi\n"
+
+            def hang() -> None:
+                try:
+                    session.run(RemoteCommand("sleep", ("sleep", marker)), action="read_telemetry")
+                except Exception as error:
+                    errors.append(error)
+
+            hanging = threading.Thread(target=hang)
+            hanging.start()
+            while not _processes_named(f"sleep\0{marker}"):
+                time.sleep(0.02)
+            assert servers.stop() == []
+            hanging.join()
     finally:
-        assert servers.stop() == []
+        servers.stop()
     assert servers.stop() == []  # stopping twice is harmless
+    assert _processes_named(f"sleep\0{marker}") == []
+    assert len(errors) == 1
 
 
 def test_a_taken_port_names_the_host_and_port(tmp_path):
