@@ -8,17 +8,12 @@ from skyshard import paths
 from skyshard.config.sky import PROVIDERS_FILE, Sky, load_sky
 
 
-def demo_home() -> Path:
-    """Folder of the embedded demo sky (beside the DuckDB file)."""
-    return paths.data_dir() / "demo_sky"
-
-
 def resolve_home() -> Path:
     """`SKYSHARD_HOME` if set; otherwise the demo sky, generated (deterministically) if missing."""
     home = paths.skyshard_home()
     if home is not None:
         return home
-    home = demo_home()
+    home = paths.demo_home()
     if not (home / PROVIDERS_FILE).exists():
         from skyshard.sim import DEFAULT_PARAMS, write_sky
 

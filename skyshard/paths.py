@@ -30,7 +30,11 @@ def ledger_dir() -> Path:
     return Path(value) if value else data_dir() / "ledger"
 
 
+def demo_home() -> Path:
+    """Folder of the embedded demo sky (beside the DuckDB file), used without SKYSHARD_HOME."""
+    return data_dir() / "demo_sky"
+
+
 def keys_dir() -> Path:
-    """Key folder: `$SKYSHARD_HOME/keys`, or `<data>/keys` for the embedded demo sky."""
-    home = skyshard_home()
-    return home / "keys" if home else data_dir() / "keys"
+    """Key folder of the sky in use: `$SKYSHARD_HOME/keys`, or the demo sky's `keys/`."""
+    return (skyshard_home() or demo_home()) / "keys"
