@@ -11,9 +11,11 @@ from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.home import current_sky
 from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
+from skyshard.plans.decisions import plan_decisions
 from skyshard.plans.store import PLAN_COLUMNS, write_candidate_scores
 from skyshard.policy_backtest import policy_backtest as run_policy_backtest
 from skyshard.scoring import load_planning_data
+from skyshard.trust import EntryType, Ledger, Record
 from skyshard.trust_inputs import read_trust_scores
 
 GROUP = "planning"
@@ -53,6 +55,10 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
         write_candidate_scores(con, cycle.scores)
         new = write_plan(con, cycle.run, cycle.plan)
     run = cycle.run.row(0, named=True)
+    decisions = plan_decisions(policy, run["plan_run_id"], cycle.plan, cycle.scores)
+    Ledger.open().append_many(
+        [Record(EntryType.POLICY_DECISION, context.run_id, "planner", d.payload()) for d in decisions]
+    )
     context.log.info(
         f"plan run {run['plan_run_id']}: {run['solver_status']}, {run['moves']} moves "
         f"({new} new, {run['auto_approved']} auto-approved)"

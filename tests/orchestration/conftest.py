@@ -25,13 +25,14 @@ class Materialized:
 
 
 def run_main_job(home: Path, duckdb: Path, monkeypatch: pytest.MonkeyPatch) -> Materialized:
-    """Point the environment at `home`/`duckdb` and run `ingest_and_build` in process."""
+    """Point the environment at `home`/`duckdb` and run the main job in process."""
     from orchestration.definitions import build_definitions
 
     monkeypatch.setenv("SKYSHARD_HOME", str(home))
     monkeypatch.setenv("SKYSHARD_DUCKDB", str(duckdb))
+    monkeypatch.setenv("SKYSHARD_LEDGER_DIR", str(duckdb.parent / "ledger"))
     defs = build_definitions(load_sky(home))
-    job = defs.resolve_job_def("ingest_and_build")
+    job = defs.resolve_job_def("planning_cycle")
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     planted = json.loads((home / "planted.json").read_text())
     return Materialized(home, duckdb, planted, result, defs)
