@@ -298,6 +298,15 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
     conflicts = quick_conflicts(inst)
     infeasible = bool(conflicts)
     if not infeasible:
+        # A feasible assignment found without the LP puts its columns in the pruned problem,
+        # so the pruned LP is feasible and K need not widen (each widening is slow at scale).
+        began = perf_counter()
+        remaining = timer.remaining(options.time_limit_s)
+        seed = lp_guided_assignment(inst, cands, np.zeros(len(cands)), remaining * 0.1)
+        timer.add("heuristic", began)
+        if seed is not None:
+            best = _Incumbent(seed, float(cands.cost[seed].sum()), False, None)
+            active[seed] = True
         problem, active, k, lp, lp_bound = _price(inst, cands, active, k, options, timer, stats)
         infeasible = lp.infeasible
     if not infeasible and lp.optimal:
@@ -308,7 +317,7 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
         remaining = timer.remaining(options.time_limit_s)
         chosen = lp_guided_assignment(inst, cands, lp_x, remaining * HEURISTIC_TIME_SHARE)
         timer.add("heuristic", began)
-        if chosen is not None:
+        if chosen is not None and (best is None or cands.cost[chosen].sum() < best.objective):
             best = _Incumbent(chosen, float(cands.cost[chosen].sum()), False, None)
     stats["heuristic_found"] = int(best is not None)
     within_gap = (
