@@ -95,29 +95,25 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
         pool=DUCKDB_WRITER_POOL,
     )
     def telemetry(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
-        """Fetch and parse every feed outside the write lock, then write each in one transaction.
+        """Fetch and parse each feed with no connection open, then write it in one transaction.
 
         A broken feed is logged and fails its own check; the other feeds are still written.
         """
         now = datetime.now(UTC).replace(tzinfo=None)
         window = Window(start=now - INGEST_LOOKBACK, end=now)
 
-        def progress(done: int, total: int, collected: ingest.CollectedSource) -> None:
-            state = "ok" if collected.ok else f"FAILED: {collected.error}"
-            context.log.info(f"[{done}/{total}] {collected.source.id}: {state}")
+        def progress(done: int, total: int, outcome: ingest.FeedOutcome) -> None:
+            if outcome.ok:
+                context.log.info(f"[{done}/{total}] {outcome.source.id}: {outcome.rows:,} rows")
+            else:
+                context.log.warning(f"feed {outcome.source.id} failed: {outcome.error}")
 
-        results = ingest.collect_all(current_sky(), window, progress)
-        with duckdb.connect() as con:
-            db.ensure_raw_schema(con)
-            for collected in results:
-                ingest.write_collected(con, collected)
+        results = ingest.ingest_all(current_sky(), window, duckdb.path, progress)
+        with duckdb.connect(read_only=True) as con:
             metadata = {
                 table.name: table_preview(con, f"raw.{table.name}")
                 for table in (*INGEST_TABLES, QUARANTINE)
             }
-        for collected in results:
-            if not collected.ok:
-                context.log.warning(f"feed {collected.source.id} failed: {collected.error}")
         for table in (*INGEST_TABLES, QUARANTINE):
             yield dg.MaterializeResult(asset_key=raw_key(table.name), metadata=metadata[table.name])
         selected = {key.name for key in context.selected_asset_check_keys}
@@ -132,8 +128,8 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
                 metadata={
                     "provider": collected.provider_id,
                     "error": collected.error or "",
-                    "rows": sum(collected.row_counts().values()),
-                    "quarantined": len(collected.quarantine),
+                    "rows": collected.rows,
+                    "quarantined": collected.quarantined,
                 },
             )
 

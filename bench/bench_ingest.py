@@ -52,16 +52,13 @@ def main() -> None:
     window = Window(now - timedelta(days=args.days), now)
 
     t0 = time.perf_counter()
-    results = ingest.collect_all(sky, window)
-    t1 = time.perf_counter()
     with db.connect(duckdb_path) as con:
-        db.ensure_raw_schema(con)
         for name, frame in sky_frames(sky).items():
             db.replace_table(con, f"raw.{name}", frame)
-        for collected in results:
-            ingest.write_collected(con, collected)
-        rows = sum(db.table_counts(con, "raw").values())
+    results = ingest.ingest_all(sky, window, duckdb_path)
     t2 = time.perf_counter()
+    with db.connect(duckdb_path, read_only=True) as con:
+        rows = sum(db.table_counts(con, "raw").values())
     dbt = Path(sys.executable).with_name("dbt")
     subprocess.run(
         [str(dbt), "build", "--profiles-dir", ".", "--quiet"],
@@ -80,8 +77,7 @@ def main() -> None:
         f"{args.days} days @ 5 min"
     )
     print(f"raw rows: {rows:,}; failed feeds: {failed or 'none'}")
-    print(f"collect (fetch+parse): {t1 - t0:.1f} s")
-    print(f"write raw:             {t2 - t1:.1f} s")
+    print(f"ingest (fetch, parse, write): {t2 - t0:.1f} s")
     print(f"dbt build:             {t3 - t2:.1f} s")
     print(f"total ingest + dbt:    {t3 - t0:.1f} s  (target < 60 s)")
     print(f"peak RSS: python {own_peak:.0f} MiB, dbt {child_peak:.0f} MiB")

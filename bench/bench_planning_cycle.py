@@ -36,7 +36,7 @@ def run(shards: int) -> None:
     home, duck = work / "home", work / "sky.duckdb"
     providers = min(12, max(2, shards // 100))
     hosts = max(2, shards // (5 * providers))
-    print(f"{shards} shards, {providers} providers x {hosts} hosts, 14 days hourly")
+    print(f"{shards} shards, {providers} providers x {hosts} hosts, 14 days at 5-minute resolution")
     t0 = t = time.perf_counter()
     write_sky(SkyParams(providers=providers, hosts_per_provider=hosts, shards=shards), home)
     t = stage("simulate", t)

@@ -53,25 +53,25 @@ def ingest_command(days: int) -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
     window = Window(start=now - timedelta(days=days), end=now)
     pairs = ingest.sources_of(sky.providers)
+    with db.connect(paths.duckdb_path()) as con:
+        for name, frame in sky_frames(sky).items():
+            db.replace_table(con, f"raw.{name}", frame)
     with Progress(console=console) as progress:
         task = progress.add_task("ingesting feeds", total=len(pairs))
 
-        def advance(done: int, total: int, collected: ingest.CollectedSource) -> None:
-            progress.update(task, completed=done, description=collected.source.id)
+        def advance(done: int, total: int, outcome: ingest.FeedOutcome) -> None:
+            progress.update(task, completed=done, description=outcome.source.id)
 
-        results = ingest.collect_all(sky, window, advance)
-    with db.connect(paths.duckdb_path()) as con:
-        db.ensure_raw_schema(con)
-        for name, frame in sky_frames(sky).items():
-            db.replace_table(con, f"raw.{name}", frame)
-        for collected in results:
-            ingest.write_collected(con, collected)
+        results = ingest.ingest_all(sky, window, paths.duckdb_path(), advance)
     table = Table("feed", "provider", "status", "rows", "quarantined")
-    for collected in results:
-        status = "[green]ok[/green]" if collected.ok else f"[red]{collected.error}[/red]"
-        rows = str(sum(collected.row_counts().values()))
+    for outcome in results:
+        status = "[green]ok[/green]" if outcome.ok else f"[red]{outcome.error}[/red]"
         table.add_row(
-            collected.source.id, collected.provider_id, status, rows, str(len(collected.quarantine))
+            outcome.source.id,
+            outcome.provider_id,
+            status,
+            str(outcome.rows),
+            str(outcome.quarantined),
         )
     console.print(table)
     if not all(c.ok for c in results):

@@ -10,10 +10,12 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from skyshard import db
 from skyshard.config.providers import Provider, Source
 from skyshard.config.sky import Sky
 from skyshard.raw_tables import BY_NAME, INGEST_COLUMNS, QUARANTINE, RawTable
@@ -190,22 +192,53 @@ def sources_of(providers: Iterable[Provider]) -> list[tuple[Provider, Source]]:
     return [(p, s) for p in providers for s in p.sources if s.type in ADAPTERS]
 
 
-def collect_all(
+@dataclass(frozen=True)
+class FeedOutcome:
+    """What one feed's ingestion did: the rows it wrote or why it failed."""
+
+    source: Source
+    provider_id: str
+    rows: int
+    quarantined: int
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def ingest_all(
     sky: Sky,
     window: Window,
-    on_progress: Callable[[int, int, CollectedSource], None] | None = None,
-) -> list[CollectedSource]:
-    """Collect every source of `sky` in turn; a failure stays with its source."""
+    database: Path | str,
+    on_progress: Callable[[int, int, FeedOutcome], None] | None = None,
+) -> list[FeedOutcome]:
+    """Ingest every feed of `sky` in turn, one failing alone.
+
+    Each feed is fetched and parsed with no database connection open, then written in one
+    short transaction and dropped, so memory holds one feed at a time."""
     pairs = sources_of(sky.providers)
     known = KnownIds.of(sky)
-    results = []
+    with db.connect(database) as con:
+        db.ensure_raw_schema(con)
+    outcomes = []
     for done, (provider, source) in enumerate(pairs, start=1):
         collected = collect_source(source, provider.id, window)
         set_aside_unknown(collected, known)
-        results.append(collected)
+        if collected.ok:
+            with db.connect(database) as con:
+                write_collected(con, collected)
+        outcome = FeedOutcome(
+            source=source,
+            provider_id=provider.id,
+            rows=sum(collected.row_counts().values()),
+            quarantined=len(collected.quarantine),
+            error=collected.error,
+        )
+        outcomes.append(outcome)
         if on_progress:
-            on_progress(done, len(pairs), collected)
-    return results
+            on_progress(done, len(pairs), outcome)
+    return outcomes
 
 
 def _now() -> datetime:
