@@ -5,7 +5,7 @@ import dagster as dg
 from assets import features, forecasts, ingestion, planning, trust
 from orchestration import jobs
 from orchestration.resources import build_resources
-from sensors import ledger
+from sensors import ledger, migrations
 from skyshard.config.sky import Sky
 from skyshard.home import current_sky
 
@@ -20,6 +20,7 @@ def build_definitions(sky: Sky) -> dg.Definitions:
         trust.defs,
         ledger.defs,
         jobs.defs,
+        migrations.defs,
         dg.Definitions(resources=build_resources()),
     )
 

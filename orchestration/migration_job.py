@@ -1,0 +1,122 @@
+"""Job `migrate_shard`: one op that runs one approved move over SSH (see docs/migrations.md)."""
+
+import dagster as dg
+from pydantic import Field
+
+from orchestration.resources import DuckDBFile
+from skyshard.broker.execute import (
+    MoveResult,
+    PlannedMove,
+    ProgressLog,
+    check_move_id,
+    describe_step,
+    is_transient,
+    run_move,
+)
+from skyshard.broker.from_config import broker_policy, host_accesses
+from skyshard.home import current_sky
+from skyshard.plans.store import MOVE_ID
+from skyshard.transport.ssh import ConnectionPool
+from skyshard.trust import Ledger
+from skyshard.trust.recorder import record_access_denied
+
+MAX_RETRIES = 2
+# For transient network failures only: the op raises TransientMigrationError for those and a
+# non-retryable Failure for everything else; a retry passes retry=True to the Migrator.
+RETRY_POLICY = dg.RetryPolicy(
+    max_retries=MAX_RETRIES, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+MOVE_TAG = "skyshard/move_id"
+
+
+class MoveConfig(dg.Config):
+    # Checked in the op (check_move_id), not by a pydantic pattern: a pattern failure would
+    # surface inside the step and be retried like a network error.
+    move_id: str = Field(
+        description=f"Id of an approved move in plan.migration_plan ({MOVE_ID.pattern})."
+    )
+
+
+class TransientMigrationError(Exception):
+    """The move rolled back (or stopped) on a network error; the retry policy tries again."""
+
+
+def _metadata(result: MoveResult) -> dict[str, dg.MetadataValue]:
+    outcome = result.outcome
+    return {
+        "move_id": dg.MetadataValue.text(outcome.move_id),
+        "shard_id": dg.MetadataValue.text(result.move.shard_id),
+        "route": dg.MetadataValue.text(f"{result.move.from_host} -> {result.move.to_host}"),
+        "outcome": dg.MetadataValue.text(outcome.status),
+        "plan_status": dg.MetadataValue.text(result.plan_status),
+        "phase": dg.MetadataValue.text(outcome.phase),
+        "attempt": dg.MetadataValue.int(outcome.attempt),
+        "bytes_sent": dg.MetadataValue.int(outcome.bytes_sent),
+        "rounds": dg.MetadataValue.int(outcome.rounds),
+        "downtime_ms": dg.MetadataValue.float(float(outcome.downtime_ms or 0.0)),
+        "error": dg.MetadataValue.text(outcome.error or ""),
+        "noop": dg.MetadataValue.bool(outcome.noop),
+    }
+
+
+def _run_move(context: dg.OpExecutionContext, move_id: str, db_path: str) -> MoveResult:
+    sky = current_sky()
+    ledger = Ledger.open()
+    run_id = context.run_id
+    policy = broker_policy(
+        sky, lambda denial: record_access_denied(denial, run_id=run_id, ledger=ledger)
+    )
+    with ConnectionPool() as pool:
+
+        def hosts_for(move: PlannedMove):
+            return host_accesses(sky, (move.from_host, move.to_host), pool, policy)
+
+        return run_move(
+            db_path,
+            move_id,
+            hosts_for,
+            run_id=run_id,
+            retry=context.retry_number > 0,
+            final_attempt=context.retry_number >= MAX_RETRIES,
+            ledger=ledger,
+            on_progress=ProgressLog(context.log.info),
+            on_step=lambda step: context.log.info(describe_step(step)),
+        )
+
+
+@dg.op(
+    retry_policy=RETRY_POLICY,
+    tags={"kind": "ssh"},
+    description="Migrate one shard for an approved move; never holds the DuckDB write lock.",
+)
+def migrate(context: dg.OpExecutionContext, config: MoveConfig, duckdb: DuckDBFile):
+    try:
+        result = _run_move(context, check_move_id(config.move_id), duckdb.path)
+    except Exception as error:  # refusals before any migration (config, plan): never retried
+        if is_transient(error):
+            raise
+        raise dg.Failure(f"move {config.move_id}: {error}", allow_retries=False) from error
+    metadata = _metadata(result)
+    if result.retryable:
+        raise TransientMigrationError(
+            f"move {config.move_id} attempt {result.outcome.attempt}: {result.outcome.error}"
+        )
+    if not result.succeeded:
+        raise dg.Failure(
+            description=(
+                f"move {config.move_id} ended {result.outcome.status!r} "
+                f"(plan status {result.plan_status!r}): {result.outcome.error}"
+            ),
+            metadata=metadata,
+            allow_retries=False,
+        )
+    return dg.Output(None, metadata=metadata)
+
+
+@dg.job(
+    description="Migrate one shard for an approved move (requested by the approved_migrations "
+    "sensor, one run per move id).",
+    tags={"skyshard/kind": "migration"},
+)
+def migrate_shard():
+    migrate()

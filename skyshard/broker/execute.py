@@ -1,0 +1,312 @@
+"""Run one approved move of `plan.migration_plan` end to end: mark it running, migrate it with
+every step and the outcome in the trust ledger, then settle its plan status."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from skyshard.broker.migration import (
+    COMMITTED,
+    TERMINAL,
+    HostAccess,
+    MigrationOutcome,
+    MigrationProgress,
+    MigrationSettings,
+    Migrator,
+    MoveRequest,
+)
+from skyshard.broker.ops_tables import OpsStore, Step
+from skyshard.db import connect
+from skyshard.plans.status import MoveStatus, PlanError
+from skyshard.plans.store import MOVE_ID, decide, get_move
+from skyshard.trust import EntryType, Ledger
+from skyshard.trust.recorder import migration_payload, record_migration
+
+DECIDER = "broker"
+"""Who the plan's decision log names for the statuses a migration run sets."""
+TRANSIENT_ERRORS = frozenset(
+    {
+        "ConnectFailed",
+        "SSHException",
+        "ChannelException",
+        "NoValidConnectionsError",
+        "EOFError",
+        "OSError",
+        "TimeoutError",
+        "timeout",
+        "ConnectionError",
+        "ConnectionResetError",
+        "ConnectionAbortedError",
+        "ConnectionRefusedError",
+        "BrokenPipeError",
+    }
+)
+"""Exception type names of network failures that a later attempt may not meet."""
+LOCK_WAIT_SECONDS = 120.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PlannedMove:
+    """A row of `plan.migration_plan`, as far as running it needs."""
+
+    move_id: str
+    shard_id: str
+    from_host: str
+    to_host: str
+    from_provider: str
+    to_provider: str
+    status: str
+
+    def request(self) -> MoveRequest:
+        return MoveRequest(self.move_id, self.shard_id, self.from_host, self.to_host)
+
+    def payload(self, bytes_sent: int = 0, **detail: object) -> dict:
+        return migration_payload(
+            self.move_id,
+            self.shard_id,
+            self.from_provider,
+            self.to_provider,
+            bytes_sent,
+            **detail,
+        )
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    """What one run of a move did. `retryable`: it failed for a transient network reason and
+    the plan row stays `running` for another attempt (with `retry=True`)."""
+
+    move: PlannedMove
+    outcome: MigrationOutcome
+    plan_status: str
+    retryable: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome.status == "done"
+
+
+def check_move_id(move_id: str) -> str:
+    if not MOVE_ID.fullmatch(move_id):
+        raise PlanError(f"move id {move_id!r} is malformed: expected 'mv-' and 16 hex digits")
+    return move_id
+
+
+def is_transient(error: str | BaseException) -> bool:
+    """Whether a failure (an exception, or an outcome's `"Type: message"` error) looks like a
+    network blip worth another attempt; refusals (host key, auth, policy, validation) never do."""
+    if isinstance(error, BaseException):
+        name, message = type(error).__name__, str(error)
+    else:
+        name, _, message = error.partition(":")
+    if name in TRANSIENT_ERRORS:
+        return True
+    if name == "RemoteCommandFailed":  # the connection died under a running command
+        return "timed out after" in message or "exited -1" in message
+    return name == "IOException" and "lock" in message  # another process writes DuckDB
+
+
+def load_move(db_path: Path | str, move_id: str) -> PlannedMove:
+    row = _patiently(db_path, lambda con: get_move(con, check_move_id(move_id)))
+    return PlannedMove(
+        row["move_id"],
+        row["shard_id"],
+        row["from_host_id"],
+        row["to_host_id"],
+        row["from_provider_id"],
+        row["to_provider_id"],
+        row["status"],
+    )
+
+
+def run_move(
+    db_path: Path | str,
+    move_id: str,
+    hosts_for: Callable[[PlannedMove], Mapping[str, HostAccess]],
+    *,
+    run_id: str,
+    retry: bool = False,
+    final_attempt: bool = True,
+    settings: MigrationSettings | None = None,
+    ledger: Ledger | None = None,
+    on_progress: Callable[[MigrationProgress], None] | None = None,
+    on_step: Callable[[Step], None] | None = None,
+) -> MoveResult:
+    """Run (or resume, or report) the approved move `move_id`.
+
+    `hosts_for(move)` builds the access to the move's hosts; a failure there (e.g. a host
+    without a pinned key) fails the move before any remote action. `retry` passes on to the
+    Migrator (a rolled-back move is attempted again); unless `final_attempt`, a transient
+    failure leaves the plan `running` and returns `retryable=True`. `on_step` sees every
+    persisted step after the ledger has it. Migration errors are in
+    the result, never raised; a move that is not approved (or running/failed and resumable)
+    raises PlanError.
+    """
+    move = load_move(db_path, move_id)
+    ops = OpsStore(db_path)
+    row = ops.migration(move_id)
+    resumable = row is not None and row.status not in TERMINAL
+    if move.status in (MoveStatus.PROPOSED, MoveStatus.REJECTED):
+        raise PlanError(
+            f"move {move_id} is {move.status!r} in plan.migration_plan: approve it first"
+        )
+    if move.status in (MoveStatus.DONE, MoveStatus.ROLLED_BACK) or (
+        move.status == MoveStatus.FAILED and not resumable
+    ):
+        outcome = _recorded(move, row)
+        return MoveResult(move, dataclasses.replace(outcome, noop=True), move.status)
+    if move.status == MoveStatus.APPROVED:
+        _set_status(db_path, move, MoveStatus.RUNNING, f"run {run_id}")
+        move = dataclasses.replace(move, status=MoveStatus.RUNNING.value)
+    ledger = ledger or Ledger.open()
+    try:
+        hosts = hosts_for(move)
+    except Exception as error:
+        failed = _failed_outcome(move, row, _describe(error))
+        return _settle(db_path, move, failed, ledger, run_id, retryable=False)
+
+    def on_event(step: Step) -> None:
+        detail = {"phase": step.phase, "seq": step.seq, "detail": step.detail}
+        record_migration(
+            EntryType.MIGRATION_STEP,
+            run_id,
+            move.payload(step.detail.get("bytes_sent", 0), **detail),
+            ledger=ledger,
+        )
+        if on_step is not None:
+            on_step(step)
+
+    migrator = Migrator(str(db_path), hosts, settings, on_event=on_event, on_progress=on_progress)
+    try:
+        outcome = migrator.migrate(move.request(), retry=retry)
+    except Exception as error:
+        outcome = _failed_outcome(move, ops.migration(move_id), _describe(error))
+        transient = is_transient(error)
+    else:
+        transient = outcome.error is not None and is_transient(outcome.error)
+    retryable = outcome.status != "done" and transient and not final_attempt
+    return _settle(db_path, move, outcome, ledger, run_id, retryable)
+
+
+def _settle(
+    db_path: Path | str,
+    move: PlannedMove,
+    outcome: MigrationOutcome,
+    ledger: Ledger,
+    run_id: str,
+    retryable: bool,
+) -> MoveResult:
+    """Bring the plan row in line with the outcome and record the outcome in the ledger.
+
+    A move past the commit point that did not finish stays `running` (the shard already runs
+    on the target; a re-run finishes it); so does one that will be retried.
+    """
+    if retryable or (outcome.status != "done" and outcome.phase in COMMITTED):
+        return MoveResult(move, outcome, move.status, retryable)
+    target = {"done": MoveStatus.DONE, "rolled_back": MoveStatus.ROLLED_BACK}.get(
+        outcome.status, MoveStatus.FAILED
+    )
+    if move.status == MoveStatus.RUNNING and target == MoveStatus.ROLLED_BACK:
+        _set_status(db_path, move, MoveStatus.FAILED, outcome.error)
+    if move.status != target:
+        _set_status(db_path, move, target, outcome.error)
+    detail = {
+        "attempt": outcome.attempt,
+        "rounds": outcome.rounds,
+        "downtime_ms": outcome.downtime_ms,
+        "error": outcome.error,
+    }
+    if target == MoveStatus.DONE and not outcome.noop:
+        entry_type = EntryType.MIGRATION_COMPLETED
+    elif target == MoveStatus.ROLLED_BACK:
+        entry_type = EntryType.MIGRATION_ROLLED_BACK
+    else:
+        entry_type = None
+    if entry_type is not None:
+        record_migration(
+            entry_type, run_id, move.payload(outcome.bytes_sent, **detail), ledger=ledger
+        )
+    return MoveResult(move, outcome, target.value)
+
+
+def _set_status(
+    db_path: Path | str, move: PlannedMove, status: MoveStatus, note: str | None
+) -> None:
+    note = note[:500] if note else note
+    _patiently(db_path, lambda con: decide(con, move.move_id, status, DECIDER, note))
+
+
+def _recorded(move: PlannedMove, row) -> MigrationOutcome:
+    if row is not None:
+        return MigrationOutcome.of(row)
+    return MigrationOutcome(move.move_id, move.status, "accepted", 0, 0, 0, None, None)
+
+
+def _failed_outcome(move: PlannedMove, row, error: str) -> MigrationOutcome:
+    """The outcome of a run that ended with an exception: the ops row (if any) and the error."""
+    if row is None:
+        return MigrationOutcome(move.move_id, "failed", "accepted", 0, 0, 0, None, error)
+    return dataclasses.replace(MigrationOutcome.of(row), error=error)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _patiently(db_path: Path | str, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """Run `work` in a short read-write connection, waiting while another process holds the
+    DuckDB file (an asset in the writer pool): a status update must not be lost to a lock."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            with connect(db_path) as con:
+                return work(con)
+        except duckdb.IOException as error:
+            if "lock" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+class ProgressLog:
+    """A progress callback that reports through `emit` at most every `interval` seconds, and
+    whenever the phase or round changes."""
+
+    def __init__(self, emit: Callable[[str], None], interval: float = 5.0) -> None:
+        self.emit = emit
+        self.interval = interval
+        self._last: tuple[str, int] | None = None
+        self._at = 0.0
+
+    def __call__(self, progress: MigrationProgress) -> None:
+        now = time.monotonic()
+        stage = (progress.phase, progress.round)
+        if stage == self._last and now - self._at < self.interval:
+            return
+        self._last, self._at = stage, now
+        self.emit(describe_progress(progress))
+
+
+def describe_progress(progress: MigrationProgress) -> str:
+    where = f"{progress.phase} round {progress.round}" if progress.round else progress.phase
+    return (
+        f"move {progress.move_id}: {where}, {progress.bytes_sent / 2**20:.1f} MiB sent, "
+        f"{progress.rate / 2**20:.1f} MiB/s"
+    )
+
+
+def describe_step(step: Step) -> str:
+    """One log line per protocol step: its phase and the numbers that matter to an operator."""
+    shown = ("round", "bytes_sent", "chunks_sent", "state_bytes", "downtime_ms", "host", "error")
+    detail = ", ".join(f"{k}={step.detail[k]}" for k in shown if step.detail.get(k) is not None)
+    return f"move {step.move_id}: step {step.seq} {step.phase}" + (f" ({detail})" if detail else "")

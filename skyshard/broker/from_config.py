@@ -1,0 +1,128 @@
+"""The broker's way into the configured sky: SSH endpoints with pinned host keys from
+`providers.yaml`, its client key from the keys folder, and its grants from `policy.yaml`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from skyshard import paths
+from skyshard.broker.migration import HostAccess
+from skyshard.config.errors import ConfigError, ConfigProblem
+from skyshard.config.providers import Host
+from skyshard.config.sky import PROVIDERS_FILE, Sky
+from skyshard.transport.access import AccessPolicy, Denial
+from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
+from skyshard.trust.contracts import access_grants
+
+BROKER_OPERATOR = "broker"
+"""The operator id the broker acts as; `policy.yaml` must grant it the migration actions."""
+CLIENT_KEY_NAME = "client_ed25519"
+"""The broker's SSH client key (OpenSSH Ed25519 private key, mode 0600) in the keys folder."""
+
+
+def client_key_path(keys_dir: Path | None = None) -> Path:
+    """`<keys_dir>/client_ed25519` (keys folder: `$SKYSHARD_HOME/keys` or `<data>/keys`)."""
+    return (keys_dir or paths.keys_dir()) / CLIENT_KEY_NAME
+
+
+def broker_policy(sky: Sky, on_denied: Callable[[Denial], None] | None = None) -> AccessPolicy:
+    """The access policy of `policy.yaml`; refusals are reported to `on_denied`."""
+    return AccessPolicy.from_mapping(access_grants(sky.policy), on_denied)
+
+
+def host_endpoint(sky: Sky, host_id: str, client_key: Path) -> SshEndpoint:
+    """The endpoint of a configured host (and of its provider's jump host, if any)."""
+    if host_id not in sky.hosts:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    sky.home / PROVIDERS_FILE,
+                    "providers[*].hosts[*].id",
+                    host_id,
+                    f"a configured host id; known: {sorted(sky.hosts)}",
+                )
+            ]
+        )
+    provider, host = sky.hosts[host_id]
+    at = f"providers[{[p.id for p in sky.providers].index(provider.id)}]"
+    jump = None
+    if provider.jump_host is not None:
+        jump = _endpoint(sky, provider.id, provider.jump_host, client_key, f"{at}.jump_host")
+    field = f"{at}.hosts[{[h.id for h in provider.hosts].index(host_id)}]"
+    return _endpoint(sky, provider.id, host, client_key, field, jump)
+
+
+def host_accesses(
+    sky: Sky,
+    host_ids: Iterable[str],
+    pool: ConnectionPool,
+    policy: AccessPolicy,
+    *,
+    keys_dir: Path | None = None,
+    operator: str = BROKER_OPERATOR,
+) -> dict[str, HostAccess]:
+    """`HostAccess` for each named host, acting as `operator` under `policy`.
+
+    Refuses (ConfigError naming the file, field and value) a missing client key, an unknown
+    host, or a host without a pinned `host_key`: the broker never trusts a key on first use.
+    """
+    client_key = client_key_path(keys_dir)
+    if not client_key.is_file():
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    client_key,
+                    "file",
+                    "missing",
+                    "the broker's Ed25519 SSH client key (ssh-keygen -t ed25519 -N '' -f "
+                    f"{client_key}), its public key authorized on every host",
+                )
+            ]
+        )
+    accesses = {}
+    for host_id in host_ids:
+        endpoint = host_endpoint(sky, host_id, client_key)
+        _, host = sky.hosts[host_id]
+        accesses[host_id] = HostAccess(
+            host_id,
+            SshSession(endpoint, policy, operator, pool),
+            host.root,
+            service_address=host.address,
+            bind=host.address,
+        )
+    return accesses
+
+
+def _endpoint(
+    sky: Sky,
+    provider_id: str,
+    host: Host,
+    client_key: Path,
+    field: str,
+    jump: SshEndpoint | None = None,
+) -> SshEndpoint:
+    if not host.host_key:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    sky.home / PROVIDERS_FILE,
+                    f"{field}.host_key",
+                    host.host_key,
+                    f"the pinned public host key of {host.id} ('ssh-ed25519 AAAA...', from "
+                    f"ssh-keyscan -p {host.port} {host.address} checked out of band): the broker "
+                    "never connects to a host whose key it does not know",
+                )
+            ]
+        )
+    return SshEndpoint(
+        host_id=host.id,
+        provider_id=provider_id,
+        address=host.address,
+        host_key=host.host_key,
+        client_key=client_key,
+        port=host.port,
+        user=host.user,
+        jump=jump,
+        python=host.python,
+    )
