@@ -22,7 +22,7 @@ from skyshard.broker.migration import (
     Migrator,
     MoveRequest,
 )
-from skyshard.broker.ops_tables import OpsStore, Step
+from skyshard.broker.ops_tables import MigrationRow, OpsStore, Step
 from skyshard.db import connect
 from skyshard.plans.status import MoveStatus, PlanError
 from skyshard.plans.store import MOVE_ID, decide, get_move
@@ -141,15 +141,15 @@ def run_move(
     on_progress: Callable[[MigrationProgress], None] | None = None,
     on_step: Callable[[Step], None] | None = None,
 ) -> MoveResult:
-    """Run (or resume, or report) the approved move `move_id`.
+    """Run the approved move `move_id`, resume it (plan `running`, or `failed` with an
+    unfinished ops row), or report the outcome it already has (noop).
 
     `hosts_for(move)` builds the access to the move's hosts; a failure there (e.g. a host
     without a pinned key) fails the move before any remote action. `retry` passes on to the
     Migrator (a rolled-back move is attempted again); unless `final_attempt`, a transient
     failure leaves the plan `running` and returns `retryable=True`. `on_step` sees every
-    persisted step after the ledger has it. Migration errors are in
-    the result, never raised; a move that is not approved (or running/failed and resumable)
-    raises PlanError.
+    persisted step once the ledger has it. Migration errors come back in the result; only a
+    malformed, unknown or unapproved move id raises (PlanError).
     """
     move = load_move(db_path, move_id)
     ops = OpsStore(db_path)
@@ -245,13 +245,13 @@ def _set_status(
     _patiently(db_path, lambda con: decide(con, move.move_id, status, DECIDER, note))
 
 
-def _recorded(move: PlannedMove, row) -> MigrationOutcome:
+def _recorded(move: PlannedMove, row: MigrationRow | None) -> MigrationOutcome:
     if row is not None:
         return MigrationOutcome.of(row)
     return MigrationOutcome(move.move_id, move.status, "accepted", 0, 0, 0, None, None)
 
 
-def _failed_outcome(move: PlannedMove, row, error: str) -> MigrationOutcome:
+def _failed_outcome(move: PlannedMove, row: MigrationRow | None, error: str) -> MigrationOutcome:
     """The outcome of a run that ended with an exception: the ops row (if any) and the error."""
     if row is None:
         return MigrationOutcome(move.move_id, "failed", "accepted", 0, 0, 0, None, error)

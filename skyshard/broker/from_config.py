@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from skyshard import paths
 from skyshard.broker.migration import HostAccess
 from skyshard.config.errors import ConfigError, ConfigProblem
 from skyshard.config.providers import Host
@@ -17,13 +16,15 @@ from skyshard.trust.contracts import access_grants
 
 BROKER_OPERATOR = "broker"
 """The operator id the broker acts as; `policy.yaml` must grant it the migration actions."""
+KEYS_DIR = "keys"
 CLIENT_KEY_NAME = "client_ed25519"
 """The broker's SSH client key (OpenSSH Ed25519 private key, mode 0600) in the keys folder."""
 
 
-def client_key_path(keys_dir: Path | None = None) -> Path:
-    """`<keys_dir>/client_ed25519` (keys folder: `$SKYSHARD_HOME/keys` or `<data>/keys`)."""
-    return (keys_dir or paths.keys_dir()) / CLIENT_KEY_NAME
+def client_key_path(sky: Sky) -> Path:
+    """`<sky home>/keys/client_ed25519`: `$SKYSHARD_HOME/keys` (the keys folder of
+    `paths.keys_dir()`), or the demo sky's own `keys/`, where its generator writes the key."""
+    return sky.home / KEYS_DIR / CLIENT_KEY_NAME
 
 
 def broker_policy(sky: Sky, on_denied: Callable[[Denial], None] | None = None) -> AccessPolicy:
@@ -59,7 +60,7 @@ def host_accesses(
     pool: ConnectionPool,
     policy: AccessPolicy,
     *,
-    keys_dir: Path | None = None,
+    client_key: Path | None = None,
     operator: str = BROKER_OPERATOR,
 ) -> dict[str, HostAccess]:
     """`HostAccess` for each named host, acting as `operator` under `policy`.
@@ -67,7 +68,7 @@ def host_accesses(
     Refuses (ConfigError naming the file, field and value) a missing client key, an unknown
     host, or a host without a pinned `host_key`: the broker never trusts a key on first use.
     """
-    client_key = client_key_path(keys_dir)
+    client_key = client_key or client_key_path(sky)
     if not client_key.is_file():
         raise ConfigError(
             [

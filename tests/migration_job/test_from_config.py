@@ -17,7 +17,7 @@ from tests.migration_job.conftest import FAST_SSH
 
 
 def test_accesses_pin_host_keys_and_use_the_broker_key(site) -> None:
-    assert client_key_path() == site.home / "keys" / "client_ed25519"
+    assert client_key_path(site.sky) == site.home / "keys" / "client_ed25519"
     with site.access() as accesses:
         for host_id, access in accesses.items():
             endpoint = access.session.endpoint
