@@ -14,6 +14,7 @@ from skyshard.broker.execute import (
     run_move,
 )
 from skyshard.broker.from_config import broker_policy, host_accesses
+from skyshard.broker.migration import HostAccess
 from skyshard.home import current_sky
 from skyshard.plans.store import MOVE_ID
 from skyshard.transport.ssh import ConnectionPool
@@ -68,7 +69,7 @@ def _run_move(context: dg.OpExecutionContext, move_id: str, db_path: str) -> Mov
     )
     with ConnectionPool() as pool:
 
-        def hosts_for(move: PlannedMove):
+        def hosts_for(move: PlannedMove) -> dict[str, HostAccess]:
             return host_accesses(sky, (move.from_host, move.to_host), pool, policy)
 
         return run_move(
@@ -86,7 +87,6 @@ def _run_move(context: dg.OpExecutionContext, move_id: str, db_path: str) -> Mov
 
 @dg.op(
     retry_policy=RETRY_POLICY,
-    tags={"kind": "ssh"},
     description="Migrate one shard for an approved move; never holds the DuckDB write lock.",
 )
 def migrate(context: dg.OpExecutionContext, config: MoveConfig, duckdb: DuckDBFile):
@@ -96,16 +96,18 @@ def migrate(context: dg.OpExecutionContext, config: MoveConfig, duckdb: DuckDBFi
         if is_transient(error):
             raise
         raise dg.Failure(f"move {config.move_id}: {error}", allow_retries=False) from error
-    metadata = _metadata(result)
     if result.retryable:
         raise TransientMigrationError(
             f"move {config.move_id} attempt {result.outcome.attempt}: {result.outcome.error}"
         )
+    metadata = _metadata(result)
     if not result.succeeded:
+        unfinished = result.plan_status == "running"  # stopped after the commit point
         raise dg.Failure(
             description=(
                 f"move {config.move_id} ended {result.outcome.status!r} "
                 f"(plan status {result.plan_status!r}): {result.outcome.error}"
+                + ("; the shard runs on the target: re-execute to finish" if unfinished else "")
             ),
             metadata=metadata,
             allow_retries=False,
