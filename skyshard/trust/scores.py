@@ -35,6 +35,8 @@ DAYS_PER_EVIDENCE = 7.0
 OPEN_DISPUTE_FACTOR = 0.8
 """Each unresolved dispute multiplies the score by this until it is resolved."""
 DECIMALS = 6
+MIGRATION_JOB = "migrate_shard"
+"""Failed runs of this job are not counted again: the job records the migration's outcome."""
 _SECONDS_PER_DAY = 86400.0
 
 
@@ -130,6 +132,8 @@ def _collect(
         elif entry.type == EntryType.MIGRATION_ROLLED_BACK:
             targets, value, component = _named(payload, "to_provider"), 0.0, "migrations"
         elif entry.type == EntryType.RUN_FAILED:
+            if payload.get("job") == MIGRATION_JOB:
+                continue  # its migration_* entries already name the provider at fault
             targets, value, component = _named(payload, "providers"), 0.0, "migrations"
         elif entry.type == EntryType.AUDIT_ATTESTATION:
             end = date.fromisoformat(payload["period"]["end"])

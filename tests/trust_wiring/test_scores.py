@@ -167,3 +167,14 @@ def test_recorded_scores_carry_their_entry_seq(ledger):
         assert json.loads(components)["components"] == payload["components"]
         assert entries[seq].run_id == "run-9"
     assert ledger.verify().ok
+
+
+def test_failed_migration_runs_are_not_counted_twice(make):
+    move = {"move_id": "m", "shard_id": "s", "from_provider": "z"}
+    make("migration_rolled_back", AS_OF, to_provider="a", **move)
+    alone = compute_trust_scores(make.entries, {"a": "silver", "z": "silver"}, POLICY, AS_OF)
+    # The job's run fails too; its run_failed names both providers but must change nothing.
+    make("run_failed", AS_OF, providers=["a", "z"], job="migrate_shard")
+    both = compute_trust_scores(make.entries, {"a": "silver", "z": "silver"}, POLICY, AS_OF)
+    assert [s.score for s in both] == [s.score for s in alone]
+    assert both[0].score < 0.5  # the rolled-back move still counts against the target
