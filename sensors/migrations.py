@@ -27,7 +27,7 @@ def approved_moves(db_path: str) -> list[tuple[str, str, str]]:
     if not Path(db_path).exists():
         raise PlanNotReadable(f"no DuckDB file at {db_path} yet")
     try:
-        with connect(db_path, read_only=True) as con:
+        with connect(db_path, read_only=True, wait_s=0) as con:  # next tick will retry
             return [tuple(row) for row in con.execute(APPROVED_SQL).fetchall()]
     except CatalogException:
         raise PlanNotReadable(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,18 +12,37 @@ import polars as pl
 
 from skyshard.raw_tables import BY_NAME, RawTable
 
+LOCK_WAIT_S = 30.0
+"""How long to wait for another process's write lock: its transactions are short."""
+
 
 @contextmanager
-def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the DuckDB file for one short unit of work; writers must hold the writer pool."""
+def connect(
+    path: Path | str, *, read_only: bool = False, wait_s: float = LOCK_WAIT_S
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the DuckDB file for one short unit of work, waiting up to `wait_s` for a lock
+    another process holds (DuckDB allows one writer process; see DESIGN.md)."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = _open_waiting(path, read_only, wait_s)
     try:
         yield con
     finally:
         con.close()
+
+
+def _open_waiting(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait_s
+    pause = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 def create_table_sql(schema: str, table: RawTable) -> str:

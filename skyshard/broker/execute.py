@@ -263,19 +263,11 @@ def _describe(error: BaseException) -> str:
 
 
 def _patiently(db_path: Path | str, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-    """Run `work` in a short read-write connection, waiting while another process holds the
-    DuckDB file (an asset in the writer pool): a status update must not be lost to a lock."""
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    delay = 0.2
-    while True:
-        try:
-            with connect(db_path) as con:
-                return work(con)
-        except duckdb.IOException as error:
-            if "lock" not in str(error) or time.monotonic() > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 5.0)
+    """Run `work` in a short read-write connection, waiting longer than usual while another
+    process holds the DuckDB file (an asset in the writer pool): a status update must not be
+    lost to a lock."""
+    with connect(db_path, wait_s=LOCK_WAIT_SECONDS) as con:
+        return work(con)
 
 
 class ProgressLog:
