@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,8 +11,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from skyshard import db, ingest, paths
+from skyshard import db, demo_run, ingest, paths
 from skyshard.config import ConfigError, Sky, load_sky
+from skyshard.embedded_hosts.run import running_sky
 from skyshard.home import resolve_home
 from skyshard.plans.cli import plan, whatif
 from skyshard.sky_tables import sky_frames
@@ -24,7 +22,6 @@ from skyshard.trust.cli import ledger
 from skyshard.trust.trust_cli import trust
 
 console = Console()
-MAIN_JOB = "planning_cycle"
 
 
 @click.group()
@@ -98,17 +95,48 @@ def sql(query: str, limit: int) -> None:
 
 @main.command("demo")
 def demo() -> None:
-    """Run the main job on the embedded demo sky (or SKYSHARD_HOME) and summarise what it built."""
+    """Run the main job on the embedded demo sky (or SKYSHARD_HOME) and summarise what it built.
+
+    On the embedded demo sky it then migrates the most urgent moves over the embedded SSH
+    hosts and checks that every key written before a move is readable after it."""
     home = resolve_home()
     sky = _load(home)
-    console.print(f"sky: {home} ({'embedded demo' if paths.skyshard_home() is None else 'yours'})")
-    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
-    command = [dagster, "job", "execute", "-m", "orchestration.definitions", "-j", MAIN_JOB]
-    console.print(f"running Dagster job {MAIN_JOB} …")
-    completed = subprocess.run(command, env=os.environ.copy(), check=False)
-    if completed.returncode != 0:
-        raise click.ClickException(f"Dagster job {MAIN_JOB} failed (exit {completed.returncode})")
-    _print_summary(sky)
+    embedded = paths.skyshard_home() is None
+    console.print(f"sky: {home} ({'embedded demo' if embedded else 'yours'})")
+    try:
+        if not embedded:
+            console.print(f"running Dagster job {demo_run.MAIN_JOB} …")
+            demo_run.run_dagster_job(demo_run.MAIN_JOB)
+            _print_summary(sky)
+            return
+        with running_sky(home) as hosts:
+            console.print(f"embedded SSH hosts serving: {len(hosts.specs)} on 127.0.0.1")
+            console.print(f"running Dagster job {demo_run.MAIN_JOB} …")
+            demo_run.run_dagster_job(demo_run.MAIN_JOB)
+            _print_summary(sky)
+            results = demo_run.migrate_demo_moves(sky, home, console.print)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    _print_migrations(results)
+
+
+def _print_migrations(results) -> None:
+    table = Table("shard", "from", "to", "now on", "keys intact", title="Migrations over SSH")
+    for (_, shard, source, target), check in results:
+        intact = f"{check.intact}/{check.expected}"
+        style = "green" if check.ok and check.host_id == target else "red"
+        table.add_row(shard, source, target, str(check.host_id), f"[{style}]{intact}[/{style}]")
+    console.print(table)
+    problems = [p for _, check in results for p in check.problems]
+    problems += [
+        f"{shard} is still on {check.host_id}, not {target}"
+        for (_, shard, _, target), check in results
+        if check.host_id != target
+    ]
+    for problem in problems:
+        console.print(f"[red]{problem}[/red]")
+    if problems:
+        raise click.ClickException("some demo shards lost data or did not move")
 
 
 def _print_summary(sky: Sky) -> None:

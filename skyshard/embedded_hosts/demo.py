@@ -19,7 +19,6 @@ from skyshard.broker.from_config import broker_policy, host_accesses
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.config.sky import Sky
 from skyshard.demo_kv import client
-from skyshard.sim.hosts import KEYS_DIR
 from skyshard.transport.ssh import ConnectionPool
 from skyshard.transport.validate import ValidationError
 
@@ -62,7 +61,7 @@ def start_demo_shards(
     wanted = list(shard_ids)
     placed: dict[str, tuple[str, int]] = {}
     with ConnectionPool() as pool:
-        hosts = host_accesses(sky, sky.hosts, pool, broker_policy(sky), keys_dir=home / KEYS_DIR)
+        hosts = host_accesses(sky, sky.hosts, pool, broker_policy(sky))
         for shard_id in wanted:
             port = shard_port(sky, shard_id)
             route = ops.route(shard_id)

@@ -71,5 +71,5 @@ def pool() -> Iterator[ConnectionPool]:
 def access(
     sky_home: tuple[Sky, Path], served: RunningSky, pool: ConnectionPool
 ) -> dict[str, HostAccess]:
-    sky, home = sky_home
-    return host_accesses(sky, sky.hosts, pool, broker_policy(sky), keys_dir=home / "keys")
+    sky, _ = sky_home
+    return host_accesses(sky, sky.hosts, pool, broker_policy(sky))

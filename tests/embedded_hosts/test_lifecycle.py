@@ -60,7 +60,7 @@ def test_in_process_servers_stop_cleanly_and_end_running_commands(tmp_path):
     errors: list[BaseException] = []
     try:
         with ConnectionPool(SETTINGS) as pool:
-            hosts = host_accesses(sky, sky.hosts, pool, broker_policy(sky), keys_dir=home / "keys")
+            hosts = host_accesses(sky, sky.hosts, pool, broker_policy(sky))
             session = hosts["cloud-b-h00"].session
             result = session.run(RemoteCommand("echo", ("echo", "hi")), action="read_telemetry")
             assert result.stdout == b"hi\n"

@@ -139,7 +139,7 @@ def test_password_login_and_shells_are_refused(sky_home, served):
 
 def test_every_host_serves_its_own_pinned_key(sky_home, served, pool):
     sky, home = sky_home
-    accesses = host_accesses(sky, sky.hosts, pool, broker_policy(sky), keys_dir=home / "keys")
+    accesses = host_accesses(sky, sky.hosts, pool, broker_policy(sky))
     roots = set()
     for host_id, host_access in accesses.items():
         result = host_access.session.run(command("pwd"), action="read_telemetry")
