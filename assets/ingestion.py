@@ -10,7 +10,7 @@ from skyshard import db, ingest
 from skyshard.config.sky import Sky
 from skyshard.home import current_sky
 from skyshard.raw_tables import INGEST_TABLES, QUARANTINE
-from skyshard.sky_tables import sky_frames
+from skyshard.sky_tables import routed_hosts, sky_frames
 from skyshard.sources.base import Window
 
 GROUP = "ingestion"
@@ -50,7 +50,7 @@ def feed_check_name(source_id: str) -> str:
 def sky_config(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     """Write the validated configuration as tables, replacing the previous version."""
     sky = current_sky()
-    frames = sky_frames(sky)
+    frames = sky_frames(sky, routed_hosts(duckdb.path))
     with duckdb.connect() as con:
         for name, frame in frames.items():
             db.replace_table(con, f"raw.{name}", frame)

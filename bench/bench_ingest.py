@@ -53,7 +53,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     with db.connect(duckdb_path) as con:
-        for name, frame in sky_frames(sky).items():
+        for name, frame in sky_frames(sky, {}).items():
             db.replace_table(con, f"raw.{name}", frame)
     results = ingest.ingest_all(sky, window, duckdb_path)
     t2 = time.perf_counter()

@@ -16,7 +16,7 @@ from skyshard.config import ConfigError, Sky, load_sky
 from skyshard.embedded_hosts.run import running_sky
 from skyshard.home import resolve_home
 from skyshard.plans.cli import plan, whatif
-from skyshard.sky_tables import sky_frames
+from skyshard.sky_tables import routed_hosts, sky_frames
 from skyshard.sources.base import Window
 from skyshard.trust.cli import ledger
 from skyshard.trust.trust_cli import trust
@@ -51,7 +51,7 @@ def ingest_command(days: int) -> None:
     window = Window(start=now - timedelta(days=days), end=now)
     pairs = ingest.sources_of(sky.providers)
     with db.connect(paths.duckdb_path()) as con:
-        for name, frame in sky_frames(sky).items():
+        for name, frame in sky_frames(sky, routed_hosts(paths.duckdb_path())).items():
             db.replace_table(con, f"raw.{name}", frame)
     with Progress(console=console) as progress:
         task = progress.add_task("ingesting feeds", total=len(pairs))

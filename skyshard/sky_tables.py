@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from pathlib import Path
 
 import polars as pl
 
+from skyshard.broker.ops_tables import OpsStore
 from skyshard.config.sky import Sky
 
 
@@ -56,7 +59,14 @@ def host_frame(sky: Sky) -> pl.DataFrame:
     )
 
 
-def shard_frame(sky: Sky) -> pl.DataFrame:
+def routed_hosts(database: Path | str) -> dict[str, str]:
+    """Where the routing table says each migrated shard runs now (shard id → host id)."""
+    return {route.shard_id: route.host_id for route in OpsStore(database).routes()}
+
+
+def shard_frame(sky: Sky, routed: Mapping[str, str]) -> pl.DataFrame:
+    """Shards as configured, except that a shard the routing table places on a known host
+    is there now: after a migration, planning starts from where the shard really runs."""
     return pl.DataFrame(
         [
             {
@@ -69,7 +79,7 @@ def shard_frame(sky: Sky) -> pl.DataFrame:
                 "net_mbps": s.resources.net_mbps,
                 "state_gb": s.state_gb,
                 "data_class": s.data_class,
-                "current_host_id": s.current_host,
+                "current_host_id": _placed_on(sky, routed, s.id),
                 "allowed_providers": s.placement.allowed_providers,
                 "allowed_regions": s.placement.allowed_regions,
                 "anti_affinity": s.placement.anti_affinity,
@@ -104,14 +114,19 @@ def dependency_frame(sky: Sky) -> pl.DataFrame:
     )
 
 
-def sky_frames(sky: Sky) -> dict[str, pl.DataFrame]:
-    """Table name (in schema raw) → frame."""
+def sky_frames(sky: Sky, routed: Mapping[str, str]) -> dict[str, pl.DataFrame]:
+    """Table name (in schema raw) → frame; `routed` from `routed_hosts`."""
     return {
         "sky_providers": provider_frame(sky),
         "sky_hosts": host_frame(sky),
-        "sky_shards": shard_frame(sky),
+        "sky_shards": shard_frame(sky, routed),
         "sky_shard_dependencies": dependency_frame(sky),
     }
+
+
+def _placed_on(sky: Sky, routed: Mapping[str, str], shard_id: str) -> str:
+    host = routed.get(shard_id)
+    return host if host in sky.hosts else sky.shard_by_id[shard_id].current_host
 
 
 def _price_cap(sky: Sky, provider_id: str) -> float | None:
