@@ -35,7 +35,8 @@ def run(shards: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_plan_"))
     home, duck = work / "home", work / "sky.duckdb"
     providers = min(12, max(2, shards // 100))
-    hosts = max(2, shards // (5 * providers))
+    # About 5 shards per host, at most ~200 hosts (the 10,000 x 200 placement size).
+    hosts = max(2, min(shards // (5 * providers), 200 // providers))
     print(f"{shards} shards, {providers} providers x {hosts} hosts, 14 days at 5-minute resolution")
     t0 = t = time.perf_counter()
     write_sky(SkyParams(providers=providers, hosts_per_provider=hosts, shards=shards), home)
