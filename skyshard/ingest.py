@@ -19,7 +19,7 @@ from skyshard import db
 from skyshard.config.providers import Provider, Source
 from skyshard.config.sky import Sky
 from skyshard.raw_tables import BY_NAME, INGEST_COLUMNS, QUARANTINE, RawTable
-from skyshard.sources.base import Adapter, PayloadError, QuarantinedRow, Window
+from skyshard.sources.base import Adapter, Fetcher, PayloadError, QuarantinedRow, Window
 from skyshard.sources.fetch import fetch_for_source
 from skyshard.sources.registry import ADAPTERS
 
@@ -62,7 +62,10 @@ def collect_source(
     parts: dict[str, list[pl.DataFrame]] = {}
     try:
         for request in adapter.requests(source, window):
-            payload = fetch_for_source(source, request)
+            if isinstance(adapter, Fetcher):
+                payload = adapter.fetch(request, source)
+            else:
+                payload = fetch_for_source(source, request)
             digest.update(hashlib.sha256(payload).digest())
             parsed = adapter.parse(request, payload, source, provider_id)
             for name, frame in parsed.frames.items():

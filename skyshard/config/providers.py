@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from skyshard.config.base import Fraction, Identifier, NonNegative, Resources, StrictModel
 
@@ -58,14 +58,30 @@ class Host(StrictModel):
 
 
 class Source(StrictModel):
-    """A telemetry feed: `url` is http(s):// for a live endpoint or file:// for a saved capture."""
+    """A telemetry feed: `url` is http(s):// for a live endpoint or file:// for a saved capture;
+    `ssh://` (type ssh_probe only) means the provider's own hosts."""
 
     id: Identifier
     type: SourceType
-    url: str = Field(pattern=r"^(https?|file)://")
+    url: str = Field(pattern=r"^(https?|file|ssh)://")
     params: dict[str, object] = Field(default_factory=dict)
     timeout_s: float = Field(default=10, gt=0, le=300)
     retries: int = Field(default=2, ge=0, le=10)
+
+    @field_validator("url")
+    @classmethod
+    def _ssh_only_for_ssh_probe(cls, value: str, info: ValidationInfo) -> str:
+        source_type = info.data.get("type")
+        if source_type is None:  # the type itself is invalid and reported on its own
+            return value
+        if source_type == "ssh_probe" and value != "ssh://":
+            raise ValueError("'ssh://' for type ssh_probe (it probes the provider's own hosts)")
+        if source_type != "ssh_probe" and value.startswith("ssh://"):
+            raise ValueError(
+                f"an http(s):// or file:// url for type {source_type!r} "
+                "(ssh:// is only for type ssh_probe)"
+            )
+        return value
 
 
 class Contract(StrictModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import polars as pl
 
@@ -72,4 +72,13 @@ class Adapter(Protocol):
         self, request: FetchRequest, payload: bytes, source: Source, provider_id: str
     ) -> Parsed:
         """Rows for the raw tables; raises PayloadError when the payload is unusable."""
+        ...
+
+
+@runtime_checkable
+class Fetcher(Protocol):
+    """An adapter that fetches its own payloads (over SSH, say) instead of by `request.url`."""
+
+    def fetch(self, request: FetchRequest, source: Source) -> bytes:
+        """The payload of `request`; raises PayloadError when it cannot be had."""
         ...

@@ -8,6 +8,7 @@ from skyshard.sources.csv_prices import CsvPricesAdapter
 from skyshard.sources.csv_usage import CsvUsageAdapter
 from skyshard.sources.prometheus import PrometheusAdapter
 from skyshard.sources.simulated import SimulatedAdapter
+from skyshard.sources.ssh_probe import SshProbeAdapter
 from skyshard.sources.statuspage import StatuspageAdapter
 
 ADAPTERS: dict[str, Adapter] = {
@@ -17,4 +18,5 @@ ADAPTERS: dict[str, Adapter] = {
     "csv_usage": CsvUsageAdapter(),
     "csv_prices": CsvPricesAdapter(),
     "simulated": SimulatedAdapter(),
+    "ssh_probe": SshProbeAdapter(),
 }
