@@ -182,7 +182,10 @@ class SshProbeAdapter:
         output = document.get("output")
         if not isinstance(probed_at, int | float) or not isinstance(output, str):
             raise fail("probe payload needs a numeric probed_at and a text output")
-        ts = datetime.fromtimestamp(int(probed_at), UTC).replace(tzinfo=None)
+        try:
+            ts = datetime.fromtimestamp(int(probed_at), UTC).replace(tzinfo=None)
+        except (OverflowError, ValueError, OSError):
+            raise fail(f"probed_at {probed_at!r} is not a time") from None
         try:
             probe = read_probe(output, host_id)
             host_values = host_metrics(probe)

@@ -312,6 +312,7 @@ def test_parse_skips_cpu_of_a_shard_restarted_between_samples() -> None:
         (payload(probe_output(), host_id="host-b"), "not a JSON object for this host"),
         (payload("Welcome to host-a!\n" + probe_output()), "not ssh_probe output"),
         (payload(""), "not ssh_probe output"),
+        (payload(HEADER).replace(b"1795860000.5", b"1e300"), "probed_at 1e+300 is not a time"),
         (payload(probe_output().split("sample 2")[0]), "needs samples 1 and 2"),
         (payload(probe_output().replace("uptime 1001.0", "uptime 999.0")), "uptime did not"),
         (payload(probe_output().replace("MemAvailable", "MemFree")), "lacks ['MemAvailable']"),
