@@ -1,15 +1,21 @@
 """The migration protocol: pre-copy, freeze, final delta, cutover, rollback, crash recovery.
 
-Phases, in order (each persisted in `ops.migration_steps` before the next starts):
-  accepted → precopy (one step per round) → frozen → final_copy → restored → source_stopped
-  → target_started → healthy → switched → source_cleaned → routing_pushed → done
+Phases, in order (all recorded in `ops.migration_steps`):
+  accepted → precopy (one step per round) → frozen → final_copy → cutover → restored
+  → source_stopped → target_started → healthy → switched → source_cleaned → routing_pushed
+  → done
 
-`switched` is the commit point: the routing compare-and-set and the phase are written in one
-transaction. Before it, any failure (or a re-run after a broker crash) rolls back: the target
-copy is stopped and deleted, then the source is thawed or restarted. From it on, a re-run rolls
-forward. Fencing (one copy, never two): the source is killed (it is frozen, so it serves
-nothing more) before the target starts, and the source is only restarted by a rollback after
-the target copy is confirmed gone; see docs/migrations.md.
+While the shard is frozen nothing waits for DuckDB: `frozen` and `final_copy` are written with
+`cutover` (one transaction, while the source is killed and the target restores), and
+`restored`, `source_stopped`, `target_started` with `healthy` (one transaction, once the
+target answers). `cutover` is persisted before the target is told to start: from it on a
+rollback treats the target copy as possibly running. `switched` is the commit point: the
+routing compare-and-set and the phase are written in one transaction. Before it, any failure
+(or a re-run after a broker crash) rolls back: the target copy is stopped and deleted, then the
+source is thawed or restarted. From it on, a re-run rolls forward. Fencing (one copy, never
+two): the source is killed (it is frozen, so it serves nothing more) before the target starts,
+and the source is only restarted by a rollback after the target copy is confirmed gone; see
+docs/migrations.md.
 """
 
 from __future__ import annotations
@@ -18,9 +24,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from skyshard.broker.ops_tables import MigrationRow, OpsStore, Route, RoutingConflict, Step
+from skyshard.broker.ops_tables import (
+    MigrationRow,
+    OpsStore,
+    PendingStep,
+    Route,
+    RoutingConflict,
+    Step,
+)
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.broker.relay import HostChunkSource
 from skyshard.broker.routing import push_routing, routing_document
@@ -38,6 +52,7 @@ PHASES = (
     "precopy",
     "frozen",
     "final_copy",
+    "cutover",
     "restored",
     "source_stopped",
     "target_started",
@@ -48,6 +63,10 @@ PHASES = (
     "done",
 )
 COMMITTED = frozenset(PHASES[PHASES.index("switched") :])
+# Written in one transaction with the phase after them, so a crash never leaves a move there.
+LATE_PHASES = frozenset({"frozen", "final_copy", "restored", "source_stopped", "target_started"})
+# From this phase on the target copy may run (its start order may have been given).
+TARGET_MAY_RUN = PHASES.index("cutover")
 TERMINAL = frozenset({"done", "rolled_back", "failed", "rejected"})
 
 
@@ -137,6 +156,20 @@ class MigrationOutcome:
             row.error,
             noop,
         )
+
+
+@dataclass
+class _Move:
+    """One attempt's fixed parts, and the steps that happened but are not persisted yet."""
+
+    request: MoveRequest
+    route: Route
+    port: int
+    source: HostAccess
+    target: HostAccess
+    source_rt: ShardRuntime
+    target_rt: ShardRuntime
+    late: list[PendingStep] = field(default_factory=list)
 
 
 def _describe(error: BaseException) -> str:
@@ -246,83 +279,127 @@ class Migrator:
         return MigrationOutcome.of(self._row(request.move_id))
 
     def _run(self, request: MoveRequest, route: Route) -> None:
-        move_id, shard = request.move_id, request.shard_id
         source, target = self.hosts[request.from_host], self.hosts[request.to_host]
-        source_rt, target_rt = source.runtime(), target.runtime()
-        port = request.to_port or route.port
-        if not source_rt.status(shard).running:
-            raise MigrationError(f"shard {shard} is not running on {source.host_id}")
-        chunks = HostChunkSource(source.session, source.root)
+        move = _Move(request, route, request.to_port or route.port, source, target,
+                     source.runtime(), target.runtime())  # fmt: skip
+        if not move.source_rt.status(request.shard_id).running:
+            raise MigrationError(f"shard {request.shard_id} is not running on {source.host_id}")
+        move.target_rt.install()  # so that the cutover does not check scripts
         try:
-            sent = self._precopy(request, source_rt, target, target_rt, chunks)
+            self._migrate(move)
+        except Exception:
+            self._persist_on_failure(move)
+            raise
+
+    def _migrate(self, move: _Move) -> None:
+        request, shard = move.request, move.request.shard_id
+        chunks = HostChunkSource(move.source.session, move.source.root)
+        try:
+            sent, on_target = self._precopy(move, chunks)
             frozen_at = time.monotonic()
-            source_rt.freeze(shard)
-            self._step(move_id, "frozen", {})
-            manifest = source_rt.snapshot(shard)
+            move.late.append(PendingStep("frozen", {}))
+            manifest = move.source_rt.freeze_and_snapshot(shard)
             if not sent:
-                _check_room(target, target_rt.status(shard), manifest)
-            report = self._send(request, target, manifest, chunks, "final_copy", 0, sent)
+                _check_room(move.target, move.target_rt.status(shard), manifest)
+            report = self._send_final(move, manifest, chunks, on_target, sent)
             sent += report.bytes_sent
-            self._step(move_id, "final_copy", _report_detail(report, manifest), bytes_sent=sent)
+            move.late.append(PendingStep("final_copy", _report_detail(report, manifest)))
         finally:
             chunks.close()
-        summary = target_rt.restore(manifest, full_verify=self.settings.full_verify)
-        if (summary["files"], summary["bytes"]) != (len(manifest.files), manifest.total_size):
-            expected = f"{len(manifest.files)} files, {manifest.total_size} bytes"
-            raise MigrationError(f"restore on {target.host_id}: {summary}, expected {expected}")
-        self._step(move_id, "restored", {**summary, "manifest": manifest.digest})
-        source_rt.stop(shard, kill=True)
-        self._step(move_id, "source_stopped", {"host": source.host_id})
-        status = target_rt.start(shard, port, generation=route.generation + 1, bind=target.bind)
-        self._step(move_id, "target_started", {"pid": status.pid, "isolation": status.isolation})
-        answer = target_rt.health(shard, port, self.settings.health_timeout)
-        downtime_ms = (time.monotonic() - frozen_at) * 1000
-        self._step(
-            move_id,
-            "healthy",
-            {"keys": answer.get("keys"), "downtime_ms": downtime_ms},
-            downtime_ms=downtime_ms,
-        )
+        self._cutover(move, manifest, sent, frozen_at)
         new_route, step = self.ops.switch_route(
-            move_id,
-            route,
-            target.host_id,
-            target.service_address,
-            port,
-            {"generation": route.generation + 1, "host": target.host_id, "port": port},
-        )
+            request.move_id,
+            move.route,
+            move.target.host_id,
+            move.target.service_address,
+            move.port,
+            {"generation": move.route.generation + 1, "host": move.target.host_id,
+             "port": move.port},
+        )  # fmt: skip
         self._announce(step)
         self._finish(request, new_route)
 
-    def _precopy(
-        self,
-        request: MoveRequest,
-        source_rt: ShardRuntime,
-        target: HostAccess,
-        target_rt: ShardRuntime,
-        chunks: HostChunkSource,
-    ) -> int:
+    def _cutover(self, move: _Move, manifest: Manifest, sent: int, frozen_at: float) -> None:
+        """Kill the frozen source while the target restores and `cutover` is persisted; then
+        give the target its start order. Its start and health check run in the same helper
+        run, so the target's whole part costs one remote command."""
+        move_id, shard = move.request.move_id, move.request.shard_id
+        generation = move.route.generation + 1
+        handover = move.target_rt.handover(
+            manifest,
+            move.port,
+            generation=generation,
+            bind=move.target.bind,
+            health_timeout=self.settings.health_timeout,
+            full_verify=self.settings.full_verify,
+        )
+        # Leaving this block waits for the kill, then for a helper that got no start order.
+        with handover, ThreadPoolExecutor(max_workers=1) as background:
+            killed = background.submit(move.source_rt.stop, shard, kill=True)
+            detail = {"generation": generation, "host": move.target.host_id, "port": move.port}
+            move.late.append(PendingStep("cutover", detail))
+            self._persist(move_id, move.late, bytes_sent=sent)
+            summary = handover.restored()
+            if (summary["files"], summary["bytes"]) != (len(manifest.files), manifest.total_size):
+                expected = f"{len(manifest.files)} files, {manifest.total_size} bytes"
+                raise MigrationError(
+                    f"restore on {move.target.host_id}: {summary}, expected {expected}"
+                )
+            move.late.append(PendingStep("restored", {**summary, "manifest": manifest.digest}))
+            killed.result()
+            move.late.append(PendingStep("source_stopped", {"host": move.source.host_id}))
+            status = handover.start()
+            detail = {"pid": status.pid, "isolation": status.isolation}
+            move.late.append(PendingStep("target_started", detail))
+            answer = handover.healthy()
+        downtime_ms = (time.monotonic() - frozen_at) * 1000
+        detail = {"keys": answer.get("keys"), "downtime_ms": downtime_ms}
+        move.late.append(PendingStep("healthy", detail))
+        self._persist(move_id, move.late, downtime_ms=downtime_ms)
+
+    def _precopy(self, move: _Move, chunks: HostChunkSource) -> tuple[int, set[str]]:
         """Copy rounds while the shard runs; each round is restored on the target so that the
-        final round only rewrites what changed. Returns the bytes sent."""
-        rule = self.settings.precopy
+        final round only rewrites what changed. Returns the bytes sent and the chunks the
+        target's store holds (every chunk of a restored round)."""
+        request, rule = move.request, self.settings.precopy
         content: list[int] = []
+        on_target: set[str] = set()
         sent = 0
         while rule.max_rounds:
-            manifest = source_rt.snapshot(request.shard_id)
+            manifest = move.source_rt.snapshot(request.shard_id)
             if not content:
-                _check_room(target, target_rt.status(request.shard_id), manifest)
+                _check_room(move.target, move.target_rt.status(request.shard_id), manifest)
             report = self._send(
-                request, target, manifest, chunks, "precopy", len(content) + 1, sent
+                request, move.target, manifest, chunks, "precopy", len(content) + 1, sent
             )
-            target_rt.restore(manifest)
+            move.target_rt.restore(manifest)
+            on_target.update(manifest.chunk_sizes())
             sent += report.bytes_sent
             content.append(report.content_bytes_sent)
             reason = rule.stop_reason(content)
             detail = {"round": len(content), **_report_detail(report, manifest), "stop": reason}
             self._step(request.move_id, "precopy", detail, bytes_sent=sent, rounds=len(content))
             if reason:
-                return sent
-        return sent
+                break
+        return sent, on_target
+
+    def _send_final(
+        self,
+        move: _Move,
+        manifest: Manifest,
+        chunks: HostChunkSource,
+        on_target: set[str],
+        sent_before: int,
+    ) -> SendReport:
+        """The frozen round's delta. When every chunk was in a round restored on the target
+        there is nothing to ask for (no remote call); the restore still verifies each chunk
+        it reads, so a chunk lost since then fails the move (rolled back) rather than the data.
+        """
+        chunk_count = len(manifest.chunk_sizes())
+        if on_target.issuperset(manifest.chunk_sizes()):
+            return SendReport(chunk_count, 0, 0, 0, 0.0)
+        request = move.request
+        return self._send(request, move.target, manifest, chunks, "final_copy", 0, sent_before)
 
     def _send(
         self,
@@ -416,7 +493,7 @@ class Migrator:
         route = self.ops.route(shard)
         assert route is not None and route.host_id == request.from_host, "commit point passed"
         source = self.hosts[request.from_host]
-        target_may_run = PHASES.index(phase) >= PHASES.index("source_stopped")
+        target_may_run = PHASES.index(phase) >= TARGET_MAY_RUN
         notes: dict[str, str] = {}
         try:
             self.hosts[request.to_host].runtime().clean(shard)
@@ -455,6 +532,26 @@ class Migrator:
     def _step(self, move_id: str, phase: str, detail: dict, **values: object) -> None:
         """Persist a protocol step (it becomes the row's phase), then announce it."""
         self._announce(self.ops.record_step(move_id, phase, detail, **values))
+
+    def _persist(self, move_id: str, pending: list[PendingStep], **values: object) -> None:
+        """Persist `pending` in one transaction (the last becomes the row's phase), empty the
+        list, then announce each step."""
+        steps = self.ops.record_steps(move_id, pending, **values)
+        pending.clear()
+        for step in steps:
+            self._announce(step)
+
+    def _persist_on_failure(self, move: _Move) -> None:
+        """Record the steps a failed attempt got through, for the rollback and the ledger. If
+        that fails too, the persisted phase is older, which recovery also handles: before
+        `cutover` the target got no start order, from it on the target counts as running."""
+        if not move.late:
+            return
+        try:
+            self._persist(move.request.move_id, move.late)
+        except Exception as error:
+            log.warning("move %s: steps %s not recorded: %s", move.request.move_id,
+                        [s.phase for s in move.late], _describe(error))  # fmt: skip
 
     def _event(self, move_id: str, name: str, detail: dict) -> None:
         """Persist an event that is not a protocol phase (resumed, rolled_back, ...)."""

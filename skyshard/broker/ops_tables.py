@@ -7,7 +7,7 @@ holds the one writer lock while it transfers data.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,6 +66,15 @@ class Step:
 
 
 @dataclass(frozen=True)
+class PendingStep:
+    """A step that happened at `at` and is persisted later, batched with others."""
+
+    phase: str
+    detail: dict
+    at: datetime = field(default_factory=now)
+
+
+@dataclass(frozen=True)
 class Route:
     shard_id: str
     host_id: str
@@ -75,7 +84,7 @@ class Route:
     updated_at: datetime
 
 
-COLUMNS = [field.name for field in fields(MigrationRow)]
+COLUMNS = [column.name for column in fields(MigrationRow)]
 
 
 def ensure_ops_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -136,19 +145,25 @@ class OpsStore:
     ) -> Step:
         """Append a step and set the row's phase (unless not `set_phase`) and `values`, in one
         transaction."""
-        at = now()
+        return self.record_steps(move_id, [PendingStep(phase, detail)], set_phase, **values)[0]
+
+    def record_steps(
+        self, move_id: str, pending: list[PendingStep], set_phase: bool = True, **values: object
+    ) -> list[Step]:
+        """Append steps in order, each with its own time, and set the row's phase to the last
+        one's (unless not `set_phase`) and `values`, in one transaction."""
         if set_phase:
-            values = {"phase": phase, **values}
+            values = {"phase": pending[-1].phase, **values}
         assignments = ", ".join(f"{name} = ?" for name in ("updated_at", *values))
         with connect(self.path) as con:
             con.begin()
-            step = _insert_step(con, move_id, phase, detail, at)
+            steps = [_insert_step(con, move_id, s.phase, s.detail, s.at) for s in pending]
             con.execute(
                 f"UPDATE ops.migrations SET {assignments} WHERE move_id = ?",
-                [at, *values.values(), move_id],
+                [now(), *values.values(), move_id],
             )
             con.commit()
-        return step
+        return steps
 
     def steps(self, move_id: str) -> list[Step]:
         with connect(self.path) as con:

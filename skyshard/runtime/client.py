@@ -16,17 +16,19 @@ from skyshard.transport.manifest import Manifest
 from skyshard.transport.ssh import RemoteCommandFailed, SshError, SshSession
 from skyshard.transport.validate import ValidationError
 
-# Which access-policy action each helper operation needs.
+# Which access-policy actions each helper operation needs (all are checked).
 ACTIONS = {
-    "start": "start_shard",
-    "stop": "stop_shard",
-    "clean": "stop_shard",
-    "freeze": "freeze_shard",
-    "thaw": "freeze_shard",
-    "status": "read_telemetry",
-    "health": "read_telemetry",
-    "snapshot": "send_migration",
-    "restore": "receive_migration",
+    "start": ("start_shard",),
+    "stop": ("stop_shard",),
+    "clean": ("stop_shard",),
+    "freeze": ("freeze_shard",),
+    "thaw": ("freeze_shard",),
+    "status": ("read_telemetry",),
+    "health": ("read_telemetry",),
+    "snapshot": ("send_migration",),
+    "freeze-snapshot": ("freeze_shard", "send_migration"),
+    "restore": ("receive_migration",),
+    "handover": ("receive_migration", "start_shard", "read_telemetry"),
 }
 ISOLATIONS = ("auto", "cgroup", "signals")
 
@@ -37,6 +39,10 @@ class ShardUnhealthy(SshError):
 
 class FenceRefused(SshError):
     """The host refused an operation that would break the one-copy rule (see docs)."""
+
+
+class HandoverAborted(SshError):
+    """A handover ended without its start order: the state is restored, nothing started."""
 
 
 @dataclass(frozen=True)
@@ -91,15 +97,27 @@ class ShardRuntime:
         if operation not in ACTIONS:
             raise ValidationError("operation", operation, f"not one of {sorted(ACTIONS)}")
         validate.shard_id(shard_id)
-        helper = self._script("runtime-helper", Path(host_helper.__file__), ACTIONS[operation])
+        helper = self._script("runtime-helper", Path(host_helper.__file__), ACTIONS[operation][0])
         python = python_interpreter(self.session.endpoint.python)
         argv = (python, helper.text, operation, self.root.text, shard_id, *options)
         return RemoteCommand(f"runtime {operation} {shard_id}", argv)
 
+    def install(self) -> None:
+        """Copy (or check) the helper and the workload now, so no later operation pays for it."""
+        self._script("runtime-helper", Path(host_helper.__file__), "read_telemetry")
+        self._script("demo-kv", Path(demo_kv_server.__file__), "start_shard")
+
+    def _authorize(self, operation: str) -> str:
+        """Check every action but the last (which `SshSession.run` checks); return that one."""
+        *others, last = ACTIONS[operation]
+        for action in others:
+            self.session.authorize(action)
+        return last
+
     def _run(self, operation: str, shard_id: str, *options: str, stdin: bytes = b"") -> bytes:
         command = self.command(operation, shard_id, *options)
         try:
-            result = self.session.run(command, action=ACTIONS[operation], stdin=stdin)
+            result = self.session.run(command, action=self._authorize(operation), stdin=stdin)
         except RemoteCommandFailed as error:
             raise _classify(error) from None
         return result.stdout
@@ -118,6 +136,18 @@ class ShardRuntime:
         isolation: str = "auto",
     ) -> ShardStatus:
         """Start the demo workload for `shard_id` on `port`, fenced at `generation`."""
+        options = self._start_options(shard_id, port, generation, bind, limits, isolation)
+        return _status(self._json("start", shard_id, *options))
+
+    def _start_options(
+        self,
+        shard_id: str,
+        port: int,
+        generation: int,
+        bind: str,
+        limits: ShardLimits,
+        isolation: str,
+    ) -> tuple[str, ...]:
         validate.shard_id(shard_id)
         if isolation not in ISOLATIONS:
             raise ValidationError("isolation", isolation, f"not one of {ISOLATIONS}")
@@ -136,8 +166,7 @@ class ShardRuntime:
             isolation,
         )
         app = self._script("demo-kv", Path(demo_kv_server.__file__), "start_shard")
-        options += ("--app", app.relative)  # fmt: skip
-        return _status(self._json("start", shard_id, *options))
+        return (*options, "--app", app.relative)
 
     def stop(self, shard_id: str, *, kill: bool = False) -> ShardStatus:
         return _status(self._json("stop", shard_id, *(["--kill"] if kill else [])))
@@ -162,7 +191,13 @@ class ShardRuntime:
 
     def snapshot(self, shard_id: str) -> Manifest:
         """Chunk the shard's state into the host's store; the manifest of what it holds now."""
-        data = self._run("snapshot", shard_id)
+        return self._manifest(shard_id, self._run("snapshot", shard_id))
+
+    def freeze_and_snapshot(self, shard_id: str) -> Manifest:
+        """Freeze the shard, then snapshot it, in one helper run (the start of a cutover)."""
+        return self._manifest(shard_id, self._run("freeze-snapshot", shard_id))
+
+    def _manifest(self, shard_id: str, data: bytes) -> Manifest:
         manifest = Manifest.from_json(data)
         if manifest.shard_id != shard_id:
             raise ValidationError("manifest.shard_id", manifest.shard_id, f"expected {shard_id}")
@@ -172,6 +207,110 @@ class ShardRuntime:
         """Rebuild the shard's state from chunks already in the host's store, verified."""
         options = ["--digest", manifest.digest, *(["--full-verify"] if full_verify else [])]
         return self._json("restore", manifest.shard_id, *options, stdin=manifest.to_json())
+
+    def handover(
+        self,
+        manifest: Manifest,
+        port: int,
+        *,
+        generation: int,
+        bind: str = "127.0.0.1",
+        limits: ShardLimits = ShardLimits(),
+        isolation: str = "auto",
+        health_timeout: float = 10.0,
+        full_verify: bool = False,
+    ) -> Handover:
+        """Begin the target's cutover: it restores `manifest` now, and starts (fenced at
+        `generation`) and health-checks only on `Handover.start()`. Use it as a context
+        manager: leaving without `start()` leaves nothing started."""
+        shard_id = manifest.shard_id
+        options = self._start_options(shard_id, port, generation, bind, limits, isolation)
+        options += ("--digest", manifest.digest, "--timeout", f"{float(health_timeout):g}")
+        options += ("--full-verify",) if full_verify else ()
+        command = self.command("handover", shard_id, *options)
+        return Handover(self.session, command, self._authorize("handover"), manifest.to_json())
+
+
+class Handover:
+    """The broker's end of one `handover` helper run: a channel kept open between the restore
+    and the start order, so the target's whole cutover costs one remote command."""
+
+    def __init__(
+        self, session: SshSession, command: RemoteCommand, action: str, manifest_json: bytes
+    ) -> None:
+        if b"\n" in manifest_json:
+            raise ValidationError("manifest", "...", "canonical JSON must be one line")
+        session.authorize(action)
+        self.label = f"{session.endpoint.label}: {command.operation}"
+        self.timeout = session.pool.settings.command_timeout
+        transport = session.pool.client(session.endpoint).get_transport()
+        assert transport is not None
+        self._channel = transport.open_session(timeout=session.pool.settings.connect_timeout)
+        self._channel.settimeout(self.timeout)
+        self._stdout = self._channel.makefile("rb")
+        self._ordered = False
+        self._channel.exec_command(command.line)
+        self._channel.sendall(manifest_json + b"\n")
+
+    def __enter__(self) -> Handover:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def restored(self) -> dict:
+        """Wait for the restore summary (the state is verified, nothing is started yet)."""
+        return self._line("restored")
+
+    def start(self) -> ShardStatus:
+        """Give the start order; returns once the copy is started (not yet healthy)."""
+        self._channel.sendall(host_helper.START_ORDER)
+        self._ordered = True
+        self._channel.shutdown_write()
+        return _status(self._line("started"))
+
+    def healthy(self) -> dict:
+        """Wait for the health answer; the run must then have ended cleanly."""
+        answer = self._line("healthy")
+        status = self._exit_status()
+        if status != 0:
+            raise self._failure(status)
+        return answer
+
+    def close(self) -> None:
+        """Without a start order the helper exits on the closed stdin having started nothing;
+        wait for that, so nothing of this run races a rollback that follows."""
+        if not self._channel.closed:
+            if not self._ordered:
+                self._channel.shutdown_write()
+            self._channel.status_event.wait(self.timeout)
+            self._channel.close()
+
+    def _line(self, key: str) -> dict:
+        try:
+            line = self._stdout.readline()
+        except TimeoutError as error:
+            raise RemoteCommandFailed(
+                f"{self.label} timed out after {self.timeout}s", -1, ""
+            ) from error
+        if not line:
+            raise self._failure(self._exit_status())
+        document = json.loads(line)
+        if key not in document:
+            raise ValidationError("handover output", line[:200], f"expected {key!r}")
+        return document[key]
+
+    def _exit_status(self) -> int:
+        if not self._channel.status_event.wait(self.timeout):
+            raise RemoteCommandFailed(f"{self.label} did not exit in {self.timeout}s", -1, "")
+        return self._channel.recv_exit_status()
+
+    def _failure(self, status: int) -> SshError:
+        stderr = self._channel.makefile_stderr("rb").read().decode(errors="replace").strip()
+        stderr = stderr[-2000:]
+        return _classify(
+            RemoteCommandFailed(f"{self.label} exited {status}: {stderr}", status, stderr)
+        )
 
 
 def _status(document: dict) -> ShardStatus:
@@ -184,6 +323,7 @@ def _classify(error: RemoteCommandFailed) -> SshError:
         host_helper.EXIT_CORRUPT: CorruptChunk,
         host_helper.EXIT_UNHEALTHY: ShardUnhealthy,
         host_helper.EXIT_FENCED: FenceRefused,
+        host_helper.EXIT_NOT_STARTED: HandoverAborted,
     }
     kind = kinds.get(error.exit_status)
     return kind(str(error)) if kind else error

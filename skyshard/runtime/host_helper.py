@@ -19,8 +19,15 @@ Operations (argv[1]), all `<op> <root> <shard_id> [options]`, JSON on stdout:
   freeze | thaw | status | clean (stop, then delete the shard's directory)
   health    --port [--timeout]          poll GET /health on the host until 200
   snapshot  chunk changed state files (fixed 1 MiB chunks) into <root>/chunks; print manifest
+  freeze-snapshot                       freeze, then snapshot (one round trip in the cutover)
   restore   --digest [--full-verify]    stdin: manifest; rebuild state/ reusing unchanged files
-Exit status 3: corrupted data, 4: unhealthy, 5: refused by a fence, 2: bad usage or failure.
+  handover  start options + --digest [--full-verify] [--timeout]: the target's cutover in one
+            run. stdin line 1: the manifest; it restores and prints {"restored": ...}, then
+            waits for stdin line 2 "start" (sent once the source is dead and the move's
+            cutover phase is persisted), starts, prints {"started": ...}, polls health and
+            prints {"healthy": ...}. Closed stdin instead of "start": exits 6, nothing started.
+Exit status 3: corrupted data, 4: unhealthy, 5: refused by a fence, 6: no start order,
+2: bad usage or failure.
 """
 
 from __future__ import annotations
@@ -33,13 +40,14 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-VERSION = 1
+VERSION = 2
 SHARD_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 HASH = re.compile(r"[0-9a-f]{64}")
 CHUNK_SIZE = 1 << 20
@@ -54,6 +62,9 @@ EXIT_USAGE = 2
 EXIT_CORRUPT = 3
 EXIT_UNHEALTHY = 4
 EXIT_FENCED = 5
+EXIT_NOT_STARTED = 6
+START_ORDER = b"start\n"
+HEALTH_POLL = 0.005
 
 
 class HelperError(Exception):
@@ -70,6 +81,10 @@ class Unhealthy(HelperError):
 
 class Fenced(HelperError):
     exit_status = EXIT_FENCED
+
+
+class NotStarted(HelperError):
+    exit_status = EXIT_NOT_STARTED
 
 
 class Shard:
@@ -245,7 +260,7 @@ def _wait_gone(shard: Shard, timeout: float) -> bool:
     while shard.pid() is not None:
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.02)
+        time.sleep(0.002)
     return True
 
 
@@ -311,26 +326,36 @@ def clean(shard: Shard) -> dict:
     return {"shard_id": shard.id, "cleaned": True}
 
 
-def health(shard: Shard, port: int, timeout: float) -> dict:
-    import urllib.request  # only here: it costs more start-up time than all other operations
+def _get_health(port: int) -> tuple[int, dict]:
+    """GET /health over a plain socket: urllib's import alone costs more than a whole probe."""
+    with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
+        connection.sendall(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        response = b""
+        while data := connection.recv(65536):
+            response += data
+    head, _, body = response.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if len(status_line) < 2 or not status_line[1].isdigit():
+        raise ValueError(f"not an HTTP response: {head[:80]!r}")
+    return int(status_line[1]), json.loads(body)
 
+
+def health(shard: Shard, port: int, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     last = "no answer"
     while True:
         if shard.pid() is None:
             raise Unhealthy(f"shard {shard.id} is not running; log tail: {_log_tail(shard)}")
         try:
-            url = f"http://127.0.0.1:{port}/health"
-            with urllib.request.urlopen(url, timeout=1.0) as response:
-                body = json.loads(response.read())
-                if response.status == 200 and body.get("pid") == shard.pid():
-                    return {"healthy": True, **body}
-                last = f"HTTP {response.status} {body}"
+            code, body = _get_health(port)
+            if code == 200 and body.get("pid") == shard.pid():
+                return {"healthy": True, **body}
+            last = f"HTTP {code} {body}"
         except (OSError, ValueError) as error:
             last = repr(error)
         if time.monotonic() > deadline:
             raise Unhealthy(f"shard {shard.id} on port {port} unhealthy after {timeout}s: {last}")
-        time.sleep(0.01)
+        time.sleep(HEALTH_POLL)
 
 
 def _log_tail(shard: Shard) -> str:
@@ -526,6 +551,29 @@ def restore(shard: Shard, manifest: bytes, expected: str, full_verify: bool) -> 
     return {"files": len(fresh), "bytes": total, "written": written, "reused": reused}
 
 
+def _emit(document: dict) -> None:
+    sys.stdout.write(json.dumps(document) + "\n")
+    sys.stdout.flush()
+
+
+def handover(shard: Shard, args: argparse.Namespace) -> dict:
+    """The target's side of a cutover in one run: restore, wait for the start order, start,
+    health. The broker sends the order only after the source copy is dead (the fence), so a
+    broker that dies or gives up first leaves nothing started here."""
+    if args.generation < shard.generation():
+        raise Fenced(
+            f"shard {shard.id}: generation {args.generation} is older than the fence "
+            f"{shard.generation()} on this host"
+        )
+    manifest = sys.stdin.buffer.readline().removesuffix(b"\n")
+    _emit({"restored": restore(shard, manifest, args.digest, args.full_verify)})
+    order = sys.stdin.buffer.readline()
+    if order != START_ORDER:
+        raise NotStarted(f"shard {shard.id}: restored but not started (start order {order!r})")
+    _emit({"started": start(shard, args)})
+    return {"healthy": health(shard, args.port, args.timeout)}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runtime-helper")
     parser.add_argument("operation")
@@ -550,9 +598,13 @@ def main(argv: list[str]) -> int:
         args = _parser().parse_args(argv[1:])
         shard = Shard(args.root, args.shard_id)
         operation = args.operation
-        if operation == "snapshot":
+        if operation in ("snapshot", "freeze-snapshot"):
+            if operation == "freeze-snapshot":
+                set_frozen(shard, True)
             sys.stdout.buffer.write(snapshot(shard))
             return 0
+        if operation in ("restore", "handover") and not HASH.fullmatch(args.digest):
+            raise HelperError(f"{operation} needs --digest <sha256>")
         if operation == "start":
             result = start(shard, args)
         elif operation == "stop":
@@ -566,9 +618,9 @@ def main(argv: list[str]) -> int:
         elif operation == "health":
             result = health(shard, args.port, args.timeout)
         elif operation == "restore":
-            if not HASH.fullmatch(args.digest):
-                raise HelperError("restore needs --digest <sha256>")
             result = restore(shard, sys.stdin.buffer.read(), args.digest, args.full_verify)
+        elif operation == "handover":
+            result = handover(shard, args)
         else:
             raise HelperError(f"unknown operation {operation!r}")
     except HelperError as error:

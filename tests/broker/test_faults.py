@@ -7,14 +7,16 @@ import subprocess
 
 import pytest
 import zstandard
-from conftest import SHARD, SimulatedCrash
 
 from skyshard.broker import relay
-from skyshard.broker.migration import PHASES, TERMINAL
+from skyshard.broker.migration import LATE_PHASES, PHASES, TERMINAL
 from skyshard.broker.ops_tables import OpsStore
+from skyshard.runtime.client import Handover, ShardRuntime
 from skyshard.testing.hosts import start_host
+from tests.broker.conftest import SHARD, SimulatedCrash
 
-CRASH_POINTS = [phase for phase in PHASES if phase != "done"]
+# One crash point per persisted write: late phases are written with the phase after them.
+CRASH_POINTS = [phase for phase in PHASES if phase not in LATE_PHASES and phase != "done"]
 
 
 def cut_when(threshold: int, action):
@@ -164,3 +166,46 @@ def test_broker_killed_after_each_step_then_rerun_finishes(cluster, crash_after)
         assert outcome.attempt == (1 if crash_after == "accepted" else 2)
     else:
         assert "rolled_back" not in steps and outcome.attempt == 1
+
+
+@pytest.mark.slow
+def test_broker_killed_while_the_target_serves_before_its_steps_are_written(
+    cluster, monkeypatch
+) -> None:
+    """The riskiest unpersisted moment: the source is dead, the target healthy, the last
+    persisted phase is `cutover`. The re-run must stop the target before restarting the source.
+    """
+    cluster.place(blobs=1)
+    honest = Handover.healthy
+
+    def crash_once_healthy(self) -> dict:
+        honest(self)
+        assert cluster.running_copies() == ["host-b"]
+        raise SimulatedCrash("target healthy, late steps not written")
+
+    monkeypatch.setattr(Handover, "healthy", crash_once_healthy)
+    with pytest.raises(SimulatedCrash):
+        cluster.migrator().migrate(cluster.request())
+    monkeypatch.undo()
+    assert OpsStore(cluster.db).migration("mv-1").phase == "cutover"
+    outcome = cluster.migrator().migrate(cluster.request())
+    assert outcome.status == "done", outcome.error
+    cluster.assert_serving_once("host-b")
+    steps = [s.phase for s in OpsStore(cluster.db).steps("mv-1")]
+    assert steps.count("cutover") == 2 and "rolled_back" in steps and outcome.attempt == 2
+
+
+def test_handover_not_started_when_the_source_cannot_be_killed(cluster, monkeypatch) -> None:
+    """The fence order: no start order reaches the target unless the source copy is dead."""
+    cluster.place(blobs=1)
+
+    def stop_fails(self, shard_id: str, *, kill: bool = False):
+        raise OSError("source host unreachable")
+
+    monkeypatch.setattr(ShardRuntime, "stop", stop_fails)
+    outcome = cluster.migrator().migrate(cluster.request())
+    monkeypatch.undo()
+    assert_rolled_back(cluster, outcome, "source host unreachable")
+    steps = [s.phase for s in OpsStore(cluster.db).steps("mv-1")]
+    assert "restored" in steps and "source_stopped" not in steps
+    assert "target_started" not in steps

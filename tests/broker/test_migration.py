@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import FAST, OPERATOR, SHARD
 
 from skyshard.broker.migration import MigrationSettings, MoveRequest
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.validate import ValidationError
+from tests.broker.conftest import FAST, OPERATOR, SHARD
 
 
 def test_migration_moves_every_key_including_writes_during_precopy(cluster) -> None:
@@ -37,7 +37,7 @@ def test_migration_moves_every_key_including_writes_during_precopy(cluster) -> N
     assert (route.host_id, route.generation) == ("host-b", 2)
     phases = [step.phase for step in ops.steps("mv-1")]
     assert phases[0] == "accepted" and phases[-1] == "done"
-    order = ["frozen", "final_copy", "restored", "source_stopped", "target_started",
+    order = ["frozen", "final_copy", "cutover", "restored", "source_stopped", "target_started",
              "healthy", "switched", "source_cleaned", "routing_pushed"]  # fmt: skip
     assert [p for p in phases if p in order] == order
     assert [e.phase for e in events] == phases

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import OPERATOR
 
 from skyshard.broker.relay import HostChunkSource
 from skyshard.demo_kv import client
@@ -17,6 +16,7 @@ from skyshard.transport.access import ACTIONS, AccessDenied, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
 from skyshard.transport.transfer import send_snapshot
 from skyshard.transport.validate import ValidationError
+from tests.runtime.conftest import OPERATOR
 
 CGROUPS = host_helper.cgroups_available()
 
