@@ -26,6 +26,8 @@ from pathlib import Path
 HASH = re.compile(r"[0-9a-f]{64}")
 EXIT_USAGE = 2
 EXIT_CORRUPT = 3
+ZSTD_MAGIC = bytes.fromhex("28b52ffd")
+ZSTD_MAX_BLOCK = 128 * 1024  # the format's Block_Maximum_Size
 
 
 class CorruptData(Exception):
@@ -56,6 +58,66 @@ def verified_content(digest: str, blob: bytes) -> bytes:
     return data
 
 
+def _raw_block_payloads(blob: bytes) -> list[memoryview] | None:
+    """The block payloads of `blob` if it is exactly one zstd frame of raw (stored) blocks.
+
+    zstd stores incompressible data as raw blocks; hashing them in place skips the copy
+    decompression makes. Anything unusual (dictionary, checksum, other block types, trailing
+    bytes, sizes the format forbids) returns None and goes through the real decompressor.
+    """
+    view = memoryview(blob)
+    if len(view) < 6 or bytes(view[:4]) != ZSTD_MAGIC:
+        return None
+    descriptor = view[4]
+    if descriptor & 0x0F:  # reserved bit, content checksum or dictionary id present
+        return None
+    single_segment = bool(descriptor & 0x20)
+    size_field = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    position = 5
+    window = None
+    if not single_segment:
+        exponent, mantissa = view[5] >> 3, view[5] & 7
+        base = 1 << (10 + exponent)
+        window = base + base // 8 * mantissa
+        position = 6
+    content_size = int.from_bytes(view[position : position + size_field], "little")
+    if size_field == 2:
+        content_size += 256
+    position += size_field
+    limit = min(ZSTD_MAX_BLOCK, window if window is not None else content_size)
+    payloads: list[memoryview] = []
+    total = 0
+    last = False
+    while not last:
+        if position + 3 > len(view):
+            return None
+        header = int.from_bytes(view[position : position + 3], "little")
+        last, kind, size = bool(header & 1), (header >> 1) & 3, header >> 3
+        position += 3
+        if kind != 0 or size > limit or position + size > len(view):
+            return None
+        payloads.append(view[position : position + size])
+        position += size
+        total += size
+    if position != len(view) or (size_field and total != content_size):
+        return None
+    return payloads
+
+
+def verify_chunk(digest: str, blob: bytes) -> None:
+    """Raise CorruptData unless `blob` is a zstd frame whose content hashes to `digest`."""
+    payloads = _raw_block_payloads(blob)
+    if payloads is None:
+        verified_content(digest, blob)
+        return
+    content_hash = hashlib.sha256()
+    for payload in payloads:
+        content_hash.update(payload)
+    actual = content_hash.hexdigest()
+    if actual != digest:
+        raise CorruptData(f"chunk {digest}: content hashes to {actual}")
+
+
 def read_chunk(root: Path, digest: str) -> bytes:
     path = chunk_path(root, digest)
     try:
@@ -78,7 +140,7 @@ def ingest(root: Path, incoming: Path) -> tuple[int, list[str]]:
         try:
             if not HASH.fullmatch(digest):
                 raise CorruptData(f"upload {digest!r} is not named by a SHA-256")
-            verified_content(digest, upload.read_bytes())
+            verify_chunk(digest, upload.read_bytes())
         except CorruptData:
             rejected.append(digest)
             upload.unlink()

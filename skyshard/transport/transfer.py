@@ -1,8 +1,9 @@
 """Snapshot transfer: send the chunks a host lacks over parallel SFTP streams, restore, verify.
 
 Verification choice: the host runs the store helper (copied once and checked by SHA-256),
-which decompresses every arriving chunk and checks its SHA-256 before moving it into the
-store; `restore` re-verifies each chunk, each file's hash and the manifest's own digest.
+which checks every arriving chunk's SHA-256 (hashing stored zstd blocks in place, decompressing
+the others) before moving it into the store; `restore` re-verifies each chunk, each file's
+hash and the manifest's own digest.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from skyshard.transport.ssh import SshSession
 DEFAULT_STREAMS = 4
 # Content verified per remote helper call: large enough that its start-up cost is small.
 INGEST_BATCH_BYTES = 64 << 20
+# Data per SFTP write request. paramiko's 32 KiB default (the SFTP v3 minimum) makes the
+# client spend most of its CPU on requests and their acknowledgements; OpenSSH's sftp-server
+# accepts up to 255 KiB and asyncssh 4 MiB. 128 KiB halved client CPU per byte on loopback.
+WRITE_REQUEST_BYTES = 128 << 10
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ def _upload(
                         blob = local_store.compressed(digest)
                         with sftp.open(f"{incoming.text}/{digest}", "wb") as remote_file:
                             remote_file.set_pipelined(True)
+                            remote_file.MAX_REQUEST_SIZE = WRITE_REQUEST_BYTES
                             remote_file.write(blob)
                         with lock:
                             totals["bytes"] += len(blob)
