@@ -31,6 +31,7 @@ PLAN_COLUMNS = (
     "status",
 )
 """The columns people scan first when reviewing a plan (CLI list, asset preview)."""
+SUPERSEDER = "planner"
 DECIDER = re.compile(r"^[A-Za-z0-9_.@:+-]{1,64}$")
 MOVE_ID = re.compile(r"^mv-[0-9a-f]{16}$")
 
@@ -83,6 +84,7 @@ def write_plan(con: duckdb.DuckDBPyConnection, run: pl.DataFrame, plan: pl.DataF
         before = con.execute("SELECT count(*) FROM plan.migration_plan").fetchall()[0][0]
         con.execute("INSERT OR IGNORE INTO plan.migration_plan SELECT * FROM _plan")
         after = con.execute("SELECT count(*) FROM plan.migration_plan").fetchall()[0][0]
+        _supersede(con, run["plan_run_id"][0])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -91,6 +93,24 @@ def write_plan(con: duckdb.DuckDBPyConnection, run: pl.DataFrame, plan: pl.DataF
         con.unregister("_run")
         con.unregister("_plan")
     return after - before
+
+
+def _supersede(con: duckdb.DuckDBPyConnection, plan_run_id: str) -> None:
+    """Reject moves still proposed by earlier runs that the new run does not propose again:
+    they were planned from an older picture of the sky (approved moves stay approved)."""
+    stale = "status = 'proposed' AND move_id NOT IN (SELECT move_id FROM _plan)"
+    at = datetime.now(UTC).replace(tzinfo=None)
+    note = f"superseded by plan run {plan_run_id}"
+    con.execute(
+        "INSERT INTO plan.decisions SELECT move_id, status, 'rejected', ?, ?, ? "
+        f"FROM plan.migration_plan WHERE {stale}",
+        [SUPERSEDER, note, at],
+    )
+    con.execute(
+        "UPDATE plan.migration_plan SET status = 'rejected', decided_at = ?, decision_note = ? "
+        f"WHERE {stale}",
+        [at, note],
+    )
 
 
 def write_candidate_scores(con: duckdb.DuckDBPyConnection, scores: pl.DataFrame) -> int:

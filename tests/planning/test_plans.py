@@ -166,3 +166,35 @@ def test_cli_approve_reject_and_list(stored, monkeypatch):
         assert views == 1
         assert con.execute("select provider_id from plan.savings_by_provider").fetchall() == []
     assert isinstance(moves, pl.DataFrame)
+
+
+def test_a_new_run_supersedes_moves_still_proposed(tmp_path, no_forecasts, neutral_trust):
+    path = tmp_path / "skyshard.duckdb"
+    first = overloaded_cycle(no_forecasts, neutral_trust)
+    calm = plan_cycle(
+        sky.planning_data(), no_forecasts, PolicyFile(), neutral_trust, created_at=NOW
+    )
+    assert calm.plan.height == 0
+    move_id = first.plan.row(0, named=True)["move_id"]
+    with db.connect(path) as con:
+        write_plan(con, first.run, first.plan)
+        write_plan(con, calm.run, calm.plan)
+        move = get_move(con, move_id)
+        trail = con.execute(
+            "SELECT from_status, to_status, decided_by FROM plan.decisions WHERE move_id = ?",
+            [move_id],
+        ).fetchall()
+    assert move["status"] == "rejected"
+    assert move["decision_note"] == f"superseded by plan run {calm.run['plan_run_id'][0]}"
+    assert trail == [("proposed", "rejected", "planner")]
+
+
+def test_a_new_run_leaves_approved_moves_alone(stored, no_forecasts, neutral_trust):
+    path, move_id = stored
+    calm = plan_cycle(
+        sky.planning_data(), no_forecasts, PolicyFile(), neutral_trust, created_at=NOW
+    )
+    with db.connect(path) as con:
+        decide(con, move_id, MoveStatus.APPROVED, "alice")
+        write_plan(con, calm.run, calm.plan)
+        assert get_move(con, move_id)["status"] == "approved"
