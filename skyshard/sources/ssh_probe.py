@@ -31,7 +31,7 @@ from skyshard.sources.base import FetchRequest, Parsed, PayloadError, Quarantine
 from skyshard.sources.frames import parse_params, rows_frame
 from skyshard.transport import validate
 from skyshard.transport.access import AccessDenied, Denial
-from skyshard.transport.commands import RemoteCommand, RemotePath
+from skyshard.transport.commands import RemoteCommand, RemotePath, run_script
 from skyshard.transport.ssh import ConnectionPool, SshError, SshSettings
 from skyshard.transport.validate import ValidationError
 from skyshard.trust.recorder import record_access_denied
@@ -78,9 +78,7 @@ sample 2
 
 def probe_command(root: str) -> RemoteCommand:
     """The one remote command of a probe: the constant script, the validated root quoted."""
-    return RemoteCommand(
-        "ssh probe", ("sh", "-c", PROBE_SCRIPT, "skyshard-probe", RemotePath(root).text)
-    )
+    return run_script("probe", PROBE_SCRIPT, RemotePath(root))
 
 
 class SshProbeParams(BaseModel):

@@ -40,7 +40,9 @@ class RemotePath:
 
 @dataclass(frozen=True)
 class RemoteCommand:
-    """One remote operation; only the builders below create these."""
+    """One remote operation: argv is made of constants from code and validated values only.
+
+    Built by `run_helper`, `run_script` and the shard runtime client; never from free text."""
 
     operation: str
     argv: tuple[str, ...]
@@ -75,3 +77,8 @@ def run_helper(
             checked.append(validate.relative_path(arg, f"helper arg {index}"))
     argv = (python_interpreter(python), helper.text, operation, root.text, *checked)
     return RemoteCommand(f"helper {operation}", argv)
+
+
+def run_script(operation: str, script: str, root: RemotePath) -> RemoteCommand:
+    """Run a constant `sh` script from skyshard's own code with the validated root as `$1`."""
+    return RemoteCommand(operation, ("sh", "-c", script, f"skyshard-{operation}", root.text))
