@@ -6,7 +6,7 @@ import statistics
 import dagster as dg
 import polars as pl
 
-from assets.metadata import preview
+from assets.metadata import markdown_bars, preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.bottlenecks import predict_bottlenecks
@@ -168,9 +168,27 @@ def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile)
         "shard_id", "host_id", "cause", "resource", "hours_ahead", "detail"
     )
     context.log.info(f"{found.height} bottlenecks ahead for {found['shard_id'].n_unique()} shards")
-    return dg.MaterializeResult(
-        metadata={"dagster/row_count": found.height, "soonest": preview(top, 15)}
+    metadata = {"dagster/row_count": found.height, "soonest": preview(top, 15)}
+    over = found.filter(pl.col("cause") == "demand_over_capacity").sort("hours_ahead")
+    if over.height:
+        metadata["soonest_forecast"] = dg.MetadataValue.md(
+            _demand_chart(forecasts, over.row(0, named=True))
+        )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _demand_chart(forecasts: pl.DataFrame, bottleneck: dict) -> str:
+    """The soonest overloaded shard's forecast upper bound, hour by hour, against what its
+    host can give it."""
+    series = f"shard/{bottleneck['shard_id']}/{bottleneck['resource']}"
+    hours = forecasts.filter(pl.col("series_id") == series).sort("ts")
+    available = bottleneck["available"]
+    rows = [(f"{ts:%m-%d %H:%M}", upper) for ts, upper in hours.select("ts", "yhat_upper").rows()]
+    title = (
+        f"{series}: upper bound of the forecast; its host can give {available:,.2f} "
+        f"({bottleneck['detail']})"
     )
+    return markdown_bars(title, rows, marks={label for label, v in rows if v > available})
 
 
 defs = dg.Definitions(

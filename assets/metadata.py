@@ -31,3 +31,18 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value).replace("|", "\\|")
+
+
+def markdown_bars(
+    title: str, rows: list[tuple[str, float]], *, marks: set[str] = frozenset()
+) -> str:
+    """A Markdown bar chart, one row per (label, value); the UI renders Markdown, not images.
+
+    Labels in `marks` get a warning sign (e.g. hours past capacity)."""
+    top = max((value for _, value in rows), default=0) or 1e-9
+    lines = [f"**{title}**", "", "| | | value |", "| --- | --- | ---: |"]
+    for label, value in rows:
+        bar = "█" * max(1 if value else 0, round(30 * value / top))
+        flag = " ⚠" if label in marks else ""
+        lines.append(f"| {label}{flag} | `{bar}` | {value:,.2f} |")
+    return "\n".join(lines)

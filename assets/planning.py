@@ -5,7 +5,7 @@ import dagster as dg
 import polars as pl
 
 from assets.forecasts import MART_DEPS, predicted_bottlenecks
-from assets.metadata import preview
+from assets.metadata import markdown_bars, preview
 from assets.trust import trust_scores
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
@@ -57,7 +57,10 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     run = cycle.run.row(0, named=True)
     decisions = plan_decisions(policy, run["plan_run_id"], cycle.plan, cycle.scores)
     Ledger.open().append_many(
-        [Record(EntryType.POLICY_DECISION, context.run_id, "planner", d.payload()) for d in decisions]
+        [
+            Record(EntryType.POLICY_DECISION, context.run_id, "planner", d.payload())
+            for d in decisions
+        ]
     )
     context.log.info(
         f"plan run {run['plan_run_id']}: {run['solver_status']}, {run['moves']} moves "
@@ -87,16 +90,6 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     )
 
 
-def _bar_chart(backtest: pl.DataFrame, column: str) -> str:
-    """A Markdown bar chart of one metric per policy (the UI renders Markdown, not images)."""
-    top = max(backtest[column].max() or 0, 1e-9)
-    lines = [f"**{column}**", "", "| policy | | value |", "| --- | --- | ---: |"]
-    for name, value in backtest.select("policy", column).iter_rows():
-        bar = "█" * max(1 if value else 0, round(30 * value / top))
-        lines.append(f"| {name} | `{bar}` | {value:,.2f} |")
-    return "\n".join(lines)
-
-
 @dg.asset(
     group_name=GROUP,
     deps=MART_DEPS,
@@ -113,7 +106,8 @@ def policy_backtest(duckdb: DuckDBFile):
     with duckdb.connect() as con:
         db.replace_table(con, "plan.policy_backtest", table)
     chart = "\n\n".join(
-        _bar_chart(table, c) for c in ("total_cost", "overload_shard_hours", "migrations")
+        markdown_bars(c, table.select("policy", c).rows())
+        for c in ("total_cost", "overload_shard_hours", "migrations")
     )
     return dg.MaterializeResult(
         metadata={

@@ -42,3 +42,15 @@ def test_policy_decisions_are_signed_into_the_ledger(materialized):
 def test_forecast_check_holds(materialized):
     checks = {c.check_name: c for c in materialized.result.get_asset_check_evaluations()}
     assert checks["chosen_not_worse_than_baseline"].passed
+
+
+def test_soonest_overload_gets_a_forecast_chart(materialized):
+    events = materialized.result.get_asset_materialization_events()
+    [bottlenecks] = [
+        e.materialization.metadata
+        for e in events
+        if e.asset_key.to_user_string() == "predicted_bottlenecks"
+    ]
+    chart = bottlenecks["soonest_forecast"].value
+    assert "upper bound of the forecast" in chart
+    assert "⚠" in chart  # the hours past what the host can give are marked
