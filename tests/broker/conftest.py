@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,9 +15,10 @@ from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
 from skyshard.testing.hosts import TestHost, start_host
-from skyshard.testing.sshd import free_tcp_port, sshd_missing_reason
+from skyshard.testing.sshd import free_tcp_port
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshSettings
+from tests.sshd_support import require_sshd
 
 OPERATOR = "ops"
 SETTINGS = SshSettings(connect_timeout=3, command_timeout=60, attempts=2, backoff=0.05)
@@ -30,17 +30,9 @@ class SimulatedCrash(BaseException):
     """The broker process dies here (not an Exception: nothing in the migrator catches it)."""
 
 
-def _require_sshd() -> None:
-    reason = sshd_missing_reason()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the sshd tests: {reason}")
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, TestHost]]:
-    _require_sshd()
+    require_sshd()
     started = {
         "host-a": start_host(tmp_path_factory.mktemp("a"), "host-a", "prov-a"),
         "host-b": start_host(tmp_path_factory.mktemp("b"), "host-b", "prov-b"),

@@ -4,7 +4,6 @@ shard whose keys are checked after each migration."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,20 +18,17 @@ from skyshard.broker.ops_tables import OpsStore
 from skyshard.config.sky import Sky, load_sky
 from skyshard.demo_kv import client
 from skyshard.testing.hosts import TestHost, start_host
-from skyshard.testing.sshd import free_tcp_port, sshd_missing_reason, write_ed25519_key
+from skyshard.testing.sshd import free_tcp_port, write_ed25519_key
 from skyshard.transport.ssh import ConnectionPool, SshSettings
 from tests.migration_job.sky import SkyFiles, write_sky
+from tests.sshd_support import require_sshd
 
 FAST_SSH = SshSettings(connect_timeout=3, command_timeout=60, attempts=2, backoff=0.05)
 
 
 @pytest.fixture(scope="session")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, TestHost]]:
-    reason = sshd_missing_reason()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the sshd tests: {reason}")
-        pytest.skip(reason)
+    require_sshd()
     started = {
         "host-a": start_host(tmp_path_factory.mktemp("a"), "host-a", "prov-a"),
         "host-b": start_host(tmp_path_factory.mktemp("b"), "host-b", "prov-b"),

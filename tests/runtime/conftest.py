@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from skyshard.testing.hosts import TestHost, start_host
-from skyshard.testing.sshd import free_tcp_port, sshd_missing_reason
+from skyshard.testing.sshd import free_tcp_port
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshSettings
+from tests.sshd_support import require_sshd
 
 OPERATOR = "ops"
 SETTINGS = SshSettings(connect_timeout=5, command_timeout=60, attempts=2, backoff=0.05)
-
-
-def require_sshd() -> None:
-    reason = sshd_missing_reason()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the sshd tests: {reason}")
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

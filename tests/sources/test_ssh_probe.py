@@ -26,10 +26,11 @@ from skyshard.sim import SkyParams, write_sky
 from skyshard.sources.base import FetchRequest, Parsed, PayloadError, Window
 from skyshard.sources.ssh_probe import HEADER, SshProbeAdapter
 from skyshard.testing.hosts import TestHost, start_host
-from skyshard.testing.sshd import free_tcp_port, sshd_missing_reason, write_ed25519_key
+from skyshard.testing.sshd import free_tcp_port, write_ed25519_key
 from skyshard.transport.ssh import ConnectionPool, SshSettings
 from skyshard.trust.entry import EntryType
 from skyshard.trust.log import read_entries
+from tests.sshd_support import require_sshd
 
 WINDOW = Window(datetime(2026, 11, 27), datetime(2026, 11, 28))
 FAST_SSH = SshSettings(connect_timeout=5, command_timeout=60, attempts=2, backoff=0.05)
@@ -38,11 +39,7 @@ PROBE, USAGE = "probe-a", "usage-a"
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestHost]:
-    reason = sshd_missing_reason()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the sshd tests: {reason}")
-        pytest.skip(reason)
+    require_sshd()
     started = start_host(tmp_path_factory.mktemp("probe-host"), "host-a", "prov-a")
     yield started
     started.sshd.stop()

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from skyshard.testing.sshd import RunningSshd, sshd_missing_reason, start_sshd
+from skyshard.testing.sshd import RunningSshd, start_sshd
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession, SshSettings
+from tests.sshd_support import require_sshd
 
 OPERATOR = "ops"
 FAST_RETRIES = SshSettings(connect_timeout=5, command_timeout=120, attempts=3, backoff=0.05)
-
-
-def _require_sshd() -> None:
-    reason = sshd_missing_reason()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the sshd tests: {reason}")
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +23,7 @@ def sshd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
     started: list[RunningSshd] = []
 
     def start() -> RunningSshd:
-        _require_sshd()
+        require_sshd()
         server = start_sshd(tmp_path_factory.mktemp("sshd"))
         started.append(server)
         return server
