@@ -8,7 +8,14 @@ import struct
 from dataclasses import dataclass
 
 from skyshard.trust import ed25519
-from skyshard.trust.note import NoteError, Signature, VerifierKey, check_key_name, key_id
+from skyshard.trust.note import (
+    NoteError,
+    Signature,
+    VerifierKey,
+    check_key_name,
+    key_id,
+    parse_ed25519_vkey,
+)
 
 SIGNATURE_TYPE_COSIGNATURE_V1 = 0x04
 _TIMESTAMP = struct.Struct(">Q")
@@ -40,15 +47,7 @@ class CosignatureVerifier:
 
     @classmethod
     def from_vkey(cls, vkey: str) -> CosignatureVerifier:
-        parsed = VerifierKey.parse(vkey)
-        if parsed.signature_type != SIGNATURE_TYPE_COSIGNATURE_V1:
-            raise NoteError(
-                f"verifier key {parsed.name!r} has signature type {parsed.signature_type:#04x}, "
-                f"expected cosignature/v1 ({SIGNATURE_TYPE_COSIGNATURE_V1:#04x})"
-            )
-        if len(parsed.public_key) != ed25519.PUBLIC_KEY_SIZE:
-            raise NoteError(f"verifier key {parsed.name!r} is not a 32-byte Ed25519 key")
-        return cls(parsed.name, parsed.public_key)
+        return cls(*parse_ed25519_vkey(vkey, SIGNATURE_TYPE_COSIGNATURE_V1, "cosignature/v1"))
 
     def vkey(self) -> str:
         return VerifierKey(

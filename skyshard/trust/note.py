@@ -95,6 +95,19 @@ class NoteSigner(Protocol):
     def sign(self, text: bytes) -> bytes: ...
 
 
+def parse_ed25519_vkey(vkey: str, signature_type: int, label: str) -> tuple[str, bytes]:
+    """(name, public key) of a verifier key string of `signature_type` over an Ed25519 key."""
+    parsed = VerifierKey.parse(vkey)
+    if parsed.signature_type != signature_type:
+        raise NoteError(
+            f"verifier key {parsed.name!r} has signature type {parsed.signature_type:#04x}, "
+            f"expected {label} ({signature_type:#04x})"
+        )
+    if len(parsed.public_key) != ed25519.PUBLIC_KEY_SIZE:
+        raise NoteError(f"verifier key {parsed.name!r} is not a 32-byte Ed25519 key")
+    return parsed.name, parsed.public_key
+
+
 @dataclass(frozen=True)
 class Ed25519Verifier:
     """Checks plain Ed25519 note signatures (type 0x01) for one key name."""
@@ -108,15 +121,7 @@ class Ed25519Verifier:
 
     @classmethod
     def from_vkey(cls, vkey: str) -> Ed25519Verifier:
-        parsed = VerifierKey.parse(vkey)
-        if parsed.signature_type != SIGNATURE_TYPE_ED25519:
-            raise NoteError(
-                f"verifier key {parsed.name!r} has signature type {parsed.signature_type:#04x}, "
-                f"expected Ed25519 ({SIGNATURE_TYPE_ED25519:#04x})"
-            )
-        if len(parsed.public_key) != ed25519.PUBLIC_KEY_SIZE:
-            raise NoteError(f"verifier key {parsed.name!r} is not a 32-byte Ed25519 key")
-        return cls(parsed.name, parsed.public_key)
+        return cls(*parse_ed25519_vkey(vkey, SIGNATURE_TYPE_ED25519, "Ed25519"))
 
     def vkey(self) -> str:
         return VerifierKey(self.name, self.key_id, SIGNATURE_TYPE_ED25519, self.public_key).format()
