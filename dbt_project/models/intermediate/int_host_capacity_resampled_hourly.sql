@@ -29,11 +29,7 @@ joined as (
 select
     host_id,
     hour,
-    {% for column in ['provider_id', 'cpu_capacity', 'cpu_free_avg', 'cpu_free_min', 'mem_gb_capacity', 'mem_gb_free_avg', 'mem_gb_free_min', 'gpu_capacity', 'gpu_free_avg', 'gpu_free_min', 'net_mbps_capacity', 'net_mbps_free_avg', 'net_mbps_free_min'] %}
-    last_value({{ column }} ignore nulls) over (
-        partition by host_id order by hour rows between unbounded preceding and current row
-    ) as {{ column }},
-    {% endfor %}
+    {{ carry_forward(['provider_id', 'cpu_capacity', 'cpu_free_avg', 'cpu_free_min', 'mem_gb_capacity', 'mem_gb_free_avg', 'mem_gb_free_min', 'gpu_capacity', 'gpu_free_avg', 'gpu_free_min', 'net_mbps_capacity', 'net_mbps_free_avg', 'net_mbps_free_min'], 'host_id') }}
     coalesce(samples, 0) as samples,
     samples is null as is_gap_filled
 from joined

@@ -43,10 +43,6 @@ select
     provider_id,
     region,
     hour,
-    {% for column in ['price_per_cpu_hour', 'price_per_cpu_hour_max'] %}
-    last_value({{ column }} ignore nulls) over (
-        partition by provider_id, region order by hour rows between unbounded preceding and current row
-    ) as {{ column }},
-    {% endfor %}
+    {{ carry_forward(['price_per_cpu_hour', 'price_per_cpu_hour_max'], 'provider_id, region') }}
     coalesce(observations, 0) as observations
 from joined

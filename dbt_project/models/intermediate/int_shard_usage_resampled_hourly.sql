@@ -31,11 +31,7 @@ joined as (
 select
     shard_id,
     hour,
-    {% for column in ['cpu_avg', 'cpu_max', 'mem_gb_avg', 'mem_gb_max', 'net_mbps_avg', 'net_mbps_max'] %}
-    last_value({{ column }} ignore nulls) over (
-        partition by shard_id order by hour rows between unbounded preceding and current row
-    ) as {{ column }},
-    {% endfor %}
+    {{ carry_forward(['cpu_avg', 'cpu_max', 'mem_gb_avg', 'mem_gb_max', 'net_mbps_avg', 'net_mbps_max'], 'shard_id') }}
     coalesce(samples, 0) as samples,
     samples is null as is_gap_filled
 from joined
