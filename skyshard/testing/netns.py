@@ -1,8 +1,9 @@
 """Network namespaces as separate hosts: each its own address on a private bridge.
 
-Addresses come from 10.213.0.0/24 and exist only on the test bridge (`.254`, in the root
-namespace, so the broker can reach the hosts) and inside the namespaces (`.1`, `.2`, ...).
-Names carry the creating process id so parallel runs do not collide (15-character limit).
+Addresses come from a 10.213.X.0/24 subnet and exist only on the test bridge (`.254`, in the
+root namespace, so the broker can reach the hosts) and inside the namespaces (`.1`, `.2`, ...).
+Names and the subnet's third octet carry the creating process id so parallel runs do not
+collide (15-character interface names).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-SUBNET = "10.213.0"
+SUBNET_PREFIX = "10.213"
 BRIDGE_HOST = 254
 
 
@@ -35,6 +36,7 @@ class Namespaces:
 
     count: int
     prefix: str = field(default_factory=lambda: f"ss{os.getpid() % 100000}")
+    subnet: str = field(default_factory=lambda: f"{SUBNET_PREFIX}.{os.getpid() % 250}")
     created: list[str] = field(default_factory=list)
 
     @property
@@ -49,7 +51,7 @@ class Namespaces:
         return f"{self.prefix}v{index}"
 
     def address(self, index: int) -> str:
-        return f"{SUBNET}.{index}"
+        return f"{self.subnet}.{index}"
 
     def exec_prefix(self, index: int) -> list[str]:
         return ["ip", "netns", "exec", self.name(index)]
@@ -57,7 +59,7 @@ class Namespaces:
     def open(self) -> Namespaces:
         _ip("link", "add", self.bridge, "type", "bridge")
         self.created.append(f"link:{self.bridge}")
-        _ip("addr", "add", f"{SUBNET}.{BRIDGE_HOST}/24", "dev", self.bridge)
+        _ip("addr", "add", f"{self.subnet}.{BRIDGE_HOST}/24", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
         for index in range(1, self.count + 1):
             name, veth, inner = self.name(index), self.veth(index), f"{self.prefix}p{index}"
