@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Debian packages the tests need: OpenSSH server (real sshd), iproute2 (network namespaces),
-# Chromium (UI checks). Installs only what is missing; needs root (CI runs as root).
+# the system python3 and zstd (the namespace hosts' interpreter and its chunk compressor), useradd
+# (their non-root logins), Chromium (UI checks). Installs only what is missing; needs root (CI runs as root).
 set -euo pipefail
 
 missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v scp >/dev/null || missing+=(openssh-client)
 command -v ip >/dev/null || missing+=(iproute2)
+[ -x /usr/bin/python3 ] || missing+=(python3)
+command -v zstd >/dev/null || missing+=(zstd)
+command -v useradd >/dev/null || missing+=(passwd)
 command -v chromium >/dev/null || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then

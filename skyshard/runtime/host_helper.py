@@ -6,6 +6,7 @@ process (its own session and process group) with `<root>/shards/<shard_id>/`:
   state/            the shard's data (what migrations copy)
   pid               the running process id
   isolation         "cgroup" or "signals": how this start isolated and freezes the process
+  address           the address the copy listens on (its health check connects there)
   generation        the routing generation this copy was started for (the fence, see below)
   snapshot-cache.json / restore-cache.json  which files were already chunked / restored
 
@@ -65,6 +66,8 @@ EXIT_FENCED = 5
 EXIT_NOT_STARTED = 6
 START_ORDER = b"start\n"
 HEALTH_POLL = 0.005
+# A copy bound to every interface is reached through the host's own loopback.
+WILDCARD_PEERS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 class HelperError(Exception):
@@ -131,6 +134,12 @@ class Shard:
     def generation(self) -> int:
         path = self.dir / "generation"
         return int(path.read_text()) if path.exists() else 0
+
+    def address(self) -> str:
+        """Where the copy answers: its bind address, or loopback when it binds every interface."""
+        path = self.dir / "address"
+        bound = path.read_text().strip() if path.exists() else ""
+        return WILDCARD_PEERS.get(bound, bound) or "127.0.0.1"
 
 
 def _process_state(pid: int) -> str:
@@ -223,6 +232,7 @@ def start(shard: Shard, args: argparse.Namespace) -> dict:
         _make_cgroups(shard, args.cpu_millicores, args.memory_bytes)
     _write(shard.dir / "isolation", isolation)
     _write(shard.dir / "generation", str(args.generation))
+    _write(shard.dir / "address", args.bind)
     (shard.dir / "frozen").unlink(missing_ok=True)
     procs = [shard.cgroup(c) / "cgroup.procs" for c in CONTROLLERS] if isolation == "cgroup" else []
 
@@ -326,10 +336,10 @@ def clean(shard: Shard) -> dict:
     return {"shard_id": shard.id, "cleaned": True}
 
 
-def _get_health(port: int) -> tuple[int, dict]:
+def _get_health(address: str, port: int) -> tuple[int, dict]:
     """GET /health over a plain socket: urllib's import alone costs more than a whole probe."""
-    with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
-        connection.sendall(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    with socket.create_connection((address, port), timeout=1.0) as connection:
+        connection.sendall(f"GET /health HTTP/1.0\r\nHost: {address}\r\n\r\n".encode())
         response = b""
         while data := connection.recv(65536):
             response += data
@@ -347,14 +357,16 @@ def health(shard: Shard, port: int, timeout: float) -> dict:
         if shard.pid() is None:
             raise Unhealthy(f"shard {shard.id} is not running; log tail: {_log_tail(shard)}")
         try:
-            code, body = _get_health(port)
+            code, body = _get_health(shard.address(), port)
             if code == 200 and body.get("pid") == shard.pid():
                 return {"healthy": True, **body}
             last = f"HTTP {code} {body}"
         except (OSError, ValueError) as error:
             last = repr(error)
         if time.monotonic() > deadline:
-            raise Unhealthy(f"shard {shard.id} on port {port} unhealthy after {timeout}s: {last}")
+            raise Unhealthy(
+                f"shard {shard.id} on {shard.address()}:{port} unhealthy after {timeout}s: {last}"
+            )
         time.sleep(HEALTH_POLL)
 
 

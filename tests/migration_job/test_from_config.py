@@ -26,7 +26,9 @@ def test_accesses_pin_host_keys_and_use_the_broker_key(site) -> None:
             assert endpoint.port == site.hosts[host_id].sshd.port
             assert access.session.operator == BROKER_OPERATOR
             assert access.root == str(site.roots[host_id])
-            assert access.bind == access.service_address == "127.0.0.1"
+            assert access.bind == access.service_address == site.address(host_id)
+            assert access.session.endpoint.python == "/usr/bin/python3"
+            assert access.session.endpoint.user != "root"
             # a real round trip over SSH with the broker's key
             assert not access.runtime().status(site.shard).running
 
