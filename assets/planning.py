@@ -9,6 +9,8 @@ from assets.metadata import markdown_bars, preview
 from assets.trust import trust_scores
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
+from skyshard.broker.lifecycle import migration_blockers
+from skyshard.broker.ops_tables import OpsStore
 from skyshard.home import current_sky
 from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
 from skyshard.plans.decisions import plan_decisions
@@ -44,13 +46,20 @@ GROUP = "planning"
 )
 def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     """Score, solve and store one planning cycle; the same inputs give the same ids."""
-    policy = current_sky().policy
+    sky = current_sky()
+    policy = sky.policy
+    unmovable = migration_blockers(sky, OpsStore(duckdb.path).routes())
     with duckdb.connect() as con:
         data = load_planning_data(con)
         forecasts = con.sql("select * from forecast.forecasts").pl()
         trust = read_trust_scores(con, data.providers["provider_id"], policy.trust.neutral_score)
         cycles = cycles_since_move(con)
-    cycle = plan_cycle(data, forecasts, policy, trust, cycles)
+    cycle = plan_cycle(data, forecasts, policy, trust, cycles, unmovable=unmovable)
+    if unmovable:
+        context.log.warning(
+            f"{len(unmovable)} shard(s) stay where they are, the broker cannot migrate them: "
+            + "; ".join(f"{shard}: {why}" for shard, why in sorted(unmovable.items())[:10])
+        )
     with duckdb.connect() as con:
         write_candidate_scores(con, cycle.scores)
         new = write_plan(con, cycle.run, cycle.plan)
@@ -84,6 +93,7 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
             "gap": run["gap"],
             "objective": run["objective"],
             "new_moves": new,
+            "unmovable_shards": len(unmovable),
             "moves": preview(cycle.plan.select(PLAN_COLUMNS), 20),
             "explanation": dg.MetadataValue.md(run["explanation"] or "_feasible_"),
         },

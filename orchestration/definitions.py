@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets import features, forecasts, ingestion, planning, trust
-from orchestration import jobs
+from orchestration import jobs, shard_job
 from orchestration.resources import build_resources
 from sensors import ledger, migrations
 from skyshard.config.sky import Sky
@@ -21,6 +21,7 @@ def build_definitions(sky: Sky) -> dg.Definitions:
         ledger.defs,
         jobs.defs,
         migrations.defs,
+        shard_job.defs,
         dg.Definitions(resources=build_resources()),
     )
 

@@ -12,6 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from skyshard import db, demo_run, ingest, paths
+from skyshard.broker import cli as broker_cli
 from skyshard.config import ConfigError, Sky, load_sky
 from skyshard.embedded_hosts.run import running_sky
 from skyshard.home import resolve_home
@@ -111,6 +112,7 @@ def demo() -> None:
             return
         with running_sky(home) as hosts:
             console.print(f"embedded SSH hosts serving: {len(hosts.specs)} on 127.0.0.1")
+            demo_run.start_all_demo_shards(sky, home, console.print)
             console.print(f"running Dagster job {demo_run.MAIN_JOB} …")
             demo_run.run_dagster_job(demo_run.MAIN_JOB)
             _print_summary(sky)
@@ -186,3 +188,4 @@ main.add_command(ledger)
 main.add_command(trust)
 main.add_command(plan)
 main.add_command(whatif)
+main.add_command(broker_cli.shard)

@@ -52,17 +52,23 @@ def urgent_moves(limit: int) -> list[tuple[str, str, str, str]]:
         ).fetchall()
 
 
+def start_all_demo_shards(sky: Sky, home: Path, say: Callable[[str], None]) -> None:
+    """Start and register every shard before planning: the planner proposes moves only for
+    shards the broker can migrate, which are the registered ones."""
+    placed = start_demo_shards(sky, home, [shard.id for shard in sky.shards])
+    say(f"started {len(placed)} demo shards with known keys on the embedded hosts")
+
+
 def migrate_demo_moves(
     sky: Sky, home: Path, say: Callable[[str], None]
 ) -> list[tuple[tuple[str, str, str, str], ShardCheck]]:
-    """Approve, start, migrate and verify the most urgent moves; the hosts must be serving."""
+    """Approve, migrate and verify the most urgent moves; the hosts must be serving and the
+    shards started (`start_all_demo_shards`)."""
     moves = urgent_moves(DEMO_MOVES)
     if not moves:
         say("no proposed moves to migrate")
         return []
     shard_ids = [shard for _, shard, _, _ in moves]
-    start_demo_shards(sky, home, shard_ids)
-    say(f"started {len(shard_ids)} demo shards with known keys: {', '.join(shard_ids)}")
     with db.connect(paths.duckdb_path()) as con:
         for move_id, *_ in moves:
             decide(con, move_id, MoveStatus.APPROVED, DEMO_APPROVER, "approved by skyshard demo")

@@ -620,7 +620,10 @@ def _check_same_move(row: MigrationRow, request: MoveRequest) -> None:
 
 def _precondition(request: MoveRequest, route: Route | None) -> str | None:
     if route is None:
-        return f"shard {request.shard_id} has no routing entry; register it first"
+        return (
+            f"shard {request.shard_id} is not registered in ops.routing: start or adopt it "
+            f"first (skyshard shard start|adopt {request.shard_id}, or job shard_lifecycle)"
+        )
     if route.host_id != request.from_host:
         return (
             f"shard {request.shard_id} is routed to {route.host_id} (generation "

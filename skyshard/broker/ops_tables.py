@@ -191,12 +191,15 @@ class OpsStore:
             ).fetchall()
         return [Route(*row) for row in rows]
 
-    def register_route(self, shard_id: str, host_id: str, address: str, port: int) -> Route:
-        """Record where a shard was first placed (generation 1); refuses to overwrite."""
+    def register_route(
+        self, shard_id: str, host_id: str, address: str, port: int, generation: int = 1
+    ) -> Route:
+        """Record where a shard was placed (at `generation`, default 1); refuses to overwrite
+        another placement."""
         with connect(self.path) as con:
             con.execute(
-                "INSERT OR IGNORE INTO ops.routing VALUES (?, ?, ?, ?, 1, ?)",
-                [shard_id, host_id, address, port, now()],
+                "INSERT OR IGNORE INTO ops.routing VALUES (?, ?, ?, ?, ?, ?)",
+                [shard_id, host_id, address, port, generation, now()],
             )
         route = self.route(shard_id)
         assert route is not None
@@ -206,6 +209,20 @@ class OpsStore:
                 f"({route.address}:{route.port}, generation {route.generation})"
             )
         return route
+
+    def unregister_route(self, expected: Route) -> None:
+        """Drop a shard's route if it is still `expected` (its host and generation)."""
+        with connect(self.path) as con:
+            gone = con.execute(
+                "DELETE FROM ops.routing WHERE shard_id = ? AND host_id = ? AND generation = ? "
+                "RETURNING shard_id",
+                [expected.shard_id, expected.host_id, expected.generation],
+            ).fetchall()
+        if not gone:
+            raise RoutingConflict(
+                f"routing of shard {expected.shard_id} is no longer {expected.host_id} "
+                f"generation {expected.generation}; not removing it"
+            )
 
     def switch_route(
         self, move_id: str, expected: Route, host_id: str, address: str, port: int, detail: dict

@@ -16,7 +16,7 @@ from skyshard.plans.build import build_plan, plan_run_row
 from skyshard.plans.ids import inputs_hash
 from skyshard.scoring import Outlook, PlanningData, build_outlook, placement_input
 from skyshard.scoring.candidates import score_candidates
-from skyshard.scoring.problem import stuck_shards
+from skyshard.scoring.problem import pin_unmovable, stuck_shards
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,13 @@ def plan_cycle(
     cycles_since_move: Mapping[str, int] | None = None,
     created_at: datetime | None = None,
     options: SolveOptions | None = None,
+    unmovable: Mapping[str, str] | None = None,
 ) -> PlanningCycle:
+    """`unmovable`: shards the broker cannot migrate (and why); they stay where they are."""
     created_at = (created_at or datetime.now(UTC)).replace(tzinfo=None)
     horizon = policy.forecast.horizon_hours
     outlook, bottlenecks, scores = assess(data, forecasts, policy, trust)
+    scores = pin_unmovable(scores, unmovable or {})
     problem = placement_input(data, outlook, scores, policy, cycles_since_move)
     result = solve_placement(problem, options)
     inputs = inputs_hash(scores, policy, outlook.as_of, horizon)

@@ -19,6 +19,7 @@ from skyshard.transport.validate import ValidationError
 # Which access-policy actions each helper operation needs (all are checked).
 ACTIONS = {
     "start": ("start_shard",),
+    "adopt": ("start_shard",),
     "stop": ("stop_shard",),
     "clean": ("stop_shard",),
     "freeze": ("freeze_shard",),
@@ -167,6 +168,18 @@ class ShardRuntime:
         )
         app = self._script("demo-kv", Path(demo_kv_server.__file__), "start_shard")
         return (*options, "--app", app.relative)
+
+    def adopt(
+        self, shard_id: str, *, pid: int, state: str, port: int, generation: int, bind: str
+    ) -> ShardStatus:
+        """Take over a copy started outside skyshard: process `pid` (leading its own process
+        group, naming `state` on its command line) serving on `bind`:`port`."""
+        options = (
+            "--pid", _count(pid, "pid"), "--state", validate.remote_root(state, "state"),
+            "--port", _port(port), "--generation", _count(generation, "generation"),
+            "--bind", validate.address(bind, "bind"),
+        )  # fmt: skip
+        return _status(self._json("adopt", shard_id, *options))
 
     def stop(self, shard_id: str, *, kill: bool = False) -> ShardStatus:
         return _status(self._json("stop", shard_id, *(["--kill"] if kill else [])))

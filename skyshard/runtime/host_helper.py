@@ -17,6 +17,7 @@ frozen by the freezer; otherwise it is frozen with SIGSTOP/SIGCONT on its proces
 Operations (argv[1]), all `<op> <root> <shard_id> [options]`, JSON on stdout:
   start     --port --app --generation [--bind] [--cpu-millicores] [--memory-bytes] [--isolation]
   stop      [--kill]    (SIGKILL at once: for a frozen copy whose in-flight requests must die)
+  adopt     --pid --state --port --generation [--bind]: take over a running copy (own group)
   freeze | thaw | status | clean (stop, then delete the shard's directory)
   health    --port [--timeout]          poll GET /health on the host until 200
   snapshot  chunk changed state files (fixed 1 MiB chunks) into <root>/chunks; print manifest
@@ -67,7 +68,7 @@ EXIT_NOT_STARTED = 6
 START_ORDER = b"start\n"
 HEALTH_POLL = 0.005
 # A copy bound to every interface is reached through the host's own loopback.
-WILDCARD_PEERS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+WILDCARD_PEERS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 (not a bind)
 
 
 class HelperError(Exception):
@@ -118,8 +119,10 @@ class Shard:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
-        # Guards against pid reuse: the process must be ours, with our state directory.
-        if str(self.state).encode() not in cmdline:
+        # Guards against pid reuse: the process must be ours, with our state directory (an
+        # adopted copy names the directory our `state` links to).
+        named = {str(self.state).encode(), str(self.state.resolve()).encode()}
+        if not any(path in cmdline for path in named):
             return None
         if _process_state(pid) == "Z":
             return None
@@ -257,6 +260,43 @@ def start(shard: Shard, args: argparse.Namespace) -> dict:
     # Until the child has exec'd, its command line is still ours and `pid()` would not know it.
     while shard.pid() is None and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
+    return status(shard)
+
+
+def adopt(shard: Shard, args: argparse.Namespace) -> dict:
+    """Take over a copy started outside skyshard: its state directory becomes the shard's
+    `state` (a link), its process the shard's process, fenced at `--generation`."""
+    if shard.pid() is not None:
+        raise Fenced(f"shard {shard.id} already runs here (pid {shard.pid()})")
+    if args.generation < shard.generation():
+        raise Fenced(
+            f"shard {shard.id}: generation {args.generation} is older than the fence "
+            f"{shard.generation()} on this host"
+        )
+    state = Path(args.state)
+    if not state.is_absolute() or not state.is_dir():
+        raise HelperError(f"--state {args.state!r} is not an existing absolute directory")
+    try:
+        cmdline = Path(f"/proc/{args.pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        raise HelperError(f"no process {args.pid} on this host") from None
+    if str(state).encode() not in cmdline:
+        raise HelperError(f"process {args.pid} does not name {state} on its command line")
+    # Freeze and stop signal the process group: it must be the whole shard.
+    if os.getpgid(args.pid) != args.pid:
+        raise HelperError(
+            f"process {args.pid} does not lead its own process group; start it with setsid"
+        )
+    shard.dir.mkdir(parents=True, exist_ok=True)
+    if shard.state.is_symlink() or shard.state.exists():
+        if shard.state.resolve() != state.resolve():
+            raise HelperError(f"shard {shard.id} already has state here ({shard.state})")
+    else:
+        shard.state.symlink_to(state)
+    _write(shard.dir / "isolation", "signals")
+    _write(shard.dir / "generation", str(args.generation))
+    _write(shard.dir / "address", args.bind)
+    _write(shard.pid_file, str(args.pid))
     return status(shard)
 
 
@@ -602,6 +642,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--digest", default="")
     parser.add_argument("--full-verify", action="store_true")
+    parser.add_argument("--pid", type=int, default=0)
+    parser.add_argument("--state", default="")
     return parser
 
 
@@ -619,6 +661,8 @@ def main(argv: list[str]) -> int:
             raise HelperError(f"{operation} needs --digest <sha256>")
         if operation == "start":
             result = start(shard, args)
+        elif operation == "adopt":
+            result = adopt(shard, args)
         elif operation == "stop":
             result = stop(shard, args.kill)
         elif operation in ("freeze", "thaw"):

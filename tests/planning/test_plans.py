@@ -26,12 +26,13 @@ from tests.planning import sky
 NOW = datetime(2026, 11, 28, 0, 30)
 
 
-def overloaded_cycle(no_forecasts, neutral_trust, policy=None):
+def overloaded_cycle(no_forecasts, neutral_trust, policy=None, unmovable=None):
     """web-000 grows to 7 cpu on cheap-1 (8 cpu, shared with web-001): one must move."""
     cpu = np.full(sky.HOURS, 1.5)
     cpu[-24:] = 7.0
     data = sky.planning_data(usage=sky.usage({"web-000": cpu}))
-    return plan_cycle(data, no_forecasts, policy or PolicyFile(), neutral_trust, created_at=NOW)
+    return plan_cycle(data, no_forecasts, policy or PolicyFile(), neutral_trust, created_at=NOW,
+                      unmovable=unmovable)  # fmt: skip
 
 
 @pytest.fixture
@@ -55,6 +56,17 @@ def test_plan_rows_explain_the_move(no_forecasts, neutral_trust):
     run = cycle.run.row(0, named=True)
     assert run["solver_status"] == "optimal" and run["moves"] == 1
     assert run["plan_run_id"] == move["plan_run_id"]
+
+
+def test_a_shard_the_broker_cannot_migrate_stays_and_says_why(no_forecasts, neutral_trust):
+    why = "not registered in ops.routing"
+    cycle = overloaded_cycle(no_forecasts, neutral_trust, unmovable={"web-001": why})
+    assert cycle.plan["shard_id"].to_list() == ["web-000"]  # the other one moves instead
+    blocked = cycle.scores.filter(pl.col("shard_id") == "web-001")
+    assert blocked.filter(pl.col("is_current"))["allowed"].all()
+    others = blocked.filter(~pl.col("is_current"))
+    assert not others["allowed"].any()
+    assert all(f"cannot migrate: {why}" in reason for reason in others["blocked_by"])
 
 
 def test_same_inputs_give_the_same_ids_and_keep_decisions(tmp_path, no_forecasts, neutral_trust):
