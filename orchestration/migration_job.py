@@ -6,20 +6,14 @@ from pydantic import Field
 from orchestration.resources import DuckDBFile
 from skyshard.broker.execute import (
     MoveResult,
-    PlannedMove,
     ProgressLog,
     check_move_id,
     describe_step,
     is_transient,
-    run_move,
+    run_configured_move,
 )
-from skyshard.broker.from_config import broker_policy, host_accesses
-from skyshard.broker.migration import HostAccess
 from skyshard.home import current_sky
 from skyshard.plans.store import MOVE_ID
-from skyshard.transport.ssh import ConnectionPool
-from skyshard.trust import Ledger
-from skyshard.trust.recorder import record_access_denied
 
 MAX_RETRIES = 2
 # For transient network failures only: the op raises TransientMigrationError for those and a
@@ -61,28 +55,16 @@ def _metadata(result: MoveResult) -> dict[str, dg.MetadataValue]:
 
 
 def _run_move(context: dg.OpExecutionContext, move_id: str, db_path: str) -> MoveResult:
-    sky = current_sky()
-    ledger = Ledger.open()
-    run_id = context.run_id
-    policy = broker_policy(
-        sky, lambda denial: record_access_denied(denial, run_id=run_id, ledger=ledger)
+    return run_configured_move(
+        db_path,
+        move_id,
+        current_sky(),
+        run_id=context.run_id,
+        retry=context.retry_number > 0,
+        final_attempt=context.retry_number >= MAX_RETRIES,
+        on_progress=ProgressLog(context.log.info),
+        on_step=lambda step: context.log.info(describe_step(step)),
     )
-    with ConnectionPool() as pool:
-
-        def hosts_for(move: PlannedMove) -> dict[str, HostAccess]:
-            return host_accesses(sky, (move.from_host, move.to_host), pool, policy)
-
-        return run_move(
-            db_path,
-            move_id,
-            hosts_for,
-            run_id=run_id,
-            retry=context.retry_number > 0,
-            final_attempt=context.retry_number >= MAX_RETRIES,
-            ledger=ledger,
-            on_progress=ProgressLog(context.log.info),
-            on_step=lambda step: context.log.info(describe_step(step)),
-        )
 
 
 @dg.op(

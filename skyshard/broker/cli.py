@@ -1,9 +1,12 @@
-"""`skyshard shard ...`: the shard lifecycle from the command line (start, adopt, stop, status,
-list), acting as the broker with its key, pinned host keys and grants."""
+"""`skyshard shard ...` (start, adopt, stop, status, list) and `skyshard move ...` (status,
+resume, abort): the shard lifecycle and migrations from the command line, acting as the broker
+with its key, pinned host keys and grants."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import uuid
 from collections.abc import Iterable, Iterator
 
 import click
@@ -12,11 +15,14 @@ from rich.table import Table
 
 from skyshard import paths
 from skyshard.broker import lifecycle
+from skyshard.broker.execute import MoveResult, abort_move, load_move, run_configured_move
 from skyshard.broker.from_config import broker_policy, host_accesses
-from skyshard.broker.migration import HostAccess
-from skyshard.broker.ops_tables import OpsStore, RoutingConflict
+from skyshard.broker.lease import MoveLeaseHeld
+from skyshard.broker.migration import HostAccess, MigrationError
+from skyshard.broker.ops_tables import NON_TERMINAL, OpsStore, RoutingConflict, now
 from skyshard.config import ConfigError, Sky
 from skyshard.home import current_sky
+from skyshard.plans.status import PlanError
 from skyshard.transport.access import AccessDenied
 from skyshard.transport.ssh import ConnectionPool, SshError
 from skyshard.transport.validate import ValidationError
@@ -117,3 +123,79 @@ def _print_places(shard_ids: Iterable[str] | None) -> None:
                       str(route.generation) if route else "-", running,
                       blockers.get(place.shard_id, "yes"))  # fmt: skip
     console.print(table)
+
+
+@click.group("move")
+def move() -> None:
+    """Status, resume and abort of a migration (what the stuck_migrations sensor automates)."""
+
+
+@move.command("status")
+@click.argument("move_id")
+@click.option("--steps", default=8, show_default=True, help="Latest protocol steps to show.")
+def move_status(move_id: str, steps: int) -> None:
+    """The plan row, the protocol row, the lease and the latest steps of MOVE_ID."""
+    try:
+        planned = load_move(paths.duckdb_path(), move_id)
+    except PlanError as error:
+        raise click.ClickException(str(error)) from None
+    ops = OpsStore(paths.duckdb_path())
+    row, lease = ops.migration(move_id), ops.lease(move_id)
+    console.print(f"{move_id}: {planned.shard_id} {planned.from_host} -> {planned.to_host}, "
+                  f"plan status {planned.status}")  # fmt: skip
+    if row is None:
+        console.print("not started (no ops.migrations row)")
+        return
+    console.print(
+        f"protocol: {row.status} at phase {row.phase}, attempt {row.attempt}, "
+        f"{row.bytes_sent} bytes sent, updated {row.updated_at:%Y-%m-%d %H:%M:%S}"
+    )
+    if row.error:
+        console.print(f"error: {row.error}")
+    if lease is None:
+        owner = "none" + (" (unfinished: resume it)" if row.status in NON_TERMINAL else "")
+    else:
+        alive = "live" if lease.live(now()) else "EXPIRED (its broker died: resume it)"
+        owner = f"{lease.owner}, {alive}, expires {lease.expires_at:%H:%M:%S} UTC"
+    console.print(f"lease: {owner}")
+    table = Table("seq", "at", "phase", "detail")
+    for step in ops.steps(move_id)[-steps:]:
+        table.add_row(str(step.seq), f"{step.at:%H:%M:%S}", step.phase,
+                      json.dumps(step.detail, default=str)[:120])  # fmt: skip
+    console.print(table)
+
+
+def _report(result: MoveResult) -> None:
+    outcome = result.outcome
+    console.print(f"{outcome.move_id}: {outcome.status} (plan {result.plan_status}), phase "
+                  f"{outcome.phase}, attempt {outcome.attempt}")  # fmt: skip
+    if outcome.error:
+        console.print(f"error: {outcome.error}")
+    if outcome.status != "done":
+        raise SystemExit(1)
+
+
+@move.command("resume")
+@click.argument("move_id")
+def move_resume(move_id: str) -> None:
+    """Run MOVE_ID now: start it, or resume it (forward past the commit point, else back and
+    again), refusing while another broker holds its lease."""
+    run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    try:
+        result = run_configured_move(paths.duckdb_path(), move_id, current_sky(), run_id=run_id)
+    except (PlanError, MoveLeaseHeld, *REFUSALS) as error:
+        raise click.ClickException(f"{type(error).__name__}: {error}") from None
+    _report(result)
+
+
+@move.command("abort")
+@click.argument("move_id")
+@click.option("--by", required=True, help="Who aborts (recorded in the plan's decisions).")
+def move_abort(move_id: str, by: str) -> None:
+    """Roll MOVE_ID back (before its commit point) or reject it (not started yet)."""
+    run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    try:
+        result = abort_move(paths.duckdb_path(), move_id, current_sky(), by=by, run_id=run_id)
+    except (PlanError, MoveLeaseHeld, MigrationError, *REFUSALS) as error:
+        raise click.ClickException(f"{type(error).__name__}: {error}") from None
+    console.print(f"{move_id}: {result.outcome.status} (plan {result.plan_status})")

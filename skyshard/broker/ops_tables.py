@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -28,7 +28,11 @@ DDL = (
     """CREATE TABLE IF NOT EXISTS ops.routing (
         shard_id VARCHAR PRIMARY KEY, host_id VARCHAR NOT NULL, address VARCHAR NOT NULL,
         port INTEGER NOT NULL, generation BIGINT NOT NULL, updated_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ops.move_leases (
+        move_id VARCHAR PRIMARY KEY, owner VARCHAR NOT NULL, acquired_at TIMESTAMP NOT NULL,
+        heartbeat_at TIMESTAMP NOT NULL, expires_at TIMESTAMP NOT NULL)""",
 )
+NON_TERMINAL = ("running", "rolling_back")
 
 
 class RoutingConflict(RuntimeError):
@@ -84,7 +88,22 @@ class Route:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class Lease:
+    """Who runs a move (a Dagster run id, or `cli-...`), until when unless renewed."""
+
+    move_id: str
+    owner: str
+    acquired_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+
+    def live(self, at: datetime) -> bool:
+        return self.expires_at > at
+
+
 COLUMNS = [column.name for column in fields(MigrationRow)]
+LEASE_SQL = "SELECT move_id, owner, acquired_at, heartbeat_at, expires_at FROM ops.move_leases"
 
 
 def ensure_ops_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -103,6 +122,19 @@ def _insert_step(
         [move_id, seq, phase, at, json.dumps(detail, sort_keys=True, default=str)],
     )
     return Step(move_id, seq, phase, at, detail)
+
+
+def stuck_moves(con: duckdb.DuckDBPyConnection) -> list[MigrationRow]:
+    """Moves left non-terminal with no live lease: their broker died or gave up (a read-only
+    connection will do)."""
+    columns = ", ".join(f"m.{name}" for name in COLUMNS)
+    rows = con.execute(
+        f"SELECT {columns} FROM ops.migrations m LEFT JOIN ops.move_leases l USING (move_id) "
+        "WHERE list_contains(?, m.status) AND (l.move_id IS NULL OR l.expires_at <= ?) "
+        "ORDER BY m.updated_at",
+        [list(NON_TERMINAL), now()],
+    ).fetchall()
+    return [MigrationRow(*row) for row in rows]
 
 
 class OpsStore:
@@ -224,14 +256,80 @@ class OpsStore:
                 f"generation {expected.generation}; not removing it"
             )
 
-    def switch_route(
-        self, move_id: str, expected: Route, host_id: str, address: str, port: int, detail: dict
-    ) -> tuple[Route, Step]:
-        """The commit point of a migration: compare-and-set the route to the next generation
-        and mark the migration `switched`, atomically."""
+    # --- leases: one broker per move ----------------------------------------------------
+
+    def take_lease(self, move_id: str, owner: str, ttl: float) -> tuple[Lease, Lease | None]:
+        """Take (or renew) the move's lease for `owner`, unless another owner's is live.
+        Returns (the lease now, the stale lease of another owner it replaced, if any); the
+        current lease is the other owner's when that one is live (nothing changed)."""
         at = now()
         with connect(self.path) as con:
             con.begin()
+            row = con.execute(f"{LEASE_SQL} WHERE move_id = ?", [move_id]).fetchone()
+            held = Lease(*row) if row else None
+            if held is not None and held.owner != owner and held.live(at):
+                con.rollback()
+                return held, None
+            acquired = held.acquired_at if held is not None and held.owner == owner else at
+            con.execute(
+                "INSERT OR REPLACE INTO ops.move_leases VALUES (?, ?, ?, ?, ?)",
+                [move_id, owner, acquired, at, at + timedelta(seconds=ttl)],
+            )
+            con.commit()
+        stale = held if held is not None and held.owner != owner else None
+        return Lease(move_id, owner, acquired, at, at + timedelta(seconds=ttl)), stale
+
+    def renew_lease(self, move_id: str, owner: str, ttl: float) -> bool:
+        """Extend `owner`'s lease; False when it is not `owner`'s any more (taken over)."""
+        at = now()
+        with connect(self.path) as con:
+            renewed = con.execute(
+                "UPDATE ops.move_leases SET heartbeat_at = ?, expires_at = ? "
+                "WHERE move_id = ? AND owner = ? RETURNING move_id",
+                [at, at + timedelta(seconds=ttl), move_id, owner],
+            ).fetchall()
+        return bool(renewed)
+
+    def release_lease(self, move_id: str, owner: str) -> None:
+        with connect(self.path) as con:
+            con.execute(
+                "DELETE FROM ops.move_leases WHERE move_id = ? AND owner = ?", [move_id, owner]
+            )
+
+    def lease(self, move_id: str) -> Lease | None:
+        with connect(self.path) as con:
+            row = con.execute(f"{LEASE_SQL} WHERE move_id = ?", [move_id]).fetchone()
+        return Lease(*row) if row else None
+
+    def stuck_moves(self) -> list[MigrationRow]:
+        with connect(self.path) as con:
+            return stuck_moves(con)
+
+    def switch_route(
+        self,
+        move_id: str,
+        expected: Route,
+        host_id: str,
+        address: str,
+        port: int,
+        detail: dict,
+        owner: str,
+    ) -> tuple[Route, Step]:
+        """The commit point of a migration: compare-and-set the route to the next generation
+        and mark the migration `switched`, atomically, only while `owner` holds the lease."""
+        at = now()
+        with connect(self.path) as con:
+            con.begin()
+            holder = con.execute(
+                "SELECT owner FROM ops.move_leases WHERE move_id = ? AND expires_at > ?",
+                [move_id, at],
+            ).fetchone()
+            if holder is None or holder[0] != owner:
+                con.rollback()
+                raise RoutingConflict(
+                    f"move {move_id}: the lease is not {owner}'s any more "
+                    f"({holder[0] if holder else 'expired'}); not switching"
+                )
             changed = con.execute(
                 "UPDATE ops.routing SET host_id = ?, address = ?, port = ?, "
                 "generation = generation + 1, updated_at = ? "

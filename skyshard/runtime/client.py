@@ -116,9 +116,10 @@ class ShardRuntime:
         return last
 
     def _run(self, operation: str, shard_id: str, *options: str, stdin: bytes = b"") -> bytes:
+        action = self._authorize(operation)  # before `command` connects to install the helper
         command = self.command(operation, shard_id, *options)
         try:
-            result = self.session.run(command, action=self._authorize(operation), stdin=stdin)
+            result = self.session.run(command, action=action, stdin=stdin)
         except RemoteCommandFailed as error:
             raise _classify(error) from None
         return result.stdout
@@ -237,11 +238,12 @@ class ShardRuntime:
         `generation`) and health-checks only on `Handover.start()`. Use it as a context
         manager: leaving without `start()` leaves nothing started."""
         shard_id = manifest.shard_id
+        action = self._authorize("handover")  # every grant before any connection
         options = self._start_options(shard_id, port, generation, bind, limits, isolation)
         options += ("--digest", manifest.digest, "--timeout", f"{float(health_timeout):g}")
         options += ("--full-verify",) if full_verify else ()
         command = self.command("handover", shard_id, *options)
-        return Handover(self.session, command, self._authorize("handover"), manifest.to_json())
+        return Handover(self.session, command, action, manifest.to_json())
 
 
 class Handover:

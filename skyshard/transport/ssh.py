@@ -141,7 +141,25 @@ def pinned_host_keys(endpoint: SshEndpoint) -> list[paramiko.PKey]:
     return list(entries.values())
 
 
+def private_key_problem(path: Path) -> str | None:
+    """Why OpenSSH would refuse this private key file (readable by group or others), with the
+    fix; None when its mode is fine (or it does not exist: reading it will say so)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return None
+    if mode & 0o077:
+        return (
+            f"private key {path} is readable by group or others (mode {mode:04o}); "
+            f"fix: chmod 600 {path}"
+        )
+    return None
+
+
 def load_client_key(endpoint: SshEndpoint) -> paramiko.Ed25519Key:
+    problem = private_key_problem(endpoint.client_key)
+    if problem:
+        raise ValidationError("client_key", str(endpoint.client_key), problem)
     try:
         key = paramiko.Ed25519Key.from_private_key_file(str(endpoint.client_key))
     except (OSError, paramiko.SSHException) as error:
