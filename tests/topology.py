@@ -198,3 +198,10 @@ def running_topology(count: int = 3) -> Iterator[Topology]:
         yield topology
     finally:
         topology.close()
+
+
+def in_host(host: TestHost, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `argv` as root in the host's mount and network namespaces (what its sshd sees:
+    `ip netns exec` gives each host its own mount namespace)."""
+    command = ["nsenter", f"--target={host.sshd.process.pid}", "--mount", "--net", "--", *argv]
+    return subprocess.run(command, check=check, capture_output=True, text=True)
