@@ -9,6 +9,7 @@ import pytest
 import zstandard
 
 from skyshard.broker import relay
+from skyshard.broker.execute import is_transient
 from skyshard.broker.migration import LATE_PHASES, PHASES, TERMINAL
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.runtime.client import Handover, ShardRuntime
@@ -47,7 +48,9 @@ def test_connection_drop_mid_transfer_rolls_back_then_retry_finishes(cluster) ->
     )
     outcome = cluster.migrator(on_progress=on_progress).migrate(cluster.request())
     assert fired
-    assert_rolled_back(cluster, outcome, "Error")
+    assert_rolled_back(cluster, outcome, "")
+    # The drop is told as a network failure (worth a retry), not as corruption or a refusal.
+    assert is_transient(outcome.error.split(";")[0]), outcome.error
     assert cluster.migrator().migrate(cluster.request()).noop
     retried = cluster.migrator().migrate(cluster.request(), retry=True)
     assert (retried.status, retried.attempt) == ("done", 2)

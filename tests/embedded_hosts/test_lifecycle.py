@@ -73,7 +73,9 @@ def test_in_process_servers_stop_cleanly_and_end_running_commands(tmp_path):
 
             hanging = threading.Thread(target=hang)
             hanging.start()
+            deadline = time.monotonic() + 30
             while not _processes_named(f"sleep\0{marker}"):
+                assert time.monotonic() < deadline, "the remote sleep never started"
                 time.sleep(0.02)
             assert servers.stop() == []
             hanging.join()
