@@ -153,11 +153,21 @@ def _process_state(pid: int) -> str:
         return "gone"
 
 
-def cgroups_available() -> bool:
-    """Root and writable cgroup v1 cpu, memory and freezer hierarchies."""
+def cgroup_problem() -> str | None:
+    """Why this host cannot isolate shards in cgroups (root and writable cgroup v1 cpu,
+    memory and freezer hierarchies are needed), or None when it can."""
     if os.geteuid() != 0:
-        return False
-    return all((CGROUP_BASE / c / "cgroup.procs").exists() for c in CONTROLLERS)
+        return "the login user is not root"
+    missing = [c for c in CONTROLLERS if not (CGROUP_BASE / c / "cgroup.procs").exists()]
+    if not missing:
+        return None
+    if (CGROUP_BASE / "cgroup.controllers").exists():
+        return f"{CGROUP_BASE} is cgroup v2 (unified); only cgroup v1 hierarchies are supported"
+    return f"cgroup v1 hierarchies {missing} are not mounted under {CGROUP_BASE}"
+
+
+def cgroups_available() -> bool:
+    return cgroup_problem() is None
 
 
 def status(shard: Shard) -> dict:
@@ -229,8 +239,16 @@ def start(shard: Shard, args: argparse.Namespace) -> dict:
         raise HelperError(f"workload script {args.app!r} not found below {shard.root}")
     shard.state.mkdir(parents=True, exist_ok=True)
     isolation = args.isolation
-    if isolation == "auto":
-        isolation = "cgroup" if cgroups_available() else "signals"
+    if isolation != "signals":
+        problem = cgroup_problem()
+        limited = args.cpu_millicores > 0 or args.memory_bytes > 0
+        # `auto` falls back to signals only when nothing would go unenforced.
+        if problem and (isolation == "cgroup" or limited):
+            raise HelperError(
+                f"shard {shard.id}: cannot enforce cpu/memory limits here: {problem}; "
+                "start it without limits or with --isolation signals to run it unlimited"
+            )
+        isolation = "signals" if problem else "cgroup"
     if isolation == "cgroup":
         _make_cgroups(shard, args.cpu_millicores, args.memory_bytes)
     _write(shard.dir / "isolation", isolation)
