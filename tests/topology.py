@@ -131,7 +131,8 @@ def start_topology(count: int = 3) -> Topology:
             (folder / "sshd").chmod(0o755)
             (folder / "sshd" / "authorized_keys").chmod(0o644)
             sshd.user = user
-            topology.hosts[host_id] = TestHost(host_id, f"prov-{letter}", sshd, folder, prefix)
+            topology.hosts[host_id] = TestHost(host_id, f"prov-{letter}", sshd, folder, prefix,
+                                               str(SYSTEM_PYTHON))  # fmt: skip
             topology.index[host_id] = index
     except BaseException:
         topology.close()

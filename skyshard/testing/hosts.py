@@ -27,6 +27,8 @@ class TestHost:
     sshd: RunningSshd
     root: Path
     command_prefix: tuple[str, ...] = ()
+    # The host's interpreter for skyshard's helpers (namespace hosts: the system python3).
+    python: str = sys.executable
 
     def endpoint(self) -> SshEndpoint:
         return SshEndpoint(
@@ -37,7 +39,7 @@ class TestHost:
             client_key=self.sshd.client_key_path,
             port=self.sshd.port,
             user=self.sshd.user,
-            python=sys.executable,
+            python=self.python,
         )
 
     def session(self, policy: AccessPolicy, operator: str, pool: ConnectionPool) -> SshSession:
