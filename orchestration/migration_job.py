@@ -15,7 +15,7 @@ from skyshard.broker.execute import (
 )
 from skyshard.broker.from_config import broker_policy, host_accesses
 from skyshard.broker.migration import HostAccess
-from skyshard.home import current_sky
+from skyshard.config.home import current_sky
 from skyshard.plans.store import MOVE_ID
 from skyshard.transport.ssh import ConnectionPool
 from skyshard.trust import Ledger

@@ -236,3 +236,8 @@ class OpsStore:
             con.commit()
         route = Route(expected.shard_id, host_id, address, port, changed[0][0], at)
         return route, step
+
+
+def routed_hosts(database: Path | str) -> dict[str, str]:
+    """Where the routing table says each migrated shard runs now (shard id → host id)."""
+    return {route.shard_id: route.host_id for route in OpsStore(database).routes()}

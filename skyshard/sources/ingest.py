@@ -18,9 +18,15 @@ import polars as pl
 from skyshard import db
 from skyshard.config.providers import Provider, Source
 from skyshard.config.sky import Sky
-from skyshard.raw_tables import BY_NAME, INGEST_COLUMNS, QUARANTINE, RawTable
 from skyshard.sources.base import Adapter, Fetcher, PayloadError, QuarantinedRow, Window
 from skyshard.sources.fetch import fetch_for_source
+from skyshard.sources.raw_tables import (
+    BY_NAME,
+    INGEST_COLUMNS,
+    QUARANTINE,
+    RawTable,
+    ensure_raw_schema,
+)
 from skyshard.sources.registry import ADAPTERS
 
 INGEST_COLUMN_NAMES = frozenset(name for name, _ in INGEST_COLUMNS)
@@ -223,7 +229,7 @@ def ingest_all(
     pairs = sources_of(sky.providers)
     known = KnownIds.of(sky)
     with db.connect(database) as con:
-        db.ensure_raw_schema(con)
+        ensure_raw_schema(con)
     outcomes = []
     for done, (provider, source) in enumerate(pairs, start=1):
         collected = collect_source(source, provider.id, window)

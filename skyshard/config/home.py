@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from skyshard import paths
+from skyshard.config import paths
 from skyshard.config.sky import PROVIDERS_FILE, Sky, load_sky
 
 
