@@ -9,11 +9,11 @@ import polars as pl
 from assets.metadata import markdown_bars, preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
-from skyshard.config.home import current_sky
 from skyshard.forecast import ForecastConfig, forecast_series, input_fingerprints, series_to_refit
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
 from skyshard.scoring.bottlenecks import predict_bottlenecks
+from skyshard.sim.home import current_sky
 
 GROUP = "forecasts"
 MART_DEPS = [

@@ -8,9 +8,9 @@ from assets.metadata import preview, table_preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.broker.ops_tables import routed_hosts
-from skyshard.config.home import current_sky
 from skyshard.config.sky import Sky
 from skyshard.config.sky_tables import sky_frames
+from skyshard.sim.home import current_sky
 from skyshard.sources import ingest
 from skyshard.sources.base import Window
 from skyshard.sources.raw_tables import INGEST_TABLES, QUARANTINE

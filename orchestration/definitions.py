@@ -6,8 +6,8 @@ from assets import features, forecasts, ingestion, planning, trust
 from orchestration import jobs
 from orchestration.resources import build_resources
 from sensors import ledger, migrations
-from skyshard.config.home import current_sky
 from skyshard.config.sky import Sky
+from skyshard.sim.home import current_sky
 
 
 def build_definitions(sky: Sky) -> dg.Definitions:

@@ -21,12 +21,12 @@ from rich.table import Table
 from skyshard import db
 from skyshard.cli.common import console, load_or_fail
 from skyshard.config import paths
-from skyshard.config.home import resolve_home
 from skyshard.config.sky import Sky
 from skyshard.embedded_hosts.demo import ShardCheck, start_demo_shards, verify_demo_shards
 from skyshard.embedded_hosts.run import running_sky
 from skyshard.plans.status import MoveStatus
 from skyshard.plans.store import decide
+from skyshard.sim.home import resolve_home
 
 MAIN_JOB = "planning_cycle"
 MIGRATION_JOB = "migrate_shard"

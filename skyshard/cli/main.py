@@ -16,8 +16,8 @@ from skyshard.cli.common import console, load_or_fail
 from skyshard.cli.demo import demo
 from skyshard.cli.plans import plan, whatif
 from skyshard.config import paths
-from skyshard.config.home import resolve_home
 from skyshard.config.sky_tables import sky_frames
+from skyshard.sim.home import resolve_home
 from skyshard.sources import ingest
 from skyshard.sources.base import Window
 from skyshard.trust.cli import ledger

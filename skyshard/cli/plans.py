@@ -10,12 +10,12 @@ from rich.table import Table
 from skyshard import db
 from skyshard.cli.common import console
 from skyshard.config import paths
-from skyshard.config.home import current_sky
 from skyshard.plans.status import MoveStatus, PlanError
 from skyshard.plans.store import PLAN_COLUMNS, decide, list_moves
 from skyshard.plans.whatif import ShardAssessment, assess_shard
 from skyshard.scoring import TERMS, load_planning_data
 from skyshard.scoring.trust_inputs import read_trust_scores
+from skyshard.sim.home import current_sky
 
 LIST_COLUMNS = (*PLAN_COLUMNS, "approved_by")
 

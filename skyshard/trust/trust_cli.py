@@ -11,8 +11,8 @@ import duckdb
 import polars as pl
 
 from skyshard.config import ConfigError, paths
-from skyshard.config.home import current_sky
 from skyshard.config.sky import Sky
+from skyshard.sim.home import current_sky
 from skyshard.trust import Ledger, LedgerError
 from skyshard.trust.audit import AuditError, import_attestation
 from skyshard.trust.entry import EntryError
