@@ -109,11 +109,9 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
             kept = kept.filter(~pl.col("series_id").is_in(refit))
             fresh = pl.concat([kept.select(fresh.columns).cast(fresh.schema), fresh])
         tables[key] = fresh.sort("series_id")
-    with duckdb.connect() as con:
-        con.execute("BEGIN TRANSACTION")
+    with duckdb.connect() as con, db.transaction(con):
         for key, table in TABLES.items():
             db.replace_table(con, table, tables[key])
-        con.execute("COMMIT")
     summary = tables["summary"]
     models = summary.group_by("model").len().sort("len", descending=True)
     return dg.MaterializeResult(

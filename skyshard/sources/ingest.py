@@ -138,15 +138,10 @@ def write_collected(con: duckdb.DuckDBPyConnection, collected: CollectedSource) 
     """Replace this source's rows for the windows (or keys) the new rows cover."""
     if not collected.ok:
         return
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with db.transaction(con):
         for name, frame in collected.frames.items():
             _replace_rows(con, BY_NAME[name], frame, collected)
         _replace_rows(con, QUARANTINE, _quarantine_frame(collected), collected)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _quarantine_frame(collected: CollectedSource) -> pl.DataFrame:
