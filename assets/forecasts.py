@@ -7,13 +7,12 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import markdown_bars, preview
-from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
 from skyshard import db
 from skyshard.forecast import ForecastConfig, forecast_series, input_fingerprints, series_to_refit
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
 from skyshard.scoring.bottlenecks import predict_bottlenecks
-from skyshard.sim.home import current_sky
 
 GROUP = "forecasts"
 MART_DEPS = [
@@ -60,9 +59,9 @@ def _median(values: pl.Series) -> float | None:
     description="`forecast.forecasts`, `forecast.backtest`, `forecast.summary`: per-series "
     "Prophet / seasonal-naive / blend forecasts chosen by rolling-origin backtest.",
 )
-def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
     """Refit only the series whose input changed since the last fit; keep the others' rows."""
-    policy = current_sky().policy.forecast
+    policy = sky.load().policy.forecast
     config = ForecastConfig(
         policy.horizon_hours,
         policy.interval,
@@ -154,8 +153,8 @@ def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
     description="`forecast.predicted_bottlenecks`: shards running out of room, capacity "
     "withdrawn, prices past the cap, open incidents, with the hours until each.",
 )
-def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
-    horizon = current_sky().policy.forecast.horizon_hours
+def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
+    horizon = sky.load().policy.forecast.horizon_hours
     with duckdb.connect() as con:
         data = load_planning_data(con)
         forecasts = con.sql(f"select * from {TABLES['forecasts']}").pl()

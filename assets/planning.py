@@ -7,7 +7,7 @@ import polars as pl
 from assets.forecasts import MART_DEPS, predicted_bottlenecks
 from assets.metadata import markdown_bars, preview
 from assets.trust import trust_scores
-from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, LedgerResource, SkyResource
 from skyshard import db
 from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
 from skyshard.plans.backtest import policy_backtest as run_policy_backtest
@@ -15,8 +15,7 @@ from skyshard.plans.decisions import plan_decisions
 from skyshard.plans.store import PLAN_COLUMNS, write_candidate_scores
 from skyshard.scoring import load_planning_data
 from skyshard.scoring.trust_inputs import read_trust_scores
-from skyshard.sim.home import current_sky
-from skyshard.trust import EntryType, Ledger, Record
+from skyshard.trust import EntryType, Record
 
 GROUP = "planning"
 
@@ -42,9 +41,14 @@ GROUP = "planning"
     ],
     pool=DUCKDB_WRITER_POOL,
 )
-def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+def migration_planning(
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBFile,
+    sky: SkyResource,
+    ledger: LedgerResource,
+):
     """Score, solve and store one planning cycle; the same inputs give the same ids."""
-    policy = current_sky().policy
+    policy = sky.load().policy
     with duckdb.connect() as con:
         data = load_planning_data(con)
         forecasts = con.sql("select * from forecast.forecasts").pl()
@@ -56,7 +60,7 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
         new = write_plan(con, cycle.run, cycle.plan)
     run = cycle.run.row(0, named=True)
     decisions = plan_decisions(policy, run["plan_run_id"], cycle.plan, cycle.scores)
-    Ledger.open().append_many(
+    ledger.open().append_many(
         [
             Record(EntryType.POLICY_DECISION, context.run_id, "planner", d.payload())
             for d in decisions
@@ -98,8 +102,8 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     description="`plan.policy_backtest`: static, reactive, greedy, predictive and oracle "
     "placement replayed over the stored history.",
 )
-def policy_backtest(duckdb: DuckDBFile):
-    policy = current_sky().policy
+def policy_backtest(duckdb: DuckDBFile, sky: SkyResource):
+    policy = sky.load().policy
     with duckdb.connect() as con:
         data = load_planning_data(con)
     table = run_policy_backtest(data, policy)

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets import features, forecasts, ingestion, planning, trust
-from orchestration import jobs
+from orchestration import jobs, migration_job
 from orchestration.resources import build_resources
 from sensors import ledger, migrations
 from skyshard.config.sky import Sky
@@ -20,6 +20,7 @@ def build_definitions(sky: Sky) -> dg.Definitions:
         trust.defs,
         ledger.defs,
         jobs.defs,
+        migration_job.defs,
         migrations.defs,
         dg.Definitions(resources=build_resources()),
     )

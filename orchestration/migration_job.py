@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from orchestration.resources import DuckDBFile
+from orchestration.resources import DuckDBFile, LedgerResource, SkyResource
 from skyshard.broker.execute import (
     MoveResult,
     PlannedMove,
@@ -15,8 +15,8 @@ from skyshard.broker.execute import (
 )
 from skyshard.broker.from_config import broker_policy, host_accesses
 from skyshard.broker.migration import HostAccess
+from skyshard.config.sky import Sky
 from skyshard.plans.store import MOVE_ID
-from skyshard.sim.home import current_sky
 from skyshard.transport.ssh import ConnectionPool
 from skyshard.trust import Ledger
 from skyshard.trust.recorder import record_access_denied
@@ -60,9 +60,9 @@ def _metadata(result: MoveResult) -> dict[str, dg.MetadataValue]:
     }
 
 
-def _run_move(context: dg.OpExecutionContext, move_id: str, db_path: str) -> MoveResult:
-    sky = current_sky()
-    ledger = Ledger.open()
+def _run_move(
+    context: dg.OpExecutionContext, move_id: str, db_path: str, sky: Sky, ledger: Ledger
+) -> MoveResult:
     run_id = context.run_id
     policy = broker_policy(
         sky, lambda denial: record_access_denied(denial, run_id=run_id, ledger=ledger)
@@ -89,9 +89,17 @@ def _run_move(context: dg.OpExecutionContext, move_id: str, db_path: str) -> Mov
     retry_policy=RETRY_POLICY,
     description="Migrate one shard for an approved move; never holds the DuckDB write lock.",
 )
-def migrate(context: dg.OpExecutionContext, config: MoveConfig, duckdb: DuckDBFile):
+def migrate(
+    context: dg.OpExecutionContext,
+    config: MoveConfig,
+    duckdb: DuckDBFile,
+    sky: SkyResource,
+    ledger: LedgerResource,
+):
     try:
-        result = _run_move(context, check_move_id(config.move_id), duckdb.path)
+        result = _run_move(
+            context, check_move_id(config.move_id), duckdb.path, sky.load(), ledger.open()
+        )
     except Exception as error:  # refusals before any migration (config, plan): never retried
         if is_transient(error):
             raise
@@ -122,3 +130,6 @@ def migrate(context: dg.OpExecutionContext, config: MoveConfig, duckdb: DuckDBFi
 )
 def migrate_shard():
     migrate()
+
+
+defs = dg.Definitions(jobs=[migrate_shard])

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from orchestration.migration_job import migrate_shard
-from orchestration.resources import DuckDBFile
+from orchestration.resources import build_resources
 from skyshard.config import paths
 from skyshard.trust import EntryType, Ledger
 from skyshard.trust.verify import verify_ledger
@@ -19,7 +19,7 @@ MOVE = "mv-0123456789abcdef"
 def run(instance: dg.DagsterInstance, move_id: str = MOVE) -> dg.ExecuteInProcessResult:
     return migrate_shard.execute_in_process(
         run_config={"ops": {"migrate": {"config": {"move_id": move_id}}}},
-        resources={"duckdb": DuckDBFile(path=str(paths.duckdb_path()))},
+        resources=build_resources(),
         instance=instance,
         raise_on_error=False,
     )
