@@ -52,6 +52,7 @@ def _median(values: pl.Series) -> float | None:
 
 
 @dg.asset(
+    key=["forecast", "forecasts"],
     group_name=GROUP,
     deps=MART_DEPS,
     kinds={"duckdb", "python"},
@@ -146,6 +147,7 @@ def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
 
 
 @dg.asset(
+    key=["forecast", "predicted_bottlenecks"],
     group_name=GROUP,
     deps=[demand_forecasts, *MART_DEPS],
     kinds={"duckdb", "python"},

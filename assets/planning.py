@@ -18,12 +18,14 @@ from skyshard.scoring.trust_inputs import read_trust_scores
 from skyshard.trust import EntryType, Record
 
 GROUP = "planning"
+CANDIDATE_SCORES = dg.AssetKey(["plan", "candidate_scores"])
+MIGRATION_PLAN = dg.AssetKey(["plan", "migration_plan"])
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            "candidate_scores",
+            CANDIDATE_SCORES,
             group_name=GROUP,
             kinds={"duckdb", "python"},
             deps=[predicted_bottlenecks, trust_scores, *MART_DEPS],
@@ -31,10 +33,10 @@ GROUP = "planning"
             "policy blocks and the facts behind them.",
         ),
         dg.AssetSpec(
-            "migration_plan",
+            MIGRATION_PLAN,
             group_name=GROUP,
             kinds={"duckdb", "python"},
-            deps=["candidate_scores"],
+            deps=[CANDIDATE_SCORES],
             description="`plan.migration_plan` and `plan.plan_runs`: the moves the placement "
             "solver proposes this cycle, with reasons, savings, risks and approvals.",
         ),
@@ -73,14 +75,14 @@ def migration_planning(
     if run["explanation"]:
         context.log.warning(run["explanation"])
     yield dg.MaterializeResult(
-        asset_key="candidate_scores",
+        asset_key=CANDIDATE_SCORES,
         metadata={
             "dagster/row_count": cycle.scores.height,
             "blocked": cycle.scores.filter(~pl.col("allowed")).height,
         },
     )
     yield dg.MaterializeResult(
-        asset_key="migration_plan",
+        asset_key=MIGRATION_PLAN,
         metadata={
             "dagster/row_count": cycle.plan.height,
             "plan_run_id": run["plan_run_id"],
@@ -95,6 +97,7 @@ def migration_planning(
 
 
 @dg.asset(
+    key=["plan", "policy_backtest"],
     group_name=GROUP,
     deps=MART_DEPS,
     kinds={"duckdb", "python"},

@@ -34,6 +34,7 @@ def _marts(con: duckdb_lib.DuckDBPyConnection, sql: str) -> pl.DataFrame | None:
 
 
 @dg.asset(
+    key=["trust", "scores"],
     group_name=GROUP,
     deps=[
         dg.AssetKey(["marts", "fct_provider_incidents"]),
@@ -75,6 +76,7 @@ def trust_scores(
 
 
 @dg.asset(
+    key=["trust", "settlement"],
     group_name=GROUP,
     deps=[dg.AssetKey(["marts", "fct_provider_price_hourly"])],
     kinds={"duckdb", "python"},
@@ -126,6 +128,7 @@ def settlement(duckdb: DuckDBFile, sky: SkyResource, ledger: LedgerResource):
 
 
 @dg.asset(
+    key=["ledger", "entries"],
     group_name=GROUP,
     deps=[trust_scores],
     kinds={"duckdb", "python"},
