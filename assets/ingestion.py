@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from assets.metadata import preview, table_preview
+from assets.routing import ROUTING
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
 from skyshard import db
 from skyshard.broker.ops_tables import routed_hosts
@@ -42,7 +43,9 @@ def feed_check_name(source_id: str) -> str:
             raw_key(name),
             group_name=GROUP,
             kinds={"duckdb", "python"},
-            description=f"`raw.{name}`: the configured sky (providers.yaml, workloads.yaml).",
+            deps=[ROUTING],
+            description=f"`raw.{name}`: the configured sky (providers.yaml, workloads.yaml), "
+            "shards placed where the routing table says they run.",
         )
         for name in ("sky_providers", "sky_hosts", "sky_shards", "sky_shard_dependencies")
     ],

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets import features, forecasts, ingestion, planning, trust
+from assets import features, forecasts, ingestion, planning, routing, trust
 from orchestration import jobs, migration_job
 from orchestration.resources import build_resources
 from sensors import ledger, migrations
@@ -18,6 +18,7 @@ def build_definitions(sky: Sky) -> dg.Definitions:
         forecasts.defs,
         planning.defs,
         trust.defs,
+        routing.defs,
         ledger.defs,
         jobs.defs,
         migration_job.defs,

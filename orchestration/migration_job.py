@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from assets.routing import ROUTING
 from orchestration.resources import DuckDBFile, LedgerResource, SkyResource
 from skyshard.broker.execute import (
     MoveResult,
@@ -14,7 +15,7 @@ from skyshard.broker.execute import (
     run_move,
 )
 from skyshard.broker.from_config import broker_policy, host_accesses
-from skyshard.broker.migration import HostAccess
+from skyshard.broker.migration import COMMITTED, HostAccess
 from skyshard.config.sky import Sky
 from skyshard.plans.store import MOVE_ID
 from skyshard.transport.ssh import ConnectionPool
@@ -58,6 +59,21 @@ def _metadata(result: MoveResult) -> dict[str, dg.MetadataValue]:
         "error": dg.MetadataValue.text(outcome.error or ""),
         "noop": dg.MetadataValue.bool(outcome.noop),
     }
+
+
+def routing_event(result: MoveResult) -> dg.AssetMaterialization | dg.AssetObservation:
+    """What this run did to `ops.routing`: a materialization when it switched the shard's route
+    (the commit point), an observation of where the shard stays otherwise."""
+    switched = result.outcome.phase in COMMITTED and not result.outcome.noop
+    metadata = {
+        "move_id": result.outcome.move_id,
+        "shard_id": result.move.shard_id,
+        "host_id": result.move.to_host if switched else "(unchanged)",
+        "phase": result.outcome.phase,
+    }
+    if switched:
+        return dg.AssetMaterialization(ROUTING.key, metadata=metadata)
+    return dg.AssetObservation(ROUTING.key, metadata=metadata)
 
 
 def _run_move(
@@ -104,6 +120,7 @@ def migrate(
         if is_transient(error):
             raise
         raise dg.Failure(f"move {config.move_id}: {error}", allow_retries=False) from error
+    context.log_event(routing_event(result))
     if result.retryable:
         raise TransientMigrationError(
             f"move {config.move_id} attempt {result.outcome.attempt}: {result.outcome.error}"

@@ -150,3 +150,18 @@ def test_a_move_that_is_not_approved_is_refused(site, instance) -> None:
     (event,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "approve it first" in event.step_failure_data.user_failure_data.description
     assert plan_status(site.db, MOVE) == "proposed"
+
+
+def test_each_move_reports_on_the_routing_asset(site, instance) -> None:
+    site.place()
+    add_move(site.db, MOVE, site.shard)
+    moved = run(instance)
+    [materialization] = moved.get_asset_materialization_events()
+    assert materialization.asset_key == dg.AssetKey(["ops", "routing"])
+    reported = {k: v.value for k, v in materialization.materialization.metadata.items()}
+    assert reported["move_id"] == MOVE and reported["host_id"] == "host-b"
+    again = run(instance)  # nothing switches: where the shard stays is observed
+    assert again.get_asset_materialization_events() == []
+    [observation] = again.get_asset_observation_events()
+    assert observation.asset_key == dg.AssetKey(["ops", "routing"])
+    assert observation.asset_observation_data.asset_observation.metadata["phase"].value == "done"
