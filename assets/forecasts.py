@@ -8,8 +8,8 @@ import polars as pl
 
 from assets.metadata import markdown_bars, preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
-from skyshard import db
 from skyshard.forecast import ForecastConfig, forecast_series, input_fingerprints, series_to_refit
+from skyshard.forecast.store import TABLES, read_stored, stored_fingerprints, write_refit
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
 from skyshard.scoring.bottlenecks import predict_bottlenecks
@@ -28,22 +28,6 @@ MART_DEPS = [
         "dim_providers",
     )
 ]
-TABLES = {
-    "forecasts": "forecast.forecasts",
-    "backtests": "forecast.backtest",
-    "summary": "forecast.summary",
-}
-
-
-def _stored(duckdb: DuckDBFile, table: str) -> pl.DataFrame | None:
-    schema, name = table.split(".")
-    with duckdb.connect() as con:
-        found = con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = ? and table_name = ?",
-            [schema, name],
-        ).fetchall()[0][0]
-        return con.sql(f"select * from {table}").pl() if found else None
 
 
 def _median(values: pl.Series) -> float | None:
@@ -75,10 +59,8 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky:
     frame = forecast_input(data)
     limits = forecast_limits(data)
     current = input_fingerprints(frame, config, limits)
-    previous_summary = _stored(duckdb, TABLES["summary"])
-    previous = {}
-    if previous_summary is not None:
-        previous = dict(previous_summary.select("series_id", "input_fingerprint").iter_rows())
+    with duckdb.connect() as con:
+        previous = stored_fingerprints(con)
     refit = series_to_refit(current, previous)
     context.log.info(f"{len(refit)} of {len(current)} series changed since the last fit")
 
@@ -97,21 +79,8 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky:
         limits=limits,
         on_stage=context.log.info,
     )
-    tables = {}
-    for key, fresh in (
-        ("forecasts", result.forecasts),
-        ("backtests", result.backtests),
-        ("summary", result.summary),
-    ):
-        old = _stored(duckdb, TABLES[key]) if refit != sorted(current) else None
-        if old is not None:
-            kept = old.filter(pl.col("series_id").is_in(list(current)))
-            kept = kept.filter(~pl.col("series_id").is_in(refit))
-            fresh = pl.concat([kept.select(fresh.columns).cast(fresh.schema), fresh])
-        tables[key] = fresh.sort("series_id")
-    with duckdb.connect() as con, db.transaction(con):
-        for key, table in TABLES.items():
-            db.replace_table(con, table, tables[key])
+    with duckdb.connect() as con:
+        tables = write_refit(con, result, current, refit)
     summary = tables["summary"]
     models = summary.group_by("model").len().sort("len", descending=True)
     return dg.MaterializeResult(
@@ -133,7 +102,8 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky:
     "no worse than the seasonal-naive baseline's.",
 )
 def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
-    summary = _stored(duckdb, TABLES["summary"])
+    with duckdb.connect() as con:
+        summary = read_stored(con, TABLES["summary"])
     if summary is None or summary.is_empty():
         return dg.AssetCheckResult(passed=True, metadata={"series": 0})
     chosen = _median(summary["mase_chosen"])

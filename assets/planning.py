@@ -12,7 +12,7 @@ from skyshard import db
 from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
 from skyshard.plans.backtest import policy_backtest as run_policy_backtest
 from skyshard.plans.decisions import plan_decisions
-from skyshard.plans.store import PLAN_COLUMNS, write_candidate_scores
+from skyshard.plans.store import PLAN_COLUMNS, read_bottlenecks, write_candidate_scores
 from skyshard.scoring import load_planning_data
 from skyshard.scoring.trust_inputs import read_trust_scores
 from skyshard.trust import EntryType, Record
@@ -56,7 +56,8 @@ def migration_planning(
         forecasts = con.sql("select * from forecast.forecasts").pl()
         trust = read_trust_scores(con, data.providers["provider_id"], policy.trust.neutral_score)
         cycles = cycles_since_move(con)
-    cycle = plan_cycle(data, forecasts, policy, trust, cycles)
+        bottlenecks = read_bottlenecks(con)
+    cycle = plan_cycle(data, forecasts, policy, trust, cycles, bottlenecks=bottlenecks)
     with duckdb.connect() as con:
         write_candidate_scores(con, cycle.scores)
         new = write_plan(con, cycle.run, cycle.plan)

@@ -4,12 +4,12 @@ monthly settlement under the policy's payment terms, and the ledger's DuckDB mir
 from datetime import UTC, datetime
 
 import dagster as dg
-import duckdb as duckdb_lib
 import polars as pl
 
 from assets.metadata import preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, LedgerResource, SkyResource
 from skyshard import db
+from skyshard.scoring.provider_marts import daily_availability, settlement_prices
 from skyshard.scoring.trust_inputs import TRUST_TABLE
 from skyshard.trust.checkpoint import Checkpoint
 from skyshard.trust.mirror import mirror_ledger
@@ -23,14 +23,6 @@ from skyshard.trust.settlement import (
 )
 
 GROUP = "trust"
-
-
-def _marts(con: duckdb_lib.DuckDBPyConnection, sql: str) -> pl.DataFrame | None:
-    """A query over marts, or None before dbt built them."""
-    try:
-        return con.sql(sql).pl()
-    except duckdb_lib.CatalogException:
-        return None
 
 
 @dg.asset(
@@ -56,9 +48,7 @@ def trust_scores(
     as_of = datetime.now(UTC)
     log = ledger.open()
     with duckdb.connect() as con:
-        incidents = _marts(
-            con, "select provider_id, day, availability from marts.fct_provider_incidents"
-        )
+        incidents = daily_availability(con)
     scores = compute_trust_scores(
         log.entries(),
         {p.id: p.contract.tier for p in configured.providers},
@@ -91,19 +81,8 @@ def settlement(duckdb: DuckDBFile, sky: SkyResource, ledger: LedgerResource):
     entries = list(ledger.open().entries())
     since = settlement_since(entries, until)
     initial = {s.id: configured.hosts[s.current_host][0].id for s in configured.shards}
-    prices = {
-        (p.id, month): p.contract.price_per_cpu_hour
-        for p in configured.providers
-        for month in months_between(since, until)
-    }
     with duckdb.connect() as con:
-        observed = _marts(
-            con,
-            "select provider_id, date_trunc('month', hour)::date as month, "
-            "avg(price_per_cpu_hour) as price from marts.fct_provider_price_hourly group by all",
-        )
-    if observed is not None:
-        prices = {(p, m): price for p, m, price in observed.iter_rows()}
+        prices = settlement_prices(con, configured.providers, months_between(since, until))
     table = settle(
         configured.policy,
         [p.id for p in configured.providers],
