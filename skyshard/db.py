@@ -51,9 +51,12 @@ def create_table_sql(schema: str, table: RawTable) -> str:
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the raw tables, adding columns a newer skyshard declares to an older file."""
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     for table in BY_NAME.values():
         con.execute(create_table_sql("raw", table))
+        for name, kind in table.columns:
+            con.execute(f'ALTER TABLE raw.{table.name} ADD COLUMN IF NOT EXISTS "{name}" {kind}')
 
 
 def replace_table(con: duckdb.DuckDBPyConnection, qualified_name: str, frame: pl.DataFrame) -> int:

@@ -70,6 +70,7 @@ PRICES = RawTable(
         ("ts", "TIMESTAMP"),
         ("price", "DOUBLE"),  # currency units per instance-hour
         ("cpu_per_instance", "DOUBLE"),  # from the source's instance_types parameter
+        ("mem_gb_per_instance", "DOUBLE"),  # GiB per instance; NULL where the source has none
         *INGEST_COLUMNS,
     ),
     window_column="ts",
@@ -87,8 +88,10 @@ INCIDENTS = RawTable(
         ("impact", "VARCHAR"),  # none | minor | major | critical | maintenance
         ("started_at", "TIMESTAMP"),
         ("resolved_at", "TIMESTAMP"),  # NULL while open
+        ("scheduled_until", "TIMESTAMP"),  # end of a maintenance's announced window
         ("updated_at", "TIMESTAMP"),
         ("components", "VARCHAR[]"),
+        ("regions", "VARCHAR[]"),  # regions the components map to; empty: the whole provider
         *INGEST_COLUMNS,
     ),
     window_column=None,

@@ -34,6 +34,7 @@ class InstanceType(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cpu: float = Field(gt=0)
+    mem_gb: float | None = Field(default=None, gt=0, description="GiB per instance.")
 
 
 class SpotParams(BaseModel):
@@ -66,6 +67,7 @@ class AwsSpotPriceHistoryAdapter:
         else:
             text = _json_strings(payload, source.id, request.url)
         cpu_by_type = {name: spec.cpu for name, spec in params.instance_types.items()}
+        mem_by_type = {name: spec.mem_gb for name, spec in params.instance_types.items()}
         zone = pl.col("AvailabilityZone").str.strip_chars().replace("", None)
         region = (
             pl.lit(params.region, pl.String)
@@ -81,6 +83,7 @@ class AwsSpotPriceHistoryAdapter:
             product_name=pl.col("ProductDescription").str.strip_chars().replace("", None),
             price_value=finite_numbers(text["SpotPrice"]),
             cpu=instance_type.replace_strict(cpu_by_type, default=None, return_dtype=pl.Float64),
+            mem=instance_type.replace_strict(mem_by_type, default=None, return_dtype=pl.Float64),
             _cpu_problem=pl.concat_str(
                 pl.lit("instance type "),
                 instance_type.fill_null(""),

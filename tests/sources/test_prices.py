@@ -11,7 +11,7 @@ from skyshard.sources.csv_prices import CsvPricesAdapter
 from tests.sources.conftest import WINDOW, make_source
 
 SPOT = AwsSpotPriceHistoryAdapter()
-TYPES = {"m5.large": {"cpu": 2}, "m5.xlarge": {"cpu": 4}}
+TYPES = {"m5.large": {"cpu": 2, "mem_gb": 8}, "m5.xlarge": {"cpu": 4}}
 ENTRY = {
     "AvailabilityZone": "us-east-1a",
     "InstanceType": "m5.large",
@@ -41,6 +41,7 @@ def test_spot_json_rows():
             dt.datetime(2026, 11, 27, 23),
             0.0341,
             2.0,
+            8.0,
         ),
         (
             "cloud-a",
@@ -51,6 +52,7 @@ def test_spot_json_rows():
             dt.datetime(2026, 11, 27, 23, 30),
             0.0341,
             4.0,
+            None,
         ),
     ]
     assert parsed.quarantine == []
