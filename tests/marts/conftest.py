@@ -36,13 +36,18 @@ def usage_rows() -> list[dict]:
 
 
 def build_marts(
-    database: Path, rows: dict[str, list[dict]], target: Path, *, dbt_vars: str | None = None
+    database: Path,
+    rows: dict[str, list[dict]],
+    target: Path,
+    *,
+    home: Path = ROOT / "config",
+    dbt_vars: str | None = None,
 ) -> None:
-    """Write the example sky and `rows` (raw table → rows without ingestion columns) into
+    """Write the sky at `home` and `rows` (raw table → rows without ingestion columns) into
     `database`, then `dbt build` it; fails the test when any model or data test fails."""
     with db.connect(database) as con:
         db.ensure_raw_schema(con)
-        for name, frame in sky_frames(load_sky(ROOT / "config"), {}).items():
+        for name, frame in sky_frames(load_sky(home), {}).items():
             db.replace_table(con, f"raw.{name}", frame)
         for name, table_rows in {"shard_usage": usage_rows(), **rows}.items():
             frame = rows_frame(name, [_complete(name, row) for row in table_rows])
