@@ -12,18 +12,10 @@ from skyshard.home import current_sky
 from skyshard.raw_tables import INGEST_TABLES, QUARANTINE
 from skyshard.sky_tables import routed_hosts, sky_frames
 from skyshard.sources.base import Window
+from skyshard.sources.registry import check_sources, primary_table
 
 GROUP = "ingestion"
 INGEST_LOOKBACK = timedelta(days=14)
-# The raw table a source type mostly feeds: its health check is shown on that asset.
-PRIMARY_TABLE = {
-    "prometheus": "shard_usage",
-    "csv_usage": "shard_usage",
-    "simulated": "shard_usage",
-    "statuspage": "incidents",
-    "aws_spot_price_history": "prices",
-    "csv_prices": "prices",
-}
 
 
 def raw_key(table: str) -> dg.AssetKey:
@@ -69,7 +61,7 @@ def _telemetry_checks(sky: Sky) -> list[dg.AssetCheckSpec]:
     return [
         dg.AssetCheckSpec(
             feed_check_name(source.id),
-            asset=raw_key(PRIMARY_TABLE.get(source.type, "shard_usage")),
+            asset=raw_key(primary_table(source.type)),
             description=f"Feed {source.id} ({source.type}, provider {provider.id}) was ingested.",
         )
         for provider, source in ingest.sources_of(sky.providers)
@@ -122,7 +114,7 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
                 continue  # a feed added since the definitions were loaded: reload to check it
             yield dg.AssetCheckResult(
                 check_name=feed_check_name(collected.source.id),
-                asset_key=raw_key(PRIMARY_TABLE.get(collected.source.type, "shard_usage")),
+                asset_key=raw_key(primary_table(collected.source.type)),
                 passed=collected.ok,
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={
@@ -137,4 +129,5 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
 
 
 def build_defs(sky: Sky) -> dg.Definitions:
+    check_sources(sky)  # a feed ingest would refuse for its configuration fails the load
     return dg.Definitions(assets=[sky_config, build_telemetry_asset(sky)])

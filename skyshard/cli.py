@@ -18,6 +18,7 @@ from skyshard.home import resolve_home
 from skyshard.plans.cli import plan, whatif
 from skyshard.sky_tables import routed_hosts, sky_frames
 from skyshard.sources.base import Window
+from skyshard.sources.registry import check_sources
 from skyshard.trust.cli import ledger
 from skyshard.trust.trust_cli import trust
 
@@ -177,7 +178,9 @@ def _print_summary(sky: Sky) -> None:
 
 def _load(home: Path) -> Sky:
     try:
-        return load_sky(home)
+        sky = load_sky(home)
+        check_sources(sky)
+        return sky
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration:\n{exc}") from None
 

@@ -21,7 +21,7 @@ from skyshard.config.sky import Sky
 from skyshard.raw_tables import BY_NAME, INGEST_COLUMNS, QUARANTINE, RawTable
 from skyshard.sources.base import Adapter, Fetcher, PayloadError, QuarantinedRow, Window
 from skyshard.sources.fetch import fetch_for_source
-from skyshard.sources.registry import ADAPTERS
+from skyshard.sources.registry import ADAPTERS, allowed_roots, file_url_problem
 
 INGEST_COLUMN_NAMES = frozenset(name for name, _ in INGEST_COLUMNS)
 
@@ -50,9 +50,13 @@ def collect_source(
     source: Source,
     provider_id: str,
     window: Window,
+    *,
+    roots: tuple[Path, ...] = (),
     adapters: dict[str, Adapter] = ADAPTERS,
 ) -> CollectedSource:
-    """Fetch and parse one source; a whole-payload failure is recorded, never raised."""
+    """Fetch and parse one source; a whole-payload failure is recorded, never raised.
+
+    `file://` payloads are read only inside `roots` (see `registry.allowed_roots`)."""
     collected = CollectedSource(source, provider_id, fetched_at=_now())
     adapter = adapters.get(source.type)
     if adapter is None:
@@ -64,6 +68,8 @@ def collect_source(
         for request in adapter.requests(source, window):
             if isinstance(adapter, Fetcher):
                 payload = adapter.fetch(request, source)
+            elif problem := file_url_problem(request.url, roots):
+                raise PayloadError(source.id, request.url, f"expected {problem}")
             else:
                 payload = fetch_for_source(source, request)
             digest.update(hashlib.sha256(payload).digest())
@@ -192,7 +198,7 @@ def _replace_rows(
 
 
 def sources_of(providers: Iterable[Provider]) -> list[tuple[Provider, Source]]:
-    return [(p, s) for p in providers for s in p.sources if s.type in ADAPTERS]
+    return [(p, s) for p in providers for s in p.sources]
 
 
 @dataclass(frozen=True)
@@ -222,11 +228,12 @@ def ingest_all(
     short transaction and dropped, so memory holds one feed at a time."""
     pairs = sources_of(sky.providers)
     known = KnownIds.of(sky)
+    roots = allowed_roots(sky)
     with db.connect(database) as con:
         db.ensure_raw_schema(con)
     outcomes = []
     for done, (provider, source) in enumerate(pairs, start=1):
-        collected = collect_source(source, provider.id, window)
+        collected = collect_source(source, provider.id, window, roots=roots)
         set_aside_unknown(collected, known)
         if collected.ok:
             with db.connect(database) as con:

@@ -51,6 +51,10 @@ class SpotParams(BaseModel):
 class AwsSpotPriceHistoryAdapter:
     """Source type `aws_spot_price_history`."""
 
+    type = "aws_spot_price_history"
+    tables = ("prices",)
+    params_model = SpotParams
+
     def requests(self, source: Source, window: Window) -> list[FetchRequest]:
         parse_params(SpotParams, source.id, source.url, source.params)
         return [FetchRequest("spot_price_history", source.url)]

@@ -45,6 +45,10 @@ class CsvPricesParams(BaseModel):
 class CsvPricesAdapter:
     """Source type `csv_prices`."""
 
+    type = "csv_prices"
+    tables = ("prices",)
+    params_model = CsvPricesParams
+
     def requests(self, source: Source, window: Window) -> list[FetchRequest]:
         parse_params(CsvPricesParams, source.id, source.url, source.params)
         return [FetchRequest("prices", source.url)]

@@ -92,6 +92,10 @@ class PrometheusParams(BaseModel):
 class PrometheusAdapter:
     """Source type `prometheus`."""
 
+    type = "prometheus"
+    tables = ("shard_usage", "host_metrics", "latency")
+    params_model = PrometheusParams
+
     def requests(self, source: Source, window: Window) -> list[FetchRequest]:
         params = parse_params(PrometheusParams, source.id, source.url, source.params)
         base = source.url.rstrip("/")

@@ -71,6 +71,15 @@ class StatuspageAdapter:
 
     type = "statuspage"
     tables = ("incidents", "components")
+    params_model = StatuspageParams
+
+    def config_problems(self, source: Source, regions: list[str]) -> list[tuple[str, object, str]]:
+        params = StatuspageParams.model_validate(source.params)
+        return [
+            (f"params.component_regions.{name}", region, f"one of the provider's regions {regions}")
+            for name, region in params.component_regions.items()
+            if region not in regions
+        ]
 
     def requests(self, source: Source, window: Window) -> list[FetchRequest]:
         params = parse_params(StatuspageParams, source.id, source.url, source.params)

@@ -137,3 +137,23 @@ def test_csv_prices_with_optional_columns_and_quarantine():
         "cpu_per_instance is not positive",
     ]
     assert parsed.quarantine[0].raw_value == "2026-11-27T00:00:00Z,fra-dc1,colo.small,0.11,4"
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: b"\xef\xbb\xbf" + text.encode(),
+        lambda text: text.encode("utf-16"),  # PowerShell 5: `aws ... > file`
+        lambda text: text.replace("\n", "\r\n").encode(),
+    ],
+)
+def test_spot_json_saved_on_windows_parses(encode):
+    text = orjson.dumps({"SpotPriceHistory": [ENTRY]}, option=orjson.OPT_INDENT_2).decode()
+    parsed = spot(encode(text))
+    assert parsed.frames["prices"]["price"].to_list() == [0.0341]
+
+
+def test_spot_json_with_invalid_utf8_names_the_offset():
+    payload = orjson.dumps({"SpotPriceHistory": [ENTRY]}).replace(b"Linux", b"L\xffnux")
+    with pytest.raises(PayloadError, match=r"not UTF-8: invalid byte at offset \d+"):
+        spot(payload)
