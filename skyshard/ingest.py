@@ -164,7 +164,12 @@ def _replace_rows(
     frame: pl.DataFrame,
     collected: CollectedSource,
 ) -> None:
-    """Delete what this source said about the rows' window (or keys), then insert the rows.
+    """Delete what this source said before about the incoming rows, then insert them.
+
+    Time-series tables lose only the points the capture holds (same key and timestamp), so a
+    sparse re-capture keeps the finer data between its points; with the source's
+    `replace: window`, everything the source said within the capture's time span goes.
+    Tables without a time column are replaced by key.
 
     The ingestion columns are bound as query parameters rather than repeated in the frame:
     on millions of samples that saves building millions of identical strings."""
@@ -174,7 +179,7 @@ def _replace_rows(
     data_columns = [c for c in table.column_names if c not in INGEST_COLUMN_NAMES]
     con.register("_incoming", frame.select(data_columns).to_arrow())
     try:
-        if table.window_column:
+        if table.window_column and collected.source.replace == "window":
             column = f'"{table.window_column}"'
             con.execute(
                 f"DELETE FROM {qualified} WHERE source_id = ? AND {column} BETWEEN "
@@ -182,10 +187,10 @@ def _replace_rows(
                 [collected.source.id],
             )
         else:
-            keys = ", ".join(f'"{k}"' for k in table.key)
+            matches = " AND ".join(f'{qualified}."{k}" = _incoming."{k}"' for k in table.key)
             con.execute(
-                f"DELETE FROM {qualified} WHERE source_id = ? AND ({keys}) IN "
-                f"(SELECT ({keys}) FROM _incoming)",
+                f"DELETE FROM {qualified} USING _incoming WHERE {qualified}.source_id = ? "
+                f"AND {matches}",
                 [collected.source.id],
             )
         con.execute(

@@ -1,8 +1,9 @@
 """The tables of schema `raw`: their columns, keys, and the window each source replaces.
 
 Every ingested row carries `source_id`, `fetched_at` and `payload_hash`. A re-ingest of a
-source replaces that source's rows inside the time window the payload covers (or, for
-incidents, the incident ids it names), so running the same window twice leaves no duplicates.
+source replaces that source's rows with the same key (for time series: the same series and
+timestamp; with the source's `replace: window`, everything in the time span the payload
+covers), so running the same window twice leaves no duplicates.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ class RawTable:
     columns: tuple[tuple[str, str], ...]
     """(name, DuckDB type) in table order; the ingestion metadata columns come last."""
     window_column: str | None
-    """Timestamp column whose [min, max] range a re-ingest replaces; None: replace by `key`."""
+    """Timestamp column whose [min, max] range a `replace: window` source replaces."""
     key: tuple[str, ...]
     """Columns identifying one row within a source."""
 

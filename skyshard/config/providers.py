@@ -61,6 +61,11 @@ class Source(StrictModel):
     params: dict[str, object] = Field(default_factory=dict)
     timeout_s: float = Field(default=10, gt=0, le=300)
     retries: int = Field(default=2, ge=0, le=10)
+    replace: Literal["points", "window"] = Field(
+        default="points",
+        description="What a capture replaces of this source's earlier rows: the points it holds "
+        "(same series and timestamp), or everything in the time window it spans.",
+    )
 
     @field_validator("url")
     @classmethod
