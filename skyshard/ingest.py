@@ -21,6 +21,7 @@ from skyshard.config.sky import Sky
 from skyshard.raw_tables import BY_NAME, INGEST_COLUMNS, QUARANTINE, RawTable
 from skyshard.sources.base import Adapter, Fetcher, PayloadError, QuarantinedRow, Window
 from skyshard.sources.fetch import fetch_for_source
+from skyshard.sources.plausibility import Bounds, set_aside_implausible
 from skyshard.sources.registry import ADAPTERS, allowed_roots, file_url_problem
 
 INGEST_COLUMN_NAMES = frozenset(name for name, _ in INGEST_COLUMNS)
@@ -234,12 +235,15 @@ def ingest_all(
     pairs = sources_of(sky.providers)
     known = KnownIds.of(sky)
     roots = allowed_roots(sky)
+    bounds = Bounds.of(sky, _now())
     with db.connect(database) as con:
         db.ensure_raw_schema(con)
     outcomes = []
     for done, (provider, source) in enumerate(pairs, start=1):
         collected = collect_source(source, provider.id, window, roots=roots)
         set_aside_unknown(collected, known)
+        collected.frames, implausible = set_aside_implausible(collected.frames, bounds)
+        collected.quarantine.extend(implausible)
         if collected.ok:
             with db.connect(database) as con:
                 write_collected(con, collected)
