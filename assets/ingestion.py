@@ -95,6 +95,8 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
         window = Window(start=now - INGEST_LOOKBACK, end=now)
 
         def progress(done: int, total: int, outcome: ingest.FeedOutcome) -> None:
+            for warning in outcome.warnings:
+                context.log.warning(f"feed {outcome.source.id}: {warning}")
             if outcome.ok:
                 context.log.info(f"[{done}/{total}] {outcome.source.id}: {outcome.rows:,} rows")
             else:
@@ -122,6 +124,7 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
                     "error": collected.error or "",
                     "rows": collected.rows,
                     "quarantined": collected.quarantined,
+                    "warnings": "\n".join(collected.warnings),
                 },
             )
 

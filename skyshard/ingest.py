@@ -19,12 +19,21 @@ from skyshard import db
 from skyshard.config.providers import Provider, Source
 from skyshard.config.sky import Sky
 from skyshard.raw_tables import BY_NAME, INGEST_COLUMNS, QUARANTINE, RawTable
-from skyshard.sources.base import Adapter, Fetcher, PayloadError, QuarantinedRow, Window
+from skyshard.sources.base import (
+    Adapter,
+    Fetcher,
+    FetchRequest,
+    PayloadError,
+    QuarantinedRow,
+    Window,
+)
 from skyshard.sources.fetch import fetch_for_source
 from skyshard.sources.plausibility import Bounds, set_aside_implausible
 from skyshard.sources.registry import ADAPTERS, allowed_roots, file_url_problem
 
 INGEST_COLUMN_NAMES = frozenset(name for name, _ in INGEST_COLUMNS)
+MAX_PAGES = 1000
+"""Pages followed per request of a paged answer before the rest is reported as not ingested."""
 
 
 @dataclass
@@ -37,6 +46,7 @@ class CollectedSource:
     payload_hash: str = ""
     frames: dict[str, pl.DataFrame] = field(default_factory=dict)
     quarantine: list[QuarantinedRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -66,18 +76,28 @@ def collect_source(
     digest = hashlib.sha256()
     parts: dict[str, list[pl.DataFrame]] = {}
     try:
-        for request in adapter.requests(source, window):
-            if isinstance(adapter, Fetcher):
-                payload = adapter.fetch(request, source)
-            elif problem := file_url_problem(request.url, roots):
-                raise PayloadError(source.id, request.url, f"expected {problem}")
-            else:
-                payload = fetch_for_source(source, request)
-            digest.update(hashlib.sha256(payload).digest())
-            parsed = adapter.parse(request, payload, source, provider_id)
-            for name, frame in parsed.frames.items():
-                parts.setdefault(name, []).append(frame)
-            collected.quarantine.extend(parsed.quarantine)
+        for first in adapter.requests(source, window):
+            request: FetchRequest | None = first
+            for _ in range(MAX_PAGES):
+                if request is None:
+                    break
+                if isinstance(adapter, Fetcher):
+                    payload = adapter.fetch(request, source)
+                elif problem := file_url_problem(request.url, roots):
+                    raise PayloadError(source.id, request.url, f"expected {problem}")
+                else:
+                    payload = fetch_for_source(source, request)
+                digest.update(hashlib.sha256(payload).digest())
+                parsed = adapter.parse(request, payload, source, provider_id)
+                for name, frame in parsed.frames.items():
+                    parts.setdefault(name, []).append(frame)
+                collected.quarantine.extend(parsed.quarantine)
+                collected.warnings.extend(parsed.warnings)
+                request = parsed.next_request
+            if request is not None:
+                collected.warnings.append(
+                    f"{first.name}: stopped after {MAX_PAGES} pages; the rest is not ingested"
+                )
     except PayloadError as exc:
         collected.error = str(exc)
         collected.frames = {}
@@ -216,6 +236,7 @@ class FeedOutcome:
     rows: int
     quarantined: int
     error: str | None
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -253,6 +274,7 @@ def ingest_all(
             rows=sum(collected.row_counts().values()),
             quarantined=len(collected.quarantine),
             error=collected.error,
+            warnings=tuple(collected.warnings),
         )
         outcomes.append(outcome)
         if on_progress:

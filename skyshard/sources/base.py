@@ -47,6 +47,10 @@ class Parsed:
 
     frames: dict[str, pl.DataFrame] = field(default_factory=dict)
     quarantine: list[QuarantinedRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Problems that leave the rows usable, e.g. a capture that holds only some pages."""
+    next_request: FetchRequest | None = None
+    """The next page of a paged answer (NextPageLink, NextToken), fetched and parsed in turn."""
 
 
 class PayloadError(ValueError):

@@ -157,3 +157,11 @@ def test_spot_json_with_invalid_utf8_names_the_offset():
     payload = orjson.dumps({"SpotPriceHistory": [ENTRY]}).replace(b"Linux", b"L\xffnux")
     with pytest.raises(PayloadError, match=r"not UTF-8: invalid byte at offset \d+"):
         spot(payload)
+
+
+def test_spot_partial_capture_warns():
+    parsed = spot(orjson.dumps({"SpotPriceHistory": [ENTRY], "NextToken": "eyJ2IjoiMiJ9"}))
+    assert parsed.frames["prices"].height == 1
+    (warning,) = parsed.warnings
+    assert "partial capture: NextToken is set" in warning
+    assert spot(orjson.dumps({"SpotPriceHistory": [ENTRY], "NextToken": ""})).warnings == []
