@@ -26,16 +26,9 @@ from skyshard.sources.frames import (
     read_csv_strings,
     text_series,
 )
-from skyshard.sources.prices import price_rows
+from skyshard.sources.prices import InstanceType, price_rows
 
 FIELDS = ("AvailabilityZone", "InstanceType", "ProductDescription", "SpotPrice", "Timestamp")
-
-
-class InstanceType(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cpu: float = Field(gt=0)
-    mem_gb: float | None = Field(default=None, gt=0, description="GiB per instance.")
 
 
 class SpotParams(BaseModel):

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
 from skyshard.sources.base import Parsed
 from skyshard.sources.frames import split_rows, table_frame
+
+
+class InstanceType(BaseModel):
+    """Specs of one instance type, as a price source's `params.instance_types` lists them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpu: float = Field(gt=0)
+    mem_gb: float | None = Field(default=None, gt=0, description="GiB per instance.")
 
 
 def price_rows(typed: pl.DataFrame, provider_id: str) -> Parsed:

@@ -19,6 +19,7 @@ from skyshard.config.errors import ConfigError, ConfigProblem, yaml_path
 from skyshard.config.providers import Provider, Source
 from skyshard.config.sky import PROVIDERS_FILE, Sky
 from skyshard.sources.aws_spot_price_history import AwsSpotPriceHistoryAdapter
+from skyshard.sources.azure_retail_prices import AzureRetailPricesAdapter
 from skyshard.sources.base import Adapter, ConfigChecker
 from skyshard.sources.csv_prices import CsvPricesAdapter
 from skyshard.sources.csv_usage import CsvUsageAdapter
@@ -44,6 +45,7 @@ CAPTURE_ADAPTERS = _by_type(
         AwsSpotPriceHistoryAdapter(),
         CsvUsageAdapter(),
         CsvPricesAdapter(),
+        AzureRetailPricesAdapter(),
     ]
 )
 """Adapters of formats a saved file can hold (the simulator writes these)."""
