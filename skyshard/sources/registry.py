@@ -21,6 +21,7 @@ from skyshard.config.sky import PROVIDERS_FILE, Sky
 from skyshard.sources.aws_spot_price_history import AwsSpotPriceHistoryAdapter
 from skyshard.sources.azure_retail_prices import AzureRetailPricesAdapter
 from skyshard.sources.base import Adapter, ConfigChecker
+from skyshard.sources.cloudwatch import CloudWatchAdapter
 from skyshard.sources.csv_prices import CsvPricesAdapter
 from skyshard.sources.csv_usage import CsvUsageAdapter
 from skyshard.sources.fetch import file_url_path
@@ -46,6 +47,7 @@ CAPTURE_ADAPTERS = _by_type(
         CsvUsageAdapter(),
         CsvPricesAdapter(),
         AzureRetailPricesAdapter(),
+        CloudWatchAdapter(),
     ]
 )
 """Adapters of formats a saved file can hold (the simulator writes these)."""
