@@ -25,6 +25,7 @@ from skyshard.sources.cloudwatch import CloudWatchAdapter
 from skyshard.sources.csv_prices import CsvPricesAdapter
 from skyshard.sources.csv_usage import CsvUsageAdapter
 from skyshard.sources.fetch import file_url_path
+from skyshard.sources.gcp_status import GcpStatusAdapter
 from skyshard.sources.prometheus import PrometheusAdapter
 from skyshard.sources.simulated import SimulatedAdapter
 from skyshard.sources.ssh_probe import SshProbeAdapter
@@ -48,6 +49,7 @@ CAPTURE_ADAPTERS = _by_type(
         CsvPricesAdapter(),
         AzureRetailPricesAdapter(),
         CloudWatchAdapter(),
+        GcpStatusAdapter(),
     ]
 )
 """Adapters of formats a saved file can hold (the simulator writes these)."""
