@@ -165,15 +165,21 @@ def set_aside_implausible(
                 {"limit": "_limit"}
             )
         checks = bounds.checks(table, frame)
+        columns = [c for c in frame.columns if c != "_limit"]
         if not checks or frame.is_empty():
-            kept[table] = frame.drop("_limit", strict=False)
+            kept[table] = frame.select(columns)
+            continue
+        # Reasons are formatted for the refused rows only: millions of good rows stay cheap.
+        refused = frame.select(
+            pl.any_horizontal([condition.fill_null(False) for condition, _ in checks])
+        ).to_series()
+        if not refused.any():
+            kept[table] = frame.select(columns)
             continue
         reason = pl.when(checks[0][0]).then(_expr(checks[0][1]))
         for condition, text in checks[1:]:
             reason = reason.when(condition).then(_expr(text))
-        marked = frame.with_columns(reason.alias("_reason"))
-        bad = marked.filter(pl.col("_reason").is_not_null())
-        columns = [c for c in frame.columns if c != "_limit"]
+        bad = frame.filter(refused).with_columns(reason.alias("_reason"))
         quarantine += [
             QuarantinedRow(table, row["_reason"], _describe(row, columns))
             for row in bad.head(_MAX_LISTED).iter_rows(named=True)
@@ -186,7 +192,7 @@ def set_aside_implausible(
                     f"first: {bad['_reason'][_MAX_LISTED]}",
                 )
             )
-        kept[table] = marked.filter(pl.col("_reason").is_null()).select(columns)
+        kept[table] = frame.filter(~refused).select(columns)
     return kept, quarantine
 
 
