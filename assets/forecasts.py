@@ -9,11 +9,11 @@ import polars as pl
 from assets.metadata import markdown_bars, preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
-from skyshard.bottlenecks import predict_bottlenecks
 from skyshard.forecast import ForecastConfig, forecast_series, input_fingerprints, series_to_refit
-from skyshard.home import current_sky
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
+from skyshard.scoring.bottlenecks import predict_bottlenecks
+from skyshard.sim.home import current_sky
 
 GROUP = "forecasts"
 MART_DEPS = [
@@ -109,11 +109,9 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
             kept = kept.filter(~pl.col("series_id").is_in(refit))
             fresh = pl.concat([kept.select(fresh.columns).cast(fresh.schema), fresh])
         tables[key] = fresh.sort("series_id")
-    with duckdb.connect() as con:
-        con.execute("BEGIN TRANSACTION")
+    with duckdb.connect() as con, db.transaction(con):
         for key, table in TABLES.items():
             db.replace_table(con, table, tables[key])
-        con.execute("COMMIT")
     summary = tables["summary"]
     models = summary.group_by("model").len().sort("len", descending=True)
     return dg.MaterializeResult(

@@ -6,12 +6,14 @@ import dagster as dg
 
 from assets.metadata import preview, table_preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
-from skyshard import db, ingest
+from skyshard import db
+from skyshard.broker.ops_tables import routed_hosts
 from skyshard.config.sky import Sky
-from skyshard.home import current_sky
-from skyshard.raw_tables import INGEST_TABLES, QUARANTINE
-from skyshard.sky_tables import routed_hosts, sky_frames
+from skyshard.config.sky_tables import sky_frames
+from skyshard.sim.home import current_sky
+from skyshard.sources import ingest
 from skyshard.sources.base import Window
+from skyshard.sources.raw_tables import INGEST_TABLES, QUARANTINE
 from skyshard.sources.registry import check_sources, primary_table
 
 GROUP = "ingestion"

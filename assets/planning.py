@@ -9,14 +9,14 @@ from assets.metadata import markdown_bars, preview
 from assets.trust import trust_scores
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
-from skyshard.home import current_sky
 from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
+from skyshard.plans.backtest import policy_backtest as run_policy_backtest
 from skyshard.plans.decisions import plan_decisions
 from skyshard.plans.store import PLAN_COLUMNS, write_candidate_scores
-from skyshard.policy_backtest import policy_backtest as run_policy_backtest
 from skyshard.scoring import load_planning_data
+from skyshard.scoring.trust_inputs import read_trust_scores
+from skyshard.sim.home import current_sky
 from skyshard.trust import EntryType, Ledger, Record
-from skyshard.trust_inputs import read_trust_scores
 
 GROUP = "planning"
 

@@ -10,7 +10,8 @@ import polars as pl
 from assets.metadata import preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
-from skyshard.home import current_sky
+from skyshard.scoring.trust_inputs import TRUST_TABLE
+from skyshard.sim.home import current_sky
 from skyshard.trust import Ledger
 from skyshard.trust.checkpoint import Checkpoint
 from skyshard.trust.mirror import mirror_ledger
@@ -22,7 +23,6 @@ from skyshard.trust.settlement import (
     settle,
     settlement_since,
 )
-from skyshard.trust_inputs import TRUST_TABLE
 
 GROUP = "trust"
 

@@ -20,10 +20,10 @@ from skyshard.broker.migration import HostAccess, MigrationSettings, Migrator, M
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
-from skyshard.testing.hosts import start_host
-from skyshard.testing.sshd import free_tcp_port
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool
+from tests.support.hosts import start_host
+from tests.support.sshd import free_tcp_port
 
 VALUE = 1 << 20
 SHARD = "kv-1"

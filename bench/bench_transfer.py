@@ -14,12 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from skyshard.testing.sshd import start_sshd
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.chunking import ChunkParams
 from skyshard.transport.chunkstore import ChunkStore
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
 from skyshard.transport.transfer import restore_snapshot, send_snapshot, take_snapshot
+from tests.support.sshd import start_sshd
 
 MIB = 1 << 20
 

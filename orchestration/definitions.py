@@ -7,7 +7,7 @@ from orchestration import jobs
 from orchestration.resources import build_resources
 from sensors import ledger, migrations
 from skyshard.config.sky import Sky
-from skyshard.home import current_sky
+from skyshard.sim.home import current_sky
 
 
 def build_definitions(sky: Sky) -> dg.Definitions:

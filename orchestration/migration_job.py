@@ -15,8 +15,8 @@ from skyshard.broker.execute import (
 )
 from skyshard.broker.from_config import broker_policy, host_accesses
 from skyshard.broker.migration import HostAccess
-from skyshard.home import current_sky
 from skyshard.plans.store import MOVE_ID
+from skyshard.sim.home import current_sky
 from skyshard.transport.ssh import ConnectionPool
 from skyshard.trust import Ledger
 from skyshard.trust.recorder import record_access_denied

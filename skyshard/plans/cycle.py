@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from skyshard.bottlenecks import predict_bottlenecks
 from skyshard.config.policy import PolicyFile
 from skyshard.placement import PlacementResult, SolveOptions, solve_placement
 from skyshard.plans.build import build_plan, plan_run_row
 from skyshard.plans.ids import inputs_hash
 from skyshard.scoring import Outlook, PlanningData, build_outlook, placement_input
+from skyshard.scoring.bottlenecks import predict_bottlenecks
 from skyshard.scoring.candidates import score_candidates
 from skyshard.scoring.problem import stuck_shards
 

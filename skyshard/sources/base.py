@@ -41,7 +41,7 @@ class QuarantinedRow:
 class Parsed:
     """What one payload yielded: frames keyed by raw table name, and the rows set aside.
 
-    Frames hold exactly the table's columns from `skyshard.raw_tables` except the ingestion
+    Frames hold exactly the table's columns from `skyshard.sources.raw_tables` except the ingestion
     metadata (`source_id`, `fetched_at`, `payload_hash`), which the writer adds.
     """
 

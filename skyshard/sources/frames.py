@@ -13,8 +13,8 @@ import polars as pl
 from pydantic import BaseModel, ValidationError
 
 from skyshard.config.errors import yaml_path
-from skyshard.raw_tables import BY_NAME, INGEST_COLUMNS
 from skyshard.sources.base import PayloadError, QuarantinedRow
+from skyshard.sources.raw_tables import BY_NAME, INGEST_COLUMNS
 
 Params = TypeVar("Params", bound=BaseModel)
 

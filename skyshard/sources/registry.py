@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from skyshard import paths
+from skyshard.config import paths
 from skyshard.config.errors import ConfigError, ConfigProblem, yaml_path
 from skyshard.config.providers import Provider, Source
 from skyshard.config.sky import PROVIDERS_FILE, Sky

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skyshard import paths
+from skyshard.config import paths
 from skyshard.trust.checkpoint import Checkpoint
 from skyshard.trust.cosignature import CosignatureVerifier
 from skyshard.trust.ed25519 import SigningKey

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from skyshard import paths
+from skyshard.config import paths
 from skyshard.trust import Ledger, LedgerError
 from skyshard.trust.checkpoint import Checkpoint
 from skyshard.trust.cosignature import CosignatureVerifier

@@ -13,9 +13,9 @@ from typing import Any
 import polars as pl
 
 from skyshard.config.policy import TrustPolicy
+from skyshard.scoring.trust_inputs import TRUST_SCHEMA
 from skyshard.trust import Entry, EntryType, Ledger, Record
 from skyshard.trust.entry import utc_timestamp
-from skyshard.trust_inputs import TRUST_SCHEMA
 
 FORMULA = "skyshard-trust/v1"
 WEIGHTS = {

@@ -10,10 +10,9 @@ import click
 import duckdb
 import polars as pl
 
-from skyshard import paths
-from skyshard.config import ConfigError
+from skyshard.config import ConfigError, paths
 from skyshard.config.sky import Sky
-from skyshard.home import current_sky
+from skyshard.sim.home import current_sky
 from skyshard.trust import Ledger, LedgerError
 from skyshard.trust.audit import AuditError, import_attestation
 from skyshard.trust.entry import EntryError

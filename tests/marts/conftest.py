@@ -11,9 +11,9 @@ from dbt.cli.main import dbtRunner
 
 from skyshard import db
 from skyshard.config import load_sky
-from skyshard.raw_tables import BY_NAME
-from skyshard.sky_tables import sky_frames
+from skyshard.config.sky_tables import sky_frames
 from skyshard.sources.frames import rows_frame
+from skyshard.sources.raw_tables import BY_NAME, ensure_raw_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 DBT_DIR = ROOT / "dbt_project"
@@ -46,7 +46,7 @@ def build_marts(
     """Write the sky at `home` and `rows` (raw table → rows without ingestion columns) into
     `database`, then `dbt build` it; fails the test when any model or data test fails."""
     with db.connect(database) as con:
-        db.ensure_raw_schema(con)
+        ensure_raw_schema(con)
         for name, frame in sky_frames(load_sky(home), {}).items():
             db.replace_table(con, f"raw.{name}", frame)
         for name, table_rows in {"shard_usage": usage_rows(), **rows}.items():

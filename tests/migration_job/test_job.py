@@ -8,7 +8,7 @@ import pytest
 
 from orchestration.migration_job import migrate_shard
 from orchestration.resources import DuckDBFile
-from skyshard import paths
+from skyshard.config import paths
 from skyshard.trust import EntryType, Ledger
 from skyshard.trust.verify import verify_ledger
 from tests.migration_job.sky import add_move, decisions, plan_status

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from skyshard import db
+from skyshard.cli.plans import plan
 from skyshard.config.policy import AutoApproval, PlanningPolicy, PolicyFile
 from skyshard.plans import (
     AUTO_APPROVER,
@@ -20,7 +21,6 @@ from skyshard.plans import (
     plan_cycle,
     write_plan,
 )
-from skyshard.plans.cli import plan
 from tests.planning import sky
 
 NOW = datetime(2026, 11, 28, 0, 30)

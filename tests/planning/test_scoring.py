@@ -13,7 +13,7 @@ from skyshard.scoring import (
     placement_input,
     score_candidates,
 )
-from skyshard.trust_inputs import neutral_trust_scores
+from skyshard.scoring.trust_inputs import neutral_trust_scores
 from tests.planning import sky
 
 

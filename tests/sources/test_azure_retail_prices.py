@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skyshard.ingest import collect_source
 from skyshard.sources.azure_retail_prices import AzureRetailPricesAdapter
 from skyshard.sources.base import FetchRequest, PayloadError
+from skyshard.sources.ingest import collect_source
 from tests.sources.conftest import WINDOW, make_source
 
 ADAPTER = AzureRetailPricesAdapter()

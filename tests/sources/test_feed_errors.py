@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from skyshard.ingest import collect_source
+from skyshard.sources.ingest import collect_source
 from tests.sources.conftest import WINDOW, make_source
 
 QUERIES = [{"name": "cpu", "kind": "shard_usage", "metric": "cpu", "query": "rate(x[5m]"}]

@@ -8,8 +8,9 @@ import duckdb
 
 from skyshard import db
 from skyshard.config.providers import Source
-from skyshard.ingest import CollectedSource, write_collected
 from skyshard.sources.frames import rows_frame
+from skyshard.sources.ingest import CollectedSource, write_collected
+from skyshard.sources.raw_tables import ensure_raw_schema
 
 START = datetime(2026, 11, 27)
 
@@ -33,7 +34,7 @@ def write(database, rows: list[dict], replace: str = "points") -> None:
         source, "p", fetched_at=START, frames={"shard_usage": rows_frame("shard_usage", rows)}
     )
     with db.connect(database) as con:
-        db.ensure_raw_schema(con)
+        ensure_raw_schema(con)
         write_collected(con, collected)
 
 

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from skyshard.config import ConfigError, load_sky
-from skyshard.raw_tables import INGEST_TABLES
+from skyshard.sources.raw_tables import INGEST_TABLES
 from skyshard.sources.registry import ADAPTERS, DATA_DIRS_ENV, check_sources, primary_table
 from tests.config.conftest import PROVIDERS, WORKLOADS, write_home
 

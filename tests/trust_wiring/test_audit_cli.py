@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from skyshard import paths
+from skyshard.config import paths
 from skyshard.trust import Ledger
 from skyshard.trust.audit import sign_attestation
 from skyshard.trust.cli import ledger as ledger_group

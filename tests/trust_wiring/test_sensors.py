@@ -8,7 +8,7 @@ import pytest
 
 from sensors.ledger import defs as ledger_defs
 from sensors.ledger import ledger_run_failed, ledger_run_started, ledger_run_succeeded
-from skyshard import paths
+from skyshard.config import paths
 from skyshard.trust import Ledger
 from skyshard.trust.recorder import record_run_event
 

@@ -1,11 +1,14 @@
-"""Which sky to use: the user's `SKYSHARD_HOME`, or the embedded demo sky generated on first use."""
+"""Which sky to use: the user's `SKYSHARD_HOME`, or the embedded demo sky, which this package
+generates on first use (so `config` never imports the simulator)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from skyshard import paths
+from skyshard.config import paths
 from skyshard.config.sky import PROVIDERS_FILE, Sky, load_sky
+from skyshard.sim.params import DEFAULT_PARAMS
+from skyshard.sim.sky import write_sky
 
 
 def resolve_home() -> Path:
@@ -15,8 +18,6 @@ def resolve_home() -> Path:
         return home
     home = paths.demo_home()
     if not (home / PROVIDERS_FILE).exists():
-        from skyshard.sim import DEFAULT_PARAMS, write_sky
-
         write_sky(DEFAULT_PARAMS, home)
     return home
 

@@ -18,7 +18,6 @@ import polars as pl
 from skyshard import db
 from skyshard.config.providers import Provider, Source
 from skyshard.config.sky import Sky
-from skyshard.raw_tables import BY_NAME, INGEST_COLUMNS, QUARANTINE, RawTable
 from skyshard.sources.base import (
     Adapter,
     Fetcher,
@@ -29,6 +28,13 @@ from skyshard.sources.base import (
 )
 from skyshard.sources.fetch import fetch_for_source
 from skyshard.sources.plausibility import Bounds, set_aside_implausible
+from skyshard.sources.raw_tables import (
+    BY_NAME,
+    INGEST_COLUMNS,
+    QUARANTINE,
+    RawTable,
+    ensure_raw_schema,
+)
 from skyshard.sources.registry import ADAPTERS, allowed_roots, file_url_problem
 
 INGEST_COLUMN_NAMES = frozenset(name for name, _ in INGEST_COLUMNS)
@@ -159,15 +165,10 @@ def write_collected(con: duckdb.DuckDBPyConnection, collected: CollectedSource) 
     """Replace this source's rows for the windows (or keys) the new rows cover."""
     if not collected.ok:
         return
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with db.transaction(con):
         for name, frame in collected.frames.items():
             _replace_rows(con, BY_NAME[name], frame, collected)
         _replace_rows(con, QUARANTINE, _quarantine_frame(collected), collected)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _quarantine_frame(collected: CollectedSource) -> pl.DataFrame:
@@ -258,7 +259,7 @@ def ingest_all(
     roots = allowed_roots(sky)
     bounds = Bounds.of(sky, _now())
     with db.connect(database) as con:
-        db.ensure_raw_schema(con)
+        ensure_raw_schema(con)
     outcomes = []
     for done, (provider, source) in enumerate(pairs, start=1):
         collected = collect_source(source, provider.id, window, roots=roots)

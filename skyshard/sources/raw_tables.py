@@ -1,4 +1,4 @@
-"""The tables of schema `raw`: their columns, keys, and the window each source replaces.
+"""The tables of schema `raw`: their columns, keys, the window each source replaces, and DDL.
 
 Every ingested row carries `source_id`, `fetched_at` and `payload_hash`. A re-ingest of a
 source replaces that source's rows with the same key (for time series: the same series and
@@ -9,6 +9,8 @@ covers), so running the same window twice leaves no duplicates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import duckdb
 
 
 @dataclass(frozen=True)
@@ -141,3 +143,17 @@ QUARANTINE = RawTable(
 
 INGEST_TABLES = (SHARD_USAGE, HOST_METRICS, PRICES, INCIDENTS, COMPONENTS, LATENCY)
 BY_NAME = {t.name: t for t in (*INGEST_TABLES, QUARANTINE)}
+
+
+def create_table_sql(schema: str, table: RawTable) -> str:
+    columns = ", ".join(f'"{name}" {kind}' for name, kind in table.columns)
+    return f"CREATE TABLE IF NOT EXISTS {schema}.{table.name} ({columns})"
+
+
+def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the raw tables, adding columns a newer skyshard declares to an older file."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    for table in BY_NAME.values():
+        con.execute(create_table_sql("raw", table))
+        for name, kind in table.columns:
+            con.execute(f'ALTER TABLE raw.{table.name} ADD COLUMN IF NOT EXISTS "{name}" {kind}')
