@@ -128,6 +128,23 @@ LATENCY = RawTable(
     key=("src_provider_id", "dst_provider_id", "ts"),
 )
 
+SPOT_INTERRUPTION = RawTable(
+    "spot_interruption",
+    (
+        ("provider_id", "VARCHAR"),
+        ("region", "VARCHAR"),
+        ("instance_type", "VARCHAR"),
+        ("product", "VARCHAR"),  # Linux | Windows, as the advisor names them
+        ("ts", "TIMESTAMP"),  # when the advice was read
+        ("band", "VARCHAR"),  # the advisor's label, e.g. "5-10%"
+        ("interruption_pct", "DOUBLE"),  # share of instances interrupted per month (band midpoint)
+        ("savings_pct", "DOUBLE"),  # saving over on-demand
+        *INGEST_COLUMNS,
+    ),
+    window_column="ts",
+    key=("region", "instance_type", "product", "ts"),
+)
+
 QUARANTINE = RawTable(
     "quarantine",
     (
@@ -141,7 +158,15 @@ QUARANTINE = RawTable(
     key=("target_table", "reason", "raw_value"),
 )
 
-INGEST_TABLES = (SHARD_USAGE, HOST_METRICS, PRICES, INCIDENTS, COMPONENTS, LATENCY)
+INGEST_TABLES = (
+    SHARD_USAGE,
+    HOST_METRICS,
+    PRICES,
+    INCIDENTS,
+    COMPONENTS,
+    LATENCY,
+    SPOT_INTERRUPTION,
+)
 BY_NAME = {t.name: t for t in (*INGEST_TABLES, QUARANTINE)}
 
 

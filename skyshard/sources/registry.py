@@ -18,6 +18,7 @@ from skyshard.config import paths
 from skyshard.config.errors import ConfigError, ConfigProblem, yaml_path
 from skyshard.config.providers import Provider, Source
 from skyshard.config.sky import PROVIDERS_FILE, Sky
+from skyshard.sources.aws_spot_advisor import AwsSpotAdvisorAdapter
 from skyshard.sources.aws_spot_price_history import AwsSpotPriceHistoryAdapter
 from skyshard.sources.azure_retail_prices import AzureRetailPricesAdapter
 from skyshard.sources.base import Adapter, ConfigChecker
@@ -50,6 +51,7 @@ CAPTURE_ADAPTERS = _by_type(
         AzureRetailPricesAdapter(),
         CloudWatchAdapter(),
         GcpStatusAdapter(),
+        AwsSpotAdvisorAdapter(),
     ]
 )
 """Adapters of formats a saved file can hold (the simulator writes these)."""
