@@ -14,18 +14,10 @@ from skyshard.config.sky_tables import sky_frames
 from skyshard.sources import ingest
 from skyshard.sources.base import Window
 from skyshard.sources.raw_tables import INGEST_TABLES, QUARANTINE
+from skyshard.sources.registry import check_sources, primary_table
 
 GROUP = "ingestion"
 INGEST_LOOKBACK = timedelta(days=14)
-# The raw table a source type mostly feeds: its health check is shown on that asset.
-PRIMARY_TABLE = {
-    "prometheus": "shard_usage",
-    "csv_usage": "shard_usage",
-    "simulated": "shard_usage",
-    "statuspage": "incidents",
-    "aws_spot_price_history": "prices",
-    "csv_prices": "prices",
-}
 
 
 def raw_key(table: str) -> dg.AssetKey:
@@ -73,7 +65,7 @@ def _telemetry_checks(sky: Sky) -> list[dg.AssetCheckSpec]:
     return [
         dg.AssetCheckSpec(
             feed_check_name(source.id),
-            asset=raw_key(PRIMARY_TABLE.get(source.type, "shard_usage")),
+            asset=raw_key(primary_table(source.type)),
             description=f"Feed {source.id} ({source.type}, provider {provider.id}) was ingested.",
         )
         for provider, source in ingest.sources_of(sky.providers)
@@ -107,6 +99,8 @@ def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
         window = Window(start=now - INGEST_LOOKBACK, end=now)
 
         def progress(done: int, total: int, outcome: ingest.FeedOutcome) -> None:
+            for warning in outcome.warnings:
+                context.log.warning(f"feed {outcome.source.id}: {warning}")
             if outcome.ok:
                 context.log.info(f"[{done}/{total}] {outcome.source.id}: {outcome.rows:,} rows")
             else:
@@ -126,7 +120,7 @@ def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
                 continue  # a feed added since the definitions were loaded: reload to check it
             yield dg.AssetCheckResult(
                 check_name=feed_check_name(collected.source.id),
-                asset_key=raw_key(PRIMARY_TABLE.get(collected.source.type, "shard_usage")),
+                asset_key=raw_key(primary_table(collected.source.type)),
                 passed=collected.ok,
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={
@@ -134,6 +128,7 @@ def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
                     "error": collected.error or "",
                     "rows": collected.rows,
                     "quarantined": collected.quarantined,
+                    "warnings": "\n".join(collected.warnings),
                 },
             )
 
@@ -141,4 +136,5 @@ def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
 
 
 def build_defs(sky: Sky) -> dg.Definitions:
+    check_sources(sky)  # a feed ingest would refuse for its configuration fails the load
     return dg.Definitions(assets=[sky_config, build_telemetry_asset(sky)])

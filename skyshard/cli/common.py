@@ -8,12 +8,16 @@ import click
 from rich.console import Console
 
 from skyshard.config import ConfigError, Sky, load_sky
+from skyshard.sources.registry import check_sources
 
 console = Console()
 
 
 def load_or_fail(home: Path) -> Sky:
+    """The sky at `home`, its sources checked as ingest would check them; else a clear exit."""
     try:
-        return load_sky(home)
+        sky = load_sky(home)
+        check_sources(sky)
+        return sky
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration:\n{exc}") from None

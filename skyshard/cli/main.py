@@ -63,6 +63,8 @@ def ingest_command(days: int) -> None:
     table = Table("feed", "provider", "status", "rows", "quarantined")
     for outcome in results:
         status = "[green]ok[/green]" if outcome.ok else f"[red]{outcome.error}[/red]"
+        if outcome.ok and outcome.warnings:
+            status = "[yellow]" + "; ".join(outcome.warnings) + "[/yellow]"
         table.add_row(
             outcome.source.id,
             outcome.provider_id,

@@ -124,6 +124,10 @@ class Probe:
 class SshProbeAdapter:
     """Source type `ssh_probe`; fetches its own payloads (see `skyshard.sources.base.Fetcher`)."""
 
+    type = "ssh_probe"
+    tables = ("host_metrics", "shard_usage")
+    params_model = SshProbeParams
+
     def __init__(
         self,
         sky: Callable[[], Sky] = current_sky,
