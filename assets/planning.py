@@ -10,12 +10,13 @@ from assets.trust import trust_scores
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.home import current_sky
+from skyshard.ledger import Ledger
 from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
 from skyshard.plans.decisions import plan_decisions
 from skyshard.plans.store import PLAN_COLUMNS, write_candidate_scores
 from skyshard.policy_backtest import policy_backtest as run_policy_backtest
 from skyshard.scoring import load_planning_data
-from skyshard.trust import EntryType, Ledger, Record
+from skyshard.trust.events import record_policy_decisions
 from skyshard.trust_inputs import read_trust_scores
 
 GROUP = "planning"
@@ -56,12 +57,7 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
         new = write_plan(con, cycle.run, cycle.plan)
     run = cycle.run.row(0, named=True)
     decisions = plan_decisions(policy, run["plan_run_id"], cycle.plan, cycle.scores)
-    Ledger.open().append_many(
-        [
-            Record(EntryType.POLICY_DECISION, context.run_id, "planner", d.payload())
-            for d in decisions
-        ]
-    )
+    record_policy_decisions(decisions, context.run_id, "planner", Ledger.open())
     context.log.info(
         f"plan run {run['plan_run_id']}: {run['solver_status']}, {run['moves']} moves "
         f"({new} new, {run['auto_approved']} auto-approved)"

@@ -11,8 +11,8 @@ from assets.metadata import preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.home import current_sky
-from skyshard.trust import Ledger
-from skyshard.trust.checkpoint import Checkpoint
+from skyshard.ledger import Ledger
+from skyshard.ledger.checkpoint import Checkpoint
 from skyshard.trust.mirror import mirror_ledger
 from skyshard.trust.scores import compute_trust_scores, record_trust_scores
 from skyshard.trust.settlement import (

@@ -3,8 +3,7 @@ run_succeeded / run_failed entries in the trust ledger (once per run and event).
 
 import dagster as dg
 
-from skyshard.trust import EntryType
-from skyshard.trust.recorder import record_run_event
+from skyshard.trust.events import EntryType, record_run_event
 
 
 def _asset_keys(context: dg.RunStatusSensorContext, materialized: bool) -> list[str]:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.entry import parse_line
-from skyshard.trust.log import LOG_FILE, checkpoint_paths, iter_lines, read_checkpoint_index
-from skyshard.trust.merkle import leaf_hash
-from skyshard.trust.note import parse_note
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.entry import parse_line
+from skyshard.ledger.log import LOG_FILE, checkpoint_paths, iter_lines, read_checkpoint_index
+from skyshard.ledger.merkle import leaf_hash
+from skyshard.ledger.note import parse_note
 
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS ledger;
@@ -55,7 +55,7 @@ def mirror_ledger(con: Any, directory: Path) -> tuple[int, int]:
         entry = parse_line(line)
         for name, value in (
             ("seq", entry.seq),
-            ("type", entry.type.value),
+            ("type", entry.type),
             ("run_id", entry.run_id),
             ("ts", entry.ts),
             ("actor", entry.actor),

@@ -13,8 +13,8 @@ from typing import Any
 import polars as pl
 
 from skyshard.config.policy import TrustPolicy
-from skyshard.trust import Entry, EntryType, Ledger, Record
-from skyshard.trust.entry import utc_timestamp
+from skyshard.ledger import Entry, Ledger
+from skyshard.trust.events import EntryType, record_trust_score_entries
 from skyshard.trust_inputs import TRUST_SCHEMA
 
 FORMULA = "skyshard-trust/v1"
@@ -234,24 +234,7 @@ def record_trust_scores(
     """Append one trust_score entry per score (one fsync) and return the `trust.scores` rows,
     each with the seq of its entry."""
     scores = list(scores)
-    at = utc_timestamp(as_of)
-    records = [
-        Record(
-            EntryType.TRUST_SCORE,
-            run_id,
-            "trust_scores",
-            {
-                "provider": s.provider_id,
-                "score": s.score,
-                "as_of": at,
-                "neutral_score": policy.neutral_score,
-                "half_life_days": policy.half_life_days,
-                **s.breakdown(),
-            },
-        )
-        for s in scores
-    ]
-    appended = ledger.append_many(records) if records else []
+    appended = record_trust_score_entries(ledger, scores, policy, as_of, run_id)
     computed_at = as_of.astimezone(UTC).replace(tzinfo=None)
     return pl.DataFrame(
         {

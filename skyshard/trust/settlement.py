@@ -12,8 +12,9 @@ from datetime import UTC, date, datetime
 import polars as pl
 
 from skyshard.config.policy import PolicyFile
-from skyshard.trust import Entry, EntryType
+from skyshard.ledger import Entry
 from skyshard.trust.contracts import policy_hash, within_budget, within_price_cap
+from skyshard.trust.events import EntryType
 from skyshard.trust.scores import parse_ts
 
 GIB = 1 << 30

@@ -9,8 +9,9 @@ import pytest
 from orchestration.migration_job import migrate_shard
 from orchestration.resources import DuckDBFile
 from skyshard import paths
-from skyshard.trust import EntryType, Ledger
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger import Ledger
+from skyshard.ledger.verify import verify_ledger
+from skyshard.trust.events import EntryType
 from tests.migration_job.sky import add_move, decisions, plan_status
 
 MOVE = "mv-0123456789abcdef"

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from assets.trust import ledger_mirror, settlement, trust_scores
 from orchestration.resources import DuckDBFile
 from skyshard import paths
-from skyshard.trust import Ledger
-from skyshard.trust.cli import ledger as ledger_group
-from skyshard.trust.recorder import migration_payload, record_dispute_opened, record_migration
+from skyshard.cli.ledger import ledger as ledger_group
+from skyshard.ledger import Ledger
+from skyshard.trust.events import migration_payload, record_dispute_opened, record_migration
 from skyshard.trust_inputs import read_trust_scores
 
 

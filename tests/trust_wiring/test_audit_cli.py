@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from skyshard import paths
-from skyshard.trust import Ledger
+from skyshard.cli.ledger import ledger as ledger_group
+from skyshard.cli.trust import trust
+from skyshard.ledger import Ledger
+from skyshard.ledger.ed25519 import SigningKey
 from skyshard.trust.audit import sign_attestation
-from skyshard.trust.cli import ledger as ledger_group
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.trust_cli import trust
 
 from .conftest import AUDITOR_ID, AUDITOR_KEY
 

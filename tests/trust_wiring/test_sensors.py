@@ -9,8 +9,8 @@ import pytest
 from sensors.ledger import defs as ledger_defs
 from sensors.ledger import ledger_run_failed, ledger_run_started, ledger_run_succeeded
 from skyshard import paths
-from skyshard.trust import Ledger
-from skyshard.trust.recorder import record_run_event
+from skyshard.ledger import Ledger
+from skyshard.trust.events import record_run_event
 
 SENSORS = (ledger_run_started, ledger_run_succeeded, ledger_run_failed)
 
@@ -69,7 +69,7 @@ def test_ticks_record_every_run_once(instance):
         tick(sensor, cursors[sensor.name])  # re-evaluating from the same cursor appends nothing
 
     entries = list(_ledger().entries())
-    events = sorted((e.run_id, e.type.value) for e in entries)
+    events = sorted((e.run_id, e.type) for e in entries)
     assert events == sorted(
         [
             (ok.run_id, "run_started"),
@@ -78,7 +78,7 @@ def test_ticks_record_every_run_once(instance):
             (failed.run_id, "run_failed"),
         ]
     )
-    by_event = {(e.run_id, e.type.value): e.payload for e in entries}
+    by_event = {(e.run_id, e.type): e.payload for e in entries}
     succeeded = by_event[ok.run_id, "run_succeeded"]
     assert succeeded["job"] == "numbers_job"
     assert succeeded["asset_keys"] == ["numbers"]

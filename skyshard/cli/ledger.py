@@ -10,12 +10,12 @@ from pathlib import Path
 import click
 
 from skyshard import paths
-from skyshard.trust import Ledger, LedgerError
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.cosignature import CosignatureVerifier
-from skyshard.trust.entry import EntryType
-from skyshard.trust.keys import KeyFileError
-from skyshard.trust.log import (
+from skyshard.ledger import Ledger, LedgerError
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.cosignature import CosignatureVerifier
+from skyshard.ledger.entry import KEY_ROTATION
+from skyshard.ledger.keys import KeyFileError
+from skyshard.ledger.log import (
     ACTIVE_KEY_FILE,
     CHECKPOINT_DIR,
     GENESIS_KEY_FILE,
@@ -24,9 +24,9 @@ from skyshard.trust.log import (
     read_entries,
     read_vkey,
 )
-from skyshard.trust.note import NoteError
-from skyshard.trust.replica import Replica
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger.note import NoteError
+from skyshard.ledger.replica import Replica
+from skyshard.ledger.verify import verify_ledger
 
 COSIGNERS_DIR = "cosigners"
 
@@ -81,9 +81,7 @@ def verify() -> None:
 
 
 @ledger.command()
-@click.option(
-    "--type", "entry_type", type=click.Choice([t.value for t in EntryType]), multiple=True
-)
+@click.option("--type", "entry_type", multiple=True, help="Only entries of this type (repeatable).")
 def show(entry_type: tuple[str, ...]) -> None:
     """Print entries (one JSON line each), optionally only some types."""
     directory = paths.ledger_dir()
@@ -149,7 +147,7 @@ def export(target: Path) -> None:
         shutil.copyfile(path, target / CHECKPOINT_DIR / path.name)
     genesis = read_vkey(directory / GENESIS_KEY_FILE)
     keys = [genesis.vkey()] if genesis else []
-    keys += [e.payload["new_key"] for e in read_entries(directory, EntryType.KEY_ROTATION)]
+    keys += [e.payload["new_key"] for e in read_entries(directory, KEY_ROTATION)]
     (target / "log-keys.vkey").write_text("".join(f"{k}\n" for k in keys))
     cosigners = "".join(f"{v.vkey()}\n" for v in _cosigner_keys(directory))
     (target / "cosigner-keys.vkey").write_text(cosigners)

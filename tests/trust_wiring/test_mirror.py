@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import duckdb
 
-from skyshard.trust.merkle import leaf_hash
+from skyshard.ledger.merkle import leaf_hash
 from skyshard.trust.mirror import mirror_ledger
-
-from .conftest import fill
+from tests.ledger.conftest import fill
 
 
 def test_mirror_is_idempotent_and_incremental(ledger, tmp_path):

@@ -10,13 +10,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.cosignature import Cosigner
-from skyshard.trust.keys import KEY_SUFFIX, load_or_create_signing_key
-from skyshard.trust.log import CHECKPOINT_DIR, LOG_FILE, LedgerError, write_atomically
-from skyshard.trust.merkle import ProofError, verify_consistency
-from skyshard.trust.note import Ed25519Signer, Ed25519Verifier, Signature, check_key_name
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.cosignature import Cosigner
+from skyshard.ledger.keys import KEY_SUFFIX, load_or_create_signing_key
+from skyshard.ledger.log import CHECKPOINT_DIR, LOG_FILE, LedgerError, write_atomically
+from skyshard.ledger.merkle import ProofError, verify_consistency
+from skyshard.ledger.note import Ed25519Verifier, Signature, check_key_name
+from skyshard.ledger.verify import verify_ledger
 
 STATE_FILE = "replica.json"
 LOG_KEY_FILE = "log.vkey"
@@ -43,7 +43,6 @@ class Replica:
         self.provider_id = provider_id
         key = load_or_create_signing_key(key_path)
         self.cosigner = Cosigner(provider_id, key)
-        self.receipt_signer = Ed25519Signer(provider_id, key)
 
     @classmethod
     def open(cls, directory: Path, provider_id: str) -> Replica:

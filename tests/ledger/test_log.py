@@ -8,10 +8,10 @@ import multiprocessing
 
 import pytest
 
-from skyshard.trust import Ledger, LedgerError
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.log import REPAIRS_FILE, AppendOnlyLog
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger import Ledger, LedgerError
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.log import REPAIRS_FILE, AppendOnlyLog
+from skyshard.ledger.verify import verify_ledger
 
 from .conftest import ORIGIN, fill, make_signer
 

@@ -8,11 +8,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from skyshard.trust import Ledger
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.cli import ledger as ledger_cli
-from skyshard.trust.merkle import verify_inclusion
-from skyshard.trust.note import Ed25519Verifier, open_note
+from skyshard.cli.ledger import ledger as ledger_cli
+from skyshard.ledger import Ledger
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.merkle import verify_inclusion
+from skyshard.ledger.note import Ed25519Verifier, open_note
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from skyshard.trust import Ledger
-from skyshard.trust import verify as verify_module
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.cosignature import Cosigner
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.entry import canonical_json, make_entry
-from skyshard.trust.note import sign_note
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger import Ledger
+from skyshard.ledger import verify as verify_module
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.cosignature import Cosigner
+from skyshard.ledger.ed25519 import SigningKey
+from skyshard.ledger.entry import canonical_json, make_entry
+from skyshard.ledger.note import sign_note
+from skyshard.ledger.verify import verify_ledger
 
 from .conftest import ORIGIN, fill, make_signer
 

@@ -12,14 +12,14 @@ from rich.progress import Progress
 from rich.table import Table
 
 from skyshard import db, demo_run, ingest, paths
+from skyshard.cli.ledger import ledger
+from skyshard.cli.trust import trust
 from skyshard.config import ConfigError, Sky, load_sky
 from skyshard.embedded_hosts.run import running_sky
 from skyshard.home import resolve_home
 from skyshard.plans.cli import plan, whatif
 from skyshard.sky_tables import routed_hosts, sky_frames
 from skyshard.sources.base import Window
-from skyshard.trust.cli import ledger
-from skyshard.trust.trust_cli import trust
 
 console = Console()
 

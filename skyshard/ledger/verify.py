@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from skyshard.trust import ed25519
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.cosignature import CosignatureVerifier
-from skyshard.trust.entry import EntryError, EntryType, check_line, message_of_line
-from skyshard.trust.keys import KeyChain
-from skyshard.trust.log import (
+from skyshard.ledger import ed25519
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.cosignature import CosignatureVerifier
+from skyshard.ledger.entry import KEY_ROTATION, EntryError, check_line, message_of_line
+from skyshard.ledger.keys import KeyChain
+from skyshard.ledger.log import (
     GENESIS_KEY_FILE,
     LOG_FILE,
     TornTail,
@@ -27,8 +27,8 @@ from skyshard.trust.log import (
     read_torn_tail,
     read_vkey,
 )
-from skyshard.trust.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency
-from skyshard.trust.note import (
+from skyshard.ledger.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency
+from skyshard.ledger.note import (
     Ed25519Verifier,
     NoteError,
     open_note,
@@ -186,7 +186,7 @@ def _check_entry(index: int, line: bytes, chain: KeyChain) -> tuple[SignatureChe
     if value["key_id"] != active.key_id.hex():
         key_id = value["key_id"]
         return check, f"signed by key {key_id}, but the active key is {active.key_id.hex()}"
-    if value["type"] == EntryType.KEY_ROTATION:
+    if value["type"] == KEY_ROTATION:
         try:
             chain.rotate(index, value["payload"])
         except NoteError as exc:

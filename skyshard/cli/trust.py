@@ -14,11 +14,11 @@ from skyshard import paths
 from skyshard.config import ConfigError
 from skyshard.config.sky import Sky
 from skyshard.home import current_sky
-from skyshard.trust import Ledger, LedgerError
+from skyshard.ledger import Ledger, LedgerError
+from skyshard.ledger.entry import EntryError
+from skyshard.ledger.keys import KeyFileError
 from skyshard.trust.audit import AuditError, import_attestation
-from skyshard.trust.entry import EntryError
-from skyshard.trust.keys import KeyFileError
-from skyshard.trust.recorder import (
+from skyshard.trust.events import (
     DISPUTE_OUTCOMES,
     DisputeError,
     record_dispute_opened,

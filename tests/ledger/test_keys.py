@@ -6,17 +6,17 @@ import os
 
 import pytest
 
-from skyshard.trust import Ledger, LedgerError
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.entry import make_entry
-from skyshard.trust.keys import (
+from skyshard.ledger import Ledger, LedgerError
+from skyshard.ledger.ed25519 import SigningKey
+from skyshard.ledger.entry import make_entry
+from skyshard.ledger.keys import (
     KeyFileError,
     load_signing_key,
     rotation_payload,
     write_signing_key,
 )
-from skyshard.trust.note import Ed25519Signer, NoteError
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger.note import Ed25519Signer, NoteError
+from skyshard.ledger.verify import verify_ledger
 
 from .conftest import ORIGIN, make_signer
 

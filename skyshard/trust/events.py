@@ -1,19 +1,48 @@
-"""What the rest of skyshard calls to write to the ledger: runs, migrations, access denials,
-policy decisions and disputes, without knowing the ledger's layout or entry payloads."""
+"""skyshard's ledger entry types and the one place their payloads are built: runs, migrations,
+access denials, policy decisions, disputes, trust scores and audits. Every caller appends
+through a function here, never a raw type."""
 
 from __future__ import annotations
 
 import mmap
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from skyshard.trust import Entry, EntryType, Ledger
+from skyshard.ledger import Entry, Ledger, Record
+from skyshard.ledger.entry import (
+    KEY_ROTATION,
+    EntryError,
+    canonical_json,
+    check_no_secrets,
+    parse_line,
+    utc_timestamp,
+)
+from skyshard.ledger.log import LOG_FILE
 from skyshard.trust.contracts import Decision
-from skyshard.trust.entry import EntryError, canonical_json, check_no_secrets, parse_line
-from skyshard.trust.log import LOG_FILE
 
 if TYPE_CHECKING:
+    from skyshard.config.policy import TrustPolicy
     from skyshard.transport.access import Denial
+    from skyshard.trust.scores import TrustScore
+
+
+class EntryType(StrEnum):
+    RUN_STARTED = "run_started"
+    RUN_SUCCEEDED = "run_succeeded"
+    RUN_FAILED = "run_failed"
+    MIGRATION_STEP = "migration_step"
+    MIGRATION_COMPLETED = "migration_completed"
+    MIGRATION_ROLLED_BACK = "migration_rolled_back"
+    TRUST_SCORE = "trust_score"
+    AUDIT_ATTESTATION = "audit_attestation"
+    DISPUTE_OPENED = "dispute_opened"
+    DISPUTE_RESOLVED = "dispute_resolved"
+    POLICY_DECISION = "policy_decision"
+    ACCESS_DENIED = "access_denied"
+    KEY_ROTATION = KEY_ROTATION
+
 
 RUN_EVENTS = (EntryType.RUN_STARTED, EntryType.RUN_SUCCEEDED, EntryType.RUN_FAILED)
 PROVIDER_TAGS = ("skyshard/provider", "skyshard/from_provider", "skyshard/to_provider")
@@ -179,10 +208,44 @@ def record_dispute_resolved(
     return ledger.append(EntryType.DISPUTE_RESOLVED, "", actor, payload)
 
 
-def record_policy_decision(
-    decision: Decision, *, run_id: str = "", actor: str = "policy", ledger: Ledger | None = None
-) -> Entry:
-    """Append a contract decision (with its policy hash) as a policy_decision entry."""
-    return (ledger or Ledger.open()).append(
-        EntryType.POLICY_DECISION, run_id, actor, decision.payload()
-    )
+def record_policy_decisions(
+    decisions: Sequence[Decision], run_id: str, actor: str, ledger: Ledger
+) -> list[Entry]:
+    """Append contract decisions (each with its policy hash) as policy_decision entries, one
+    write for all of them."""
+    records = [Record(EntryType.POLICY_DECISION, run_id, actor, d.payload()) for d in decisions]
+    return ledger.append_many(records) if records else []
+
+
+def record_trust_score_entries(
+    ledger: Ledger,
+    scores: Sequence[TrustScore],
+    policy: TrustPolicy,
+    as_of: datetime,
+    run_id: str = "",
+) -> list[Entry]:
+    """One trust_score entry per score with its breakdown, one write for all of them."""
+    at = utc_timestamp(as_of)
+    records = [
+        Record(
+            EntryType.TRUST_SCORE,
+            run_id,
+            "trust_scores",
+            {
+                "provider": s.provider_id,
+                "score": s.score,
+                "as_of": at,
+                "neutral_score": policy.neutral_score,
+                "half_life_days": policy.half_life_days,
+                **s.breakdown(),
+            },
+        )
+        for s in scores
+    ]
+    return ledger.append_many(records) if records else []
+
+
+def record_audit(ledger: Ledger, attestation: Mapping[str, Any]) -> Entry:
+    """Append a verified audit attestation (see `audit.verify_attestation`) as it was signed."""
+    actor = f"auditor:{attestation['auditor']}"
+    return ledger.append(EntryType.AUDIT_ATTESTATION, "", actor, dict(attestation))

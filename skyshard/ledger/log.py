@@ -23,10 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.entry import Entry, EntryError, EntryType, make_entry, parse_line, utc_timestamp
-from skyshard.trust.merkle import MerkleTree, leaf_hash, verify_consistency
-from skyshard.trust.note import Ed25519Signer, Ed25519Verifier, Note, parse_note, sign_note
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.entry import (
+    KEY_ROTATION,
+    Entry,
+    EntryError,
+    make_entry,
+    parse_line,
+    utc_timestamp,
+)
+from skyshard.ledger.merkle import MerkleTree, leaf_hash, verify_consistency
+from skyshard.ledger.note import Ed25519Signer, Ed25519Verifier, Note, parse_note, sign_note
 
 LOG_FILE = "log.jsonl"
 LOCK_FILE = "log.lock"
@@ -45,7 +52,7 @@ class LedgerError(RuntimeError):
 class Record(NamedTuple):
     """What a caller appends; seq, timestamp, key id and signature are added under the lock."""
 
-    type: EntryType | str
+    type: str
     run_id: str
     actor: str
     payload: dict[str, Any]
@@ -177,7 +184,7 @@ def checkpoint_paths(directory: Path) -> list[Path]:
     return sorted(notes, key=lambda p: int(p.stem))
 
 
-def read_entries(directory: Path, type: EntryType | str | None = None) -> Iterator[Entry]:
+def read_entries(directory: Path, type: str | None = None) -> Iterator[Entry]:
     """Entries of a ledger folder in order (optionally one type); needs no key."""
     path = Path(directory) / LOG_FILE
     if not path.exists():
@@ -231,7 +238,7 @@ class AppendOnlyLog:
     def append_many(self, signer: Ed25519Signer, records: Sequence[Record]) -> list[Entry]:
         """Sign and durably append `records` as one batch (one write, one fsync)."""
         records = [Record(*r) for r in records]
-        rotations = [i for i, r in enumerate(records) if r.type == EntryType.KEY_ROTATION]
+        rotations = [i for i, r in enumerate(records) if r.type == KEY_ROTATION]
         if rotations and rotations != [len(records) - 1]:
             raise LedgerError("a key_rotation must be the last record of its batch")
         with self.locked():

@@ -1,0 +1,1 @@
+"""The `skyshard` command line."""
