@@ -45,7 +45,7 @@ def _marts(con: duckdb_lib.DuckDBPyConnection, sql: str) -> pl.DataFrame | None:
     pool=DUCKDB_WRITER_POOL,
     description="`trust.scores`: one trust score per provider in [0, 1] from the ledger "
     "(migrations, audits, disputes), availability and contract tier (docs/trust.md); each "
-    "score is appended to the ledger and `ledger_seq` is its entry.",
+    "score is appended to the ledger and `ledger_seq`, `leaf_hash` name its entry.",
 )
 def trust_scores(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     sky = current_sky()
@@ -56,7 +56,7 @@ def trust_scores(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
             con, "select provider_id, day, availability from marts.fct_provider_incidents"
         )
     scores = compute_trust_scores(
-        ledger.entries(),
+        ledger.verified_entries(),
         {p.id: p.contract.tier for p in sky.providers},
         sky.policy.trust,
         as_of,
@@ -83,7 +83,7 @@ def trust_scores(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
 def settlement(duckdb: DuckDBFile):
     sky = current_sky()
     until = datetime.now(UTC)
-    entries = list(Ledger.open().entries())
+    entries = Ledger.open().verified_entries()
     since = settlement_since(entries, until)
     initial = {s.id: sky.hosts[s.current_host][0].id for s in sky.shards}
     prices = {
@@ -134,7 +134,7 @@ def ledger_mirror(duckdb: DuckDBFile):
     ledger = Ledger.open()
     checkpoint = Checkpoint.from_note(ledger.checkpoint())
     with duckdb.connect() as con:
-        inserted, checkpoints = mirror_ledger(con, ledger.directory)
+        inserted, checkpoints = mirror_ledger(con, ledger)
     return dg.MaterializeResult(
         metadata={
             "entries_inserted": inserted,

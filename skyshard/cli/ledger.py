@@ -10,25 +10,24 @@ from pathlib import Path
 import click
 
 from skyshard import paths
+from skyshard.config import ConfigError
+from skyshard.config.loader import load_yaml_model
+from skyshard.config.policy import LedgerPolicy, PolicyFile
+from skyshard.config.sky import POLICY_FILE
 from skyshard.ledger import Ledger, LedgerError
-from skyshard.ledger.checkpoint import Checkpoint
-from skyshard.ledger.cosignature import CosignatureVerifier
+from skyshard.ledger.client import ClientStore
 from skyshard.ledger.entry import KEY_ROTATION
 from skyshard.ledger.keys import KeyFileError
 from skyshard.ledger.log import (
-    ACTIVE_KEY_FILE,
     CHECKPOINT_DIR,
-    GENESIS_KEY_FILE,
     LOG_FILE,
     checkpoint_paths,
     read_entries,
-    read_vkey,
 )
-from skyshard.ledger.note import NoteError
-from skyshard.ledger.replica import Replica
-from skyshard.ledger.verify import verify_ledger
-
-COSIGNERS_DIR = "cosigners"
+from skyshard.ledger.note import Ed25519Verifier, NoteError
+from skyshard.ledger.replica import ReplicaTarget, sync_replica
+from skyshard.ledger.verify import Anchors, VerifiedState, VerifyResult, verify_ledger
+from skyshard.trust.anchors import replica_targets
 
 
 def _ledger() -> Ledger:
@@ -38,16 +37,32 @@ def _ledger() -> Ledger:
         raise click.ClickException(str(exc)) from exc
 
 
-def _cosigner_keys(directory: Path) -> list[CosignatureVerifier]:
-    folder = directory / COSIGNERS_DIR
-    if not folder.is_dir():
-        return []
-    return [CosignatureVerifier.from_vkey(p.read_text()) for p in sorted(folder.glob("*.vkey"))]
+def _policy() -> LedgerPolicy:
+    """policy.yaml's `ledger` section (cosigners, quorum), without generating a demo sky."""
+    home = paths.skyshard_home() or paths.demo_home()
+    try:
+        return load_yaml_model(home / POLICY_FILE, PolicyFile, required=False).ledger
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _targets(policy: LedgerPolicy) -> list[ReplicaTarget]:
+    try:
+        return replica_targets(policy)
+    except NoteError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _require_log(directory: Path) -> None:
     if not (directory / LOG_FILE).exists():
         raise click.ClickException(f"no ledger at {directory / LOG_FILE} (SKYSHARD_LEDGER_DIR)")
+
+
+def _read_vkey_file(path: Path) -> Ed25519Verifier:
+    try:
+        return Ed25519Verifier.from_vkey(path.read_text().strip())
+    except (OSError, NoteError) as exc:
+        raise click.ClickException(f"{path}: not a log verifier key: {exc}") from exc
 
 
 @click.group("ledger")
@@ -56,13 +71,48 @@ def ledger() -> None:
 
 
 @ledger.command()
-def verify() -> None:
-    """Check every signature, sequence number, checkpoint, consistency and cosignature."""
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File with the log's genesis verifier key, obtained outside the ledger folder "
+    "(default: the key pinned in the client store).",
+)
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="A checkpoint note the log must still contain, unchanged (repeatable).",
+)
+def verify(key_file: Path | None, checkpoint_files: tuple[Path, ...]) -> None:
+    """Check every signature, sequence number, checkpoint, consistency and cosignature against
+    anchors from outside the folder: the genesis key, trusted checkpoints, and what this
+    client verified and appended before."""
     directory = paths.ledger_dir()
     _require_log(directory)
+    client = ClientStore(paths.ledger_client_dir(directory))
+    policy = _policy()
+    cosigners = [t.verifier for t in _targets(policy)]
     try:
-        result = verify_ledger(directory, cosigners=_cosigner_keys(directory))
-    except (NoteError, ValueError) as exc:
+        pinned = client.genesis()
+        genesis = _read_vkey_file(key_file) if key_file else pinned
+        if genesis is None:
+            raise click.ClickException(
+                f"no genesis key pinned in {client.directory}: pass --key VKEY (the log's "
+                f"first verifier key, obtained from outside {directory})"
+            )
+        if pinned is not None and genesis != pinned:
+            raise click.ClickException(
+                f"ledger verification FAILED at index 0: --key {genesis.vkey()} differs from "
+                f"the genesis key pinned in {client.directory} ({pinned.vkey()})"
+            )
+        cached = client.checkpoint()
+        notes = [cached.note] if cached else []
+        notes += [p.read_text() for p in checkpoint_files]
+        anchors = Anchors(notes, client.seen(), cosigners, policy.quorum)
+        result = verify_ledger(directory, genesis, anchors)
+    except (NoteError, LedgerError, OSError) as exc:
         raise click.ClickException(f"cannot verify {directory}: {exc}") from exc
     if result.torn_tail is not None:
         click.echo(
@@ -73,11 +123,27 @@ def verify() -> None:
     if not result.ok:
         where = result.first_bad_index if result.first_bad_index is not None else "-"
         raise click.ClickException(f"ledger verification FAILED at index {where}: {result.reason}")
+    _remember(client, directory, result)
+    if result.uncovered:
+        click.echo(
+            f"warning: the last {result.uncovered} entries are covered by no checkpoint yet "
+            "(a run in progress, or run `skyshard ledger checkpoint`)",
+            err=True,
+        )
     cosigned = sum(1 for names in result.cosignatures.values() if names)
     click.echo(
         f"ok: {result.entries} entries, {result.checkpoints} checkpoints "
         f"({cosigned} cosigned), root {base64.b64encode(result.root_hash).decode()}"
     )
+
+
+def _remember(client: ClientStore, directory: Path, result: VerifyResult) -> None:
+    """Like a sumdb client: keep the latest verified checkpoint, to catch a later rollback."""
+    stored = checkpoint_paths(directory)
+    if not stored or result.uncovered or result.tree is None:
+        return
+    state = VerifiedState.of(result)
+    client.store_checkpoint(stored[-1].read_text(), state.mark, state.frontier)
 
 
 @ledger.command()
@@ -130,9 +196,8 @@ def checkpoint() -> None:
 
 @ledger.command()
 def pubkey() -> None:
-    """Print the ledger's current verifier key (C2SP signed-note format)."""
-    active = read_vkey(paths.ledger_dir() / ACTIVE_KEY_FILE)
-    click.echo((active or _ledger().verifier()).vkey())
+    """Print the verifier key this machine signs the ledger with (C2SP signed-note format)."""
+    click.echo(_ledger().verifier().vkey())
 
 
 @ledger.command()
@@ -145,42 +210,30 @@ def export(target: Path) -> None:
     shutil.copyfile(directory / LOG_FILE, target / LOG_FILE)
     for path in checkpoint_paths(directory):
         shutil.copyfile(path, target / CHECKPOINT_DIR / path.name)
-    genesis = read_vkey(directory / GENESIS_KEY_FILE)
+    genesis = _ledger().genesis()
     keys = [genesis.vkey()] if genesis else []
     keys += [e.payload["new_key"] for e in read_entries(directory, KEY_ROTATION)]
     (target / "log-keys.vkey").write_text("".join(f"{k}\n" for k in keys))
-    cosigners = "".join(f"{v.vkey()}\n" for v in _cosigner_keys(directory))
+    cosigners = "".join(f"{t.verifier.vkey()}\n" for t in _targets(_policy()))
     (target / "cosigner-keys.vkey").write_text(cosigners)
     click.echo(f"exported {directory} to {target}")
 
 
 @ledger.command()
-@click.option("--replica", "replica_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--provider", "provider_id", required=True)
-def sync(replica_dir: Path, provider_id: str) -> None:
-    """Push the log and a fresh checkpoint to a provider's replica and store its cosignature."""
-    directory = paths.ledger_dir()
-    _require_log(directory)
+@click.option("--provider", "names", multiple=True, help="Only this cosigner (repeatable).")
+def sync(names: tuple[str, ...]) -> None:
+    """Push the verified log and a fresh checkpoint to the replicas of the cosigners in
+    policy.yaml (their keys pinned there) and store their cosignatures."""
+    _require_log(paths.ledger_dir())
+    targets = [t for t in _targets(_policy()) if not names or t.name in names]
+    unknown = sorted(set(names) - {t.name for t in targets})
+    if unknown or not targets:
+        listed = ", ".join(unknown) or "at all"
+        raise click.ClickException(f"no cosigner {listed} in policy.yaml ledger.cosigners")
     ledger_ = _ledger()
-    try:
-        note = ledger_.checkpoint()
-        replica = Replica.open(replica_dir, provider_id)
-        genesis = read_vkey(directory / GENESIS_KEY_FILE) or ledger_.verifier()
-        cosignature = replica.receive((directory / LOG_FILE).read_bytes(), note, genesis)
-        _pin_cosigner(directory, provider_id, replica.cosigner.verifier())
-        size = Checkpoint.from_note(note).size
-        ledger_.store_cosignatures(size, [cosignature.line()])
-    except (LedgerError, NoteError, KeyFileError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"provider {provider_id} cosigned checkpoint {size}")
-
-
-def _pin_cosigner(directory: Path, provider_id: str, verifier: CosignatureVerifier) -> None:
-    path = directory / COSIGNERS_DIR / f"{provider_id}.vkey"
-    if path.exists():
-        pinned = CosignatureVerifier.from_vkey(path.read_text())
-        if pinned != verifier:
-            raise LedgerError(f"{path}: provider {provider_id} presented a different key")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(verifier.vkey() + "\n")
+    for target in targets:
+        try:
+            size = sync_replica(ledger_, target)
+        except (LedgerError, NoteError, KeyFileError, OSError) as exc:
+            raise click.ClickException(f"{target.name}: {exc}") from exc
+        click.echo(f"provider {target.name} cosigned checkpoint {size}")

@@ -94,8 +94,12 @@ def scores() -> None:
     trust_scores asset records scores)."""
     sky = _sky()
     tiers = {p.id: p.contract.tier for p in sky.providers}
+    try:
+        entries = _ledger().verified_entries()
+    except LedgerError as exc:
+        raise click.ClickException(f"refusing to score from the ledger: {exc}") from exc
     computed = compute_trust_scores(
-        _ledger().entries(),
+        entries,
         tiers,
         sky.policy.trust,
         datetime.now(UTC),

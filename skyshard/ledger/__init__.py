@@ -15,9 +15,10 @@ from typing import Any
 
 from skyshard import paths
 from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.client import CachedCheckpoint, ClientStore, Mark
 from skyshard.ledger.cosignature import CosignatureVerifier
 from skyshard.ledger.ed25519 import SigningKey
-from skyshard.ledger.entry import KEY_ROTATION, Entry
+from skyshard.ledger.entry import KEY_ROTATION, Entry, make_entry, parse_line, utc_timestamp
 from skyshard.ledger.keys import (
     KEY_SUFFIX,
     load_or_create_signing_key,
@@ -27,16 +28,27 @@ from skyshard.ledger.keys import (
 )
 from skyshard.ledger.log import (
     ACTIVE_KEY_FILE,
+    GENESIS_KEY_FILE,
+    LOG_FILE,
     AppendOnlyLog,
     LedgerError,
     Record,
+    iter_lines,
     latest_checkpoint_note,
     read_entries,
     read_vkey,
 )
-from skyshard.ledger.merkle import verify_inclusion
-from skyshard.ledger.note import Ed25519Signer, Ed25519Verifier
-from skyshard.ledger.verify import VerifyResult, verify_ledger
+from skyshard.ledger.merkle import Frontier, leaf_hash, verify_inclusion
+from skyshard.ledger.note import Ed25519Signer, Ed25519Verifier, NoteError, open_note, sign_note
+from skyshard.ledger.verify import (
+    Anchors,
+    VerificationError,
+    VerifiedState,
+    VerifyResult,
+    check_mark,
+    extend_verified,
+    verify_ledger,
+)
 
 DEFAULT_ORIGIN = "skyshard.local/ledger"
 LEDGER_KEY_NAME = "ledger"
@@ -58,18 +70,24 @@ class InclusionProof:
 
 
 class Ledger:
-    """Append entries, sign checkpoints and prove inclusion for one ledger folder."""
+    """Append entries, sign checkpoints, prove inclusion and read verified entries for one
+    ledger folder. Nothing is signed or read that has not been verified first: every append
+    and checkpoint verifies the entries since the last verified checkpoint (kept in memory and
+    in the client store), and readers get only entries that hash to a verified root."""
 
     def __init__(
         self,
         directory: Path,
         signer: Ed25519Signer,
         key_path: Path | None = None,
+        client: ClientStore | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.signer = signer
+        self.client = client or ClientStore(paths.ledger_client_dir(self.directory))
         self._key_path = key_path
         self._log = AppendOnlyLog(self.directory)
+        self._state: VerifiedState | None = None
 
     @classmethod
     def open(
@@ -93,6 +111,10 @@ class Ledger:
     def origin(self) -> str:
         return self.signer.name
 
+    @property
+    def log_path(self) -> Path:
+        return self.directory / LOG_FILE
+
     def verifier(self) -> Ed25519Verifier:
         return self.signer.verifier()
 
@@ -102,36 +124,90 @@ class Ledger:
         return self.append_many([Record(type, run_id, actor, payload or {})])[0]
 
     def append_many(self, records: Sequence[Record | tuple]) -> list[Entry]:
-        """Append several entries with one write and one fsync (group commit)."""
-        return self._log.append_many(self.signer, [Record(*r) for r in records])
+        """Verify what is new in the log, then sign and durably append `records` with one
+        write and one fsync (group commit)."""
+        records = [Record(*r) for r in records]
+        rotations = [i for i, r in enumerate(records) if r.type == KEY_ROTATION]
+        if rotations and rotations != [len(records) - 1]:
+            raise LedgerError("a key_rotation must be the last record of its batch")
+        with self._log.locked():
+            state = self._verified()
+            ts = utc_timestamp()
+            entries = [
+                make_entry(state.size + i, r.type, r.run_id, r.actor, r.payload, self.signer, ts)
+                for i, r in enumerate(records)
+            ]
+            key = state.key
+            if rotations:
+                key = Ed25519Verifier.from_vkey(str(entries[-1].payload.get("new_key")))
+            self._log.write(entries)
+            if rotations:
+                self._log.write_keys(None, key)
+            elif state.size == 0:
+                self.client.pin_genesis(key)
+                self._log.write_keys(key, key)
+            self._state = state.appended([e.line for e in entries], key)
+            self.client.store_seen(self._state.mark)
+        return entries
 
     def checkpoint(self) -> str:
-        """Sign (if the log grew) and return the checkpoint note of the whole log."""
-        return self._log.sign_checkpoint(self.signer, self.origin)
+        """Verify what is new in the log and that the rest still hashes to what was verified,
+        then sign (if it grew) and return the checkpoint note of the whole log; the client
+        store remembers it."""
+        with self._log.locked():
+            state = self._verified()
+            self._read_verified(state, None)
+            note = latest_checkpoint_note(self.directory)
+            if note is None or Checkpoint.from_note(note).size != state.size:
+                body = Checkpoint(self.origin, state.size, state.frontier.root()).body()
+                note = sign_note(body, [self.signer])
+                self._log.store_checkpoint(state.size, note)
+            self.client.store_checkpoint(note, state.mark, state.frontier)
+            return note
 
     def latest_checkpoint(self) -> str | None:
         return latest_checkpoint_note(self.directory)
 
     def entries(self, type: str | None = None) -> Iterator[Entry]:
+        """Entries as the file holds them, unverified: for display and tools, never for
+        decisions (use `verified_entries`)."""
         return read_entries(self.directory, type)
 
-    def verified_entries(self, type: str | None = None) -> Iterator[Entry]:
-        return read_entries(self.directory, type)
+    def verified_entries(self, type: str | None = None) -> list[Entry]:
+        """Every entry (optionally one type) of the verified log, or VerificationError naming
+        the first bad index: the one reader for scores, settlement, the mirror and audits."""
+        with self._log.locked():
+            state = self._verified()
+        return self._read_verified(state, type or "")
+
+    def _read_verified(self, state: VerifiedState, type: str | None) -> list[Entry]:
+        """The first `state.size` entries (of `type`; all for "", none for None), after
+        checking that every line still hashes to the verified frontier. Entries after the last
+        checkpoint had their signatures checked; those before are bound by its signed root."""
+        frontier, found = Frontier(), []
+        needle = b'"type":"' + type.encode() + b'"' if type else b""
+        if state.size:
+            for _, line in iter_lines(self.log_path):
+                frontier.append_leaf_hash(leaf_hash(line))
+                if type is not None and needle in line:
+                    entry = parse_line(line)
+                    if not type or entry.type == type:
+                        found.append(entry)
+                if frontier.size == state.size:
+                    break
+        if frontier.size != state.size or frontier.root() != state.frontier.root():
+            raise self._first_failure()
+        return found
 
     def proof(self, seq: int) -> InclusionProof:
-        """Inclusion proof of entry `seq` against the latest checkpoint (signing a new one if
-        the latest does not cover `seq` yet)."""
-        note = self.latest_checkpoint()
-        if note is None or Checkpoint.from_note(note).size <= seq:
-            note = self.checkpoint()
+        """Inclusion proof of entry `seq` against a checkpoint of the whole, verified log."""
+        note = self.checkpoint()
         checkpoint = Checkpoint.from_note(note)
         if seq < 0 or seq >= checkpoint.size:
             raise LedgerError(f"entry {seq} does not exist: the log has {checkpoint.size} entries")
         tree = self._log.refresh_tree()
         if tree.size < checkpoint.size or tree.root(checkpoint.size) != checkpoint.root_hash:
-            raise LedgerError(
-                f"the log no longer matches checkpoint {checkpoint.size}; run ledger verify"
-            )
+            raise self._first_failure()
         return InclusionProof(
             seq=seq,
             tree_size=checkpoint.size,
@@ -157,11 +233,115 @@ class Ledger:
         self.signer = new_signer
         return entry
 
-    def verify(self, cosigners: Sequence[CosignatureVerifier] = ()) -> VerifyResult:
-        return verify_ledger(self.directory, cosigners=cosigners)
+    def genesis(self) -> Ed25519Verifier | None:
+        """The log's first key as pinned outside the folder."""
+        return self.client.genesis()
+
+    def anchors(self, cosigners: Sequence[CosignatureVerifier] = (), quorum: int = 0) -> Anchors:
+        """What this client knows from outside the folder, for a full verification."""
+        cached = self.client.checkpoint()
+        notes = [cached.note] if cached is not None else []
+        return Anchors(notes, self.client.seen(), cosigners, quorum)
+
+    def verify(
+        self, cosigners: Sequence[CosignatureVerifier] = (), quorum: int = 0
+    ) -> VerifyResult:
+        genesis = self.genesis() or self.signer.verifier()
+        return verify_ledger(self.directory, genesis, self.anchors(cosigners, quorum))
 
     def store_cosignatures(self, size: int, signature_lines: Sequence[str]) -> str:
         return self._log.store_cosignatures(size, signature_lines)
+
+    def _verified(self) -> VerifiedState:
+        """Under the lock: the verified state of the whole log, extending the last one by the
+        entries appended since, or VerificationError at the first bad entry."""
+        cached = self.client.checkpoint()
+        seen = self.client.seen()
+        note = latest_checkpoint_note(self.directory)
+        stored = Checkpoint.from_note(note) if note is not None else None
+        marks = (cached.mark if cached else None, seen, self._state.mark if self._state else None)
+        protected = max([m.size for m in marks if m] + [stored.size if stored else 0])
+        self._log.repair_tail(protected)
+        state = self._state or self._from_cache(cached) or self._from_genesis(cached, seen)
+        roots = {}
+        if stored is not None:
+            if cached is not None and stored.size < cached.checkpoint.size:
+                raise VerificationError(
+                    None,
+                    f"the folder's latest checkpoint is {stored.size}, but checkpoint "
+                    f"{cached.checkpoint.size} was verified before: checkpoints were rolled back",
+                )
+            if stored.size > state.size:
+                _open_checkpoint(note, state.key)
+                roots[stored.size] = stored.root_hash
+        state = extend_verified(self.log_path, state, roots)
+        if stored is not None and stored.size > state.size:
+            raise VerificationError(
+                state.size,
+                f"checkpoint {stored.size} commits to more entries than the log has "
+                f"({state.size}): entries were removed",
+            )
+        if seen is not None:
+            if seen.size > state.size:
+                raise VerificationError(
+                    state.size,
+                    f"the log has {state.size} entries but entry {seen.size - 1} was appended "
+                    "before: entries were removed",
+                )
+            check_mark(self.log_path, seen)
+        if state.key != self.signer.verifier():
+            raise LedgerError(
+                f"key {self.signer.verifier().vkey()} is not the ledger's active key "
+                f"({state.key.vkey()}); it was rotated, load the current key"
+            )
+        self._state = state
+        return state
+
+    def _from_cache(self, cached: CachedCheckpoint | None) -> VerifiedState | None:
+        """Start from the client's last verified checkpoint if this key signed it."""
+        if cached is None:
+            return None
+        try:
+            open_note(cached.note, [self.signer.verifier()])
+        except NoteError:
+            return None  # signed before a key rotation: verify from the genesis key
+        return VerifiedState(cached.frontier, cached.mark, self.signer.verifier())
+
+    def _from_genesis(self, cached: CachedCheckpoint | None, seen: Mark | None) -> VerifiedState:
+        """Verify the whole log from the pinned genesis key (pinning the folder's on first
+        contact, accepted only if its key chain ends at the key this process holds)."""
+        genesis = self.client.genesis()
+        if not self.log_path.exists() or self.log_path.stat().st_size == 0:
+            if cached is not None or (seen is not None and seen.size):
+                raise VerificationError(0, f"{self.log_path} is empty but entries were seen")
+            if genesis is not None and genesis != self.signer.verifier():
+                raise LedgerError(
+                    f"{self.client.directory}: the log's genesis key is pinned to "
+                    f"{genesis.vkey()}, not this key {self.signer.verifier().vkey()}"
+                )
+            return VerifiedState(Frontier(), Mark(0, 0, b""), self.signer.verifier())
+        trusted = genesis or read_vkey(self.directory / GENESIS_KEY_FILE) or self.verifier()
+        result = verify_ledger(self.directory, trusted, self.anchors())
+        if not result.ok:
+            raise VerificationError(result.first_bad_index, result.describe())
+        state = VerifiedState.of(result)
+        if genesis is None and state.key == self.signer.verifier():
+            self.client.pin_genesis(trusted)
+        return state
+
+    def _first_failure(self) -> VerificationError:
+        """The reason a read found the log different from its verified state."""
+        result = self.verify()
+        if result.ok:
+            return VerificationError(None, "the log changed while it was read; read it again")
+        return VerificationError(result.first_bad_index, result.describe())
+
+
+def _open_checkpoint(note: str, key: Ed25519Verifier) -> None:
+    try:
+        open_note(note, [key])
+    except NoteError as exc:
+        raise VerificationError(None, f"the folder's latest checkpoint: {exc}") from None
 
 
 def _promote_pending_key(key_path: Path, pending: Path, old: Ed25519Signer) -> None:
@@ -190,5 +370,6 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "Record",
+    "VerificationError",
     "VerifyResult",
 ]

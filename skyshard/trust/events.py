@@ -193,10 +193,10 @@ def record_dispute_resolved(
     ledger = ledger or Ledger.open()
     if outcome not in DISPUTE_OUTCOMES:
         raise DisputeError(f"outcome {outcome!r} is not one of {list(DISPUTE_OUTCOMES)}")
-    opened = {e.seq: e for e in ledger.entries(EntryType.DISPUTE_OPENED)}
+    opened = {e.seq: e for e in ledger.verified_entries(EntryType.DISPUTE_OPENED)}
     if dispute_id not in opened:
         raise DisputeError(f"dispute {dispute_id}: no dispute_opened entry has seq {dispute_id}")
-    for entry in ledger.entries(EntryType.DISPUTE_RESOLVED):
+    for entry in ledger.verified_entries(EntryType.DISPUTE_RESOLVED):
         if entry.payload.get("dispute") == dispute_id:
             raise DisputeError(f"dispute {dispute_id} was already resolved by entry {entry.seq}")
     payload = {

@@ -10,7 +10,6 @@ from skyshard.ledger.cosignature import CosignatureVerifier
 from skyshard.ledger.ed25519 import SigningKey
 from skyshard.ledger.note import Ed25519Signer
 from skyshard.ledger.replica import COSIGNER_VKEY_FILE, ForkDetected, Replica
-from skyshard.ledger.verify import verify_ledger
 
 from .conftest import fill
 
@@ -31,7 +30,7 @@ def test_replica_cosigns_each_consistent_checkpoint(ledger, tmp_path):
     push(ledger, replica)
     assert replica.last_seen().size == 8
     verifier = CosignatureVerifier.from_vkey((replica.directory / COSIGNER_VKEY_FILE).read_text())
-    result = verify_ledger(ledger.directory, cosigners=[verifier])
+    result = ledger.verify([verifier])
     assert result.ok, result.reason
     assert result.cosignatures == {5: ["provider-a"], 8: ["provider-a"]}
     assert (replica.directory / "log.jsonl").read_bytes() == (
