@@ -10,13 +10,14 @@ from assets.trust import trust_scores
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.home import current_sky
-from skyshard.ledger import Ledger
+from skyshard.ledger import Ledger, LedgerError
 from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
 from skyshard.plans.decisions import plan_decisions
 from skyshard.plans.store import PLAN_COLUMNS, write_candidate_scores
 from skyshard.policy_backtest import policy_backtest as run_policy_backtest
 from skyshard.scoring import load_planning_data
-from skyshard.trust.events import record_policy_decisions
+from skyshard.trust.events import record_operator_decision, record_policy_decisions
+from skyshard.trust.scores import TrustInputError, check_trust_inputs
 from skyshard.trust_inputs import read_trust_scores
 
 GROUP = "planning"
@@ -51,13 +52,19 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
         forecasts = con.sql("select * from forecast.forecasts").pl()
         trust = read_trust_scores(con, data.providers["provider_id"], policy.trust.neutral_score)
         cycles = cycles_since_move(con)
+    ledger = Ledger.open()
+    try:
+        check_trust_inputs(trust, ledger, policy.trust.neutral_score)
+    except (TrustInputError, LedgerError) as exc:
+        message = f"refusing to plan on trust scores the ledger does not vouch for: {exc}"
+        raise dg.Failure(message) from exc
     cycle = plan_cycle(data, forecasts, policy, trust, cycles)
     with duckdb.connect() as con:
         write_candidate_scores(con, cycle.scores)
         new = write_plan(con, cycle.run, cycle.plan)
     run = cycle.run.row(0, named=True)
     decisions = plan_decisions(policy, run["plan_run_id"], cycle.plan, cycle.scores)
-    record_policy_decisions(decisions, context.run_id, "planner", Ledger.open())
+    record_policy_decisions(decisions, context.run_id, "planner", ledger)
     context.log.info(
         f"plan run {run['plan_run_id']}: {run['solver_status']}, {run['moves']} moves "
         f"({new} new, {run['auto_approved']} auto-approved)"
@@ -128,6 +135,8 @@ def review_move(context: dg.OpExecutionContext, config: ReviewDecision, duckdb: 
         raise dg.Failure(f"decision {config.decision!r} must be 'approved' or 'rejected'")
     with duckdb.connect() as con:
         row = decide(con, config.move_id, config.decision, config.by, config.reason)
+    via = f"dagster:review_plan run {context.run_id}"
+    record_operator_decision(row, config.decision, config.by, config.reason, via, Ledger.open())
     context.log.info(f"{row['move_id']} ({row['shard_id']}) is now {row['status']}")
 
 

@@ -11,9 +11,7 @@ import click
 
 from skyshard import paths
 from skyshard.config import ConfigError
-from skyshard.config.loader import load_yaml_model
-from skyshard.config.policy import LedgerPolicy, PolicyFile
-from skyshard.config.sky import POLICY_FILE
+from skyshard.config.policy import LedgerPolicy
 from skyshard.ledger import Ledger, LedgerError
 from skyshard.ledger.client import ClientStore
 from skyshard.ledger.entry import KEY_ROTATION
@@ -27,7 +25,7 @@ from skyshard.ledger.log import (
 from skyshard.ledger.note import Ed25519Verifier, NoteError
 from skyshard.ledger.replica import ReplicaTarget, sync_replica
 from skyshard.ledger.verify import Anchors, VerifiedState, VerifyResult, verify_ledger
-from skyshard.trust.anchors import replica_targets
+from skyshard.trust.anchors import ledger_policy, replica_targets
 
 
 def _ledger() -> Ledger:
@@ -39,9 +37,8 @@ def _ledger() -> Ledger:
 
 def _policy() -> LedgerPolicy:
     """policy.yaml's `ledger` section (cosigners, quorum), without generating a demo sky."""
-    home = paths.skyshard_home() or paths.demo_home()
     try:
-        return load_yaml_model(home / POLICY_FILE, PolicyFile, required=False).ledger
+        return ledger_policy()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -3,10 +3,20 @@ pinned there, where their replicas live, and the quorum of them a checkpoint nee
 
 from __future__ import annotations
 
-from skyshard.config.policy import LedgerPolicy
+from skyshard import paths
+from skyshard.config.loader import load_yaml_model
+from skyshard.config.policy import LedgerPolicy, PolicyFile
+from skyshard.config.sky import POLICY_FILE
 from skyshard.ledger.cosignature import CosignatureVerifier
 from skyshard.ledger.note import NoteError
 from skyshard.ledger.replica import ReplicaTarget
+
+
+def ledger_policy() -> LedgerPolicy:
+    """The `ledger` section of the sky's policy.yaml (defaults without one); unlike
+    `current_sky()` it never generates the demo sky."""
+    home = paths.skyshard_home() or paths.demo_home()
+    return load_yaml_model(home / POLICY_FILE, PolicyFile, required=False).ledger
 
 
 def replica_targets(policy: LedgerPolicy) -> list[ReplicaTarget]:

@@ -4,7 +4,9 @@ through a function here, never a raw type."""
 
 from __future__ import annotations
 
+import getpass
 import mmap
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -40,6 +42,7 @@ class EntryType(StrEnum):
     DISPUTE_OPENED = "dispute_opened"
     DISPUTE_RESOLVED = "dispute_resolved"
     POLICY_DECISION = "policy_decision"
+    OPERATOR_DECISION = "operator_decision"
     ACCESS_DENIED = "access_denied"
     KEY_ROTATION = KEY_ROTATION
 
@@ -95,12 +98,15 @@ def record_run_event(
     actor: str = "dagster",
 ) -> Entry | None:
     """Append run_started / run_succeeded / run_failed for a run, once: returns None when the
-    ledger already holds this event for this run (a sensor evaluated twice)."""
+    ledger already holds this event for this run (a sensor evaluated twice). An outcome seen
+    before its start (sensors race) is appended right after a run_started, so every run's
+    entries read started, then outcome."""
     event = EntryType(event)
     if event not in RUN_EVENTS:
         raise ValueError(f"event {event.value!r} is not one of {[e.value for e in RUN_EVENTS]}")
     ledger = ledger or Ledger.open()
-    if any(e.type == event for e in entries_of_run(ledger, run_id)):
+    recorded = {e.type for e in entries_of_run(ledger, run_id)}
+    if event in recorded or (event == EntryType.RUN_STARTED and recorded):
         return None
     kept = public_tags(tags or {})
     payload: dict[str, Any] = {
@@ -109,9 +115,13 @@ def record_run_event(
         "asset_keys": sorted(asset_keys),
         "providers": sorted({kept[t] for t in PROVIDER_TAGS if t in kept}),
     }
+    records = []
+    if event != EntryType.RUN_STARTED and EntryType.RUN_STARTED not in recorded:
+        records.append(Record(EntryType.RUN_STARTED, run_id, actor, {**payload, "late": True}))
     if error is not None:
         payload["error"] = error[:MAX_ERROR_CHARS]
-    return ledger.append(event, run_id, actor, payload)
+    records.append(Record(event, run_id, actor, payload))
+    return ledger.append_many(records)[-1]
 
 
 def migration_payload(
@@ -206,6 +216,33 @@ def record_dispute_resolved(
         "note": note,
     }
     return ledger.append(EntryType.DISPUTE_RESOLVED, "", actor, payload)
+
+
+def record_operator_decision(
+    move: Mapping[str, Any], decision: str, by: str, reason: str | None, via: str, ledger: Ledger
+) -> Entry:
+    """An operator approved or rejected a move: who (`by`, and the OS user), why, and from
+    where (`via`: cli or a Dagster job, and the host)."""
+    payload = {
+        "move_id": move["move_id"],
+        "shard_id": move["shard_id"],
+        "from_host_id": move["from_host_id"],
+        "to_host_id": move["to_host_id"],
+        "decision": decision,
+        "by": by,
+        "reason": reason or "",
+        "via": via,
+        "host": socket.gethostname(),
+        "os_user": _os_user(),
+    }
+    return ledger.append(EntryType.OPERATOR_DECISION, "", by, payload)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
 
 
 def record_policy_decisions(

@@ -6,10 +6,11 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from sensors.ledger import catch_up, ledger_run_failed, ledger_run_started, ledger_run_succeeded
 from sensors.ledger import defs as ledger_defs
-from sensors.ledger import ledger_run_failed, ledger_run_started, ledger_run_succeeded
 from skyshard import paths
 from skyshard.ledger import Ledger
+from skyshard.ledger.checkpoint import Checkpoint
 from skyshard.trust.events import record_run_event
 
 SENSORS = (ledger_run_started, ledger_run_succeeded, ledger_run_failed)
@@ -102,8 +103,36 @@ def test_direct_invocation_with_a_run_status_context(instance):
     )
     ledger_run_succeeded(context)
     ledger_run_succeeded(context)
-    [entry] = _ledger().entries()
-    assert (entry.type, entry.run_id, entry.actor) == ("run_succeeded", result.run_id, "dagster")
+    started, succeeded = _ledger().entries()
+    assert (started.type, started.run_id, started.payload["late"]) == (
+        "run_started",
+        result.run_id,
+        True,
+    )
+    assert (succeeded.type, succeeded.run_id, succeeded.actor) == (
+        "run_succeeded",
+        result.run_id,
+        "dagster",
+    )
+    assert Checkpoint.from_note(_ledger().latest_checkpoint()).size == 2
+
+
+def test_runs_without_the_daemon_are_caught_up_in_order_and_checkpointed(instance):
+    ok = DEFS.resolve_job_def("numbers_job").execute_in_process(instance=instance)
+    failed = broken.execute_in_process(instance=instance, raise_on_error=False)
+    said = catch_up(instance)
+    assert said[-1] == "checkpoint 4 signed"
+    events = [(e.run_id, e.type) for e in _ledger().entries()]
+    assert events == [
+        (ok.run_id, "run_started"),
+        (ok.run_id, "run_succeeded"),
+        (failed.run_id, "run_started"),
+        (failed.run_id, "run_failed"),
+    ]
+    assert catch_up(instance)[:2] == [
+        f"run_succeeded of run {ok.run_id} is already in the ledger",
+        f"run_failed of run {failed.run_id} is already in the ledger",
+    ]
 
 
 def test_record_run_event_refuses_other_types(ledger):
