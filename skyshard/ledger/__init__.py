@@ -73,7 +73,8 @@ class Ledger:
     """Append entries, sign checkpoints, prove inclusion and read verified entries for one
     ledger folder. Nothing is signed or read that has not been verified first: every append
     and checkpoint verifies the entries since the last verified checkpoint (kept in memory and
-    in the client store), and readers get only entries that hash to a verified root."""
+    in the client store) and every checkpoint, read and a process's first append check that
+    the rest still hashes to that checkpoint's signed root."""
 
     def __init__(
         self,
@@ -88,6 +89,7 @@ class Ledger:
         self._key_path = key_path
         self._log = AppendOnlyLog(self.directory)
         self._state: VerifiedState | None = None
+        self._prefix_checked = False
 
     @classmethod
     def open(
@@ -132,6 +134,8 @@ class Ledger:
             raise LedgerError("a key_rotation must be the last record of its batch")
         with self._log.locked():
             state = self._verified()
+            if not self._prefix_checked:
+                self._read_verified(state, None)
             ts = utc_timestamp()
             entries = [
                 make_entry(state.size + i, r.type, r.run_id, r.actor, r.payload, self.signer, ts)
@@ -184,20 +188,20 @@ class Ledger:
         """The first `state.size` entries (of `type`; all for "", none for None), after
         checking that every line still hashes to the verified frontier. Entries after the last
         checkpoint had their signatures checked; those before are bound by its signed root."""
-        frontier, found = Frontier(), []
+        frontier, lines = Frontier(), []
         needle = b'"type":"' + type.encode() + b'"' if type else b""
         if state.size:
             for _, line in iter_lines(self.log_path):
                 frontier.append_leaf_hash(leaf_hash(line))
                 if type is not None and needle in line:
-                    entry = parse_line(line)
-                    if not type or entry.type == type:
-                        found.append(entry)
+                    lines.append(line)
                 if frontier.size == state.size:
                     break
         if frontier.size != state.size or frontier.root() != state.frontier.root():
             raise self._first_failure()
-        return found
+        self._prefix_checked = True
+        entries = [parse_line(line) for line in lines]
+        return [e for e in entries if not type or e.type == type]
 
     def proof(self, seq: int) -> InclusionProof:
         """Inclusion proof of entry `seq` against a checkpoint of the whole, verified log."""
@@ -325,6 +329,7 @@ class Ledger:
         if not result.ok:
             raise VerificationError(result.first_bad_index, result.describe())
         state = VerifiedState.of(result)
+        self._prefix_checked = True
         if genesis is None and state.key == self.signer.verifier():
             self.client.pin_genesis(trusted)
         return state
