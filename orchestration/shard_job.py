@@ -6,11 +6,11 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from orchestration.resources import DuckDBFile
+from orchestration.resources import DuckDBFile, LedgerResource, SkyResource
 from skyshard.broker import lifecycle
-from skyshard.broker.from_config import broker_policy, host_accesses
+from skyshard.broker.execute import recording_policy
+from skyshard.broker.from_config import host_accesses
 from skyshard.broker.ops_tables import OpsStore
-from skyshard.home import current_sky
 from skyshard.transport.ssh import ConnectionPool
 
 
@@ -35,25 +35,30 @@ def _adopt_arguments(config: ShardAction) -> tuple[str, int, int, str]:
 
 
 @dg.op(description="Start, adopt or stop one shard over SSH and update its routing entry.")
-def change_shard(context: dg.OpExecutionContext, config: ShardAction, duckdb: DuckDBFile):
-    sky = current_sky()
+def change_shard(
+    context: dg.OpExecutionContext,
+    config: ShardAction,
+    duckdb: DuckDBFile,
+    sky: SkyResource,
+    ledger: LedgerResource,
+):
+    loaded = sky.load()
+    policy = recording_policy(loaded, context.run_id, ledger.open())
     ops = OpsStore(duckdb.path)
     with ConnectionPool() as pool:
-        hosts = host_accesses(
-            sky, [h for h, (_, host) in sky.hosts.items() if host.host_key], pool,
-            broker_policy(sky),
-        )  # fmt: skip
+        pinned = [h for h, (_, host) in loaded.hosts.items() if host.host_key]
+        hosts = host_accesses(loaded, pinned, pool, policy)
         if config.action == "stop":
-            lifecycle.stop_shard(ops, hosts, config.shard_id, sky)
+            lifecycle.stop_shard(ops, hosts, config.shard_id, loaded)
             context.log.info(f"stopped {config.shard_id}; not routed any more")
             return dg.Output(None, metadata={"routed": False})
         if config.action == "start":
             route = lifecycle.start_shard(
-                sky, ops, hosts, config.shard_id, host_id=config.host_id, port=config.port
+                loaded, ops, hosts, config.shard_id, host_id=config.host_id, port=config.port
             )
         else:
             host_id, port, pid, state = _adopt_arguments(config)
-            route = lifecycle.adopt_shard(sky, ops, hosts, config.shard_id, host_id=host_id,
+            route = lifecycle.adopt_shard(loaded, ops, hosts, config.shard_id, host_id=host_id,
                                           port=port, pid=pid, state=state)  # fmt: skip
     context.log.info(f"{config.action}: {config.shard_id} on {route.host_id} "
                      f"{route.address}:{route.port}")  # fmt: skip

@@ -1,7 +1,9 @@
 """Sensor `approved_migrations`: one `migrate_shard` run per approved move in
 `plan.migration_plan`, keyed by the move id so ticks and daemon restarts never run a move twice.
 Sensor `stuck_migrations`: self-healing; a `migrate_shard` run for every move left unfinished
-with a dead lease (its broker was killed or gave up), which resumes it forward or back."""
+with a dead lease (its broker was killed or gave up), which resumes it forward or back.
+Sensor `missed_routing_pushes`: a `routing_catch_up` run while a host's routing document is out
+of date (`ops.routing_backlog`), once per state of that backlog."""
 
 import json
 from collections.abc import Callable
@@ -11,9 +13,9 @@ from typing import TypeVar
 import dagster as dg
 from duckdb import CatalogException, DuckDBPyConnection, IOException
 
-from orchestration.migration_job import MOVE_TAG, migrate_shard
+from orchestration.migration_job import MOVE_TAG, migrate_shard, routing_catch_up
 from orchestration.resources import DuckDBFile
-from skyshard.broker.ops_tables import MigrationRow, stuck_moves
+from skyshard.broker.ops_tables import MigrationRow, routing_backlog, stuck_moves
 from skyshard.db import connect
 
 T = TypeVar("T")
@@ -140,4 +142,26 @@ def stuck_migrations(context: dg.SensorEvaluationContext, duckdb: DuckDBFile):
     return dg.SensorResult(run_requests=requests)
 
 
-defs = dg.Definitions(jobs=[migrate_shard], sensors=[approved_migrations, stuck_migrations])
+@dg.sensor(
+    job=routing_catch_up,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Retries routing pushes a host missed (ops.routing_backlog) with a "
+    "routing_catch_up run, once per state of the backlog.",
+)
+def missed_routing_pushes(context: dg.SensorEvaluationContext, duckdb: DuckDBFile):
+    try:
+        backlog = _read(duckdb.path, routing_backlog, "no ops tables yet (no move has run)")
+    except PlanNotReadable as reason:
+        return dg.SkipReason(str(reason))
+    if not backlog:
+        return dg.SkipReason("every host has the current routing document")
+    # A run that missed again adds an attempt, so the next tick asks once more.
+    key = "routing:" + ",".join(
+        f"{m.host_id}@{m.missed_at.isoformat()}#{m.attempts}" for m in backlog
+    )
+    context.log.warning(f"routing out of date on {', '.join(m.host_id for m in backlog)}")
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=key)])
+
+
+defs = dg.Definitions(sensors=[approved_migrations, stuck_migrations, missed_routing_pushes])

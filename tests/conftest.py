@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.topology import Topology, running_topology
+from tests.support.topology import Topology, running_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 DBT_DIR = ROOT / "dbt_project"

@@ -26,14 +26,20 @@ from skyshard.broker.migration import (
     MoveRequest,
 )
 from skyshard.broker.ops_tables import MigrationRow, OpsStore, Route, Step
-from skyshard.broker.routing import dependent_hosts
+from skyshard.broker.routing import dependent_hosts, push_routing, routing_document
 from skyshard.config.sky import Sky
 from skyshard.db import connect
+from skyshard.ledger import Ledger
 from skyshard.plans.status import MoveStatus, PlanError
 from skyshard.plans.store import MOVE_ID, decide, get_move
+from skyshard.transport.access import AccessPolicy
 from skyshard.transport.ssh import ConnectionPool
-from skyshard.trust import EntryType, Ledger
-from skyshard.trust.recorder import migration_payload, record_access_denied, record_migration
+from skyshard.trust.events import (
+    EntryType,
+    migration_payload,
+    record_access_denied,
+    record_migration,
+)
 
 DECIDER = "broker"
 """Who the plan's decision log names for the statuses a migration run sets."""
@@ -220,15 +226,20 @@ def move_hosts(sky: Sky, routes: Iterable[Route], move: PlannedMove) -> list[str
     return list(dict.fromkeys([move.from_host, move.to_host, *pinned]))
 
 
+def recording_policy(sky: Sky, run_id: str, ledger: Ledger) -> AccessPolicy:
+    """The broker's access policy; each refusal is appended to the ledger with `run_id`."""
+    return broker_policy(
+        sky, lambda denial: record_access_denied(denial, run_id=run_id, ledger=ledger)
+    )
+
+
 @contextlib.contextmanager
 def configured_access(
     db_path: Path | str, sky: Sky, run_id: str, ledger: Ledger
 ) -> Iterator[Callable[[PlannedMove], dict[str, HostAccess]]]:
     """`hosts_for(move)` from the configured sky (pinned keys, the broker's key and grants);
     every refusal of the policy is appended to the ledger with `run_id`."""
-    policy = broker_policy(
-        sky, lambda denial: record_access_denied(denial, run_id=run_id, ledger=ledger)
-    )
+    policy = recording_policy(sky, run_id, ledger)
     ops = OpsStore(db_path)
     with ConnectionPool() as pool:
 
@@ -238,11 +249,44 @@ def configured_access(
         yield hosts_for
 
 
+def push_missed_routing(
+    db_path: Path | str, sky: Sky, *, run_id: str, ledger: Ledger | None = None
+) -> dict[str, str | None]:
+    """Push the current routing document to every host in `ops.routing_backlog` (hosts that
+    missed a move's pushes); a delivered host leaves the backlog, a missed one stays with one
+    more attempt. Returns host id -> None (delivered) or the error."""
+    ops = OpsStore(db_path)
+    backlog = ops.routing_backlog()
+    if not backlog:
+        return {}
+    policy = recording_policy(sky, run_id, ledger or Ledger.open())
+    document = routing_document(ops.routes())
+    results: dict[str, str | None] = {}
+    with ConnectionPool() as pool:
+        for missed in backlog:
+            try:
+                access = host_accesses(sky, [missed.host_id], pool, policy)[missed.host_id]
+                push_routing(access.session, access.root, document)
+            except Exception as error:  # one unreachable host must not keep the others waiting
+                results[missed.host_id] = _describe(error)
+                ops.routing_missed(missed.host_id, missed.move_id, 1, _describe(error))
+            else:
+                results[missed.host_id] = None
+                ops.routing_delivered([missed.host_id])
+    return results
+
+
 def run_configured_move(
-    db_path: Path | str, move_id: str, sky: Sky, *, run_id: str, **options: Any
+    db_path: Path | str,
+    move_id: str,
+    sky: Sky,
+    *,
+    run_id: str,
+    ledger: Ledger | None = None,
+    **options: Any,
 ) -> MoveResult:
     """`run_move` with host access built from the configured sky."""
-    ledger = options.pop("ledger", None) or Ledger.open()
+    ledger = ledger or Ledger.open()
     with configured_access(db_path, sky, run_id, ledger) as hosts_for:
         return run_move(db_path, move_id, hosts_for, run_id=run_id, ledger=ledger, **options)
 

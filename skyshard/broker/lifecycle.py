@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from skyshard.broker.migration import HostAccess
 from skyshard.broker.ops_tables import OpsStore, Route, RoutingConflict
 from skyshard.config.errors import ConfigError, ConfigProblem
+from skyshard.config.shards import Shard
 from skyshard.config.sky import PROVIDERS_FILE, WORKLOADS_FILE, Sky
 from skyshard.runtime.client import ShardStatus
-from skyshard.shards import Shard
 from skyshard.transport.validate import ValidationError
 
 HEALTH_TIMEOUT = 15.0

@@ -537,16 +537,18 @@ class Migrator:
         move_id = request.move_id
         self.hosts[request.from_host].runtime().clean(request.shard_id)
         self._step(move_id, "source_cleaned", {"host": request.from_host})
-        detail = self._push_routing(request.shard_id)
+        detail = self._push_routing(move_id, request.shard_id)
         self._step(move_id, "routing_pushed", detail)
         error = f"routing push failed: {detail['failed']}" if detail["failed"] else None
         self.ops.update_migration(move_id, status="done", error=error)
         self._step(move_id, "done", {"generation": route.generation})
 
-    def _push_routing(self, shard_id: str) -> dict[str, object]:
+    def _push_routing(self, move_id: str, shard_id: str) -> dict[str, object]:
         """Push the routing document to every dependent host, retrying the ones that miss it
-        (`routing_push_attempts`, with a growing pause). Returns the step's detail: hosts
-        pushed, hosts that needed a retry (first error) and hosts that missed every attempt."""
+        (`routing_push_attempts`, with a growing pause); a host that missed every attempt goes
+        to `ops.routing_backlog`, where `push_missed_routing` retries it later. Returns the
+        step's detail: hosts pushed, hosts that needed a retry (first error) and hosts that
+        missed every attempt."""
         document = routing_document(self.ops.routes())
         pushed: list[str] = []
         retried: dict[str, str] = {}
@@ -566,6 +568,9 @@ class Migrator:
             if not pending or attempt == self.settings.routing_push_attempts:
                 break
             time.sleep(self.settings.routing_push_pause * attempt)
+        self.ops.routing_delivered(pushed)
+        for host_id, error in failed.items():
+            self.ops.routing_missed(host_id, move_id, self.settings.routing_push_attempts, error)
         return {"hosts": pushed, "retried": retried, "failed": failed}
 
     def _roll_forward(self, request: MoveRequest) -> MigrationOutcome:

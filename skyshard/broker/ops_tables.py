@@ -1,4 +1,5 @@
-"""Schema `ops` (migrations, their steps, routing) written in short transactions.
+"""Schema `ops` (migrations, their steps, routing, leases, routing pushes a host missed) written
+in short transactions.
 
 Every method opens the DuckDB file, writes or reads, and closes it again, so a migration never
 holds the one writer lock while it transfers data.
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from skyshard.db import connect
+from skyshard.db import connect, transaction
 
 DDL = (
     "CREATE SCHEMA IF NOT EXISTS ops",
@@ -31,6 +32,10 @@ DDL = (
     """CREATE TABLE IF NOT EXISTS ops.move_leases (
         move_id VARCHAR PRIMARY KEY, owner VARCHAR NOT NULL, acquired_at TIMESTAMP NOT NULL,
         heartbeat_at TIMESTAMP NOT NULL, expires_at TIMESTAMP NOT NULL)""",
+    # A row per host whose routing document is out of date: a push missed every attempt.
+    """CREATE TABLE IF NOT EXISTS ops.routing_backlog (
+        host_id VARCHAR PRIMARY KEY, move_id VARCHAR NOT NULL, missed_at TIMESTAMP NOT NULL,
+        attempts INTEGER NOT NULL, last_error VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL)""",
 )
 NON_TERMINAL = ("running", "rolling_back")
 
@@ -102,7 +107,24 @@ class Lease:
         return self.expires_at > at
 
 
+@dataclass(frozen=True)
+class MissedPush:
+    """A host holding an out-of-date routing document since `missed_at` (the push of move
+    `move_id`), with the pushes tried so far and the last error."""
+
+    host_id: str
+    move_id: str
+    missed_at: datetime
+    attempts: int
+    last_error: str
+    updated_at: datetime
+
+
 COLUMNS = [column.name for column in fields(MigrationRow)]
+BACKLOG_SQL = (
+    "SELECT host_id, move_id, missed_at, attempts, last_error, updated_at "
+    "FROM ops.routing_backlog ORDER BY host_id"
+)
 LEASE_SQL = "SELECT move_id, owner, acquired_at, heartbeat_at, expires_at FROM ops.move_leases"
 
 
@@ -135,6 +157,11 @@ def stuck_moves(con: duckdb.DuckDBPyConnection) -> list[MigrationRow]:
         [list(NON_TERMINAL), now()],
     ).fetchall()
     return [MigrationRow(*row) for row in rows]
+
+
+def routing_backlog(con: duckdb.DuckDBPyConnection) -> list[MissedPush]:
+    """Hosts whose routing document is out of date (a read-only connection will do)."""
+    return [MissedPush(*row) for row in con.execute(BACKLOG_SQL).fetchall()]
 
 
 class OpsStore:
@@ -187,14 +214,12 @@ class OpsStore:
         if set_phase:
             values = {"phase": pending[-1].phase, **values}
         assignments = ", ".join(f"{name} = ?" for name in ("updated_at", *values))
-        with connect(self.path) as con:
-            con.begin()
+        with connect(self.path) as con, transaction(con):
             steps = [_insert_step(con, move_id, s.phase, s.detail, s.at) for s in pending]
             con.execute(
                 f"UPDATE ops.migrations SET {assignments} WHERE move_id = ?",
                 [now(), *values.values(), move_id],
             )
-            con.commit()
         return steps
 
     def steps(self, move_id: str) -> list[Step]:
@@ -242,6 +267,28 @@ class OpsStore:
             )
         return route
 
+    def routing_missed(self, host_id: str, move_id: str, attempts: int, error: str) -> None:
+        """`host_id` missed `attempts` more routing pushes (the latest for `move_id`)."""
+        at = now()
+        with connect(self.path) as con:
+            con.execute(
+                "INSERT INTO ops.routing_backlog VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (host_id) DO UPDATE SET move_id = excluded.move_id, "
+                "attempts = ops.routing_backlog.attempts + excluded.attempts, "
+                "last_error = excluded.last_error, updated_at = excluded.updated_at",
+                [host_id, move_id, at, attempts, error, at],
+            )
+
+    def routing_delivered(self, host_ids: list[str]) -> None:
+        """These hosts hold the current routing document now."""
+        with connect(self.path) as con:
+            con.execute("DELETE FROM ops.routing_backlog WHERE list_contains(?, host_id)",
+                        [host_ids])  # fmt: skip
+
+    def routing_backlog(self) -> list[MissedPush]:
+        with connect(self.path) as con:
+            return routing_backlog(con)
+
     def unregister_route(self, expected: Route) -> None:
         """Drop a shard's route if it is still `expected` (its host and generation)."""
         with connect(self.path) as con:
@@ -263,19 +310,16 @@ class OpsStore:
         Returns (the lease now, the stale lease of another owner it replaced, if any); the
         current lease is the other owner's when that one is live (nothing changed)."""
         at = now()
-        with connect(self.path) as con:
-            con.begin()
+        with connect(self.path) as con, transaction(con):
             row = con.execute(f"{LEASE_SQL} WHERE move_id = ?", [move_id]).fetchone()
             held = Lease(*row) if row else None
             if held is not None and held.owner != owner and held.live(at):
-                con.rollback()
                 return held, None
             acquired = held.acquired_at if held is not None and held.owner == owner else at
             con.execute(
                 "INSERT OR REPLACE INTO ops.move_leases VALUES (?, ?, ?, ?, ?)",
                 [move_id, owner, acquired, at, at + timedelta(seconds=ttl)],
             )
-            con.commit()
         stale = held if held is not None and held.owner != owner else None
         return Lease(move_id, owner, acquired, at, at + timedelta(seconds=ttl)), stale
 
@@ -318,14 +362,12 @@ class OpsStore:
         """The commit point of a migration: compare-and-set the route to the next generation
         and mark the migration `switched`, atomically, only while `owner` holds the lease."""
         at = now()
-        with connect(self.path) as con:
-            con.begin()
+        with connect(self.path) as con, transaction(con):
             holder = con.execute(
                 "SELECT owner FROM ops.move_leases WHERE move_id = ? AND expires_at > ?",
                 [move_id, at],
             ).fetchone()
             if holder is None or holder[0] != owner:
-                con.rollback()
                 raise RoutingConflict(
                     f"move {move_id}: the lease is not {owner}'s any more "
                     f"({holder[0] if holder else 'expired'}); not switching"
@@ -338,7 +380,6 @@ class OpsStore:
                  expected.generation],
             ).fetchall()  # fmt: skip
             if not changed:
-                con.rollback()
                 raise RoutingConflict(
                     f"routing of shard {expected.shard_id} is no longer {expected.host_id} "
                     f"generation {expected.generation}; not switching"
@@ -348,6 +389,10 @@ class OpsStore:
                 "UPDATE ops.migrations SET phase = 'switched', updated_at = ? WHERE move_id = ?",
                 [at, move_id],
             )
-            con.commit()
         route = Route(expected.shard_id, host_id, address, port, changed[0][0], at)
         return route, step
+
+
+def routed_hosts(database: Path | str) -> dict[str, str]:
+    """Where the routing table says each migrated shard runs now (shard id → host id)."""
+    return {route.shard_id: route.host_id for route in OpsStore(database).routes()}

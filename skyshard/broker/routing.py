@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable
 
 from skyshard.broker.ops_tables import Route
-from skyshard.shards import Shard
+from skyshard.config.shards import Shard
 from skyshard.transport.chunkstore import make_remote_dirs
 from skyshard.transport.commands import RemotePath
 from skyshard.transport.ssh import SshSession

@@ -16,10 +16,10 @@ from skyshard.broker.migration import HostAccess, MigrationSettings, Migrator, M
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
-from skyshard.testing.hosts import TestHost
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshSettings
-from tests.topology import Topology, host_root
+from tests.support.hosts import TestHost
+from tests.support.topology import Topology, host_root
 
 OPERATOR = "ops"
 SETTINGS = SshSettings(connect_timeout=3, command_timeout=60, attempts=2, backoff=0.05)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sys
 
-from skyshard import paths
 from skyshard.broker.execute import run_configured_move
 from skyshard.broker.lease import LeaseSettings
 from skyshard.broker.migration import MigrationSettings
-from skyshard.home import current_sky
+from skyshard.config import paths
+from skyshard.sim.home import current_sky
 
 
 def main(move_id: str, phase: str, ttl: float) -> None:

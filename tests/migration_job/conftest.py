@@ -13,16 +13,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from skyshard import paths
 from skyshard.broker.from_config import broker_policy, host_accesses
 from skyshard.broker.migration import HostAccess
 from skyshard.broker.ops_tables import OpsStore
+from skyshard.config import paths
 from skyshard.config.sky import Sky, load_sky
 from skyshard.demo_kv import client
-from skyshard.testing.hosts import TestHost
 from skyshard.transport.ssh import ConnectionPool, SshSettings
 from tests.migration_job.sky import PROVIDERS, WORKLOADS
-from tests.topology import SkyLayout, Topology, host_root, write_topology_sky
+from tests.support.hosts import TestHost
+from tests.support.topology import SkyLayout, Topology, host_root, write_topology_sky
 
 FAST_SSH = SshSettings(connect_timeout=3, command_timeout=60, attempts=2, backoff=0.05)
 # Each namespace host has its own port space; a new port per test keeps a slow teardown apart.

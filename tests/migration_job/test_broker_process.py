@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 
 from orchestration.migration_job import migrate_shard
-from orchestration.resources import DuckDBFile
+from orchestration.resources import DuckDBFile, build_resources
 from sensors.migrations import RECOVERY_TAG, stuck_migrations
 from skyshard.broker.ops_tables import OpsStore, now
 from tests.migration_job.sky import add_move, plan_status
@@ -55,7 +55,7 @@ def recover(site, instance) -> dg.ExecuteInProcessResult:
     (request,) = stuck_migrations.evaluate_tick(context).run_requests
     assert request.tags[RECOVERY_TAG] == "true" and request.tags["skyshard/move_id"] == MOVE
     return migrate_shard.execute_in_process(
-        run_config=request.run_config, resources={"duckdb": DuckDBFile(path=str(site.db))},
+        run_config=request.run_config, resources=build_resources(),
         instance=instance, tags=request.tags, raise_on_error=False,
     )  # fmt: skip
 
@@ -116,7 +116,7 @@ def test_a_second_run_of_a_live_move_is_refused_naming_the_owner(site, instance)
         steps_before = len(OpsStore(site.db).steps(MOVE))
         second = migrate_shard.execute_in_process(
             run_config={"ops": {"migrate": {"config": {"move_id": MOVE}}}},
-            resources={"duckdb": DuckDBFile(path=str(site.db))},
+            resources=build_resources(),
             instance=instance, raise_on_error=False,
         )  # fmt: skip
         assert not second.success

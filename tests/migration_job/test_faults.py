@@ -1,8 +1,9 @@
 """The fault matrix on the namespace topology (own addresses, non-root logins, the system
 python3), with host access built from the configuration: link cut, the source's sshd killed
 during pre-copy and at the cutover, the target's disk full before and during the transfer, a
-failing health check on the target, and routing pushed to a dependent shard's host. Each ends
-with exactly one running copy, routed, with every key readable there."""
+failing health check on the target, and routing pushed to a dependent shard's host (a host
+that misses every push is shown and caught up later). Each ends with exactly one running copy,
+routed, with every key readable there."""
 
 from __future__ import annotations
 
@@ -13,16 +14,21 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from orchestration.migration_job import routing_catch_up
+from orchestration.resources import DuckDBFile, build_resources
+from sensors.migrations import missed_routing_pushes
 from skyshard.broker.execute import PlannedMove, move_hosts
 from skyshard.broker.migration import MigrationSettings, Migrator, MoveRequest
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
 from skyshard.runtime.host_helper import CHUNK_SIZE
-from tests.migration_job.sky import WORKLOADS
-from tests.topology import SkyLayout, _chown, in_host
+from tests.migration_job.sky import WORKLOADS, add_move
+from tests.migration_job.test_lifecycle import cli
+from tests.support.topology import SkyLayout, _chown, in_host
 
 SETTINGS = MigrationSettings(PrecopyRule(max_rounds=3, small_bytes=256 << 10),
                              health_timeout=5, stall_timeout=3)  # fmt: skip
@@ -240,4 +246,62 @@ def test_routing_reaches_the_dependent_shards_host_and_a_missed_push_is_retried(
     assert pushed.detail["retried"]["host-c"].startswith("attempt 1: ConnectFailed")
     document = (site.roots["host-c"] / "routing.json").read_text()
     assert '"host_id": "host-b"' in document and site.address("host-b") in document
+    site.assert_serving("host-b")
+
+
+def routing_tick(instance: dg.DagsterInstance, db: Path) -> dg.SensorResult:
+    context = dg.build_sensor_context(
+        instance=instance, resources={"duckdb": DuckDBFile(path=str(db))}
+    )
+    return missed_routing_pushes.evaluate_tick(context)
+
+
+def catch_up(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    return routing_catch_up.execute_in_process(
+        tags=request.tags, resources=build_resources(), instance=instance, raise_on_error=False
+    )
+
+
+def test_a_host_that_misses_every_push_is_shown_and_caught_up_later(
+    site, dependent, instance
+) -> None:
+    site.place()
+    add_move(site.db, MOVE, site.shard)
+    with site.access() as hosts:
+        hosts["host-c"].runtime().start(dependent, site.port, generation=1,
+                                        bind=site.address("host-c"))  # fmt: skip
+    OpsStore(site.db).register_route(dependent, "host-c", site.address("host-c"), site.port)
+    dependent_host = site.hosts["host-c"]
+
+    def after_step(phase: str) -> None:
+        if phase == "source_cleaned":  # host-c stays down for every push of the move
+            dependent_host.kill_sshd()
+
+    try:
+        outcome = move(site, after_step=after_step)
+        assert outcome.status == "done", outcome  # a missed dependent never undoes a cutover
+        assert outcome.error.startswith("routing push failed")
+        [missed] = OpsStore(site.db).routing_backlog()
+        assert (missed.host_id, missed.move_id, missed.attempts) == ("host-c", MOVE, 3)
+        assert "ConnectFailed" in missed.last_error
+        shown = cli("move", "status", MOVE)
+        assert "routing out of date on host-c" in " ".join(shown.split())
+        first = routing_tick(instance, site.db)
+        [request] = first.run_requests
+        still_down = catch_up(instance, request)  # retried while the host is still down
+        assert not still_down.success
+        [missed] = OpsStore(site.db).routing_backlog()
+        assert missed.attempts == 4
+    finally:
+        dependent_host.restart_sshd()
+    [again] = routing_tick(instance, site.db).run_requests  # one more attempt: asked again
+    assert again.run_key != request.run_key
+    assert catch_up(instance, again).success
+    assert OpsStore(site.db).routing_backlog() == []
+    document = (site.roots["host-c"] / "routing.json").read_text()
+    assert '"host_id": "host-b"' in document and site.address("host-b") in document
+    assert (
+        "every host has the current routing document"
+        in routing_tick(instance, site.db).skip_message
+    )
     site.assert_serving("host-b")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from orchestration.resources import DuckDBFile
+from orchestration.resources import build_resources
 from orchestration.shard_job import shard_lifecycle
 from skyshard.broker.lifecycle import NOT_REGISTERED, migration_blockers
 from skyshard.broker.ops_tables import OpsStore
@@ -79,7 +79,7 @@ def test_the_shard_lifecycle_job_starts_a_shard(site, instance) -> None:
     config = {"action": "start", "shard_id": site.shard, "host_id": "host-b", "port": site.port}
     result = shard_lifecycle.execute_in_process(
         run_config={"ops": {"change_shard": {"config": config}}},
-        resources={"duckdb": DuckDBFile(path=str(site.db))},
+        resources=build_resources(),
         instance=instance,
     )
     assert result.success
