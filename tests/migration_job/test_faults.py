@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 
 from orchestration.migration_job import routing_catch_up
 from orchestration.resources import DuckDBFile, build_resources
@@ -24,6 +25,7 @@ from skyshard.broker.execute import PlannedMove, move_hosts
 from skyshard.broker.migration import MigrationSettings, Migrator, MoveRequest
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
+from skyshard.cli import main
 from skyshard.demo_kv import client
 from skyshard.runtime.host_helper import CHUNK_SIZE
 from tests.migration_job.sky import WORKLOADS, add_move
@@ -292,6 +294,9 @@ def test_a_host_that_misses_every_push_is_shown_and_caught_up_later(
         assert not still_down.success
         [missed] = OpsStore(site.db).routing_backlog()
         assert missed.attempts == 4
+        by_hand = CliRunner().invoke(main, ["move", "push-routing"])
+        assert by_hand.exit_code == 1 and "host-c: missed again (ConnectFailed" in by_hand.output
+        assert OpsStore(site.db).routing_backlog()[0].attempts == 5
     finally:
         dependent_host.restart_sshd()
     [again] = routing_tick(instance, site.db).run_requests  # one more attempt: asked again
