@@ -1,18 +1,27 @@
-"""Simulated shard hosts for tests and benches: a real sshd plus a root folder per host."""
+"""Simulated shard hosts for tests and benches: a real sshd plus a root folder per host.
+
+Every host's sshd trusts one transfer CA per process (`shared_transfer_ca`), so a Migrator
+built with it can move chunks host to host under move-scoped certificates.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from skyshard.testing.sshd import SSHD_BINARY, RunningSshd, start_sshd
 from skyshard.transport.access import AccessPolicy
+from skyshard.transport.certificates import TransferCA
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
 
 
@@ -27,6 +36,7 @@ class TestHost:
     sshd: RunningSshd
     root: Path
     command_prefix: tuple[str, ...] = ()
+    python: str = sys.executable
 
     def endpoint(self) -> SshEndpoint:
         return SshEndpoint(
@@ -37,7 +47,7 @@ class TestHost:
             client_key=self.sshd.client_key_path,
             port=self.sshd.port,
             user=self.sshd.user,
-            python=sys.executable,
+            python=self.python,
         )
 
     def session(self, policy: AccessPolicy, operator: str, pool: ConnectionPool) -> SshSession:
@@ -62,6 +72,15 @@ class TestHost:
             start_new_session=True,
         )  # fmt: skip
         log.close()
+
+
+@functools.cache
+def shared_transfer_ca() -> tuple[TransferCA, Path]:
+    """This process's transfer CA and its public key file (for TrustedUserCAKeys)."""
+    directory = Path(tempfile.mkdtemp(prefix="skyshard-transfer-ca-"))
+    atexit.register(shutil.rmtree, directory, True)
+    key = directory / "transfer_ca"
+    return TransferCA.generate(key), key.with_name("transfer_ca.pub")
 
 
 def _descendants(pid: int) -> list[int]:
@@ -90,8 +109,11 @@ def start_host(
     address: str = "127.0.0.1",
     port: int | None = None,
     command_prefix: Sequence[str] = (),
+    python: str = sys.executable,
+    extra_config: Sequence[str] = (),
 ) -> TestHost:
-    """Start a host whose sshd gives sessions an empty HOME.
+    """Start a host whose sshd gives sessions an empty HOME and trusts the shared transfer CA.
+    `python` is the host's interpreter for the helpers (e.g. the system `/usr/bin/python3`).
 
     Why: sshd runs every command through the user's shell, and bash sources `~/.bashrc` for
     commands arriving over ssh; on machines where that file runs `pyenv init` each remote
@@ -104,8 +126,9 @@ def start_host(
         address=address,
         port=port,
         command_prefix=command_prefix,
-        extra_config=[f"SetEnv HOME={home}"],
+        trusted_user_ca=shared_transfer_ca()[1],
+        extra_config=[f"SetEnv HOME={home}", *extra_config],
     )
     root = root or workdir / "root"
     root.mkdir(parents=True, exist_ok=True)
-    return TestHost(host_id, provider_id, sshd, root, tuple(command_prefix))
+    return TestHost(host_id, provider_id, sshd, root, tuple(command_prefix), python)

@@ -14,7 +14,7 @@ from skyshard.broker.migration import HostAccess, MigrationSettings, Migrator, M
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
-from skyshard.testing.hosts import TestHost, start_host
+from skyshard.testing.hosts import TestHost, shared_transfer_ca, start_host
 from skyshard.testing.sshd import free_tcp_port
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshSettings
@@ -67,7 +67,8 @@ class Cluster:
 
     def migrator(self, settings: MigrationSettings = FAST, **kwargs) -> Migrator:
         policy = kwargs.pop("policy", None)
-        return Migrator(str(self.db), self.access(policy), settings, **kwargs)
+        ca = shared_transfer_ca()[0]
+        return Migrator(str(self.db), self.access(policy), settings, transfer_ca=ca, **kwargs)
 
     def place(self, blobs: int = 3, blob_size: int = 1 << 20) -> None:
         runtime = self.access()["host-a"].runtime()

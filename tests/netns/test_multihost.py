@@ -22,7 +22,7 @@ from skyshard.broker.migration import (
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
-from skyshard.testing.hosts import TestHost, start_host
+from skyshard.testing.hosts import TestHost, shared_transfer_ca, start_host
 from skyshard.testing.netns import Namespaces, netns_missing_reason
 from skyshard.testing.sshd import sshd_missing_reason
 from skyshard.transport.access import ACTIONS, AccessPolicy
@@ -80,7 +80,8 @@ def migrator(network, db: Path, roots: dict[str, Path], pool: ConnectionPool, **
                             host.sshd.address, bind="0.0.0.0")
         for host_id, host in hosts.items()
     }  # fmt: skip
-    return Migrator(str(db), access, MIGRATION, **kwargs), access
+    ca = shared_transfer_ca()[0]
+    return Migrator(str(db), access, MIGRATION, transfer_ca=ca, **kwargs), access
 
 
 @pytest.fixture
