@@ -342,6 +342,8 @@ class SshSession:
         result = CommandResult(status, stdout, stderr)
         if check and status != 0:
             message = stderr.decode(errors="replace").strip()[-2000:]
+            if status == -1:  # paramiko's value when the channel closed without a status
+                message = f"connection lost before the command finished {message}".strip()
             raise RemoteCommandFailed(
                 f"{self.endpoint.label}: {command.operation} exited {status}: {message}",
                 status,

@@ -5,8 +5,8 @@ import random
 from pathlib import Path
 
 import pytest
-
 from skyshard.transport.chunking import ChunkParams, chunk_spans, file_chunks
+
 from skyshard.transport.chunkstore import ChunkStore, CorruptChunk
 from skyshard.transport.manifest import Manifest, build_manifest
 from skyshard.transport.validate import ValidationError
