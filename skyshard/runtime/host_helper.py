@@ -520,7 +520,9 @@ def decompress(blob: bytes) -> bytes:
     zstandard = _zstandard()
     if zstandard is None:
         return _zstd_command(["-dqc"], blob)
-    return zstandard.ZstdDecompressor().decompress(blob)
+    # A frame from the `zstd` command (compressing a pipe) does not record the content size,
+    # which the one-shot `decompress` requires.
+    return zstandard.ZstdDecompressor().decompressobj().decompress(blob)
 
 
 def _zstd_command(options: list[str], data: bytes) -> bytes:
@@ -858,6 +860,8 @@ def push(shard: Shard, args: argparse.Namespace) -> dict:
     message = err.decode(errors="replace").strip()[-1500:]
     if process.returncode == EXIT_CORRUPT:
         raise CorruptData(f"target refused a chunk: {message}")
+    if process.returncode == EXIT_MISSING_TOOL:
+        raise MissingTool(f"on the target: {message}")
     if process.returncode != 0:
         raise HelperError(f"ssh to {args.to_address} exited {process.returncode}: {message}")
     return {"chunks": len(digests), "bytes": sent, "seconds": time.monotonic() - started,

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,10 +110,11 @@ def start_host(
     port: int | None = None,
     command_prefix: Sequence[str] = (),
     python: str = sys.executable,
-    extra_config: Sequence[str] = (),
+    environment: Mapping[str, str] | None = None,
 ) -> TestHost:
     """Start a host whose sshd gives sessions an empty HOME and trusts the shared transfer CA.
-    `python` is the host's interpreter for the helpers (e.g. the system `/usr/bin/python3`).
+    `python` is the host's interpreter for the helpers (e.g. the system `/usr/bin/python3`);
+    `environment` adds variables to every session (e.g. a PATH without some tool).
 
     Why: sshd runs every command through the user's shell, and bash sources `~/.bashrc` for
     commands arriving over ssh; on machines where that file runs `pyenv init` each remote
@@ -127,7 +128,12 @@ def start_host(
         port=port,
         command_prefix=command_prefix,
         trusted_user_ca=shared_transfer_ca()[1],
-        extra_config=[f"SetEnv HOME={home}", *extra_config],
+        # sshd uses only the first SetEnv line: all variables go on one.
+        extra_config=[
+            " ".join(
+                ["SetEnv", f"HOME={home}", *(f"{k}={v}" for k, v in (environment or {}).items())]
+            )
+        ],
     )
     root = root or workdir / "root"
     root.mkdir(parents=True, exist_ok=True)
