@@ -522,7 +522,11 @@ def decompress(blob: bytes) -> bytes:
         return _zstd_command(["-dqc"], blob)
     # A frame from the `zstd` command (compressing a pipe) does not record the content size,
     # which the one-shot `decompress` requires.
-    return zstandard.ZstdDecompressor().decompressobj().decompress(blob)
+    stream = zstandard.ZstdDecompressor().decompressobj()
+    data = stream.decompress(blob)
+    if not stream.eof or stream.unused_data:
+        raise ValueError("truncated frame or trailing bytes")
+    return data
 
 
 def _zstd_command(options: list[str], data: bytes) -> bytes:
