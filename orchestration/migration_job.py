@@ -13,7 +13,7 @@ from skyshard.broker.execute import (
     is_transient,
     run_move,
 )
-from skyshard.broker.from_config import broker_policy, host_accesses
+from skyshard.broker.from_config import broker_policy, host_accesses, transfer_ca
 from skyshard.broker.migration import HostAccess
 from skyshard.home import current_sky
 from skyshard.plans.store import MOVE_ID
@@ -76,6 +76,7 @@ def _run_move(context: dg.OpExecutionContext, move_id: str, db_path: str) -> Mov
             db_path,
             move_id,
             hosts_for,
+            transfer_ca=transfer_ca(sky),
             run_id=run_id,
             retry=context.retry_number > 0,
             final_attempt=context.retry_number >= MAX_RETRIES,

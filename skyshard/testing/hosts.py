@@ -76,11 +76,12 @@ class TestHost:
 
 @functools.cache
 def shared_transfer_ca() -> tuple[TransferCA, Path]:
-    """This process's transfer CA and its public key file (for TrustedUserCAKeys)."""
+    """This process's transfer CA and its private key file (`<file>.pub` is its public key,
+    which every host started here lists in TrustedUserCAKeys)."""
     directory = Path(tempfile.mkdtemp(prefix="skyshard-transfer-ca-"))
     atexit.register(shutil.rmtree, directory, True)
     key = directory / "transfer_ca"
-    return TransferCA.generate(key), key.with_name("transfer_ca.pub")
+    return TransferCA.generate(key), key
 
 
 def _descendants(pid: int) -> list[int]:
@@ -127,7 +128,7 @@ def start_host(
         address=address,
         port=port,
         command_prefix=command_prefix,
-        trusted_user_ca=shared_transfer_ca()[1],
+        trusted_user_ca=shared_transfer_ca()[1].with_name("transfer_ca.pub"),
         # sshd uses only the first SetEnv line: all variables go on one.
         extra_config=[
             " ".join(
