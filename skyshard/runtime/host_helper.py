@@ -855,6 +855,8 @@ def push(shard: Shard, args: argparse.Namespace) -> dict:
             if sent - reported >= PROGRESS_EVERY:
                 _emit({"progress": sent})
                 reported = sent
+        if sent > reported:
+            _emit({"progress": sent})
     except BrokenPipeError:
         pass  # the target ended the stream; its exit status and message say why
     except BaseException:
