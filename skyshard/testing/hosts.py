@@ -15,10 +15,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from skyshard.testing.netns import Namespaces
 from skyshard.testing.sshd import SSHD_BINARY, RunningSshd, start_sshd
 from skyshard.transport.access import AccessPolicy
 from skyshard.transport.certificates import TransferCA
@@ -139,3 +140,29 @@ def start_host(
     root = root or workdir / "root"
     root.mkdir(parents=True, exist_ok=True)
     return TestHost(host_id, provider_id, sshd, root, tuple(command_prefix), python)
+
+
+@contextlib.contextmanager
+def namespace_hosts(workdir: Path, count: int) -> Iterator[tuple[Namespaces, dict[str, TestHost]]]:
+    """Hosts h1..h<count>, each an sshd (port 22) in its own network namespace at its own
+    address; on exit every process left in the namespaces is killed and they are removed."""
+    spaces = Namespaces(count)
+    hosts: dict[str, TestHost] = {}
+    try:
+        spaces.open()
+        for index in range(1, count + 1):
+            host_id = f"h{index}"
+            hosts[host_id] = start_host(workdir / host_id, host_id, f"prov-{index}",
+                                        address=spaces.address(index), port=22,
+                                        command_prefix=spaces.exec_prefix(index))  # fmt: skip
+        yield spaces, hosts
+    finally:
+        for host in hosts.values():
+            host.sshd.stop()
+        for index in range(1, count + 1):
+            pids = subprocess.run(["ip", "netns", "pids", spaces.name(index)],
+                                  capture_output=True, text=True).stdout.split()  # fmt: skip
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+        spaces.close()

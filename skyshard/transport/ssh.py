@@ -354,10 +354,13 @@ class SshSession:
     def open_sftp(self, *, action: str) -> paramiko.SFTPClient:
         """A new SFTP channel on the pooled connection (one per parallel stream)."""
         self.authorize(action)
-        client = self.pool.client(self.endpoint)
-        sftp = client.open_sftp()
-        sftp.get_channel().settimeout(self.pool.settings.command_timeout)
-        return sftp
+        transport = self.pool.client(self.endpoint).get_transport()
+        assert transport is not None
+        # paramiko's own open_sftp waits up to an hour for the channel on a dead link.
+        channel = transport.open_session(timeout=self.pool.settings.connect_timeout)
+        channel.settimeout(self.pool.settings.command_timeout)
+        channel.invoke_subsystem("sftp")
+        return paramiko.SFTPClient(channel)
 
 
 def _read_stdout(channel: paramiko.Channel, on_line: Callable[[bytes], None] | None) -> bytes:
