@@ -850,7 +850,8 @@ def push(shard: Shard, args: argparse.Namespace) -> dict:
                 blob = chunk_path(shard.root, digest).read_bytes()
             except FileNotFoundError:
                 raise CorruptData(f"chunk {digest} missing from the source's store") from None
-            process.stdin.write(f"{digest} {len(blob)}\n".encode() + blob)
+            process.stdin.write(f"{digest} {len(blob)}\n".encode())
+            process.stdin.write(blob)
             sent += len(blob)
             if sent - reported >= PROGRESS_EVERY:
                 _emit({"progress": sent})
