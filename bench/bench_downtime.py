@@ -5,7 +5,7 @@ key-value shard holding the state in 1 MiB values, and a writer that adds ~1 % m
 pre-copy rounds run. Stop-and-copy is the same protocol with `max_rounds=0`: it freezes first
 and sends everything in the frozen round. Needs root (namespaces).
 
-    .venv/bin/python bench/bench_downtime.py [--gib 1.0]
+    .venv/bin/python -m bench.bench_downtime [--gib 1.0]
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from skyshard.broker.migration import HostAccess, MigrationSettings, Migrator, M
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
-from skyshard.testing.hosts import namespace_hosts, shared_transfer_ca
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool
+from tests.support.hosts import namespace_hosts, shared_transfer_ca
 
 VALUE = 1 << 20
 SHARD = "kv-1"

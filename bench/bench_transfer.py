@@ -5,7 +5,7 @@ then re-migrations after a 1 % change (contiguous overwrite, then inserted bytes
 The shard is the demo key-value service; its state directory also holds `bulk.bin` of
 random bytes (the service ignores files it does not own). Needs root (namespaces).
 
-Usage: .venv/bin/python bench/bench_transfer.py [--size-mib 1024]
+Usage: .venv/bin/python -m bench.bench_transfer [--size-mib 1024]
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 
 from skyshard.broker.migration import HostAccess, MigrationSettings, Migrator, MoveRequest
 from skyshard.broker.ops_tables import OpsStore
-from skyshard.testing.hosts import TestHost, namespace_hosts, shared_transfer_ca
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool
+from tests.support.hosts import TestHost, namespace_hosts, shared_transfer_ca
 
 MIB = 1 << 20
 SHARD = "kv-1"
