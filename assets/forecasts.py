@@ -6,11 +6,12 @@ import statistics
 import dagster as dg
 import polars as pl
 
-from assets.metadata import markdown_bars, preview
+from assets.metadata import png, preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.bottlenecks import predict_bottlenecks
 from skyshard.forecast import ForecastConfig, forecast_series, input_fingerprints, series_to_refit
+from skyshard.forecast.charts import forecast_vs_capacity_chart
 from skyshard.home import current_sky
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
@@ -168,27 +169,18 @@ def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile)
         "shard_id", "host_id", "cause", "resource", "hours_ahead", "detail"
     )
     context.log.info(f"{found.height} bottlenecks ahead for {found['shard_id'].n_unique()} shards")
-    metadata = {"dagster/row_count": found.height, "soonest": preview(top, 15)}
     over = found.filter(pl.col("cause") == "demand_over_capacity").sort("hours_ahead")
+    metadata = {
+        "dagster/row_count": found.height,
+        "shards_at_risk": found["shard_id"].n_unique(),
+        "soonest": preview(top, 15),
+    }
+    if found.height:
+        metadata["soonest_hours_ahead"] = int(found["hours_ahead"].min())
     if over.height:
-        metadata["soonest_forecast"] = dg.MetadataValue.md(
-            _demand_chart(forecasts, over.row(0, named=True))
-        )
+        chart = forecast_vs_capacity_chart(forecasts, over.unique("shard_id", keep="first", maintain_order=True))
+        metadata["forecast_vs_capacity"] = png(chart, "forecast vs capacity, shards at risk")
     return dg.MaterializeResult(metadata=metadata)
-
-
-def _demand_chart(forecasts: pl.DataFrame, bottleneck: dict) -> str:
-    """The soonest overloaded shard's forecast upper bound, hour by hour, against what its
-    host can give it."""
-    series = f"shard/{bottleneck['shard_id']}/{bottleneck['resource']}"
-    hours = forecasts.filter(pl.col("series_id") == series).sort("ts")
-    available = bottleneck["available"]
-    rows = [(f"{ts:%m-%d %H:%M}", upper) for ts, upper in hours.select("ts", "yhat_upper").rows()]
-    title = (
-        f"{series}: upper bound of the forecast; its host can give {available:,.2f} "
-        f"({bottleneck['detail']})"
-    )
-    return markdown_bars(title, rows, marks={label for label, v in rows if v > available})
 
 
 defs = dg.Definitions(

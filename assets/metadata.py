@@ -1,10 +1,15 @@
-"""Metadata helpers shared by asset modules: row counts and small previews."""
+"""Metadata helpers shared by asset modules: row counts, small previews, charts as PNG images and
+column schemas."""
 
 from __future__ import annotations
+
+import base64
+import io
 
 import dagster as dg
 import duckdb
 import polars as pl
+from matplotlib.figure import Figure
 
 from skyshard import db
 
@@ -46,3 +51,12 @@ def markdown_bars(
         flag = " ⚠" if label in marks else ""
         lines.append(f"| {label}{flag} | `{bar}` | {value:,.2f} |")
     return "\n".join(lines)
+
+
+def png(figure: Figure, alt: str) -> dg.MetadataValue:
+    """A matplotlib figure as a PNG image on the asset page (Markdown with a data URI: the
+    UI renders images from Markdown and has no image metadata type)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")

@@ -1,18 +1,21 @@
 """Planning assets: candidate scores, the migration plan and its run history (schema `plan`),
-the policy backtest, and the `review_plan` job that approves or rejects a move from the UI."""
+and the policy backtest; the moves open to review are reported to `assets.review`."""
 
 import dagster as dg
 import polars as pl
 
 from assets.forecasts import MART_DEPS, predicted_bottlenecks
-from assets.metadata import markdown_bars, preview
+from assets.metadata import markdown_bars, png, preview
+from assets.review import report_proposed_moves
 from assets.trust import trust_scores
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.home import current_sky
-from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
+from skyshard.plans import cycles_since_move, plan_cycle, write_plan
+from skyshard.plans.charts import saving_by_term_chart
 from skyshard.plans.decisions import plan_decisions
 from skyshard.plans.store import PLAN_COLUMNS, write_candidate_scores
+from skyshard.plans.terms import move_terms, saving_by_term
 from skyshard.policy_backtest import policy_backtest as run_policy_backtest
 from skyshard.scoring import load_planning_data
 from skyshard.trust import EntryType, Ledger, Record
@@ -68,6 +71,9 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     )
     if run["explanation"]:
         context.log.warning(run["explanation"])
+    terms = move_terms(cycle.plan, cycle.scores)
+    report_proposed_moves(context, duckdb, cycle.plan, terms)
+    savings = saving_by_term(terms)
     yield dg.MaterializeResult(
         asset_key="candidate_scores",
         metadata={
@@ -80,11 +86,17 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
         metadata={
             "dagster/row_count": cycle.plan.height,
             "plan_run_id": run["plan_run_id"],
+            "saving_per_day": float(cycle.plan["saving_per_day"].fill_null(0.0).sum()),
+            "moves_proposed": run["moves"],
+            "bytes_to_move": int(cycle.plan["estimated_bytes"].sum()),
             "solver_status": run["solver_status"],
             "gap": run["gap"],
             "objective": run["objective"],
             "new_moves": new,
             "moves": preview(cycle.plan.select(PLAN_COLUMNS), 20),
+            "saving_by_term": png(
+                saving_by_term_chart(savings, run["horizon_h"]), "plan saving by score term"
+            ),
             "explanation": dg.MetadataValue.md(run["explanation"] or "_feasible_"),
         },
     )
@@ -118,26 +130,4 @@ def policy_backtest(duckdb: DuckDBFile):
     )
 
 
-class ReviewDecision(dg.Config):
-    move_id: str
-    decision: str = "approved"  # approved or rejected
-    by: str
-    reason: str | None = None
-
-
-@dg.op(pool=DUCKDB_WRITER_POOL)
-def review_move(context: dg.OpExecutionContext, config: ReviewDecision, duckdb: DuckDBFile):
-    """Approve or reject one move; a bad id or transition fails the run and changes nothing."""
-    if config.decision not in ("approved", "rejected"):
-        raise dg.Failure(f"decision {config.decision!r} must be 'approved' or 'rejected'")
-    with duckdb.connect() as con:
-        row = decide(con, config.move_id, config.decision, config.by, config.reason)
-    context.log.info(f"{row['move_id']} ({row['shard_id']}) is now {row['status']}")
-
-
-@dg.job(description="Approve or reject a proposed move (config: move_id, decision, by).")
-def review_plan():
-    review_move()
-
-
-defs = dg.Definitions(assets=[migration_planning, policy_backtest], jobs=[review_plan])
+defs = dg.Definitions(assets=[migration_planning, policy_backtest])

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets import features, forecasts, ingestion, planning, trust
+from assets import features, forecasts, ingestion, planning, review, trust
 from orchestration import jobs
 from orchestration.resources import build_resources
 from sensors import ledger, migrations
@@ -17,6 +17,7 @@ def build_definitions(sky: Sky) -> dg.Definitions:
         features.defs,
         forecasts.defs,
         planning.defs,
+        review.defs,
         trust.defs,
         ledger.defs,
         jobs.defs,

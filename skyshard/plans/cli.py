@@ -75,9 +75,18 @@ def _decide(move_id: str, target: MoveStatus, by: str, reason: str | None) -> No
     )
 
 
+OPERATOR_ENV = "SKYSHARD_OPERATOR"
+_by_option = click.option(
+    "--by",
+    envvar=OPERATOR_ENV,
+    required=True,
+    help=f"Who decides (your name or id); default: ${OPERATOR_ENV}. Stored with the decision.",
+)
+
+
 @plan.command("approve")
 @click.argument("move_id")
-@click.option("--by", default="cli", show_default=True, help="Who approves.")
+@_by_option
 @click.option("--reason", help="Why (stored with the decision).")
 def approve(move_id: str, by: str, reason: str | None) -> None:
     """Approve the proposed move MOVE_ID."""
@@ -86,7 +95,7 @@ def approve(move_id: str, by: str, reason: str | None) -> None:
 
 @plan.command("reject")
 @click.argument("move_id")
-@click.option("--by", default="cli", show_default=True, help="Who rejects.")
+@_by_option
 @click.option("--reason", help="Why (stored with the decision).")
 def reject(move_id: str, by: str, reason: str | None) -> None:
     """Reject the move MOVE_ID (proposed or approved, not yet running)."""
