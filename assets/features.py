@@ -4,7 +4,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
 
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, dbt_project
 from skyshard import db
@@ -23,7 +28,9 @@ class SkyshardDbtTranslator(DagsterDbtTranslator):
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    dagster_dbt_translator=SkyshardDbtTranslator(),
+    dagster_dbt_translator=SkyshardDbtTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_code_references=True)
+    ),
     pool=DUCKDB_WRITER_POOL,
 )
 def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBFile):

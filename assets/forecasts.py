@@ -6,13 +6,14 @@ import statistics
 import dagster as dg
 import polars as pl
 
-from assets.metadata import png, preview
+from assets.metadata import png, preview, problems_check, table_metadata
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.bottlenecks import predict_bottlenecks
 from skyshard.forecast import ForecastConfig, forecast_series, input_fingerprints, series_to_refit
 from skyshard.forecast.charts import forecast_vs_capacity_chart
 from skyshard.home import current_sky
+from skyshard.plans.checks import bottleneck_problems
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
 
@@ -115,11 +116,12 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
         for key, table in TABLES.items():
             db.replace_table(con, table, tables[key])
         con.execute("COMMIT")
+        described = table_metadata(con, TABLES["forecasts"])
     summary = tables["summary"]
     models = summary.group_by("model").len().sort("len", descending=True)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": tables["forecasts"].height,
+            **described,
             "series": len(current),
             "refitted": len(refit),
             "median_mase_chosen": _median(summary["mase_chosen"]),
@@ -156,6 +158,14 @@ def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
     pool=DUCKDB_WRITER_POOL,
     description="`forecast.predicted_bottlenecks`: shards running out of room, capacity "
     "withdrawn, prices past the cap, open incidents, with the hours until each.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "bottlenecks_are_known_and_ahead",
+            asset="predicted_bottlenecks",
+            description="Every bottleneck is for a shard in marts.dim_shards and lies within "
+            "the forecast horizon.",
+        )
+    ],
 )
 def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     horizon = current_sky().policy.forecast.horizon_hours
@@ -165,22 +175,26 @@ def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile)
     found = predict_bottlenecks(data, build_outlook(data, forecasts, horizon))
     with duckdb.connect() as con:
         write_bottlenecks(con, found)
+        described = table_metadata(con, "forecast.predicted_bottlenecks")
+        check = problems_check("bottlenecks_are_known_and_ahead", bottleneck_problems(con, horizon))
     top = found.sort("hours_ahead").select(
         "shard_id", "host_id", "cause", "resource", "hours_ahead", "detail"
     )
     context.log.info(f"{found.height} bottlenecks ahead for {found['shard_id'].n_unique()} shards")
     over = found.filter(pl.col("cause") == "demand_over_capacity").sort("hours_ahead")
     metadata = {
-        "dagster/row_count": found.height,
+        **described,
         "shards_at_risk": found["shard_id"].n_unique(),
         "soonest": preview(top, 15),
     }
     if found.height:
         metadata["soonest_hours_ahead"] = int(found["hours_ahead"].min())
     if over.height:
-        chart = forecast_vs_capacity_chart(forecasts, over.unique("shard_id", keep="first", maintain_order=True))
+        chart = forecast_vs_capacity_chart(
+            forecasts, over.unique("shard_id", keep="first", maintain_order=True)
+        )
         metadata["forecast_vs_capacity"] = png(chart, "forecast vs capacity, shards at risk")
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 defs = dg.Definitions(

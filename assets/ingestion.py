@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from assets.metadata import preview, table_preview
+from assets.metadata import preview, problems_check, table_metadata, table_preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db, ingest
 from skyshard.config.sky import Sky
@@ -12,6 +12,7 @@ from skyshard.home import current_sky
 from skyshard.raw_tables import INGEST_TABLES, QUARANTINE
 from skyshard.sky_tables import routed_hosts, sky_frames
 from skyshard.sources.base import Window
+from skyshard.sources.freshness import MAX_TELEMETRY_AGE, stale_providers
 
 GROUP = "ingestion"
 INGEST_LOOKBACK = timedelta(days=14)
@@ -54,6 +55,7 @@ def sky_config(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     with duckdb.connect() as con:
         for name, frame in frames.items():
             db.replace_table(con, f"raw.{name}", frame)
+        described = {name: table_metadata(con, f"raw.{name}") for name in frames}
     context.log.info(
         f"sky from {sky.home}: {len(sky.providers)} providers, {len(sky.hosts)} hosts, "
         f"{len(sky.shards)} shards"
@@ -61,12 +63,22 @@ def sky_config(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     for name, frame in frames.items():
         yield dg.MaterializeResult(
             asset_key=raw_key(name),
-            metadata={"dagster/row_count": frame.height, "preview": preview(frame)},
+            metadata={**described[name], "preview": preview(frame)},
         )
 
 
+RECENT_CHECK = "telemetry_is_recent"
+
+
 def _telemetry_checks(sky: Sky) -> list[dg.AssetCheckSpec]:
-    return [
+    recent = dg.AssetCheckSpec(
+        RECENT_CHECK,
+        asset=raw_key("shard_usage"),
+        description=f"Every provider's newest shard usage sample is at most "
+        f"{MAX_TELEMETRY_AGE.total_seconds() / 3600:.0f} h old (data time: a re-ingested old "
+        "capture is still stale).",
+    )
+    feeds = [
         dg.AssetCheckSpec(
             feed_check_name(source.id),
             asset=raw_key(PRIMARY_TABLE.get(source.type, "shard_usage")),
@@ -74,6 +86,7 @@ def _telemetry_checks(sky: Sky) -> list[dg.AssetCheckSpec]:
         )
         for provider, source in ingest.sources_of(sky.providers)
     ]
+    return [recent, *feeds]
 
 
 def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
@@ -114,9 +127,14 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
                 table.name: table_preview(con, f"raw.{table.name}")
                 for table in (*INGEST_TABLES, QUARANTINE)
             }
+            stale = stale_providers(con, now)
         for table in (*INGEST_TABLES, QUARANTINE):
             yield dg.MaterializeResult(asset_key=raw_key(table.name), metadata=metadata[table.name])
         selected = {key.name for key in context.selected_asset_check_keys}
+        if RECENT_CHECK in selected:
+            yield problems_check(
+                RECENT_CHECK, stale, raw_key("shard_usage"), dg.AssetCheckSeverity.WARN
+            )
         for collected in results:
             if feed_check_name(collected.source.id) not in selected:
                 continue  # a feed added since the definitions were loaded: reload to check it

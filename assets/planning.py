@@ -5,7 +5,7 @@ import dagster as dg
 import polars as pl
 
 from assets.forecasts import MART_DEPS, predicted_bottlenecks
-from assets.metadata import markdown_bars, png, preview
+from assets.metadata import markdown_bars, png, preview, problems_check, table_metadata
 from assets.review import report_proposed_moves
 from assets.trust import trust_scores
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
@@ -13,6 +13,7 @@ from skyshard import db
 from skyshard.home import current_sky
 from skyshard.plans import cycles_since_move, plan_cycle, write_plan
 from skyshard.plans.charts import saving_by_term_chart
+from skyshard.plans.checks import plan_problems
 from skyshard.plans.decisions import plan_decisions
 from skyshard.plans.store import PLAN_COLUMNS, write_candidate_scores
 from skyshard.plans.terms import move_terms, saving_by_term
@@ -43,6 +44,14 @@ GROUP = "planning"
             "solver proposes this cycle, with reasons, savings, risks and approvals.",
         ),
     ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "moves_are_feasible",
+            asset="migration_plan",
+            description="The latest run moves each shard at most once, from its current host, "
+            "to a host the candidate scores allow.",
+        )
+    ],
     pool=DUCKDB_WRITER_POOL,
 )
 def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
@@ -57,6 +66,9 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     with duckdb.connect() as con:
         write_candidate_scores(con, cycle.scores)
         new = write_plan(con, cycle.run, cycle.plan)
+        scores_table = table_metadata(con, "plan.candidate_scores")
+        plan_table = table_metadata(con, "plan.migration_plan")
+        check = problems_check("moves_are_feasible", plan_problems(con), "migration_plan")
     run = cycle.run.row(0, named=True)
     decisions = plan_decisions(policy, run["plan_run_id"], cycle.plan, cycle.scores)
     Ledger.open().append_many(
@@ -77,14 +89,14 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     yield dg.MaterializeResult(
         asset_key="candidate_scores",
         metadata={
-            "dagster/row_count": cycle.scores.height,
+            **scores_table,
             "blocked": cycle.scores.filter(~pl.col("allowed")).height,
         },
     )
     yield dg.MaterializeResult(
         asset_key="migration_plan",
         metadata={
-            "dagster/row_count": cycle.plan.height,
+            **plan_table,
             "plan_run_id": run["plan_run_id"],
             "saving_per_day": float(cycle.plan["saving_per_day"].fill_null(0.0).sum()),
             "moves_proposed": run["moves"],
@@ -99,6 +111,7 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
             ),
             "explanation": dg.MetadataValue.md(run["explanation"] or "_feasible_"),
         },
+        check_results=[check],
     )
 
 
@@ -117,13 +130,14 @@ def policy_backtest(duckdb: DuckDBFile):
     table = run_policy_backtest(data, policy)
     with duckdb.connect() as con:
         db.replace_table(con, "plan.policy_backtest", table)
+        described = table_metadata(con, "plan.policy_backtest")
     chart = "\n\n".join(
         markdown_bars(c, table.select("policy", c).rows())
         for c in ("total_cost", "overload_shard_hours", "migrations")
     )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": table.height,
+            **described,
             "comparison": dg.MetadataValue.md(chart),
             "table": preview(table),
         }

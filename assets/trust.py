@@ -7,10 +7,11 @@ import dagster as dg
 import duckdb as duckdb_lib
 import polars as pl
 
-from assets.metadata import preview
+from assets.metadata import preview, problems_check, table_metadata
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.home import current_sky
+from skyshard.plans.checks import trust_problems
 from skyshard.trust import Ledger
 from skyshard.trust.checkpoint import Checkpoint
 from skyshard.trust.mirror import mirror_ledger
@@ -46,6 +47,13 @@ def _marts(con: duckdb_lib.DuckDBPyConnection, sql: str) -> pl.DataFrame | None:
     description="`trust.scores`: one trust score per provider in [0, 1] from the ledger "
     "(migrations, audits, disputes), availability and contract tier (docs/trust.md); each "
     "score is appended to the ledger and `ledger_seq` is its entry.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_provider_scored",
+            asset="trust_scores",
+            description="Every provider in marts.dim_providers has one score in [0, 1].",
+        )
+    ],
 )
 def trust_scores(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     sky = current_sky()
@@ -65,9 +73,16 @@ def trust_scores(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     table = record_trust_scores(ledger, scores, sky.policy.trust, as_of, context.run_id)
     with duckdb.connect() as con:
         db.replace_table(con, TRUST_TABLE, table)
+        described = table_metadata(con, TRUST_TABLE)
+        check = problems_check("every_provider_scored", trust_problems(con))
     shown = table.select("provider_id", "score", "ledger_seq").sort("score")
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": table.height, "scores": preview(shown, 50)}
+        metadata={
+            **described,
+            "lowest_score": float(table["score"].min()) if table.height else None,
+            "scores": preview(shown, 50),
+        },
+        check_results=[check],
     )
 
 
@@ -110,10 +125,11 @@ def settlement(duckdb: DuckDBFile):
     )
     with duckdb.connect() as con:
         db.replace_table(con, SETTLEMENT_TABLE, table)
+        described = table_metadata(con, SETTLEMENT_TABLE)
     flagged = table.filter(pl.col("over_budget") | pl.col("over_price_cap"))
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": table.height,
+            **described,
             "overruns": flagged.height,
             "settlement": preview(
                 table.select("provider_id", "month", "shard_hours", "owed", "over_budget"), 50
@@ -135,8 +151,10 @@ def ledger_mirror(duckdb: DuckDBFile):
     checkpoint = Checkpoint.from_note(ledger.checkpoint())
     with duckdb.connect() as con:
         inserted, checkpoints = mirror_ledger(con, ledger.directory)
+        described = table_metadata(con, "ledger.entries")
     return dg.MaterializeResult(
         metadata={
+            **described,
             "entries_inserted": inserted,
             "checkpoints": checkpoints,
             "tree_size": checkpoint.size,

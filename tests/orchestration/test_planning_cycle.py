@@ -153,3 +153,40 @@ def test_approving_a_partition_approves_its_move_and_closes_nothing_else(materia
     rejected = review(materialized, move_id, {"decision": "reject", "by": "bob"})
     assert rejected.success
     assert move_id not in materialized.instance.get_dynamic_partitions("proposed_moves")
+
+
+def test_every_asset_has_owners_and_python_assets_link_their_code(materialized):
+    specs = list(materialized.defs.resolve_all_asset_specs())
+    assert specs
+    assert [s.key for s in specs if not s.owners] == []
+    python = [s for s in specs if "python" in s.kinds]
+    assert python
+    assert [s.key for s in python if "dagster/code_references" not in s.metadata] == []
+
+
+def test_python_tables_carry_typed_and_described_column_schemas(materialized):
+    schemas = {}
+    for event in materialized.result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        if "dagster/table_name" in metadata:
+            schemas[metadata["dagster/table_name"].value] = metadata["dagster/column_schema"].value
+    assert {"raw.shard_usage", "plan.migration_plan", "forecast.predicted_bottlenecks"} <= set(
+        schemas
+    )
+    for table, schema in schemas.items():
+        stored = dict(
+            rows(
+                materialized,
+                "select column_name, data_type from information_schema.columns "
+                f"where table_schema || '.' || table_name = '{table}'",
+            )
+        )
+        assert {c.name: c.type for c in schema.columns} == stored, table
+        assert [c.name for c in schema.columns if not c.description] == [], table
+
+
+def test_bottlenecks_plans_and_trust_scores_are_checked(materialized):
+    checks = {c.check_name: c for c in materialized.result.get_asset_check_evaluations()}
+    for name in ("bottlenecks_are_known_and_ahead", "moves_are_feasible", "every_provider_scored"):
+        assert checks[name].passed, checks[name].metadata
+    assert "telemetry_is_recent" in checks
