@@ -3,40 +3,34 @@ The lead attaches `plan` and `whatif` to the main `skyshard` group."""
 
 from __future__ import annotations
 
+import shutil
+import sys
+from typing import TYPE_CHECKING
+
 import click
-import duckdb
-import polars as pl
-from rich.console import Console
-from rich.table import Table
 
-from skyshard import db, paths
-from skyshard.home import current_sky
-from skyshard.plans.status import MoveStatus, PlanError
-from skyshard.plans.store import PLAN_COLUMNS, decide, list_moves
-from skyshard.predict import ShardAssessment, assess_shard
-from skyshard.scoring import TERMS, load_planning_data
-from skyshard.trust_inputs import read_trust_scores
+from skyshard.plans.status import MoveStatus
+from skyshard.tabular import FORMATS, cell, render
 
-console = Console()
-LIST_COLUMNS = (*PLAN_COLUMNS, "approved_by")
+if TYPE_CHECKING:
+    import polars as pl
+    from rich.table import Table
 
+    from skyshard.predict import ShardAssessment
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+OPERATOR_ENV = "SKYSHARD_OPERATOR"
 
 
 def _table(frame: pl.DataFrame, columns: tuple[str, ...], title: str | None = None) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for i, name in enumerate(columns):
         # The first column is the id users copy: never cut it short.
-        width = max((len(_cell(v)) for v in frame[name]), default=0) if i == 0 else None
+        width = max((len(cell(v)) for v in frame[name]), default=0) if i == 0 else None
         table.add_column(name, no_wrap=i == 0, min_width=width, overflow="fold")
     for row in frame.select(columns).iter_rows():
-        table.add_row(*(_cell(v) for v in row))
+        table.add_row(*(cell(v) for v in row))
     return table
 
 
@@ -51,17 +45,36 @@ def plan() -> None:
     type=click.Choice([s.value for s in MoveStatus]),
     help="Only moves with this status.",
 )
-def list_command(status: str | None) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="table: aligned columns, one block per move when wider than the terminal.",
+)
+def list_command(status: str | None, fmt: str) -> None:
     """List stored moves, newest plan run first."""
+    from skyshard import db, paths
+    from skyshard.plans.store import PLAN_COLUMNS, list_moves
+
+    columns = (*PLAN_COLUMNS, "approved_by")
     with db.connect(paths.duckdb_path()) as con:
         moves = list_moves(con, status)
-    if moves.is_empty():
-        console.print("no moves" + (f" with status {status}" if status else ""))
+    if moves.is_empty() and fmt == "table":
+        click.echo("no moves" + (f" with status {status}" if status else ""))
         return
-    console.print(_table(moves, LIST_COLUMNS))
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    click.echo(render(columns, moves.select(columns).rows(), fmt, width))
 
 
 def _decide(move_id: str, target: MoveStatus, by: str, reason: str | None) -> None:
+    import duckdb
+
+    from skyshard import db, paths
+    from skyshard.plans.status import PlanError
+    from skyshard.plans.store import decide
+
     try:
         with db.connect(paths.duckdb_path()) as con:
             row = decide(con, move_id, target, by, reason)
@@ -69,13 +82,12 @@ def _decide(move_id: str, target: MoveStatus, by: str, reason: str | None) -> No
         raise click.ClickException(str(exc)) from None
     except duckdb.IOException as exc:
         raise click.ClickException(f"cannot open {paths.duckdb_path()}: {exc}") from None
-    console.print(
+    click.echo(
         f"{row['move_id']}: {row['shard_id']} {row['from_host_id']} -> "
         f"{row['to_host_id']} is now {row['status']} (by {by})"
     )
 
 
-OPERATOR_ENV = "SKYSHARD_OPERATOR"
 _by_option = click.option(
     "--by",
     envvar=OPERATOR_ENV,
@@ -102,7 +114,7 @@ def reject(move_id: str, by: str, reason: str | None) -> None:
     _decide(move_id, MoveStatus.REJECTED, by, reason)
 
 
-def _stored_forecasts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+def _stored_forecasts(con) -> pl.DataFrame | None:
     exists = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'forecast' and table_name = 'forecasts'"
@@ -111,6 +123,11 @@ def _stored_forecasts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
 
 
 def print_assessment(assessment: ShardAssessment) -> None:
+    from rich.console import Console
+
+    from skyshard.scoring import TERMS
+
+    console = Console()
     request = assessment.request
     if request is None:
         console.print(f"[bold]{assessment.shard_id}[/]: stay ({assessment.why_not})")
@@ -142,6 +159,14 @@ def print_assessment(assessment: ShardAssessment) -> None:
 @click.argument("shard_id")
 def whatif(shard_id: str) -> None:
     """Would SHARD_ID move now, where, and why: the score breakdown of every candidate host."""
+    import duckdb
+
+    from skyshard import db, paths
+    from skyshard.home import current_sky
+    from skyshard.predict import assess_shard
+    from skyshard.scoring import load_planning_data
+    from skyshard.trust_inputs import read_trust_scores
+
     policy = current_sky().policy
     try:
         with db.connect(paths.duckdb_path()) as con:
