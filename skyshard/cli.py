@@ -166,7 +166,7 @@ def sql(query: str, fmt: str, limit: int) -> None:
             columns = [d[0] for d in cursor.description or []]
             rows = cursor.fetchall() if limit == 0 else cursor.fetchmany(limit + 1)
     except duckdb.Error as exc:
-        raise click.ClickException(f"query failed: {exc}") from None
+        raise click.ClickException(f"query on {path} failed: {exc}") from None
     cut = limit and len(rows) > limit
     rows = rows[:limit] if cut else rows
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None

@@ -162,20 +162,30 @@ def whatif(shard_id: str) -> None:
     import duckdb
 
     from skyshard import db, paths
+    from skyshard.config import ConfigError
     from skyshard.home import current_sky
     from skyshard.predict import assess_shard
     from skyshard.scoring import load_planning_data
     from skyshard.trust_inputs import read_trust_scores
 
-    policy = current_sky().policy
+    path = paths.duckdb_path()
     try:
-        with db.connect(paths.duckdb_path()) as con:
+        policy = current_sky().policy
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration:\n{exc}") from None
+    try:
+        with db.connect(path, read_only=True) as con:
             data = load_planning_data(con)
             forecasts = _stored_forecasts(con)
             trust = read_trust_scores(
                 con, data.providers["provider_id"], policy.trust.neutral_score
             )
         assessment = assess_shard(shard_id, data, policy, trust, forecasts)
+    except duckdb.CatalogException as exc:
+        missing = str(exc).splitlines()[0]
+        raise click.ClickException(
+            f"{path} has no planning data yet ({missing}); run the planning cycle first"
+        ) from None
     except (ValueError, duckdb.Error) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(f"{path}: {exc}") from None
     print_assessment(assessment)
