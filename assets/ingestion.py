@@ -8,7 +8,7 @@ from assets.metadata import preview, problems_check, table_metadata, table_previ
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db, ingest
 from skyshard.config.sky import Sky
-from skyshard.home import current_sky
+from skyshard.home import current_sky, refresh_demo_sky
 from skyshard.raw_tables import INGEST_TABLES, QUARANTINE
 from skyshard.sky_tables import routed_hosts, sky_frames
 from skyshard.sources.base import Window
@@ -114,6 +114,8 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
         """
         now = datetime.now(UTC).replace(tzinfo=None)
         window = Window(start=now - INGEST_LOOKBACK, end=now)
+        if refresh_demo_sky() is not None:
+            context.log.info("demo sky: telemetry generated up to the current hour")
 
         def progress(done: int, total: int, outcome: ingest.FeedOutcome) -> None:
             if outcome.ok:

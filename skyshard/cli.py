@@ -100,10 +100,11 @@ def ingest_command(days: int) -> None:
     from rich.table import Table
 
     from skyshard import db, ingest, paths
-    from skyshard.home import resolve_home
+    from skyshard.home import refresh_demo_sky, resolve_home
     from skyshard.sky_tables import routed_hosts, sky_frames
     from skyshard.sources.base import Window
 
+    refresh_demo_sky()
     sky = _load(resolve_home())
     now = datetime.now(UTC).replace(tzinfo=None)
     window = Window(start=now - timedelta(days=days), end=now)
@@ -204,6 +205,37 @@ def demo() -> None:
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     _print_migrations(results)
+
+
+@main.command("dev")
+@click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI.")
+def dev(port: int) -> None:
+    """The Dagster UI; on the embedded demo sky also its SSH hosts and every demo shard, so
+    proposed moves can be approved and migrated from the UI. All stop when the UI stops."""
+    from skyshard import demo_run, paths
+    from skyshard.embedded_hosts.demo import start_demo_shards
+    from skyshard.embedded_hosts.run import running_sky
+    from skyshard.embedded_hosts.server import HostServerError
+    from skyshard.home import PORT_BASE_ENV, refresh_demo_sky
+
+    if paths.skyshard_home() is not None:
+        sys.exit(demo_run.dagster_dev(port))
+    home = refresh_demo_sky()
+    sky = _load(home)
+    try:
+        with running_sky(home) as hosts:
+            start_demo_shards(sky, home, [shard.id for shard in sky.shards])
+            ports = sorted(spec.port for spec in hosts.specs)
+            console().print(
+                f"demo sky {home}: {len(hosts.specs)} SSH hosts on 127.0.0.1:{ports[0]}-"
+                f"{ports[-1]}, {len(sky.shards)} shards running; UI on http://127.0.0.1:{port}"
+            )
+            code = demo_run.dagster_dev(port)
+    except HostServerError as exc:
+        raise click.ClickException(
+            f"{exc}\nIf a port is taken, set {PORT_BASE_ENV} to the first of another free block."
+        ) from None
+    sys.exit(code)
 
 
 def _print_migrations(results) -> None:

@@ -42,6 +42,19 @@ def run_dagster_job(job: str, config: dict | None = None) -> None:
         raise RuntimeError(f"Dagster job {job} failed (exit {completed.returncode})")
 
 
+def dagster_dev(port: int) -> int:
+    """`dagster dev` on the workspace (code location `skyshard`) until it exits; returns its
+    exit code. Ctrl-C reaches it too (same process group), so it is waited for, not killed."""
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    command = [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(command, cwd=workspace.parent, env=os.environ.copy())
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        return process.wait()
+
+
 def urgent_moves(limit: int) -> list[tuple[str, str, str, str]]:
     """(move id, shard, from host, to host) of the most urgent proposed moves."""
     with db.connect(paths.duckdb_path(), read_only=True) as con:
