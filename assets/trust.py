@@ -51,7 +51,7 @@ def _marts(con: duckdb_lib.DuckDBPyConnection, sql: str) -> pl.DataFrame | None:
         dg.AssetCheckSpec(
             "every_provider_scored",
             asset="trust_scores",
-            description="Every provider in marts.dim_providers has one score in [0, 1].",
+            description="Every configured provider has one score in [0, 1].",
         )
     ],
 )
@@ -74,7 +74,8 @@ def trust_scores(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     with duckdb.connect() as con:
         db.replace_table(con, TRUST_TABLE, table)
         described = table_metadata(con, TRUST_TABLE)
-        check = problems_check("every_provider_scored", trust_problems(con))
+        scored = trust_problems(con, [p.id for p in sky.providers])
+        check = problems_check("every_provider_scored", scored)
     shown = table.select("provider_id", "score", "ledger_seq").sort("score")
     return dg.MaterializeResult(
         metadata={

@@ -36,7 +36,7 @@ PLAN_PROBLEMS = """
 TRUST_PROBLEMS = """
     select p.provider_id, s.score,
         case when s.provider_id is null then 'no score' else 'score outside 0..1' end as problem
-    from marts.dim_providers p left join trust.scores s using (provider_id)
+    from (select unnest(?::varchar[]) as provider_id) p left join trust.scores s using (provider_id)
     where s.provider_id is null or s.score < 0 or s.score > 1 or isnan(s.score)
 """
 
@@ -60,6 +60,6 @@ def plan_problems(con: duckdb.DuckDBPyConnection) -> list[str]:
     return _problems(con, PLAN_PROBLEMS)
 
 
-def trust_problems(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Providers without a trust score, or with one outside [0, 1]."""
-    return _problems(con, TRUST_PROBLEMS)
+def trust_problems(con: duckdb.DuckDBPyConnection, provider_ids: list[str]) -> list[str]:
+    """Providers of `provider_ids` without a trust score, or with one outside [0, 1]."""
+    return _problems(con, TRUST_PROBLEMS, [provider_ids])

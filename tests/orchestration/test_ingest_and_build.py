@@ -27,7 +27,11 @@ def test_job_succeeds_with_every_feed_check_passing(materialized):
     feed_checks = [c for c in checks if c.check_name.startswith("feed_")]
     assert feed_checks, "every configured feed has a health check"
     assert all(c.passed for c in feed_checks), [c.check_name for c in feed_checks if not c.passed]
-    dbt_checks = [c for c in checks if not c.check_name.startswith("feed_")]
+    # The simulated sky ends on a fixed past day, so its telemetry is flagged stale.
+    [recent] = [c for c in checks if c.check_name == "telemetry_is_recent"]
+    assert not recent.passed and recent.severity == dg.AssetCheckSeverity.WARN
+    assert "h old" in recent.metadata["first"].value
+    dbt_checks = [c for c in checks if not c.check_name.startswith(("feed_", "telemetry_"))]
     assert len(dbt_checks) >= 40  # dbt tests load as asset checks
     assert all(c.passed for c in dbt_checks), [c.check_name for c in dbt_checks if not c.passed]
 
