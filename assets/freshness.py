@@ -25,6 +25,8 @@ freshness_checks = [
 freshness_sensor = dg.build_sensor_for_freshness_checks(
     freshness_checks=freshness_checks,
     name="freshness_checks",
+    # Each evaluation is a run: every 10 minutes is enough for lags measured in hours.
+    minimum_interval_seconds=600,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 

@@ -12,6 +12,7 @@ BOTTLENECK_PROBLEMS = """
     from forecast.predicted_bottlenecks
     where shard_id not in (select shard_id from marts.dim_shards)
        or hours_ahead < 0 or hours_ahead > ?
+    order by shard_id, hours_ahead
 """
 # The latest run's moves: one per shard, to a host the scores allow, from where the shard was.
 PLAN_PROBLEMS = """
@@ -38,6 +39,7 @@ TRUST_PROBLEMS = """
         case when s.provider_id is null then 'no score' else 'score outside 0..1' end as problem
     from (select unnest(?::varchar[]) as provider_id) p left join trust.scores s using (provider_id)
     where s.provider_id is null or s.score < 0 or s.score > 1 or isnan(s.score)
+    order by p.provider_id
 """
 
 
