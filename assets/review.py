@@ -57,15 +57,15 @@ def move_metadata(move: dict, terms: pl.DataFrame) -> dict[str, dg.MetadataValue
         ),
         "reason": dg.MetadataValue.text(f"{move['reason']}: {move['reason_detail']}"),
         "status": dg.MetadataValue.text(move["status"]),
-        "saving_per_day": dg.MetadataValue.float(float(move["saving_per_day"] or 0.0)),
-        "risk": dg.MetadataValue.float(float(move["risk"])),
-        "downtime_s": dg.MetadataValue.float(float(move["downtime_s"])),
-        "estimated_gib": dg.MetadataValue.float(move["estimated_bytes"] / 1024**3),
+        "saving_per_day": dg.MetadataValue.float(round(move["saving_per_day"] or 0.0, 4)),
+        "risk": dg.MetadataValue.float(round(move["risk"], 4)),
+        "downtime_s": dg.MetadataValue.float(round(move["downtime_s"], 1)),
+        "estimated_gib": dg.MetadataValue.float(round(move["estimated_bytes"] / 1024**3, 2)),
     }
     for term, current, target, saving in terms.select(
         "term", "from_cost", "to_cost", "saving"
     ).iter_rows():
-        metadata[f"saving/{term}"] = dg.MetadataValue.float(saving)
+        metadata[f"saving/{term}"] = dg.MetadataValue.float(round(saving, 4))
         metadata[f"cost/{term}"] = dg.MetadataValue.text(f"{current:,.4g} -> {target:,.4g}")
     return metadata
 

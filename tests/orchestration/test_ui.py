@@ -8,10 +8,12 @@ docs show)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -97,6 +99,17 @@ def finished_run(dev: Dev, job: str, timeout: float, tag: tuple[str, str] | None
     return wait_for(f"a finished {job} run", done, timeout, dev)
 
 
+def stop(process: subprocess.Popen) -> None:
+    """Ctrl-C to dagster dev's process group (webserver, daemon, code servers, run workers);
+    killed if it has not stopped in 30 s."""
+    os.killpg(process.pid, signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory) -> Iterator[Dev]:
     work = tmp_path_factory.mktemp("ui")
@@ -147,8 +160,7 @@ def dev(tmp_path_factory) -> Iterator[Dev]:
             wait_for("the Dagster UI", serving, 300, running)
             yield running
         finally:
-            os.killpg(process.pid, 15)  # dagster dev stops its webserver, daemon, code server
-            process.wait(timeout=60)
+            stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -156,27 +168,92 @@ def page(dev) -> Iterator[object]:
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         context = browser.new_context(viewport={"width": 1400, "height": 900})
-        # The first visit offers a newsletter dialog; answered once, it stays away.
-        context.add_init_script(
-            "window.localStorage.setItem('dagster.onboarding.community-modal', 'true')"
-        )
         yield context.new_page()
         browser.close()
 
 
 def open_page(page, url: str) -> None:
     page.goto(url)
-    skip = page.get_by_role("button", name="Skip")
-    try:
-        skip.click(timeout=3000)
-    except sync_api.TimeoutError:
-        pass
+    # The first visit offers a community newsletter dialog.
+    with contextlib.suppress(sync_api.TimeoutError):
+        page.get_by_role("button", name="Skip").click(timeout=3000)
 
 
-def screenshot(page, name: str) -> Path:
+def screenshot(page, name: str) -> None:
     folder = os.environ.get("SKYSHARD_UI_SCREENSHOTS")
-    path = Path(folder) / f"{name}.png" if folder else Path(page.context.browser.version) / name
     if folder:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(path))
-    return path
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"))
+
+
+def shown_chart(page, url: str, asset: str, entry: str) -> dict:
+    """Open the metadata entry `entry` of `asset`'s latest materialization; the size of the PNG
+    it shows."""
+    open_page(page, f"{url}/assets/{asset}?view=events")
+    page.locator("tr", has_text=entry).get_by_text("[Show Markdown]").click()
+    image = page.locator('img[src^="data:image/png;base64,"]').first
+    image.wait_for(timeout=60_000)
+    return image.bounding_box()
+
+
+def test_operators_day(dev, page):
+    # The asset graph: the planning group with the plan and its reviewable moves.
+    open_page(page, f"{dev.url}/locations/skyshard/asset-groups/planning")
+    for asset in ("candidate_scores", "migration_plan", "proposed_moves", "policy_backtest"):
+        page.get_by_text(asset, exact=True).first.wait_for(timeout=60_000)
+    screenshot(page, "asset-graph")
+
+    # Launch the planning cycle from its job page and see the run succeed.
+    open_page(page, f"{dev.url}/locations/skyshard/jobs/planning_cycle")
+    page.get_by_role("button", name="Materialize all").click()
+    run = finished_run(dev, "planning_cycle", RUN_TIMEOUT)
+    open_page(page, f"{dev.url}/runs/{run['runId']}")
+    page.get_by_text("Success", exact=True).first.wait_for(timeout=60_000)
+    assert run["status"] == "SUCCESS", dev.log.read_text()[-4000:]
+    screenshot(page, "planning-run")
+
+    # The plan's metadata shows the saving-by-term chart as an image, the bottlenecks the
+    # forecasts of the shards at risk.
+    box = shown_chart(page, dev.url, "migration_plan", "saving_by_term")
+    assert box and box["width"] > 200 and box["height"] > 80
+    screenshot(page, "plan-saving-chart")
+    box = shown_chart(page, dev.url, "predicted_bottlenecks", "forecast_vs_capacity")
+    assert box and box["width"] > 200 and box["height"] > 80
+    screenshot(page, "forecast-chart")
+
+    # Approve one proposed move through the review flow: pick it as the partition, fill the
+    # typed config, launch.
+    [(move_id, shard_id, to_host)] = dev.query(
+        "select move_id, shard_id, to_host_id from plan.migration_plan "
+        "where status = 'proposed' order by saving_per_day desc nulls last, move_id limit 1"
+    )
+    open_page(page, f"{dev.url}/assets/proposed_moves?view=events&partition={move_id}")
+    page.get_by_text("saving/run_cost", exact=True).first.wait_for(timeout=60_000)
+    screenshot(page, "proposed-move")
+    open_page(page, f"{dev.url}/locations/skyshard/jobs/review_plan/playground")
+    page.get_by_placeholder("Partition").click()
+    page.get_by_text(move_id, exact=True).first.click()
+    page.locator(".CodeMirror").first.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(
+        "ops:\n  review_move:\n    config:\n      decision: approve\n"
+        f"      by: {APPROVER}\n      reason: approved in the UI test\n"
+    )
+    screenshot(page, "review-launchpad")
+    page.get_by_role("button", name="Launch Run").click()
+    review = finished_run(dev, "review_plan", 600, ("dagster/partition", move_id))
+    assert review["status"] == "SUCCESS", dev.log.read_text()[-4000:]
+    [(status, approved_by)] = dev.query(
+        "select status, approved_by from plan.migration_plan where move_id = ?", [move_id]
+    )
+    assert approved_by == APPROVER and status in ("approved", "running", "done")
+
+    # The approved_migrations sensor starts migrate_shard for it; the shard ends on the target.
+    migration = finished_run(dev, "migrate_shard", 900, ("skyshard/move_id", move_id))
+    assert migration["status"] == "SUCCESS", dev.log.read_text()[-4000:]
+    assert dev.query("select host_id from ops.routing where shard_id = ?", [shard_id]) == [
+        (to_host,)
+    ]
+    open_page(page, f"{dev.url}/runs/{migration['runId']}")
+    page.get_by_text("Success", exact=True).first.wait_for(timeout=60_000)
+    screenshot(page, "migration-run")
