@@ -168,15 +168,19 @@ def page(dev) -> Iterator[object]:
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         context = browser.new_context(viewport={"width": 1400, "height": 900})
-        yield context.new_page()
+        page = context.new_page()
+        # A community newsletter dialog pops up once, at any moment: skip it whenever it
+        # blocks an action.
+        page.add_locator_handler(
+            page.get_by_text("Join the Dagster community"),
+            lambda _: page.get_by_role("button", name="Skip").click(),
+        )
+        yield page
         browser.close()
 
 
 def open_page(page, url: str) -> None:
     page.goto(url)
-    # The first visit offers a community newsletter dialog.
-    with contextlib.suppress(sync_api.TimeoutError):
-        page.get_by_role("button", name="Skip").click(timeout=3000)
 
 
 def screenshot(page, name: str) -> None:
