@@ -5,7 +5,9 @@ from datetime import timedelta
 
 import dagster as dg
 
+from assets.forecasts import predicted_bottlenecks
 from assets.ingestion import raw_key
+from assets.planning import MIGRATION_PLAN
 
 # Hourly ingestion and a plan every 4 hours, each with room for one late or failed run.
 TELEMETRY_MAX_LAG = timedelta(hours=2)
@@ -17,7 +19,7 @@ freshness_checks = [
         lower_bound_delta=TELEMETRY_MAX_LAG,
     ),
     *dg.build_last_update_freshness_checks(
-        assets=[dg.AssetKey("migration_plan"), dg.AssetKey("predicted_bottlenecks")],
+        assets=[MIGRATION_PLAN, predicted_bottlenecks.key],
         lower_bound_delta=PLAN_MAX_LAG,
     ),
 ]

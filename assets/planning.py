@@ -8,27 +8,30 @@ from assets.forecasts import MART_DEPS, predicted_bottlenecks
 from assets.metadata import markdown_bars, png, preview, problems_check, table_metadata
 from assets.review import report_proposed_moves
 from assets.trust import trust_scores
-from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, LedgerResource, SkyResource
 from skyshard import db
-from skyshard.home import current_sky
+from skyshard.ledger import LedgerError
 from skyshard.plans import cycles_since_move, plan_cycle, write_plan
+from skyshard.plans.backtest import policy_backtest as run_policy_backtest
 from skyshard.plans.charts import saving_by_term_chart
 from skyshard.plans.checks import plan_problems
 from skyshard.plans.decisions import plan_decisions
-from skyshard.plans.store import PLAN_COLUMNS, write_candidate_scores
+from skyshard.plans.store import PLAN_COLUMNS, read_bottlenecks, write_candidate_scores
 from skyshard.plans.terms import move_terms, saving_by_term
-from skyshard.policy_backtest import policy_backtest as run_policy_backtest
 from skyshard.scoring import load_planning_data
-from skyshard.trust import EntryType, Ledger, Record
-from skyshard.trust_inputs import read_trust_scores
+from skyshard.scoring.trust_inputs import read_trust_scores
+from skyshard.trust.events import record_policy_decisions
+from skyshard.trust.scores import TrustInputError, check_trust_inputs
 
 GROUP = "planning"
+CANDIDATE_SCORES = dg.AssetKey(["plan", "candidate_scores"])
+MIGRATION_PLAN = dg.AssetKey(["plan", "migration_plan"])
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            "candidate_scores",
+            CANDIDATE_SCORES,
             group_name=GROUP,
             kinds={"duckdb", "python"},
             deps=[predicted_bottlenecks, trust_scores, *MART_DEPS],
@@ -36,10 +39,10 @@ GROUP = "planning"
             "policy blocks and the facts behind them.",
         ),
         dg.AssetSpec(
-            "migration_plan",
+            MIGRATION_PLAN,
             group_name=GROUP,
             kinds={"duckdb", "python"},
-            deps=["candidate_scores"],
+            deps=[CANDIDATE_SCORES],
             description="`plan.migration_plan` and `plan.plan_runs`: the moves the placement "
             "solver proposes this cycle, with reasons, savings, risks and approvals.",
         ),
@@ -47,36 +50,43 @@ GROUP = "planning"
     check_specs=[
         dg.AssetCheckSpec(
             "moves_are_feasible",
-            asset="migration_plan",
+            asset=MIGRATION_PLAN,
             description="The latest run moves each shard at most once, from its current host, "
             "to a host the candidate scores allow.",
         )
     ],
     pool=DUCKDB_WRITER_POOL,
 )
-def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+def migration_planning(
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBFile,
+    sky: SkyResource,
+    ledger: LedgerResource,
+):
     """Score, solve and store one planning cycle; the same inputs give the same ids."""
-    policy = current_sky().policy
+    policy = sky.load().policy
     with duckdb.connect() as con:
         data = load_planning_data(con)
         forecasts = con.sql("select * from forecast.forecasts").pl()
         trust = read_trust_scores(con, data.providers["provider_id"], policy.trust.neutral_score)
         cycles = cycles_since_move(con)
-    cycle = plan_cycle(data, forecasts, policy, trust, cycles)
+        bottlenecks = read_bottlenecks(con)
+    log = ledger.open()
+    try:
+        check_trust_inputs(trust, log, policy.trust.neutral_score)
+    except (TrustInputError, LedgerError) as exc:
+        message = f"refusing to plan on trust scores the ledger does not vouch for: {exc}"
+        raise dg.Failure(message) from exc
+    cycle = plan_cycle(data, forecasts, policy, trust, cycles, bottlenecks=bottlenecks)
     with duckdb.connect() as con:
         write_candidate_scores(con, cycle.scores)
         new = write_plan(con, cycle.run, cycle.plan)
         scores_table = table_metadata(con, "plan.candidate_scores")
         plan_table = table_metadata(con, "plan.migration_plan")
-        check = problems_check("moves_are_feasible", plan_problems(con), "migration_plan")
+        check = problems_check("moves_are_feasible", plan_problems(con), MIGRATION_PLAN)
     run = cycle.run.row(0, named=True)
     decisions = plan_decisions(policy, run["plan_run_id"], cycle.plan, cycle.scores)
-    Ledger.open().append_many(
-        [
-            Record(EntryType.POLICY_DECISION, context.run_id, "planner", d.payload())
-            for d in decisions
-        ]
-    )
+    record_policy_decisions(decisions, context.run_id, "planner", log)
     context.log.info(
         f"plan run {run['plan_run_id']}: {run['solver_status']}, {run['moves']} moves "
         f"({new} new, {run['auto_approved']} auto-approved)"
@@ -87,14 +97,14 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     report_proposed_moves(context, duckdb, cycle.plan, terms)
     savings = saving_by_term(terms)
     yield dg.MaterializeResult(
-        asset_key="candidate_scores",
+        asset_key=CANDIDATE_SCORES,
         metadata={
             **scores_table,
             "blocked": cycle.scores.filter(~pl.col("allowed")).height,
         },
     )
     yield dg.MaterializeResult(
-        asset_key="migration_plan",
+        asset_key=MIGRATION_PLAN,
         metadata={
             **plan_table,
             "plan_run_id": run["plan_run_id"],
@@ -116,6 +126,7 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
 
 
 @dg.asset(
+    key=["plan", "policy_backtest"],
     group_name=GROUP,
     deps=MART_DEPS,
     kinds={"duckdb", "python"},
@@ -123,8 +134,8 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     description="`plan.policy_backtest`: static, reactive, greedy, predictive and oracle "
     "placement replayed over the stored history.",
 )
-def policy_backtest(duckdb: DuckDBFile):
-    policy = current_sky().policy
+def policy_backtest(duckdb: DuckDBFile, sky: SkyResource):
+    policy = sky.load().policy
     with duckdb.connect() as con:
         data = load_planning_data(con)
     table = run_policy_backtest(data, policy)

@@ -8,9 +8,10 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, LedgerResource
 from skyshard.plans import PlanError, decide
 from skyshard.plans.status import MoveStatus
+from skyshard.trust.events import record_operator_decision
 
 GROUP = "planning"
 REVIEWABLE = (MoveStatus.PROPOSED.value, MoveStatus.APPROVED.value)
@@ -19,7 +20,7 @@ proposed_moves_partitions = dg.DynamicPartitionsDefinition(name="proposed_moves"
 proposed_moves = dg.AssetSpec(
     "proposed_moves",
     group_name=GROUP,
-    deps=["migration_plan"],
+    deps=[dg.AssetKey(["plan", "migration_plan"])],
     partitions_def=proposed_moves_partitions,
     kinds={"duckdb"},
     description="One partition per move open to a decision (proposed, or approved and not yet "
@@ -108,7 +109,12 @@ class ReviewDecision(dg.Config):
 
 
 @dg.op(pool=DUCKDB_WRITER_POOL)
-def review_move(context: dg.OpExecutionContext, config: ReviewDecision, duckdb: DuckDBFile):
+def review_move(
+    context: dg.OpExecutionContext,
+    config: ReviewDecision,
+    duckdb: DuckDBFile,
+    ledger: LedgerResource,
+):
     """Approve or reject the move picked as this run's partition; a bad identity or transition
     fails the run and changes nothing."""
     move_id = context.partition_key
@@ -117,6 +123,10 @@ def review_move(context: dg.OpExecutionContext, config: ReviewDecision, duckdb: 
             row = decide(con, move_id, config.decision.value, config.by, config.reason)
     except PlanError as error:
         raise dg.Failure(f"review of {move_id}: {error}", allow_retries=False) from None
+    via = f"dagster:review_plan run {context.run_id}"
+    record_operator_decision(
+        row, config.decision.value, config.by, config.reason, via, ledger.open()
+    )
     sync_partitions(context.instance, reviewable_move_ids(duckdb))
     context.log.info(f"{row['move_id']} ({row['shard_id']}) is now {row['status']} by {config.by}")
     return dg.Output(

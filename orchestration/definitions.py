@@ -2,20 +2,22 @@
 
 import dagster as dg
 
-from assets import features, forecasts, freshness, ingestion, planning, review, trust
-from orchestration import jobs
+from assets import features, forecasts, freshness, ingestion, planning, review, routing, trust
+from orchestration import jobs, migration_job
 from orchestration.resources import build_resources
 from sensors import ledger, migrations
 from skyshard.config.sky import Sky
-from skyshard.home import current_sky
+from skyshard.sim.home import current_sky
 
-# Who answers for an asset, by group; an asset that names its own owners keeps them.
+# Who answers for an asset, by group; an asset that names its own owners (dbt's meta.owner)
+# keeps them.
 OWNERS = {
-    "ingestion": ["team:data-platform"],
-    "features": ["team:data-platform"],
-    "forecasts": ["team:capacity-planning"],
-    "planning": ["team:capacity-planning"],
-    "trust": ["team:trust"],
+    "ingestion": ["team:skyshard-data"],
+    "features": ["team:skyshard-data"],
+    "forecasts": ["team:skyshard-planning"],
+    "planning": ["team:skyshard-planning"],
+    "trust": ["team:skyshard-trust"],
+    "migrations": ["team:skyshard-migrations"],
 }
 
 
@@ -33,6 +35,7 @@ def build_definitions(sky: Sky) -> dg.Definitions:
         planning.defs,
         review.defs,
         trust.defs,
+        routing.defs,
     ]
     assets = dg.map_asset_specs(with_owners, [a for d in domains for a in d.assets or []])
     return dg.Definitions.merge(
@@ -44,6 +47,7 @@ def build_definitions(sky: Sky) -> dg.Definitions:
         freshness.defs,
         ledger.defs,
         jobs.defs,
+        migration_job.defs,
         migrations.defs,
         dg.Definitions(resources=build_resources()),
     )

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from skyshard.bottlenecks import CAPACITY_LOSS, DEMAND, INCIDENT, PRICE
 from skyshard.plans.ids import move_id, plan_run_id
 from skyshard.plans.status import MoveStatus
+from skyshard.scoring.bottlenecks import CAPACITY_LOSS, DEMAND, INCIDENT, PRICE
 
 if TYPE_CHECKING:  # annotations only: importing them would load pydantic and the solver
     from skyshard.config.policy import PolicyFile

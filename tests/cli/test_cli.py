@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from skyshard.cli import LAZY_COMMANDS, main
+from skyshard.cli.main import LAZY_COMMANDS, main
 from tests.config.conftest import PROVIDERS, write_home
 
 ROOT = Path(__file__).resolve().parents[2]

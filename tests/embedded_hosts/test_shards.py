@@ -16,9 +16,9 @@ from skyshard.embedded_hosts.demo import (
     start_demo_shards,
     verify_demo_shards,
 )
-from skyshard.testing.sshd import free_tcp_port
 from skyshard.transport.validate import ValidationError
 from tests.embedded_hosts.conftest import shard_processes
+from tests.support.sshd import free_tcp_port
 
 FAST = MigrationSettings(PrecopyRule(max_rounds=2, small_bytes=256 << 10), health_timeout=10)
 

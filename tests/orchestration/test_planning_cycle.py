@@ -11,8 +11,8 @@ import dagster as dg
 import duckdb
 import pytest
 
+from skyshard.ledger import Ledger
 from skyshard.scoring import TERMS
-from skyshard.trust import Ledger
 
 
 def rows(materialized, sql: str) -> list[tuple]:
@@ -69,14 +69,14 @@ def png_size(markdown: str) -> tuple[int, int]:
 
 
 def test_shards_at_risk_get_a_forecast_chart(materialized):
-    bottlenecks = metadata_of(materialized, "predicted_bottlenecks")
+    bottlenecks = metadata_of(materialized, "forecast/predicted_bottlenecks")
     width, height = png_size(bottlenecks["forecast_vs_capacity"].value)
     assert width > 400 and height > 150
     assert bottlenecks["shards_at_risk"].value >= 1
 
 
 def test_plan_metadata_has_a_saving_chart_and_numbers(materialized):
-    plan = metadata_of(materialized, "migration_plan")
+    plan = metadata_of(materialized, "plan/migration_plan")
     width, height = png_size(plan["saving_by_term"].value)
     assert width > 400 and height > 150
     (moves, saving) = rows(

@@ -76,6 +76,14 @@ class Dev:
                 time.sleep(1)
 
 
+def routing_updates(dev: Dev) -> list[str]:
+    """Run ids of the latest materializations of the routing asset."""
+    query = """{ assetOrError(assetKey: {path: ["ops", "routing"]}) {
+        ... on Asset { assetMaterializations(limit: 10) { runId } } } }"""
+    asset = dev.graphql(query)["assetOrError"]
+    return [m["runId"] for m in asset.get("assetMaterializations", [])]
+
+
 def wait_for(what: str, found: Callable[[], object], timeout: float, dev: Dev) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -218,10 +226,10 @@ def test_operators_day(dev, page):
 
     # The plan's metadata shows the saving-by-term chart as an image, the bottlenecks the
     # forecasts of the shards at risk.
-    box = shown_chart(page, dev.url, "migration_plan", "saving_by_term")
+    box = shown_chart(page, dev.url, "plan/migration_plan", "saving_by_term")
     assert box and box["width"] > 200 and box["height"] > 80
     screenshot(page, "plan-saving-chart")
-    box = shown_chart(page, dev.url, "predicted_bottlenecks", "forecast_vs_capacity")
+    box = shown_chart(page, dev.url, "forecast/predicted_bottlenecks", "forecast_vs_capacity")
     assert box and box["width"] > 200 and box["height"] > 80
     screenshot(page, "forecast-chart")
 
@@ -258,6 +266,7 @@ def test_operators_day(dev, page):
     assert dev.query("select host_id from ops.routing where shard_id = ?", [shard_id]) == [
         (to_host,)
     ]
+    assert migration["runId"] in routing_updates(dev)
     open_page(page, f"{dev.url}/runs/{migration['runId']}")
     page.get_by_text("Success", exact=True).first.wait_for(timeout=60_000)
     screenshot(page, "migration-run")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from skyshard.home import DEMO_PARAMS_FILE, PORT_BASE_ENV, refresh_demo_sky
+from skyshard.sim.home import DEMO_PARAMS_FILE, PORT_BASE_ENV, refresh_demo_sky
 from skyshard.sim.ports import free_port_block
 
 NOW = datetime(2027, 3, 1, 9, 41, tzinfo=UTC)
