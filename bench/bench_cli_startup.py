@@ -20,12 +20,7 @@ COMMANDS = {
     "python -c pass (interpreter only)": [sys.executable, "-c", "pass"],
     "skyshard --version": ["--version"],
     "skyshard --help": ["--help"],
-    "skyshard sql 'select ...' --format csv": [
-        "sql",
-        "select * from plan.migration_plan",
-        "--format",
-        "csv",
-    ],
+    "skyshard sql 'select ...'": ["sql", "select * from plan.migration_plan"],
     "skyshard plan list": ["plan", "list"],
 }
 
@@ -51,7 +46,8 @@ def main(repeats: int, checkout: Path) -> None:
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
-            subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+            # From the checkout: Python puts the working directory first on the path.
+            subprocess.run(command, cwd=checkout, env=env, check=True, stdout=subprocess.DEVNULL)
             times.append(time.perf_counter() - started)
         print(f"  {name:<40} {statistics.median(times):5.2f} s / {min(times):5.2f} s")
 

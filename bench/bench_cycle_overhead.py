@@ -1,7 +1,8 @@
 """Orchestration overhead of the planning cycle: run wall time over the sum of its steps' own
 time, with the in-process executor (the job's default) and with one process per step.
 
-Usage: .venv/bin/python bench/bench_cycle_overhead.py [SHARDS]   (default 48, the demo's size)
+Usage: .venv/bin/python bench/bench_cycle_overhead.py [SHARDS [EXECUTOR ...]]
+(default: 48 shards, the demo's size; both executors)
 Each executor runs the `planning_cycle` job through `dagster job execute` on a fresh DuckDB file
 and Dagster home; times come from the run's event log (run start to end, step start to end)."""
 
@@ -49,14 +50,14 @@ def measure(home: Path, work: Path, executor: str) -> tuple[float, float, int]:
     return stats.end_time - stats.start_time, own, len(steps)
 
 
-def main(shards: int) -> None:
+def main(shards: int, executors: list[str]) -> None:
     from skyshard.sim import SkyParams, write_sky
 
     work = Path(tempfile.mkdtemp(prefix="bench_overhead_"))
     home = work / "sky"
     write_sky(SkyParams(shards=shards), home)
     print(f"planning_cycle on a simulated sky of {shards} shards ({work})")
-    for executor in EXECUTORS:
+    for executor in executors:
         wall, own, steps = measure(home, work, executor)
         print(
             f"  {executor:<12} wall {wall:6.1f} s, steps' own time {own:6.1f} s "
@@ -66,4 +67,4 @@ def main(shards: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 48)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 48, sys.argv[2:] or list(EXECUTORS))

@@ -196,6 +196,8 @@ COLUMNS: dict[str, str] = {
     "downtime_s": "Expected freeze of the move, seconds.",
     "estimated_bytes": "Bytes the move copies.",
     "expected_downtime_s": "Expected downtime over the horizon at this host, seconds.",
+    "spot_interruption_rate": "Expected spot interruptions per month in the host's region "
+    "(Spot Advisor band), added to its incident risk.",
     # plans
     "move_id": "Move id (`mv-` and 16 hex digits): hash of shard, hosts and the run's inputs.",
     "plan_run_id": "Planning run that proposed it.",
