@@ -208,6 +208,7 @@ def shown_chart(page, url: str, asset: str, entry: str) -> dict:
     return image.bounding_box()
 
 
+@pytest.mark.timeout(RUN_TIMEOUT + 1800)  # the planning cycle, then review and migration
 def test_operators_day(dev, page):
     # The asset graph: the planning group with the plan and its reviewable moves.
     open_page(page, f"{dev.url}/locations/skyshard/asset-groups/planning")
