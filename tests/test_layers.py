@@ -104,3 +104,35 @@ def test_an_import_of_the_same_or_a_higher_layer_is_reported(tmp_path, source, e
     package.mkdir(parents=True)
     (package / "x.py").write_text(source)
     assert upward_imports(tmp_path / "skyshard") == [f"{expected} at skyshard/config/x.py:{line}"]
+
+
+GLOBALS = {"current_sky", "resolve_home"}
+"""What Dagster modules reach through the `sky` and `ledger` resources instead."""
+
+
+def global_use(node: ast.AST) -> str | None:
+    """`current_sky`, `resolve_home` or `Ledger.open` where `node` names one, else None."""
+    if isinstance(node, ast.Name) and node.id in GLOBALS:
+        return node.id
+    is_ledger = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+    if is_ledger and node.value.id == "Ledger" and node.attr == "open":
+        return "Ledger.open"
+    return None
+
+
+def test_dagster_bodies_use_resources_not_globals():
+    outer = [ROOT / "assets", ROOT / "sensors", ROOT / "orchestration"]
+    allowed = {ROOT / "orchestration" / "definitions.py", ROOT / "orchestration" / "resources.py"}
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno} uses {global_use(node)}"
+        for path in sorted(p for folder in outer for p in folder.rglob("*.py") if p not in allowed)
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if global_use(node)
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_a_global_in_a_dagster_body_is_found():
+    code = "def body(sky):\n    current_sky()\n    Ledger.open()\n    sky.load()\n"
+    uses = [global_use(node) for node in ast.walk(ast.parse(code))]
+    assert [u for u in uses if u] == ["current_sky", "Ledger.open"]
