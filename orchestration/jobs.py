@@ -19,7 +19,7 @@ planning_cycle = dg.define_asset_job(
 
 refresh_ledger_mirror = dg.define_asset_job(
     name="refresh_ledger_mirror",
-    selection=dg.AssetSelection.assets("ledger_mirror"),
+    selection=dg.AssetSelection.assets(dg.AssetKey(["ledger", "entries"])),
     description="Mirror the verified ledger into DuckDB (requested after every migration).",
 )
 

@@ -6,6 +6,7 @@ policy.yaml that are reachable. A periodic sensor (and `python -m sensors.ledger
 
 import dagster as dg
 
+from orchestration.resources import LedgerResource
 from skyshard.ledger import Ledger
 from skyshard.ledger.replica import cosign_latest
 from skyshard.trust.anchors import ledger_policy, replica_targets
@@ -35,7 +36,11 @@ def _asset_keys(instance: dg.DagsterInstance, run: dg.DagsterRun, materialized: 
 
 
 def _record(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, event: EntryType, error: str | None
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    event: EntryType,
+    error: str | None,
+    ledger: Ledger,
 ) -> str:
     entry = record_run_event(
         event,
@@ -44,29 +49,29 @@ def _record(
         run.tags,
         _asset_keys(instance, run, materialized=event != EntryType.RUN_STARTED),
         error=error,
+        ledger=ledger,
     )
     if entry is None:
         return f"{event.value} of run {run.run_id} is already in the ledger"
     return f"{event.value} of run {run.run_id} appended as ledger entry {entry.seq}"
 
 
-def checkpoint_and_cosign() -> str:
+def checkpoint_and_cosign(ledger: Ledger) -> str:
     """Sign a checkpoint of the whole (verified) log and ask the configured replicas to cosign."""
-    ledger = Ledger.open()
     size = ledger.checkpoint().split("\n")[1]
     outcomes = cosign_latest(ledger, replica_targets(ledger_policy()))
     cosigned = ", ".join(f"{name}: {outcome}" for name, outcome in outcomes.items())
     return f"checkpoint {size} signed" + (f"; {cosigned}" if cosigned else "")
 
 
-def catch_up(instance: dg.DagsterInstance, limit: int = CATCH_UP_RUNS) -> list[str]:
+def catch_up(instance: dg.DagsterInstance, ledger: Ledger, limit: int = CATCH_UP_RUNS) -> list[str]:
     """Record the outcome of recent finished runs the ledger misses (launched without the
     daemon), then checkpoint and cosign."""
     runs = instance.get_runs(
         filters=dg.RunsFilter(statuses=list(_OUTCOMES)), limit=limit, ascending=False
     )
-    said = [_record(instance, run, _OUTCOMES[run.status], None) for run in reversed(runs)]
-    return [*said, checkpoint_and_cosign()]
+    said = [_record(instance, run, _OUTCOMES[run.status], None, ledger) for run in reversed(runs)]
+    return [*said, checkpoint_and_cosign(ledger)]
 
 
 def _sensor(status: dg.DagsterRunStatus, event: EntryType) -> dg.SensorDefinition:
@@ -78,13 +83,14 @@ def _sensor(status: dg.DagsterRunStatus, event: EntryType) -> dg.SensorDefinitio
         description=f"Appends a {event.value} entry to the trust ledger for every run"
         + ("." if event == EntryType.RUN_STARTED else ", then signs a checkpoint covering it."),
     )
-    def ledger_sensor(context: dg.RunStatusSensorContext):
+    def ledger_sensor(context: dg.RunStatusSensorContext, ledger: LedgerResource):
+        log = ledger.open()
         error = None
         if event == EntryType.RUN_FAILED:
             error = context.dagster_event.message or "run failed"
-        context.log.info(_record(context.instance, context.dagster_run, event, error))
+        context.log.info(_record(context.instance, context.dagster_run, event, error, log))
         if event != EntryType.RUN_STARTED:
-            context.log.info(checkpoint_and_cosign())
+            context.log.info(checkpoint_and_cosign(log))
 
     return ledger_sensor
 
@@ -94,8 +100,8 @@ def _sensor(status: dg.DagsterRunStatus, event: EntryType) -> dg.SensorDefinitio
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Records finished runs the ledger misses, then signs and cosigns a checkpoint.",
 )
-def ledger_catch_up(context: dg.SensorEvaluationContext):
-    for line in catch_up(context.instance):
+def ledger_catch_up(context: dg.SensorEvaluationContext, ledger: LedgerResource):
+    for line in catch_up(context.instance, ledger.open()):
         context.log.info(line)
     return dg.SkipReason("the ledger is checkpointed")
 
@@ -109,5 +115,5 @@ defs = dg.Definitions(
 )
 
 if __name__ == "__main__":
-    for said in catch_up(dg.DagsterInstance.get()):
+    for said in catch_up(dg.DagsterInstance.get(), Ledger.open()):
         print(said)

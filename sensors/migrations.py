@@ -95,7 +95,6 @@ def _mirror_after_migration(status: dg.DagsterRunStatus) -> dg.SensorDefinition:
 
 
 defs = dg.Definitions(
-    jobs=[migrate_shard],
     sensors=[
         approved_migrations,
         _mirror_after_migration(dg.DagsterRunStatus.SUCCESS),

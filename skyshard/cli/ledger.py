@@ -9,8 +9,7 @@ from pathlib import Path
 
 import click
 
-from skyshard import paths
-from skyshard.config import ConfigError
+from skyshard.config import ConfigError, paths
 from skyshard.config.policy import LedgerPolicy
 from skyshard.ledger import Ledger, LedgerError
 from skyshard.ledger.client import ClientStore

@@ -10,13 +10,12 @@ import click
 import duckdb
 import polars as pl
 
-from skyshard import paths
-from skyshard.config import ConfigError
+from skyshard.config import ConfigError, paths
 from skyshard.config.sky import Sky
-from skyshard.home import current_sky
 from skyshard.ledger import Ledger, LedgerError
 from skyshard.ledger.entry import EntryError
 from skyshard.ledger.keys import KeyFileError
+from skyshard.sim.home import current_sky
 from skyshard.trust.audit import AuditError, import_attestation
 from skyshard.trust.events import (
     DISPUTE_OUTCOMES,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skyshard import paths
+from skyshard.config import paths
 from skyshard.ledger.checkpoint import Checkpoint
 from skyshard.ledger.client import CachedCheckpoint, ClientStore, Mark
 from skyshard.ledger.cosignature import CosignatureVerifier

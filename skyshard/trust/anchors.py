@@ -3,7 +3,7 @@ pinned there, where their replicas live, and the quorum of them a checkpoint nee
 
 from __future__ import annotations
 
-from skyshard import paths
+from skyshard.config import paths
 from skyshard.config.loader import load_yaml_model
 from skyshard.config.policy import LedgerPolicy, PolicyFile
 from skyshard.config.sky import POLICY_FILE

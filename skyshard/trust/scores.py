@@ -15,8 +15,8 @@ import polars as pl
 from skyshard.config.policy import TrustPolicy
 from skyshard.ledger import Entry, Ledger
 from skyshard.ledger.merkle import leaf_hash
+from skyshard.scoring.trust_inputs import TRUST_SCHEMA, TRUST_TABLE
 from skyshard.trust.events import EntryType, record_trust_score_entries
-from skyshard.trust_inputs import TRUST_SCHEMA, TRUST_TABLE
 
 FORMULA = "skyshard-trust/v1"
 WEIGHTS = {

@@ -10,9 +10,9 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from skyshard import paths
 from skyshard.cli.ledger import ledger as ledger_group
 from skyshard.cli.trust import trust
+from skyshard.config import paths
 from skyshard.ledger import Ledger
 from skyshard.ledger.ed25519 import SigningKey
 from skyshard.trust.audit import sign_attestation

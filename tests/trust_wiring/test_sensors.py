@@ -6,9 +6,10 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from orchestration.resources import LedgerResource
 from sensors.ledger import catch_up, ledger_run_failed, ledger_run_started, ledger_run_succeeded
 from sensors.ledger import defs as ledger_defs
-from skyshard import paths
+from skyshard.config import paths
 from skyshard.ledger import Ledger
 from skyshard.ledger.checkpoint import Checkpoint
 from skyshard.trust.events import record_run_event
@@ -33,7 +34,12 @@ def broken():
 
 TAGS = {"team": "ops", "api_token": "hunter2", "skyshard/to_provider": "fra-colo"}
 numbers_job = dg.define_asset_job("numbers_job", selection=[numbers], tags=TAGS)
-DEFS = dg.Definitions(assets=[numbers], jobs=[numbers_job, broken], sensors=ledger_defs.sensors)
+DEFS = dg.Definitions(
+    assets=[numbers],
+    jobs=[numbers_job, broken],
+    sensors=ledger_defs.sensors,
+    resources={"ledger": LedgerResource()},
+)
 
 
 def _ledger() -> Ledger:
@@ -57,7 +63,10 @@ def test_ticks_record_every_run_once(instance):
 
     def tick(sensor, cursor):
         context = dg.build_sensor_context(
-            instance=instance, repository_def=repository, cursor=cursor
+            instance=instance,
+            repository_def=repository,
+            cursor=cursor,
+            resources={"ledger": LedgerResource()},
         )
         return sensor.evaluate_tick(context).cursor
 
@@ -100,6 +109,7 @@ def test_direct_invocation_with_a_run_status_context(instance):
         dagster_event=result.get_run_success_event(),
         dagster_instance=instance,
         dagster_run=result.dagster_run,
+        resources={"ledger": LedgerResource()},
     )
     ledger_run_succeeded(context)
     ledger_run_succeeded(context)
@@ -120,7 +130,7 @@ def test_direct_invocation_with_a_run_status_context(instance):
 def test_runs_without_the_daemon_are_caught_up_in_order_and_checkpointed(instance):
     ok = DEFS.resolve_job_def("numbers_job").execute_in_process(instance=instance)
     failed = broken.execute_in_process(instance=instance, raise_on_error=False)
-    said = catch_up(instance)
+    said = catch_up(instance, _ledger())
     assert said[-1] == "checkpoint 4 signed"
     events = [(e.run_id, e.type) for e in _ledger().entries()]
     assert events == [
@@ -129,7 +139,7 @@ def test_runs_without_the_daemon_are_caught_up_in_order_and_checkpointed(instanc
         (failed.run_id, "run_started"),
         (failed.run_id, "run_failed"),
     ]
-    assert catch_up(instance)[:2] == [
+    assert catch_up(instance, _ledger())[:2] == [
         f"run_succeeded of run {ok.run_id} is already in the ledger",
         f"run_failed of run {failed.run_id} is already in the ledger",
     ]

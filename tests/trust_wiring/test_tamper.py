@@ -17,8 +17,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from skyshard import db, paths
+from skyshard import db
 from skyshard.cli.ledger import ledger as ledger_cli
+from skyshard.config import paths
 from skyshard.config.policy import TrustPolicy
 from skyshard.ledger import Ledger, LedgerError
 from skyshard.ledger.checkpoint import Checkpoint
@@ -27,6 +28,7 @@ from skyshard.ledger.entry import make_entry, parse_line
 from skyshard.ledger.merkle import MerkleTree
 from skyshard.ledger.note import Ed25519Signer, Note, parse_note, sign_note
 from skyshard.ledger.replica import Replica, ReplicaTarget, sync_replica
+from skyshard.scoring.trust_inputs import TRUST_TABLE, read_trust_scores
 from skyshard.trust.events import (
     EntryType,
     migration_payload,
@@ -41,7 +43,6 @@ from skyshard.trust.scores import (
     compute_trust_scores,
     record_trust_scores,
 )
-from skyshard.trust_inputs import TRUST_TABLE, read_trust_scores
 
 PROVIDER = "provider-a"
 TIERS = {"aws-use1": "gold", "fra-colo": "silver"}

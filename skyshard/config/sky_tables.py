@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 
 import polars as pl
 
-from skyshard.broker.ops_tables import OpsStore
 from skyshard.config.sky import Sky
 
 
@@ -57,11 +55,6 @@ def host_frame(sky: Sky) -> pl.DataFrame:
             for h in p.hosts
         ]
     )
-
-
-def routed_hosts(database: Path | str) -> dict[str, str]:
-    """Where the routing table says each migrated shard runs now (shard id → host id)."""
-    return {route.shard_id: route.host_id for route in OpsStore(database).routes()}
 
 
 def shard_frame(sky: Sky, routed: Mapping[str, str]) -> pl.DataFrame:
@@ -115,7 +108,8 @@ def dependency_frame(sky: Sky) -> pl.DataFrame:
 
 
 def sky_frames(sky: Sky, routed: Mapping[str, str]) -> dict[str, pl.DataFrame]:
-    """Table name (in schema raw) → frame; `routed` from `routed_hosts`."""
+    """Table name (in schema raw) → frame; `routed` maps each migrated shard to the host the
+    routing table says it runs on now."""
     return {
         "sky_providers": provider_frame(sky),
         "sky_hosts": host_frame(sky),

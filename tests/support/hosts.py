@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from skyshard.testing.sshd import SSHD_BINARY, RunningSshd, start_sshd
 from skyshard.transport.access import AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
+from tests.support.sshd import SSHD_BINARY, RunningSshd, start_sshd
 
 
 @dataclass

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -28,6 +29,15 @@ def sshd_missing_reason() -> str | None:
     if not SSHD_BINARY.exists():
         return f"{SSHD_BINARY} is missing (apt-get install -y openssh-server)"
     return None
+
+
+def require_sshd() -> None:
+    """For the suites that need a real sshd: skip where it is missing, fail in CI."""
+    reason = sshd_missing_reason()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the sshd tests: {reason}")
+        pytest.skip(reason)
 
 
 def write_ed25519_key(path: Path, comment: str = "skyshard") -> str:

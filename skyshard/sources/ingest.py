@@ -18,12 +18,28 @@ import polars as pl
 from skyshard import db
 from skyshard.config.providers import Provider, Source
 from skyshard.config.sky import Sky
-from skyshard.raw_tables import BY_NAME, INGEST_COLUMNS, QUARANTINE, RawTable
-from skyshard.sources.base import Adapter, Fetcher, PayloadError, QuarantinedRow, Window
+from skyshard.sources.base import (
+    Adapter,
+    Fetcher,
+    FetchRequest,
+    PayloadError,
+    QuarantinedRow,
+    Window,
+)
 from skyshard.sources.fetch import fetch_for_source
-from skyshard.sources.registry import ADAPTERS
+from skyshard.sources.plausibility import Bounds, set_aside_implausible
+from skyshard.sources.raw_tables import (
+    BY_NAME,
+    INGEST_COLUMNS,
+    QUARANTINE,
+    RawTable,
+    ensure_raw_schema,
+)
+from skyshard.sources.registry import ADAPTERS, allowed_roots, file_url_problem
 
 INGEST_COLUMN_NAMES = frozenset(name for name, _ in INGEST_COLUMNS)
+MAX_PAGES = 1000
+"""Pages followed per request of a paged answer before the rest is reported as not ingested."""
 
 
 @dataclass
@@ -36,6 +52,7 @@ class CollectedSource:
     payload_hash: str = ""
     frames: dict[str, pl.DataFrame] = field(default_factory=dict)
     quarantine: list[QuarantinedRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -50,9 +67,13 @@ def collect_source(
     source: Source,
     provider_id: str,
     window: Window,
+    *,
+    roots: tuple[Path, ...] = (),
     adapters: dict[str, Adapter] = ADAPTERS,
 ) -> CollectedSource:
-    """Fetch and parse one source; a whole-payload failure is recorded, never raised."""
+    """Fetch and parse one source; a whole-payload failure is recorded, never raised.
+
+    `file://` payloads are read only inside `roots` (see `registry.allowed_roots`)."""
     collected = CollectedSource(source, provider_id, fetched_at=_now())
     adapter = adapters.get(source.type)
     if adapter is None:
@@ -61,16 +82,28 @@ def collect_source(
     digest = hashlib.sha256()
     parts: dict[str, list[pl.DataFrame]] = {}
     try:
-        for request in adapter.requests(source, window):
-            if isinstance(adapter, Fetcher):
-                payload = adapter.fetch(request, source)
-            else:
-                payload = fetch_for_source(source, request)
-            digest.update(hashlib.sha256(payload).digest())
-            parsed = adapter.parse(request, payload, source, provider_id)
-            for name, frame in parsed.frames.items():
-                parts.setdefault(name, []).append(frame)
-            collected.quarantine.extend(parsed.quarantine)
+        for first in adapter.requests(source, window):
+            request: FetchRequest | None = first
+            for _ in range(MAX_PAGES):
+                if request is None:
+                    break
+                if isinstance(adapter, Fetcher):
+                    payload = adapter.fetch(request, source)
+                elif problem := file_url_problem(request.url, roots):
+                    raise PayloadError(source.id, request.url, f"expected {problem}")
+                else:
+                    payload = fetch_for_source(source, request)
+                digest.update(hashlib.sha256(payload).digest())
+                parsed = adapter.parse(request, payload, source, provider_id)
+                for name, frame in parsed.frames.items():
+                    parts.setdefault(name, []).append(frame)
+                collected.quarantine.extend(parsed.quarantine)
+                collected.warnings.extend(parsed.warnings)
+                request = parsed.next_request
+            if request is not None:
+                collected.warnings.append(
+                    f"{first.name}: stopped after {MAX_PAGES} pages; the rest is not ingested"
+                )
     except PayloadError as exc:
         collected.error = str(exc)
         collected.frames = {}
@@ -132,15 +165,10 @@ def write_collected(con: duckdb.DuckDBPyConnection, collected: CollectedSource) 
     """Replace this source's rows for the windows (or keys) the new rows cover."""
     if not collected.ok:
         return
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with db.transaction(con):
         for name, frame in collected.frames.items():
             _replace_rows(con, BY_NAME[name], frame, collected)
         _replace_rows(con, QUARANTINE, _quarantine_frame(collected), collected)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _quarantine_frame(collected: CollectedSource) -> pl.DataFrame:
@@ -158,7 +186,12 @@ def _replace_rows(
     frame: pl.DataFrame,
     collected: CollectedSource,
 ) -> None:
-    """Delete what this source said about the rows' window (or keys), then insert the rows.
+    """Delete what this source said before about the incoming rows, then insert them.
+
+    Time-series tables lose only the points the capture holds (same key and timestamp), so a
+    sparse re-capture keeps the finer data between its points; with the source's
+    `replace: window`, everything the source said within the capture's time span goes.
+    Tables without a time column are replaced by key.
 
     The ingestion columns are bound as query parameters rather than repeated in the frame:
     on millions of samples that saves building millions of identical strings."""
@@ -168,7 +201,7 @@ def _replace_rows(
     data_columns = [c for c in table.column_names if c not in INGEST_COLUMN_NAMES]
     con.register("_incoming", frame.select(data_columns).to_arrow())
     try:
-        if table.window_column:
+        if table.window_column and collected.source.replace == "window":
             column = f'"{table.window_column}"'
             con.execute(
                 f"DELETE FROM {qualified} WHERE source_id = ? AND {column} BETWEEN "
@@ -176,10 +209,10 @@ def _replace_rows(
                 [collected.source.id],
             )
         else:
-            keys = ", ".join(f'"{k}"' for k in table.key)
+            matches = " AND ".join(f'{qualified}."{k}" = _incoming."{k}"' for k in table.key)
             con.execute(
-                f"DELETE FROM {qualified} WHERE source_id = ? AND ({keys}) IN "
-                f"(SELECT ({keys}) FROM _incoming)",
+                f"DELETE FROM {qualified} USING _incoming WHERE {qualified}.source_id = ? "
+                f"AND {matches}",
                 [collected.source.id],
             )
         con.execute(
@@ -192,7 +225,7 @@ def _replace_rows(
 
 
 def sources_of(providers: Iterable[Provider]) -> list[tuple[Provider, Source]]:
-    return [(p, s) for p in providers for s in p.sources if s.type in ADAPTERS]
+    return [(p, s) for p in providers for s in p.sources]
 
 
 @dataclass(frozen=True)
@@ -204,6 +237,7 @@ class FeedOutcome:
     rows: int
     quarantined: int
     error: str | None
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -222,12 +256,16 @@ def ingest_all(
     short transaction and dropped, so memory holds one feed at a time."""
     pairs = sources_of(sky.providers)
     known = KnownIds.of(sky)
+    roots = allowed_roots(sky)
+    bounds = Bounds.of(sky, _now())
     with db.connect(database) as con:
-        db.ensure_raw_schema(con)
+        ensure_raw_schema(con)
     outcomes = []
     for done, (provider, source) in enumerate(pairs, start=1):
-        collected = collect_source(source, provider.id, window)
+        collected = collect_source(source, provider.id, window, roots=roots)
         set_aside_unknown(collected, known)
+        collected.frames, implausible = set_aside_implausible(collected.frames, bounds)
+        collected.quarantine.extend(implausible)
         if collected.ok:
             with db.connect(database) as con:
                 write_collected(con, collected)
@@ -237,6 +275,7 @@ def ingest_all(
             rows=sum(collected.row_counts().values()),
             quarantined=len(collected.quarantine),
             error=collected.error,
+            warnings=tuple(collected.warnings),
         )
         outcomes.append(outcome)
         if on_progress:

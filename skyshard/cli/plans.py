@@ -1,26 +1,25 @@
-"""Command line for plans: `skyshard plan list|approve|reject` and `skyshard whatif SHARD_ID`.
-The lead attaches `plan` and `whatif` to the main `skyshard` group."""
+"""Command line for plans: `skyshard plan list|approve|reject` and `skyshard whatif SHARD_ID`."""
 
 from __future__ import annotations
 
 import click
 import duckdb
 import polars as pl
-from rich.console import Console
 from rich.table import Table
 
-from skyshard import db, paths
-from skyshard.home import current_sky
+from skyshard import db
+from skyshard.cli.common import console
+from skyshard.config import paths
 from skyshard.ledger import Ledger, LedgerError
 from skyshard.plans.status import MoveStatus, PlanError
 from skyshard.plans.store import PLAN_COLUMNS, decide, list_moves
-from skyshard.predict import ShardAssessment, assess_shard
+from skyshard.plans.whatif import ShardAssessment, assess_shard
 from skyshard.scoring import TERMS, load_planning_data
+from skyshard.scoring.trust_inputs import read_trust_scores
+from skyshard.sim.home import current_sky
 from skyshard.trust.events import record_operator_decision
 from skyshard.trust.scores import check_trust_inputs
-from skyshard.trust_inputs import read_trust_scores
 
-console = Console()
 LIST_COLUMNS = (*PLAN_COLUMNS, "approved_by")
 
 

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from skyshard.bottlenecks import predict_bottlenecks
 from skyshard.config.policy import PolicyFile
+from skyshard.config.shards import Shard
 from skyshard.forecast import forecast_series
 from skyshard.scoring import PlanningData, build_outlook, forecast_input
+from skyshard.scoring.bottlenecks import predict_bottlenecks
 from skyshard.scoring.candidates import score_candidates, term_breakdown
-from skyshard.shards import Shard
-from skyshard.trust_inputs import neutral_trust_scores
+from skyshard.scoring.trust_inputs import neutral_trust_scores
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,19 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from skyshard import db, paths
+import click
+from rich.table import Table
+
+from skyshard import db
+from skyshard.cli.common import console, load_or_fail
+from skyshard.config import paths
 from skyshard.config.sky import Sky
 from skyshard.embedded_hosts.demo import ShardCheck, start_demo_shards, verify_demo_shards
+from skyshard.embedded_hosts.run import running_sky
 from skyshard.ledger import Ledger
 from skyshard.plans.status import MoveStatus
 from skyshard.plans.store import decide
+from skyshard.sim.home import resolve_home
 from skyshard.trust.events import record_operator_decision
 
 MAIN_JOB = "planning_cycle"
@@ -86,3 +93,85 @@ def migrate_demo_moves(
             say(f"  {error}; the move is recorded as failed or rolled back")
     checks = {c.shard_id: c for c in verify_demo_shards(shard_ids)}
     return [(move, checks[move[1]]) for move in moves]
+
+
+@click.command("demo")
+def demo() -> None:
+    """Run the main job on the embedded demo sky (or SKYSHARD_HOME) and summarise what it built.
+
+    On the embedded demo sky it then migrates the most urgent moves over the embedded SSH
+    hosts and checks that every key written before a move is readable after it."""
+    home = resolve_home()
+    sky = load_or_fail(home)
+    embedded = paths.skyshard_home() is None
+    console.print(f"sky: {home} ({'embedded demo' if embedded else 'yours'})")
+    try:
+        if not embedded:
+            console.print(f"running Dagster job {MAIN_JOB} …")
+            run_dagster_job(MAIN_JOB)
+            _print_summary(sky)
+            return
+        with running_sky(home) as hosts:
+            console.print(f"embedded SSH hosts serving: {len(hosts.specs)} on 127.0.0.1")
+            console.print(f"running Dagster job {MAIN_JOB} …")
+            run_dagster_job(MAIN_JOB)
+            _print_summary(sky)
+            results = migrate_demo_moves(sky, home, console.print)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    _print_migrations(results)
+
+
+def _print_migrations(results) -> None:
+    table = Table("shard", "from", "to", "now on", "keys intact", title="Migrations over SSH")
+    for (_, shard, source, target), check in results:
+        intact = f"{check.intact}/{check.expected}"
+        style = "green" if check.ok and check.host_id == target else "red"
+        table.add_row(shard, source, target, str(check.host_id), f"[{style}]{intact}[/{style}]")
+    console.print(table)
+    problems = [p for _, check in results for p in check.problems]
+    problems += [
+        f"{shard} is still on {check.host_id}, not {target}"
+        for (_, shard, _, target), check in results
+        if check.host_id != target
+    ]
+    for problem in problems:
+        console.print(f"[red]{problem}[/red]")
+    if problems:
+        raise click.ClickException("some demo shards lost data or did not move")
+
+
+def _print_summary(sky: Sky) -> None:
+    with db.connect(paths.duckdb_path(), read_only=True) as con:
+        marts = db.table_counts(con, "marts")
+        quarantined = db.table_counts(con, "raw").get("quarantine", 0)
+        bottlenecks = con.execute(
+            "SELECT shard_id, cause, expected_at, hours_ahead FROM forecast.predicted_bottlenecks "
+            "ORDER BY hours_ahead LIMIT 5"
+        ).fetchall()
+        plan_run = con.execute(
+            "SELECT solver_status, moves, gap, explanation FROM plan.plan_runs "
+            "ORDER BY created_at DESC LIMIT 1"
+        ).fetchall()
+    table = Table("mart", "rows", title="What was built")
+    for name, count in marts.items():
+        table.add_row(f"marts.{name}", f"{count:,}")
+    console.print(table)
+    ahead = Table("shard", "cause", "expected at", "hours ahead", title="Bottlenecks ahead")
+    for shard_id, cause, expected_at, hours in bottlenecks:
+        ahead.add_row(shard_id, cause, str(expected_at), f"{hours:.0f}")
+    console.print(ahead)
+    if plan_run:
+        status, moves, gap, explanation = plan_run[0]
+        gap_text = f", gap {gap:.2%}" if gap is not None else ""
+        console.print(f"plan: solver {status}{gap_text}, {moves} moves proposed")
+        if explanation:
+            console.print(f"  why: {explanation}")
+    console.print(
+        f"{len(sky.providers)} providers, {len(sky.hosts)} hosts, {len(sky.shards)} shards; "
+        f"{quarantined} rows quarantined\n"
+        f"DuckDB file: {paths.duckdb_path()}\n"
+        "Explore: .venv/bin/skyshard sql 'select * from plan.current_plan'\n"
+        "Review:  .venv/bin/skyshard plan list; .venv/bin/skyshard whatif SHARD_ID\n"
+        "Dagster UI: make dev, then open http://127.0.0.1:3000"
+    )

@@ -1,13 +1,16 @@
-"""The tables of schema `raw`: their columns, keys, and the window each source replaces.
+"""The tables of schema `raw`: their columns, keys, the window each source replaces, and DDL.
 
 Every ingested row carries `source_id`, `fetched_at` and `payload_hash`. A re-ingest of a
-source replaces that source's rows inside the time window the payload covers (or, for
-incidents, the incident ids it names), so running the same window twice leaves no duplicates.
+source replaces that source's rows with the same key (for time series: the same series and
+timestamp; with the source's `replace: window`, everything in the time span the payload
+covers), so running the same window twice leaves no duplicates.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import duckdb
 
 
 @dataclass(frozen=True)
@@ -16,7 +19,7 @@ class RawTable:
     columns: tuple[tuple[str, str], ...]
     """(name, DuckDB type) in table order; the ingestion metadata columns come last."""
     window_column: str | None
-    """Timestamp column whose [min, max] range a re-ingest replaces; None: replace by `key`."""
+    """Timestamp column whose [min, max] range a `replace: window` source replaces."""
     key: tuple[str, ...]
     """Columns identifying one row within a source."""
 
@@ -70,6 +73,7 @@ PRICES = RawTable(
         ("ts", "TIMESTAMP"),
         ("price", "DOUBLE"),  # currency units per instance-hour
         ("cpu_per_instance", "DOUBLE"),  # from the source's instance_types parameter
+        ("mem_gb_per_instance", "DOUBLE"),  # GiB per instance; NULL where the source has none
         *INGEST_COLUMNS,
     ),
     window_column="ts",
@@ -87,8 +91,10 @@ INCIDENTS = RawTable(
         ("impact", "VARCHAR"),  # none | minor | major | critical | maintenance
         ("started_at", "TIMESTAMP"),
         ("resolved_at", "TIMESTAMP"),  # NULL while open
+        ("scheduled_until", "TIMESTAMP"),  # end of a maintenance's announced window
         ("updated_at", "TIMESTAMP"),
         ("components", "VARCHAR[]"),
+        ("regions", "VARCHAR[]"),  # regions the components map to; empty: the whole provider
         *INGEST_COLUMNS,
     ),
     window_column=None,
@@ -122,6 +128,23 @@ LATENCY = RawTable(
     key=("src_provider_id", "dst_provider_id", "ts"),
 )
 
+SPOT_INTERRUPTION = RawTable(
+    "spot_interruption",
+    (
+        ("provider_id", "VARCHAR"),
+        ("region", "VARCHAR"),
+        ("instance_type", "VARCHAR"),
+        ("product", "VARCHAR"),  # Linux | Windows, as the advisor names them
+        ("ts", "TIMESTAMP"),  # when the advice was read
+        ("band", "VARCHAR"),  # the advisor's label, e.g. "5-10%"
+        ("interruption_pct", "DOUBLE"),  # share of instances interrupted per month (band midpoint)
+        ("savings_pct", "DOUBLE"),  # saving over on-demand
+        *INGEST_COLUMNS,
+    ),
+    window_column="ts",
+    key=("region", "instance_type", "product", "ts"),
+)
+
 QUARANTINE = RawTable(
     "quarantine",
     (
@@ -135,5 +158,27 @@ QUARANTINE = RawTable(
     key=("target_table", "reason", "raw_value"),
 )
 
-INGEST_TABLES = (SHARD_USAGE, HOST_METRICS, PRICES, INCIDENTS, COMPONENTS, LATENCY)
+INGEST_TABLES = (
+    SHARD_USAGE,
+    HOST_METRICS,
+    PRICES,
+    INCIDENTS,
+    COMPONENTS,
+    LATENCY,
+    SPOT_INTERRUPTION,
+)
 BY_NAME = {t.name: t for t in (*INGEST_TABLES, QUARANTINE)}
+
+
+def create_table_sql(schema: str, table: RawTable) -> str:
+    columns = ", ".join(f'"{name}" {kind}' for name, kind in table.columns)
+    return f"CREATE TABLE IF NOT EXISTS {schema}.{table.name} ({columns})"
+
+
+def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the raw tables, adding columns a newer skyshard declares to an older file."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    for table in BY_NAME.values():
+        con.execute(create_table_sql("raw", table))
+        for name, kind in table.columns:
+            con.execute(f'ALTER TABLE raw.{table.name} ADD COLUMN IF NOT EXISTS "{name}" {kind}')
