@@ -12,11 +12,11 @@ from skyshard.ledger.note import NoteError
 from skyshard.ledger.replica import ReplicaTarget
 
 
-def ledger_policy() -> LedgerPolicy:
-    """The `ledger` section of the sky's policy.yaml (defaults without one); unlike
-    `current_sky()` it never generates the demo sky."""
+def sky_policy() -> PolicyFile:
+    """The sky's policy.yaml (defaults without one); unlike `current_sky()` it never
+    generates the demo sky."""
     home = paths.skyshard_home() or paths.demo_home()
-    return load_yaml_model(home / POLICY_FILE, PolicyFile, required=False).ledger
+    return load_yaml_model(home / POLICY_FILE, PolicyFile, required=False)
 
 
 def replica_targets(policy: LedgerPolicy) -> list[ReplicaTarget]:
