@@ -59,7 +59,7 @@ def _record(
 def checkpoint_and_cosign(ledger: Ledger) -> str:
     """Sign a checkpoint of the whole (verified) log and ask the configured replicas to cosign."""
     size = ledger.checkpoint().split("\n")[1]
-    outcomes = cosign_latest(ledger, replica_targets(sky_policy().ledger))
+    outcomes = cosign_latest(ledger, replica_targets(sky_policy()))
     cosigned = ", ".join(f"{name}: {outcome}" for name, outcome in outcomes.items())
     return f"checkpoint {size} signed" + (f"; {cosigned}" if cosigned else "")
 

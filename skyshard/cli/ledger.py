@@ -12,7 +12,7 @@ import click
 import duckdb
 
 from skyshard.config import ConfigError, paths
-from skyshard.config.policy import LedgerPolicy, PolicyFile
+from skyshard.config.policy import PolicyFile
 from skyshard.ledger import Ledger, LedgerError
 from skyshard.ledger.client import ClientStore
 from skyshard.ledger.entry import KEY_ROTATION, parse_line
@@ -28,6 +28,8 @@ from skyshard.ledger.note import Ed25519Verifier, NoteError
 from skyshard.ledger.replica import ReplicaTarget, sync_replica
 from skyshard.ledger.verify import Anchors, VerifiedState, VerifyResult, verify_ledger
 from skyshard.scoring.trust_inputs import TRUST_TABLE
+from skyshard.transport.ssh import SshError
+from skyshard.transport.validate import ValidationError
 from skyshard.trust.anchors import replica_targets, sky_policy
 from skyshard.trust.mirror import MirrorError, check_mirror
 from skyshard.trust.scores import TrustInputError, check_trust_rows
@@ -49,10 +51,10 @@ def _policy() -> PolicyFile:
         raise click.ClickException(str(exc)) from exc
 
 
-def _targets(policy: LedgerPolicy) -> list[ReplicaTarget]:
+def _targets(policy: PolicyFile) -> list[ReplicaTarget]:
     try:
         return replica_targets(policy)
-    except NoteError as exc:
+    except (NoteError, ValidationError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -96,7 +98,7 @@ def verify(key_file: Path | None, checkpoint_files: tuple[Path, ...]) -> None:
     _require_log(directory)
     client = ClientStore(paths.ledger_client_dir(directory))
     policy = _policy()
-    cosigners = [t.verifier for t in _targets(policy.ledger)]
+    cosigners = [t.verifier for t in _targets(policy)]
     try:
         pinned = client.genesis()
         genesis = _read_vkey_file(key_file) if key_file else pinned
@@ -247,7 +249,7 @@ def export(target: Path) -> None:
     keys = [genesis.vkey()] if genesis else []
     keys += [e.payload["new_key"] for e in read_entries(directory, KEY_ROTATION)]
     (target / "log-keys.vkey").write_text("".join(f"{k}\n" for k in keys))
-    cosigners = "".join(f"{t.verifier.vkey()}\n" for t in _targets(_policy().ledger))
+    cosigners = "".join(f"{t.verifier.vkey()}\n" for t in _targets(_policy()))
     (target / "cosigner-keys.vkey").write_text(cosigners)
     click.echo(f"exported {directory} to {target}")
 
@@ -258,7 +260,7 @@ def sync(names: tuple[str, ...]) -> None:
     """Push the verified log and a fresh checkpoint to the replicas of the cosigners in
     policy.yaml (their keys pinned there) and store their cosignatures."""
     _require_log(paths.ledger_dir())
-    targets = [t for t in _targets(_policy().ledger) if not names or t.name in names]
+    targets = [t for t in _targets(_policy()) if not names or t.name in names]
     unknown = sorted(set(names) - {t.name for t in targets})
     if unknown or not targets:
         listed = ", ".join(unknown) or "at all"
@@ -267,6 +269,6 @@ def sync(names: tuple[str, ...]) -> None:
     for target in targets:
         try:
             size = sync_replica(ledger_, target)
-        except (LedgerError, NoteError, KeyFileError, OSError) as exc:
+        except (LedgerError, NoteError, KeyFileError, OSError, SshError) as exc:
             raise click.ClickException(f"{target.name}: {exc}") from exc
         click.echo(f"provider {target.name} cosigned checkpoint {size}")
