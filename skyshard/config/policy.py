@@ -103,7 +103,6 @@ class LedgerPolicy(StrictModel):
     quorum: int = Field(
         default=0, ge=0, description="How many cosigners must have cosigned the latest checkpoint."
     )
-    checkpoint_every_minutes: float = Field(default=60, gt=0)
     sync_operator: Identifier = Field(
         default="broker", description="The operator whose `sync_ledger` grant ssh pushes use."
     )
