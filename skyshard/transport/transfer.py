@@ -1,45 +1,47 @@
-"""Snapshot transfer: send the chunks a host lacks over parallel SFTP streams, restore, verify.
+"""Snapshot transfer host to host: the source pushes the chunks the target lacks over OpenSSH.
 
-Verification choice: the host runs the store helper (copied once and checked by SHA-256),
-which checks every arriving chunk's SHA-256 (hashing stored zstd blocks in place, decompressing
-the others) before moving it into the store; `restore` re-verifies each chunk, each file's
-hash and the manifest's own digest.
+The broker orchestrates and verifies, but no bulk byte passes through it: it asks the target
+which chunks of the manifest it lacks, lists them on both hosts for this move, gives the
+source a move-scoped certificate (`certificates.py`) and the target's pinned host key, and
+has the source's helper stream the chunks with `ssh` into the target helper's `receive` (the
+certificate's forced command), which verifies every chunk's SHA-256 before storing it. Then
+the broker checks that the target's store holds every chunk of the manifest; the restore
+verifies the manifest digest, each chunk and each file again.
 """
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
+import contextlib
+import logging
+import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from skyshard.transport import commands, validate
-from skyshard.transport.chunking import ChunkParams
-from skyshard.transport.chunkstore import RECEIVE, ChunkStore, RemoteChunkStore
-from skyshard.transport.manifest import Manifest, build_manifest
-from skyshard.transport.ssh import SshSession
+import paramiko
 
-# Parallel SFTP channels on the one pooled connection: a single stream waits on
-# acknowledgements; four measured about twice one stream's throughput on loopback.
-DEFAULT_STREAMS = 4
-# Content verified per remote helper call: large enough that its start-up cost is small.
-INGEST_BATCH_BYTES = 64 << 20
-# Data per SFTP write request. paramiko's 32 KiB default (the SFTP v3 minimum) makes the
-# client spend most of its CPU on requests and their acknowledgements; OpenSSH's sftp-server
-# accepts up to 255 KiB and asyncssh 4 MiB. 128 KiB halved client CPU per byte on loopback.
-WRITE_REQUEST_BYTES = 128 << 10
+from skyshard.runtime.client import ShardRuntime
+from skyshard.transport import validate
+from skyshard.transport.certificates import MoveGrant, TransferCA
+from skyshard.transport.chunkstore import CorruptChunk, make_remote_dirs
+from skyshard.transport.commands import RemotePath
+from skyshard.transport.manifest import Manifest
+from skyshard.transport.ssh import pinned_host_keys
+
+log = logging.getLogger(__name__)
+
+SEND = "send_migration"
+RECEIVE = "receive_migration"
+# The certificate outlives the longest transfer we expect; the `expected` list it may fill
+# is claimed by its first connection, so a longer validity does not allow a second use.
+CERTIFICATE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
 class Progress:
-    """Sent so far: compressed bytes on the wire, chunks, and the average rate."""
+    """Sent so far: compressed bytes on the wire, and the seconds since the transfer began."""
 
     bytes_sent: int
-    chunks_sent: int
-    chunks_total: int
     seconds: float
 
     @property
@@ -50,7 +52,7 @@ class Progress:
 
 @dataclass(frozen=True)
 class SendReport:
-    """What one `send_snapshot` did: chunks already there were skipped."""
+    """What one transfer did: chunks already on the target were skipped."""
 
     chunks_in_manifest: int
     chunks_sent: int
@@ -59,112 +61,104 @@ class SendReport:
     seconds: float
 
 
-def take_snapshot(
-    shard_id: str, state_dir: Path, store: ChunkStore, params: ChunkParams | None = None
-) -> Manifest:
-    """Chunk a state directory into the local store and return its manifest."""
-    return build_manifest(shard_id, state_dir, store.put_verified, params)
-
-
-def send_snapshot(
-    session: SshSession,
+def send_between_hosts(
+    source: ShardRuntime,
+    target: ShardRuntime,
     manifest: Manifest,
-    local_store: ChunkStore,
-    remote_root: str,
+    *,
+    move_id: str,
+    ca: TransferCA,
     on_progress: Callable[[Progress], None] | None = None,
-    streams: int = DEFAULT_STREAMS,
+    stall_timeout: float = 30.0,
 ) -> SendReport:
-    """Send the chunks of `manifest` that the host's store under `remote_root` lacks."""
-    validate.remote_root(remote_root)
-    session.authorize(RECEIVE)
+    """Send the chunks of `manifest` that `target`'s store lacks from `source`'s store."""
+    validate.node_id(move_id, "move_id")
     started = time.monotonic()
+    shard = manifest.shard_id
     sizes = manifest.chunk_sizes()
-    remote = RemoteChunkStore(session, remote_root)
-    needed = remote.missing(sizes)
-    sent = _upload(session, remote, local_store, _batches(needed, sizes), started, on_progress,
-                   len(needed), streams)  # fmt: skip
+    needed = target.missing(shard, sizes)
+    if not needed:
+        return SendReport(len(sizes), 0, 0, 0, time.monotonic() - started)
+    destination = target.session.endpoint
+    grant = MoveGrant(
+        move_id,
+        destination.user,
+        source.session.endpoint.address,
+        target.receive_command(shard, move_id).line,
+        CERTIFICATE_SECONDS,
+    )
+    credentials = ca.issue(grant)
+    known_hosts = "".join(
+        f"{destination.known_hosts_name} {key.get_name()} {key.get_base64()}\n"
+        for key in pinned_host_keys(destination)
+    )
+
+    def progress(sent: int) -> None:
+        if on_progress is not None:
+            on_progress(Progress(sent, time.monotonic() - started))
+
+    try:
+        expected = "".join(f"{digest} {sizes[digest]}\n" for digest in needed)
+        _write_move_files(target, move_id, {"expected": expected.encode()}, RECEIVE)
+        files = {
+            "key": credentials.private_key,
+            "key-cert.pub": credentials.certificate,
+            "known_hosts": known_hosts.encode(),
+            "send": "".join(f"{digest}\n" for digest in needed).encode(),
+        }
+        _write_move_files(source, move_id, files, SEND)
+        summary = source.push(shard, move_id, destination, stall_timeout=stall_timeout,
+                              on_progress=progress)  # fmt: skip
+    finally:
+        for runtime, action in ((source, SEND), (target, RECEIVE)):
+            _remove_move_files(runtime, move_id, action)
+    still_missing = target.missing(shard, needed)
+    if still_missing:
+        raise CorruptChunk(
+            f"{destination.label}: {len(still_missing)} chunks of manifest {manifest.digest} "
+            f"missing after the transfer, e.g. {still_missing[0]} (source said {summary})"
+        )
     content = sum(sizes[digest] for digest in needed)
-    return SendReport(len(sizes), len(needed), sent, content, time.monotonic() - started)
+    return SendReport(len(sizes), len(needed), summary["bytes"], content,
+                      time.monotonic() - started)  # fmt: skip
 
 
-def _batches(digests: list[str], sizes: dict[str, int]) -> list[list[str]]:
-    batches: list[list[str]] = [[]]
-    batch_bytes = 0
-    for digest in digests:
-        if batch_bytes >= INGEST_BATCH_BYTES:
-            batches.append([])
-            batch_bytes = 0
-        batches[-1].append(digest)
-        batch_bytes += sizes[digest]
-    return [batch for batch in batches if batch]
+def _move_path(runtime: ShardRuntime, move_id: str) -> RemotePath:
+    return runtime.root.child(f"moves/{move_id}")
 
 
-def _upload(
-    session: SshSession,
-    remote: RemoteChunkStore,
-    local_store: ChunkStore,
-    batches: list[list[str]],
-    started: float,
-    on_progress: Callable[[Progress], None] | None,
-    chunks_total: int,
-    streams: int,
-) -> int:
-    """Each stream uploads whole batches into their own incoming dir, then has them verified.
-
-    While one stream waits for the host to verify a batch, the others keep uploading.
-    """
-    if not batches:
-        return 0
-    remote.helper()  # copy it once, before the streams race to use it
-    work: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
-    for batch in batches:
-        work.put(batch)
-    lock = threading.Lock()
-    totals = {"bytes": 0, "chunks": 0}
-    errors: list[BaseException] = []
-
-    def stream() -> None:
-        try:
-            with session.open_sftp(action=RECEIVE) as sftp:
-                while not errors:
-                    try:
-                        batch = work.get_nowait()
-                    except queue.Empty:
-                        return
-                    incoming = remote.new_incoming(sftp)
-                    for digest in batch:
-                        blob = local_store.compressed(digest)
-                        with sftp.open(f"{incoming.text}/{digest}", "wb") as remote_file:
-                            remote_file.set_pipelined(True)
-                            remote_file.MAX_REQUEST_SIZE = WRITE_REQUEST_BYTES
-                            remote_file.write(blob)
-                        with lock:
-                            totals["bytes"] += len(blob)
-                            totals["chunks"] += 1
-                            progress = Progress(totals["bytes"], totals["chunks"], chunks_total,
-                                                time.monotonic() - started)  # fmt: skip
-                        if on_progress is not None:
-                            on_progress(progress)
-                    remote.ingest(incoming)
-        except BaseException as error:
-            errors.append(error)
-
-    workers = [threading.Thread(target=stream, daemon=True) for _ in range(max(1, streams))]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    if errors:
-        raise errors[0]
-    return totals["bytes"]
+def _write_move_files(
+    runtime: ShardRuntime, move_id: str, files: Mapping[str, bytes], action: str
+) -> None:
+    """Write each file under `<root>/moves/<move_id>/`, mode 0600 before any byte lands."""
+    directory = _move_path(runtime, move_id)
+    with runtime.session.open_sftp(action=action) as sftp:
+        make_remote_dirs(sftp, directory)
+        sftp.chmod(directory.text, 0o700)
+        for name, content in files.items():
+            path = directory.child(name).text
+            with sftp.open(path, "wb") as handle:
+                handle.chmod(0o600)
+                handle.write(content)
 
 
-def restore_snapshot(
-    session: SshSession, manifest: Manifest, remote_root: str, target_dir: str
-) -> dict[str, int]:
-    """Rebuild `<remote_root>/<target_dir>` from the host's store and verify every file."""
-    target = commands.RemotePath(remote_root, target_dir)
-    session.authorize(RECEIVE)
-    remote = RemoteChunkStore(session, remote_root)
-    summary = remote.restore(manifest.to_json(), manifest.digest, target)
-    return json.loads(summary)
+def _remove_move_files(runtime: ShardRuntime, move_id: str, action: str) -> None:
+    """Delete the move's files (key included); best effort, a failure is logged."""
+    directory = _move_path(runtime, move_id).text
+    try:
+        with runtime.session.open_sftp(action=action) as sftp:
+            _remove_tree(sftp, directory)
+    except (OSError, paramiko.SSHException) as error:
+        log.warning("%s: could not remove %s: %r", runtime.session.endpoint.label, directory,
+                    error)  # fmt: skip
+
+
+def _remove_tree(sftp: paramiko.SFTPClient, directory: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        for entry in sftp.listdir_attr(directory):
+            path = f"{directory}/{entry.filename}"
+            if stat.S_ISDIR(entry.st_mode or 0):
+                _remove_tree(sftp, path)
+            else:
+                sftp.remove(path)
+        sftp.rmdir(directory)
