@@ -28,6 +28,7 @@ from skyshard.sources.csv_usage import CsvUsageAdapter
 from skyshard.sources.fetch import file_url_path
 from skyshard.sources.gcp_status import GcpStatusAdapter
 from skyshard.sources.prometheus import PrometheusAdapter
+from skyshard.sources.rss_status import RssStatusAdapter
 from skyshard.sources.simulated import SimulatedAdapter
 from skyshard.sources.ssh_probe import SshProbeAdapter
 from skyshard.sources.statuspage import StatuspageAdapter
@@ -52,6 +53,7 @@ CAPTURE_ADAPTERS = _by_type(
         CloudWatchAdapter(),
         GcpStatusAdapter(),
         AwsSpotAdvisorAdapter(),
+        RssStatusAdapter(),
     ]
 )
 """Adapters of formats a saved file can hold (the simulator writes these)."""
