@@ -6,8 +6,8 @@ is one status update, so updates are grouped into incidents by their topic: the 
 its status prefix (`Service is operating normally:`, `Informational message:`, `Performance
 issues:`, `Service disruption:`, Azure's `Active -`, `Mitigated -`, `[RESOLVED]`, ...). An
 incident starts at its first update and is resolved by an update whose title says so
-(operating normally, `[RESOLVED]`, `Resolved`, `Mitigated`); without one it is open. Impact: a disruption is
-`major`, degraded performance `minor`, an informational message `none`, else `minor`.
+(operating normally, `[RESOLVED]`, `Resolved`, `Mitigated`); without one it is open.
+Impact: a disruption is `major`, an informational message `none`, anything else `minor`.
 
 Regions: `params.region` for a feed about one region (AWS publishes one feed per service and
 region), else each `params.region_patterns` entry whose regex matches the title names its
