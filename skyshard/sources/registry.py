@@ -18,6 +18,7 @@ from skyshard.config import paths
 from skyshard.config.errors import ConfigError, ConfigProblem, yaml_path
 from skyshard.config.providers import Provider, Source
 from skyshard.config.sky import PROVIDERS_FILE, Sky
+from skyshard.sources.aws_price_list import AwsPriceListAdapter
 from skyshard.sources.aws_spot_advisor import AwsSpotAdvisorAdapter
 from skyshard.sources.aws_spot_price_history import AwsSpotPriceHistoryAdapter
 from skyshard.sources.azure_retail_prices import AzureRetailPricesAdapter
@@ -54,6 +55,7 @@ CAPTURE_ADAPTERS = _by_type(
         GcpStatusAdapter(),
         AwsSpotAdvisorAdapter(),
         RssStatusAdapter(),
+        AwsPriceListAdapter(),
     ]
 )
 """Adapters of formats a saved file can hold (the simulator writes these)."""
