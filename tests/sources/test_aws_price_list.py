@@ -125,7 +125,7 @@ def test_bad_products_and_terms_are_quarantined():
 
 @pytest.mark.parametrize("payload", [b"{}", b'{"products": {}, "terms": []}', b"[", b"null"])
 def test_unusable_offer_files(payload):
-    with pytest.raises(PayloadError, match="offer file|JSON"):
+    with pytest.raises(PayloadError, match=r"offer file|JSON"):
         parse(payload)
 
 
