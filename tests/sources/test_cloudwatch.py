@@ -121,7 +121,7 @@ def test_unusable_payloads_and_params(payload, params, message):
     st.lists(
         st.fixed_dictionaries(
             {
-                "Id": st.sampled_from(["web1", "x", "", "Web"]) | st.integers(),
+                "Id": st.sampled_from(["web1", "x", "", "Web"]) | st.integers(-(2**63), 2**63 - 1),
                 "Timestamps": st.lists(
                     st.sampled_from([T, "2199-12-31T00:00:00Z", "bad", 1795737600]) | st.none(),
                     max_size=4,
