@@ -7,13 +7,12 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import markdown_bars, preview
-from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
-from skyshard import db
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
 from skyshard.forecast import ForecastConfig, forecast_series, input_fingerprints, series_to_refit
+from skyshard.forecast.store import TABLES, read_stored, stored_fingerprints, write_refit
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
 from skyshard.scoring.bottlenecks import predict_bottlenecks
-from skyshard.sim.home import current_sky
 
 GROUP = "forecasts"
 MART_DEPS = [
@@ -29,22 +28,6 @@ MART_DEPS = [
         "dim_providers",
     )
 ]
-TABLES = {
-    "forecasts": "forecast.forecasts",
-    "backtests": "forecast.backtest",
-    "summary": "forecast.summary",
-}
-
-
-def _stored(duckdb: DuckDBFile, table: str) -> pl.DataFrame | None:
-    schema, name = table.split(".")
-    with duckdb.connect() as con:
-        found = con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = ? and table_name = ?",
-            [schema, name],
-        ).fetchall()[0][0]
-        return con.sql(f"select * from {table}").pl() if found else None
 
 
 def _median(values: pl.Series) -> float | None:
@@ -53,6 +36,7 @@ def _median(values: pl.Series) -> float | None:
 
 
 @dg.asset(
+    key=["forecast", "forecasts"],
     group_name=GROUP,
     deps=MART_DEPS,
     kinds={"duckdb", "python"},
@@ -60,9 +44,9 @@ def _median(values: pl.Series) -> float | None:
     description="`forecast.forecasts`, `forecast.backtest`, `forecast.summary`: per-series "
     "Prophet / seasonal-naive / blend forecasts chosen by rolling-origin backtest.",
 )
-def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
     """Refit only the series whose input changed since the last fit; keep the others' rows."""
-    policy = current_sky().policy.forecast
+    policy = sky.load().policy.forecast
     config = ForecastConfig(
         policy.horizon_hours,
         policy.interval,
@@ -75,10 +59,8 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     frame = forecast_input(data)
     limits = forecast_limits(data)
     current = input_fingerprints(frame, config, limits)
-    previous_summary = _stored(duckdb, TABLES["summary"])
-    previous = {}
-    if previous_summary is not None:
-        previous = dict(previous_summary.select("series_id", "input_fingerprint").iter_rows())
+    with duckdb.connect() as con:
+        previous = stored_fingerprints(con)
     refit = series_to_refit(current, previous)
     context.log.info(f"{len(refit)} of {len(current)} series changed since the last fit")
 
@@ -97,21 +79,8 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
         limits=limits,
         on_stage=context.log.info,
     )
-    tables = {}
-    for key, fresh in (
-        ("forecasts", result.forecasts),
-        ("backtests", result.backtests),
-        ("summary", result.summary),
-    ):
-        old = _stored(duckdb, TABLES[key]) if refit != sorted(current) else None
-        if old is not None:
-            kept = old.filter(pl.col("series_id").is_in(list(current)))
-            kept = kept.filter(~pl.col("series_id").is_in(refit))
-            fresh = pl.concat([kept.select(fresh.columns).cast(fresh.schema), fresh])
-        tables[key] = fresh.sort("series_id")
-    with duckdb.connect() as con, db.transaction(con):
-        for key, table in TABLES.items():
-            db.replace_table(con, table, tables[key])
+    with duckdb.connect() as con:
+        tables = write_refit(con, result, current, refit)
     summary = tables["summary"]
     models = summary.group_by("model").len().sort("len", descending=True)
     return dg.MaterializeResult(
@@ -133,7 +102,8 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     "no worse than the seasonal-naive baseline's.",
 )
 def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
-    summary = _stored(duckdb, TABLES["summary"])
+    with duckdb.connect() as con:
+        summary = read_stored(con, TABLES["summary"])
     if summary is None or summary.is_empty():
         return dg.AssetCheckResult(passed=True, metadata={"series": 0})
     chosen = _median(summary["mase_chosen"])
@@ -147,6 +117,7 @@ def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
 
 
 @dg.asset(
+    key=["forecast", "predicted_bottlenecks"],
     group_name=GROUP,
     deps=[demand_forecasts, *MART_DEPS],
     kinds={"duckdb", "python"},
@@ -154,8 +125,8 @@ def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
     description="`forecast.predicted_bottlenecks`: shards running out of room, capacity "
     "withdrawn, prices past the cap, open incidents, with the hours until each.",
 )
-def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
-    horizon = current_sky().policy.forecast.horizon_hours
+def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
+    horizon = sky.load().policy.forecast.horizon_hours
     with duckdb.connect() as con:
         data = load_planning_data(con)
         forecasts = con.sql(f"select * from {TABLES['forecasts']}").pl()

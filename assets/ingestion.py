@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from assets.metadata import preview, table_preview
-from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
+from assets.routing import ROUTING
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
 from skyshard import db
 from skyshard.broker.ops_tables import routed_hosts
 from skyshard.config.sky import Sky
 from skyshard.config.sky_tables import sky_frames
-from skyshard.sim.home import current_sky
 from skyshard.sources import ingest
 from skyshard.sources.base import Window
 from skyshard.sources.raw_tables import INGEST_TABLES, QUARANTINE
@@ -35,22 +35,24 @@ def feed_check_name(source_id: str) -> str:
             raw_key(name),
             group_name=GROUP,
             kinds={"duckdb", "python"},
-            description=f"`raw.{name}`: the configured sky (providers.yaml, workloads.yaml).",
+            deps=[ROUTING],
+            description=f"`raw.{name}`: the configured sky (providers.yaml, workloads.yaml), "
+            "shards placed where the routing table says they run.",
         )
         for name in ("sky_providers", "sky_hosts", "sky_shards", "sky_shard_dependencies")
     ],
     pool=DUCKDB_WRITER_POOL,
 )
-def sky_config(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+def sky_config(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
     """Write the validated configuration as tables, replacing the previous version."""
-    sky = current_sky()
-    frames = sky_frames(sky, routed_hosts(duckdb.path))
+    configured = sky.load()
+    frames = sky_frames(configured, routed_hosts(duckdb.path))
     with duckdb.connect() as con:
         for name, frame in frames.items():
             db.replace_table(con, f"raw.{name}", frame)
     context.log.info(
-        f"sky from {sky.home}: {len(sky.providers)} providers, {len(sky.hosts)} hosts, "
-        f"{len(sky.shards)} shards"
+        f"sky from {configured.home}: {len(configured.providers)} providers, "
+        f"{len(configured.hosts)} hosts, {len(configured.shards)} shards"
     )
     for name, frame in frames.items():
         yield dg.MaterializeResult(
@@ -70,8 +72,8 @@ def _telemetry_checks(sky: Sky) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
-    """The telemetry multi-asset, with one health check per configured feed of `sky`."""
+def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
+    """The telemetry multi-asset, with one health check per feed of the sky as loaded now."""
 
     @dg.multi_asset(
         name="telemetry",
@@ -85,10 +87,10 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
             )
             for table in (*INGEST_TABLES, QUARANTINE)
         ],
-        check_specs=_telemetry_checks(sky),
+        check_specs=_telemetry_checks(at_load),
         pool=DUCKDB_WRITER_POOL,
     )
-    def telemetry(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+    def telemetry(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
         """Fetch and parse each feed with no connection open, then write it in one transaction.
 
         A broken feed is logged and fails its own check; the other feeds are still written.
@@ -104,7 +106,7 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
             else:
                 context.log.warning(f"feed {outcome.source.id} failed: {outcome.error}")
 
-        results = ingest.ingest_all(current_sky(), window, duckdb.path, progress)
+        results = ingest.ingest_all(sky.load(), window, duckdb.path, progress)
         with duckdb.connect(read_only=True) as con:
             metadata = {
                 table.name: table_preview(con, f"raw.{table.name}")

@@ -4,7 +4,7 @@ Two sshd "hosts" on loopback, the demo key-value shard holding the state in 1 Mi
 a writer that adds ~1 % more while the pre-copy rounds run. Stop-and-copy is the same protocol
 with `max_rounds=0`: it freezes first and sends everything in the frozen round.
 
-    .venv/bin/python bench/bench_downtime.py [--gib 1.0]
+    .venv/bin/python -m bench.bench_downtime [--gib 1.0]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Embedded hosts (asyncssh) vs OpenSSH sshd, side by side: command round trip, SFTP upload.
 
-Run: .venv/bin/python bench/bench_embedded_hosts.py [--mib 64] [--commands 30]
+Run: .venv/bin/python -m bench.bench_embedded_hosts [--mib 64] [--commands 30]
 Both servers run on loopback on this machine; the client is the paramiko SshSession the broker
 uses. The sshd column is skipped when /usr/sbin/sshd is missing.
 """

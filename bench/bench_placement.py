@@ -1,6 +1,6 @@
 """Placement benchmark: MILP solve time and gap vs the LP bound, beside the greedy baseline.
 
-Run: .venv/bin/python bench/bench_placement.py [--quick] [--large-only] [--seeds 0,1,2]
+Run: .venv/bin/python -m bench.bench_placement [--quick] [--large-only] [--seeds 0,1,2]
      [--scenarios steady,tight] [--backends]
 Instances come from tests.support.synthetic (feasible by construction; "steady" is the
 target case, "tight" a harder one). --backends also times scipy.optimize.milp (HiGHS too) on

@@ -1,6 +1,6 @@
 """Snapshot transfer vs OpenSSH scp over loopback, and the delta sent after a 1 % change.
 
-Usage: .venv/bin/python bench/bench_transfer.py [--size-mib 1024] [--avg-kib 1024]
+Usage: .venv/bin/python -m bench.bench_transfer [--size-mib 1024] [--avg-kib 1024]
 """
 
 from __future__ import annotations

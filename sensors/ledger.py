@@ -3,7 +3,8 @@ run_succeeded / run_failed entries in the trust ledger (once per run and event).
 
 import dagster as dg
 
-from skyshard.trust import EntryType
+from orchestration.resources import LedgerResource
+from skyshard.trust import EntryType, Ledger
 from skyshard.trust.recorder import record_run_event
 
 
@@ -23,7 +24,7 @@ def _asset_keys(context: dg.RunStatusSensorContext, materialized: bool) -> list[
     return sorted(keys)
 
 
-def _record(context: dg.RunStatusSensorContext, event: EntryType) -> None:
+def _record(context: dg.RunStatusSensorContext, event: EntryType, ledger: Ledger) -> None:
     run = context.dagster_run
     error = None
     if event == EntryType.RUN_FAILED:
@@ -35,6 +36,7 @@ def _record(context: dg.RunStatusSensorContext, event: EntryType) -> None:
         run.tags,
         _asset_keys(context, materialized=event != EntryType.RUN_STARTED),
         error=error,
+        ledger=ledger,
     )
     if entry is None:
         context.log.info(f"{event.value} of run {run.run_id} is already in the ledger")
@@ -50,8 +52,8 @@ def _sensor(status: dg.DagsterRunStatus, event: EntryType) -> dg.SensorDefinitio
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Appends a {event.value} entry to the trust ledger for every run.",
     )
-    def ledger_sensor(context: dg.RunStatusSensorContext):
-        _record(context, event)
+    def ledger_sensor(context: dg.RunStatusSensorContext, ledger: LedgerResource):
+        _record(context, event, ledger.open())
 
     return ledger_sensor
 

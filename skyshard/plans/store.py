@@ -12,6 +12,7 @@ import polars as pl
 from skyshard import db
 from skyshard.plans.build import PLAN_SCHEMA, RUN_SCHEMA
 from skyshard.plans.status import MoveStatus, PlanError, check_transition, parse_status
+from skyshard.scoring.bottlenecks import BOTTLENECK_SCHEMA
 
 _TYPES = {
     pl.String: "VARCHAR",
@@ -122,6 +123,12 @@ def write_bottlenecks(con: duckdb.DuckDBPyConnection, bottlenecks: pl.DataFrame)
         "SELECT * FROM forecast.predicted_bottlenecks ORDER BY expected_at, shard_id"
     )
     return count
+
+
+def read_bottlenecks(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The bottlenecks `write_bottlenecks` stored, typed as `predict_bottlenecks` returns them."""
+    stored = con.sql("SELECT * FROM forecast.predicted_bottlenecks").pl()
+    return stored.select(BOTTLENECK_SCHEMA.keys()).cast(BOTTLENECK_SCHEMA)
 
 
 def decide(

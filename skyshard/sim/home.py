@@ -12,10 +12,12 @@ from skyshard.sim.sky import write_sky
 
 
 def resolve_home() -> Path:
-    """`SKYSHARD_HOME` if set; otherwise the demo sky, generated (deterministically) if missing."""
-    home = paths.skyshard_home()
-    if home is not None:
-        return home
+    """`SKYSHARD_HOME` if set; otherwise the demo sky."""
+    return paths.skyshard_home() or demo_sky_home()
+
+
+def demo_sky_home() -> Path:
+    """The embedded demo sky's folder, generated (deterministically) if missing."""
     home = paths.demo_home()
     if not (home / PROVIDERS_FILE).exists():
         write_sky(DEFAULT_PARAMS, home)

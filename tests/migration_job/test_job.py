@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from orchestration.migration_job import migrate_shard
-from orchestration.resources import DuckDBFile
+from orchestration.resources import build_resources
 from skyshard.config import paths
 from skyshard.trust import EntryType, Ledger
 from skyshard.trust.verify import verify_ledger
@@ -19,7 +19,7 @@ MOVE = "mv-0123456789abcdef"
 def run(instance: dg.DagsterInstance, move_id: str = MOVE) -> dg.ExecuteInProcessResult:
     return migrate_shard.execute_in_process(
         run_config={"ops": {"migrate": {"config": {"move_id": move_id}}}},
-        resources={"duckdb": DuckDBFile(path=str(paths.duckdb_path()))},
+        resources=build_resources(),
         instance=instance,
         raise_on_error=False,
     )
@@ -150,3 +150,18 @@ def test_a_move_that_is_not_approved_is_refused(site, instance) -> None:
     (event,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "approve it first" in event.step_failure_data.user_failure_data.description
     assert plan_status(site.db, MOVE) == "proposed"
+
+
+def test_each_move_reports_on_the_routing_asset(site, instance) -> None:
+    site.place()
+    add_move(site.db, MOVE, site.shard)
+    moved = run(instance)
+    [materialization] = moved.get_asset_materialization_events()
+    assert materialization.asset_key == dg.AssetKey(["ops", "routing"])
+    reported = {k: v.value for k, v in materialization.materialization.metadata.items()}
+    assert reported["move_id"] == MOVE and reported["host_id"] == "host-b"
+    again = run(instance)  # nothing switches: where the shard stays is observed
+    assert again.get_asset_materialization_events() == []
+    [observation] = again.get_asset_observation_events()
+    assert observation.asset_key == dg.AssetKey(["ops", "routing"])
+    assert observation.asset_observation_data.asset_observation.metadata["phase"].value == "done"

@@ -8,7 +8,7 @@ import duckdb
 from click.testing import CliRunner
 
 from assets.trust import ledger_mirror, settlement, trust_scores
-from orchestration.resources import DuckDBFile
+from orchestration.resources import build_resources
 from skyshard.config import paths
 from skyshard.scoring.trust_inputs import read_trust_scores
 from skyshard.trust import Ledger
@@ -28,7 +28,7 @@ def test_trust_assets_end_to_end(sky_home):
     database = paths.duckdb_path()
     result = dg.materialize(
         [trust_scores, settlement, ledger_mirror],
-        resources={"duckdb": DuckDBFile(path=str(database))},
+        resources=build_resources(),
     )
     assert result.success
 

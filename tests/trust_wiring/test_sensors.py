@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from orchestration.resources import LedgerResource
 from sensors.ledger import defs as ledger_defs
 from sensors.ledger import ledger_run_failed, ledger_run_started, ledger_run_succeeded
 from skyshard.config import paths
@@ -32,7 +33,12 @@ def broken():
 
 TAGS = {"team": "ops", "api_token": "hunter2", "skyshard/to_provider": "fra-colo"}
 numbers_job = dg.define_asset_job("numbers_job", selection=[numbers], tags=TAGS)
-DEFS = dg.Definitions(assets=[numbers], jobs=[numbers_job, broken], sensors=ledger_defs.sensors)
+DEFS = dg.Definitions(
+    assets=[numbers],
+    jobs=[numbers_job, broken],
+    sensors=ledger_defs.sensors,
+    resources={"ledger": LedgerResource()},
+)
 
 
 def _ledger() -> Ledger:
@@ -56,7 +62,10 @@ def test_ticks_record_every_run_once(instance):
 
     def tick(sensor, cursor):
         context = dg.build_sensor_context(
-            instance=instance, repository_def=repository, cursor=cursor
+            instance=instance,
+            repository_def=repository,
+            cursor=cursor,
+            resources={"ledger": LedgerResource()},
         )
         return sensor.evaluate_tick(context).cursor
 
@@ -99,6 +108,7 @@ def test_direct_invocation_with_a_run_status_context(instance):
         dagster_event=result.get_run_success_event(),
         dagster_instance=instance,
         dagster_run=result.dagster_run,
+        resources={"ledger": LedgerResource()},
     )
     ledger_run_succeeded(context)
     ledger_run_succeeded(context)
