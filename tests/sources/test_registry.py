@@ -114,3 +114,21 @@ def test_yaml_with_a_bom_loads_and_invalid_utf8_is_named(tmp_path, documents):
     (problem,) = caught.value.problems
     assert str(problem.file).endswith("providers.yaml")
     assert "UTF-8" in problem.expected and problem.line is not None
+
+
+def test_simulated_provider_must_exist_in_the_simulated_sky(tmp_path, documents):
+    found = problems(
+        tmp_path,
+        documents,
+        [
+            {
+                "id": "sim",
+                "type": "simulated",
+                "url": (tmp_path / "captures" / "x").as_uri(),
+                "params": {"provider": "nowhere"},
+            }
+        ],
+    )
+    (problem,) = found.values()
+    assert problem.path == "providers[0].sources[0].params"
+    assert "params.provider: got 'nowhere'" in problem.expected
