@@ -9,13 +9,15 @@ from assets.metadata import markdown_bars, preview
 from assets.trust import trust_scores
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, LedgerResource, SkyResource
 from skyshard import db
+from skyshard.ledger import LedgerError
 from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
 from skyshard.plans.backtest import policy_backtest as run_policy_backtest
 from skyshard.plans.decisions import plan_decisions
 from skyshard.plans.store import PLAN_COLUMNS, read_bottlenecks, write_candidate_scores
 from skyshard.scoring import load_planning_data
 from skyshard.scoring.trust_inputs import read_trust_scores
-from skyshard.trust import EntryType, Record
+from skyshard.trust.events import record_operator_decision, record_policy_decisions
+from skyshard.trust.scores import TrustInputError, check_trust_inputs
 
 GROUP = "planning"
 CANDIDATE_SCORES = dg.AssetKey(["plan", "candidate_scores"])
@@ -57,18 +59,19 @@ def migration_planning(
         trust = read_trust_scores(con, data.providers["provider_id"], policy.trust.neutral_score)
         cycles = cycles_since_move(con)
         bottlenecks = read_bottlenecks(con)
+    log = ledger.open()
+    try:
+        check_trust_inputs(trust, log, policy.trust.neutral_score)
+    except (TrustInputError, LedgerError) as exc:
+        message = f"refusing to plan on trust scores the ledger does not vouch for: {exc}"
+        raise dg.Failure(message) from exc
     cycle = plan_cycle(data, forecasts, policy, trust, cycles, bottlenecks=bottlenecks)
     with duckdb.connect() as con:
         write_candidate_scores(con, cycle.scores)
         new = write_plan(con, cycle.run, cycle.plan)
     run = cycle.run.row(0, named=True)
     decisions = plan_decisions(policy, run["plan_run_id"], cycle.plan, cycle.scores)
-    ledger.open().append_many(
-        [
-            Record(EntryType.POLICY_DECISION, context.run_id, "planner", d.payload())
-            for d in decisions
-        ]
-    )
+    record_policy_decisions(decisions, context.run_id, "planner", log)
     context.log.info(
         f"plan run {run['plan_run_id']}: {run['solver_status']}, {run['moves']} moves "
         f"({new} new, {run['auto_approved']} auto-approved)"
@@ -134,12 +137,19 @@ class ReviewDecision(dg.Config):
 
 
 @dg.op(pool=DUCKDB_WRITER_POOL)
-def review_move(context: dg.OpExecutionContext, config: ReviewDecision, duckdb: DuckDBFile):
+def review_move(
+    context: dg.OpExecutionContext,
+    config: ReviewDecision,
+    duckdb: DuckDBFile,
+    ledger: LedgerResource,
+):
     """Approve or reject one move; a bad id or transition fails the run and changes nothing."""
     if config.decision not in ("approved", "rejected"):
         raise dg.Failure(f"decision {config.decision!r} must be 'approved' or 'rejected'")
     with duckdb.connect() as con:
         row = decide(con, config.move_id, config.decision, config.by, config.reason)
+    via = f"dagster:review_plan run {context.run_id}"
+    record_operator_decision(row, config.decision, config.by, config.reason, via, ledger.open())
     context.log.info(f"{row['move_id']} ({row['shard_id']}) is now {row['status']}")
 
 

@@ -9,9 +9,9 @@ import polars as pl
 from assets.metadata import preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, LedgerResource, SkyResource
 from skyshard import db
+from skyshard.ledger.checkpoint import Checkpoint
 from skyshard.scoring.provider_marts import daily_availability, settlement_prices
 from skyshard.scoring.trust_inputs import TRUST_TABLE
-from skyshard.trust.checkpoint import Checkpoint
 from skyshard.trust.mirror import mirror_ledger
 from skyshard.trust.scores import compute_trust_scores, record_trust_scores
 from skyshard.trust.settlement import (
@@ -36,7 +36,7 @@ GROUP = "trust"
     pool=DUCKDB_WRITER_POOL,
     description="`trust.scores`: one trust score per provider in [0, 1] from the ledger "
     "(migrations, audits, disputes), availability and contract tier (docs/trust.md); each "
-    "score is appended to the ledger and `ledger_seq` is its entry.",
+    "score is appended to the ledger and `ledger_seq`, `leaf_hash` name its entry.",
 )
 def trust_scores(
     context: dg.AssetExecutionContext,
@@ -50,7 +50,7 @@ def trust_scores(
     with duckdb.connect() as con:
         incidents = daily_availability(con)
     scores = compute_trust_scores(
-        log.entries(),
+        log.verified_entries(),
         {p.id: p.contract.tier for p in configured.providers},
         configured.policy.trust,
         as_of,
@@ -78,7 +78,7 @@ def trust_scores(
 def settlement(duckdb: DuckDBFile, sky: SkyResource, ledger: LedgerResource):
     configured = sky.load()
     until = datetime.now(UTC)
-    entries = list(ledger.open().entries())
+    entries = ledger.open().verified_entries()
     since = settlement_since(entries, until)
     initial = {s.id: configured.hosts[s.current_host][0].id for s in configured.shards}
     with duckdb.connect() as con:
@@ -119,7 +119,7 @@ def ledger_mirror(duckdb: DuckDBFile, ledger: LedgerResource):
     log = ledger.open()
     checkpoint = Checkpoint.from_note(log.checkpoint())
     with duckdb.connect() as con:
-        inserted, checkpoints = mirror_ledger(con, log.directory)
+        inserted, checkpoints = mirror_ledger(con, log)
     return dg.MaterializeResult(
         metadata={
             "entries_inserted": inserted,

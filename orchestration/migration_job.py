@@ -17,10 +17,10 @@ from skyshard.broker.execute import (
 from skyshard.broker.from_config import broker_policy, host_accesses
 from skyshard.broker.migration import COMMITTED, HostAccess
 from skyshard.config.sky import Sky
+from skyshard.ledger import Ledger
 from skyshard.plans.store import MOVE_ID
 from skyshard.transport.ssh import ConnectionPool
-from skyshard.trust import Ledger
-from skyshard.trust.recorder import record_access_denied
+from skyshard.trust.events import record_access_denied
 
 MAX_RETRIES = 2
 # For transient network failures only: the op raises TransientMigrationError for those and a

@@ -13,8 +13,8 @@ from dagster_dbt import DbtCliResource, DbtProject
 
 from skyshard import db
 from skyshard.config.sky import Sky, load_sky
+from skyshard.ledger import Ledger
 from skyshard.sim.home import demo_sky_home
-from skyshard.trust import Ledger
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 DUCKDB_WRITER_POOL = "duckdb_writer"

@@ -24,19 +24,23 @@ from skyshard.config import paths
 from skyshard.config.sky import Sky
 from skyshard.embedded_hosts.demo import ShardCheck, start_demo_shards, verify_demo_shards
 from skyshard.embedded_hosts.run import running_sky
+from skyshard.ledger import Ledger
 from skyshard.plans.status import MoveStatus
 from skyshard.plans.store import decide
 from skyshard.sim.home import resolve_home
+from skyshard.trust.events import record_operator_decision
 
 MAIN_JOB = "planning_cycle"
 MIGRATION_JOB = "migrate_shard"
+LEDGER_CATCH_UP = "sensors.ledger"
 DEMO_MOVES = 3
 DEMO_APPROVER = "skyshard-demo"
 REASON_ORDER = "CASE reason WHEN 'bottleneck' THEN 0 WHEN 'incident' THEN 1 ELSE 2 END"
 
 
 def run_dagster_job(job: str, config: dict | None = None) -> None:
-    """Run a job of the code location through Dagster's CLI (recorded in DAGSTER_HOME)."""
+    """Run a job of the code location through Dagster's CLI (recorded in DAGSTER_HOME), then
+    record it in the ledger and sign a checkpoint, as the daemon's run sensors would."""
     dagster = str(Path(sys.executable).with_name("dagster"))
     command = [dagster, "job", "execute", "-m", "orchestration.definitions", "-j", job]
     with tempfile.TemporaryDirectory() as folder:
@@ -45,8 +49,12 @@ def run_dagster_job(job: str, config: dict | None = None) -> None:
             config_file.write_text(json.dumps(config))
             command += ["--config", str(config_file)]
         completed = subprocess.run(command, env=os.environ.copy(), check=False)
+    # No daemon runs the ledger's run sensors here: record the run and checkpoint directly.
+    recorded = subprocess.run([sys.executable, "-m", LEDGER_CATCH_UP], check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"Dagster job {job} failed (exit {completed.returncode})")
+    if recorded.returncode != 0:
+        raise RuntimeError(f"recording run of {job} in the ledger failed")
 
 
 def urgent_moves(limit: int) -> list[tuple[str, str, str, str]]:
@@ -70,9 +78,12 @@ def migrate_demo_moves(
     shard_ids = [shard for _, shard, _, _ in moves]
     start_demo_shards(sky, home, shard_ids)
     say(f"started {len(shard_ids)} demo shards with known keys: {', '.join(shard_ids)}")
+    ledger = Ledger.open()
     with db.connect(paths.duckdb_path()) as con:
         for move_id, *_ in moves:
-            decide(con, move_id, MoveStatus.APPROVED, DEMO_APPROVER, "approved by skyshard demo")
+            reason = "approved by skyshard demo"
+            row = decide(con, move_id, MoveStatus.APPROVED, DEMO_APPROVER, reason)
+            record_operator_decision(row, "approved", DEMO_APPROVER, reason, "demo", ledger)
     for move_id, shard, source, target in moves:
         say(f"migrating {shard}: {source} -> {target} ({move_id})")
         config = {"ops": {"migrate": {"config": {"move_id": move_id}}}}

@@ -14,14 +14,14 @@ from skyshard import db
 from skyshard.broker.ops_tables import routed_hosts
 from skyshard.cli.common import console, load_or_fail
 from skyshard.cli.demo import demo
+from skyshard.cli.ledger import ledger
 from skyshard.cli.plans import plan, whatif
+from skyshard.cli.trust import trust
 from skyshard.config import paths
 from skyshard.config.sky_tables import sky_frames
 from skyshard.sim.home import resolve_home
 from skyshard.sources import ingest
 from skyshard.sources.base import Window
-from skyshard.trust.cli import ledger
-from skyshard.trust.trust_cli import trust
 
 
 @click.group()

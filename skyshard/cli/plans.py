@@ -10,12 +10,15 @@ from rich.table import Table
 from skyshard import db
 from skyshard.cli.common import console
 from skyshard.config import paths
+from skyshard.ledger import Ledger, LedgerError
 from skyshard.plans.status import MoveStatus, PlanError
 from skyshard.plans.store import PLAN_COLUMNS, decide, list_moves
 from skyshard.plans.whatif import ShardAssessment, assess_shard
 from skyshard.scoring import TERMS, load_planning_data
 from skyshard.scoring.trust_inputs import read_trust_scores
 from skyshard.sim.home import current_sky
+from skyshard.trust.events import record_operator_decision
+from skyshard.trust.scores import check_trust_inputs
 
 LIST_COLUMNS = (*PLAN_COLUMNS, "approved_by")
 
@@ -64,10 +67,14 @@ def _decide(move_id: str, target: MoveStatus, by: str, reason: str | None) -> No
     try:
         with db.connect(paths.duckdb_path()) as con:
             row = decide(con, move_id, target, by, reason)
+        record_operator_decision(row, target.value, by, reason, "cli", Ledger.open())
     except PlanError as exc:
         raise click.ClickException(str(exc)) from None
     except duckdb.IOException as exc:
         raise click.ClickException(f"cannot open {paths.duckdb_path()}: {exc}") from None
+    except LedgerError as exc:
+        message = f"{move_id} is {target.value}, but the ledger refused to record it: {exc}"
+        raise click.ClickException(message) from exc
     console.print(
         f"{row['move_id']}: {row['shard_id']} {row['from_host_id']} -> "
         f"{row['to_host_id']} is now {row['status']} (by {by})"
@@ -140,7 +147,8 @@ def whatif(shard_id: str) -> None:
             trust = read_trust_scores(
                 con, data.providers["provider_id"], policy.trust.neutral_score
             )
+        check_trust_inputs(trust, Ledger.open(), policy.trust.neutral_score)
         assessment = assess_shard(shard_id, data, policy, trust, forecasts)
-    except (ValueError, duckdb.Error) as exc:
+    except (ValueError, duckdb.Error, LedgerError) as exc:
         raise click.ClickException(str(exc)) from None
     print_assessment(assessment)

@@ -30,6 +30,14 @@ def ledger_dir() -> Path:
     return Path(value) if value else data_dir() / "ledger"
 
 
+def ledger_client_dir(ledger: Path) -> Path:
+    """What this machine remembers of the ledger at `ledger` (pinned genesis key, latest
+    verified checkpoint): `SKYSHARD_LEDGER_CLIENT_DIR`, default a sibling `<ledger>.client`
+    folder, outside the folder it vouches for."""
+    value = os.environ.get("SKYSHARD_LEDGER_CLIENT_DIR")
+    return Path(value) if value else Path(ledger).with_name(Path(ledger).name + ".client")
+
+
 def demo_home() -> Path:
     """Folder of the embedded demo sky (beside the DuckDB file), used without SKYSHARD_HOME."""
     return data_dir() / "demo_sky"

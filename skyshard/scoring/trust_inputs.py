@@ -18,6 +18,7 @@ TRUST_SCHEMA = {
     "computed_at": pl.Datetime("us"),
     "components": pl.String,
     "ledger_seq": pl.Int64,
+    "leaf_hash": pl.String,
 }
 
 
@@ -37,6 +38,7 @@ def neutral_trust_scores(
             "computed_at": [at] * len(ids),
             "components": [components] * len(ids),
             "ledger_seq": [None] * len(ids),
+            "leaf_hash": [None] * len(ids),
         },
         schema=TRUST_SCHEMA,
     )

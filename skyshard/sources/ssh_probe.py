@@ -34,7 +34,7 @@ from skyshard.transport.access import AccessDenied, Denial
 from skyshard.transport.commands import RemoteCommand, RemotePath, run_script
 from skyshard.transport.ssh import ConnectionPool, SshError, SshSettings
 from skyshard.transport.validate import ValidationError
-from skyshard.trust.recorder import record_access_denied
+from skyshard.trust.events import record_access_denied
 
 ACTION = "read_telemetry"
 SAMPLE_GAP_S = 1

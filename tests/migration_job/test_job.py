@@ -9,8 +9,8 @@ import pytest
 from orchestration.migration_job import migrate_shard
 from orchestration.resources import build_resources
 from skyshard.config import paths
-from skyshard.trust import EntryType, Ledger
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger import Ledger
+from skyshard.trust.events import EntryType
 from tests.migration_job.sky import add_move, decisions, plan_status
 
 MOVE = "mv-0123456789abcdef"
@@ -68,7 +68,7 @@ def test_an_approved_move_migrates_the_shard(site, instance) -> None:
         "prov-a",
         "prov-b",
     )
-    assert verify_ledger(paths.ledger_dir()).ok
+    assert Ledger.open().verify().ok
     logs = [e.user_message for e in instance.all_logs(result.run_id) if e.dagster_event is None]
     assert any("MiB sent" in m for m in logs)
     assert any("step" in m and "switched" in m for m in logs)
@@ -112,7 +112,7 @@ def test_a_refused_target_rolls_back_and_the_source_keeps_serving(site, instance
         denied = list(Ledger.open(paths.ledger_dir()).entries(EntryType.ACCESS_DENIED))
         assert denied and denied[-1].payload["action"] == "receive_migration"
         assert denied[-1].run_id == result.run_id
-    assert verify_ledger(paths.ledger_dir()).ok
+    assert Ledger.open().verify().ok
 
 
 def test_a_host_without_a_pinned_key_fails_the_move_before_any_remote_action(

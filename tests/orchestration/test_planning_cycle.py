@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import duckdb
 
-from skyshard.trust import Ledger
+from skyshard.ledger import Ledger
 
 
 def rows(materialized, sql: str) -> list[tuple]:

@@ -21,13 +21,13 @@ from skyshard.config.providers import Source
 from skyshard.config.sky import Sky, load_sky
 from skyshard.db import connect
 from skyshard.embedded_hosts import running_sky
+from skyshard.ledger.log import read_entries
 from skyshard.sim import SkyParams, write_sky
 from skyshard.sources.base import FetchRequest, Parsed, PayloadError, Window
 from skyshard.sources.ingest import collect_source, ingest_all
 from skyshard.sources.ssh_probe import HEADER, SshProbeAdapter
 from skyshard.transport.ssh import ConnectionPool, SshSettings
-from skyshard.trust.entry import EntryType
-from skyshard.trust.log import read_entries
+from skyshard.trust.events import EntryType
 from tests.support.hosts import TestHost, start_host
 from tests.support.sshd import free_tcp_port, require_sshd, write_ed25519_key
 

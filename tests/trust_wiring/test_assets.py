@@ -9,11 +9,11 @@ from click.testing import CliRunner
 
 from assets.trust import ledger_mirror, settlement, trust_scores
 from orchestration.resources import build_resources
+from skyshard.cli.ledger import ledger as ledger_group
 from skyshard.config import paths
+from skyshard.ledger import Ledger
 from skyshard.scoring.trust_inputs import read_trust_scores
-from skyshard.trust import Ledger
-from skyshard.trust.cli import ledger as ledger_group
-from skyshard.trust.recorder import migration_payload, record_dispute_opened, record_migration
+from skyshard.trust.events import migration_payload, record_dispute_opened, record_migration
 
 
 def test_trust_assets_end_to_end(sky_home):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from skyshard.trust import Ledger
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.note import Ed25519Signer
+from skyshard.ledger import Ledger
+from skyshard.ledger.ed25519 import SigningKey
+from skyshard.ledger.note import Ed25519Signer
 
 ORIGIN = "test.skyshard/ledger"
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skyshard.trust.ed25519 import verify
-from skyshard.trust.entry import (
+from skyshard.ledger.ed25519 import verify
+from skyshard.ledger.entry import (
     EntryError,
     canonical_json,
     check_no_secrets,
@@ -89,7 +89,7 @@ def test_ordinary_payload_keys_pass_the_secret_filter():
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
-        ({"type": "run_exploded"}, "type 'run_exploded' is not one of"),
+        ({"type": "Run Exploded"}, "type 'Run Exploded' is not a lowercase identifier"),
         ({"seq": -1}, "seq -1 is not a non-negative integer"),
         ({"actor": ""}, "actor must not be empty"),
         ({"ts": "2026-11-28 10:00:00"}, "ts '2026-11-28 10:00:00' is not an RFC 3339"),

@@ -1,19 +1,51 @@
-"""What the rest of skyshard calls to write to the ledger: runs, migrations, access denials,
-policy decisions and disputes, without knowing the ledger's layout or entry payloads."""
+"""skyshard's ledger entry types and the one place their payloads are built: runs, migrations,
+access denials, policy decisions, disputes, trust scores and audits. Every caller appends
+through a function here, never a raw type."""
 
 from __future__ import annotations
 
+import getpass
 import mmap
-from collections.abc import Iterable, Mapping
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from skyshard.trust import Entry, EntryType, Ledger
+from skyshard.ledger import Entry, Ledger, Record
+from skyshard.ledger.entry import (
+    KEY_ROTATION,
+    EntryError,
+    canonical_json,
+    check_no_secrets,
+    parse_line,
+    utc_timestamp,
+)
+from skyshard.ledger.log import LOG_FILE
 from skyshard.trust.contracts import Decision
-from skyshard.trust.entry import EntryError, canonical_json, check_no_secrets, parse_line
-from skyshard.trust.log import LOG_FILE
 
 if TYPE_CHECKING:
+    from skyshard.config.policy import TrustPolicy
     from skyshard.transport.access import Denial
+    from skyshard.trust.scores import TrustScore
+
+
+class EntryType(StrEnum):
+    RUN_STARTED = "run_started"
+    RUN_SUCCEEDED = "run_succeeded"
+    RUN_FAILED = "run_failed"
+    MIGRATION_STEP = "migration_step"
+    MIGRATION_COMPLETED = "migration_completed"
+    MIGRATION_ROLLED_BACK = "migration_rolled_back"
+    TRUST_SCORE = "trust_score"
+    AUDIT_ATTESTATION = "audit_attestation"
+    DISPUTE_OPENED = "dispute_opened"
+    DISPUTE_RESOLVED = "dispute_resolved"
+    POLICY_DECISION = "policy_decision"
+    OPERATOR_DECISION = "operator_decision"
+    ACCESS_DENIED = "access_denied"
+    KEY_ROTATION = KEY_ROTATION
+
 
 RUN_EVENTS = (EntryType.RUN_STARTED, EntryType.RUN_SUCCEEDED, EntryType.RUN_FAILED)
 PROVIDER_TAGS = ("skyshard/provider", "skyshard/from_provider", "skyshard/to_provider")
@@ -66,12 +98,15 @@ def record_run_event(
     actor: str = "dagster",
 ) -> Entry | None:
     """Append run_started / run_succeeded / run_failed for a run, once: returns None when the
-    ledger already holds this event for this run (a sensor evaluated twice)."""
+    ledger already holds this event for this run (a sensor evaluated twice). An outcome seen
+    before its start (sensors race) is appended right after a run_started, so every run's
+    entries read started, then outcome."""
     event = EntryType(event)
     if event not in RUN_EVENTS:
         raise ValueError(f"event {event.value!r} is not one of {[e.value for e in RUN_EVENTS]}")
     ledger = ledger or Ledger.open()
-    if any(e.type == event for e in entries_of_run(ledger, run_id)):
+    recorded = {e.type for e in entries_of_run(ledger, run_id)}
+    if event in recorded or (event == EntryType.RUN_STARTED and recorded):
         return None
     kept = public_tags(tags or {})
     payload: dict[str, Any] = {
@@ -80,9 +115,13 @@ def record_run_event(
         "asset_keys": sorted(asset_keys),
         "providers": sorted({kept[t] for t in PROVIDER_TAGS if t in kept}),
     }
+    records = []
+    if event != EntryType.RUN_STARTED and EntryType.RUN_STARTED not in recorded:
+        records.append(Record(EntryType.RUN_STARTED, run_id, actor, {**payload, "late": True}))
     if error is not None:
         payload["error"] = error[:MAX_ERROR_CHARS]
-    return ledger.append(event, run_id, actor, payload)
+    records.append(Record(event, run_id, actor, payload))
+    return ledger.append_many(records)[-1]
 
 
 def migration_payload(
@@ -164,10 +203,10 @@ def record_dispute_resolved(
     ledger = ledger or Ledger.open()
     if outcome not in DISPUTE_OUTCOMES:
         raise DisputeError(f"outcome {outcome!r} is not one of {list(DISPUTE_OUTCOMES)}")
-    opened = {e.seq: e for e in ledger.entries(EntryType.DISPUTE_OPENED)}
+    opened = {e.seq: e for e in ledger.verified_entries(EntryType.DISPUTE_OPENED)}
     if dispute_id not in opened:
         raise DisputeError(f"dispute {dispute_id}: no dispute_opened entry has seq {dispute_id}")
-    for entry in ledger.entries(EntryType.DISPUTE_RESOLVED):
+    for entry in ledger.verified_entries(EntryType.DISPUTE_RESOLVED):
         if entry.payload.get("dispute") == dispute_id:
             raise DisputeError(f"dispute {dispute_id} was already resolved by entry {entry.seq}")
     payload = {
@@ -179,10 +218,71 @@ def record_dispute_resolved(
     return ledger.append(EntryType.DISPUTE_RESOLVED, "", actor, payload)
 
 
-def record_policy_decision(
-    decision: Decision, *, run_id: str = "", actor: str = "policy", ledger: Ledger | None = None
+def record_operator_decision(
+    move: Mapping[str, Any], decision: str, by: str, reason: str | None, via: str, ledger: Ledger
 ) -> Entry:
-    """Append a contract decision (with its policy hash) as a policy_decision entry."""
-    return (ledger or Ledger.open()).append(
-        EntryType.POLICY_DECISION, run_id, actor, decision.payload()
-    )
+    """An operator approved or rejected a move: who (`by`, and the OS user), why, and from
+    where (`via`: cli or a Dagster job, and the host)."""
+    payload = {
+        "move_id": move["move_id"],
+        "shard_id": move["shard_id"],
+        "from_host_id": move["from_host_id"],
+        "to_host_id": move["to_host_id"],
+        "decision": decision,
+        "by": by,
+        "reason": reason or "",
+        "via": via,
+        "host": socket.gethostname(),
+        "os_user": _os_user(),
+    }
+    return ledger.append(EntryType.OPERATOR_DECISION, "", by, payload)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def record_policy_decisions(
+    decisions: Sequence[Decision], run_id: str, actor: str, ledger: Ledger
+) -> list[Entry]:
+    """Append contract decisions (each with its policy hash) as policy_decision entries, one
+    write for all of them."""
+    records = [Record(EntryType.POLICY_DECISION, run_id, actor, d.payload()) for d in decisions]
+    return ledger.append_many(records) if records else []
+
+
+def record_trust_score_entries(
+    ledger: Ledger,
+    scores: Sequence[TrustScore],
+    policy: TrustPolicy,
+    as_of: datetime,
+    run_id: str = "",
+) -> list[Entry]:
+    """One trust_score entry per score with its breakdown, one write for all of them."""
+    at = utc_timestamp(as_of)
+    records = [
+        Record(
+            EntryType.TRUST_SCORE,
+            run_id,
+            "trust_scores",
+            {
+                "provider": s.provider_id,
+                "score": s.score,
+                "as_of": at,
+                "neutral_score": policy.neutral_score,
+                "half_life_days": policy.half_life_days,
+                **s.breakdown(),
+            },
+        )
+        for s in scores
+    ]
+    return ledger.append_many(records) if records else []
+
+
+def record_audit(ledger: Ledger, attestation: Mapping[str, Any]) -> Entry:
+    """Append a verified audit attestation (see `audit.verify_attestation`) as it was signed."""
+    actor = f"auditor:{attestation['auditor']}"
+    return ledger.append(EntryType.AUDIT_ATTESTATION, "", actor, dict(attestation))

@@ -12,8 +12,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from skyshard.trust.ed25519 import SEED_SIZE, SigningKey
-from skyshard.trust.note import Ed25519Verifier, NoteError
+from skyshard.ledger.ed25519 import SEED_SIZE, SigningKey
+from skyshard.ledger.note import Ed25519Verifier, NoteError
 
 KEY_SUFFIX = ".ed25519"
 

@@ -8,10 +8,10 @@ import multiprocessing
 
 import pytest
 
-from skyshard.trust import Ledger, LedgerError
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.log import REPAIRS_FILE, AppendOnlyLog
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger import Ledger, LedgerError
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.log import REPAIRS_FILE, AppendOnlyLog
+from skyshard.ledger.verify import verify_ledger
 
 from .conftest import ORIGIN, fill, make_signer
 
@@ -49,7 +49,7 @@ def test_torn_last_line_at_every_byte_offset(tmp_path, signer):
             (folder / name).write_bytes((source.directory / name).read_bytes())
         torn_bytes = last_line[:cut]
         (folder / "log.jsonl").write_bytes(data[:last_start] + torn_bytes)
-        result = verify_ledger(folder)
+        result = verify_ledger(folder, signer.verifier())
         if cut == len(last_line) - 1:
             # Complete JSON but no newline: still torn, never accepted.
             assert result.torn_tail is not None
@@ -58,7 +58,7 @@ def test_torn_last_line_at_every_byte_offset(tmp_path, signer):
         assert result.torn_tail is not None and result.torn_tail.data == torn_bytes
         appended = Ledger(folder, signer).append("run_failed", "run-x", "broker", {})
         assert appended.seq == 2
-        repaired = verify_ledger(folder)
+        repaired = verify_ledger(folder, signer.verifier())
         assert repaired.ok and repaired.entries == 3 and repaired.torn_tail is None
         repair = json.loads((folder / REPAIRS_FILE).read_text())
         assert base64.b64decode(repair["bytes_b64"]) == torn_bytes
@@ -98,7 +98,7 @@ def test_concurrent_appenders_produce_one_linear_history(tmp_path):
     entries = list(Ledger.open(directory, make_signer(1)).entries())
     assert [e.seq for e in entries] == list(range(800))
     assert len({e.run_id for e in entries}) == 800
-    result = verify_ledger(directory)
+    result = verify_ledger(directory, make_signer(1).verifier())
     assert result.ok, result.reason
 
 
@@ -118,10 +118,10 @@ def test_log_refuses_to_sign_a_checkpoint_inconsistent_with_the_last(ledger, sig
     lines = path.read_bytes().splitlines(keepends=True)
     rewritten = [lines[0], lines[2], lines[1], lines[3]]
     path.write_bytes(b"".join(rewritten))
-    with pytest.raises(LedgerError, match="inconsistent with signed checkpoint 4"):
+    with pytest.raises(LedgerError, match="entry 1: seq is 2, expected 1"):
         Ledger(ledger.directory, signer).checkpoint()
     path.write_bytes(b"".join(lines[:3]))
-    with pytest.raises(LedgerError, match="log has 3 entries but checkpoint 4"):
+    with pytest.raises(LedgerError, match=r"entry 3: .* no longer holds entry 3"):
         Ledger(ledger.directory, signer).checkpoint()
 
 
@@ -146,7 +146,9 @@ def test_a_damaged_entry_covered_by_a_checkpoint_is_never_cut(ledger):
     path = ledger.directory / "log.jsonl"
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:2]) + b"\x00" * (len(lines[2]) - 1) + b"\n")
-    with pytest.raises(LedgerError, match="entry 2 is covered by checkpoint 3 but is damaged"):
+    with pytest.raises(
+        LedgerError, match="entry 2 was verified, appended or signed before but is damaged"
+    ):
         ledger.append("run_failed", "r", "broker", {})
     assert path.read_bytes().endswith(b"\x00\n")
     assert not (ledger.directory / REPAIRS_FILE).exists()

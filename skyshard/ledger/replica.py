@@ -7,16 +7,21 @@ import base64
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.cosignature import Cosigner
-from skyshard.trust.keys import KEY_SUFFIX, load_or_create_signing_key
-from skyshard.trust.log import CHECKPOINT_DIR, LOG_FILE, LedgerError, write_atomically
-from skyshard.trust.merkle import ProofError, verify_consistency
-from skyshard.trust.note import Ed25519Signer, Ed25519Verifier, Signature, check_key_name
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.cosignature import CosignatureVerifier, Cosigner
+from skyshard.ledger.keys import KEY_SUFFIX, load_or_create_signing_key
+from skyshard.ledger.log import CHECKPOINT_DIR, LOG_FILE, LedgerError, write_atomically
+from skyshard.ledger.merkle import ProofError, verify_consistency
+from skyshard.ledger.note import Ed25519Verifier, Signature, check_key_name
+from skyshard.ledger.verify import verify_ledger
+
+if TYPE_CHECKING:
+    from skyshard.ledger import Ledger
 
 STATE_FILE = "replica.json"
 LOG_KEY_FILE = "log.vkey"
@@ -43,7 +48,6 @@ class Replica:
         self.provider_id = provider_id
         key = load_or_create_signing_key(key_path)
         self.cosigner = Cosigner(provider_id, key)
-        self.receipt_signer = Ed25519Signer(provider_id, key)
 
     @classmethod
     def open(cls, directory: Path, provider_id: str) -> Replica:
@@ -90,7 +94,7 @@ class Replica:
         (staging / CHECKPOINT_DIR).mkdir(parents=True)
         (staging / LOG_FILE).write_bytes(log_bytes)
         (staging / CHECKPOINT_DIR / f"{checkpoint.size}.note").write_text(checkpoint_note)
-        result = verify_ledger(staging, genesis=genesis)
+        result = verify_ledger(staging, genesis)
         if not result.ok:
             raise LedgerError(
                 f"provider {self.provider_id} refuses the pushed log: {result.describe()}"
@@ -130,3 +134,53 @@ class Replica:
                 f"split view: the pushed log does not extend checkpoint {seen.size} "
                 f"(root {seen.root_hash.hex()}) that provider {self.provider_id} cosigned: {exc}"
             ) from exc
+
+
+@dataclass(frozen=True)
+class ReplicaTarget:
+    """A configured cosigner: its name, the key pinned for it, and where its replica lives."""
+
+    name: str
+    verifier: CosignatureVerifier
+    location: str
+
+
+def sync_replica(ledger: Ledger, target: ReplicaTarget) -> int:
+    """Push the verified log and a fresh checkpoint to one replica and store its cosignature;
+    returns the checkpoint size. Refuses a tampered log and a replica with an unpinned key."""
+    note = ledger.checkpoint()
+    ledger.verified_entries()
+    genesis = ledger.genesis()
+    if genesis is None:
+        raise LedgerError(f"{ledger.client.directory}: no pinned genesis key to give replicas")
+    replica = Replica.open(Path(target.location), target.name)
+    if replica.cosigner.verifier() != target.verifier:
+        raise LedgerError(
+            f"replica {target.name} at {target.location} presented cosigner key "
+            f"{replica.cosigner.verifier().vkey()}, but {target.verifier.vkey()} is pinned"
+        )
+    size = Checkpoint.from_note(note).size
+    log_bytes = ledger.log_path.read_bytes()
+    cosignature = replica.receive(_first_lines(log_bytes, size), note, genesis)
+    ledger.store_cosignatures(size, [cosignature.line()])
+    return size
+
+
+def cosign_latest(ledger: Ledger, targets: Sequence[ReplicaTarget]) -> dict[str, str]:
+    """Sync every replica it can reach; a replica's outcome per name ("cosigned N" or why
+    not). A replica refusing the log (fork, tampering) is an error, not unreachability."""
+    outcomes = {}
+    for target in targets:
+        try:
+            outcomes[target.name] = f"cosigned {sync_replica(ledger, target)}"
+        except OSError as exc:
+            outcomes[target.name] = f"unreachable: {exc}"
+    return outcomes
+
+
+def _first_lines(data: bytes, count: int) -> bytes:
+    """The first `count` newline-terminated lines: what the checkpoint covers."""
+    end = 0
+    for _ in range(count):
+        end = data.index(b"\n", end) + 1
+    return data[:end]

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from skyshard.trust import ed25519
+from skyshard.ledger import ed25519
 
 SIGNATURE_TYPE_ED25519 = 0x01
 EM_DASH = "\u2014"

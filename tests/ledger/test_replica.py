@@ -1,17 +1,15 @@
-"""Provider replicas cosign consistent checkpoints and refuse forks; migration receipts."""
+"""Provider replicas cosign consistent checkpoints and refuse forks."""
 
 from __future__ import annotations
 
 import pytest
 
-from skyshard.trust import Ledger, LedgerError
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.cosignature import CosignatureVerifier
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.note import Ed25519Signer, NoteError
-from skyshard.trust.receipt import sign_receipt, verify_receipt
-from skyshard.trust.replica import COSIGNER_VKEY_FILE, ForkDetected, Replica
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger import Ledger, LedgerError
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.cosignature import CosignatureVerifier
+from skyshard.ledger.ed25519 import SigningKey
+from skyshard.ledger.note import Ed25519Signer
+from skyshard.ledger.replica import COSIGNER_VKEY_FILE, ForkDetected, Replica
 
 from .conftest import fill
 
@@ -32,7 +30,7 @@ def test_replica_cosigns_each_consistent_checkpoint(ledger, tmp_path):
     push(ledger, replica)
     assert replica.last_seen().size == 8
     verifier = CosignatureVerifier.from_vkey((replica.directory / COSIGNER_VKEY_FILE).read_text())
-    result = verify_ledger(ledger.directory, cosigners=[verifier])
+    result = ledger.verify([verifier])
     assert result.ok, result.reason
     assert result.cosignatures == {5: ["provider-a"], 8: ["provider-a"]}
     assert (replica.directory / "log.jsonl").read_bytes() == (
@@ -75,19 +73,3 @@ def test_replica_pins_the_log_key(ledger, tmp_path):
     impostor = Ed25519Signer(ledger.origin, SigningKey(b"\x09" * 32))
     with pytest.raises(ForkDetected, match="genesis key was"):
         replica.receive(b"", ledger.checkpoint(), impostor.verifier())
-
-
-def test_migration_receipt_round_trip(ledger, tmp_path):
-    replica = Replica.open(tmp_path / "provider-b", "provider-b")
-    receipt = {"migration_id": "m-1", "provider": "provider-b", "shard_id": "s-7", "bytes": 4096}
-    payload = sign_receipt(replica.receipt_signer, receipt)
-    entry = ledger.append("provider_receipt", "run-9", "provider-b", payload)
-    trusted = [replica.receipt_signer.verifier()]
-    assert verify_receipt(entry.payload, trusted) == receipt
-    forged = dict(entry.payload, receipt=dict(receipt, bytes=1))
-    with pytest.raises(NoteError, match="differs from the signed receipt"):
-        verify_receipt(forged, trusted)
-    with pytest.raises(NoteError, match="missing field"):
-        sign_receipt(replica.receipt_signer, {"provider": "provider-b"})
-    with pytest.raises(NoteError, match="is not the signer"):
-        sign_receipt(replica.receipt_signer, dict(receipt, provider="provider-c"))

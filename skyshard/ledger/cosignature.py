@@ -7,8 +7,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from skyshard.trust import ed25519
-from skyshard.trust.note import (
+from skyshard.ledger import ed25519
+from skyshard.ledger.note import (
     NoteError,
     Signature,
     VerifierKey,

@@ -6,13 +6,15 @@ import base64
 import json
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
-from skyshard.trust import Ledger
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.cli import ledger as ledger_cli
-from skyshard.trust.merkle import verify_inclusion
-from skyshard.trust.note import Ed25519Verifier, open_note
+from skyshard.cli.ledger import ledger as ledger_cli
+from skyshard.ledger import Ledger
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.merkle import verify_inclusion
+from skyshard.ledger.note import Ed25519Verifier, open_note
+from skyshard.ledger.replica import Replica
 
 
 @pytest.fixture
@@ -30,7 +32,7 @@ def run(*args):
 
 
 def test_verify_show_checkpoint_pubkey_proof(env):
-    assert run("verify").output.startswith("ok: 7 entries")
+    assert run("verify").stdout.startswith("ok: 7 entries")
     shown = run("show", "--type", "access_denied").output.splitlines()
     assert len(shown) == 1 and json.loads(shown[0])["seq"] == 6
     note = run("checkpoint").output
@@ -63,8 +65,24 @@ def test_verify_warns_about_a_torn_tail(env):
     assert result.exit_code == 0 and "torn last line" in result.stderr
 
 
+def configure_cosigner(env, name: str = "provider-a", quorum: int = 0) -> Replica:
+    """A replica folder for `name`, its cosigner key pinned in policy.yaml."""
+    replica = Replica.open(env / "replica", name)
+    cosigner = {
+        "name": name,
+        "vkey": replica.cosigner.verifier().vkey(),
+        "replica": str(env / "replica"),
+    }
+    policy = {"ledger": {"quorum": quorum, "cosigners": [cosigner]}}
+    (env / "home").mkdir(exist_ok=True)
+    (env / "home" / "policy.yaml").write_text(yaml.safe_dump(policy))
+    return replica
+
+
 def test_sync_and_export(env):
-    first = run("sync", "--replica", str(env / "replica"), "--provider", "provider-a")
+    configure_cosigner(env, quorum=1)
+    assert "quorum is 1" in run("verify").output
+    first = run("sync")
     assert first.exit_code == 0, first.output
     assert "provider provider-a cosigned checkpoint 7" in first.output
     assert "(1 cosigned)" in run("verify").output
@@ -97,4 +115,4 @@ def test_pubkey_follows_rotation(env):
     ledger.rotate_key(reason="test")
     after = run("pubkey").output.strip()
     assert after != before and after == ledger.verifier().vkey()
-    assert run("verify").output.startswith("ok: 8 entries")
+    assert run("verify").stdout.startswith("ok: 8 entries")

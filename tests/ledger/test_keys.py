@@ -6,17 +6,16 @@ import os
 
 import pytest
 
-from skyshard.trust import Ledger, LedgerError
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.entry import make_entry
-from skyshard.trust.keys import (
+from skyshard.ledger import Ledger, LedgerError
+from skyshard.ledger.ed25519 import SigningKey
+from skyshard.ledger.entry import make_entry
+from skyshard.ledger.keys import (
     KeyFileError,
     load_signing_key,
     rotation_payload,
     write_signing_key,
 )
-from skyshard.trust.note import Ed25519Signer, NoteError
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger.note import Ed25519Signer, NoteError
 
 from .conftest import ORIGIN, make_signer
 
@@ -63,7 +62,7 @@ def test_rotation_is_signed_by_the_old_key_and_verification_follows_it(tmp_path)
     after = ledger.append("run_succeeded", "r1", "broker", {})
     assert after.key_id == ledger.signer.key_id.hex()
     ledger.checkpoint()
-    result = verify_ledger(ledger.directory)
+    result = ledger.verify()
     assert result.ok, result.reason
     assert result.checkpoints == 2
     # The key file on disk is now the new key; the old one is kept, retired.
@@ -76,7 +75,7 @@ def test_rotation_is_signed_by_the_old_key_and_verification_follows_it(tmp_path)
     stale = make_entry(3, "run_started", "r2", "broker", {}, old)
     with (ledger.directory / "log.jsonl").open("ab") as file:
         file.write(stale.line + b"\n")
-    result = verify_ledger(ledger.directory)
+    result = ledger.verify()
     assert result.first_bad_index == 3 and "active key" in result.reason
 
 
@@ -89,7 +88,7 @@ def test_forged_rotation_by_a_stranger_fails(tmp_path):
     )
     with (ledger.directory / "log.jsonl").open("ab") as file:
         file.write(rotation.line + b"\n")
-    result = verify_ledger(ledger.directory)
+    result = ledger.verify()
     assert result.first_bad_index == 1
 
 
@@ -97,10 +96,10 @@ def test_rotation_with_a_malformed_new_key_is_refused_and_fails_verification(tmp
     ledger = Ledger.open(tmp_path / "ledger", signer)
     with pytest.raises(NoteError, match="verifier key 'nope'"):
         ledger.append("key_rotation", "", "ledger", {"new_key": "nope"})
-    assert not (ledger.directory / "log.jsonl").read_bytes()
+    assert not (ledger.directory / "log.jsonl").exists()
     entry = make_entry(0, "key_rotation", "", "ledger", {"new_key": "nope"}, signer)
     (ledger.directory / "log.jsonl").write_bytes(entry.line + b"\n")
-    result = verify_ledger(ledger.directory)
+    result = ledger.verify()
     assert result.first_bad_index == 0 and "invalid key_rotation" in result.reason
 
 
@@ -116,4 +115,4 @@ def test_interrupted_rotation_is_finished_on_open(tmp_path):
     reopened = Ledger.open(tmp_path / "ledger", keys_dir=keys)
     assert reopened.signer.key.public_key == new_key.public_key
     reopened.append("run_succeeded", "r1", "broker", {})
-    assert verify_ledger(reopened.directory).ok
+    assert reopened.verify().ok

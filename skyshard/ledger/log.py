@@ -4,8 +4,8 @@ and signed checkpoints that never contradict an earlier one.
 Layout of a ledger folder:
   log.jsonl           one canonical JSON entry per line; leaf i is line i without its newline
   log.lock            flock target serialising writers across processes
-  genesis.vkey        verifier key of the first log key (the trust anchor for verification)
-  active.vkey         verifier key currently allowed to sign (changes with key_rotation)
+  genesis.vkey        copy of the first log key for auditors (the anchor is pinned outside)
+  active.vkey         copy of the key now signing (changes with key_rotation; never trusted)
   repairs.jsonl       torn tails a writer removed, with their bytes, so nothing is lost
   checkpoints/<size>.note   signed checkpoints (plus cosignature lines)
   checkpoints/index.jsonl   when each checkpoint was signed
@@ -23,10 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.entry import Entry, EntryError, EntryType, make_entry, parse_line, utc_timestamp
-from skyshard.trust.merkle import MerkleTree, leaf_hash, verify_consistency
-from skyshard.trust.note import Ed25519Signer, Ed25519Verifier, Note, parse_note, sign_note
+from skyshard.ledger.entry import (
+    Entry,
+    EntryError,
+    parse_line,
+    utc_timestamp,
+)
+from skyshard.ledger.merkle import MerkleTree, leaf_hash
+from skyshard.ledger.note import Ed25519Verifier, Note, parse_note
 
 LOG_FILE = "log.jsonl"
 LOCK_FILE = "log.lock"
@@ -45,7 +49,7 @@ class LedgerError(RuntimeError):
 class Record(NamedTuple):
     """What a caller appends; seq, timestamp, key id and signature are added under the lock."""
 
-    type: EntryType | str
+    type: str
     run_id: str
     actor: str
     payload: dict[str, Any]
@@ -98,7 +102,7 @@ def read_torn_tail(path: Path) -> TornTail | None:
         os.close(fd)
 
 
-def _last_line(fd: int, end: int) -> tuple[int, bytes] | None:
+def last_line(fd: int, end: int) -> tuple[int, bytes] | None:
     """(offset, line without newline) of the complete line ending at `end`, if any."""
     if end == 0:
         return None
@@ -111,7 +115,7 @@ def inspect_tail(fd: int) -> Tail:
     a valid entry, is a torn tail (never accepted as an entry)."""
     size = os.fstat(fd).st_size
     torn = _trailing_fragment(fd)
-    last = _last_line(fd, torn.offset if torn else size)
+    last = last_line(fd, torn.offset if torn else size)
     if last is None:
         return Tail(0, torn)
     start, line = last
@@ -119,7 +123,7 @@ def inspect_tail(fd: int) -> Tail:
         return Tail(parse_line(line).seq + 1, torn)
     except EntryError as exc:
         reason = f"last line is not a valid entry: {exc}"
-    previous = _last_line(fd, start)
+    previous = last_line(fd, start)
     try:
         next_seq = parse_line(previous[1]).seq + 1 if previous else 0
     except EntryError as exc:
@@ -177,7 +181,7 @@ def checkpoint_paths(directory: Path) -> list[Path]:
     return sorted(notes, key=lambda p: int(p.stem))
 
 
-def read_entries(directory: Path, type: EntryType | str | None = None) -> Iterator[Entry]:
+def read_entries(directory: Path, type: str | None = None) -> Iterator[Entry]:
     """Entries of a ledger folder in order (optionally one type); needs no key."""
     path = Path(directory) / LOG_FILE
     if not path.exists():
@@ -210,7 +214,8 @@ def read_vkey(path: Path) -> Ed25519Verifier | None:
 
 
 class AppendOnlyLog:
-    """One process's handle on a ledger folder; every write happens under the folder's lock."""
+    """One process's handle on a ledger folder's files; callers hold `locked()` around writes.
+    It signs nothing: `Ledger` verifies before it signs."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -228,57 +233,44 @@ class AppendOnlyLog:
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
-    def append_many(self, signer: Ed25519Signer, records: Sequence[Record]) -> list[Entry]:
-        """Sign and durably append `records` as one batch (one write, one fsync)."""
-        records = [Record(*r) for r in records]
-        rotations = [i for i, r in enumerate(records) if r.type == EntryType.KEY_ROTATION]
-        if rotations and rotations != [len(records) - 1]:
-            raise LedgerError("a key_rotation must be the last record of its batch")
-        with self.locked():
-            self._check_signer(signer)
-            created = not self.path.exists()
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                tail = self._repair_tail(fd)
-                ts = utc_timestamp()
-                entries = [
-                    make_entry(tail.next_seq + i, r.type, r.run_id, r.actor, r.payload, signer, ts)
-                    for i, r in enumerate(records)
-                ]
-                new_key = None
-                if rotations:
-                    new_key = Ed25519Verifier.from_vkey(str(entries[-1].payload.get("new_key")))
-                data = b"".join(e.line + b"\n" for e in entries)
-                written = 0
-                while written < len(data):
-                    written += os.write(fd, data[written:])
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if created:
-                _fsync_dir(self.directory)
-            if new_key is not None:
-                write_atomically(self.directory / ACTIVE_KEY_FILE, new_key.vkey().encode() + b"\n")
-        return entries
+    def write(self, entries: Sequence[Entry]) -> None:
+        """Durably append entries built for the current end of the log (one write, one fsync)."""
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            data = b"".join(e.line + b"\n" for e in entries)
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(self.directory)
 
-    def _check_signer(self, signer: Ed25519Signer) -> None:
-        genesis = self.directory / GENESIS_KEY_FILE
-        vkey = signer.verifier().vkey().encode() + b"\n"
-        if not genesis.exists():
-            write_atomically(genesis, vkey)
-            write_atomically(self.directory / ACTIVE_KEY_FILE, vkey)
+    def write_keys(self, genesis: Ed25519Verifier | None, active: Ed25519Verifier) -> None:
+        """The folder's copies of the genesis and active keys, for auditors (never trusted)."""
+        if genesis is not None:
+            write_atomically(self.directory / GENESIS_KEY_FILE, genesis.vkey().encode() + b"\n")
+        write_atomically(self.directory / ACTIVE_KEY_FILE, active.vkey().encode() + b"\n")
+
+    def repair_tail(self, protected: int) -> None:
+        """Cut a torn tail (what a crash mid-append leaves), keeping its bytes in repairs.jsonl,
+        unless it reaches into the first `protected` entries: those were verified, appended
+        or signed before, so damage there is tampering, not a crash."""
+        if not self.path.exists():
             return
-        active = read_vkey(self.directory / ACTIVE_KEY_FILE)
-        if active is not None and active != signer.verifier():
-            raise LedgerError(
-                f"key {signer.verifier().vkey()} is not the ledger's active key "
-                f"({active.vkey()}); it was rotated, load the current key"
-            )
-
-    def _repair_tail(self, fd: int) -> Tail:
-        tail = inspect_tail(fd)
-        if tail.torn is not None:
-            self._refuse_cutting_signed_entries(tail)
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            tail = inspect_tail(fd)
+            if tail.torn is None:
+                return
+            if tail.next_seq < protected:
+                raise LedgerError(
+                    f"{self.path}: entry {tail.next_seq} was verified, appended or signed "
+                    f"before but is damaged ({tail.torn.reason}); refusing to cut it, "
+                    "run `skyshard ledger verify`"
+                )
             _append_line(
                 self.directory / REPAIRS_FILE,
                 {
@@ -291,17 +283,8 @@ class AppendOnlyLog:
             )
             os.ftruncate(fd, tail.torn.offset)
             os.fsync(fd)
-        return tail
-
-    def _refuse_cutting_signed_entries(self, tail: Tail) -> None:
-        note = latest_checkpoint_note(self.directory)
-        signed_size = Checkpoint.from_note(note).size if note else 0
-        if signed_size > tail.next_seq:
-            raise LedgerError(
-                f"{self.path}: entry {tail.next_seq} is covered by checkpoint {signed_size} "
-                f"but is damaged ({tail.torn.reason if tail.torn else ''}); refusing to cut it, "
-                "run `skyshard ledger verify`"
-            )
+        finally:
+            os.close(fd)
 
     def refresh_tree(self) -> MerkleTree:
         """Bring the in-memory tree up to the last valid line of the file."""
@@ -325,47 +308,11 @@ class AppendOnlyLog:
         self.tree.append_leaf_hash(leaf_hash(line))
         self._tree_end = offset + len(line) + 1
 
-    def sign_checkpoint(self, signer: Ed25519Signer, origin: str) -> str:
-        """Sign a checkpoint of the whole log, unless it contradicts the last one signed."""
-        with self.locked():
-            self._check_signer(signer)
-            if self.path.exists():
-                fd = os.open(self.path, os.O_RDWR)
-                try:
-                    self._repair_tail(fd)
-                finally:
-                    os.close(fd)
-            tree = self.refresh_tree()
-            size, root = tree.size, tree.root()
-            previous_note = latest_checkpoint_note(self.directory)
-            if previous_note is not None:
-                previous = Checkpoint.from_note(previous_note)
-                self._check_extends(previous, size, root)
-                if previous.size == size:
-                    return previous_note
-            note = sign_note(Checkpoint(origin, size, root).body(), [signer])
-            folder = self.directory / CHECKPOINT_DIR
-            folder.mkdir(exist_ok=True)
-            write_atomically(folder / f"{size}.note", note.encode())
-            _append_line(folder / CHECKPOINT_INDEX, {"signed_at": utc_timestamp(), "size": size})
-            return note
-
-    def _check_extends(self, previous: Checkpoint, size: int, root: bytes) -> None:
-        if previous.size > size:
-            raise LedgerError(
-                f"the log has {size} entries but checkpoint {previous.size} was already signed: "
-                "the log lost entries; refusing to sign"
-            )
-        recomputed = self.tree.root(previous.size)
-        try:
-            proof = self.tree.consistency_proof(previous.size, size)
-            verify_consistency(previous.size, size, previous.root_hash, root, proof)
-        except ValueError as exc:
-            raise LedgerError(
-                f"the log is inconsistent with signed checkpoint {previous.size} "
-                f"(signed root {previous.root_hash.hex()}, recomputed {recomputed.hex()}); "
-                f"refusing to sign: {exc}"
-            ) from exc
+    def store_checkpoint(self, size: int, note: str) -> None:
+        folder = self.directory / CHECKPOINT_DIR
+        folder.mkdir(exist_ok=True)
+        write_atomically(folder / f"{size}.note", note.encode())
+        _append_line(folder / CHECKPOINT_INDEX, {"signed_at": utc_timestamp(), "size": size})
 
     def store_cosignatures(self, size: int, signature_lines: Iterable[str]) -> str:
         """Add cosignature lines to the stored checkpoint of `size`."""

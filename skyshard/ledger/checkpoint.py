@@ -7,8 +7,8 @@ import base64
 import re
 from dataclasses import dataclass
 
-from skyshard.trust.merkle import HASH_SIZE
-from skyshard.trust.note import NoteError, check_text, parse_note, strict_b64decode
+from skyshard.ledger.merkle import HASH_SIZE
+from skyshard.ledger.note import NoteError, check_text, parse_note, strict_b64decode
 
 _TREE_SIZE = re.compile(r"0|[1-9][0-9]*")
 

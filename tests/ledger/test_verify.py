@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from skyshard.trust import Ledger
-from skyshard.trust import verify as verify_module
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.cosignature import Cosigner
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.entry import canonical_json, make_entry
-from skyshard.trust.note import sign_note
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger import Ledger
+from skyshard.ledger import verify as verify_module
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.cosignature import Cosigner
+from skyshard.ledger.ed25519 import SigningKey
+from skyshard.ledger.entry import canonical_json, make_entry
+from skyshard.ledger.note import sign_note
+from skyshard.ledger.verify import verify_ledger
 
 from .conftest import ORIGIN, fill, make_signer
 
@@ -34,14 +34,14 @@ def write_lines(ledger, lines):
 
 
 def assert_fails_at(ledger, index, reason):
-    result = verify_ledger(ledger.directory)
+    result = ledger.verify()
     assert not result.ok
     assert result.first_bad_index == index, result.reason
     assert reason in result.reason
 
 
 def test_untouched_ledger_verifies(signed_ledger):
-    result = verify_ledger(signed_ledger.directory)
+    result = signed_ledger.verify()
     assert result.ok and result.entries == 10 and result.checkpoints == 1
 
 
@@ -115,11 +115,11 @@ def test_tampered_checkpoint_root(signed_ledger, signer):
     path = signed_ledger.directory / "checkpoints" / "10.note"
     forged = Checkpoint(ORIGIN, 10, b"\x00" * 32).body()
     path.write_text(sign_note(forged, [signer]))
-    result = verify_ledger(signed_ledger.directory)
+    result = signed_ledger.verify()
     assert not result.ok and result.bad_checkpoint == 10
     assert "differs from the root recomputed" in result.reason
     path.write_text(path.read_text().replace("— ", "— x"))
-    assert "log signature" in verify_ledger(signed_ledger.directory).reason
+    assert "log signature" in signed_ledger.verify().reason
 
 
 def test_bad_cosignature_by_a_known_cosigner_fails(signed_ledger):
@@ -128,11 +128,11 @@ def test_bad_cosignature_by_a_known_cosigner_fails(signed_ledger):
     body = Checkpoint.from_note(note_path.read_text()).body()
     line = cosigner.cosign(body, 1_800_000_000).line()
     signed_ledger.store_cosignatures(10, [line])
-    result = verify_ledger(signed_ledger.directory, cosigners=[cosigner.verifier()])
+    result = signed_ledger.verify([cosigner.verifier()])
     assert result.ok and result.cosignatures == {10: ["provider-a"]}
     forged = cosigner.cosign(body.replace("10", "11", 1), 1_800_000_000).line()
     signed_ledger.store_cosignatures(10, [forged])
-    result = verify_ledger(signed_ledger.directory, cosigners=[cosigner.verifier()])
+    result = signed_ledger.verify([cosigner.verifier()])
     assert not result.ok and "cosignature" in result.reason
 
 
@@ -143,6 +143,6 @@ def test_parallel_signature_checks_report_the_first_bad_index(ledger, monkeypatc
     for bad in (170, 120):
         lines[bad] = lines[bad].replace(b"run-", b"RUN-")
     write_lines(ledger, lines)
-    result = verify_ledger(ledger.directory, workers=2)
+    result = verify_ledger(ledger.directory, ledger.verifier(), workers=2)
     assert result.first_bad_index == 120
     assert "signature does not verify" in result.reason

@@ -12,12 +12,12 @@ import polars as pl
 
 from skyshard.config import ConfigError, paths
 from skyshard.config.sky import Sky
+from skyshard.ledger import Ledger, LedgerError
+from skyshard.ledger.entry import EntryError
+from skyshard.ledger.keys import KeyFileError
 from skyshard.sim.home import current_sky
-from skyshard.trust import Ledger, LedgerError
 from skyshard.trust.audit import AuditError, import_attestation
-from skyshard.trust.entry import EntryError
-from skyshard.trust.keys import KeyFileError
-from skyshard.trust.recorder import (
+from skyshard.trust.events import (
     DISPUTE_OUTCOMES,
     DisputeError,
     record_dispute_opened,
@@ -93,8 +93,12 @@ def scores() -> None:
     trust_scores asset records scores)."""
     sky = _sky()
     tiers = {p.id: p.contract.tier for p in sky.providers}
+    try:
+        entries = _ledger().verified_entries()
+    except LedgerError as exc:
+        raise click.ClickException(f"refusing to score from the ledger: {exc}") from exc
     computed = compute_trust_scores(
-        _ledger().entries(),
+        entries,
         tiers,
         sky.policy.trust,
         datetime.now(UTC),

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skyshard.trust.merkle import (
+from skyshard.ledger.merkle import (
     EMPTY_ROOT,
     MerkleTree,
     ProofError,

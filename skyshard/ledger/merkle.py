@@ -120,6 +120,17 @@ class MerkleTree:
         proof.reverse()
         return proof
 
+    def frontier(self, size: int | None = None) -> Frontier:
+        """The compact range of the first `size` leaves: enough to extend them and get roots."""
+        size = self._size if size is None else size
+        self._check_size(size)
+        hashes, start = [], 0
+        for level in range(size.bit_length() - 1, -1, -1):
+            if size >> level & 1:
+                hashes.append(self._subtree_hash(start, start + (1 << level)))
+                start += 1 << level
+        return Frontier(size, hashes)
+
     def _subtree_hash(self, start: int, end: int) -> bytes:
         width = end - start
         if width & (width - 1) == 0 and start % width == 0:
@@ -132,6 +143,37 @@ class MerkleTree:
     def _check_size(self, size: int) -> None:
         if not 0 <= size <= self._size:
             raise ProofError(f"tree size {size} is outside the tree (it has {self._size} leaves)")
+
+
+class Frontier:
+    """The roots of the perfect subtrees a tree of `size` leaves decomposes into, largest
+    first: O(log n) hashes that extend the tree and give its root without its leaves."""
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if len(hashes) != size.bit_count() or any(len(h) != HASH_SIZE for h in hashes):
+            raise ProofError(f"a frontier of {size} leaves has {size.bit_count()} 32-byte hashes")
+        self.size = size
+        self.hashes = list(hashes)
+
+    def append_leaf_hash(self, hash_: bytes) -> None:
+        hashes, index = self.hashes, self.size
+        hashes.append(hash_)
+        while index & 1:
+            right = hashes.pop()
+            hashes[-1] = node_hash(hashes[-1], right)
+            index >>= 1
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self.hashes:
+            return EMPTY_ROOT
+        root = self.hashes[-1]
+        for left in reversed(self.hashes[:-1]):
+            root = node_hash(left, root)
+        return root
+
+    def copy(self) -> Frontier:
+        return Frontier(self.size, self.hashes)
 
 
 def root_of(leaves: Sequence[bytes]) -> bytes:

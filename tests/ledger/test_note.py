@@ -6,15 +6,15 @@ import base64
 
 import pytest
 
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.cosignature import (
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.cosignature import (
     CosignatureVerifier,
     Cosigner,
     cosignature_timestamp,
     signed_message,
 )
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.note import (
+from skyshard.ledger.ed25519 import SigningKey
+from skyshard.ledger.note import (
     Ed25519Signer,
     Ed25519Verifier,
     NoteError,
