@@ -10,8 +10,9 @@ from assets.metadata import markdown_bars, preview
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
 from skyshard import db
 from skyshard.bottlenecks import predict_bottlenecks
-from skyshard.forecast import ForecastConfig, forecast_series, input_fingerprints, series_to_refit
+from skyshard.forecast import ForecastConfig, input_fingerprints, series_to_refit
 from skyshard.home import current_sky
+from skyshard.plans.cycle import plan_forecasts
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
 
@@ -86,16 +87,8 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
         if done == total or done % max(1, total // 10) == 0:
             context.log.info(f"Prophet {done}/{total} series")
 
-    result = forecast_series(
-        frame.filter(pl.col("series_id").is_in(refit)),
-        config.horizon_h,
-        config.interval,
-        config.cutoffs,
-        on_progress=progress,
-        prophet_max_series=config.prophet_max_series,
-        capacity_share=config.capacity_share,
-        limits=limits,
-        on_stage=context.log.info,
+    result = plan_forecasts(
+        data, current_sky().policy, refit, on_progress=progress, on_stage=context.log.info
     )
     tables = {}
     for key, fresh in (

@@ -1,8 +1,11 @@
 """Planning assets: candidate scores, the migration plan and its run history (schema `plan`),
 the policy backtest, and the `review_plan` job that approves or rejects a move from the UI."""
 
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from assets.forecasts import MART_DEPS, predicted_bottlenecks
 from assets.metadata import markdown_bars, preview
@@ -13,6 +16,7 @@ from skyshard.home import current_sky
 from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
 from skyshard.plans.decisions import plan_decisions
 from skyshard.plans.store import PLAN_COLUMNS, write_candidate_scores
+from skyshard.policy_backtest import POLICIES, BacktestOptions, backtest_chart
 from skyshard.policy_backtest import policy_backtest as run_policy_backtest
 from skyshard.scoring import load_planning_data
 from skyshard.trust import EntryType, Ledger, Record
@@ -90,29 +94,51 @@ def migration_planning(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     )
 
 
+class BacktestConfig(dg.Config):
+    """Launchpad options; the defaults replay everything after three days of warm-up."""
+
+    step_h: int = 6
+    warmup_h: int = 72
+    window_h: int | None = None
+    history_days: int = 28
+    policies: list[str] = Field(default_factory=lambda: list(POLICIES))
+    time_limit_s: float = 30.0
+
+
 @dg.asset(
     group_name=GROUP,
     deps=MART_DEPS,
     kinds={"duckdb", "python"},
     pool=DUCKDB_WRITER_POOL,
-    description="`plan.policy_backtest`: static, reactive, greedy, predictive and oracle "
-    "placement replayed over the stored history.",
+    description="`plan.policy_backtest`: static, reactive, greedy, predictive (the live "
+    "planning cycle) and hindsight-oracle placement replayed over the stored history, with an "
+    "LP lower bound and a PNG chart.",
 )
-def policy_backtest(duckdb: DuckDBFile):
+def policy_backtest(config: BacktestConfig, duckdb: DuckDBFile):
     policy = current_sky().policy
+    options = BacktestOptions(
+        step_h=config.step_h,
+        warmup_h=config.warmup_h,
+        window_h=config.window_h,
+        policies=tuple(config.policies),
+        time_limit_s=config.time_limit_s,
+    )
     with duckdb.connect() as con:
-        data = load_planning_data(con)
-    table = run_policy_backtest(data, policy)
+        data = load_planning_data(con, history_days=config.history_days)
+    table = run_policy_backtest(data, policy, options)
     with duckdb.connect() as con:
         db.replace_table(con, "plan.policy_backtest", table)
     chart = "\n\n".join(
         markdown_bars(c, table.select("policy", c).rows())
         for c in ("total_cost", "overload_shard_hours", "migrations")
     )
+    png = backtest_chart(table, Path(duckdb.path).parent / "reports" / "policy_backtest.png")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": table.height,
             "comparison": dg.MetadataValue.md(chart),
+            "chart": dg.MetadataValue.path(str(png)),
+            "lower_bound": float(table["lower_bound"][0]),
             "table": preview(table),
         }
     )

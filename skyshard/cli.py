@@ -15,7 +15,7 @@ from skyshard import db, demo_run, ingest, paths
 from skyshard.config import ConfigError, Sky, load_sky
 from skyshard.embedded_hosts.run import running_sky
 from skyshard.home import resolve_home
-from skyshard.plans.cli import plan, whatif
+from skyshard.plans.cli import backtest, plan, whatif
 from skyshard.sky_tables import routed_hosts, sky_frames
 from skyshard.sources.base import Window
 from skyshard.trust.cli import ledger
@@ -186,3 +186,4 @@ main.add_command(ledger)
 main.add_command(trust)
 main.add_command(plan)
 main.add_command(whatif)
+main.add_command(backtest)

@@ -1,7 +1,9 @@
-"""Command line for plans: `skyshard plan list|approve|reject` and `skyshard whatif SHARD_ID`.
-The lead attaches `plan` and `whatif` to the main `skyshard` group."""
+"""Command line for plans: `skyshard plan list|approve|reject`, `skyshard whatif SHARD_ID` and
+`skyshard backtest`. The lead attaches them to the main `skyshard` group."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 import duckdb
@@ -13,6 +15,7 @@ from skyshard import db, paths
 from skyshard.home import current_sky
 from skyshard.plans.status import MoveStatus, PlanError
 from skyshard.plans.store import PLAN_COLUMNS, decide, list_moves
+from skyshard.policy_backtest import POLICIES, BacktestOptions, backtest_chart, policy_backtest
 from skyshard.predict import ShardAssessment, assess_shard
 from skyshard.scoring import TERMS, load_planning_data
 from skyshard.trust_inputs import read_trust_scores
@@ -145,3 +148,54 @@ def whatif(shard_id: str) -> None:
     except (ValueError, duckdb.Error) as exc:
         raise click.ClickException(str(exc)) from None
     print_assessment(assessment)
+
+
+@click.command("backtest")
+@click.option("--step-h", default=6, show_default=True, help="Hours between decisions.")
+@click.option("--warmup-h", default=72, show_default=True, help="History hours before the window.")
+@click.option("--window-h", type=int, default=None, help="Hours replayed (default: to the end).")
+@click.option("--days", default=28, show_default=True, help="Days of stored history to read.")
+@click.option(
+    "--policies",
+    default=",".join(POLICIES),
+    show_default=True,
+    help="Comma-separated policies to replay.",
+)
+@click.option(
+    "--time-limit-s", default=30.0, show_default=True, help="Per planning cycle in the replay."
+)
+@click.option(
+    "--chart",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a PNG chart of cost, overload shard-hours and migrations here.",
+)
+def backtest(
+    step_h: int,
+    warmup_h: int,
+    window_h: int | None,
+    days: int,
+    policies: str,
+    time_limit_s: float,
+    chart: Path | None,
+) -> None:
+    """Replay stored history with each policy, the predictive one through the live planning
+    cycle (forecaster, scoring, placement, policy), against the hindsight oracle."""
+    policy = current_sky().policy
+    try:
+        options = BacktestOptions(
+            step_h=step_h,
+            warmup_h=warmup_h,
+            window_h=window_h,
+            policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
+            time_limit_s=time_limit_s,
+        )
+        with db.connect(paths.duckdb_path()) as con:
+            data = load_planning_data(con, history_days=days)
+        table = policy_backtest(data, policy, options)
+    except (ValueError, duckdb.Error) as exc:
+        raise click.ClickException(str(exc)) from None
+    columns = tuple(c for c in table.columns if c not in ("hours", "step_h"))
+    console.print(_table(table, columns, f"backtest: {table['hours'][0]} h, step {step_h} h"))
+    if chart is not None:
+        console.print(f"chart: {backtest_chart(table, chart)}")
