@@ -158,12 +158,13 @@ def _undo(state: _Assignment, done: list[tuple[int, int]]) -> None:
         state.assign(other, old)
 
 
-def _insert(state: _Assignment, shard: int) -> bool:
-    """Puts the shard on its cheapest feasible host, else on the host where moving other
-    shards away costs least (among its EJECTION_TRIES cheapest columns)."""
+def _insert(state: _Assignment, shard: int, stay: int) -> bool:
+    """Puts the shard on its `stay` column if that is given and feasible, else on its cheapest
+    feasible host, else on the host where moving other shards away costs least (among its
+    EJECTION_TRIES cheapest columns)."""
     options = state.options(shard)
     if len(options):
-        state.assign(shard, int(options[0]))
+        state.assign(shard, stay if stay in options else int(options[0]))
         return True
     cands = state.cands
     lo, hi = state.bounds[shard], state.bounds[shard + 1]
@@ -210,9 +211,10 @@ def _improve(state: _Assignment, deadline: float) -> None:
                 state.assign(int(shard), best)
 
 
-def _complete(state: _Assignment, seed: np.ndarray, deadline: float) -> int:
-    """Assigns the seed columns, then inserts the rest; a shard that fits nowhere (or is reached
-    after the deadline) stays where it is, or unplaced. Returns how many were left like that."""
+def _complete(state: _Assignment, seed: np.ndarray, deadline: float, keep: bool) -> int:
+    """Assigns the seed columns, then inserts the rest (with `keep`, each where it runs if it
+    still fits there: moves only for relief); a shard that fits nowhere (or is reached after
+    the deadline) stays where it is, or unplaced. Returns how many were left like that."""
     inst, cands = state.inst, state.cands
     for col in seed:
         state.assign(int(cands.shard[col]), int(col))
@@ -223,7 +225,8 @@ def _complete(state: _Assignment, seed: np.ndarray, deadline: float) -> int:
     stay_col[cands.shard[cands.stays]] = np.flatnonzero(cands.stays)
     left = 0
     for shard in rest[np.lexsort((rest, -size, ~grouped))]:
-        if perf_counter() < deadline and _insert(state, int(shard)):
+        stay = int(stay_col[shard]) if keep else NO_INDEX
+        if perf_counter() < deadline and _insert(state, int(shard), stay):
             continue
         left += 1
         if stay_col[shard] != NO_INDEX:
@@ -236,17 +239,21 @@ def lp_guided_assignment(
 ) -> np.ndarray:
     """The chosen candidate index per shard (NO_INDEX: unplaced).
 
-    `lp_x` is the LP value of every candidate (0 for those left out of the LP). If the LP's
-    integral part cannot be completed, the shards that may stay where they are form the seed
-    instead (they agree with every rule by definition of CurrentHost.STAYABLE); of the two, the
+    `lp_x` is the LP value of every candidate (0 for those left out of the LP; all zero: no
+    LP yet). If the LP's integral part cannot be completed, or there is no LP, the shards that
+    may stay where they are form the seed (they agree with every rule by definition of
+    CurrentHost.STAYABLE) and only the others are inserted: relief first. Of the two seeds, the
     one leaving fewer shards where they could not be fitted wins.
     """
     deadline = perf_counter() + time_limit_s
     staying = cands.stays & (cands.state[cands.shard] == CurrentHost.STAYABLE)
+    seeds = [(np.flatnonzero(staying), True)]
+    if lp_x.any():
+        seeds.insert(0, (np.flatnonzero(lp_x > INTEGRAL), False))
     best: tuple[int, _Assignment] | None = None
-    for seed in (np.flatnonzero(lp_x > INTEGRAL), np.flatnonzero(staying)):
+    for seed, keep in seeds:
         state = _Assignment(inst, cands)
-        left = _complete(state, seed, deadline)
+        left = _complete(state, seed, deadline, keep)
         if best is None or left < best[0]:
             best = (left, state)
         if left == 0:

@@ -8,9 +8,10 @@ pruned problem is solved first and every left-out candidate is priced with its d
 - affinity dual. Rows left out of that sum (devices, anti-affinity, latency, budget) are <= rows
 with +1 entries and duals <= 0, so the sum is a lower bound on the true reduced cost. Candidates
 with a negative lower bound are added and the LP solved again; when none is left, the LP bound
-of the pruned problem equals that of the full problem. Pricing stops early once the Lagrangian
-bound from the same duals (a valid lower bound on the full LP) is within BOUND_TOLERANCE of the
-pruned LP. The reported LP bound is that Lagrangian bound, so the gap is honest.
+of the pruned problem equals that of the full problem. Each round adds at most PRICED_PER_SHARD
+columns per shard. Pricing stops early once the Lagrangian bound from the same duals (a valid
+lower bound on the full LP) is within BOUND_TOLERANCE of the pruned LP, or when its share of
+the time is spent; the reported LP bound is the best Lagrangian bound, so the gap is honest.
 
 The problem is elastic (problem.py): staying put or going unplaced is always possible, so there
 is always a plan. The first incumbent is the heuristic's without the LP; the LP-guided heuristic
@@ -52,7 +53,10 @@ PRICING_TOLERANCE = 1e-7
 BOUND_TOLERANCE = 1e-4  # relative; pricing stops when the full-LP bound is this close
 FIRST_HEURISTIC_SHARE = 0.1
 HEURISTIC_TIME_SHARE = 0.3
+PRICING_TIME_SHARE = 0.5
+PRICED_PER_SHARD = 3
 FINISH_SHARE = 0.05  # of the limit, kept for the checker, the moves and the answer
+FINISH_BUILD_RATIO = 1.5  # or this times the instance build, if more
 
 
 @dataclass(frozen=True)
@@ -127,15 +131,28 @@ def _lagrangian_bound(
     )
 
 
+def _most_negative(
+    shard: np.ndarray, bounds: np.ndarray, negative: np.ndarray, columns: np.ndarray
+) -> np.ndarray:
+    """Per shard, the PRICED_PER_SHARD columns with the most negative reduced-cost bound: adding
+    every negative column at once makes the next LP several times slower for little gain."""
+    which = np.flatnonzero(negative)
+    order = which[np.lexsort((bounds[which], shard[which]))]
+    first = np.searchsorted(shard[order], shard[order], side="left")
+    rank = np.arange(len(order)) - first
+    return columns[order[rank < PRICED_PER_SHARD]]
+
+
 class _Timer:
     def __init__(self, limit: float) -> None:
         self.start = perf_counter()
         self.limit = limit
+        self.reserve = FINISH_SHARE * limit
         self.phases: dict[str, float] = {}
 
     def remaining(self) -> float:
         """Seconds left for solving, the finishing reserve kept back."""
-        return self.limit * (1 - FINISH_SHARE) - (perf_counter() - self.start)
+        return self.limit - self.reserve - (perf_counter() - self.start)
 
     def add(self, phase: str, began: float) -> None:
         self.phases[phase] = self.phases.get(phase, 0.0) + perf_counter() - began
@@ -228,10 +245,14 @@ class _Search:
         vector = self.vector(chosen)
         return _Incumbent(chosen, float(self.problem.cost @ vector), None)
 
-    def price(self) -> tuple[np.ndarray | None, float | None]:
+    def price(self, time_share: float) -> tuple[np.ndarray | None, float | None]:
         """LP with column pricing: (LP x per candidate, bound on the full LP), or (None, None)
-        when time ran out."""
+        when time ran out before any LP. Pricing gets `time_share` of the time left; when that
+        runs out the last LP guides the heuristic and the best Lagrangian bound so far (valid
+        for the full problem) is the bound."""
         inst, cands, pen = self.inst, self.cands, self.pen
+        deadline = perf_counter() + max(self.timer.remaining(), 0.0) * time_share
+        best_bound = -np.inf
         while True:
             began = perf_counter()
             lp = solve_lp(self.problem, self.timer.remaining())
@@ -239,22 +260,22 @@ class _Search:
             if not lp.optimal:
                 return None, None
             assert lp.row_dual is not None and lp.objective is not None and lp.values is not None
+            lp_x = np.zeros(len(cands))
+            lp_x[self.problem.columns] = lp.values[: self.problem.n_x]
             dual = _signed_duals(self.problem, lp.row_dual)
             left_out = np.flatnonzero(~self.active)
             bounds = _reduced_cost_bounds(inst, cands, self.problem, pen, dual, left_out)
             tolerance = PRICING_TOLERANCE * np.maximum(1.0, np.abs(cands.cost[left_out]))
-            priced_in = left_out[bounds < -tolerance]
-            bound = lp.objective
-            if len(priced_in):
-                bound = _lagrangian_bound(inst, cands, self.problem, pen, dual, self.active)
-            if not len(priced_in) or lp.objective - bound <= BOUND_TOLERANCE * max(
-                abs(lp.objective), 1.0
-            ):
-                lp_x = np.zeros(len(cands))
-                lp_x[self.problem.columns] = lp.values[: self.problem.n_x]
-                return lp_x, bound
+            negative = bounds < -tolerance
+            if not negative.any():
+                return lp_x, lp.objective
+            bound = _lagrangian_bound(inst, cands, self.problem, pen, dual, self.active)
+            best_bound = max(best_bound, bound)
+            close = lp.objective - best_bound <= BOUND_TOLERANCE * max(abs(lp.objective), 1.0)
+            if close or perf_counter() >= deadline:
+                return lp_x, best_bound
             self.active = self.active.copy()
-            self.active[priced_in] = True
+            self.active[_most_negative(cands.shard[left_out], bounds, negative, left_out)] = True
             self.problem = self._build()
             self.stats["pricing_rounds"] += 1
 
@@ -333,6 +354,8 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
     cands = eligible_candidates(inst)
     pen = penalties(inst, cands)
     timer.add("build", began)
+    # checking the plan at the end costs about as much as building the instance did
+    timer.reserve = max(timer.reserve, FINISH_BUILD_RATIO * timer.phases["build"])
     began = perf_counter()
     explanation = pre_checks(inst)
     timer.add("pre_checks", began)
@@ -344,7 +367,7 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
     )
     timer.add("heuristic", began)
     best = search.incumbent(seed)
-    lp_x, lp_bound = (None, None) if timer.remaining() <= 0 else search.price()
+    lp_x, lp_bound = (None, None) if timer.remaining() <= 0 else search.price(PRICING_TIME_SHARE)
     bound = lp_bound
     if lp_x is not None:
         began = perf_counter()

@@ -25,8 +25,7 @@ from skyshard.placement.synthetic import random_instance
 from tests.placement.packing import assert_plan_sound
 
 EXACT = SolveOptions(time_limit_s=30, mip_rel_gap=0.0, top_k=None)
-# Not a speed target: the limit itself is what is tested; this covers the test's own checks.
-CHECK_ALLOWANCE_S = 0.5
+LIMIT_S = 6.0  # the limit under test (not a speed target): the MIP alone would run longer
 
 
 def solve(inp: PlacementInput, options: SolveOptions = EXACT):
@@ -409,9 +408,11 @@ def test_wall_clock_limit_holds_end_to_end_on_a_tight_instance():
     finish: build, pre-checks, heuristic, LP and MIP all draw on one clock."""
     inp = random_instance(3_000, 60, 1, "tight")
     began = time.perf_counter()
-    result = solve(inp, SolveOptions(time_limit_s=2.0, mip_rel_gap=0.0))
+    result = solve_placement(inp, SolveOptions(time_limit_s=LIMIT_S, mip_rel_gap=0.0))
     elapsed = time.perf_counter() - began
-    assert elapsed <= 2.0 * 1.1 + CHECK_ALLOWANCE_S
+    assert_plan_sound(inp, result)
+    assert elapsed <= LIMIT_S * 1.1
+    assert result.gap > 0  # it was stopped, not finished
     assert len(result.assignment) == 3_000
 
 
