@@ -55,6 +55,7 @@ FIRST_HEURISTIC_SHARE = 0.1
 HEURISTIC_TIME_SHARE = 0.3
 PRICING_TIME_SHARE = 0.5
 PRICED_PER_SHARD = 3
+MIP_TIME_SHARE = 0.8
 FINISH_SHARE = 0.05  # of the limit, kept for the checker, the moves and the answer
 FINISH_BUILD_RATIO = 1.5  # or this times the instance build, if more
 
@@ -281,7 +282,10 @@ class _Search:
 
     def mip(self, start: _Incumbent, gap: float) -> tuple[_Incumbent | None, MipOutcome]:
         began = perf_counter()
-        mip = solve_mip(self.problem, self.timer.remaining(), gap, start=self.vector(start.chosen))
+        start_values = self.vector(start.chosen)
+        # HiGHS looks at its clock between nodes; a large root node can run past the limit
+        limit = self.timer.remaining() * MIP_TIME_SHARE
+        mip = solve_mip(self.problem, limit, gap, start=start_values)
         self.timer.add("mip", began)
         if not mip.feasible:
             return None, mip
