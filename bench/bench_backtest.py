@@ -214,10 +214,11 @@ def main() -> None:
     parser.add_argument("--window-h", type=int, default=168)
     parser.add_argument("--headroom", type=float, default=1.3)
     parser.add_argument("--prophet", type=int, default=0)
+    parser.add_argument("--min-saving", type=float, default=1.0, help="min_saving_per_day")
     args = parser.parse_args()
     policy = PolicyFile(
         forecast=ForecastPolicy(prophet_max_series=args.prophet),
-        planning=PlanningPolicy(max_moves_per_cycle=10),
+        planning=PlanningPolicy(max_moves_per_cycle=10, min_saving_per_day=args.min_saving),
     )
     print(
         "| trace | seed | step h | headroom | static cost | predictive cost | oracle cost | "

@@ -101,7 +101,8 @@ def fits_alone(inst: Instance, shard: np.ndarray, host: np.ndarray) -> np.ndarra
     return fits & fits_devices(inst.gpu_devices[host], inst.gpu_whole[shard], inst.gpu_slots[shard])
 
 
-def _passes_hysteresis(inst: Instance, state: np.ndarray) -> np.ndarray:
+def passes_hysteresis(inst: Instance, state: np.ndarray) -> np.ndarray:
+    """(candidate rows,) whether choosing the row keeps the minimum saving and the cooldown."""
     budget = inst.budget
     shard = inst.cand_shard
     stay = stay_costs(inst)[shard]
@@ -148,7 +149,7 @@ def eligible_candidates(
     if capacity:
         keep &= fits_alone(inst, inst.cand_shard, inst.cand_host)
     if hysteresis:
-        keep &= _passes_hysteresis(inst, state)
+        keep &= passes_hysteresis(inst, state)
     if affinity:
         keep = _shares_affinity_provider(inst, keep)
     keep |= inst.cand_host == inst.current[inst.cand_shard]

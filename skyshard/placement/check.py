@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skyshard.placement.candidates import CAPACITY_TOLERANCE, eligible_candidates
+from skyshard.placement.candidates import (
+    CAPACITY_TOLERANCE,
+    current_host_states,
+    passes_hysteresis,
+)
 from skyshard.placement.devices import NO_DEVICES, devices_needed, host_usage
 from skyshard.placement.instance import NO_INDEX, Instance, build_instance
 from skyshard.placement.model import RESOURCES, PlacementInput
@@ -122,11 +126,8 @@ def _moves_and_policy(inst: Instance, host_of: np.ndarray) -> list[Violation]:
                 f"shards on hosts not allowed for them: {names(inst.shard_ids, placed[~allowed])}",
             )
         )
-    relaxed = eligible_candidates(inst, capacity=False, hysteresis=False, affinity=False)
-    strict = eligible_candidates(inst, capacity=False, hysteresis=True, affinity=False)
-    in_relaxed = np.isin(keys, relaxed.shard * inst.n_hosts + relaxed.host)
-    in_strict = np.isin(keys, strict.shard * inst.n_hosts + strict.host)
-    held_back = placed[in_relaxed & ~in_strict]
+    passes = passes_hysteresis(inst, current_host_states(inst))
+    held_back = placed[allowed & ~passes[pos]] if len(passes) else placed[:0]
     if len(held_back):
         out.append(
             Violation(

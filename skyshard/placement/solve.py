@@ -57,7 +57,7 @@ PRICING_TIME_SHARE = 0.5
 PRICED_PER_SHARD = 3
 MIP_TIME_SHARE = 0.8
 FINISH_SHARE = 0.05  # of the limit, kept for the checker, the moves and the answer
-FINISH_BUILD_RATIO = 1.5  # or this times the instance build, if more
+FINISH_BUILD_RATIO = 2.0  # or this times the instance build, if more
 
 
 @dataclass(frozen=True)

@@ -412,7 +412,7 @@ def test_wall_clock_limit_holds_end_to_end_on_a_tight_instance():
     elapsed = time.perf_counter() - began
     assert_plan_sound(inp, result)
     assert elapsed <= LIMIT_S * 1.1
-    assert result.gap > 0  # it was stopped, not finished
+    assert result.status != "optimal"  # it was stopped, not finished
     assert len(result.assignment) == 3_000
 
 
