@@ -7,14 +7,13 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import markdown_bars, preview
-from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
-from skyshard import db
-from skyshard.bottlenecks import predict_bottlenecks
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
 from skyshard.forecast import ForecastConfig, input_fingerprints, series_to_refit
-from skyshard.home import current_sky
+from skyshard.forecast.store import TABLES, read_stored, stored_fingerprints, write_refit
 from skyshard.plans.cycle import plan_forecasts
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
+from skyshard.scoring.bottlenecks import predict_bottlenecks
 
 GROUP = "forecasts"
 MART_DEPS = [
@@ -30,22 +29,6 @@ MART_DEPS = [
         "dim_providers",
     )
 ]
-TABLES = {
-    "forecasts": "forecast.forecasts",
-    "backtests": "forecast.backtest",
-    "summary": "forecast.summary",
-}
-
-
-def _stored(duckdb: DuckDBFile, table: str) -> pl.DataFrame | None:
-    schema, name = table.split(".")
-    with duckdb.connect() as con:
-        found = con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = ? and table_name = ?",
-            [schema, name],
-        ).fetchall()[0][0]
-        return con.sql(f"select * from {table}").pl() if found else None
 
 
 def _median(values: pl.Series) -> float | None:
@@ -54,6 +37,7 @@ def _median(values: pl.Series) -> float | None:
 
 
 @dg.asset(
+    key=["forecast", "forecasts"],
     group_name=GROUP,
     deps=MART_DEPS,
     kinds={"duckdb", "python"},
@@ -61,9 +45,10 @@ def _median(values: pl.Series) -> float | None:
     description="`forecast.forecasts`, `forecast.backtest`, `forecast.summary`: per-series "
     "Prophet / seasonal-naive / blend forecasts chosen by rolling-origin backtest.",
 )
-def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
     """Refit only the series whose input changed since the last fit; keep the others' rows."""
-    policy = current_sky().policy.forecast
+    settings = sky.load().policy
+    policy = settings.forecast
     config = ForecastConfig(
         policy.horizon_hours,
         policy.interval,
@@ -76,10 +61,8 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     frame = forecast_input(data)
     limits = forecast_limits(data)
     current = input_fingerprints(frame, config, limits)
-    previous_summary = _stored(duckdb, TABLES["summary"])
-    previous = {}
-    if previous_summary is not None:
-        previous = dict(previous_summary.select("series_id", "input_fingerprint").iter_rows())
+    with duckdb.connect() as con:
+        previous = stored_fingerprints(con)
     refit = series_to_refit(current, previous)
     context.log.info(f"{len(refit)} of {len(current)} series changed since the last fit")
 
@@ -87,26 +70,9 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
         if done == total or done % max(1, total // 10) == 0:
             context.log.info(f"Prophet {done}/{total} series")
 
-    result = plan_forecasts(
-        data, current_sky().policy, refit, on_progress=progress, on_stage=context.log.info
-    )
-    tables = {}
-    for key, fresh in (
-        ("forecasts", result.forecasts),
-        ("backtests", result.backtests),
-        ("summary", result.summary),
-    ):
-        old = _stored(duckdb, TABLES[key]) if refit != sorted(current) else None
-        if old is not None:
-            kept = old.filter(pl.col("series_id").is_in(list(current)))
-            kept = kept.filter(~pl.col("series_id").is_in(refit))
-            fresh = pl.concat([kept.select(fresh.columns).cast(fresh.schema), fresh])
-        tables[key] = fresh.sort("series_id")
+    result = plan_forecasts(data, settings, refit, on_progress=progress, on_stage=context.log.info)
     with duckdb.connect() as con:
-        con.execute("BEGIN TRANSACTION")
-        for key, table in TABLES.items():
-            db.replace_table(con, table, tables[key])
-        con.execute("COMMIT")
+        tables = write_refit(con, result, current, refit)
     summary = tables["summary"]
     models = summary.group_by("model").len().sort("len", descending=True)
     return dg.MaterializeResult(
@@ -128,7 +94,8 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     "no worse than the seasonal-naive baseline's.",
 )
 def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
-    summary = _stored(duckdb, TABLES["summary"])
+    with duckdb.connect() as con:
+        summary = read_stored(con, TABLES["summary"])
     if summary is None or summary.is_empty():
         return dg.AssetCheckResult(passed=True, metadata={"series": 0})
     chosen = _median(summary["mase_chosen"])
@@ -142,6 +109,7 @@ def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
 
 
 @dg.asset(
+    key=["forecast", "predicted_bottlenecks"],
     group_name=GROUP,
     deps=[demand_forecasts, *MART_DEPS],
     kinds={"duckdb", "python"},
@@ -149,8 +117,8 @@ def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
     description="`forecast.predicted_bottlenecks`: shards running out of room, capacity "
     "withdrawn, prices past the cap, open incidents, with the hours until each.",
 )
-def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
-    horizon = current_sky().policy.forecast.horizon_hours
+def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
+    horizon = sky.load().policy.forecast.horizon_hours
     with duckdb.connect() as con:
         data = load_planning_data(con)
         forecasts = con.sql(f"select * from {TABLES['forecasts']}").pl()

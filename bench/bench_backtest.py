@@ -1,7 +1,7 @@
-"""Backtest bench: the policies of `skyshard.policy_backtest` on real VM traces (Bitbrains) and
+"""Backtest bench: the policies of `skyshard.plans.backtest` on real VM traces (Bitbrains) and
 on a tight synthetic sky, against the issue's targets.
 
-Run: .venv/bin/python bench/bench_backtest.py [--trace bitbrains|synthetic] [--seeds 0,1]
+Run: .venv/bin/python -m bench.bench_backtest [--trace bitbrains|synthetic] [--seeds 0,1]
      [--steps 6] [--window-h 168] [--headroom 1.3] [--prophet 0]
 
 The sky: the trace's VMs (cpu cores used per hour) as shards, packed first-fit onto hosts of
@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from skyshard.config.policy import ForecastPolicy, PlanningPolicy, PolicyFile
-from skyshard.policy_backtest import BacktestOptions, policy_backtest
+from skyshard.plans.backtest import BacktestOptions, policy_backtest
 from skyshard.scoring import PlanningData
 
 TRACE = "/work/shared/data/bitbrains/trace.parquet"

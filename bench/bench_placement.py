@@ -1,9 +1,9 @@
 """Placement benchmark: MILP solve time and gap vs the LP bound, beside the greedy baseline.
 
-Run: .venv/bin/python bench/bench_placement.py [--quick] [--large-only] [--seeds 0,1,2]
+Run: .venv/bin/python -m bench.bench_placement [--quick] [--large-only] [--seeds 0,1,2]
      [--scenarios steady,tight] [--backends]
-     .venv/bin/python bench/bench_placement.py --cluster [--replicas 1,2,4] [--seeds 0]
-Instances come from skyshard.placement.synthetic (feasible by construction; "steady" is the
+     .venv/bin/python -m bench.bench_placement --cluster [--replicas 1,2,4] [--seeds 0]
+Instances come from tests.support.synthetic (feasible by construction; "steady" is the
 target case, "tight" a harder one). --backends also times scipy.optimize.milp (HiGHS too) on
 one pruned MILP, the measurement behind choosing highspy. --cluster solves the real-GPU-
 cluster shape of bench/cluster_shape.py (1,500 hosts x 8,000 shards at 85 % GPU load, times
@@ -18,7 +18,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -28,10 +27,11 @@ from skyshard.placement.candidates import eligible_candidates, top_k_mask
 from skyshard.placement.highs import solve_mip
 from skyshard.placement.instance import build_instance
 from skyshard.placement.problem import build_problem, penalties
-from skyshard.placement.synthetic import random_instance
+from tests.support.synthetic import random_instance
 
 CLUSTER_LIMIT_S = 100.0  # the solve limit given; the target is a plan within 120 s wall
 CLUSTER_TARGET_S = 120.0
+CLUSTER_ONE = [sys.executable, "-m", "bench.bench_placement", "--cluster-one"]
 CLUSTER_HEADER = (
     "| replicas | hosts | shards | candidates | wall s (limit 100) | peak RSS GiB | status | "
     "moves (budget) | hosts overloaded before -> after | unplaced | GPU packing | target |\n"
@@ -102,10 +102,7 @@ def _overloaded_hosts(lines: list[str]) -> int:
 
 def cluster_run(replicas: int, seed: int) -> dict:
     """One cluster-shaped solve in this process: the figures as a dict."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    sys.path.insert(0, str(Path(__file__).parent))
-    from cluster_shape import cluster_input
-
+    from bench.cluster_shape import cluster_input
     from tests.placement.packing import device_packing_failures
 
     inp = cluster_input(seed=seed, replicas=replicas)
@@ -142,7 +139,7 @@ def bench_cluster(replicas: list[int], seeds: list[int]) -> None:
     for seed in seeds:
         for count in replicas:
             run = subprocess.run(
-                [sys.executable, __file__, "--cluster-one", str(count), "--seeds", str(seed)],
+                [*CLUSTER_ONE, str(count), "--seeds", str(seed)],
                 capture_output=True,
                 text=True,
                 check=True,

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from skyshard.config import ConfigError, load_sky
-from skyshard.sky_tables import host_frame
+from skyshard.config.sky_tables import host_frame
 from tests.config.conftest import write_home
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from skyshard.trust import Ledger
+from skyshard.ledger import Ledger
 
 
 def rows(materialized, sql: str) -> list[tuple]:
@@ -57,7 +57,7 @@ def test_soonest_overload_gets_a_forecast_chart(materialized):
     [bottlenecks] = [
         e.materialization.metadata
         for e in events
-        if e.asset_key.to_user_string() == "predicted_bottlenecks"
+        if e.asset_key.to_user_string() == "forecast/predicted_bottlenecks"
     ]
     chart = bottlenecks["soonest_forecast"].value
     assert "upper bound of the forecast" in chart
@@ -75,7 +75,7 @@ def test_policy_backtest_asset_takes_options_and_draws_a_chart(materialized, mon
     result = dg.materialize(
         [policy_backtest],
         resources=build_resources(),
-        run_config={"ops": {"policy_backtest": {"config": config}}},
+        run_config={"ops": {policy_backtest.op.name: {"config": config}}},
     )
     assert result.success
     table = rows(materialized, "select policy, hours, step_h from plan.policy_backtest")

@@ -21,8 +21,8 @@ from skyshard.placement import (
     greedy_placement,
     solve_placement,
 )
-from skyshard.placement.synthetic import random_instance
 from tests.placement.packing import assert_plan_sound
+from tests.support.synthetic import random_instance
 
 EXACT = SolveOptions(time_limit_s=30, mip_rel_gap=0.0, top_k=None)
 LIMIT_S = 6.0  # the limit under test (not a speed target): the MIP alone would run longer

@@ -8,7 +8,7 @@ import pytest
 
 from skyshard.config.policy import ForecastPolicy, PolicyFile
 from skyshard.forecast.run import FORECAST_SCHEMA
-from skyshard.policy_backtest import (
+from skyshard.plans.backtest import (
     POLICIES,
     BacktestOptions,
     backtest_chart,
