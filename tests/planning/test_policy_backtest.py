@@ -142,3 +142,13 @@ def test_backtest_needs_history_beyond_warmup():
 def test_unknown_policy_is_named():
     with pytest.raises(ValueError, match=r"policies \['psychic'\]: expected some of static"):
         BacktestOptions(policies=("static", "psychic"))
+
+
+def test_cli_names_an_unknown_policy():
+    from click.testing import CliRunner
+
+    from skyshard.cli.main import main
+
+    run = CliRunner().invoke(main, ["backtest", "--policies", "static,psychic"])
+    assert run.exit_code == 1
+    assert "policies ['psychic']: expected some of static" in run.output
