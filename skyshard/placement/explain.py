@@ -165,11 +165,11 @@ def _budget_short(inst: Instance) -> list[str]:
     ]
 
 
-def pre_checks(inst: Instance) -> tuple[str, ...]:
+def pre_checks(inst: Instance, stuck: dict[int, str]) -> tuple[str, ...]:
     """What the plan cannot fix, proven by cheap checks (each line names what and why)."""
     usable = _usable_hosts(inst)
     return tuple(
-        [f"shard {inst.shard_ids[s]}: {why}" for s, why in sorted(unplaceable(inst).items())]
+        [f"shard {inst.shard_ids[s]}: {why}" for s, why in sorted(stuck.items())]
         + _sky_short(inst)
         + _dependency_conflicts(inst, usable)
         + _group_conflicts(inst, usable)

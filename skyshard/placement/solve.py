@@ -305,10 +305,12 @@ def _result(
     lp_bound: float | None,
     bound: float | None,
     explanation: tuple[str, ...],
+    why: dict[int, str],
     options: SolveOptions,
     timer: _Timer,
     stats: dict[str, int],
 ) -> PlacementResult:
+    """`why`: the pre-checks' reasons for shards no allowed host can hold."""
     placed = np.sort(best.placed)
     host_of = np.full(inst.n_shards, NO_INDEX, dtype=np.int64)
     host_of[cands.shard[placed]] = cands.host[placed]
@@ -323,7 +325,6 @@ def _result(
         status = Status.OPTIMAL
     else:
         status = Status.FEASIBLE_WITH_GAP
-    why = unplaceable(inst)
     stats |= {f"{phase}_ms": round(1000 * s) for phase, s in timer.phases.items()}
     return PlacementResult(
         status=status,
@@ -361,7 +362,8 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
     # checking the plan at the end costs about as much as building the instance did
     timer.reserve = max(timer.reserve, FINISH_BUILD_RATIO * timer.phases["build"])
     began = perf_counter()
-    explanation = pre_checks(inst)
+    why = unplaceable(inst)
+    explanation = pre_checks(inst, why)
     timer.add("pre_checks", began)
     search = _Search(inst, cands, pen, top_k_mask(inst, cands, options.top_k), timer)
 
@@ -403,4 +405,4 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
         "rows": search.problem.matrix.shape[0],
         **search.stats,
     }
-    return _result(inp, inst, cands, best, lp_bound, bound, explanation, options, timer, stats)
+    return _result(inp, inst, cands, best, lp_bound, bound, explanation, why, options, timer, stats)
