@@ -17,8 +17,8 @@ import click
 LAZY_COMMANDS = {
     "backtest": (
         "skyshard.cli.plans:backtest",
-        "Replay stored history: the live planning cycle against static, reactive, greedy and "
-        "hindsight policies.",
+        "Replay stored history with each policy, the predictive one through the live planning "
+        "cycle (forecaster, scoring, placement, policy), against the hindsight oracle.",
     ),
     "demo": (
         "skyshard.cli.demo:demo",
