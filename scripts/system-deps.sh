@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Debian packages the tests need: OpenSSH server (real sshd), iproute2 (network namespaces),
-# the system python3 and zstd (the namespace hosts' interpreter and its chunk compressor), useradd
-# (their non-root logins), Chromium (UI checks). Installs only what is missing; needs root (CI runs as root).
+# Debian packages the tests need: OpenSSH server (real sshd) and client (hosts push snapshot
+# chunks to each other with ssh), iproute2 (network namespaces), zstd and the system python3
+# (the namespace hosts' interpreter, without the zstandard module: chunks go through the zstd
+# command), useradd (their non-root logins), Chromium (UI checks). Installs only what is
+# missing; needs root (CI runs as root).
 set -euo pipefail
 
 missing=()

@@ -13,6 +13,7 @@ from typing import TypeVar
 import dagster as dg
 from duckdb import CatalogException, DuckDBPyConnection, IOException
 
+from orchestration.jobs import refresh_ledger_mirror
 from orchestration.migration_job import MOVE_TAG, migrate_shard, routing_catch_up
 from orchestration.resources import DuckDBFile
 from skyshard.broker.ops_tables import MigrationRow, routing_backlog, stuck_moves
@@ -164,4 +165,27 @@ def missed_routing_pushes(context: dg.SensorEvaluationContext, duckdb: DuckDBFil
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=key)])
 
 
-defs = dg.Definitions(sensors=[approved_migrations, stuck_migrations, missed_routing_pushes])
+def _mirror_after_migration(status: dg.DagsterRunStatus) -> dg.SensorDefinition:
+    @dg.run_status_sensor(
+        name=f"ledger_mirror_after_migration_{status.value.lower()}",
+        run_status=status,
+        monitored_jobs=[migrate_shard],
+        request_job=refresh_ledger_mirror,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Refreshes the ledger's SQL mirror with the migration's entries.",
+    )
+    def mirror_sensor(context: dg.RunStatusSensorContext):
+        return dg.RunRequest(run_key=f"mirror-{context.dagster_run.run_id}")
+
+    return mirror_sensor
+
+
+defs = dg.Definitions(
+    sensors=[
+        approved_migrations,
+        stuck_migrations,
+        missed_routing_pushes,
+        _mirror_after_migration(dg.DagsterRunStatus.SUCCESS),
+        _mirror_after_migration(dg.DagsterRunStatus.FAILURE),
+    ],
+)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from skyshard.broker.from_config import broker_policy, host_accesses
+from skyshard.broker.from_config import broker_policy, host_accesses, transfer_ca
 from skyshard.broker.lease import MoveLease
 from skyshard.broker.migration import (
     COMMITTED,
@@ -33,6 +33,7 @@ from skyshard.ledger import Ledger
 from skyshard.plans.status import MoveStatus, PlanError
 from skyshard.plans.store import MOVE_ID, decide, get_move
 from skyshard.transport.access import AccessPolicy
+from skyshard.transport.certificates import TransferCA
 from skyshard.transport.ssh import ConnectionPool
 from skyshard.trust.events import (
     EntryType,
@@ -145,6 +146,7 @@ def run_move(
     move_id: str,
     hosts_for: Callable[[PlannedMove], Mapping[str, HostAccess]],
     *,
+    transfer_ca: TransferCA,
     run_id: str,
     retry: bool = False,
     final_attempt: bool = True,
@@ -204,8 +206,9 @@ def run_move(
             if on_step is not None:
                 on_step(step)
 
-        migrator = Migrator(str(db_path), hosts, settings, on_event=on_event,
-                            on_progress=on_progress, lease=lease, **migrator_options)  # fmt: skip
+        migrator = Migrator(str(db_path), hosts, settings, transfer_ca=transfer_ca,
+                            on_event=on_event, on_progress=on_progress, lease=lease,
+                            **migrator_options)  # fmt: skip
         try:
             outcome = migrator.migrate(move.request(), retry=retry)
         except Exception as error:
@@ -288,7 +291,8 @@ def run_configured_move(
     """`run_move` with host access built from the configured sky."""
     ledger = ledger or Ledger.open()
     with configured_access(db_path, sky, run_id, ledger) as hosts_for:
-        return run_move(db_path, move_id, hosts_for, run_id=run_id, ledger=ledger, **options)
+        return run_move(db_path, move_id, hosts_for, transfer_ca=transfer_ca(sky),
+                        run_id=run_id, ledger=ledger, **options)  # fmt: skip
 
 
 def abort_move(db_path: Path | str, move_id: str, sky: Sky, *, by: str, run_id: str) -> MoveResult:
@@ -304,7 +308,9 @@ def abort_move(db_path: Path | str, move_id: str, sky: Sky, *, by: str, run_id: 
             _set_status(db_path, move, MoveStatus.REJECTED, f"aborted by {by} before it started")
             return MoveResult(move, _recorded(move, None), MoveStatus.REJECTED.value)
         with configured_access(db_path, sky, run_id, ledger) as hosts_for:
-            migrator = Migrator(str(db_path), hosts_for(move), lease=lease)
+            migrator = Migrator(
+                str(db_path), hosts_for(move), transfer_ca=transfer_ca(sky), lease=lease
+            )
             outcome = migrator.abort(move.request(), by)
         if move.status == MoveStatus.APPROVED:
             _set_status(db_path, move, MoveStatus.RUNNING, f"aborted by {by}")

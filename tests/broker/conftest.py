@@ -18,7 +18,7 @@ from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshSettings
-from tests.support.hosts import TestHost
+from tests.support.hosts import TestHost, shared_transfer_ca
 from tests.support.topology import Topology, host_root
 
 OPERATOR = "ops"
@@ -63,7 +63,8 @@ class Cluster:
 
     def migrator(self, settings: MigrationSettings = FAST, **kwargs) -> Migrator:
         policy = kwargs.pop("policy", None)
-        return Migrator(str(self.db), self.access(policy), settings, **kwargs)
+        ca = shared_transfer_ca()[0]
+        return Migrator(str(self.db), self.access(policy), settings, transfer_ca=ca, **kwargs)
 
     def place(self, blobs: int = 3, blob_size: int = 1 << 20) -> None:
         source = self.access()["host-a"]

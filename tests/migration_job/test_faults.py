@@ -30,6 +30,7 @@ from skyshard.demo_kv import client
 from skyshard.runtime.host_helper import CHUNK_SIZE
 from tests.migration_job.sky import WORKLOADS, add_move
 from tests.migration_job.test_lifecycle import cli
+from tests.support.hosts import shared_transfer_ca
 from tests.support.topology import SkyLayout, _chown, in_host
 
 SETTINGS = MigrationSettings(PrecopyRule(max_rounds=3, small_bytes=256 << 10),
@@ -40,7 +41,7 @@ MOVE = "mv-00000000000000f1"
 @contextlib.contextmanager
 def migrator(site, **kwargs) -> Iterator[Migrator]:
     with site.access() as hosts:
-        yield Migrator(str(site.db), hosts, SETTINGS, **kwargs)
+        yield Migrator(str(site.db), hosts, SETTINGS, transfer_ca=shared_transfer_ca()[0], **kwargs)
 
 
 def move(site, **kwargs):

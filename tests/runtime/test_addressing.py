@@ -10,14 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from skyshard.broker.relay import HostChunkSource
 from skyshard.demo_kv import client
 from skyshard.runtime.client import ShardRuntime
+from skyshard.runtime.transfer import send_between_hosts
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshSession
-from skyshard.transport.transfer import send_snapshot
 from tests.runtime.conftest import OPERATOR, SETTINGS
-from tests.support.hosts import TestHost
+from tests.support.hosts import TestHost, shared_transfer_ca
 from tests.support.topology import Topology, host_root, in_host
 
 # Each namespace host has its own port space; a new port per test keeps teardowns apart.
@@ -68,9 +67,7 @@ def test_the_handover_starts_and_checks_the_copy_at_the_host_address(remote) -> 
         source.health("kv-1", port)
         client.put(address, port, "moved", b"x" * 100_000)
         manifest = source.freeze_and_snapshot("kv-1")
-        chunks = HostChunkSource(session, f"{root}/src")
-        send_snapshot(session, manifest, chunks, f"{root}/dst")  # type: ignore[arg-type]
-        chunks.close()
+        send_between_hosts(source, target, manifest, move_id="mv-1", ca=shared_transfer_ca()[0])
         source.stop("kv-1", kill=True)
         with target.handover(
             manifest, new_port, generation=2, bind=address, health_timeout=10

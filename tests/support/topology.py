@@ -1,5 +1,6 @@
 """A production-like test topology: hosts in network namespaces with their own non-loopback
-addresses, a real OpenSSH sshd each (port 22), a non-root login user per host and the system
+addresses, a real OpenSSH sshd each (port 22, trusting the process's transfer CA, so chunks go
+host to host under move certificates), a non-root login user per host and the system
 `/usr/bin/python3` (not the broker's virtualenv; it has no `zstandard`, so chunks go through
 the `zstd` command). Reusable by every suite that touches SSH, the runtime, migrations, probes
 and routing; needs root (namespaces, users) and skips without it, except in CI.
@@ -24,7 +25,7 @@ import pytest
 import yaml
 
 from skyshard.transport.access import ACTIONS
-from tests.support.hosts import TestHost
+from tests.support.hosts import TestHost, shared_transfer_ca
 from tests.support.netns import Namespaces, netns_missing_reason
 from tests.support.sshd import sshd_missing_reason, start_sshd, write_ed25519_key
 
@@ -127,6 +128,7 @@ def start_topology(count: int = 3) -> Topology:
             sshd = start_sshd(
                 folder / "sshd", address=spaces.address(index), port=SSH_PORT,
                 extra_authorized_keys=[client_line], command_prefix=prefix,
+                trusted_user_ca=shared_transfer_ca()[1].with_name("transfer_ca.pub"),
             )  # fmt: skip
             (folder / "sshd").chmod(0o755)
             (folder / "sshd" / "authorized_keys").chmod(0o644)
@@ -160,7 +162,7 @@ class SkyLayout:
 
 def write_topology_sky(home: Path, topology: Topology, layout: SkyLayout) -> None:
     """providers.yaml (one provider per host, pinned keys), workloads.yaml, policy.yaml and the
-    broker's key in `keys/` (mode 0600)."""
+    broker's client key and transfer CA in `keys/` (mode 0600)."""
     providers = []
     for host_id in layout.roots:
         host = topology.hosts[host_id]
@@ -189,6 +191,8 @@ def write_topology_sky(home: Path, topology: Topology, layout: SkyLayout) -> Non
     keys.mkdir(exist_ok=True)
     shutil.copyfile(topology.client_key, keys / "client_ed25519")
     (keys / "client_ed25519").chmod(0o600)
+    shutil.copyfile(shared_transfer_ca()[1], keys / "transfer_ca")
+    (keys / "transfer_ca").chmod(0o600)
 
 
 @contextlib.contextmanager
