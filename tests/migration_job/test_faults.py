@@ -25,9 +25,8 @@ from skyshard.broker.execute import PlannedMove, move_hosts
 from skyshard.broker.migration import MigrationSettings, Migrator, MoveRequest
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
-from skyshard.cli import main
+from skyshard.cli.main import main
 from skyshard.demo_kv import client
-from skyshard.runtime.host_helper import CHUNK_SIZE
 from tests.migration_job.sky import WORKLOADS, add_move
 from tests.migration_job.test_lifecycle import cli
 from tests.support.hosts import shared_transfer_ca
@@ -36,6 +35,7 @@ from tests.support.topology import SkyLayout, _chown, in_host
 SETTINGS = MigrationSettings(PrecopyRule(max_rounds=3, small_bytes=256 << 10),
                              health_timeout=5, stall_timeout=3)  # fmt: skip
 MOVE = "mv-00000000000000f1"
+BLOB_SIZE = 1 << 20  # incompressible: each blob is sent as it is
 
 
 @contextlib.contextmanager
@@ -57,7 +57,7 @@ def resume(site, retry: bool = False):
 def add_blobs(site, count: int) -> None:
     rng = random.Random(count)
     for index in range(count):
-        site.put(f"blob-{index}", rng.randbytes(CHUNK_SIZE))
+        site.put(f"blob-{index}", rng.randbytes(BLOB_SIZE))
 
 
 def once(action) -> callable:

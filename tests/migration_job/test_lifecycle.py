@@ -18,7 +18,7 @@ from orchestration.resources import build_resources
 from orchestration.shard_job import shard_lifecycle
 from skyshard.broker.lifecycle import NOT_REGISTERED, migration_blockers
 from skyshard.broker.ops_tables import OpsStore
-from skyshard.cli import main
+from skyshard.cli.main import main
 from skyshard.demo_kv import client
 from skyshard.demo_kv import server as demo_kv_server
 from tests.migration_job.sky import add_move, plan_status
