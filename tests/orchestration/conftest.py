@@ -9,7 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from skyshard.config import load_sky
+from skyshard.broker.ops_tables import OpsStore
+from skyshard.config import Sky, load_sky
 from skyshard.sim import SkyParams, write_sky
 
 SMALL_SKY = SkyParams(providers=6, hosts_per_provider=2, shards=24, days=8)
@@ -25,6 +26,15 @@ class Materialized:
     instance: dg.DagsterInstance
 
 
+def register_shards(sky: Sky, duckdb: Path) -> None:
+    """Every shard routed where it is configured, as `skyshard shard start` leaves it: the
+    planner proposes moves only for shards the broker can migrate."""
+    ops = OpsStore(duckdb)
+    for shard in sky.shards:
+        host = sky.hosts[shard.current_host][1]
+        ops.register_route(shard.id, shard.current_host, host.address, 8080)
+
+
 def run_main_job(home: Path, duckdb: Path, monkeypatch: pytest.MonkeyPatch) -> Materialized:
     """Point the environment at `home`/`duckdb` and run the main job in process."""
     from orchestration.definitions import build_definitions
@@ -32,7 +42,9 @@ def run_main_job(home: Path, duckdb: Path, monkeypatch: pytest.MonkeyPatch) -> M
     monkeypatch.setenv("SKYSHARD_HOME", str(home))
     monkeypatch.setenv("SKYSHARD_DUCKDB", str(duckdb))
     monkeypatch.setenv("SKYSHARD_LEDGER_DIR", str(duckdb.parent / "ledger"))
-    defs = build_definitions(load_sky(home))
+    sky = load_sky(home)
+    register_shards(sky, duckdb)
+    defs = build_definitions(sky)
     job = defs.resolve_job_def("planning_cycle")
     instance = dg.DagsterInstance.ephemeral()
     result = job.execute_in_process(instance=instance, raise_on_error=False)
