@@ -8,10 +8,11 @@ import polars as pl
 
 from assets.metadata import png, preview, problems_check, table_metadata
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
-from skyshard.forecast import ForecastConfig, forecast_series, input_fingerprints, series_to_refit
+from skyshard.forecast import ForecastConfig, input_fingerprints, series_to_refit
 from skyshard.forecast.charts import forecast_vs_capacity_chart
 from skyshard.forecast.store import TABLES, read_stored, stored_fingerprints, write_refit
 from skyshard.plans.checks import bottleneck_problems
+from skyshard.plans.cycle import plan_forecasts
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
 from skyshard.scoring.bottlenecks import predict_bottlenecks
@@ -48,7 +49,8 @@ def _median(values: pl.Series) -> float | None:
 )
 def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
     """Refit only the series whose input changed since the last fit; keep the others' rows."""
-    policy = sky.load().policy.forecast
+    settings = sky.load().policy
+    policy = settings.forecast
     config = ForecastConfig(
         policy.horizon_hours,
         policy.interval,
@@ -70,17 +72,7 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky:
         if done == total or done % max(1, total // 10) == 0:
             context.log.info(f"Prophet {done}/{total} series")
 
-    result = forecast_series(
-        frame.filter(pl.col("series_id").is_in(refit)),
-        config.horizon_h,
-        config.interval,
-        config.cutoffs,
-        on_progress=progress,
-        prophet_max_series=config.prophet_max_series,
-        capacity_share=config.capacity_share,
-        limits=limits,
-        on_stage=context.log.info,
-    )
+    result = plan_forecasts(data, settings, refit, on_progress=progress, on_stage=context.log.info)
     with duckdb.connect() as con:
         tables = write_refit(con, result, current, refit)
         described = table_metadata(con, TABLES["forecasts"])

@@ -1,8 +1,11 @@
 """Planning assets: candidate scores, the migration plan and its run history (schema `plan`),
 and the policy backtest; the moves open to review are reported to `assets.review`."""
 
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from assets.forecasts import MART_DEPS, predicted_bottlenecks
 from assets.metadata import markdown_bars, png, preview, problems_check, table_metadata
@@ -12,6 +15,7 @@ from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, LedgerResour
 from skyshard import db
 from skyshard.ledger import LedgerError
 from skyshard.plans import cycles_since_move, plan_cycle, write_plan
+from skyshard.plans.backtest import POLICIES, BacktestOptions, backtest_chart
 from skyshard.plans.backtest import policy_backtest as run_policy_backtest
 from skyshard.plans.charts import saving_by_term_chart
 from skyshard.plans.checks import plan_problems
@@ -125,20 +129,39 @@ def migration_planning(
     )
 
 
+class BacktestConfig(dg.Config):
+    """Launchpad options; the defaults replay everything after three days of warm-up."""
+
+    step_h: int = 6
+    warmup_h: int = 72
+    window_h: int | None = None
+    history_days: int = 28
+    policies: list[str] = Field(default_factory=lambda: list(POLICIES))
+    time_limit_s: float = 30.0
+
+
 @dg.asset(
     key=["plan", "policy_backtest"],
     group_name=GROUP,
     deps=MART_DEPS,
     kinds={"duckdb", "python"},
     pool=DUCKDB_WRITER_POOL,
-    description="`plan.policy_backtest`: static, reactive, greedy, predictive and oracle "
-    "placement replayed over the stored history.",
+    description="`plan.policy_backtest`: static, reactive, greedy, predictive (the live "
+    "planning cycle) and hindsight-oracle placement replayed over the stored history, with an "
+    "LP lower bound and a PNG chart.",
 )
-def policy_backtest(duckdb: DuckDBFile, sky: SkyResource):
+def policy_backtest(config: BacktestConfig, duckdb: DuckDBFile, sky: SkyResource):
     policy = sky.load().policy
+    options = BacktestOptions(
+        step_h=config.step_h,
+        warmup_h=config.warmup_h,
+        window_h=config.window_h,
+        policies=tuple(config.policies),
+        time_limit_s=config.time_limit_s,
+    )
     with duckdb.connect() as con:
-        data = load_planning_data(con)
-    table = run_policy_backtest(data, policy)
+        data = load_planning_data(con, history_days=config.history_days)
+    table = run_policy_backtest(data, policy, options)
     with duckdb.connect() as con:
         db.replace_table(con, "plan.policy_backtest", table)
         described = table_metadata(con, "plan.policy_backtest")
@@ -146,10 +169,13 @@ def policy_backtest(duckdb: DuckDBFile, sky: SkyResource):
         markdown_bars(c, table.select("policy", c).rows())
         for c in ("total_cost", "overload_shard_hours", "migrations")
     )
+    chart_file = backtest_chart(table, Path(duckdb.path).parent / "reports" / "policy_backtest.png")
     return dg.MaterializeResult(
         metadata={
             **described,
             "comparison": dg.MetadataValue.md(chart),
+            "chart": dg.MetadataValue.path(str(chart_file)),
+            "lower_bound": float(table["lower_bound"][0]),
             "table": preview(table),
         }
     )

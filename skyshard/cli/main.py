@@ -15,6 +15,11 @@ import click
 
 # Commands defined in other modules: (module:attribute, one-line help shown by `--help`).
 LAZY_COMMANDS = {
+    "backtest": (
+        "skyshard.cli.plans:backtest",
+        "Replay stored history with each policy, the predictive one through the live planning "
+        "cycle (forecaster, scoring, placement, policy), against the hindsight oracle.",
+    ),
     "demo": (
         "skyshard.cli.demo:demo",
         "Run the main job on the embedded demo sky (or SKYSHARD_HOME) and summarise what it built.",

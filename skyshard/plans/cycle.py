@@ -3,17 +3,26 @@ global placement, and the plan rows, from the marts' data and a forecast table."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import polars as pl
 
 from skyshard.config.policy import PolicyFile
+from skyshard.forecast import forecast_series
+from skyshard.forecast.run import ForecastResult, ProgressCallback, StageCallback
 from skyshard.placement import PlacementResult, SolveOptions, solve_placement
 from skyshard.plans.build import build_plan, plan_run_row
 from skyshard.plans.ids import inputs_hash
-from skyshard.scoring import Outlook, PlanningData, build_outlook, placement_input
+from skyshard.scoring import (
+    Outlook,
+    PlanningData,
+    build_outlook,
+    forecast_input,
+    forecast_limits,
+    placement_input,
+)
 from skyshard.scoring.bottlenecks import predict_bottlenecks
 from skyshard.scoring.candidates import score_candidates
 from skyshard.scoring.problem import stuck_shards
@@ -28,6 +37,34 @@ class PlanningCycle:
     inputs: str
     plan: pl.DataFrame
     run: pl.DataFrame
+
+
+def plan_forecasts(
+    data: PlanningData,
+    policy: PolicyFile,
+    series: Collection[str] | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
+    on_stage: StageCallback | None = None,
+) -> ForecastResult:
+    """The planning cycle's forecaster: every series planning reads (or those in `series`),
+    forecast with the policy's settings. The `demand_forecasts` asset and the backtest's
+    replay both call this, so a replay measures the forecaster that runs."""
+    settings = policy.forecast
+    frame = forecast_input(data)
+    if series is not None:
+        frame = frame.filter(pl.col("series_id").is_in(list(series)))
+    return forecast_series(
+        frame,
+        settings.horizon_hours,
+        settings.interval,
+        settings.backtest_cutoffs,
+        on_progress=on_progress,
+        prophet_max_series=settings.prophet_max_series,
+        capacity_share=settings.capacity_share,
+        limits=forecast_limits(data),
+        on_stage=on_stage,
+    )
 
 
 def assess(

@@ -73,6 +73,9 @@ def placement_input(
             mem_gb=float(row["mem_gb"]),
             gpu=float(row["gpu_capacity"]),
             net_mbps=float(row["net_mbps"]),
+            gpu_devices=row.get("gpu_devices"),
+            gpu_model=row.get("gpu_model"),
+            gpu_memory_gb=row.get("gpu_memory_gb"),
         )
         for row in hosts.iter_rows(named=True)
     ]

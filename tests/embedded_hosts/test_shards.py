@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from skyshard.broker.from_config import transfer_ca
 from skyshard.broker.migration import MigrationSettings, Migrator, MoveRequest
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
@@ -55,7 +56,7 @@ def test_demo_shards_migrate_between_providers_and_keep_every_key(access, sky_ho
         for host_id, (provider, _) in sky.hosts.items()
         if provider.id != sky.hosts[shard.current_host][0].id
     )
-    migrator = Migrator(str(db), access, FAST)
+    migrator = Migrator(str(db), access, FAST, transfer_ca=transfer_ca(sky))
     outcome = migrator.migrate(MoveRequest("move-1", shard.id, shard.current_host, target))
     assert (outcome.status, outcome.error) == ("done", None)
     assert outcome.bytes_sent >= 4 * (300 << 10)

@@ -130,7 +130,7 @@ def test_direct_invocation_with_a_run_status_context(instance):
 def test_runs_without_the_daemon_are_caught_up_in_order_and_checkpointed(instance):
     ok = DEFS.resolve_job_def("numbers_job").execute_in_process(instance=instance)
     failed = broken.execute_in_process(instance=instance, raise_on_error=False)
-    said = catch_up(instance)
+    said = catch_up(instance, _ledger())
     assert said[-1] == "checkpoint 4 signed"
     events = [(e.run_id, e.type) for e in _ledger().entries()]
     assert events == [
@@ -139,7 +139,7 @@ def test_runs_without_the_daemon_are_caught_up_in_order_and_checkpointed(instanc
         (failed.run_id, "run_started"),
         (failed.run_id, "run_failed"),
     ]
-    assert catch_up(instance)[:2] == [
+    assert catch_up(instance, _ledger())[:2] == [
         f"run_succeeded of run {ok.run_id} is already in the ledger",
         f"run_failed of run {failed.run_id} is already in the ledger",
     ]
