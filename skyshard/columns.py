@@ -132,9 +132,6 @@ COLUMNS: dict[str, str] = {
     "price_per_instance_hour": "Price per instance-hour, provider currency.",
     "instance_series": "Instance price series (zone x type x product) averaged into the price.",
     "is_observed": "True when a price change was observed in the hour (else carried forward).",
-    "observed_at": "When the advice was read, UTC.",
-    "region_interruption_pct": "Mean interruption_pct of the region and product: the monthly "
-    "interruption rate the scorer uses.",
     "moves_in": "Moves into the provider in the current plan.",
     "bytes_in": "Bytes those moves copy.",
     "accepted": "Of those, moves approved, running or done.",
