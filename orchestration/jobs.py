@@ -27,6 +27,12 @@ planning_cycle = dg.define_asset_job(
     config=IN_PROCESS,
 )
 
+refresh_ledger_mirror = dg.define_asset_job(
+    name="refresh_ledger_mirror",
+    selection=dg.AssetSelection.assets(dg.AssetKey(["ledger", "entries"])),
+    description="Mirror the verified ledger into DuckDB (requested after every migration).",
+)
+
 hourly_ingest = dg.ScheduleDefinition(
     name="hourly_ingest",
     job=ingest_and_build,
@@ -47,5 +53,6 @@ planning_every_4h = dg.ScheduleDefinition(
 )
 
 defs = dg.Definitions(
-    jobs=[ingest_and_build, planning_cycle], schedules=[hourly_ingest, planning_every_4h]
+    jobs=[ingest_and_build, planning_cycle, refresh_ledger_mirror],
+    schedules=[hourly_ingest, planning_every_4h],
 )

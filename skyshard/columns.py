@@ -61,6 +61,9 @@ COLUMNS: dict[str, str] = {
     "band": "The Spot Advisor's interruption band as shown, e.g. 5-10%.",
     "interruption_pct": "Share of instances interrupted per month, % (the band's midpoint).",
     "savings_pct": "Saving over on-demand, %.",
+    "observed_at": "When the source published this reading, UTC.",
+    "region_interruption_pct": "Mean interruption % over the region's instance types for this "
+    "OS: the monthly interruption rate the scorer uses for spot capacity there.",
     "incident_id": "Incident id at the status page.",
     "component_id": "Status-page component id.",
     "components": "Affected status-page components.",

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from skyshard import db
 from skyshard.cli.plans import plan
 from skyshard.config.policy import AutoApproval, PlanningPolicy, PolicyFile
+from skyshard.ledger import Ledger
 from skyshard.plans import (
     AUTO_APPROVER,
     MoveStatus,
@@ -174,6 +175,12 @@ def test_cli_approve_reject_and_list(stored, monkeypatch):
         assert views == 1
         assert con.execute("select provider_id from plan.savings_by_provider").fetchall() == []
     assert isinstance(moves, pl.DataFrame)
+    decisions = Ledger.open().verified_entries("operator_decision")
+    assert [(e.payload["decision"], e.payload["by"], e.payload["via"]) for e in decisions] == [
+        ("approved", "carol", "cli"),
+        ("rejected", "dave", "cli"),
+    ]
+    assert decisions[0].payload["reason"] == "ok" and decisions[0].payload["host"]
 
 
 def test_a_new_run_supersedes_moves_still_proposed(tmp_path, no_forecasts, neutral_trust):
