@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 from duckdb import CatalogException, IOException
 
+from orchestration.jobs import refresh_ledger_mirror
 from orchestration.migration_job import MOVE_TAG, migrate_shard
 from orchestration.resources import DuckDBFile
 from skyshard.db import connect
@@ -78,4 +79,25 @@ def approved_migrations(context: dg.SensorEvaluationContext, duckdb: DuckDBFile)
     return dg.SensorResult(run_requests=[move_run_request(*move) for move in new], cursor=cursor)
 
 
-defs = dg.Definitions(sensors=[approved_migrations])
+def _mirror_after_migration(status: dg.DagsterRunStatus) -> dg.SensorDefinition:
+    @dg.run_status_sensor(
+        name=f"ledger_mirror_after_migration_{status.value.lower()}",
+        run_status=status,
+        monitored_jobs=[migrate_shard],
+        request_job=refresh_ledger_mirror,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Refreshes the ledger's SQL mirror with the migration's entries.",
+    )
+    def mirror_sensor(context: dg.RunStatusSensorContext):
+        return dg.RunRequest(run_key=f"mirror-{context.dagster_run.run_id}")
+
+    return mirror_sensor
+
+
+defs = dg.Definitions(
+    sensors=[
+        approved_migrations,
+        _mirror_after_migration(dg.DagsterRunStatus.SUCCESS),
+        _mirror_after_migration(dg.DagsterRunStatus.FAILURE),
+    ],
+)

@@ -38,11 +38,11 @@ from skyshard.broker.ops_tables import (
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.broker.routing import push_routing, routing_document
 from skyshard.runtime.client import ShardRuntime, ShardStatus
+from skyshard.runtime.transfer import Progress, SendReport, send_between_hosts
 from skyshard.transport import validate
 from skyshard.transport.certificates import TransferCA
 from skyshard.transport.manifest import Manifest
 from skyshard.transport.ssh import SshSession
-from skyshard.transport.transfer import Progress, SendReport, send_between_hosts
 from skyshard.transport.validate import ValidationError
 
 log = logging.getLogger(__name__)

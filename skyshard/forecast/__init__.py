@@ -5,21 +5,18 @@ bottleneck prediction. See docs/forecasting.md."""
 
 from __future__ import annotations
 
-from skyshard.forecast.config import ForecastConfig
-from skyshard.forecast.crossing import Crossing, first_crossing, first_crossings
-from skyshard.forecast.fingerprint import input_fingerprints, series_to_refit
-from skyshard.forecast.run import forecast_series
-from skyshard.forecast.screen import LIMIT_COLUMNS
-from skyshard.forecast.tables import ForecastResult
+from skyshard.lazy import lazy_exports
 
-__all__ = [
-    "LIMIT_COLUMNS",
-    "Crossing",
-    "ForecastConfig",
-    "ForecastResult",
-    "first_crossing",
-    "first_crossings",
-    "forecast_series",
-    "input_fingerprints",
-    "series_to_refit",
-]
+EXPORTS = {
+    "LIMIT_COLUMNS": "screen",
+    "Crossing": "crossing",
+    "ForecastConfig": "config",
+    "ForecastResult": "tables",
+    "first_crossing": "crossing",
+    "first_crossings": "crossing",
+    "forecast_series": "run",
+    "input_fingerprints": "fingerprint",
+    "series_to_refit": "fingerprint",
+}
+__getattr__ = lazy_exports(__name__, EXPORTS)
+__all__ = sorted(EXPORTS)

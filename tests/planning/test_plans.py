@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from skyshard import db
 from skyshard.cli.plans import plan
 from skyshard.config.policy import AutoApproval, PlanningPolicy, PolicyFile
+from skyshard.ledger import Ledger
 from skyshard.plans import (
     AUTO_APPROVER,
     MoveStatus,
@@ -155,10 +156,12 @@ def test_cli_approve_reject_and_list(stored, monkeypatch):
     done = runner.invoke(plan, ["approve", move_id, "--by", "carol", "--reason", "ok"])
     assert done.exit_code == 0, done.output
     assert "is now approved (by carol)" in done.output
-    again = runner.invoke(plan, ["approve", move_id])
+    anonymous = runner.invoke(plan, ["approve", move_id], env={"SKYSHARD_OPERATOR": None})
+    assert anonymous.exit_code == 2 and "Missing option '--by'" in anonymous.output
+    again = runner.invoke(plan, ["approve", move_id], env={"SKYSHARD_OPERATOR": "erin"})
     assert again.exit_code == 1
     assert "cannot go from 'approved' to 'approved'" in again.output
-    unknown = runner.invoke(plan, ["reject", "mv-ffffffffffffffff"])
+    unknown = runner.invoke(plan, ["reject", "mv-ffffffffffffffff", "--by", "erin"])
     assert unknown.exit_code == 1 and "no move with id 'mv-ffffffffffffffff'" in unknown.output
     bad_status = runner.invoke(plan, ["list", "--status", "maybe"])
     assert bad_status.exit_code == 2 and "maybe" in bad_status.output
@@ -172,6 +175,12 @@ def test_cli_approve_reject_and_list(stored, monkeypatch):
         assert views == 1
         assert con.execute("select provider_id from plan.savings_by_provider").fetchall() == []
     assert isinstance(moves, pl.DataFrame)
+    decisions = Ledger.open().verified_entries("operator_decision")
+    assert [(e.payload["decision"], e.payload["by"], e.payload["via"]) for e in decisions] == [
+        ("approved", "carol", "cli"),
+        ("rejected", "dave", "cli"),
+    ]
+    assert decisions[0].payload["reason"] == "ok" and decisions[0].payload["host"]
 
 
 def test_a_new_run_supersedes_moves_still_proposed(tmp_path, no_forecasts, neutral_trust):

@@ -168,3 +168,12 @@ def test_spot_interruptions_add_expected_downtime_in_their_region():
     untouched = row(scores, "web-000", "pricey-1")
     assert untouched["incident_risk"] == row(calm, "web-000", "pricey-1")["incident_risk"]
     assert untouched["spot_interruption_rate"] is None
+
+
+def test_incidents_count_only_in_the_region_they_struck():
+    elsewhere = sky.incidents().with_columns(
+        region=pl.when(pl.col("provider_id") == "pricey").then(pl.lit("ap")).otherwise("region")
+    )
+    scores = scores_for(incidents=elsewhere)
+    assert row(scores, "db-000", "pricey-1")["incident_risk"] == 0  # pricey-1 is in "us"
+    assert row(scores_for(), "db-000", "pricey-1")["incident_risk"] > 0

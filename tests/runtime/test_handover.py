@@ -9,9 +9,9 @@ import pytest
 
 from skyshard.demo_kv import client
 from skyshard.runtime.client import FenceRefused, HandoverAborted, ShardRuntime
+from skyshard.runtime.transfer import send_between_hosts
 from skyshard.transport.access import ACTIONS, AccessDenied, AccessPolicy
 from skyshard.transport.chunkstore import CorruptChunk
-from skyshard.transport.transfer import send_between_hosts
 from tests.runtime.conftest import OPERATOR
 from tests.support.hosts import shared_transfer_ca
 from tests.support.sshd import free_tcp_port

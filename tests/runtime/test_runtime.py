@@ -9,9 +9,9 @@ import pytest
 from skyshard.demo_kv import client
 from skyshard.runtime import host_helper
 from skyshard.runtime.client import FenceRefused, ShardLimits, ShardRuntime, ShardUnhealthy
+from skyshard.runtime.transfer import send_between_hosts
 from skyshard.transport.access import ACTIONS, AccessDenied, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
-from skyshard.transport.transfer import send_between_hosts
 from skyshard.transport.validate import ValidationError
 from tests.runtime.conftest import OPERATOR
 from tests.support.hosts import TestHost, shared_transfer_ca

@@ -17,10 +17,10 @@ import pytest
 
 from skyshard.runtime import host_helper
 from skyshard.runtime.client import ShardRuntime, ToolMissing
+from skyshard.runtime.transfer import send_between_hosts
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.certificates import MoveGrant
 from skyshard.transport.ssh import ConnectionPool, SshSettings
-from skyshard.transport.transfer import send_between_hosts
 from tests.support.hosts import TestHost, certificate_ssh, shared_transfer_ca, start_host
 from tests.support.sshd import require_sshd
 
