@@ -123,9 +123,20 @@ COLUMNS: dict[str, str] = {
     "dependencies": "Shards this shard calls.",
     "tightest_latency_ms": "Smallest latency limit among the shard's dependencies, ms.",
     "price_per_cpu_hour_max": "Highest observed price per CPU core-hour in the hour.",
+    "price_per_cpu_hour_min": "Lowest price per CPU core-hour among the region's instance series.",
+    "price_per_instance_hour": "Price of one instance for one hour, in effect at the hour's end.",
+    "price_per_gb_hour": "Price per GiB of memory per hour (NULL when the source gives no memory).",
+    "instance_series": "Zone x instance type x product series priced in the hour.",
+    "is_observed": "True when the series' price was recorded in this hour (else carried forward).",
     "observations": "Price observations in the hour.",
     "price_source": "telemetry, or list_price for providers without a price feed.",
     "trailing_24h_median": "Median price over the 24 hours before.",
+    "moves_in": "Moves into the provider in the current plan.",
+    "bytes_in": "Bytes those moves copy.",
+    "accepted": "Of those, moves approved, running or done.",
+    "from_status": "Status before the decision.",
+    "to_status": "Status after the decision.",
+    "decided_by": "Who decided (a name, or planner / policy:auto_approve).",
     "is_spike": "True when the price is above 1.5 x its trailing 24 h median.",
     "is_over_cap": "True when the price is above the policy's price cap.",
     "availability": "Share of the day without a major incident (0..1).",
@@ -273,7 +284,10 @@ COLUMNS: dict[str, str] = {
 
 TABLE_COLUMNS: dict[str, dict[str, str]] = {
     "raw.components": {"status": "Component status at the status page."},
-    "raw.incidents": {"status": "Incident status at the status page."},
+    "raw.incidents": {
+        "status": "Incident status at the status page.",
+        "regions": "Regions the incident's components map to (empty: the whole provider).",
+    },
     "trust.scores": {"components": "The score's parts (JSON)."},
 }
 

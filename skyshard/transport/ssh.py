@@ -336,10 +336,7 @@ class SshSession:
         """Run one allow-listed command; raise RemoteCommandFailed on non-zero if `check`.
         `on_line` sees each stdout line as it arrives (progress of long commands)."""
         self.authorize(action)
-        transport = self.pool.client(self.endpoint).get_transport()
-        assert transport is not None
-        channel = transport.open_session(timeout=self.pool.settings.connect_timeout)
-        channel.settimeout(self.pool.settings.command_timeout)
+        channel = self._open_channel()
         try:
             channel.exec_command(command.line)
             if stdin:
@@ -372,13 +369,28 @@ class SshSession:
     def open_sftp(self, *, action: str) -> paramiko.SFTPClient:
         """A new SFTP channel on the pooled connection (one per parallel stream)."""
         self.authorize(action)
-        transport = self.pool.client(self.endpoint).get_transport()
-        assert transport is not None
-        # paramiko's own open_sftp waits up to an hour for the channel on a dead link.
-        channel = transport.open_session(timeout=self.pool.settings.connect_timeout)
-        channel.settimeout(self.pool.settings.command_timeout)
+        channel = self._open_channel()  # not paramiko's open_sftp: it waits an hour for it
         channel.invoke_subsystem("sftp")
         return paramiko.SFTPClient(channel)
+
+    def _open_channel(self) -> paramiko.Channel:
+        """A new session channel on the pooled connection. A connection that cannot open one
+        within the connect timeout is dead (a cut link leaves it looking active): it is
+        closed and one new connection is tried."""
+        for attempt in (1, 2):
+            transport = self.pool.client(self.endpoint).get_transport()
+            assert transport is not None
+            try:
+                channel = transport.open_session(timeout=self.pool.settings.connect_timeout)
+            except paramiko.SSHException as error:
+                if attempt == 2:
+                    raise
+                log.warning("%s: %s; reconnecting", self.endpoint.label, error)
+                transport.close()
+                continue
+            channel.settimeout(self.pool.settings.command_timeout)
+            return channel
+        raise AssertionError("unreachable")
 
 
 def _read_stdout(channel: paramiko.Channel, on_line: Callable[[bytes], None] | None) -> bytes:

@@ -36,7 +36,6 @@ from tests.support.topology import SkyLayout, _chown, in_host
 SETTINGS = MigrationSettings(PrecopyRule(max_rounds=3, small_bytes=256 << 10),
                              health_timeout=5, stall_timeout=3)  # fmt: skip
 MOVE = "mv-00000000000000f1"
-BLOB_SIZE = 1 << 20  # incompressible: each blob is sent as it is
 
 
 @contextlib.contextmanager
@@ -48,6 +47,9 @@ def migrator(site, **kwargs) -> Iterator[Migrator]:
 def move(site, **kwargs):
     with migrator(site, **kwargs) as run:
         return run.migrate(MoveRequest(MOVE, site.shard, "host-a", "host-b"))
+
+
+BLOB_SIZE = 1 << 20  # one blob spans several content-defined chunks
 
 
 def resume(site, retry: bool = False):

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from skyshard.broker.migration import HostAccess
 from skyshard.runtime import host_helper
 from skyshard.transport.access import AccessPolicy
 from skyshard.transport.certificates import MoveGrant, TransferCA
@@ -57,6 +58,13 @@ class TestHost:
 
     def session(self, policy: AccessPolicy, operator: str, pool: ConnectionPool) -> SshSession:
         return SshSession(self.endpoint(), policy, operator, pool)
+
+    def access(
+        self, policy: AccessPolicy, operator: str, pool: ConnectionPool, bind: str = "0.0.0.0"
+    ) -> HostAccess:
+        """The broker's access to this host, shards served at its sshd's address."""
+        session = self.session(policy, operator, pool)
+        return HostAccess(self.host_id, session, str(self.root), self.sshd.address, bind=bind)
 
     def kill_sshd(self) -> None:
         """SIGKILL sshd and every session process under it, like a host losing its sshd."""
