@@ -131,12 +131,6 @@ COLUMNS: dict[str, str] = {
     "observations": "Price observations in the hour.",
     "price_source": "telemetry, or list_price for providers without a price feed.",
     "trailing_24h_median": "Median price over the 24 hours before.",
-    "price_per_cpu_hour_min": "Lowest observed price per CPU core-hour in the hour.",
-    "price_per_gb_hour": "Price per GiB of memory per hour (NULL when the source gives no "
-    "memory size).",
-    "price_per_instance_hour": "Price per instance-hour, provider currency.",
-    "instance_series": "Instance price series (zone x type x product) averaged into the price.",
-    "is_observed": "True when a price change was observed in the hour (else carried forward).",
     "moves_in": "Moves into the provider in the current plan.",
     "bytes_in": "Bytes those moves copy.",
     "accepted": "Of those, moves approved, running or done.",
