@@ -27,7 +27,6 @@ from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.cli import main
 from skyshard.demo_kv import client
-from skyshard.runtime.host_helper import CHUNK_SIZE
 from tests.migration_job.sky import WORKLOADS, add_move
 from tests.migration_job.test_lifecycle import cli
 from tests.support.hosts import shared_transfer_ca
@@ -49,6 +48,9 @@ def move(site, **kwargs):
         return run.migrate(MoveRequest(MOVE, site.shard, "host-a", "host-b"))
 
 
+BLOB_SIZE = 1 << 20  # one blob spans several content-defined chunks
+
+
 def resume(site, retry: bool = False):
     with migrator(site) as run:
         return run.migrate(MoveRequest(MOVE, site.shard, "host-a", "host-b"), retry=retry)
@@ -57,7 +59,7 @@ def resume(site, retry: bool = False):
 def add_blobs(site, count: int) -> None:
     rng = random.Random(count)
     for index in range(count):
-        site.put(f"blob-{index}", rng.randbytes(CHUNK_SIZE))
+        site.put(f"blob-{index}", rng.randbytes(BLOB_SIZE))
 
 
 def once(action) -> callable:
