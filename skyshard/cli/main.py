@@ -42,7 +42,7 @@ LAZY_COMMANDS = {
     ),
     "shard": (
         "skyshard.cli.shards:shard",
-        "Start, adopt, stop and inspect shards (started or adopted ones are routed).",
+        "Start, adopt, stop and inspect shards; started or adopted shards can be migrated.",
     ),
     "trust": (
         "skyshard.cli.trust:trust",
