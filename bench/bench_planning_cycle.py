@@ -65,14 +65,9 @@ def run(shards: int) -> None:
     with db.connect(duck) as con:
         data = load_planning_data(con)
     frame = forecast_input(data)
-    fc = sky.policy.forecast
     result = forecast_series(
         frame,
-        fc.horizon_hours,
-        fc.interval,
-        fc.backtest_cutoffs,
-        prophet_max_series=fc.prophet_max_series,
-        capacity_share=fc.capacity_share,
+        sky.policy.forecast,
         limits=forecast_limits(data),
         on_stage=lambda message: print(f"    {message}", flush=True),
     )
