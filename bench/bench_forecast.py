@@ -149,9 +149,9 @@ def report(name: str, result, elapsed: float, interval: float) -> None:
     worse = (scored["mase_held_out"] > scored["mase_seasonal_naive_held_out"]).mean()
     print(f"series worse than daily seasonal naive out of sample: {100 * worse:.0f} %")
     slow = int(summary["slow_models_run"].sum())
-    counts = summary.group_by("model").len().sort("len", descending=True)
+    counts = summary.group_by("model").len().sort("len", "model", descending=True).head(6)
     print(
-        f"slow models ran on {slow} series; chosen: "
+        f"slow models ran on {slow} series; most chosen: "
         + ", ".join(f"{m} {k}" for m, k in counts.iter_rows())
     )
     print()

@@ -10,8 +10,11 @@ Each candidate reads only the last days of its training window:
 - `median_3d`, `median_7d`, `median_14d`: the median of the same hour over the last 3, 7 or
   14 days (robust to one-off bursts and idle days);
 - `mean_3d`, `mean_7d`: the mean of the same hour over the last 3 or 7 days;
-- `median_7d_level`: the 7-day same-hour median moved to the last day's level (a level shift
-  is followed at once, the daily shape still comes from a week);
+- `median_3d_level`, `median_7d_level`, `median_14d_level`: the same-hour median moved to the
+  last day's level (a level shift or drift is followed at once, the daily shape still comes
+  from several days);
+- `median_7d_trend`: `median_7d_level` plus the week's mean day-over-day change per day ahead;
+- `level_mix`: the mean of the three level-moved medians;
 - `median_7d_naive`: the mean of `median_7d` and `seasonal_naive` (a combination is often
   better than either).
 
@@ -37,6 +40,10 @@ CHEAP = (
     "mean_7d",
     "median_7d_level",
     "median_7d_naive",
+    "median_3d_level",
+    "median_14d_level",
+    "median_7d_trend",
+    "level_mix",
 )
 
 
@@ -78,4 +85,21 @@ def cheap_forecasts(train: np.ndarray, horizon: int) -> dict[str, np.ndarray]:
         shift = train[:, -DAY:].mean(axis=1) - profile.mean(axis=1)
         out["median_7d_level"] = median + shift[:, None]
         out["median_7d_naive"] = (median + naive) / 2.0
+        week_change = (
+            (train[:, -DAY:].mean(axis=1) - train[:, -8 * DAY : -7 * DAY].mean(axis=1)) / 7
+            if n >= 8 * DAY
+            else np.zeros(rows)
+        )
+        out["median_7d_trend"] = out["median_7d_level"] + week_change[:, None] * (
+            steps // DAY + 0.5
+        )
+    for days in (3, 14):
+        if n >= days * DAY:
+            profile = np.median(_same_hour(train, DAY, days), axis=0)
+            shift = train[:, -DAY:].mean(axis=1) - profile.mean(axis=1)
+            out[f"median_{days}d_level"] = out[f"median_{days}d"] + shift[:, None]
+    if n >= 14 * DAY:
+        out["level_mix"] = (
+            out["median_7d_level"] + out["median_14d_level"] + out["median_3d_level"]
+        ) / 3
     return out

@@ -18,10 +18,10 @@ from skyshard.forecast.candidates import cheap_forecasts
 from skyshard.forecast.select import (
     choose,
     chosen_forecasts,
+    combine,
     in_sample_quantiles,
     leave_one_out_choice,
     normalized_residuals,
-    pick,
     split_origins,
 )
 from skyshard.forecast.series import SeriesBlock
@@ -46,8 +46,10 @@ class ChunkEval:
     mase: np.ndarray
     mae: np.ndarray
     reasons: list[str]
-    choice: np.ndarray  # chosen on every origin: the model that forecasts
-    choice_early: np.ndarray  # chosen on the earlier origins only
+    choice: np.ndarray  # (rows, TOP) chosen on every origin: the models that forecast
+    choice_early: np.ndarray  # (rows, TOP) chosen on the earlier origins only
+    mase_chosen: np.ndarray  # (rows, origins) the MASE of `choice`'s forecasts
+    mase_early: np.ndarray  # (rows, origins) the MASE of `choice_early`'s, later origins only
     residuals: np.ndarray  # leave-one-origin-out choice, every origin: for the bounds
     residuals_early: np.ndarray  # the same within the earlier origins: for the check
     held_out: np.ndarray  # origins mask of the later origins
@@ -66,10 +68,10 @@ class ChunkEval:
         """Rows whose residuals join the pools (a constant series' zeros would shrink them)."""
         return np.array([r == BEST_BACKTEST for r in self.reasons], dtype=bool)
 
-    def mean_mase(self, model: int | np.ndarray, origins: np.ndarray) -> np.ndarray:
-        """(rows,) mean MASE over an origins mask of one model, or of a model per row."""
-        per_row = np.broadcast_to(np.asarray(model), self.choice.shape)
-        return nanmean(np.where(origins[None], pick(self.mase, per_row), np.nan), axis=1)
+    def model_names(self, choice: np.ndarray) -> list[str]:
+        """Per row, its chosen models as one name: `a+b` for the mean of a and b."""
+        names = np.asarray(self.models)
+        return ["+".join(sorted(set(names[row]))) for row in choice]
 
 
 def _reasons(block: SeriesBlock, backtest: Backtest) -> list[str]:
@@ -106,12 +108,18 @@ def evaluate_chunk(
     k = len(backtest.cutoffs)
     early, held = split_origins(k)
     everything = np.ones(k, dtype=bool)
-    choice = choose(error, everything)
     reasons = _reasons(block, backtest)
     # A constant series keeps the baseline: every candidate repeats the constant anyway.
-    choice = np.where([r == BEST_BACKTEST for r in reasons], choice, 0)
+    varies = np.array([r == BEST_BACKTEST for r in reasons])[:, None]
+    choice = np.where(varies, choose(error, everything), 0)
     choice_early = choose(error, early)
-    held_yhat = chosen_forecasts(backtest, np.repeat(choice_early[:, None], k, axis=1))
+
+    def scores(choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, origins, horizon) forecasts of one choice per row, and their MASE."""
+        yhat = chosen_forecasts(backtest, np.repeat(choice[:, None], k, axis=1))
+        return yhat, nanmean(np.abs(backtest.actual - yhat), axis=2) / backtest.scale
+
+    held_yhat, mase_early = scores(choice_early)
     rows = np.arange(len(choice))
     final_norm = robust_scale(block.observed)
     return ChunkEval(
@@ -123,6 +131,8 @@ def evaluate_chunk(
         reasons=reasons,
         choice=choice,
         choice_early=choice_early,
+        mase_chosen=scores(choice)[1],
+        mase_early=np.where(held[None], mase_early, np.nan),
         residuals=normalized_residuals(
             backtest, leave_one_out_choice(error, everything), everything
         ),
@@ -131,7 +141,7 @@ def evaluate_chunk(
         held_out_yhat=np.where(held[None, :, None], held_yhat, np.nan),
         actual=backtest.actual,
         norm=backtest.norm,
-        yhat=np.clip(final[choice, rows], floor[:, None], ceiling[:, None]),
+        yhat=np.clip(combine(final, choice), floor[:, None], ceiling[:, None]),
         final_norm=final_norm,
         floor=floor,
         ceiling=ceiling,

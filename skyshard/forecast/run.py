@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from skyshard.config.policy import ForecastPolicy
+from skyshard.forecast.backtest import nanmean
 from skyshard.forecast.evaluate import (
     ChunkEval,
     SlowResults,
@@ -160,7 +161,7 @@ def _slow_order(
         if chunk is None:
             continue
         lower, upper = bounds(chunk, quantiles, _groups(chunk))
-        mase = chunk.mean_mase(chunk.choice, np.ones(len(chunk.cutoffs), dtype=bool))
+        mase = nanmean(chunk.mase_chosen, axis=1)
         risk = risk_of(
             chunk.block,
             lower,

@@ -107,7 +107,9 @@ def slow_backtest(
                     for c in (*cutoffs, len(filled))
                 ]
             )
-        except (RuntimeError, ValueError, np.linalg.LinAlgError) as error:
+        # statsforecast raises a bare Exception ("no model able to be fitted"), so any error
+        # of a model's own code takes that model out of this series' race.
+        except Exception as error:
             logging.getLogger(__name__).warning(
                 "forecast model %s failed on a series of %d hours: %s", model, len(filled), error
             )

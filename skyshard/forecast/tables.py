@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from skyshard.config.policy import ForecastPolicy
+from skyshard.forecast.backtest import nanmean
 from skyshard.forecast.candidates import BASELINE, CHEAP
 from skyshard.forecast.evaluate import NO_DATA, ChunkEval
 from skyshard.forecast.series import SeriesBlock
@@ -150,7 +151,7 @@ def _chunk_tables(
     rows = len(block.series_ids)
     horizon, k = settings.horizon_hours, len(chunk.cutoffs)
     models = np.array(chunk.models)
-    chosen = pl.Series(models[chunk.choice], dtype=pl.String)
+    chosen = pl.Series(chunk.model_names(chunk.choice), dtype=pl.String)
     reasons = pl.Series(chunk.reasons, dtype=pl.String)
     starts, ends = block.start_hours, block.end_hours
     each_hour = np.repeat(np.arange(rows), horizon)
@@ -187,8 +188,7 @@ def _chunk_tables(
             "n_points": n_points[row_index, origin_index].astype(np.int64),
         }
     ).with_columns(horizon_h=pl.lit(horizon, pl.Int64))
-    everything = np.ones(k, dtype=bool)
-    baseline = CHEAP.index(BASELINE)
+    baseline = chunk.mase[CHEAP.index(BASELINE)]
     inside, points = part.coverage
     with np.errstate(invalid="ignore", divide="ignore"):
         coverage = np.where(points > 0, inside / points, np.nan)
@@ -201,11 +201,13 @@ def _chunk_tables(
             "n_filled": (block.n_hours - np.isfinite(block.observed).sum(axis=1)).astype(np.int64),
             "n_cutoffs": k,
             "slow_models_run": chunk.slow_run,
-            "mase_chosen": _floats(chunk.mean_mase(chunk.choice, everything)),
-            "mase_seasonal_naive": _floats(chunk.mean_mase(baseline, everything)),
-            "model_early": pl.Series(models[chunk.choice_early], dtype=pl.String),
-            "mase_held_out": _floats(chunk.mean_mase(chunk.choice_early, chunk.held_out)),
-            "mase_seasonal_naive_held_out": _floats(chunk.mean_mase(baseline, chunk.held_out)),
+            "mase_chosen": _floats(nanmean(chunk.mase_chosen, axis=1)),
+            "mase_seasonal_naive": _floats(nanmean(baseline, axis=1)),
+            "model_early": pl.Series(chunk.model_names(chunk.choice_early), dtype=pl.String),
+            "mase_held_out": _floats(nanmean(chunk.mase_early, axis=1)),
+            "mase_seasonal_naive_held_out": _floats(
+                nanmean(np.where(chunk.held_out[None], baseline, np.nan), axis=1)
+            ),
             "coverage_held_out": _floats(coverage),
             "n_points_held_out": points.astype(np.int64),
             "quantile_low": part.offsets[:, 0],

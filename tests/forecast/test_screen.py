@@ -101,8 +101,9 @@ def test_slow_models_run_on_every_series_within_the_budget_and_none_without(make
     models = dict(
         result.backtests.group_by("series_id").agg(pl.col("model").unique().sort()).iter_rows()
     )
-    # Every candidate but the 14-day median, which needs more history than any origin has.
-    assert models["flat"] == sorted([*(set(CHEAP) - {"median_14d"}), "autotheta"])
+    # Every candidate but those needing 14 days, more history than any origin has.
+    fortnight = {"median_14d", "median_14d_level", "level_mix"}
+    assert models["flat"] == sorted([*(set(CHEAP) - fortnight), "autotheta"])
 
     nothing = forecast_series(frame, ForecastPolicy(slow_budget_seconds=0), processes=1)
     assert not nothing.summary["slow_models_run"].any()
