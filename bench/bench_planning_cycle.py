@@ -3,7 +3,7 @@
 Usage: .venv/bin/python bench/bench_planning_cycle.py [SHARDS ...]   (default 1000)
 Prints the seconds of each stage (and the forecast's own stages). Hosts scale with shards (one
 host per 5 shards, 12 providers at most); forecasting follows policy.yaml's defaults,
-including the Prophet budget `forecast.prophet_max_series`."""
+including the slow models' time budget `forecast.slow_budget_seconds`."""
 
 from __future__ import annotations
 

@@ -46,6 +46,9 @@ class ChunkEval:
     mase: np.ndarray
     mae: np.ndarray
     reasons: list[str]
+    # Rows chosen by backtest, whose residuals join the pools (a constant series' zeros
+    # would shrink them).
+    pooled: np.ndarray
     choice: np.ndarray  # (rows, TOP) chosen on every origin: the models that forecast
     choice_early: np.ndarray  # (rows, TOP) chosen on the earlier origins only
     mase_chosen: np.ndarray  # (rows, origins) the MASE of `choice`'s forecasts
@@ -61,12 +64,6 @@ class ChunkEval:
     floor: np.ndarray
     ceiling: np.ndarray
     slow_run: np.ndarray  # (rows,) bool: the slow models were backtested
-    in_sample: np.ndarray  # (rows, 2) `in_sample_quantiles`: bounds without a residual pool
-
-    @property
-    def pooled(self) -> np.ndarray:
-        """Rows whose residuals join the pools (a constant series' zeros would shrink them)."""
-        return np.array([r == BEST_BACKTEST for r in self.reasons], dtype=bool)
 
     def model_names(self, choice: np.ndarray) -> list[str]:
         """Per row, its chosen models as one name: `a+b` for the mean of a and b."""
@@ -110,8 +107,8 @@ def evaluate_chunk(
     everything = np.ones(k, dtype=bool)
     reasons = _reasons(block, backtest)
     # A constant series keeps the baseline: every candidate repeats the constant anyway.
-    varies = np.array([r == BEST_BACKTEST for r in reasons])[:, None]
-    choice = np.where(varies, choose(error, everything), 0)
+    pooled = np.array([r == BEST_BACKTEST for r in reasons], dtype=bool)
+    choice = np.where(pooled[:, None], choose(error, everything), 0)
     choice_early = choose(error, early)
 
     def scores(choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +126,7 @@ def evaluate_chunk(
         mase=mae / backtest.scale[None],
         mae=mae,
         reasons=reasons,
+        pooled=pooled,
         choice=choice,
         choice_early=choice_early,
         mase_chosen=scores(choice)[1],
@@ -146,28 +144,36 @@ def evaluate_chunk(
         floor=floor,
         ceiling=ceiling,
         slow_run=np.isin(rows, list(slow)),
-        in_sample=in_sample_quantiles(block.observed, final_norm, settings.interval),
     )
 
 
 def row_offsets(
-    chunk: ChunkEval, quantiles: Mapping[str, tuple[float, float]], groups: list[str]
+    chunk: ChunkEval,
+    quantiles: Mapping[str, tuple[float, float]],
+    groups: list[str],
+    interval: float,
 ) -> np.ndarray:
     """(rows, 2): each row's lower and upper normalized quantile, its group's or, without
     one, its in-sample quantiles."""
-    offsets = chunk.in_sample.copy()
-    for row, group in enumerate(groups):
-        if group in quantiles:
-            offsets[row] = quantiles[group]
+    offsets = np.zeros((len(groups), 2))
+    alone = np.array([g not in quantiles for g in groups], dtype=bool)
+    for row in np.flatnonzero(~alone):
+        offsets[row] = quantiles[groups[row]]
+    if alone.any():
+        observed = chunk.block.observed[alone]
+        offsets[alone] = in_sample_quantiles(observed, chunk.final_norm[alone], interval)
     return offsets
 
 
 def bounds(
-    chunk: ChunkEval, quantiles: Mapping[str, tuple[float, float]], groups: list[str]
+    chunk: ChunkEval,
+    quantiles: Mapping[str, tuple[float, float]],
+    groups: list[str],
+    interval: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows, horizon) lower and upper bounds of the final forecasts, clipped to the physical
     limits; a constant series' bounds are its point forecast."""
-    offsets = row_offsets(chunk, quantiles, groups) * chunk.pooled[:, None]
+    offsets = row_offsets(chunk, quantiles, groups, interval) * chunk.pooled[:, None]
     spread = offsets[:, :, None] * chunk.final_norm[:, None, None]
     floor, ceiling = chunk.floor[:, None], chunk.ceiling[:, None]
     return (
@@ -177,11 +183,14 @@ def bounds(
 
 
 def held_out_coverage(
-    chunk: ChunkEval, quantiles: Mapping[str, tuple[float, float]], groups: list[str]
+    chunk: ChunkEval,
+    quantiles: Mapping[str, tuple[float, float]],
+    groups: list[str],
+    interval: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the observed held-out hours inside the bands calibrated on the earlier origins
     (`quantiles` from `residuals_early`), and the number of observed held-out hours."""
-    offsets = row_offsets(chunk, quantiles, groups)
+    offsets = row_offsets(chunk, quantiles, groups, interval)
     norm = chunk.norm[:, :, None]
     floor, ceiling = chunk.floor[:, None, None], chunk.ceiling[:, None, None]
     lower = np.clip(chunk.held_out_yhat + offsets[:, 0, None, None] * norm, floor, ceiling)

@@ -139,9 +139,10 @@ def _pooled_quantiles(
         if chunk is None:
             continue
         residuals = chunk.residuals_early if early else chunk.residuals
-        for group, row in zip(_groups(chunk), range(len(chunk.reasons)), strict=True):
-            if chunk.pooled[row]:
-                pools.setdefault(group, []).append(residuals[row].ravel())
+        groups = np.array(_groups(chunk))
+        for group in np.unique(groups[chunk.pooled]):
+            rows = chunk.pooled & (groups == group)
+            pools.setdefault(str(group), []).append(residuals[rows].ravel())
     flat = {g: np.concatenate(parts) for g, parts in pools.items()}
     return group_quantiles(flat, interval)
 
@@ -160,7 +161,7 @@ def _slow_order(
     for index, chunk in enumerate(evaluated):
         if chunk is None:
             continue
-        lower, upper = bounds(chunk, quantiles, _groups(chunk))
+        lower, upper = bounds(chunk, quantiles, _groups(chunk), settings.interval)
         mase = nanmean(chunk.mase_chosen, axis=1)
         risk = risk_of(
             chunk.block,
@@ -259,9 +260,9 @@ def _tables(
                 block,
                 chunk,
                 fingerprints,
-                bounds=bounds(chunk, quantiles, groups),
-                coverage=held_out_coverage(chunk, early, groups),
-                offsets=row_offsets(chunk, quantiles, groups),
+                bounds=bounds(chunk, quantiles, groups, settings.interval),
+                coverage=held_out_coverage(chunk, early, groups, settings.interval),
+                offsets=row_offsets(chunk, quantiles, groups, settings.interval),
             )
         )
     return result_tables(parts, settings, trained_at)
