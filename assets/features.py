@@ -13,11 +13,36 @@ GROUP = "features"
 
 
 class SkyshardDbtTranslator(DagsterDbtTranslator):
-    """dbt sources keep their default keys (`raw/<table>`), so they join the ingestion lineage;
-    models are keyed `<schema>/<model>` (e.g. `marts/fct_shard_usage_hourly`)."""
+    """Every table keyed `<schema>/<name>` like the Python ones: sources `raw/<table>` (so they
+    join the ingestion lineage), models `<schema>/<model>` (e.g. `marts/fct_shard_usage_hourly`);
+    one group; the documented description with the relation it builds; the owner that
+    dbt_project.yml's `meta.owner` gives."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        return dg.AssetKey(relation(dbt_resource_props).split("."))
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return GROUP
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        kind = dbt_resource_props["config"].get("materialized", "source")
+        about = dbt_resource_props.get("description") or "(no description in the dbt project)"
+        return f"`{relation(dbt_resource_props)}` (dbt {kind}): {about}"
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str] | None:
+        owner = (dbt_resource_props["config"].get("meta") or {}).get("owner")
+        return [owner] if owner else None
+
+
+def relation(dbt_resource_props: Mapping[str, Any]) -> str:
+    """`schema.name` of a dbt source table or model, as DuckDB and the asset key know it."""
+    name = dbt_resource_props["name"]
+    if dbt_resource_props["resource_type"] == "source":
+        return f"{dbt_resource_props['source_name']}.{name}"
+    schema = dbt_resource_props["config"].get("schema")
+    if not schema:
+        raise ValueError(f"dbt_project.yml: model {name} has no +schema (expected one per folder)")
+    return f"{schema}.{name}"
 
 
 @dbt_assets(

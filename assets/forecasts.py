@@ -7,15 +7,16 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import markdown_bars, preview
-from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
-from skyshard import db
-from skyshard.bottlenecks import predict_bottlenecks
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
 from skyshard.forecast import SeriesId, forecast_series, input_fingerprints, series_to_refit
-from skyshard.home import current_sky
+from skyshard.forecast.store import TABLES, read_stored, stored_fingerprints, write_refit
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
+from skyshard.scoring.bottlenecks import predict_bottlenecks
 
 GROUP = "forecasts"
+# How far the held-out coverage of the bounds may stray from the nominal interval.
+COVERAGE_TOLERANCE = 0.03
 MART_DEPS = [
     dg.AssetKey(["marts", name])
     for name in (
@@ -29,24 +30,6 @@ MART_DEPS = [
         "dim_providers",
     )
 ]
-# How far the held-out coverage of the bounds may stray from the nominal interval.
-COVERAGE_TOLERANCE = 0.03
-TABLES = {
-    "forecasts": "forecast.forecasts",
-    "backtests": "forecast.backtest",
-    "summary": "forecast.summary",
-}
-
-
-def _stored(duckdb: DuckDBFile, table: str) -> pl.DataFrame | None:
-    schema, name = table.split(".")
-    with duckdb.connect() as con:
-        found = con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = ? and table_name = ?",
-            [schema, name],
-        ).fetchall()[0][0]
-        return con.sql(f"select * from {table}").pl() if found else None
 
 
 def _median(values: pl.Series) -> float | None:
@@ -55,26 +38,25 @@ def _median(values: pl.Series) -> float | None:
 
 
 @dg.asset(
+    key=["forecast", "forecasts"],
     group_name=GROUP,
     deps=MART_DEPS,
     kinds={"duckdb", "python"},
     pool=DUCKDB_WRITER_POOL,
     description="`forecast.forecasts`, `forecast.backtest`, `forecast.summary`: per-series "
-    "forecasts chosen among cheap robust estimators, statsforecast models and Prophet by "
+    "forecasts chosen among cheap robust estimators and slow models (Prophet) by "
     "rolling-origin backtest, with conformal bounds.",
 )
-def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
     """Refit only the series whose input changed since the last fit; keep the others' rows."""
-    settings = current_sky().policy.forecast
+    settings = sky.load().policy.forecast
     with duckdb.connect() as con:
         data = load_planning_data(con)
     frame = forecast_input(data)
     limits = forecast_limits(data)
     current = input_fingerprints(frame, settings, limits)
-    previous_summary = _stored(duckdb, TABLES["summary"])
-    previous = {}
-    if previous_summary is not None:
-        previous = dict(previous_summary.select("series_id", "input_fingerprint").iter_rows())
+    with duckdb.connect() as con:
+        previous = stored_fingerprints(con)
     refit = series_to_refit(current, previous)
     context.log.info(f"{len(refit)} of {len(current)} series changed since the last fit")
 
@@ -89,23 +71,8 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
         on_progress=progress,
         on_stage=context.log.info,
     )
-    tables = {}
-    for key, fresh in (
-        ("forecasts", result.forecasts),
-        ("backtests", result.backtests),
-        ("summary", result.summary),
-    ):
-        old = _stored(duckdb, TABLES[key]) if refit != sorted(current) else None
-        if old is not None:
-            kept = old.filter(pl.col("series_id").is_in(list(current)))
-            kept = kept.filter(~pl.col("series_id").is_in(refit))
-            fresh = pl.concat([kept.select(fresh.columns).cast(fresh.schema), fresh])
-        tables[key] = fresh.sort("series_id")
     with duckdb.connect() as con:
-        con.execute("BEGIN TRANSACTION")
-        for key, table in TABLES.items():
-            db.replace_table(con, table, tables[key])
-        con.execute("COMMIT")
+        tables = write_refit(con, result, current, refit)
     summary = tables["summary"]
     models = summary.group_by("model").len().sort("len", descending=True)
     return dg.MaterializeResult(
@@ -130,6 +97,11 @@ def held_out_coverage(summary: pl.DataFrame) -> float | None:
     return float((summary["coverage_held_out"] * summary["n_points_held_out"]).sum() / points)
 
 
+def _stored_summary(duckdb: DuckDBFile) -> pl.DataFrame | None:
+    with duckdb.connect() as con:
+        return read_stored(con, TABLES["summary"])
+
+
 @dg.asset_check(
     asset=demand_forecasts,
     description="Out of sample (models chosen on the earlier backtest origins, scored on the "
@@ -137,7 +109,7 @@ def held_out_coverage(summary: pl.DataFrame) -> float | None:
     "seasonal naive's.",
 )
 def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
-    summary = _stored(duckdb, TABLES["summary"])
+    summary = _stored_summary(duckdb)
     if summary is None or summary.is_empty():
         return dg.AssetCheckResult(passed=True, metadata={"series": 0})
     chosen = _median(summary["mase_held_out"])
@@ -158,10 +130,10 @@ def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
     description="The bounds, calibrated on the earlier backtest origins, cover the later "
     "origins' actuals within 0.03 of the nominal interval.",
 )
-def bounds_calibrated(duckdb: DuckDBFile) -> dg.AssetCheckResult:
-    summary = _stored(duckdb, TABLES["summary"])
+def bounds_calibrated(duckdb: DuckDBFile, sky: SkyResource) -> dg.AssetCheckResult:
+    summary = _stored_summary(duckdb)
     covered = None if summary is None else held_out_coverage(summary)
-    nominal = current_sky().policy.forecast.interval
+    nominal = sky.load().policy.forecast.interval
     return dg.AssetCheckResult(
         passed=covered is None or abs(covered - nominal) <= COVERAGE_TOLERANCE,
         severity=dg.AssetCheckSeverity.WARN,
@@ -170,6 +142,7 @@ def bounds_calibrated(duckdb: DuckDBFile) -> dg.AssetCheckResult:
 
 
 @dg.asset(
+    key=["forecast", "predicted_bottlenecks"],
     group_name=GROUP,
     deps=[demand_forecasts, *MART_DEPS],
     kinds={"duckdb", "python"},
@@ -177,8 +150,8 @@ def bounds_calibrated(duckdb: DuckDBFile) -> dg.AssetCheckResult:
     description="`forecast.predicted_bottlenecks`: shards running out of room, capacity "
     "withdrawn, prices past the cap, open incidents, with the hours until each.",
 )
-def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
-    horizon = current_sky().policy.forecast.horizon_hours
+def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
+    horizon = sky.load().policy.forecast.horizon_hours
     with duckdb.connect() as con:
         data = load_planning_data(con)
         forecasts = con.sql(f"select * from {TABLES['forecasts']}").pl()

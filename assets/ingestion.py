@@ -5,25 +5,19 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from assets.metadata import preview, table_preview
-from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
-from skyshard import db, ingest
+from assets.routing import ROUTING
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
+from skyshard import db
+from skyshard.broker.ops_tables import routed_hosts
 from skyshard.config.sky import Sky
-from skyshard.home import current_sky
-from skyshard.raw_tables import INGEST_TABLES, QUARANTINE
-from skyshard.sky_tables import routed_hosts, sky_frames
+from skyshard.config.sky_tables import sky_frames
+from skyshard.sources import ingest
 from skyshard.sources.base import Window
+from skyshard.sources.raw_tables import INGEST_TABLES, QUARANTINE
+from skyshard.sources.registry import check_sources, primary_table
 
 GROUP = "ingestion"
 INGEST_LOOKBACK = timedelta(days=14)
-# The raw table a source type mostly feeds: its health check is shown on that asset.
-PRIMARY_TABLE = {
-    "prometheus": "shard_usage",
-    "csv_usage": "shard_usage",
-    "simulated": "shard_usage",
-    "statuspage": "incidents",
-    "aws_spot_price_history": "prices",
-    "csv_prices": "prices",
-}
 
 
 def raw_key(table: str) -> dg.AssetKey:
@@ -41,22 +35,24 @@ def feed_check_name(source_id: str) -> str:
             raw_key(name),
             group_name=GROUP,
             kinds={"duckdb", "python"},
-            description=f"`raw.{name}`: the configured sky (providers.yaml, workloads.yaml).",
+            deps=[ROUTING],
+            description=f"`raw.{name}`: the configured sky (providers.yaml, workloads.yaml), "
+            "shards placed where the routing table says they run.",
         )
         for name in ("sky_providers", "sky_hosts", "sky_shards", "sky_shard_dependencies")
     ],
     pool=DUCKDB_WRITER_POOL,
 )
-def sky_config(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+def sky_config(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
     """Write the validated configuration as tables, replacing the previous version."""
-    sky = current_sky()
-    frames = sky_frames(sky, routed_hosts(duckdb.path))
+    configured = sky.load()
+    frames = sky_frames(configured, routed_hosts(duckdb.path))
     with duckdb.connect() as con:
         for name, frame in frames.items():
             db.replace_table(con, f"raw.{name}", frame)
     context.log.info(
-        f"sky from {sky.home}: {len(sky.providers)} providers, {len(sky.hosts)} hosts, "
-        f"{len(sky.shards)} shards"
+        f"sky from {configured.home}: {len(configured.providers)} providers, "
+        f"{len(configured.hosts)} hosts, {len(configured.shards)} shards"
     )
     for name, frame in frames.items():
         yield dg.MaterializeResult(
@@ -69,15 +65,15 @@ def _telemetry_checks(sky: Sky) -> list[dg.AssetCheckSpec]:
     return [
         dg.AssetCheckSpec(
             feed_check_name(source.id),
-            asset=raw_key(PRIMARY_TABLE.get(source.type, "shard_usage")),
+            asset=raw_key(primary_table(source.type)),
             description=f"Feed {source.id} ({source.type}, provider {provider.id}) was ingested.",
         )
         for provider, source in ingest.sources_of(sky.providers)
     ]
 
 
-def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
-    """The telemetry multi-asset, with one health check per configured feed of `sky`."""
+def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
+    """The telemetry multi-asset, with one health check per feed of the sky as loaded now."""
 
     @dg.multi_asset(
         name="telemetry",
@@ -91,10 +87,10 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
             )
             for table in (*INGEST_TABLES, QUARANTINE)
         ],
-        check_specs=_telemetry_checks(sky),
+        check_specs=_telemetry_checks(at_load),
         pool=DUCKDB_WRITER_POOL,
     )
-    def telemetry(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
+    def telemetry(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
         """Fetch and parse each feed with no connection open, then write it in one transaction.
 
         A broken feed is logged and fails its own check; the other feeds are still written.
@@ -103,12 +99,14 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
         window = Window(start=now - INGEST_LOOKBACK, end=now)
 
         def progress(done: int, total: int, outcome: ingest.FeedOutcome) -> None:
+            for warning in outcome.warnings:
+                context.log.warning(f"feed {outcome.source.id}: {warning}")
             if outcome.ok:
                 context.log.info(f"[{done}/{total}] {outcome.source.id}: {outcome.rows:,} rows")
             else:
                 context.log.warning(f"feed {outcome.source.id} failed: {outcome.error}")
 
-        results = ingest.ingest_all(current_sky(), window, duckdb.path, progress)
+        results = ingest.ingest_all(sky.load(), window, duckdb.path, progress)
         with duckdb.connect(read_only=True) as con:
             metadata = {
                 table.name: table_preview(con, f"raw.{table.name}")
@@ -122,7 +120,7 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
                 continue  # a feed added since the definitions were loaded: reload to check it
             yield dg.AssetCheckResult(
                 check_name=feed_check_name(collected.source.id),
-                asset_key=raw_key(PRIMARY_TABLE.get(collected.source.type, "shard_usage")),
+                asset_key=raw_key(primary_table(collected.source.type)),
                 passed=collected.ok,
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={
@@ -130,6 +128,7 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
                     "error": collected.error or "",
                     "rows": collected.rows,
                     "quarantined": collected.quarantined,
+                    "warnings": "\n".join(collected.warnings),
                 },
             )
 
@@ -137,4 +136,5 @@ def build_telemetry_asset(sky: Sky) -> dg.AssetsDefinition:
 
 
 def build_defs(sky: Sky) -> dg.Definitions:
+    check_sources(sky)  # a feed ingest would refuse for its configuration fails the load
     return dg.Definitions(assets=[sky_config, build_telemetry_asset(sky)])

@@ -4,15 +4,14 @@ monthly settlement under the policy's payment terms, and the ledger's DuckDB mir
 from datetime import UTC, datetime
 
 import dagster as dg
-import duckdb as duckdb_lib
 import polars as pl
 
 from assets.metadata import preview
-from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile
+from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, LedgerResource, SkyResource
 from skyshard import db
-from skyshard.home import current_sky
-from skyshard.trust import Ledger
-from skyshard.trust.checkpoint import Checkpoint
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.scoring.provider_marts import daily_availability, settlement_prices
+from skyshard.scoring.trust_inputs import TRUST_TABLE
 from skyshard.trust.mirror import mirror_ledger
 from skyshard.trust.scores import compute_trust_scores, record_trust_scores
 from skyshard.trust.settlement import (
@@ -22,20 +21,12 @@ from skyshard.trust.settlement import (
     settle,
     settlement_since,
 )
-from skyshard.trust_inputs import TRUST_TABLE
 
 GROUP = "trust"
 
 
-def _marts(con: duckdb_lib.DuckDBPyConnection, sql: str) -> pl.DataFrame | None:
-    """A query over marts, or None before dbt built them."""
-    try:
-        return con.sql(sql).pl()
-    except duckdb_lib.CatalogException:
-        return None
-
-
 @dg.asset(
+    key=["trust", "scores"],
     group_name=GROUP,
     deps=[
         dg.AssetKey(["marts", "fct_provider_incidents"]),
@@ -45,24 +36,27 @@ def _marts(con: duckdb_lib.DuckDBPyConnection, sql: str) -> pl.DataFrame | None:
     pool=DUCKDB_WRITER_POOL,
     description="`trust.scores`: one trust score per provider in [0, 1] from the ledger "
     "(migrations, audits, disputes), availability and contract tier (docs/trust.md); each "
-    "score is appended to the ledger and `ledger_seq` is its entry.",
+    "score is appended to the ledger and `ledger_seq`, `leaf_hash` name its entry.",
 )
-def trust_scores(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
-    sky = current_sky()
+def trust_scores(
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBFile,
+    sky: SkyResource,
+    ledger: LedgerResource,
+):
+    configured = sky.load()
     as_of = datetime.now(UTC)
-    ledger = Ledger.open()
+    log = ledger.open()
     with duckdb.connect() as con:
-        incidents = _marts(
-            con, "select provider_id, day, availability from marts.fct_provider_incidents"
-        )
+        incidents = daily_availability(con)
     scores = compute_trust_scores(
-        ledger.entries(),
-        {p.id: p.contract.tier for p in sky.providers},
-        sky.policy.trust,
+        log.verified_entries(),
+        {p.id: p.contract.tier for p in configured.providers},
+        configured.policy.trust,
         as_of,
         incidents,
     )
-    table = record_trust_scores(ledger, scores, sky.policy.trust, as_of, context.run_id)
+    table = record_trust_scores(log, scores, configured.policy.trust, as_of, context.run_id)
     with duckdb.connect() as con:
         db.replace_table(con, TRUST_TABLE, table)
     shown = table.select("provider_id", "score", "ledger_seq").sort("score")
@@ -72,6 +66,7 @@ def trust_scores(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
 
 
 @dg.asset(
+    key=["trust", "settlement"],
     group_name=GROUP,
     deps=[dg.AssetKey(["marts", "fct_provider_price_hourly"])],
     kinds={"duckdb", "python"},
@@ -80,28 +75,17 @@ def trust_scores(context: dg.AssetExecutionContext, duckdb: DuckDBFile):
     "GiB transferred from the ledger at the policy's settlement rates), with price-cap and "
     "monthly-budget overruns flagged.",
 )
-def settlement(duckdb: DuckDBFile):
-    sky = current_sky()
+def settlement(duckdb: DuckDBFile, sky: SkyResource, ledger: LedgerResource):
+    configured = sky.load()
     until = datetime.now(UTC)
-    entries = list(Ledger.open().entries())
+    entries = ledger.open().verified_entries()
     since = settlement_since(entries, until)
-    initial = {s.id: sky.hosts[s.current_host][0].id for s in sky.shards}
-    prices = {
-        (p.id, month): p.contract.price_per_cpu_hour
-        for p in sky.providers
-        for month in months_between(since, until)
-    }
+    initial = {s.id: configured.hosts[s.current_host][0].id for s in configured.shards}
     with duckdb.connect() as con:
-        observed = _marts(
-            con,
-            "select provider_id, date_trunc('month', hour)::date as month, "
-            "avg(price_per_cpu_hour) as price from marts.fct_provider_price_hourly group by all",
-        )
-    if observed is not None:
-        prices = {(p, m): price for p, m, price in observed.iter_rows()}
+        prices = settlement_prices(con, configured.providers, months_between(since, until))
     table = settle(
-        sky.policy,
-        [p.id for p in sky.providers],
+        configured.policy,
+        [p.id for p in configured.providers],
         placement_history(initial, entries, since, until),
         entries,
         since,
@@ -123,6 +107,7 @@ def settlement(duckdb: DuckDBFile):
 
 
 @dg.asset(
+    key=["ledger", "entries"],
     group_name=GROUP,
     deps=[trust_scores],
     kinds={"duckdb", "python"},
@@ -130,11 +115,11 @@ def settlement(duckdb: DuckDBFile):
     description="`ledger.entries`, `ledger.checkpoints`: the signed ledger mirrored into DuckDB "
     "for SQL, after signing a checkpoint of the whole log.",
 )
-def ledger_mirror(duckdb: DuckDBFile):
-    ledger = Ledger.open()
-    checkpoint = Checkpoint.from_note(ledger.checkpoint())
+def ledger_mirror(duckdb: DuckDBFile, ledger: LedgerResource):
+    log = ledger.open()
+    checkpoint = Checkpoint.from_note(log.checkpoint())
     with duckdb.connect() as con:
-        inserted, checkpoints = mirror_ledger(con, ledger.directory)
+        inserted, checkpoints = mirror_ledger(con, log)
     return dg.MaterializeResult(
         metadata={
             "entries_inserted": inserted,

@@ -4,7 +4,7 @@ Two sshd "hosts" on loopback, the demo key-value shard holding the state in 1 Mi
 a writer that adds ~1 % more while the pre-copy rounds run. Stop-and-copy is the same protocol
 with `max_rounds=0`: it freezes first and sends everything in the frozen round.
 
-    .venv/bin/python bench/bench_downtime.py [--gib 1.0]
+    .venv/bin/python -m bench.bench_downtime [--gib 1.0]
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from skyshard.broker.migration import HostAccess, MigrationSettings, Migrator, M
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
-from skyshard.testing.hosts import start_host
-from skyshard.testing.sshd import free_tcp_port
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool
+from tests.support.hosts import start_host
+from tests.support.sshd import free_tcp_port
 
 VALUE = 1 << 20
 SHARD = "kv-1"

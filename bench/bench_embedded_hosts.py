@@ -1,6 +1,6 @@
 """Embedded hosts (asyncssh) vs OpenSSH sshd, side by side: command round trip, SFTP upload.
 
-Run: .venv/bin/python bench/bench_embedded_hosts.py [--mib 64] [--commands 30]
+Run: .venv/bin/python -m bench.bench_embedded_hosts [--mib 64] [--commands 30]
 Both servers run on loopback on this machine; the client is the paramiko SshSession the broker
 uses. The sshd column is skipped when /usr/sbin/sshd is missing.
 """
@@ -19,11 +19,11 @@ from skyshard.broker.from_config import broker_policy, host_accesses
 from skyshard.config.sky import load_sky
 from skyshard.embedded_hosts import running_sky
 from skyshard.sim import SkyParams, write_sky
-from skyshard.testing.hosts import start_host
-from skyshard.testing.sshd import sshd_missing_reason
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.commands import RemoteCommand
 from skyshard.transport.ssh import ConnectionPool, SshSession
+from tests.support.hosts import start_host
+from tests.support.sshd import sshd_missing_reason
 
 
 def measure(session: SshSession, root: str, mib: int, commands: int) -> tuple[float, float]:

@@ -17,10 +17,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from skyshard import db, ingest
+from skyshard import db
 from skyshard.config import load_sky
+from skyshard.config.sky_tables import sky_frames
 from skyshard.sim import SkyParams, write_sky
-from skyshard.sky_tables import sky_frames
+from skyshard.sources import ingest
 from skyshard.sources.base import Window
 
 ROOT = Path(__file__).resolve().parent.parent

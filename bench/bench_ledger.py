@@ -14,11 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from skyshard.trust import Ledger
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.merkle import verify_inclusion
-from skyshard.trust.note import Ed25519Signer
-from skyshard.trust.verify import verify_ledger
+from skyshard.ledger import Ledger
+from skyshard.ledger.ed25519 import SigningKey
+from skyshard.ledger.merkle import verify_inclusion
+from skyshard.ledger.note import Ed25519Signer
+from skyshard.ledger.verify import verify_ledger
 
 
 def records(start: int, count: int) -> list[tuple]:

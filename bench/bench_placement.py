@@ -1,8 +1,8 @@
 """Placement benchmark: MILP solve time and gap vs the LP bound, beside the greedy baseline.
 
-Run: .venv/bin/python bench/bench_placement.py [--quick] [--large-only] [--seeds 0,1,2]
+Run: .venv/bin/python -m bench.bench_placement [--quick] [--large-only] [--seeds 0,1,2]
      [--scenarios steady,tight] [--backends]
-Instances come from skyshard.placement.synthetic (feasible by construction; "steady" is the
+Instances come from tests.support.synthetic (feasible by construction; "steady" is the
 target case, "tight" a harder one). --backends also times scipy.optimize.milp (HiGHS too) on
 one pruned MILP, the measurement behind choosing highspy.
 """
@@ -20,7 +20,7 @@ from skyshard.placement.candidates import eligible_candidates, top_k_mask
 from skyshard.placement.highs import solve_mip
 from skyshard.placement.instance import build_instance
 from skyshard.placement.problem import build_problem
-from skyshard.placement.synthetic import random_instance
+from tests.support.synthetic import random_instance
 
 SIZES = [(1_000, 50, 5.0), (10_000, 200, 60.0)]
 TARGET_GAP = 0.01

@@ -29,8 +29,8 @@ def run(shards: int) -> None:
     from skyshard.forecast import forecast_series
     from skyshard.plans import plan_cycle, write_plan
     from skyshard.scoring import forecast_input, forecast_limits, load_planning_data
+    from skyshard.scoring.trust_inputs import neutral_trust_scores
     from skyshard.sim import SkyParams, write_sky
-    from skyshard.trust_inputs import neutral_trust_scores
 
     work = Path(tempfile.mkdtemp(prefix="bench_plan_"))
     home, duck = work / "home", work / "sky.duckdb"

@@ -1,6 +1,6 @@
 """Snapshot transfer vs OpenSSH scp over loopback, and the delta sent after a 1 % change.
 
-Usage: .venv/bin/python bench/bench_transfer.py [--size-mib 1024] [--avg-kib 1024]
+Usage: .venv/bin/python -m bench.bench_transfer [--size-mib 1024] [--avg-kib 1024]
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from skyshard.testing.sshd import start_sshd
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.chunking import ChunkParams
 from skyshard.transport.chunkstore import ChunkStore
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
 from skyshard.transport.transfer import restore_snapshot, send_snapshot, take_snapshot
+from tests.support.sshd import start_sshd
 
 MIB = 1 << 20
 

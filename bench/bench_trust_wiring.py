@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from skyshard.config.policy import PaymentTerms, PolicyFile
-from skyshard.trust import Ledger, Record
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.note import Ed25519Signer
-from skyshard.trust.recorder import entries_of_run, migration_payload
+from skyshard.ledger import Ledger, Record
+from skyshard.ledger.ed25519 import SigningKey
+from skyshard.ledger.note import Ed25519Signer
+from skyshard.trust.events import entries_of_run, migration_payload
 from skyshard.trust.scores import compute_trust_scores
 from skyshard.trust.settlement import placement_history, settle, settlement_since
 

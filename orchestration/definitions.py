@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from assets import features, forecasts, ingestion, planning, trust
-from orchestration import jobs
+from assets import features, forecasts, ingestion, planning, routing, trust
+from orchestration import jobs, migration_job
 from orchestration.resources import build_resources
 from sensors import ledger, migrations
 from skyshard.config.sky import Sky
-from skyshard.home import current_sky
+from skyshard.sim.home import current_sky
 
 
 def build_definitions(sky: Sky) -> dg.Definitions:
@@ -18,8 +18,10 @@ def build_definitions(sky: Sky) -> dg.Definitions:
         forecasts.defs,
         planning.defs,
         trust.defs,
+        routing.defs,
         ledger.defs,
         jobs.defs,
+        migration_job.defs,
         migrations.defs,
         dg.Definitions(resources=build_resources()),
     )

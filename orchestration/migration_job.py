@@ -3,7 +3,8 @@
 import dagster as dg
 from pydantic import Field
 
-from orchestration.resources import DuckDBFile
+from assets.routing import ROUTING
+from orchestration.resources import DuckDBFile, LedgerResource, SkyResource
 from skyshard.broker.execute import (
     MoveResult,
     PlannedMove,
@@ -14,12 +15,12 @@ from skyshard.broker.execute import (
     run_move,
 )
 from skyshard.broker.from_config import broker_policy, host_accesses
-from skyshard.broker.migration import HostAccess
-from skyshard.home import current_sky
+from skyshard.broker.migration import COMMITTED, HostAccess
+from skyshard.config.sky import Sky
+from skyshard.ledger import Ledger
 from skyshard.plans.store import MOVE_ID
 from skyshard.transport.ssh import ConnectionPool
-from skyshard.trust import Ledger
-from skyshard.trust.recorder import record_access_denied
+from skyshard.trust.events import record_access_denied
 
 MAX_RETRIES = 2
 # For transient network failures only: the op raises TransientMigrationError for those and a
@@ -60,9 +61,24 @@ def _metadata(result: MoveResult) -> dict[str, dg.MetadataValue]:
     }
 
 
-def _run_move(context: dg.OpExecutionContext, move_id: str, db_path: str) -> MoveResult:
-    sky = current_sky()
-    ledger = Ledger.open()
+def routing_event(result: MoveResult) -> dg.AssetMaterialization | dg.AssetObservation:
+    """What this run did to `ops.routing`: a materialization when it switched the shard's route
+    (the commit point), an observation of where the shard stays otherwise."""
+    switched = result.outcome.phase in COMMITTED and not result.outcome.noop
+    metadata = {
+        "move_id": result.outcome.move_id,
+        "shard_id": result.move.shard_id,
+        "host_id": result.move.to_host if switched else "(unchanged)",
+        "phase": result.outcome.phase,
+    }
+    if switched:
+        return dg.AssetMaterialization(ROUTING.key, metadata=metadata)
+    return dg.AssetObservation(ROUTING.key, metadata=metadata)
+
+
+def _run_move(
+    context: dg.OpExecutionContext, move_id: str, db_path: str, sky: Sky, ledger: Ledger
+) -> MoveResult:
     run_id = context.run_id
     policy = broker_policy(
         sky, lambda denial: record_access_denied(denial, run_id=run_id, ledger=ledger)
@@ -89,13 +105,22 @@ def _run_move(context: dg.OpExecutionContext, move_id: str, db_path: str) -> Mov
     retry_policy=RETRY_POLICY,
     description="Migrate one shard for an approved move; never holds the DuckDB write lock.",
 )
-def migrate(context: dg.OpExecutionContext, config: MoveConfig, duckdb: DuckDBFile):
+def migrate(
+    context: dg.OpExecutionContext,
+    config: MoveConfig,
+    duckdb: DuckDBFile,
+    sky: SkyResource,
+    ledger: LedgerResource,
+):
     try:
-        result = _run_move(context, check_move_id(config.move_id), duckdb.path)
+        result = _run_move(
+            context, check_move_id(config.move_id), duckdb.path, sky.load(), ledger.open()
+        )
     except Exception as error:  # refusals before any migration (config, plan): never retried
         if is_transient(error):
             raise
         raise dg.Failure(f"move {config.move_id}: {error}", allow_retries=False) from error
+    context.log_event(routing_event(result))
     if result.retryable:
         raise TransientMigrationError(
             f"move {config.move_id} attempt {result.outcome.attempt}: {result.outcome.error}"
@@ -122,3 +147,6 @@ def migrate(context: dg.OpExecutionContext, config: MoveConfig, duckdb: DuckDBFi
 )
 def migrate_shard():
     migrate()
+
+
+defs = dg.Definitions(jobs=[migrate_shard])

@@ -78,4 +78,4 @@ def approved_migrations(context: dg.SensorEvaluationContext, duckdb: DuckDBFile)
     return dg.SensorResult(run_requests=[move_run_request(*move) for move in new], cursor=cursor)
 
 
-defs = dg.Definitions(jobs=[migrate_shard], sensors=[approved_migrations])
+defs = dg.Definitions(sensors=[approved_migrations])

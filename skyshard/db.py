@@ -1,4 +1,4 @@
-"""Short-lived DuckDB connections and the DDL of the tables skyshard's Python code writes."""
+"""Short-lived DuckDB connections, transactions, and small table helpers every package uses."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-
-from skyshard.raw_tables import BY_NAME, RawTable
 
 LOCK_WAIT_S = 30.0
 """How long to wait for another process's write lock: its transactions are short."""
@@ -45,15 +43,16 @@ def _open_waiting(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPy
         pause = min(pause * 2, 1.0)
 
 
-def create_table_sql(schema: str, table: RawTable) -> str:
-    columns = ", ".join(f'"{name}" {kind}' for name, kind in table.columns)
-    return f"CREATE TABLE IF NOT EXISTS {schema}.{table.name} ({columns})"
-
-
-def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-    for table in BY_NAME.values():
-        con.execute(create_table_sql("raw", table))
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the block in one transaction: committed when it ends, rolled back if it raises."""
+    con.begin()
+    try:
+        yield con
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
 
 
 def replace_table(con: duckdb.DuckDBPyConnection, qualified_name: str, frame: pl.DataFrame) -> int:

@@ -24,10 +24,10 @@ from skyshard.broker.migration import (
 )
 from skyshard.broker.ops_tables import MigrationRow, OpsStore, Step
 from skyshard.db import connect
+from skyshard.ledger import Ledger
 from skyshard.plans.status import MoveStatus, PlanError
 from skyshard.plans.store import MOVE_ID, decide, get_move
-from skyshard.trust import EntryType, Ledger
-from skyshard.trust.recorder import migration_payload, record_migration
+from skyshard.trust.events import EntryType, migration_payload, record_migration
 
 DECIDER = "broker"
 """Who the plan's decision log names for the statuses a migration run sets."""

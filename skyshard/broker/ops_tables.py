@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from skyshard.db import connect
+from skyshard.db import connect, transaction
 
 DDL = (
     "CREATE SCHEMA IF NOT EXISTS ops",
@@ -155,14 +155,12 @@ class OpsStore:
         if set_phase:
             values = {"phase": pending[-1].phase, **values}
         assignments = ", ".join(f"{name} = ?" for name in ("updated_at", *values))
-        with connect(self.path) as con:
-            con.begin()
+        with connect(self.path) as con, transaction(con):
             steps = [_insert_step(con, move_id, s.phase, s.detail, s.at) for s in pending]
             con.execute(
                 f"UPDATE ops.migrations SET {assignments} WHERE move_id = ?",
                 [now(), *values.values(), move_id],
             )
-            con.commit()
         return steps
 
     def steps(self, move_id: str) -> list[Step]:
@@ -213,8 +211,7 @@ class OpsStore:
         """The commit point of a migration: compare-and-set the route to the next generation
         and mark the migration `switched`, atomically."""
         at = now()
-        with connect(self.path) as con:
-            con.begin()
+        with connect(self.path) as con, transaction(con):
             changed = con.execute(
                 "UPDATE ops.routing SET host_id = ?, address = ?, port = ?, "
                 "generation = generation + 1, updated_at = ? "
@@ -223,7 +220,6 @@ class OpsStore:
                  expected.generation],
             ).fetchall()  # fmt: skip
             if not changed:
-                con.rollback()
                 raise RoutingConflict(
                     f"routing of shard {expected.shard_id} is no longer {expected.host_id} "
                     f"generation {expected.generation}; not switching"
@@ -233,6 +229,10 @@ class OpsStore:
                 "UPDATE ops.migrations SET phase = 'switched', updated_at = ? WHERE move_id = ?",
                 [at, move_id],
             )
-            con.commit()
         route = Route(expected.shard_id, host_id, address, port, changed[0][0], at)
         return route, step
+
+
+def routed_hosts(database: Path | str) -> dict[str, str]:
+    """Where the routing table says each migrated shard runs now (shard id → host id)."""
+    return {route.shard_id: route.host_id for route in OpsStore(database).routes()}

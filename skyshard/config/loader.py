@@ -19,7 +19,7 @@ def load_yaml_model(path: Path, model: type[Model], *, required: bool = True) ->
         if required:
             raise ConfigError([ConfigProblem(path, "", None, "the file to exist")])
         return model()
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     try:
         document = yaml.safe_load(text)
         root_node = yaml.compose(text)
@@ -49,6 +49,26 @@ def load_yaml_model(path: Path, model: type[Model], *, required: bool = True) ->
                 )
             )
         raise ConfigError(problems) from None
+
+
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8, with or without a byte-order mark (YAML allows one)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    path,
+                    "",
+                    data[exc.start : exc.start + 4],
+                    f"UTF-8 text (invalid byte at offset {exc.start})",
+                    line,
+                )
+            ]
+        ) from None
 
 
 def _expected(error: dict) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from skyshard.config.base import Fraction, Identifier, NonNegative, StrictModel
 from skyshard.config.providers import DataClass
@@ -91,6 +91,36 @@ class Auditor(StrictModel):
     public_key: str = Field(description="Ed25519 public key, base64 of the 32 raw bytes.")
 
 
+class LedgerCosigner(StrictModel):
+    """A provider's ledger replica whose cosignatures count toward the quorum. Its key is
+    pinned here: a replica presenting another key is refused."""
+
+    name: Identifier
+    vkey: str = Field(description="C2SP cosignature/v1 verifier key: name+keyid+base64.")
+    replica: str = Field(
+        default="",
+        description="Where `skyshard ledger sync` pushes: a folder, or "
+        "ssh://user@host:port/path with the host key pinned in host_key.",
+    )
+    host_key: str = Field(default="", description="OpenSSH public host key of an ssh replica.")
+
+
+class LedgerPolicy(StrictModel):
+    cosigners: list[LedgerCosigner] = Field(default_factory=list)
+    quorum: int = Field(
+        default=0, ge=0, description="How many cosigners must have cosigned the latest checkpoint."
+    )
+    checkpoint_every_minutes: float = Field(default=60, gt=0)
+
+    @model_validator(mode="after")
+    def _quorum_reachable(self) -> LedgerPolicy:
+        if self.quorum > len(self.cosigners):
+            raise ValueError(
+                f"quorum {self.quorum} is more than the {len(self.cosigners)} cosigners listed"
+            )
+        return self
+
+
 class TrustPolicy(StrictModel):
     neutral_score: Fraction = 0.5
     half_life_days: float = Field(default=30, gt=0)
@@ -106,3 +136,4 @@ class PolicyFile(StrictModel):
     payment: dict[Identifier, PaymentTerms] = Field(default_factory=dict)
     auditors: list[Auditor] = Field(default_factory=list)
     trust: TrustPolicy = Field(default_factory=TrustPolicy)
+    ledger: LedgerPolicy = Field(default_factory=LedgerPolicy)

@@ -9,15 +9,6 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from skyshard.config.base import Fraction, Identifier, NonNegative, Resources, StrictModel
 
 ProviderKind = Literal["cloud", "colo", "edge", "marketplace"]
-SourceType = Literal[
-    "prometheus",
-    "statuspage",
-    "aws_spot_price_history",
-    "csv_usage",
-    "csv_prices",
-    "simulated",
-    "ssh_probe",
-]
 DataClass = Literal["public", "internal", "confidential", "restricted"]
 HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ssh-rsa")
 
@@ -62,11 +53,19 @@ class Source(StrictModel):
     `ssh://` (type ssh_probe only) means the provider's own hosts."""
 
     id: Identifier
-    type: SourceType
+    type: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,62}$",
+        description="A source type of skyshard.sources.registry (checked by check-config).",
+    )
     url: str = Field(pattern=r"^(https?|file|ssh)://")
     params: dict[str, object] = Field(default_factory=dict)
     timeout_s: float = Field(default=10, gt=0, le=300)
     retries: int = Field(default=2, ge=0, le=10)
+    replace: Literal["points", "window"] = Field(
+        default="points",
+        description="What a capture replaces of this source's earlier rows: the points it holds "
+        "(same series and timestamp), or everything in the time window it spans.",
+    )
 
     @field_validator("url")
     @classmethod

@@ -10,8 +10,8 @@ from skyshard.config.errors import ConfigError, ConfigProblem
 from skyshard.config.loader import load_yaml_model
 from skyshard.config.policy import PolicyFile
 from skyshard.config.providers import Host, Provider, ProvidersFile
+from skyshard.config.shards import Shard, expand_workloads, shard_count
 from skyshard.config.workloads import Workload, WorkloadsFile
-from skyshard.shards import Shard, expand_workloads, shard_count
 
 PROVIDERS_FILE = "providers.yaml"
 WORKLOADS_FILE = "workloads.yaml"

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from skyshard import paths
 from skyshard.broker.from_config import broker_policy, host_accesses
 from skyshard.broker.ops_tables import OpsStore
+from skyshard.config import paths
 from skyshard.config.sky import Sky
 from skyshard.demo_kv import client
 from skyshard.transport.ssh import ConnectionPool

@@ -7,11 +7,11 @@ from datetime import datetime
 
 import polars as pl
 
-from skyshard.bottlenecks import CAPACITY_LOSS, DEMAND, INCIDENT, PRICE
 from skyshard.config.policy import PolicyFile
 from skyshard.placement import Move, PlacementResult
 from skyshard.plans.ids import move_id, plan_run_id
 from skyshard.plans.status import MoveStatus
+from skyshard.scoring.bottlenecks import CAPACITY_LOSS, DEMAND, INCIDENT, PRICE
 
 AUTO_APPROVER = "policy:auto_approve"
 

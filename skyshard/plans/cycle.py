@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from skyshard.bottlenecks import predict_bottlenecks
 from skyshard.config.policy import PolicyFile
 from skyshard.placement import PlacementResult, SolveOptions, solve_placement
 from skyshard.plans.build import build_plan, plan_run_row
 from skyshard.plans.ids import inputs_hash
 from skyshard.scoring import Outlook, PlanningData, build_outlook, placement_input
+from skyshard.scoring.bottlenecks import predict_bottlenecks
 from skyshard.scoring.candidates import score_candidates
 from skyshard.scoring.problem import stuck_shards
 
@@ -30,10 +30,18 @@ class PlanningCycle:
     run: pl.DataFrame
 
 
-def assess(data: PlanningData, forecasts: pl.DataFrame, policy: PolicyFile, trust: pl.DataFrame):
-    """Outlook, bottlenecks and candidate scores: everything before the solver."""
+def assess(
+    data: PlanningData,
+    forecasts: pl.DataFrame,
+    policy: PolicyFile,
+    trust: pl.DataFrame,
+    bottlenecks: pl.DataFrame | None = None,
+):
+    """Outlook, bottlenecks and candidate scores: everything before the solver. `bottlenecks`
+    as the forecast stage stored them (`read_bottlenecks`); predicted here only without them."""
     outlook = build_outlook(data, forecasts, policy.forecast.horizon_hours)
-    bottlenecks = predict_bottlenecks(data, outlook)
+    if bottlenecks is None:
+        bottlenecks = predict_bottlenecks(data, outlook)
     scores = score_candidates(data, outlook, policy, trust)
     return outlook, bottlenecks, scores
 
@@ -46,10 +54,11 @@ def plan_cycle(
     cycles_since_move: Mapping[str, int] | None = None,
     created_at: datetime | None = None,
     options: SolveOptions | None = None,
+    bottlenecks: pl.DataFrame | None = None,
 ) -> PlanningCycle:
     created_at = (created_at or datetime.now(UTC)).replace(tzinfo=None)
     horizon = policy.forecast.horizon_hours
-    outlook, bottlenecks, scores = assess(data, forecasts, policy, trust)
+    outlook, bottlenecks, scores = assess(data, forecasts, policy, trust, bottlenecks)
     problem = placement_input(data, outlook, scores, policy, cycles_since_move)
     result = solve_placement(problem, options)
     inputs = inputs_hash(scores, policy, outlook.as_of, horizon)

@@ -12,6 +12,7 @@ import polars as pl
 from skyshard import db
 from skyshard.plans.build import PLAN_SCHEMA, RUN_SCHEMA
 from skyshard.plans.status import MoveStatus, PlanError, check_transition, parse_status
+from skyshard.scoring.bottlenecks import BOTTLENECK_SCHEMA
 
 _TYPES = {
     pl.String: "VARCHAR",
@@ -76,19 +77,15 @@ def write_plan(con: duckdb.DuckDBPyConnection, run: pl.DataFrame, plan: pl.DataF
     """Store a plan run and its moves; ids already stored are kept as they are (with their
     decisions). Returns how many moves were new."""
     ensure_plan_schema(con)
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.register("_run", run.to_arrow())
-        con.register("_plan", plan.to_arrow())
-        con.execute("INSERT OR IGNORE INTO plan.plan_runs SELECT * FROM _run")
-        before = con.execute("SELECT count(*) FROM plan.migration_plan").fetchall()[0][0]
-        con.execute("INSERT OR IGNORE INTO plan.migration_plan SELECT * FROM _plan")
-        after = con.execute("SELECT count(*) FROM plan.migration_plan").fetchall()[0][0]
-        _supersede(con, run["plan_run_id"][0])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        with db.transaction(con):
+            con.register("_run", run.to_arrow())
+            con.register("_plan", plan.to_arrow())
+            con.execute("INSERT OR IGNORE INTO plan.plan_runs SELECT * FROM _run")
+            before = con.execute("SELECT count(*) FROM plan.migration_plan").fetchall()[0][0]
+            con.execute("INSERT OR IGNORE INTO plan.migration_plan SELECT * FROM _plan")
+            after = con.execute("SELECT count(*) FROM plan.migration_plan").fetchall()[0][0]
+            _supersede(con, run["plan_run_id"][0])
     finally:
         con.unregister("_run")
         con.unregister("_plan")
@@ -128,6 +125,12 @@ def write_bottlenecks(con: duckdb.DuckDBPyConnection, bottlenecks: pl.DataFrame)
     return count
 
 
+def read_bottlenecks(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The bottlenecks `write_bottlenecks` stored, typed as `predict_bottlenecks` returns them."""
+    stored = con.sql("SELECT * FROM forecast.predicted_bottlenecks").pl()
+    return stored.select(BOTTLENECK_SCHEMA.keys()).cast(BOTTLENECK_SCHEMA)
+
+
 def decide(
     con: duckdb.DuckDBPyConnection,
     move_id: str,
@@ -154,8 +157,7 @@ def decide(
     check_transition(move_id, found[0][0], target)
     at = (now or datetime.now(UTC)).replace(tzinfo=None)
     approving = target == MoveStatus.APPROVED
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with db.transaction(con):
         con.execute(
             "UPDATE plan.migration_plan SET status = ?, decided_at = ?, decision_note = ?, "
             "approved_by = CASE WHEN ? THEN ? ELSE approved_by END, "
@@ -167,10 +169,6 @@ def decide(
             "INSERT INTO plan.decisions VALUES (?, ?, ?, ?, ?, ?)",
             [move_id, found[0][0], target.value, by, note, at],
         )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return get_move(con, move_id)
 
 

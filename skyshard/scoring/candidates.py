@@ -5,7 +5,9 @@ Terms: `run_cost` forecast price x resources at the forecast upper bound; `migra
 egress of the state out of the current provider plus expected downtime cost; `latency_cost`
 a small charge per ms to every dependency and dependent;
 `incident_risk` expected incident downtime cost from the provider's history and open
-incidents; `headroom_risk` expected overload downtime cost on a host left with little room;
+incidents, plus spot interruptions in the host's region (Spot Advisor band × horizon ×
+SPOT_INTERRUPTION_DOWNTIME_S); `headroom_risk` expected overload downtime cost on a host
+left with little room;
 `trust_cost` a surcharge on run cost that grows as trust falls.
 
 `latency_violation` names a latency limit the candidate would break if the shard's dependencies
@@ -43,6 +45,8 @@ LINK_GBIT_PER_S = 1.0
 LATENCY_COST_PER_MS_DAY = 0.001
 INCIDENT_WINDOW_DAYS = 7
 OPEN_INCIDENT_DOWNTIME_S = 1800.0
+SPOT_INTERRUPTION_DOWNTIME_S = 300.0  # a reclaimed spot instance: notice, restart, catch-up
+HOURS_PER_MONTH = 730.0  # Spot Advisor rates are interruptions per instance-month
 HEADROOM_TARGET = 0.10  # share of host cpu capacity kept free at the forecast peak
 HEADROOM_DOWNTIME_FRACTION = 0.01  # share of the horizon a host with no headroom is overloaded
 TRUST_WEIGHT = 0.2
@@ -69,6 +73,7 @@ SCORE_COLUMNS = (
     "downtime_s",
     "estimated_bytes",
     "expected_downtime_s",
+    "spot_interruption_rate",
 )
 
 
@@ -275,9 +280,19 @@ def score_candidates(
         )
         .join(trust.select("provider_id", trust_score="score"), on="provider_id", how="left")
         .join(_incident_stats(data, horizon), on="provider_id", how="left")
+        .join(
+            data.spot_interruption.select(
+                "provider_id", "region", spot_interruption_rate="interruption_rate"
+            ),
+            on=["provider_id", "region"],
+            how="left",
+        )
         .with_columns(
             pl.col("load_peak").fill_null(0.0),
-            pl.col("expected_downtime_s").fill_null(0.0),
+            pl.col("expected_downtime_s").fill_null(0.0)
+            + pl.col("spot_interruption_rate").fill_null(0.0)
+            * (horizon / HOURS_PER_MONTH)
+            * SPOT_INTERRUPTION_DOWNTIME_S,
             pl.col("trust_score").fill_null(policy.trust.neutral_score),
         )
     )

@@ -3,7 +3,7 @@ series built from them, with their ids."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import duckdb
@@ -33,6 +33,12 @@ class PlanningData:
     prices: pl.DataFrame
     incidents: pl.DataFrame
     latency: pl.DataFrame
+    spot_interruption: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(
+            schema={"provider_id": pl.String, "region": pl.String, "interruption_rate": pl.Float64}
+        )
+    )
+    """Monthly share of spot instances interrupted per provider region (AWS Spot Advisor)."""
 
     @property
     def as_of(self):
@@ -61,6 +67,9 @@ _QUERIES = {
         from marts.fct_provider_price_hourly where hour > ?""",
     "incidents": "select * from marts.fct_provider_incidents",
     "latency": "select src_provider_id, dst_provider_id, p95_ms from marts.fct_latency",
+    "spot_interruption": """
+        select provider_id, region, avg(interruption_pct) / 100 as interruption_rate
+        from marts.fct_spot_interruption group by all""",
 }
 
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from skyshard.config.shards import Shard, expand_workloads
 from skyshard.config.workloads import WorkloadsFile
-from skyshard.shards import Shard, expand_workloads
 from skyshard.sim.layout import (
     INSTANCE_TYPES,
     Layout,

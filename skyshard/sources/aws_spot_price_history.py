@@ -2,7 +2,8 @@
 
 JSON: `{"SpotPriceHistory": [{"AvailabilityZone", "InstanceType", "ProductDescription",
 "SpotPrice", "Timestamp"}, ...], "NextToken": ...}` (the CLI follows NextToken itself, so a
-saved capture holds the whole history). CSV: a header with those five column names.
+saved capture holds the whole history; a capture with a non-empty NextToken is partial and
+ingested with a warning). CSV: a header with those five column names.
 The format is `params.format`, else `csv` when the url ends in `.csv`, else `json`.
 """
 
@@ -25,15 +26,9 @@ from skyshard.sources.frames import (
     read_csv_strings,
     text_series,
 )
-from skyshard.sources.prices import price_rows
+from skyshard.sources.prices import InstanceType, price_rows
 
 FIELDS = ("AvailabilityZone", "InstanceType", "ProductDescription", "SpotPrice", "Timestamp")
-
-
-class InstanceType(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cpu: float = Field(gt=0)
 
 
 class SpotParams(BaseModel):
@@ -50,6 +45,10 @@ class SpotParams(BaseModel):
 class AwsSpotPriceHistoryAdapter:
     """Source type `aws_spot_price_history`."""
 
+    type = "aws_spot_price_history"
+    tables = ("prices",)
+    params_model = SpotParams
+
     def requests(self, source: Source, window: Window) -> list[FetchRequest]:
         parse_params(SpotParams, source.id, source.url, source.params)
         return [FetchRequest("spot_price_history", source.url)]
@@ -61,11 +60,18 @@ class AwsSpotPriceHistoryAdapter:
         fmt = params.format or (
             "csv" if urlsplit(request.url).path.lower().endswith(".csv") else "json"
         )
+        warnings = []
         if fmt == "csv":
             text = read_csv_strings(payload, source.id, request.url, FIELDS)
         else:
-            text = _json_strings(payload, source.id, request.url)
+            text, next_token = _json_strings(payload, source.id, request.url)
+            if next_token:
+                warnings.append(
+                    f"{request.url}: partial capture: NextToken is set, so the history goes on "
+                    "in a page this capture lacks (let the aws CLI page, or save every page)"
+                )
         cpu_by_type = {name: spec.cpu for name, spec in params.instance_types.items()}
+        mem_by_type = {name: spec.mem_gb for name, spec in params.instance_types.items()}
         zone = pl.col("AvailabilityZone").str.strip_chars().replace("", None)
         region = (
             pl.lit(params.region, pl.String)
@@ -81,6 +87,7 @@ class AwsSpotPriceHistoryAdapter:
             product_name=pl.col("ProductDescription").str.strip_chars().replace("", None),
             price_value=finite_numbers(text["SpotPrice"]),
             cpu=instance_type.replace_strict(cpu_by_type, default=None, return_dtype=pl.Float64),
+            mem=instance_type.replace_strict(mem_by_type, default=None, return_dtype=pl.Float64),
             _cpu_problem=pl.concat_str(
                 pl.lit("instance type "),
                 instance_type.fill_null(""),
@@ -91,11 +98,14 @@ class AwsSpotPriceHistoryAdapter:
             zone_name=pl.col("zone_name").fill_null(pl.col("region_name")),
             product_name=pl.col("product_name").fill_null("unknown"),
         )
-        return price_rows(typed, provider_id)
+        parsed = price_rows(typed, provider_id)
+        parsed.warnings.extend(warnings)
+        return parsed
 
 
-def _json_strings(payload: bytes, source_id: str, url: str) -> pl.DataFrame:
-    """The JSON entries as string columns plus `_raw`; a non-object entry has only `_raw`."""
+def _json_strings(payload: bytes, source_id: str, url: str) -> tuple[pl.DataFrame, object]:
+    """The JSON entries as string columns plus `_raw` (a non-object entry has only `_raw`),
+    and the answer's NextToken."""
     document = load_json(payload, source_id, url)
     entries = document.get("SpotPriceHistory") if isinstance(document, dict) else None
     if not isinstance(entries, list):
@@ -107,4 +117,4 @@ def _json_strings(payload: bytes, source_id: str, url: str) -> pl.DataFrame:
         for name in FIELDS
     }
     columns["_raw"] = pl.Series([dumps(e) for e in entries], dtype=pl.String)
-    return pl.DataFrame(columns)
+    return pl.DataFrame(columns), document.get("NextToken")

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 import polars as pl
+from pydantic import BaseModel
 
 from skyshard.config.providers import Source
 
@@ -40,12 +41,16 @@ class QuarantinedRow:
 class Parsed:
     """What one payload yielded: frames keyed by raw table name, and the rows set aside.
 
-    Frames hold exactly the table's columns from `skyshard.raw_tables` except the ingestion
+    Frames hold exactly the table's columns from `skyshard.sources.raw_tables` except the ingestion
     metadata (`source_id`, `fetched_at`, `payload_hash`), which the writer adds.
     """
 
     frames: dict[str, pl.DataFrame] = field(default_factory=dict)
     quarantine: list[QuarantinedRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Problems that leave the rows usable, e.g. a capture that holds only some pages."""
+    next_request: FetchRequest | None = None
+    """The next page of a paged answer (NextPageLink, NextToken), fetched and parsed in turn."""
 
 
 class PayloadError(ValueError):
@@ -62,7 +67,15 @@ class PayloadError(ValueError):
 
 
 class Adapter(Protocol):
-    """A telemetry source type (`prometheus`, `statuspage`, ...)."""
+    """A telemetry source type (`prometheus`, `statuspage`, ...).
+
+    `type` is its name in `providers.yaml`, `tables` the raw tables it writes (the first is the
+    one its feed's health check is shown on), `params_model` the schema of its `params`.
+    """
+
+    type: str
+    tables: tuple[str, ...]
+    params_model: type[BaseModel]
 
     def requests(self, source: Source, window: Window) -> list[FetchRequest]:
         """The payloads to fetch for `window`, in order."""
@@ -81,4 +94,13 @@ class Fetcher(Protocol):
 
     def fetch(self, request: FetchRequest, source: Source) -> bytes:
         """The payload of `request`; raises PayloadError when it cannot be had."""
+        ...
+
+
+@runtime_checkable
+class ConfigChecker(Protocol):
+    """An adapter whose params must agree with the rest of its provider's configuration."""
+
+    def config_problems(self, source: Source, regions: list[str]) -> list[tuple[str, object, str]]:
+        """(path under the source, value, what was expected) for each disagreement."""
         ...

@@ -11,6 +11,7 @@ Columns (header row required, extra columns ignored, order free):
 - `zone` (optional): availability zone; empty or absent means the region itself.
 - `product` (optional): product or OS description; empty or absent means `params.product`
   (default `list-price`).
+- `mem_gb_per_instance` (optional): GiB of memory in one instance, > 0 (price per GiB-hour).
 
 One request: the source `url` itself. Rows that fail a check, and repeats of a
 (zone, instance_type, product, timestamp), go to quarantine.
@@ -44,6 +45,10 @@ class CsvPricesParams(BaseModel):
 class CsvPricesAdapter:
     """Source type `csv_prices`."""
 
+    type = "csv_prices"
+    tables = ("prices",)
+    params_model = CsvPricesParams
+
     def requests(self, source: Source, window: Window) -> list[FetchRequest]:
         parse_params(CsvPricesParams, source.id, source.url, source.params)
         return [FetchRequest("prices", source.url)]
@@ -59,12 +64,23 @@ class CsvPricesAdapter:
             else pl.lit(None, pl.String)
             for name in ("zone", "product")
         }
+        mem_text = (
+            text["mem_gb_per_instance"]
+            if "mem_gb_per_instance" in text.columns
+            else pl.Series([None] * text.height, dtype=pl.String)
+        )
         typed = text.with_columns(
             ts=parse_timestamps(text["timestamp"]),
             region_name=pl.col("region").str.strip_chars().replace("", None),
             type_name=pl.col("instance_type").str.strip_chars().replace("", None),
             price_value=finite_numbers(text["price"]),
             cpu=finite_numbers(text["cpu_per_instance"]),
+            mem=finite_numbers(mem_text).fill_null(
+                pl.when(mem_text.str.strip_chars().replace("", None).is_null())
+                .then(None)
+                # present but not a number: fails the "positive finite number" check
+                .otherwise(-1.0)
+            ),
         ).with_columns(
             zone_name=optional["zone"].fill_null(pl.col("region_name")),
             product_name=optional["product"].fill_null(pl.lit(params.product)),

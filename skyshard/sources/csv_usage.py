@@ -41,6 +41,10 @@ class CsvUsageParams(BaseModel):
 class CsvUsageAdapter:
     """Source type `csv_usage`."""
 
+    type = "csv_usage"
+    tables = ("shard_usage",)
+    params_model = CsvUsageParams
+
     def requests(self, source: Source, window: Window) -> list[FetchRequest]:
         parse_params(CsvUsageParams, source.id, source.url, source.params)
         return [FetchRequest("usage", source.url)]

@@ -135,11 +135,37 @@ def _get_with_retries(
             problem = f"HTTP {response.status_code} {response.reason}"
             continue
         if response.status_code >= 400:
-            raise PayloadError(source_id, shown, f"HTTP {response.status_code} {response.reason}")
+            raise PayloadError(
+                source_id,
+                shown,
+                f"HTTP {response.status_code} {response.reason}{_error_detail(response)}",
+            )
         _check_complete(response, source_id, shown)
         return response.content
     attempts = retries + 1
     raise PayloadError(source_id, shown, f"{problem} (gave up after {attempts} attempts)")
+
+
+MAX_ERROR_TEXT = 500
+"""Characters of an error body kept in the message (APIs explain a 4xx there)."""
+
+
+def _error_detail(response: requests.Response) -> str:
+    """What the server said about its 4xx: a JSON `error` (Prometheus, most APIs) or the text."""
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        message = document.get("error") or document.get("message")
+        if isinstance(message, dict):  # {"error": {"code": ..., "message": ...}} (Azure, GCP)
+            message = message.get("message")
+        kind = document.get("errorType") or document.get("code")
+        if isinstance(message, str) and message:
+            prefix = f"{kind}: " if isinstance(kind, str) and kind else ""
+            return f": {prefix}{message[:MAX_ERROR_TEXT]}"
+    text = " ".join(response.text.split())
+    return f": {text[:MAX_ERROR_TEXT]}" if text else ""
 
 
 def _check_complete(response: requests.Response, source_id: str, shown_url: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -12,8 +13,8 @@ import polars as pl
 from pydantic import BaseModel, ValidationError
 
 from skyshard.config.errors import yaml_path
-from skyshard.raw_tables import BY_NAME, INGEST_COLUMNS
 from skyshard.sources.base import PayloadError, QuarantinedRow
+from skyshard.sources.raw_tables import BY_NAME, INGEST_COLUMNS
 
 Params = TypeVar("Params", bound=BaseModel)
 
@@ -56,10 +57,43 @@ def rows_frame(table_name: str, rows: list[dict]) -> pl.DataFrame:
     return pl.DataFrame({name: [row[name] for row in rows] for name in schema}, schema=schema)
 
 
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def utf8_payload(payload: bytes, source_id: str, url: str) -> bytes:
+    """`payload` as UTF-8 without a byte-order mark.
+
+    Captures saved on Windows start with one (PowerShell 5's `>` even writes UTF-16), so a BOM
+    names the encoding and is dropped; bytes that are not UTF-8 at all are refused by offset."""
+    for bom, encoding in _BOMS:
+        if payload.startswith(bom):
+            try:
+                return payload.decode(encoding).encode()
+            except UnicodeDecodeError as exc:
+                raise PayloadError(
+                    source_id,
+                    url,
+                    f"starts with a {encoding} byte-order mark but {exc.reason} "
+                    f"at byte {exc.start}",
+                ) from None
+    return payload
+
+
 def load_json(payload: bytes, source_id: str, url: str) -> object:
+    payload = utf8_payload(payload, source_id, url)
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
+        try:
+            payload.decode()
+        except UnicodeDecodeError as bad:
+            raise PayloadError(
+                source_id, url, f"not UTF-8: invalid byte at offset {bad.start}"
+            ) from None
         raise PayloadError(source_id, url, f"not valid JSON: {exc}") from None
 
 
@@ -160,7 +194,10 @@ def read_csv_strings(
     """A CSV payload as string columns plus `_raw` (the row's text, for quarantine)."""
     try:
         frame = pl.read_csv(
-            io.BytesIO(payload), infer_schema=False, encoding="utf8-lossy", raise_if_empty=False
+            io.BytesIO(utf8_payload(payload, source_id, url)),
+            infer_schema=False,
+            encoding="utf8-lossy",
+            raise_if_empty=False,
         )
     except pl.exceptions.PolarsError as exc:
         raise PayloadError(source_id, url, f"not a readable CSV: {exc}") from None

@@ -1,8 +1,15 @@
-"""Prometheus `query_range` responses → shard usage, host metrics and latency probe rows.
+"""Prometheus query answers → shard usage, host metrics and latency probe rows.
 
 Each configured query is one request: over HTTP the API call
-`{url}/api/v1/query_range?query=...&start=...&end=...&step=...`, for `file://` the capture
-`<dir>/<name>.json` holding the same response body.
+`{url}/api/v1/query_range?query=...&start=...&end=...&step=...` (or, for an `instant` query,
+`{url}/api/v1/query?query=...&time=<window end>`), for `file://` the capture
+`<dir>/<name>.json` holding the same response body. Range answers (`matrix`) and instant
+answers (`vector`, one sample per series) are both read.
+
+Real labels are rarely skyshard ids (`instance="10.0.3.7:9100"`, `job="node"`): a query's
+`id_map` lists `{match: <regex>, id: <template>}` rules, tried in order against the whole label
+value; the first that matches gives the id (`\\1` or `\\g<name>` insert groups). With an
+`id_map`, a series whose label no rule matches is quarantined with that reason.
 """
 
 from __future__ import annotations
@@ -46,6 +53,33 @@ _TABLE_OF_KIND = {
 _DEFAULT_LABEL = {"shard_usage": "shard", "host_metrics": "host"}
 
 
+class IdRule(BaseModel):
+    """A label value matching `match` (a regex, whole value) becomes the id `id` (a template)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    match: str = Field(min_length=1)
+    id: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _template_fits_pattern(self) -> IdRule:
+        try:
+            pattern = re.compile(self.match)
+        except re.error as exc:
+            raise ValueError(f"match {self.match!r} is not a regular expression: {exc}") from None
+        for number in re.findall(r"\\(\d+)", self.id):
+            if int(number) > pattern.groups:
+                raise ValueError(f"id {self.id!r} refers to group {number}; match has fewer")
+        for name in re.findall(r"\\g<([^>]*)>", self.id):
+            if not name.isdigit() and name not in pattern.groupindex:
+                raise ValueError(f"id {self.id!r} refers to group {name!r}; match has none")
+        return self
+
+    def apply(self, value: str) -> str | None:
+        found = re.fullmatch(self.match, value)
+        return found.expand(self.id) if found else None
+
+
 class PromQuery(BaseModel):
     """One PromQL query and how its series map to raw rows."""
 
@@ -58,6 +92,14 @@ class PromQuery(BaseModel):
     label: str | None = None
     src_label: str | None = None
     dst_label: str = "dst_provider"
+    id_map: list[IdRule] = Field(default_factory=list)
+    instant: bool = False
+
+    def map_id(self, value: str) -> str | None:
+        """The skyshard id of a label value: by the first matching rule, or itself without rules."""
+        if not self.id_map:
+            return value
+        return next((i for i in (r.apply(value) for r in self.id_map) if i is not None), None)
 
     @model_validator(mode="after")
     def _metric_fits_kind(self) -> PromQuery:
@@ -92,6 +134,10 @@ class PrometheusParams(BaseModel):
 class PrometheusAdapter:
     """Source type `prometheus`."""
 
+    type = "prometheus"
+    tables = ("shard_usage", "host_metrics", "latency")
+    params_model = PrometheusParams
+
     def requests(self, source: Source, window: Window) -> list[FetchRequest]:
         params = parse_params(PrometheusParams, source.id, source.url, source.params)
         base = source.url.rstrip("/")
@@ -102,7 +148,9 @@ class PrometheusAdapter:
         return [
             FetchRequest(
                 q.name,
-                f"{base}/api/v1/query_range?"
+                f"{base}/api/v1/query?" + urlencode({"query": q.query, "time": end})
+                if q.instant
+                else f"{base}/api/v1/query_range?"
                 + urlencode({"query": q.query, "start": start, "end": end, "step": params.step}),
             )
             for q in params.queries
@@ -134,16 +182,21 @@ def _matrix(document: object, source_id: str, url: str) -> list:
     data = document.get("data")
     if not isinstance(data, dict):
         raise PayloadError(source_id, url, "missing object 'data'")
-    if data.get("resultType") != "matrix":
+    kind = data.get("resultType")
+    if kind not in ("matrix", "vector"):
         raise PayloadError(
             source_id,
             url,
-            f"expected data.resultType 'matrix' (a query_range answer), "
-            f"got {data.get('resultType')!r}",
+            f"expected data.resultType 'matrix' (query_range) or 'vector' (query), got {kind!r}",
         )
     result = data.get("result")
     if not isinstance(result, list):
         raise PayloadError(source_id, url, "data.result is not a list")
+    if kind == "vector":  # one sample per series: the same shape as a one-sample range
+        return [
+            {**item, "values": [item.get("value")]} if isinstance(item, dict) else item
+            for item in result
+        ]
     return result
 
 
@@ -205,8 +258,12 @@ def _clean_samples(payload: bytes, query: PromQuery) -> pl.DataFrame | None:
         return pl.DataFrame(schema=_SAMPLE_SCHEMA)
     if series["values"].is_null().any():
         return None
-    ids = series[_id_label(query)]
-    src = series[query.src_label] if query.src_label else pl.repeat(None, series.height, eager=True)
+    ids = _mapped(series[_id_label(query)], query)
+    src = (
+        _mapped(series[query.src_label], query)
+        if query.src_label
+        else pl.repeat(None, series.height, eager=True)
+    )
     pairs = pl.DataFrame({"src": src, "id": ids}, schema={"src": pl.String, "id": pl.String})
     src_valid = src.is_null() if not query.src_label else src.str.contains(ID_PATTERN)
     valid = (ids.str.contains(ID_PATTERN) & src_valid).fill_null(False)
@@ -214,8 +271,8 @@ def _clean_samples(payload: bytes, query: PromQuery) -> pl.DataFrame | None:
         return None
     samples = (
         series.select(
-            (pl.col(query.src_label) if query.src_label else pl.lit(None, pl.String)).alias("src"),
-            pl.col(_id_label(query)).alias("id"),
+            pl.lit(src, pl.String).alias("src"),
+            pl.lit(ids).alias("id"),
             pl.col("values"),
             pl.int_range(pl.len()).alias("series"),
         )
@@ -233,6 +290,17 @@ def _clean_samples(payload: bytes, query: PromQuery) -> pl.DataFrame | None:
         )
     )
     return samples
+
+
+def _mapped(values: pl.Series, query: PromQuery) -> pl.Series:
+    """Label values as skyshard ids (null where the query's id_map has no matching rule)."""
+    if not query.id_map:
+        return values
+    return pl.Series(
+        values.name,
+        [None if v is None else query.map_id(v) for v in values.to_list()],
+        dtype=pl.String,
+    )
 
 
 def _checked_samples(
@@ -352,22 +420,27 @@ def _series_key(item: object, query: PromQuery) -> tuple[tuple[str | None, str],
         return (None, ""), "series has no 'values' list"
     src = None
     if query.src_label is not None:
-        src = metric.get(query.src_label)
-        problem = _id_problem(query.src_label, src)
+        src, problem = _label_id(query, query.src_label, metric.get(query.src_label))
         if problem:
             return (None, ""), problem
     label = _id_label(query)
-    value = metric.get(label)
-    problem = _id_problem(label, value)
+    value, problem = _label_id(query, label, metric.get(label))
     return (src, value if problem is None else ""), problem
 
 
-def _id_problem(label: str, value: object) -> str | None:
+def _label_id(query: PromQuery, label: str, value: object) -> tuple[str, str | None]:
+    """The id a label value maps to, or the problem with it."""
     if value is None:
-        return f"missing label {label!r}"
-    if not isinstance(value, str) or re.fullmatch(ID_PATTERN, value) is None:
-        return f"label {label}={value!r} is not a valid id (lowercase letters, digits, dashes)"
-    return None
+        return "", f"missing label {label!r}"
+    if not isinstance(value, str):
+        return "", f"label {label}={value!r} is not a string"
+    mapped = query.map_id(value)
+    if mapped is None:
+        return "", f"label {label}={value!r} matches no id_map rule"
+    if re.fullmatch(ID_PATTERN, mapped) is None:
+        shown = value if mapped == value else f"{value} → {mapped}"
+        return "", f"label {label}={shown!r} is not a valid id (lowercase letters, digits, dashes)"
+    return mapped, None
 
 
 def _pairs(values: list) -> tuple[tuple, tuple]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -21,23 +22,11 @@ from skyshard.config.providers import Source
 from skyshard.sim.layout import build_layout, source_docs
 from skyshard.sim.params import SkyParams
 from skyshard.sim.sky import simulate, write_provider_captures
-from skyshard.sources.aws_spot_price_history import AwsSpotPriceHistoryAdapter
 from skyshard.sources.base import Adapter, FetchRequest, Parsed, PayloadError, Window
-from skyshard.sources.csv_prices import CsvPricesAdapter
-from skyshard.sources.csv_usage import CsvUsageAdapter
 from skyshard.sources.fetch import file_url_path
 from skyshard.sources.frames import parse_params
-from skyshard.sources.prometheus import PrometheusAdapter
-from skyshard.sources.statuspage import StatuspageAdapter
 
 MARKER = ".skyshard-sim.json"
-_REAL: dict[str, Adapter] = {
-    "prometheus": PrometheusAdapter(),
-    "statuspage": StatuspageAdapter(),
-    "aws_spot_price_history": AwsSpotPriceHistoryAdapter(),
-    "csv_usage": CsvUsageAdapter(),
-    "csv_prices": CsvPricesAdapter(),
-}
 _DEFAULTS = SkyParams()
 
 
@@ -60,13 +49,21 @@ class SimulatedParams(BaseModel):
 class SimulatedAdapter:
     """Source type `simulated`."""
 
+    type = "simulated"
+    tables = ("shard_usage", "host_metrics", "prices", "incidents", "components", "latency")
+    params_model = SimulatedParams
+
+    def __init__(self, capture_adapters: Mapping[str, Adapter]) -> None:
+        self._real = capture_adapters
+        """The adapters of the capture formats the simulator writes, by source type."""
+
     def requests(self, source: Source, window: Window) -> list[FetchRequest]:
         params, folder = self._setup(source)
         _ensure_captures(params, folder, source)
         return [
             FetchRequest(f"{inner.id}/{request.name}", request.url)
             for inner in _inner_sources(params, folder, source)
-            for request in _REAL[inner.type].requests(inner, window)
+            for request in self._real[inner.type].requests(inner, window)
         ]
 
     def parse(
@@ -79,7 +76,7 @@ class SimulatedAdapter:
             raise PayloadError(source.id, request.url, f"no simulated feed {inner_id!r}")
         inner_request = FetchRequest(inner_name, request.url)
         try:
-            return _REAL[inner.type].parse(inner_request, payload, inner, provider_id)
+            return self._real[inner.type].parse(inner_request, payload, inner, provider_id)
         except PayloadError as exc:
             raise PayloadError(source.id, request.url, exc.reason) from None
 

@@ -26,7 +26,7 @@ from skyshard.broker.from_config import broker_policy, host_accesses
 from skyshard.config.errors import ConfigError
 from skyshard.config.providers import Host, Provider, Source
 from skyshard.config.sky import Sky
-from skyshard.home import current_sky
+from skyshard.sim.home import current_sky
 from skyshard.sources.base import FetchRequest, Parsed, PayloadError, QuarantinedRow, Window
 from skyshard.sources.frames import parse_params, rows_frame
 from skyshard.transport import validate
@@ -34,7 +34,7 @@ from skyshard.transport.access import AccessDenied, Denial
 from skyshard.transport.commands import RemoteCommand, RemotePath, run_script
 from skyshard.transport.ssh import ConnectionPool, SshError, SshSettings
 from skyshard.transport.validate import ValidationError
-from skyshard.trust.recorder import record_access_denied
+from skyshard.trust.events import record_access_denied
 
 ACTION = "read_telemetry"
 SAMPLE_GAP_S = 1
@@ -123,6 +123,10 @@ class Probe:
 
 class SshProbeAdapter:
     """Source type `ssh_probe`; fetches its own payloads (see `skyshard.sources.base.Fetcher`)."""
+
+    type = "ssh_probe"
+    tables = ("host_metrics", "shard_usage")
+    params_model = SshProbeParams
 
     def __init__(
         self,

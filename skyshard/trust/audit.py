@@ -11,7 +11,6 @@ signed over the canonical JSON (docs/ledger.md) of the object without `signature
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Iterable, Mapping
 from datetime import date
@@ -19,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from skyshard.config.policy import Auditor
-from skyshard.trust import Entry, EntryType, Ledger, ed25519
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.entry import EntryError, canonical_json, check_no_secrets
+from skyshard.ledger import Entry, Ledger, ed25519
+from skyshard.ledger.ed25519 import SigningKey
+from skyshard.ledger.entry import EntryError, canonical_json, check_no_secrets
+from skyshard.ledger.note import NoteError, strict_b64decode
+from skyshard.trust.events import EntryType, record_audit
 
 FORMAT = "skyshard-audit/v1"
 FIELDS = ("auditor", "findings", "format", "period", "provider", "score", "signature")
@@ -91,8 +92,8 @@ def _check_shape(source: str, doc: Any, providers: Iterable[str] | None) -> None
 
 def _public_key(auditor: Auditor) -> bytes:
     try:
-        key = base64.b64decode(auditor.public_key, validate=True)
-    except binascii.Error:
+        key = strict_b64decode(auditor.public_key, "public_key")
+    except NoteError:
         key = b""
     if len(key) != ed25519.PUBLIC_KEY_SIZE:
         raise AuditError(
@@ -118,8 +119,8 @@ def verify_attestation(
             source, "auditor", f"{doc['auditor']!r} is not in policy.yaml auditors {sorted(by_id)}"
         )
     try:
-        signature = base64.b64decode(doc["signature"], validate=True)
-    except (binascii.Error, TypeError, ValueError):
+        signature = strict_b64decode(doc["signature"], "signature")
+    except (NoteError, TypeError):
         signature = b""
     if not ed25519.verify(_public_key(auditor), signed_bytes(doc), signature):
         raise AuditError(
@@ -146,7 +147,8 @@ def import_attestation(
     """Verify the attestation in `path` and append it as an audit_attestation entry; an
     attestation already in the ledger (same signature) is refused."""
     doc = verify_attestation(load_attestation(path), auditors, str(path), providers)
-    for entry in ledger.entries(EntryType.AUDIT_ATTESTATION):
-        if entry.payload.get("signature") == doc["signature"]:
+    signature = base64.b64decode(doc["signature"])
+    for entry in ledger.verified_entries(EntryType.AUDIT_ATTESTATION):
+        if base64.b64decode(entry.payload.get("signature", "")) == signature:
             raise AuditError(str(path), "signature", f"already imported as entry {entry.seq}")
-    return ledger.append(EntryType.AUDIT_ATTESTATION, "", f"auditor:{doc['auditor']}", doc)
+    return record_audit(ledger, doc)

@@ -11,7 +11,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from skyshard.config.policy import PolicyFile
-from skyshard.trust.entry import canonical_json
+from skyshard.ledger.entry import canonical_json
 
 PLACEMENT = "placement"
 OPERATOR_ACTION = "operator_action"

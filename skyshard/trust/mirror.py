@@ -1,19 +1,18 @@
-"""Mirror a ledger folder into DuckDB (`ledger.entries`, `ledger.checkpoints`) for SQL;
-re-running inserts only what is new."""
+"""Mirror the verified ledger into DuckDB (`ledger.entries`, `ledger.checkpoints`) for SQL;
+re-running checks what is there against the log and inserts only what is new."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from skyshard.trust.checkpoint import Checkpoint
-from skyshard.trust.entry import parse_line
-from skyshard.trust.log import LOG_FILE, checkpoint_paths, iter_lines, read_checkpoint_index
-from skyshard.trust.merkle import leaf_hash
-from skyshard.trust.note import parse_note
+from skyshard.ledger import Ledger
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.log import checkpoint_paths, read_checkpoint_index
+from skyshard.ledger.merkle import MerkleTree, leaf_hash
+from skyshard.ledger.note import parse_note
 
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS ledger;
@@ -38,31 +37,39 @@ CREATE TABLE IF NOT EXISTS ledger.checkpoints (
 """
 
 
-def mirror_ledger(con: Any, directory: Path) -> tuple[int, int]:
-    """Copy new entries and all checkpoints into `con` (a duckdb connection).
+class MirrorError(ValueError):
+    """The SQL mirror holds rows the verified log does not: it was edited."""
+
+
+def mirror_ledger(con: Any, ledger: Ledger) -> tuple[int, int]:
+    """Copy new verified entries and the checkpoints matching them into `con` (a duckdb
+    connection), after checking every row already there against the verified log.
     Returns (entries inserted, checkpoints written)."""
-    directory = Path(directory)
     con.execute(_SCHEMA)
-    (max_seq,) = con.execute("SELECT coalesce(max(seq), -1) FROM ledger.entries").fetchone()
+    entries = ledger.verified_entries()
+    stored = con.execute("SELECT seq, leaf_hash, line FROM ledger.entries ORDER BY seq").fetchall()
+    for position, (seq, hash_hex, line) in enumerate(stored):
+        good = seq == position < len(entries) and entries[seq].line == line.encode()
+        if not good or leaf_hash(line.encode()).hex() != hash_hex:
+            raise MirrorError(
+                f"ledger.entries row seq {seq} differs from entry {position} of the verified "
+                f"log {ledger.log_path}; drop the ledger schema to rebuild the mirror"
+            )
     rows: dict[str, list] = {
         k: []
         for k in ("seq", "type", "run_id", "ts", "actor", "payload", "key_id", "leaf_hash", "line")
     }
-    log = directory / LOG_FILE
-    for index, (_, line) in enumerate(iter_lines(log) if log.exists() else ()):
-        if index <= max_seq:
-            continue
-        entry = parse_line(line)
+    for entry in entries[len(stored) :]:
         for name, value in (
             ("seq", entry.seq),
-            ("type", entry.type.value),
+            ("type", entry.type),
             ("run_id", entry.run_id),
             ("ts", entry.ts),
             ("actor", entry.actor),
             ("payload", json.dumps(entry.payload, sort_keys=True, ensure_ascii=False)),
             ("key_id", entry.key_id),
-            ("leaf_hash", leaf_hash(line).hex()),
-            ("line", line.decode()),
+            ("leaf_hash", leaf_hash(entry.line).hex()),
+            ("line", entry.line.decode()),
         ):
             rows[name].append(value)
     new_entries = pa.table(rows)  # noqa: F841 - read by DuckDB's replacement scan
@@ -70,11 +77,14 @@ def mirror_ledger(con: Any, directory: Path) -> tuple[int, int]:
         "INSERT INTO ledger.entries SELECT seq, type, run_id, ts::TIMESTAMPTZ, actor, "
         "payload::JSON, key_id, leaf_hash, line FROM new_entries"
     )
-    signed_at = read_checkpoint_index(directory)
+    tree = MerkleTree.from_leaves(e.line for e in entries)
+    signed_at = read_checkpoint_index(ledger.directory)
     checkpoints = 0
-    for path in checkpoint_paths(directory):
+    for path in checkpoint_paths(ledger.directory):
         text = path.read_text()
         checkpoint = Checkpoint.from_note(text)
+        if checkpoint.size > tree.size or tree.root(checkpoint.size) != checkpoint.root_hash:
+            continue  # not a checkpoint of the verified log: `ledger verify` reports it
         cosigners = [s.name for s in parse_note(text).signatures if s.name != checkpoint.origin]
         con.execute(
             "INSERT OR REPLACE INTO ledger.checkpoints VALUES (?, ?, ?, ?::TIMESTAMPTZ, ?)",

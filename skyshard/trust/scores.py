@@ -13,9 +13,10 @@ from typing import Any
 import polars as pl
 
 from skyshard.config.policy import TrustPolicy
-from skyshard.trust import Entry, EntryType, Ledger, Record
-from skyshard.trust.entry import utc_timestamp
-from skyshard.trust_inputs import TRUST_SCHEMA
+from skyshard.ledger import Entry, Ledger
+from skyshard.ledger.merkle import leaf_hash
+from skyshard.scoring.trust_inputs import TRUST_SCHEMA, TRUST_TABLE
+from skyshard.trust.events import EntryType, record_trust_score_entries
 
 FORMULA = "skyshard-trust/v1"
 WEIGHTS = {
@@ -234,24 +235,7 @@ def record_trust_scores(
     """Append one trust_score entry per score (one fsync) and return the `trust.scores` rows,
     each with the seq of its entry."""
     scores = list(scores)
-    at = utc_timestamp(as_of)
-    records = [
-        Record(
-            EntryType.TRUST_SCORE,
-            run_id,
-            "trust_scores",
-            {
-                "provider": s.provider_id,
-                "score": s.score,
-                "as_of": at,
-                "neutral_score": policy.neutral_score,
-                "half_life_days": policy.half_life_days,
-                **s.breakdown(),
-            },
-        )
-        for s in scores
-    ]
-    appended = ledger.append_many(records) if records else []
+    appended = record_trust_score_entries(ledger, scores, policy, as_of, run_id)
     computed_at = as_of.astimezone(UTC).replace(tzinfo=None)
     return pl.DataFrame(
         {
@@ -260,6 +244,41 @@ def record_trust_scores(
             "computed_at": [computed_at] * len(scores),
             "components": [json.dumps(s.breakdown(), sort_keys=True) for s in scores],
             "ledger_seq": [e.seq for e in appended],
+            "leaf_hash": [leaf_hash(e.line).hex() for e in appended],
         },
         schema=TRUST_SCHEMA,
     )
+
+
+class TrustInputError(ValueError):
+    """A trust score the verified ledger does not vouch for: planning must not use it."""
+
+
+_BREAKDOWN = ("formula", "components", "open_disputes", "open_dispute_factor")
+
+
+def check_trust_inputs(rows: pl.DataFrame, ledger: Ledger, neutral_score: float) -> None:
+    """Refuse `trust.scores` rows that differ from the trust_score entry (seq and leaf hash)
+    they claim to come from, or that claim no entry but are not the neutral score."""
+    recorded = {e.seq: e for e in ledger.verified_entries(EntryType.TRUST_SCORE)}
+    for row in rows.iter_rows(named=True):
+        where = f"{TRUST_TABLE} row provider_id={row['provider_id']!r}"
+        seq = row["ledger_seq"]
+        if seq is None:
+            if row["score"] != neutral_score:
+                raise TrustInputError(
+                    f"{where}: score {row['score']} has no ledger entry and is not the "
+                    f"neutral score {neutral_score}"
+                )
+            continue
+        entry = recorded.get(seq)
+        if entry is None:
+            raise TrustInputError(f"{where}: ledger_seq {seq} is not a trust_score entry")
+        if leaf_hash(entry.line).hex() != row["leaf_hash"]:
+            raise TrustInputError(
+                f"{where}: leaf_hash {row['leaf_hash']} is not that of entry {seq}"
+            )
+        payload, components = entry.payload, json.loads(row["components"])
+        same = payload["provider"] == row["provider_id"] and payload["score"] == row["score"]
+        if not same or any(components.get(k) != payload[k] for k in _BREAKDOWN):
+            raise TrustInputError(f"{where}: score or components differ from entry {seq}")

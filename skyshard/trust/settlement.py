@@ -12,8 +12,10 @@ from datetime import UTC, date, datetime
 import polars as pl
 
 from skyshard.config.policy import PolicyFile
-from skyshard.trust import Entry, EntryType
+from skyshard.ledger import Entry
+from skyshard.ledger.merkle import leaf_hash
 from skyshard.trust.contracts import policy_hash, within_budget, within_price_cap
+from skyshard.trust.events import EntryType
 from skyshard.trust.scores import parse_ts
 
 GIB = 1 << 30
@@ -33,6 +35,8 @@ SETTLEMENT_SCHEMA = {
     "over_price_cap": pl.Boolean,
     "policy_hash": pl.String,
     "computed_at": pl.Datetime("us"),
+    "ledger_seq": pl.Int64,
+    "leaf_hash": pl.String,
 }
 _TRANSFERS = (EntryType.MIGRATION_COMPLETED, EntryType.MIGRATION_ROLLED_BACK)
 
@@ -118,7 +122,8 @@ def settle(
 ) -> pl.DataFrame:
     """One row per provider and calendar month in [since, until]: shard-hours × settle_per_shard
     _hour plus GiB received by migrations (completed or rolled back) × settle_per_gb_transferred,
-    with the month's mean price per cpu-hour (`prices`) checked against the price cap."""
+    with the month's mean price per cpu-hour (`prices`) checked against the price cap. Every
+    row carries the seq and leaf hash of the last ledger entry it derives from."""
     since, until = since.astimezone(UTC), until.astimezone(UTC)
     hours: dict[tuple[str, date], float] = defaultdict(float)
     for stay in stays:
@@ -131,6 +136,12 @@ def settle(
             gib[key] += entry.payload.get("bytes_sent", 0) / GIB
     prices = prices or {}
     digest = policy_hash(policy)
+    entries = list(entries)
+    last = entries[-1] if entries else None
+    derived_from = {
+        "ledger_seq": last.seq if last else None,
+        "leaf_hash": leaf_hash(last.line).hex() if last else None,
+    }
     at = (computed_at or until).astimezone(UTC).replace(tzinfo=None)
     rows = []
     for provider_id in sorted(set(providers)):
@@ -161,6 +172,7 @@ def settle(
                     and not within_price_cap(policy, provider_id, price).allowed,
                     "policy_hash": digest,
                     "computed_at": at,
+                    **derived_from,
                 }
             )
     return pl.DataFrame(rows, schema=SETTLEMENT_SCHEMA)

@@ -14,11 +14,10 @@ from skyshard.broker.migration import HostAccess, MigrationSettings, Migrator, M
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
-from skyshard.testing.hosts import TestHost, start_host
-from skyshard.testing.sshd import free_tcp_port
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshSettings
-from tests.sshd_support import require_sshd
+from tests.support.hosts import TestHost, start_host
+from tests.support.sshd import free_tcp_port, require_sshd
 
 OPERATOR = "ops"
 SETTINGS = SshSettings(connect_timeout=3, command_timeout=60, attempts=2, backoff=0.05)

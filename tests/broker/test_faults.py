@@ -12,8 +12,8 @@ from skyshard.broker import relay
 from skyshard.broker.migration import LATE_PHASES, PHASES, TERMINAL
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.runtime.client import Handover, ShardRuntime
-from skyshard.testing.hosts import start_host
 from tests.broker.conftest import SHARD, SimulatedCrash
+from tests.support.hosts import start_host
 
 # One crash point per persisted write: late phases are written with the phase after them.
 CRASH_POINTS = [phase for phase in PHASES if phase not in LATE_PHASES and phase != "done"]

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from skyshard.broker.ops_tables import OpsStore
+from skyshard.broker.ops_tables import OpsStore, routed_hosts
 from skyshard.config import load_sky
-from skyshard.sky_tables import routed_hosts, shard_frame
+from skyshard.config.sky_tables import shard_frame
 from tests.config.conftest import write_home
 
 

@@ -13,8 +13,8 @@ from skyshard.broker.migration import HostAccess
 from skyshard.config.sky import Sky, load_sky
 from skyshard.embedded_hosts import RunningSky, running_sky
 from skyshard.sim import SkyParams, write_sky
-from skyshard.testing.sshd import free_tcp_port
 from skyshard.transport.ssh import ConnectionPool, SshSettings
+from tests.support.sshd import free_tcp_port
 
 SMALL = SkyParams(providers=2, hosts_per_provider=2, shards=4, days=7, seed=5)
 SETTINGS = SshSettings(connect_timeout=5, command_timeout=60, attempts=2, backoff=0.05)

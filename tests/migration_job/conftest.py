@@ -11,17 +11,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from skyshard import paths
 from skyshard.broker.from_config import broker_policy, host_accesses
 from skyshard.broker.migration import HostAccess
 from skyshard.broker.ops_tables import OpsStore
+from skyshard.config import paths
 from skyshard.config.sky import Sky, load_sky
 from skyshard.demo_kv import client
-from skyshard.testing.hosts import TestHost, start_host
-from skyshard.testing.sshd import free_tcp_port, write_ed25519_key
 from skyshard.transport.ssh import ConnectionPool, SshSettings
 from tests.migration_job.sky import SkyFiles, write_sky
-from tests.sshd_support import require_sshd
+from tests.support.hosts import TestHost, start_host
+from tests.support.sshd import free_tcp_port, require_sshd, write_ed25519_key
 
 FAST_SSH = SshSettings(connect_timeout=3, command_timeout=60, attempts=2, backoff=0.05)
 

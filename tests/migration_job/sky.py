@@ -12,8 +12,8 @@ import yaml
 from skyshard.config.policy import Action
 from skyshard.db import connect
 from skyshard.plans.store import decide, ensure_plan_schema
-from skyshard.testing.hosts import TestHost
 from skyshard.transport.access import ACTIONS
+from tests.support.hosts import TestHost
 
 PROVIDERS = {"host-a": "prov-a", "host-b": "prov-b"}
 WORKLOAD = "kv"

@@ -8,13 +8,14 @@ import time
 
 import pytest
 
-from skyshard import paths
 from skyshard.broker.execute import ProgressLog, is_transient, run_move
 from skyshard.broker.from_config import broker_policy, host_accesses
 from skyshard.broker.migration import MigrationProgress
+from skyshard.config import paths
+from skyshard.ledger import Ledger
 from skyshard.plans.status import PlanError
 from skyshard.transport.ssh import ConnectionPool
-from skyshard.trust import EntryType, Ledger
+from skyshard.trust.events import EntryType
 from tests.migration_job.conftest import FAST_SSH
 from tests.migration_job.sky import add_move, plan_status
 

@@ -7,10 +7,10 @@ import dagster as dg
 import pytest
 
 from orchestration.migration_job import migrate_shard
-from orchestration.resources import DuckDBFile
-from skyshard import paths
-from skyshard.trust import EntryType, Ledger
-from skyshard.trust.verify import verify_ledger
+from orchestration.resources import build_resources
+from skyshard.config import paths
+from skyshard.ledger import Ledger
+from skyshard.trust.events import EntryType
 from tests.migration_job.sky import add_move, decisions, plan_status
 
 MOVE = "mv-0123456789abcdef"
@@ -19,7 +19,7 @@ MOVE = "mv-0123456789abcdef"
 def run(instance: dg.DagsterInstance, move_id: str = MOVE) -> dg.ExecuteInProcessResult:
     return migrate_shard.execute_in_process(
         run_config={"ops": {"migrate": {"config": {"move_id": move_id}}}},
-        resources={"duckdb": DuckDBFile(path=str(paths.duckdb_path()))},
+        resources=build_resources(),
         instance=instance,
         raise_on_error=False,
     )
@@ -68,7 +68,7 @@ def test_an_approved_move_migrates_the_shard(site, instance) -> None:
         "prov-a",
         "prov-b",
     )
-    assert verify_ledger(paths.ledger_dir()).ok
+    assert Ledger.open().verify().ok
     logs = [e.user_message for e in instance.all_logs(result.run_id) if e.dagster_event is None]
     assert any("MiB sent" in m for m in logs)
     assert any("step" in m and "switched" in m for m in logs)
@@ -112,7 +112,7 @@ def test_a_refused_target_rolls_back_and_the_source_keeps_serving(site, instance
         denied = list(Ledger.open(paths.ledger_dir()).entries(EntryType.ACCESS_DENIED))
         assert denied and denied[-1].payload["action"] == "receive_migration"
         assert denied[-1].run_id == result.run_id
-    assert verify_ledger(paths.ledger_dir()).ok
+    assert Ledger.open().verify().ok
 
 
 def test_a_host_without_a_pinned_key_fails_the_move_before_any_remote_action(
@@ -150,3 +150,18 @@ def test_a_move_that_is_not_approved_is_refused(site, instance) -> None:
     (event,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "approve it first" in event.step_failure_data.user_failure_data.description
     assert plan_status(site.db, MOVE) == "proposed"
+
+
+def test_each_move_reports_on_the_routing_asset(site, instance) -> None:
+    site.place()
+    add_move(site.db, MOVE, site.shard)
+    moved = run(instance)
+    [materialization] = moved.get_asset_materialization_events()
+    assert materialization.asset_key == dg.AssetKey(["ops", "routing"])
+    reported = {k: v.value for k, v in materialization.materialization.metadata.items()}
+    assert reported["move_id"] == MOVE and reported["host_id"] == "host-b"
+    again = run(instance)  # nothing switches: where the shard stays is observed
+    assert again.get_asset_materialization_events() == []
+    [observation] = again.get_asset_observation_events()
+    assert observation.asset_key == dg.AssetKey(["ops", "routing"])
+    assert observation.asset_observation_data.asset_observation.metadata["phase"].value == "done"

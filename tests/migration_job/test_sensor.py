@@ -10,7 +10,7 @@ import dagster as dg
 
 from orchestration.resources import DuckDBFile
 from sensors.migrations import approved_migrations
-from skyshard import paths
+from skyshard.config import paths
 from tests.migration_job.sky import add_move
 
 MOVES = {"mv-00000000000000a1": "approved", "mv-00000000000000a2": "approved",

@@ -22,11 +22,11 @@ from skyshard.broker.migration import (
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
-from skyshard.testing.hosts import TestHost, start_host
-from skyshard.testing.netns import Namespaces, netns_missing_reason
-from skyshard.testing.sshd import sshd_missing_reason
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshSettings
+from tests.support.hosts import TestHost, start_host
+from tests.support.netns import Namespaces, netns_missing_reason
+from tests.support.sshd import sshd_missing_reason
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

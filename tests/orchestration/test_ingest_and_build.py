@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from skyshard.raw_tables import INGEST_TABLES
+from skyshard.sources.raw_tables import INGEST_TABLES
 
 
 def query(materialized, sql: str, params: list | None = None) -> list[tuple]:

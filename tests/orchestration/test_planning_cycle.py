@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import duckdb
 
-from skyshard.trust import Ledger
+from skyshard.ledger import Ledger
 
 
 def rows(materialized, sql: str) -> list[tuple]:
@@ -49,7 +49,7 @@ def test_soonest_overload_gets_a_forecast_chart(materialized):
     [bottlenecks] = [
         e.materialization.metadata
         for e in events
-        if e.asset_key.to_user_string() == "predicted_bottlenecks"
+        if e.asset_key.to_user_string() == "forecast/predicted_bottlenecks"
     ]
     chart = bottlenecks["soonest_forecast"].value
     assert "upper bound of the forecast" in chart

@@ -99,9 +99,9 @@ def test_asset_catalog_shows_one_lineage(webserver, tmp_path):
         "sky_shards",
         "fct_shard_usage_hourly",
         "fct_latency",
-        "demand_forecasts",
+        "predicted_bottlenecks",
         "migration_plan",
-        "trust_scores",
+        "settlement",
     ):
         assert asset in dom, f"{asset} missing from the asset catalog"
     screenshot = tmp_path / "lineage.png"

@@ -12,8 +12,8 @@ from skyshard.placement.heuristic import lp_guided_assignment
 from skyshard.placement.highs import solve_lp
 from skyshard.placement.instance import build_instance
 from skyshard.placement.problem import build_problem
-from skyshard.placement.synthetic import random_instance, random_instance_with_witness
 from tests.placement.test_solve import brute_force, small_random
+from tests.support.synthetic import random_instance, random_instance_with_witness
 
 
 def heuristic_assignment(inp, lp_x=None):
@@ -109,7 +109,7 @@ def test_unknown_scenario_is_named():
 def test_importing_and_solving_prints_nothing():
     code = (
         "import skyshard.placement as p\n"
-        "from skyshard.placement.synthetic import random_instance\n"
+        "from tests.support.synthetic import random_instance\n"
         "p.solve_placement(random_instance(60, 5, 1))\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

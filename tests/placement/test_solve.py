@@ -21,7 +21,7 @@ from skyshard.placement import (
 )
 from skyshard.placement.explain import explain_infeasibility
 from skyshard.placement.instance import build_instance
-from skyshard.placement.synthetic import random_instance
+from tests.support.synthetic import random_instance
 
 EXACT = SolveOptions(time_limit_s=30, mip_rel_gap=0.0, top_k=None)
 

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from skyshard.forecast.run import FORECAST_SCHEMA
-from skyshard.trust_inputs import neutral_trust_scores
+from skyshard.scoring.trust_inputs import neutral_trust_scores
 
 
 @pytest.fixture

@@ -4,14 +4,14 @@ from datetime import timedelta
 
 import polars as pl
 
-from skyshard.bottlenecks import (
+from skyshard.scoring import build_outlook
+from skyshard.scoring.bottlenecks import (
     CAPACITY_LOSS,
     DEMAND,
     INCIDENT,
     PRICE,
     predict_bottlenecks,
 )
-from skyshard.scoring import build_outlook
 from tests.planning import sky
 from tests.planning.forecasts import forecast_rows
 

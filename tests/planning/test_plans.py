@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from skyshard import db
+from skyshard.cli.plans import plan
 from skyshard.config.policy import AutoApproval, PlanningPolicy, PolicyFile
 from skyshard.plans import (
     AUTO_APPROVER,
@@ -18,19 +19,24 @@ from skyshard.plans import (
     get_move,
     list_moves,
     plan_cycle,
+    write_bottlenecks,
     write_plan,
 )
-from skyshard.plans.cli import plan
+from skyshard.plans.store import read_bottlenecks
 from tests.planning import sky
 
 NOW = datetime(2026, 11, 28, 0, 30)
 
 
-def overloaded_cycle(no_forecasts, neutral_trust, policy=None):
+def overloaded_data():
     """web-000 grows to 7 cpu on cheap-1 (8 cpu, shared with web-001): one must move."""
     cpu = np.full(sky.HOURS, 1.5)
     cpu[-24:] = 7.0
-    data = sky.planning_data(usage=sky.usage({"web-000": cpu}))
+    return sky.planning_data(usage=sky.usage({"web-000": cpu}))
+
+
+def overloaded_cycle(no_forecasts, neutral_trust, policy=None):
+    data = overloaded_data()
     return plan_cycle(data, no_forecasts, policy or PolicyFile(), neutral_trust, created_at=NOW)
 
 
@@ -198,3 +204,24 @@ def test_a_new_run_leaves_approved_moves_alone(stored, no_forecasts, neutral_tru
         decide(con, move_id, MoveStatus.APPROVED, "alice")
         write_plan(con, calm.run, calm.plan)
         assert get_move(con, move_id)["status"] == "approved"
+
+
+def test_planning_uses_the_stored_bottlenecks_instead_of_predicting_again(
+    tmp_path, no_forecasts, neutral_trust
+):
+    predicted = overloaded_cycle(no_forecasts, neutral_trust)
+    assert predicted.bottlenecks.height > 0
+    with db.connect(tmp_path / "skyshard.duckdb") as con:
+        write_bottlenecks(con, predicted.bottlenecks)
+        stored = read_bottlenecks(con)
+    data = overloaded_data()
+    again = plan_cycle(
+        data, no_forecasts, PolicyFile(), neutral_trust, created_at=NOW, bottlenecks=stored
+    )
+    assert again.bottlenecks.equals(predicted.bottlenecks)
+    assert again.plan.equals(predicted.plan)
+    none = plan_cycle(
+        data, no_forecasts, PolicyFile(), neutral_trust, created_at=NOW, bottlenecks=stored.clear()
+    )
+    assert none.bottlenecks.is_empty()
+    assert none.plan["reason_detail"].to_list() != predicted.plan["reason_detail"].to_list()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from skyshard.config.policy import PolicyFile
-from skyshard.policy_backtest import POLICIES, policy_backtest
+from skyshard.plans.backtest import POLICIES, policy_backtest
 from tests.planning import sky
 
 DAYS = 7

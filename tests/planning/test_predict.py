@@ -4,10 +4,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from skyshard.cli.plans import print_assessment
 from skyshard.config.policy import DataClassRule, PolicyFile
-from skyshard.plans.cli import print_assessment
-from skyshard.predict import assess_shard, predict_migration
-from skyshard.trust_inputs import neutral_trust_scores
+from skyshard.plans.whatif import assess_shard, predict_migration
+from skyshard.scoring.trust_inputs import neutral_trust_scores
 from tests.planning import sky
 
 

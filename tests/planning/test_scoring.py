@@ -13,7 +13,7 @@ from skyshard.scoring import (
     placement_input,
     score_candidates,
 )
-from skyshard.trust_inputs import neutral_trust_scores
+from skyshard.scoring.trust_inputs import neutral_trust_scores
 from tests.planning import sky
 
 
@@ -150,3 +150,21 @@ def test_solver_moves_shards_off_a_price_capped_provider():
     result = solve_placement(placement_input(data, outlook, scores, PolicyFile()))
     assert result.assignment["web-000"] == "pricey-1"
     assert {m.shard_id for m in result.moves} == {"web-000", "web-001"}
+
+
+def test_spot_interruptions_add_expected_downtime_in_their_region():
+    calm = scores_for()
+    advice = pl.DataFrame(
+        {"provider_id": ["cheap"], "region": [row(calm, "web-000", "cheap-1")["region"]]}
+    ).with_columns(interruption_rate=pl.lit(0.08))  # the advisor's 5-10% band
+    scores = scores_for(spot_interruption=advice)
+    before = row(calm, "web-000", "cheap-1")
+    after = row(scores, "web-000", "cheap-1")
+    # 8 % of instance-months over a 24 h horizon, 300 s per interruption, at 0.01 per second
+    added = 0.08 * 24 / 730 * 300
+    assert after["spot_interruption_rate"] == pytest.approx(0.08)
+    assert after["expected_downtime_s"] == pytest.approx(before["expected_downtime_s"] + added)
+    assert after["incident_risk"] == pytest.approx(before["incident_risk"] + added * 0.01)
+    untouched = row(scores, "web-000", "pricey-1")
+    assert untouched["incident_risk"] == row(calm, "web-000", "pricey-1")["incident_risk"]
+    assert untouched["spot_interruption_rate"] is None

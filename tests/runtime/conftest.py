@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from skyshard.testing.hosts import TestHost, start_host
-from skyshard.testing.sshd import free_tcp_port
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshSettings
-from tests.sshd_support import require_sshd
+from tests.support.hosts import TestHost, start_host
+from tests.support.sshd import free_tcp_port, require_sshd
 
 OPERATOR = "ops"
 SETTINGS = SshSettings(connect_timeout=5, command_timeout=60, attempts=2, backoff=0.05)

@@ -12,7 +12,7 @@ import pytest
 
 from skyshard.demo_kv import client
 from skyshard.demo_kv.server import BLOB_THRESHOLD, LOG_NAME
-from skyshard.testing.sshd import free_tcp_port
+from tests.support.sshd import free_tcp_port
 
 
 def start_kv(state: Path, port: int) -> subprocess.Popen[bytes]:

@@ -10,11 +10,11 @@ import pytest
 from skyshard.broker.relay import HostChunkSource
 from skyshard.demo_kv import client
 from skyshard.runtime.client import FenceRefused, HandoverAborted, ShardRuntime
-from skyshard.testing.sshd import free_tcp_port
 from skyshard.transport.access import ACTIONS, AccessDenied, AccessPolicy
 from skyshard.transport.chunkstore import CorruptChunk
 from skyshard.transport.transfer import send_snapshot
 from tests.runtime.conftest import OPERATOR
+from tests.support.sshd import free_tcp_port
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ from skyshard.broker.relay import HostChunkSource
 from skyshard.demo_kv import client
 from skyshard.runtime import host_helper
 from skyshard.runtime.client import FenceRefused, ShardLimits, ShardRuntime, ShardUnhealthy
-from skyshard.testing.hosts import TestHost
-from skyshard.testing.sshd import free_tcp_port, write_ed25519_key
 from skyshard.transport.access import ACTIONS, AccessDenied, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
 from skyshard.transport.transfer import send_snapshot
 from skyshard.transport.validate import ValidationError
 from tests.runtime.conftest import OPERATOR
+from tests.support.hosts import TestHost
+from tests.support.sshd import free_tcp_port, write_ed25519_key
 
 CGROUPS = host_helper.cgroups_available()
 

@@ -11,7 +11,7 @@ from skyshard.sources.csv_prices import CsvPricesAdapter
 from tests.sources.conftest import WINDOW, make_source
 
 SPOT = AwsSpotPriceHistoryAdapter()
-TYPES = {"m5.large": {"cpu": 2}, "m5.xlarge": {"cpu": 4}}
+TYPES = {"m5.large": {"cpu": 2, "mem_gb": 8}, "m5.xlarge": {"cpu": 4}}
 ENTRY = {
     "AvailabilityZone": "us-east-1a",
     "InstanceType": "m5.large",
@@ -41,6 +41,7 @@ def test_spot_json_rows():
             dt.datetime(2026, 11, 27, 23),
             0.0341,
             2.0,
+            8.0,
         ),
         (
             "cloud-a",
@@ -51,6 +52,7 @@ def test_spot_json_rows():
             dt.datetime(2026, 11, 27, 23, 30),
             0.0341,
             4.0,
+            None,
         ),
     ]
     assert parsed.quarantine == []
@@ -135,3 +137,31 @@ def test_csv_prices_with_optional_columns_and_quarantine():
         "cpu_per_instance is not positive",
     ]
     assert parsed.quarantine[0].raw_value == "2026-11-27T00:00:00Z,fra-dc1,colo.small,0.11,4"
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: b"\xef\xbb\xbf" + text.encode(),
+        lambda text: text.encode("utf-16"),  # PowerShell 5: `aws ... > file`
+        lambda text: text.replace("\n", "\r\n").encode(),
+    ],
+)
+def test_spot_json_saved_on_windows_parses(encode):
+    text = orjson.dumps({"SpotPriceHistory": [ENTRY]}, option=orjson.OPT_INDENT_2).decode()
+    parsed = spot(encode(text))
+    assert parsed.frames["prices"]["price"].to_list() == [0.0341]
+
+
+def test_spot_json_with_invalid_utf8_names_the_offset():
+    payload = orjson.dumps({"SpotPriceHistory": [ENTRY]}).replace(b"Linux", b"L\xffnux")
+    with pytest.raises(PayloadError, match=r"not UTF-8: invalid byte at offset \d+"):
+        spot(payload)
+
+
+def test_spot_partial_capture_warns():
+    parsed = spot(orjson.dumps({"SpotPriceHistory": [ENTRY], "NextToken": "eyJ2IjoiMiJ9"}))
+    assert parsed.frames["prices"].height == 1
+    (warning,) = parsed.warnings
+    assert "partial capture: NextToken is set" in warning
+    assert spot(orjson.dumps({"SpotPriceHistory": [ENTRY], "NextToken": ""})).warnings == []

@@ -132,7 +132,7 @@ def test_bad_series_are_quarantined_and_the_rest_kept():
             "parse error at char 4",
         ),
         (
-            orjson.dumps({"status": "success", "data": {"resultType": "vector", "result": []}}),
+            orjson.dumps({"status": "success", "data": {"resultType": "scalar", "result": []}}),
             "'matrix'",
         ),
         (orjson.dumps({"status": "success", "data": {"resultType": "matrix"}}), "data.result"),
@@ -161,3 +161,106 @@ def test_invalid_params_name_the_field():
 def test_unknown_request_name_is_a_payload_error():
     with pytest.raises(PayloadError, match="no query named 'other'"):
         parse("other", matrix([]))
+
+
+NODE_QUERY = {
+    "name": "node_cpu_free",
+    "kind": "host_metrics",
+    "metric": "cpu_free",
+    "query": 'sum by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))',
+    "label": "instance",
+    "id_map": [
+        {"match": r"10\.0\.0\.5:9100", "id": "aws-use1-web1"},
+        {"match": r"(web\d+)\.prod\.internal:\d+", "id": r"aws-use1-\1"},
+    ],
+}
+
+
+def parse_node(payload: bytes, query=NODE_QUERY):
+    source = make_source("prometheus", "file:///captures/p", queries=[query])
+    return ADAPTER.parse(
+        FetchRequest(query["name"], "file:///captures/p/node_cpu_free.json"),
+        payload,
+        source,
+        "aws-use1",
+    )
+
+
+def node_series(instance: str, values: list) -> dict:
+    return {"metric": {"instance": instance, "job": "node"}, "values": values}
+
+
+def test_id_map_turns_real_labels_into_ids():
+    payload = matrix(
+        [
+            node_series("10.0.0.5:9100", [[T0, "3.5"]]),
+            node_series("web2.prod.internal:9100", [[T0, "1.25"]]),
+            node_series("db9.other:9100", [[T0, "7"]]),
+        ]
+    )
+    parsed = parse_node(payload)
+    assert parsed.frames["host_metrics"].select("host_id", "value").rows() == [
+        ("aws-use1-web1", 3.5),
+        ("aws-use1-web2", 1.25),
+    ]
+    (problem,) = parsed.quarantine
+    assert problem.reason == "label instance='db9.other:9100' matches no id_map rule"
+
+
+def test_two_labels_mapping_to_one_id_are_a_duplicate():
+    payload = matrix(
+        [
+            node_series("10.0.0.5:9100", [[T0, "3.5"]]),
+            node_series("web1.prod.internal:9100", [[T0, "1"]]),
+        ]
+    )
+    parsed = parse_node(payload)
+    assert parsed.frames["host_metrics"].height == 1
+    assert parsed.quarantine[0].reason == "duplicate series for aws-use1-web1"
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"match": "(", "id": "x"}, "not a regular expression"),
+        ({"match": "(a)", "id": r"x-\2"}, "refers to group 2"),
+        ({"match": "(?P<h>a)", "id": r"x-\g<host>"}, "refers to group 'host'"),
+    ],
+)
+def test_bad_id_map_rules_are_refused_with_the_field(rule, message):
+    with pytest.raises(PayloadError, match=rf"params\.queries\[0\]\.id_map\[0\].*{message}"):
+        parse_node(matrix([]), dict(NODE_QUERY, id_map=[rule]))
+
+
+def test_instant_vector_answers():
+    vector = orjson.dumps(
+        {
+            "status": "success",
+            "data": {
+                "resultType": "vector",
+                "result": [
+                    {"metric": {"instance": "10.0.0.5:9100"}, "value": [T0, "2.5"]},
+                    {"metric": {"instance": "web3.prod.internal:9100"}, "value": [T0, "NaN"]},
+                    {"metric": {"instance": "web4.prod.internal:9100"}},
+                ],
+            },
+        }
+    )
+    parsed = parse_node(vector)
+    assert parsed.frames["host_metrics"].select("host_id", "ts", "value").rows() == [
+        ("aws-use1-web1", dt.datetime(2026, 11, 27), 2.5)
+    ]
+    assert sorted(q.reason for q in parsed.quarantine) == [
+        "timestamp is not unix seconds in a plausible range",
+        "value is not a finite number",
+    ]
+
+
+def test_instant_query_calls_the_query_endpoint_at_the_window_end():
+    source = make_source(
+        "prometheus", "https://prom.example", queries=[dict(NODE_QUERY, instant=True)]
+    )
+    (request,) = ADAPTER.requests(source, WINDOW)
+    parts = urlsplit(request.url)
+    assert parts.path == "/api/v1/query"
+    assert float(parse_qs(parts.query)["time"][0]) == T0 + 86400

@@ -6,9 +6,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from skyshard.raw_tables import BY_NAME
 from skyshard.sources.base import FetchRequest, PayloadError
 from skyshard.sources.frames import table_schema
+from skyshard.sources.raw_tables import BY_NAME
 from skyshard.sources.registry import ADAPTERS
 from tests.sources.conftest import make_source
 

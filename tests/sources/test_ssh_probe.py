@@ -14,23 +14,22 @@ import polars as pl
 import pytest
 import yaml
 
-from skyshard import paths
 from skyshard.broker.from_config import broker_policy, host_accesses
+from skyshard.config import paths
 from skyshard.config.errors import ConfigError
 from skyshard.config.providers import Source
 from skyshard.config.sky import Sky, load_sky
 from skyshard.db import connect
 from skyshard.embedded_hosts import running_sky
-from skyshard.ingest import collect_source, ingest_all
+from skyshard.ledger.log import read_entries
 from skyshard.sim import SkyParams, write_sky
 from skyshard.sources.base import FetchRequest, Parsed, PayloadError, Window
+from skyshard.sources.ingest import collect_source, ingest_all
 from skyshard.sources.ssh_probe import HEADER, SshProbeAdapter
-from skyshard.testing.hosts import TestHost, start_host
-from skyshard.testing.sshd import free_tcp_port, write_ed25519_key
 from skyshard.transport.ssh import ConnectionPool, SshSettings
-from skyshard.trust.entry import EntryType
-from skyshard.trust.log import read_entries
-from tests.sshd_support import require_sshd
+from skyshard.trust.events import EntryType
+from tests.support.hosts import TestHost, start_host
+from tests.support.sshd import free_tcp_port, require_sshd, write_ed25519_key
 
 WINDOW = Window(datetime(2026, 11, 27), datetime(2026, 11, 28))
 FAST_SSH = SshSettings(connect_timeout=5, command_timeout=60, attempts=2, backoff=0.05)

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from skyshard.sources.base import FetchRequest, PayloadError
+from skyshard.sources.fetch import file_url_path
 from skyshard.sources.statuspage import StatuspageAdapter
 from tests.sources.conftest import WINDOW, make_source
 
@@ -111,7 +112,8 @@ def test_bad_incidents_are_quarantined():
     [
         ("incidents", b"not json", "not valid JSON"),
         ("incidents", orjson.dumps({"page": {}}), "'incidents'"),
-        ("summary", orjson.dumps({"components": [], "incidents": []}), "'scheduled_maintenances'"),
+        ("summary", orjson.dumps({"incidents": []}), "'components'"),
+        ("summary", orjson.dumps({"components": [], "incidents": {}}), "'incidents'"),
         ("incidents", orjson.dumps([INCIDENT]), "Statuspage JSON object"),
     ],
 )
@@ -120,3 +122,112 @@ def test_unusable_payloads(name, payload, message):
         parse(name, payload)
     assert "test-statuspage" in str(caught.value)
     assert "https://status.example.com/" in str(caught.value)
+
+
+def write(folder, relative: str, document) -> None:
+    path = folder / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(document))
+
+
+def ingest_folder(url: str, **params):
+    source = make_source("statuspage", url, **params)
+    requests = ADAPTER.requests(source, WINDOW)
+    parsed = [
+        ADAPTER.parse(r, (file_url_path(r.url)).read_bytes(), source, "edge-a") for r in requests
+    ]
+    return requests, parsed
+
+
+def test_summary_alone_is_a_whole_capture(tmp_path):
+    summary = {
+        "page": {"id": "p"},
+        "components": [COMPONENT],
+        "incidents": [dict(INCIDENT, resolved_at=None, status="investigating")],
+    }
+    write(tmp_path, "api/v2/summary.json", summary)
+    requests, (parsed,) = ingest_folder(tmp_path.as_uri())
+    assert [r.name for r in requests] == ["summary"]
+    assert parsed.frames["components"]["component_id"].to_list() == ["c1"]
+    assert parsed.frames["incidents"]["incident_id"].to_list() == ["inc1"]
+
+
+def test_single_saved_files_name_their_endpoint(tmp_path):
+    write(tmp_path, "components.json", {"page": {}, "components": [COMPONENT]})
+    write(tmp_path, "unresolved.json", {"page": {}, "incidents": [INCIDENT]})
+    (request,), (parsed,) = ingest_folder((tmp_path / "components.json").as_uri())
+    assert request.name == "components"
+    assert list(parsed.frames) == ["components"]
+    (request,), (parsed,) = ingest_folder((tmp_path / "unresolved.json").as_uri())
+    assert request.name == "unresolved"
+    assert parsed.frames["incidents"]["incident_id"].to_list() == ["inc1"]
+
+
+def test_every_endpoint_present_in_a_folder_is_read(tmp_path):
+    write(tmp_path, "api/v2/components.json", {"components": [COMPONENT]})
+    write(tmp_path, "api/v2/incidents/unresolved.json", {"incidents": [INCIDENT]})
+    write(tmp_path, "api/v2/scheduled-maintenances.json", {"scheduled_maintenances": [MAINTENANCE]})
+    requests, _ = ingest_folder(tmp_path.as_uri())
+    assert [r.name for r in requests] == ["components", "unresolved", "scheduled_maintenances"]
+
+
+@pytest.mark.parametrize(
+    ("make", "params", "message"),
+    [
+        (lambda p: p / "empty", {}, "no Statuspage capture under"),
+        (lambda p: p, {"endpoints": ["incidents"]}, "capture lacks"),
+        (lambda p: p / "status.json", {}, "status.json"),
+    ],
+)
+def test_captures_that_cannot_be_read_say_why(tmp_path, make, params, message):
+    (tmp_path / "status.json").write_bytes(b"{}")
+    (tmp_path / "empty").mkdir()
+    path = make(tmp_path)
+    with pytest.raises(PayloadError, match=message):
+        ADAPTER.requests(make_source("statuspage", path.as_uri(), **params), WINDOW)
+
+
+def test_http_endpoints_are_configurable():
+    source = make_source("statuspage", "https://s.example.com/", endpoints=["unresolved"])
+    assert [r.url for r in ADAPTER.requests(source, WINDOW)] == [
+        "https://s.example.com/api/v2/incidents/unresolved.json"
+    ]
+
+
+def test_incidents_map_named_components_to_regions():
+    source = make_source(
+        "statuspage",
+        "https://status.example.com",
+        component_regions={"Compute": "eu-west", "c9": "eu-east"},
+    )
+    other = {"id": "c9", "name": "Storage (east)"}
+    incidents = [
+        INCIDENT,
+        dict(INCIDENT, id="both", components=[COMPONENT, other]),
+        dict(INCIDENT, id="unmapped", components=[{"id": "c3", "name": "DNS"}]),
+        dict(INCIDENT, id="odd", components=[{"id": ["x"], "name": {"a": 1}}]),
+    ]
+    parsed = ADAPTER.parse(
+        FetchRequest("incidents", "https://status.example.com/x"),
+        orjson.dumps({"incidents": incidents}),
+        source,
+        "edge-a",
+    )
+    regions = dict(parsed.frames["incidents"].select("incident_id", "regions").rows())
+    assert regions == {
+        "inc1": ["eu-west"],
+        "both": ["eu-east", "eu-west"],
+        "unmapped": [],
+        "odd": [],
+    }
+
+
+def test_maintenance_keeps_its_scheduled_end():
+    active = dict(MAINTENANCE, status="in_progress")
+    parsed = parse("scheduled_maintenances", {"scheduled_maintenances": [active]})
+    (row,) = parsed.frames["incidents"].to_dicts()
+    assert row["resolved_at"] is None
+    assert row["scheduled_until"] == dt.datetime(2026, 11, 25, 6)
+    broken = dict(active, scheduled_until="after lunch")
+    parsed = parse("scheduled_maintenances", {"scheduled_maintenances": [broken]})
+    assert "scheduled_until" in parsed.quarantine[0].reason

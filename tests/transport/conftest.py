@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from skyshard.testing.sshd import RunningSshd, start_sshd
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession, SshSettings
-from tests.sshd_support import require_sshd
+from tests.support.sshd import RunningSshd, require_sshd, start_sshd
 
 OPERATOR = "ops"
 FAST_RETRIES = SshSettings(connect_timeout=5, command_timeout=120, attempts=3, backoff=0.05)

@@ -10,7 +10,6 @@ import paramiko
 import pytest
 from conftest import FAST_RETRIES, OPERATOR, endpoint_for
 
-from skyshard.testing.sshd import RunningSshd, free_tcp_port, start_sshd, write_ed25519_key
 from skyshard.transport.access import AccessDenied, AccessPolicy, Denial
 from skyshard.transport.chunkstore import RemoteChunkStore
 from skyshard.transport.ssh import (
@@ -22,6 +21,7 @@ from skyshard.transport.ssh import (
     fingerprint,
 )
 from skyshard.transport.validate import ValidationError
+from tests.support.sshd import RunningSshd, free_tcp_port, start_sshd, write_ed25519_key
 
 PROBE = "a" * 64
 

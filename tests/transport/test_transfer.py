@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from conftest import endpoint_for
 
-from skyshard.testing.sshd import free_tcp_port
 from skyshard.transport.chunking import ChunkParams
 from skyshard.transport.chunkstore import ChunkStore, CorruptChunk, RemoteChunkStore
 from skyshard.transport.ssh import SshSession
@@ -21,6 +20,7 @@ from skyshard.transport.transfer import (
     take_snapshot,
 )
 from skyshard.transport.validate import ValidationError
+from tests.support.sshd import free_tcp_port
 
 SMALL = ChunkParams(min_size=4096, avg_size=16384, max_size=65536)
 STATE_SIZE = 4 << 20

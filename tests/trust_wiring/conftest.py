@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skyshard.trust import Entry, Ledger
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.entry import make_entry, utc_timestamp
-from skyshard.trust.note import Ed25519Signer
+from skyshard.ledger import Entry, Ledger
+from skyshard.ledger.ed25519 import SigningKey
+from skyshard.ledger.entry import make_entry, utc_timestamp
+from skyshard.ledger.note import Ed25519Signer
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDITOR_KEY = SigningKey(bytes([7]) * 32)

@@ -8,12 +8,12 @@ import duckdb
 from click.testing import CliRunner
 
 from assets.trust import ledger_mirror, settlement, trust_scores
-from orchestration.resources import DuckDBFile
-from skyshard import paths
-from skyshard.trust import Ledger
-from skyshard.trust.cli import ledger as ledger_group
-from skyshard.trust.recorder import migration_payload, record_dispute_opened, record_migration
-from skyshard.trust_inputs import read_trust_scores
+from orchestration.resources import build_resources
+from skyshard.cli.ledger import ledger as ledger_group
+from skyshard.config import paths
+from skyshard.ledger import Ledger
+from skyshard.scoring.trust_inputs import read_trust_scores
+from skyshard.trust.events import migration_payload, record_dispute_opened, record_migration
 
 
 def test_trust_assets_end_to_end(sky_home):
@@ -28,7 +28,7 @@ def test_trust_assets_end_to_end(sky_home):
     database = paths.duckdb_path()
     result = dg.materialize(
         [trust_scores, settlement, ledger_mirror],
-        resources={"duckdb": DuckDBFile(path=str(database))},
+        resources=build_resources(),
     )
     assert result.success
 

@@ -3,18 +3,19 @@ appended when an attestation is refused."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import duckdb
 import pytest
 from click.testing import CliRunner
 
-from skyshard import paths
-from skyshard.trust import Ledger
+from skyshard.cli.ledger import ledger as ledger_group
+from skyshard.cli.trust import trust
+from skyshard.config import paths
+from skyshard.ledger import Ledger
+from skyshard.ledger.ed25519 import SigningKey
 from skyshard.trust.audit import sign_attestation
-from skyshard.trust.cli import ledger as ledger_group
-from skyshard.trust.ed25519 import SigningKey
-from skyshard.trust.trust_cli import trust
 
 from .conftest import AUDITOR_ID, AUDITOR_KEY
 
@@ -52,8 +53,22 @@ def test_import_audit_appends_a_verified_attestation(sky_home, tmp_path):
     again = run("import-audit", str(write(tmp_path, doc)))
     assert again.exit_code == 1
     assert f"audit.json: signature: already imported as entry {entry.seq}" in again.output
+    reencoded = run(
+        "import-audit", str(write(tmp_path, doc | {"signature": reencode(doc["signature"])}))
+    )
+    assert (
+        reencoded.exit_code == 1 and "signature: not a valid Ed25519 signature" in reencoded.output
+    )
     verify = CliRunner().invoke(ledger_group, ["verify"])
-    assert verify.exit_code == 0 and verify.output.startswith("ok: 1 entries")
+    assert verify.exit_code == 0 and verify.stdout.startswith("ok: 1 entries")
+
+
+def reencode(signature: str) -> str:
+    """The same 64 bytes in non-canonical base64: the unused low bits of the last digit set."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    changed = alphabet[alphabet.index(signature[-3]) ^ 1]
+    assert base64.b64decode(signature[:-3] + changed + "==") == base64.b64decode(signature)
+    return signature[:-3] + changed + "=="
 
 
 def _signed(**changes):

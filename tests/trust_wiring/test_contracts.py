@@ -24,7 +24,7 @@ from skyshard.trust.contracts import (
     within_budget,
     within_price_cap,
 )
-from skyshard.trust.recorder import record_access_denied, record_policy_decision
+from skyshard.trust.events import record_access_denied, record_policy_decisions
 
 POLICY = PolicyFile(
     data_classes={
@@ -111,7 +111,7 @@ def test_payment_terms():
 
 def test_decisions_and_denials_are_recorded(ledger):
     decision = may_place(POLICY, "restricted", "aws", "eu-central", 0.9)
-    entry = record_policy_decision(decision, run_id="run-1", ledger=ledger)
+    [entry] = record_policy_decisions([decision], "run-1", "policy", ledger)
     assert entry.type == "policy_decision"
     assert entry.payload["policy_hash"] == policy_hash(POLICY)
     assert entry.payload["allowed"] is False

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from skyshard.config.policy import TrustPolicy
-from skyshard.trust.recorder import (
+from skyshard.trust.events import (
     DisputeError,
     migration_payload,
     record_dispute_opened,

@@ -6,11 +6,13 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from orchestration.resources import LedgerResource
+from sensors.ledger import catch_up, ledger_run_failed, ledger_run_started, ledger_run_succeeded
 from sensors.ledger import defs as ledger_defs
-from sensors.ledger import ledger_run_failed, ledger_run_started, ledger_run_succeeded
-from skyshard import paths
-from skyshard.trust import Ledger
-from skyshard.trust.recorder import record_run_event
+from skyshard.config import paths
+from skyshard.ledger import Ledger
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.trust.events import record_run_event
 
 SENSORS = (ledger_run_started, ledger_run_succeeded, ledger_run_failed)
 
@@ -32,7 +34,12 @@ def broken():
 
 TAGS = {"team": "ops", "api_token": "hunter2", "skyshard/to_provider": "fra-colo"}
 numbers_job = dg.define_asset_job("numbers_job", selection=[numbers], tags=TAGS)
-DEFS = dg.Definitions(assets=[numbers], jobs=[numbers_job, broken], sensors=ledger_defs.sensors)
+DEFS = dg.Definitions(
+    assets=[numbers],
+    jobs=[numbers_job, broken],
+    sensors=ledger_defs.sensors,
+    resources={"ledger": LedgerResource()},
+)
 
 
 def _ledger() -> Ledger:
@@ -56,7 +63,10 @@ def test_ticks_record_every_run_once(instance):
 
     def tick(sensor, cursor):
         context = dg.build_sensor_context(
-            instance=instance, repository_def=repository, cursor=cursor
+            instance=instance,
+            repository_def=repository,
+            cursor=cursor,
+            resources={"ledger": LedgerResource()},
         )
         return sensor.evaluate_tick(context).cursor
 
@@ -69,7 +79,7 @@ def test_ticks_record_every_run_once(instance):
         tick(sensor, cursors[sensor.name])  # re-evaluating from the same cursor appends nothing
 
     entries = list(_ledger().entries())
-    events = sorted((e.run_id, e.type.value) for e in entries)
+    events = sorted((e.run_id, e.type) for e in entries)
     assert events == sorted(
         [
             (ok.run_id, "run_started"),
@@ -78,7 +88,7 @@ def test_ticks_record_every_run_once(instance):
             (failed.run_id, "run_failed"),
         ]
     )
-    by_event = {(e.run_id, e.type.value): e.payload for e in entries}
+    by_event = {(e.run_id, e.type): e.payload for e in entries}
     succeeded = by_event[ok.run_id, "run_succeeded"]
     assert succeeded["job"] == "numbers_job"
     assert succeeded["asset_keys"] == ["numbers"]
@@ -99,11 +109,40 @@ def test_direct_invocation_with_a_run_status_context(instance):
         dagster_event=result.get_run_success_event(),
         dagster_instance=instance,
         dagster_run=result.dagster_run,
+        resources={"ledger": LedgerResource()},
     )
     ledger_run_succeeded(context)
     ledger_run_succeeded(context)
-    [entry] = _ledger().entries()
-    assert (entry.type, entry.run_id, entry.actor) == ("run_succeeded", result.run_id, "dagster")
+    started, succeeded = _ledger().entries()
+    assert (started.type, started.run_id, started.payload["late"]) == (
+        "run_started",
+        result.run_id,
+        True,
+    )
+    assert (succeeded.type, succeeded.run_id, succeeded.actor) == (
+        "run_succeeded",
+        result.run_id,
+        "dagster",
+    )
+    assert Checkpoint.from_note(_ledger().latest_checkpoint()).size == 2
+
+
+def test_runs_without_the_daemon_are_caught_up_in_order_and_checkpointed(instance):
+    ok = DEFS.resolve_job_def("numbers_job").execute_in_process(instance=instance)
+    failed = broken.execute_in_process(instance=instance, raise_on_error=False)
+    said = catch_up(instance, _ledger())
+    assert said[-1] == "checkpoint 4 signed"
+    events = [(e.run_id, e.type) for e in _ledger().entries()]
+    assert events == [
+        (ok.run_id, "run_started"),
+        (ok.run_id, "run_succeeded"),
+        (failed.run_id, "run_started"),
+        (failed.run_id, "run_failed"),
+    ]
+    assert catch_up(instance, _ledger())[:2] == [
+        f"run_succeeded of run {ok.run_id} is already in the ledger",
+        f"run_failed of run {failed.run_id} is already in the ledger",
+    ]
 
 
 def test_record_run_event_refuses_other_types(ledger):

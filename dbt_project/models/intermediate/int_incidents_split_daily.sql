@@ -1,14 +1,20 @@
 -- Each incident or maintenance cut into the UTC days it overlaps, with minutes per day.
--- Open incidents run until the newest telemetry sample.
-with incidents as (
+-- An open incident runs until the newest telemetry sample; a maintenance ends when resolved,
+-- else at its scheduled end (never later), else (announced without an end) at the newest sample.
+with last_sample as (
+    select coalesce(max(last_sample_at), now()::timestamp) as at
+    from {{ ref('int_telemetry_window') }}
+),
+
+incidents as (
     select
-        *,
-        coalesce(
-            resolved_at,
-            (select last_sample_at from {{ ref('int_telemetry_window') }}),
-            now()::timestamp
-        ) as ended_at
-    from {{ ref('stg_telemetry__incidents') }}
+        incidents.*,
+        case
+            when kind = 'maintenance' then coalesce(resolved_at, scheduled_until, last_sample.at)
+            else coalesce(resolved_at, last_sample.at)
+        end as ended_at
+    from {{ ref('stg_telemetry__incidents') }} as incidents
+    cross join last_sample
 ),
 
 days as (
@@ -24,11 +30,12 @@ select
     incident_id,
     kind,
     impact,
+    regions,
     cast(day as date) as day,
     date_diff(
         'second',
         greatest(started_at, day),
         least(ended_at, day + interval 1 day)
     ) / 60.0 as minutes,
-    resolved_at is null as is_open
+    kind = 'incident' and resolved_at is null as is_open
 from days

@@ -7,6 +7,9 @@ with observed as (
         hour,
         price_per_cpu_hour,
         price_per_cpu_hour_max,
+        price_per_cpu_hour_min,
+        price_per_gb_hour,
+        instance_series,
         observations,
         'telemetry' as price_source
     from {{ ref('int_provider_prices_resampled_hourly') }}
@@ -24,6 +27,9 @@ list_priced as (
         hours.hour,
         providers.list_price_per_cpu_hour as price_per_cpu_hour,
         providers.list_price_per_cpu_hour as price_per_cpu_hour_max,
+        providers.list_price_per_cpu_hour as price_per_cpu_hour_min,
+        providers.list_price_per_gb_hour as price_per_gb_hour,
+        0 as instance_series,
         0 as observations,
         'list_price' as price_source
     from {{ ref('stg_sky__providers') }} as providers

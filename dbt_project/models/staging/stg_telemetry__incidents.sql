@@ -13,8 +13,10 @@ renamed as (
         impact,
         cast(started_at as timestamp) as started_at,
         cast(resolved_at as timestamp) as resolved_at,
+        cast(scheduled_until as timestamp) as scheduled_until,
         cast(updated_at as timestamp) as updated_at,
         components,
+        coalesce(regions, []) as regions,
         source_id,
         fetched_at
     from source

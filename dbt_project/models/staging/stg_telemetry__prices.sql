@@ -1,4 +1,5 @@
--- Prices normalised to one cpu-hour, deduplicated per zone, instance type and time.
+-- Prices per instance-hour, also per cpu-hour and per GiB-hour, deduplicated per zone,
+-- instance type, product and time.
 with source as (
     select * from {{ source('raw', 'prices') }}
 ),
@@ -13,6 +14,7 @@ renamed as (
         cast(ts as timestamp) as observed_at,
         cast(price as double) as price_per_instance_hour,
         cast(price as double) / nullif(cpu_per_instance, 0) as price_per_cpu_hour,
+        cast(price as double) / nullif(mem_gb_per_instance, 0) as price_per_gb_hour,
         source_id,
         fetched_at
     from source

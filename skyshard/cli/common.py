@@ -1,0 +1,23 @@
+"""What every `skyshard` command shares: the console and loading the sky with a readable error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from skyshard.config import ConfigError, Sky, load_sky
+from skyshard.sources.registry import check_sources
+
+console = Console()
+
+
+def load_or_fail(home: Path) -> Sky:
+    """The sky at `home`, its sources checked as ingest would check them; else a clear exit."""
+    try:
+        sky = load_sky(home)
+        check_sources(sky)
+        return sky
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration:\n{exc}") from None

@@ -1,0 +1,154 @@
+"""Command line for plans: `skyshard plan list|approve|reject` and `skyshard whatif SHARD_ID`."""
+
+from __future__ import annotations
+
+import click
+import duckdb
+import polars as pl
+from rich.table import Table
+
+from skyshard import db
+from skyshard.cli.common import console
+from skyshard.config import paths
+from skyshard.ledger import Ledger, LedgerError
+from skyshard.plans.status import MoveStatus, PlanError
+from skyshard.plans.store import PLAN_COLUMNS, decide, list_moves
+from skyshard.plans.whatif import ShardAssessment, assess_shard
+from skyshard.scoring import TERMS, load_planning_data
+from skyshard.scoring.trust_inputs import read_trust_scores
+from skyshard.sim.home import current_sky
+from skyshard.trust.events import record_operator_decision
+from skyshard.trust.scores import check_trust_inputs
+
+LIST_COLUMNS = (*PLAN_COLUMNS, "approved_by")
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(frame: pl.DataFrame, columns: tuple[str, ...], title: str | None = None) -> Table:
+    table = Table(title=title)
+    for i, name in enumerate(columns):
+        # The first column is the id users copy: never cut it short.
+        width = max((len(_cell(v)) for v in frame[name]), default=0) if i == 0 else None
+        table.add_column(name, no_wrap=i == 0, min_width=width, overflow="fold")
+    for row in frame.select(columns).iter_rows():
+        table.add_row(*(_cell(v) for v in row))
+    return table
+
+
+@click.group("plan")
+def plan() -> None:
+    """Review migration plans: list moves, approve or reject them."""
+
+
+@plan.command("list")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in MoveStatus]),
+    help="Only moves with this status.",
+)
+def list_command(status: str | None) -> None:
+    """List stored moves, newest plan run first."""
+    with db.connect(paths.duckdb_path()) as con:
+        moves = list_moves(con, status)
+    if moves.is_empty():
+        console.print("no moves" + (f" with status {status}" if status else ""))
+        return
+    console.print(_table(moves, LIST_COLUMNS))
+
+
+def _decide(move_id: str, target: MoveStatus, by: str, reason: str | None) -> None:
+    try:
+        with db.connect(paths.duckdb_path()) as con:
+            row = decide(con, move_id, target, by, reason)
+        record_operator_decision(row, target.value, by, reason, "cli", Ledger.open())
+    except PlanError as exc:
+        raise click.ClickException(str(exc)) from None
+    except duckdb.IOException as exc:
+        raise click.ClickException(f"cannot open {paths.duckdb_path()}: {exc}") from None
+    except LedgerError as exc:
+        message = f"{move_id} is {target.value}, but the ledger refused to record it: {exc}"
+        raise click.ClickException(message) from exc
+    console.print(
+        f"{row['move_id']}: {row['shard_id']} {row['from_host_id']} -> "
+        f"{row['to_host_id']} is now {row['status']} (by {by})"
+    )
+
+
+@plan.command("approve")
+@click.argument("move_id")
+@click.option("--by", default="cli", show_default=True, help="Who approves.")
+@click.option("--reason", help="Why (stored with the decision).")
+def approve(move_id: str, by: str, reason: str | None) -> None:
+    """Approve the proposed move MOVE_ID."""
+    _decide(move_id, MoveStatus.APPROVED, by, reason)
+
+
+@plan.command("reject")
+@click.argument("move_id")
+@click.option("--by", default="cli", show_default=True, help="Who rejects.")
+@click.option("--reason", help="Why (stored with the decision).")
+def reject(move_id: str, by: str, reason: str | None) -> None:
+    """Reject the move MOVE_ID (proposed or approved, not yet running)."""
+    _decide(move_id, MoveStatus.REJECTED, by, reason)
+
+
+def _stored_forecasts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+    exists = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'forecast' and table_name = 'forecasts'"
+    ).fetchall()[0][0]
+    return con.sql("select * from forecast.forecasts").pl() if exists else None
+
+
+def print_assessment(assessment: ShardAssessment) -> None:
+    request = assessment.request
+    if request is None:
+        console.print(f"[bold]{assessment.shard_id}[/]: stay ({assessment.why_not})")
+    else:
+        console.print(
+            f"[bold]{request.shard_id}[/]: move {request.from_host} -> {request.to_host} "
+            f"({request.reason}: {request.detail}); saves {request.saving_per_day:.2f}/day, "
+            f"risk {request.risk:.2f}, {request.estimated_bytes / 1024**3:.1f} GiB, "
+            f"downtime {request.downtime_s:.1f} s"
+        )
+    if not assessment.bottlenecks.is_empty():
+        console.print(
+            _table(
+                assessment.bottlenecks,
+                ("cause", "resource", "expected_at", "hours_ahead", "detail"),
+                "bottlenecks ahead",
+            )
+        )
+    console.print(
+        _table(
+            assessment.scores.sort("total"),
+            ("host_id", "provider_id", "is_current", *TERMS, "total", "risk", "blocked_by"),
+            "candidates (cost over the horizon)",
+        )
+    )
+
+
+@click.command("whatif")
+@click.argument("shard_id")
+def whatif(shard_id: str) -> None:
+    """Would SHARD_ID move now, where, and why: the score breakdown of every candidate host."""
+    policy = current_sky().policy
+    try:
+        with db.connect(paths.duckdb_path()) as con:
+            data = load_planning_data(con)
+            forecasts = _stored_forecasts(con)
+            trust = read_trust_scores(
+                con, data.providers["provider_id"], policy.trust.neutral_score
+            )
+        check_trust_inputs(trust, Ledger.open(), policy.trust.neutral_score)
+        assessment = assess_shard(shard_id, data, policy, trust, forecasts)
+    except (ValueError, duckdb.Error, LedgerError) as exc:
+        raise click.ClickException(str(exc)) from None
+    print_assessment(assessment)

@@ -1,0 +1,149 @@
+"""What a client remembers of a log, kept outside the log's folder (like the cache of Go's
+sumdb client): the pinned genesis key, the latest checkpoint it verified (with the byte offset
+and Merkle frontier that let the next process verify only what is new), and the last entry it
+saw appended. A log rolled back, forked or re-keyed behind the client's back contradicts one
+of them.
+
+Layout of a client folder:
+  genesis.vkey      the log's first key; every later key must be announced by key_rotation
+  checkpoint.json   latest verified checkpoint note, its byte offset and frontier (fsynced)
+  seen.json         size, byte offset and leaf hash of the last entry this client appended
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.log import LedgerError, write_atomically
+from skyshard.ledger.merkle import HASH_SIZE, Frontier, ProofError
+from skyshard.ledger.note import Ed25519Verifier, NoteError, strict_b64decode
+
+GENESIS_FILE = "genesis.vkey"
+CHECKPOINT_FILE = "checkpoint.json"
+SEEN_FILE = "seen.json"
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A position in a log: `size` entries end at byte `offset`, the last with `last_leaf`."""
+
+    size: int
+    offset: int
+    last_leaf: bytes
+
+    def as_json(self) -> dict[str, Any]:
+        leaf = base64.b64encode(self.last_leaf).decode()
+        return {"size": self.size, "offset": self.offset, "last_leaf": leaf}
+
+    @classmethod
+    def from_json(cls, value: Any, source: Path) -> Mark:
+        try:
+            size, offset = value["size"], value["offset"]
+            leaf = strict_b64decode(value["last_leaf"], "last_leaf")
+        except (KeyError, TypeError, NoteError) as exc:
+            raise LedgerError(f"{source}: not a log position ({exc})") from None
+        if not all(isinstance(v, int) and v >= 0 for v in (size, offset)):
+            raise LedgerError(f"{source}: size {size!r} and offset {offset!r} must be integers")
+        if len(leaf) != (HASH_SIZE if size else 0):
+            raise LedgerError(f"{source}: last_leaf is {len(leaf)} bytes for size {size}")
+        return cls(size, offset, leaf)
+
+
+EMPTY = Mark(0, 0, b"")
+
+
+@dataclass(frozen=True)
+class CachedCheckpoint:
+    note: str
+    checkpoint: Checkpoint
+    mark: Mark
+    frontier: Frontier
+
+
+class ClientStore:
+    """One client's memory of one log."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def genesis(self) -> Ed25519Verifier | None:
+        path = self.directory / GENESIS_FILE
+        if not path.exists():
+            return None
+        try:
+            return Ed25519Verifier.from_vkey(path.read_text().strip())
+        except NoteError as exc:
+            raise LedgerError(f"{path}: {exc}") from None
+
+    def pin_genesis(self, key: Ed25519Verifier) -> None:
+        pinned = self.genesis()
+        if pinned is not None and pinned != key:
+            raise LedgerError(
+                f"{self.directory / GENESIS_FILE}: the log's genesis key is pinned to "
+                f"{pinned.vkey()}, not {key.vkey()}"
+            )
+        if pinned is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.directory / GENESIS_FILE, key.vkey().encode() + b"\n")
+
+    def checkpoint(self) -> CachedCheckpoint | None:
+        path = self.directory / CHECKPOINT_FILE
+        value = _read_json(path)
+        if value is None:
+            return None
+        try:
+            note = value["note"]
+            checkpoint = Checkpoint.from_note(note)
+            hashes = [strict_b64decode(h, "frontier hash") for h in value["frontier"]]
+            frontier = Frontier(checkpoint.size, hashes)
+        except (KeyError, TypeError, NoteError, ProofError) as exc:
+            raise LedgerError(f"{path}: not a cached checkpoint ({exc})") from None
+        mark = Mark.from_json(value["mark"], path)
+        if mark.size != checkpoint.size or frontier.root() != checkpoint.root_hash:
+            raise LedgerError(f"{path}: frontier and mark do not match checkpoint {mark.size}")
+        return CachedCheckpoint(note, checkpoint, mark, frontier)
+
+    def store_checkpoint(self, note: str, mark: Mark, frontier: Frontier) -> None:
+        """Remember a verified checkpoint, unless one at least as large is remembered."""
+        cached = self.checkpoint()
+        if cached is not None and cached.checkpoint.size >= mark.size:
+            return
+        value = {
+            "note": note,
+            "mark": mark.as_json(),
+            "frontier": [base64.b64encode(h).decode() for h in frontier.hashes],
+        }
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.directory / CHECKPOINT_FILE, _dump(value))
+
+    def seen(self) -> Mark | None:
+        path = self.directory / SEEN_FILE
+        value = _read_json(path)
+        return None if value is None else Mark.from_json(value, path)
+
+    def store_seen(self, mark: Mark) -> None:
+        """After every append; not fsynced (the appended entries are): a crash can only make
+        it older, which weakens but never falsifies the check."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.directory / f".{SEEN_FILE}.{os.getpid()}.tmp"
+        temporary.write_bytes(_dump(mark.as_json()))
+        os.replace(temporary, self.directory / SEEN_FILE)
+
+
+def _dump(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _read_json(path: Path) -> Any:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_bytes())
+    except ValueError as exc:
+        raise LedgerError(f"{path}: not valid JSON ({exc})") from None

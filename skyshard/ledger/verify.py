@@ -1,0 +1,429 @@
+"""Verification of a ledger folder. In full: every entry's form, sequence number and signature
+(following key rotations from a genesis key given from outside), every checkpoint against the
+recomputed root, consistency between successive checkpoints, cosignatures by known cosigners
+(with a quorum on the latest checkpoint), and anchors the log must still contain (checkpoints
+and the last entry a client saw). Incrementally: only the entries after a verified state."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections import deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from skyshard.ledger import ed25519
+from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.client import Mark
+from skyshard.ledger.cosignature import CosignatureVerifier
+from skyshard.ledger.entry import KEY_ROTATION, EntryError, check_line, message_of_line
+from skyshard.ledger.keys import KeyChain
+from skyshard.ledger.log import (
+    LOG_FILE,
+    LedgerError,
+    TornTail,
+    checkpoint_paths,
+    iter_lines,
+    last_line,
+    read_torn_tail,
+)
+from skyshard.ledger.merkle import Frontier, MerkleTree, ProofError, leaf_hash, verify_consistency
+from skyshard.ledger.note import (
+    Ed25519Verifier,
+    NoteError,
+    open_note,
+    parse_note,
+    verified_signatures,
+)
+
+_CHUNK = 8192
+
+
+@dataclass
+class VerifyResult:
+    entries: int = 0
+    checkpoints: int = 0
+    cosignatures: dict[int, list[str]] = field(default_factory=dict)
+    first_bad_index: int | None = None
+    bad_checkpoint: int | None = None
+    reason: str | None = None
+    torn_tail: TornTail | None = None
+    root_hash: bytes = b""
+    end_offset: int = 0
+    uncovered: int = 0
+    key_chain: KeyChain | None = field(default=None, repr=False)
+    tree: MerkleTree | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    def describe(self) -> str:
+        """The failure for people: which entry (if one is to blame) and why."""
+        if self.first_bad_index is None:
+            return str(self.reason)
+        return f"entry {self.first_bad_index}: {self.reason}"
+
+    def fail_at(self, index: int, reason: str) -> None:
+        if self.first_bad_index is None or index < self.first_bad_index:
+            self.first_bad_index, self.reason = index, reason
+
+
+class SignatureCheck(NamedTuple):
+    line: bytes
+    sig: str
+    public_key: bytes
+
+
+def first_bad_signature(first_index: int, checks: Sequence[SignatureCheck]) -> int | None:
+    """Index of the first entry in a chunk whose signature does not verify, or None."""
+    for offset, (line, sig, public_key) in enumerate(checks):
+        if not ed25519.verify(public_key, message_of_line(line, sig), base64.b64decode(sig)):
+            return first_index + offset
+    return None
+
+
+class _SignatureChecks:
+    """Runs first_bad_signature on chunks in worker threads (libsodium, called through CFFI,
+    verifies without holding the GIL), or inline with one worker."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = (
+            ThreadPoolExecutor(workers, thread_name_prefix="ledger-verify") if workers > 1 else None
+        )
+        self._workers = workers
+        self._pending: deque[Future] = deque()
+        self.failures: list[int] = []
+
+    def submit(self, first_index: int, checks: list[SignatureCheck]) -> None:
+        if self._pool is None:
+            self._record(first_bad_signature(first_index, checks))
+            return
+        self._pending.append(self._pool.submit(first_bad_signature, first_index, checks))
+        while len(self._pending) > 2 * self._workers:
+            self._record(self._pending.popleft().result())
+
+    def finish(self) -> None:
+        while self._pending:
+            self._record(self._pending.popleft().result())
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def _record(self, failure: int | None) -> None:
+        if failure is not None:
+            self.failures.append(failure)
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """What a verifier knows from outside the folder it checks."""
+
+    checkpoints: Sequence[str] = ()
+    """Signed checkpoint notes the log must still contain (a client's cache, a --checkpoint)."""
+    seen: Mark | None = None
+    """The last entry a client saw appended: the log must still hold it, unchanged."""
+    cosigners: Sequence[CosignatureVerifier] = ()
+    quorum: int = 0
+    """How many of `cosigners` must have cosigned the latest checkpoint."""
+
+
+class VerificationError(LedgerError):
+    """The log fails verification at entry `index` (None when no one entry is to blame)."""
+
+    def __init__(self, index: int | None, reason: str) -> None:
+        self.index, self.reason = index, reason
+        super().__init__(reason if index is None else f"entry {index}: {reason}")
+
+
+def verify_ledger(
+    directory: Path,
+    genesis: Ed25519Verifier,
+    anchors: Anchors = Anchors(),
+    workers: int | None = None,
+) -> VerifyResult:
+    """Check everything in a ledger folder from `genesis`, the log's first key as known from
+    outside it; the result names the first bad index and why."""
+    directory = Path(directory)
+    result = VerifyResult()
+    log_path = directory / LOG_FILE
+    if not log_path.exists():
+        if checkpoint_paths(directory) or anchors.checkpoints or anchors.seen:
+            result.fail_at(0, f"{log_path} is missing but checkpoints exist or were seen")
+        return result
+    chain, tree = KeyChain(genesis), MerkleTree()
+    result.key_chain, result.tree = chain, tree
+    _check_entries(log_path, chain, tree, result, workers or os.cpu_count() or 1)
+    result.entries = tree.size
+    result.root_hash = tree.root()
+    result.torn_tail = read_torn_tail(log_path)
+    if result.ok:
+        _check_checkpoints(directory, chain, tree, anchors, result)
+    if result.ok:
+        _check_anchors(directory, chain, tree, anchors, result)
+    return result
+
+
+@dataclass(frozen=True)
+class VerifiedState:
+    """The first `mark.size` entries verified: their frontier, where they end in the file, and
+    the key that must sign the next entry."""
+
+    frontier: Frontier
+    mark: Mark
+    key: Ed25519Verifier
+
+    @property
+    def size(self) -> int:
+        return self.mark.size
+
+    @classmethod
+    def of(cls, result: VerifyResult) -> VerifiedState:
+        """The state a successful full verification reached."""
+        assert result.ok and result.tree is not None and result.key_chain is not None
+        tree = result.tree
+        last = tree.leaf_hash_at(tree.size - 1) if tree.size else b""
+        mark = Mark(tree.size, result.end_offset, last)
+        return cls(tree.frontier(), mark, result.key_chain.active)
+
+    def appended(self, lines: Sequence[bytes], key: Ed25519Verifier) -> VerifiedState:
+        """This state after the caller itself appended `lines` (already newline-free)."""
+        frontier = self.frontier.copy()
+        for line in lines:
+            frontier.append_leaf_hash(leaf_hash(line))
+        offset = self.mark.offset + sum(len(line) + 1 for line in lines)
+        last = leaf_hash(lines[-1]) if lines else self.mark.last_leaf
+        return VerifiedState(frontier, Mark(frontier.size, offset, last), key)
+
+
+def check_mark(log_path: Path, mark: Mark) -> None:
+    """Refuse unless the log still holds entry `mark.size - 1`, unchanged, ending at
+    `mark.offset`: cheap evidence that nothing before it was cut or rewritten in place."""
+    if mark.size == 0:
+        return
+    fd = os.open(log_path, os.O_RDONLY)
+    try:
+        whole = os.fstat(fd).st_size >= mark.offset
+        found = last_line(fd, mark.offset) if whole else None
+        ends_line = whole and os.pread(fd, 1, mark.offset - 1) == b"\n"
+    finally:
+        os.close(fd)
+    if found is None or not ends_line or leaf_hash(found[1]) != mark.last_leaf:
+        raise VerificationError(
+            mark.size - 1,
+            f"{log_path} no longer holds entry {mark.size - 1} as verified or appended before "
+            f"(ending at byte {mark.offset}): the log was truncated or rewritten",
+        )
+
+
+def extend_verified(
+    log_path: Path, state: VerifiedState, roots: Mapping[int, bytes] | None = None
+) -> VerifiedState:
+    """Verify every complete line after `state` (form, seq, key, rotation, signature and the
+    signed `roots` by tree size met on the way); raise VerificationError at the first bad one."""
+    if not log_path.exists() and state.size == 0:
+        return state
+    check_mark(log_path, state.mark)
+    roots = roots or {}
+    chain, frontier = KeyChain(state.key), state.frontier.copy()
+    offset, last = state.mark.offset, state.mark.last_leaf
+    checks = []
+    for start, line in iter_lines(log_path, state.mark.offset):
+        index = frontier.size
+        check, reason = _check_entry(index, line, chain)
+        if reason is not None:
+            raise VerificationError(index, reason)
+        checks.append(check)
+        last = leaf_hash(line)
+        frontier.append_leaf_hash(last)
+        offset = start + len(line) + 1
+        expected = roots.get(frontier.size)
+        if expected is not None and frontier.root() != expected:
+            raise VerificationError(
+                None, f"the first {frontier.size} entries differ from their signed checkpoint"
+            )
+    bad = first_bad_signature(state.size, checks)
+    if bad is not None:
+        raise VerificationError(bad, "signature does not verify")
+    return VerifiedState(frontier, Mark(frontier.size, offset, last), chain.active)
+
+
+def _check_entries(
+    log_path: Path, chain: KeyChain, tree: MerkleTree, result: VerifyResult, workers: int
+) -> None:
+    signatures = _SignatureChecks(workers)
+    chunk: list[SignatureCheck] = []
+    try:
+        for index, (start, line) in enumerate(iter_lines(log_path)):
+            check, reason = _check_entry(index, line, chain)
+            if reason is not None:
+                result.fail_at(index, reason)
+                break
+            tree.append_leaf_hash(leaf_hash(line))
+            result.end_offset = start + len(line) + 1
+            chunk.append(check)
+            if len(chunk) == _CHUNK:
+                signatures.submit(tree.size - _CHUNK, chunk)
+                chunk = []
+        if chunk:
+            signatures.submit(tree.size - len(chunk), chunk)
+    finally:
+        signatures.finish()
+    for bad_index in signatures.failures:
+        result.fail_at(bad_index, "signature does not verify")
+    if result.first_bad_index is not None and tree.size > result.first_bad_index:
+        # Everything from the first bad entry on is untrusted: roots cover the good prefix.
+        trimmed = MerkleTree()
+        for i in range(result.first_bad_index):
+            trimmed.append_leaf_hash(tree.leaf_hash_at(i))
+        result.tree = trimmed
+
+
+def _check_entry(index: int, line: bytes, chain: KeyChain) -> tuple[SignatureCheck, str | None]:
+    """Form, sequence, key and rotation checks, which depend on order; the signature check
+    it returns runs in parallel later."""
+    active = chain.active
+    try:
+        value = check_line(line)
+    except EntryError as exc:
+        return SignatureCheck(line, "", active.public_key), str(exc)
+    check = SignatureCheck(line, value["sig"], active.public_key)
+    if value["seq"] != index:
+        seq = value["seq"]
+        return check, f"seq is {seq}, expected {index} (entries deleted, inserted or reordered)"
+    if value["key_id"] != active.key_id.hex():
+        key_id = value["key_id"]
+        return check, f"signed by key {key_id}, but the active key is {active.key_id.hex()}"
+    if value["type"] == KEY_ROTATION:
+        try:
+            chain.rotate(index, value["payload"])
+        except NoteError as exc:
+            return check, f"invalid key_rotation: {exc}"
+    return check, None
+
+
+def _check_checkpoints(
+    directory: Path, chain: KeyChain, tree: MerkleTree, anchors: Anchors, result: VerifyResult
+) -> None:
+    cosigners = anchors.cosigners
+    previous: Checkpoint | None = None
+    for path in checkpoint_paths(directory):
+        text = path.read_text()
+        try:
+            checkpoint = Checkpoint.from_note(text)
+        except NoteError as exc:
+            result.bad_checkpoint, result.reason = int(path.stem), f"{path}: {exc}"
+            return
+        failure = _checkpoint_failure(path, text, checkpoint, previous, chain, tree, cosigners)
+        if failure is not None:
+            result.bad_checkpoint, result.reason = checkpoint.size, failure
+            if checkpoint.size > tree.size:
+                result.first_bad_index = tree.size
+            return
+        result.cosignatures[checkpoint.size] = _verified_cosigners(text, cosigners)
+        result.checkpoints += 1
+        previous = checkpoint
+    covered = previous.size if previous else 0
+    result.uncovered = tree.size - covered
+    if anchors.quorum and result.entries:
+        names = result.cosignatures.get(covered, [])
+        if len(names) < anchors.quorum:
+            result.bad_checkpoint = covered
+            result.reason = (
+                f"checkpoint {covered} has {len(names)} cosignature(s) ({', '.join(names) or '-'}) "
+                f"from the configured cosigners, the policy's quorum is {anchors.quorum}"
+            )
+
+
+def _check_anchors(
+    directory: Path, chain: KeyChain, tree: MerkleTree, anchors: Anchors, result: VerifyResult
+) -> None:
+    stored = checkpoint_paths(directory)
+    latest_stored = int(stored[-1].stem) if stored else 0
+    for note in anchors.checkpoints:
+        try:
+            checkpoint = Checkpoint.from_note(note)
+            open_note(note, [chain.active_at(checkpoint.size)])
+        except NoteError as exc:
+            result.reason = f"trusted checkpoint: not signed by the log's key: {exc}"
+            return
+        if checkpoint.size > tree.size:
+            result.fail_at(
+                tree.size,
+                f"the log has {tree.size} entries but checkpoint {checkpoint.size} was verified "
+                "before: entries were removed (rollback or truncation)",
+            )
+            return
+        if tree.root(checkpoint.size) != checkpoint.root_hash:
+            result.reason = (
+                f"fork: the first {checkpoint.size} entries differ from checkpoint "
+                f"{checkpoint.size} verified before (root {checkpoint.root_hash.hex()})"
+            )
+            return
+        if latest_stored < checkpoint.size:
+            result.bad_checkpoint = checkpoint.size
+            result.reason = (
+                f"the folder's latest checkpoint is {latest_stored}, but checkpoint "
+                f"{checkpoint.size} was verified before: checkpoints were rolled back"
+            )
+            return
+    seen = anchors.seen
+    if seen is None or seen.size == 0:
+        return
+    if seen.size > tree.size:
+        result.fail_at(
+            tree.size,
+            f"the log has {tree.size} entries but entry {seen.size - 1} was appended before: "
+            "entries were removed (truncation)",
+        )
+    elif tree.leaf_hash_at(seen.size - 1) != seen.last_leaf:
+        result.fail_at(seen.size - 1, "differs from the entry appended before")
+
+
+def _checkpoint_failure(
+    path: Path,
+    text: str,
+    checkpoint: Checkpoint,
+    previous: Checkpoint | None,
+    chain: KeyChain,
+    tree: MerkleTree,
+    cosigners: Sequence[CosignatureVerifier],
+) -> str | None:
+    if str(checkpoint.size) != path.stem:
+        return f"{path}: file name says size {path.stem}, checkpoint says {checkpoint.size}"
+    if checkpoint.size > tree.size:
+        return (
+            f"checkpoint {checkpoint.size} commits to more entries than the log has "
+            f"({tree.size}): entries from {tree.size} on are missing"
+        )
+    if previous is not None and previous.origin != checkpoint.origin:
+        return f"{path}: origin {checkpoint.origin!r} differs from {previous.origin!r}"
+    try:
+        open_note(text, [chain.active_at(checkpoint.size)])
+    except NoteError as exc:
+        return f"{path}: log signature: {exc}"
+    recomputed = tree.root(checkpoint.size)
+    if recomputed != checkpoint.root_hash:
+        return (
+            f"{path}: signed root {checkpoint.root_hash.hex()} differs from the root "
+            f"recomputed from the log, {recomputed.hex()}"
+        )
+    if previous is not None:
+        try:
+            proof = tree.consistency_proof(previous.size, checkpoint.size)
+            verify_consistency(
+                previous.size, checkpoint.size, previous.root_hash, checkpoint.root_hash, proof
+            )
+        except ProofError as exc:
+            return f"{path}: not consistent with checkpoint {previous.size}: {exc}"
+    try:
+        verified_signatures(parse_note(text), cosigners)
+    except NoteError as exc:
+        return f"{path}: cosignature: {exc}"
+    return None
+
+
+def _verified_cosigners(text: str, cosigners: Sequence[CosignatureVerifier]) -> list[str]:
+    return [s.name for s in verified_signatures(parse_note(text), cosigners)]

@@ -1,0 +1,1 @@
+"""Test support: real sshd, test hosts, network namespaces and synthetic placement instances."""
