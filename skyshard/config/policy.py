@@ -35,7 +35,7 @@ class ForecastPolicy(StrictModel):
     backtest_cutoffs: int = Field(default=7, ge=1, le=20)
     # Slow candidates, backtested series by series (riskiest first) while the budget lasts;
     # every series is backtested with every cheap candidate regardless.
-    slow_models: tuple[SlowModel, ...] = ("mstl", "autotheta")
+    slow_models: tuple[SlowModel, ...] = ("autotheta", "mstl", "prophet")
     slow_budget_seconds: float = Field(default=30.0, ge=0)
     # A forecast upper bound above this share of the series' capacity makes it risky.
     capacity_share: float = Field(default=0.8, gt=0, le=1)
