@@ -26,6 +26,7 @@ import polars as pl
 from skyshard.config.policy import ForecastPolicy
 from skyshard.forecast import SeriesId, forecast_series
 from skyshard.forecast.candidates import BASELINE, CHEAP
+from skyshard.forecast.series_id import SeriesKind, series_id_expr
 from skyshard.scoring.data import HOST_RESOURCES, SHARD_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def bitbrains_frames() -> tuple[pl.DataFrame, pl.DataFrame]:
     """CPU usage (MHz) per VM, 5-minute samples (`forecast_series` averages them per hour),
     and each VM's ceiling: its cores times the MHz per core."""
     trace = pl.read_parquet(BITBRAINS / "trace.parquet")
-    series_id = pl.concat_str(pl.lit("shard/vm-"), pl.col("id"), pl.lit("/cpu"))
+    series_id = series_id_expr(SeriesKind.SHARD, pl.concat_str(pl.lit("vm-"), pl.col("id")), "cpu")
     frame = trace.select(series_id=series_id, ts="timestamp", value="cpu_usage")
     meta = pl.read_csv(BITBRAINS / "meta.csv", schema_overrides={"id": pl.String})
     limits = meta.select(
