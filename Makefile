@@ -37,7 +37,7 @@ demo: setup
 	$(BIN)/skyshard demo
 
 dev: setup
-	$(BIN)/dagster dev -m orchestration.definitions
+	$(BIN)/skyshard dev
 
 system-deps:
 	bash scripts/system-deps.sh

@@ -4,8 +4,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
 
+from assets.metadata import column_schema
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, dbt_project
 from skyshard import db
 
@@ -48,19 +54,22 @@ def relation(dbt_resource_props: Mapping[str, Any]) -> str:
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    dagster_dbt_translator=SkyshardDbtTranslator(),
+    dagster_dbt_translator=SkyshardDbtTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_code_references=True)
+    ),
     pool=DUCKDB_WRITER_POOL,
 )
 def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBFile):
     """`dbt build`: models and their tests (loaded as asset checks), with row counts."""
     events = list(dbt.cli(["build"], context=context).stream())
-    yield from with_row_counts(context, events, duckdb)
+    yield from with_table_metadata(context, events, duckdb)
 
 
-def with_row_counts(
+def with_table_metadata(
     context: dg.AssetExecutionContext, events: list, duckdb: DuckDBFile
 ) -> Iterator[Any]:
-    """Add `dagster/row_count` to each model's output, counted after dbt has exited.
+    """Add each model's column schema (types as stored) and, for tables, `dagster/row_count`,
+    read after dbt has exited.
 
     dagster-dbt's own row counting keeps a dbt adapter connection open in this process;
     DuckDB allows one writer process, so counts are taken on a short connection of our own.
@@ -69,9 +78,11 @@ def with_row_counts(
         for event in events:
             if isinstance(event, dg.Output):
                 key = context.asset_key_for_output(event.output_name)
+                relation = f"{key.path[0]}.{key.path[1]}"
+                added = {"dagster/column_schema": column_schema(con, relation)}
                 if key.path[0] == "marts":  # tables; counting views would recompute them
-                    count = db.scalar(con, f'SELECT count(*) FROM "{key.path[0]}"."{key.path[1]}"')
-                    event = event.with_metadata({**event.metadata, "dagster/row_count": count})
+                    added["dagster/row_count"] = db.scalar(con, f"SELECT count(*) FROM {relation}")
+                event = event.with_metadata({**event.metadata, **added})
             yield event
 
 

@@ -6,10 +6,12 @@ import statistics
 import dagster as dg
 import polars as pl
 
-from assets.metadata import markdown_bars, preview
+from assets.metadata import png, preview, problems_check, table_metadata
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
-from skyshard.forecast import SeriesId, forecast_series, input_fingerprints, series_to_refit
+from skyshard.forecast import forecast_series, input_fingerprints, series_to_refit
+from skyshard.forecast.charts import forecast_vs_capacity_chart
 from skyshard.forecast.store import TABLES, read_stored, stored_fingerprints, write_refit
+from skyshard.plans.checks import bottleneck_problems
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
 from skyshard.scoring.bottlenecks import predict_bottlenecks
@@ -44,8 +46,8 @@ def _median(values: pl.Series) -> float | None:
     kinds={"duckdb", "python"},
     pool=DUCKDB_WRITER_POOL,
     description="`forecast.forecasts`, `forecast.backtest`, `forecast.summary`: per-series "
-    "forecasts chosen among cheap robust estimators and slow models (Prophet) by "
-    "rolling-origin backtest, with conformal bounds.",
+    "forecasts chosen among cheap robust estimators and slow models (statsforecast, "
+    "Prophet) by rolling-origin backtest, with conformal bounds.",
 )
 def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
     """Refit only the series whose input changed since the last fit; keep the others' rows."""
@@ -73,11 +75,12 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky:
     )
     with duckdb.connect() as con:
         tables = write_refit(con, result, current, refit)
+        described = table_metadata(con, TABLES["forecasts"])
     summary = tables["summary"]
     models = summary.group_by("model").len().sort("len", descending=True)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": tables["forecasts"].height,
+            **described,
             "series": len(current),
             "refitted": len(refit),
             "median_mase_held_out": _median(summary["mase_held_out"]),
@@ -149,6 +152,14 @@ def bounds_calibrated(duckdb: DuckDBFile, sky: SkyResource) -> dg.AssetCheckResu
     pool=DUCKDB_WRITER_POOL,
     description="`forecast.predicted_bottlenecks`: shards running out of room, capacity "
     "withdrawn, prices past the cap, open incidents, with the hours until each.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "bottlenecks_are_known_and_ahead",
+            asset=["forecast", "predicted_bottlenecks"],
+            description="Every bottleneck is for a shard in marts.dim_shards and lies within "
+            "the forecast horizon.",
+        )
+    ],
 )
 def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
     horizon = sky.load().policy.forecast.horizon_hours
@@ -158,31 +169,26 @@ def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile,
     found = predict_bottlenecks(data, build_outlook(data, forecasts, horizon))
     with duckdb.connect() as con:
         write_bottlenecks(con, found)
+        described = table_metadata(con, "forecast.predicted_bottlenecks")
+        check = problems_check("bottlenecks_are_known_and_ahead", bottleneck_problems(con, horizon))
     top = found.sort("hours_ahead").select(
         "shard_id", "host_id", "cause", "resource", "hours_ahead", "detail"
     )
     context.log.info(f"{found.height} bottlenecks ahead for {found['shard_id'].n_unique()} shards")
-    metadata = {"dagster/row_count": found.height, "soonest": preview(top, 15)}
     over = found.filter(pl.col("cause") == "demand_over_capacity").sort("hours_ahead")
+    metadata = {
+        **described,
+        "shards_at_risk": found["shard_id"].n_unique(),
+        "soonest": preview(top, 15),
+    }
+    if found.height:
+        metadata["soonest_hours_ahead"] = int(found["hours_ahead"].min())
     if over.height:
-        metadata["soonest_forecast"] = dg.MetadataValue.md(
-            _demand_chart(forecasts, over.row(0, named=True))
+        chart = forecast_vs_capacity_chart(
+            forecasts, over.unique("shard_id", keep="first", maintain_order=True)
         )
-    return dg.MaterializeResult(metadata=metadata)
-
-
-def _demand_chart(forecasts: pl.DataFrame, bottleneck: dict) -> str:
-    """The soonest overloaded shard's forecast upper bound, hour by hour, against what its
-    host can give it."""
-    series = str(SeriesId.shard(bottleneck["shard_id"], bottleneck["resource"]))
-    hours = forecasts.filter(pl.col("series_id") == series).sort("ts")
-    available = bottleneck["available"]
-    rows = [(f"{ts:%m-%d %H:%M}", upper) for ts, upper in hours.select("ts", "yhat_upper").rows()]
-    title = (
-        f"{series}: upper bound of the forecast; its host can give {available:,.2f} "
-        f"({bottleneck['detail']})"
-    )
-    return markdown_bars(title, rows, marks={label for label, v in rows if v > available})
+        metadata["forecast_vs_capacity"] = png(chart, "forecast vs capacity, shards at risk")
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 defs = dg.Definitions(

@@ -4,15 +4,17 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from assets.metadata import preview, table_preview
+from assets.metadata import preview, problems_check, table_metadata, table_preview
 from assets.routing import ROUTING
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
 from skyshard import db
 from skyshard.broker.ops_tables import routed_hosts
 from skyshard.config.sky import Sky
 from skyshard.config.sky_tables import sky_frames
+from skyshard.sim.home import refresh_demo_sky
 from skyshard.sources import ingest
 from skyshard.sources.base import Window
+from skyshard.sources.freshness import MAX_TELEMETRY_AGE, stale_providers
 from skyshard.sources.raw_tables import INGEST_TABLES, QUARANTINE
 from skyshard.sources.registry import check_sources, primary_table
 
@@ -50,6 +52,7 @@ def sky_config(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyRe
     with duckdb.connect() as con:
         for name, frame in frames.items():
             db.replace_table(con, f"raw.{name}", frame)
+        described = {name: table_metadata(con, f"raw.{name}") for name in frames}
     context.log.info(
         f"sky from {configured.home}: {len(configured.providers)} providers, "
         f"{len(configured.hosts)} hosts, {len(configured.shards)} shards"
@@ -57,12 +60,22 @@ def sky_config(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyRe
     for name, frame in frames.items():
         yield dg.MaterializeResult(
             asset_key=raw_key(name),
-            metadata={"dagster/row_count": frame.height, "preview": preview(frame)},
+            metadata={**described[name], "preview": preview(frame)},
         )
 
 
+RECENT_CHECK = "telemetry_is_recent"
+
+
 def _telemetry_checks(sky: Sky) -> list[dg.AssetCheckSpec]:
-    return [
+    recent = dg.AssetCheckSpec(
+        RECENT_CHECK,
+        asset=raw_key("shard_usage"),
+        description=f"Every provider's newest shard usage sample is at most "
+        f"{MAX_TELEMETRY_AGE.total_seconds() / 3600:.0f} h old (data time: a re-ingested old "
+        "capture is still stale).",
+    )
+    feeds = [
         dg.AssetCheckSpec(
             feed_check_name(source.id),
             asset=raw_key(primary_table(source.type)),
@@ -70,6 +83,7 @@ def _telemetry_checks(sky: Sky) -> list[dg.AssetCheckSpec]:
         )
         for provider, source in ingest.sources_of(sky.providers)
     ]
+    return [recent, *feeds]
 
 
 def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
@@ -97,6 +111,8 @@ def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
         """
         now = datetime.now(UTC).replace(tzinfo=None)
         window = Window(start=now - INGEST_LOOKBACK, end=now)
+        if not sky.home and refresh_demo_sky() is not None:
+            context.log.info("demo sky: telemetry generated up to the current hour")
 
         def progress(done: int, total: int, outcome: ingest.FeedOutcome) -> None:
             for warning in outcome.warnings:
@@ -112,9 +128,14 @@ def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
                 table.name: table_preview(con, f"raw.{table.name}")
                 for table in (*INGEST_TABLES, QUARANTINE)
             }
+            stale = stale_providers(con, now)
         for table in (*INGEST_TABLES, QUARANTINE):
             yield dg.MaterializeResult(asset_key=raw_key(table.name), metadata=metadata[table.name])
         selected = {key.name for key in context.selected_asset_check_keys}
+        if RECENT_CHECK in selected:
+            yield problems_check(
+                RECENT_CHECK, stale, raw_key("shard_usage"), dg.AssetCheckSeverity.WARN
+            )
         for collected in results:
             if feed_check_name(collected.source.id) not in selected:
                 continue  # a feed added since the definitions were loaded: reload to check it

@@ -1,22 +1,26 @@
 """Planning assets: candidate scores, the migration plan and its run history (schema `plan`),
-the policy backtest, and the `review_plan` job that approves or rejects a move from the UI."""
+and the policy backtest; the moves open to review are reported to `assets.review`."""
 
 import dagster as dg
 import polars as pl
 
 from assets.forecasts import MART_DEPS, predicted_bottlenecks
-from assets.metadata import markdown_bars, preview
+from assets.metadata import markdown_bars, png, preview, problems_check, table_metadata
+from assets.review import report_proposed_moves
 from assets.trust import trust_scores
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, LedgerResource, SkyResource
 from skyshard import db
 from skyshard.ledger import LedgerError
-from skyshard.plans import cycles_since_move, decide, plan_cycle, write_plan
+from skyshard.plans import cycles_since_move, plan_cycle, write_plan
 from skyshard.plans.backtest import policy_backtest as run_policy_backtest
+from skyshard.plans.charts import saving_by_term_chart
+from skyshard.plans.checks import plan_problems
 from skyshard.plans.decisions import plan_decisions
 from skyshard.plans.store import PLAN_COLUMNS, read_bottlenecks, write_candidate_scores
+from skyshard.plans.terms import move_terms, saving_by_term
 from skyshard.scoring import load_planning_data
 from skyshard.scoring.trust_inputs import read_trust_scores
-from skyshard.trust.events import record_operator_decision, record_policy_decisions
+from skyshard.trust.events import record_policy_decisions
 from skyshard.trust.scores import TrustInputError, check_trust_inputs
 
 GROUP = "planning"
@@ -42,6 +46,14 @@ MIGRATION_PLAN = dg.AssetKey(["plan", "migration_plan"])
             description="`plan.migration_plan` and `plan.plan_runs`: the moves the placement "
             "solver proposes this cycle, with reasons, savings, risks and approvals.",
         ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "moves_are_feasible",
+            asset=MIGRATION_PLAN,
+            description="The latest run moves each shard at most once, from its current host, "
+            "to a host the candidate scores allow.",
+        )
     ],
     pool=DUCKDB_WRITER_POOL,
 )
@@ -69,6 +81,9 @@ def migration_planning(
     with duckdb.connect() as con:
         write_candidate_scores(con, cycle.scores)
         new = write_plan(con, cycle.run, cycle.plan)
+        scores_table = table_metadata(con, "plan.candidate_scores")
+        plan_table = table_metadata(con, "plan.migration_plan")
+        check = problems_check("moves_are_feasible", plan_problems(con), MIGRATION_PLAN)
     run = cycle.run.row(0, named=True)
     decisions = plan_decisions(policy, run["plan_run_id"], cycle.plan, cycle.scores)
     record_policy_decisions(decisions, context.run_id, "planner", log)
@@ -78,25 +93,35 @@ def migration_planning(
     )
     if run["explanation"]:
         context.log.warning(run["explanation"])
+    terms = move_terms(cycle.plan, cycle.scores)
+    report_proposed_moves(context, duckdb, cycle.plan, terms)
+    savings = saving_by_term(terms)
     yield dg.MaterializeResult(
         asset_key=CANDIDATE_SCORES,
         metadata={
-            "dagster/row_count": cycle.scores.height,
+            **scores_table,
             "blocked": cycle.scores.filter(~pl.col("allowed")).height,
         },
     )
     yield dg.MaterializeResult(
         asset_key=MIGRATION_PLAN,
         metadata={
-            "dagster/row_count": cycle.plan.height,
+            **plan_table,
             "plan_run_id": run["plan_run_id"],
+            "saving_per_day": float(cycle.plan["saving_per_day"].fill_null(0.0).sum()),
+            "moves_proposed": run["moves"],
+            "bytes_to_move": int(cycle.plan["estimated_bytes"].sum()),
             "solver_status": run["solver_status"],
             "gap": run["gap"],
             "objective": run["objective"],
             "new_moves": new,
             "moves": preview(cycle.plan.select(PLAN_COLUMNS), 20),
+            "saving_by_term": png(
+                saving_by_term_chart(savings, run["horizon_h"]), "plan saving by score term"
+            ),
             "explanation": dg.MetadataValue.md(run["explanation"] or "_feasible_"),
         },
+        check_results=[check],
     )
 
 
@@ -116,46 +141,18 @@ def policy_backtest(duckdb: DuckDBFile, sky: SkyResource):
     table = run_policy_backtest(data, policy)
     with duckdb.connect() as con:
         db.replace_table(con, "plan.policy_backtest", table)
+        described = table_metadata(con, "plan.policy_backtest")
     chart = "\n\n".join(
         markdown_bars(c, table.select("policy", c).rows())
         for c in ("total_cost", "overload_shard_hours", "migrations")
     )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": table.height,
+            **described,
             "comparison": dg.MetadataValue.md(chart),
             "table": preview(table),
         }
     )
 
 
-class ReviewDecision(dg.Config):
-    move_id: str
-    decision: str = "approved"  # approved or rejected
-    by: str
-    reason: str | None = None
-
-
-@dg.op(pool=DUCKDB_WRITER_POOL)
-def review_move(
-    context: dg.OpExecutionContext,
-    config: ReviewDecision,
-    duckdb: DuckDBFile,
-    ledger: LedgerResource,
-):
-    """Approve or reject one move; a bad id or transition fails the run and changes nothing."""
-    if config.decision not in ("approved", "rejected"):
-        raise dg.Failure(f"decision {config.decision!r} must be 'approved' or 'rejected'")
-    with duckdb.connect() as con:
-        row = decide(con, config.move_id, config.decision, config.by, config.reason)
-    via = f"dagster:review_plan run {context.run_id}"
-    record_operator_decision(row, config.decision, config.by, config.reason, via, ledger.open())
-    context.log.info(f"{row['move_id']} ({row['shard_id']}) is now {row['status']}")
-
-
-@dg.job(description="Approve or reject a proposed move (config: move_id, decision, by).")
-def review_plan():
-    review_move()
-
-
-defs = dg.Definitions(assets=[migration_planning, policy_backtest], jobs=[review_plan])
+defs = dg.Definitions(assets=[migration_planning, policy_backtest])

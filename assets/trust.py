@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
-from assets.metadata import preview
+from assets.metadata import preview, problems_check, table_metadata
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, LedgerResource, SkyResource
 from skyshard import db
 from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.plans.checks import trust_problems
 from skyshard.scoring.provider_marts import daily_availability, settlement_prices
 from skyshard.scoring.trust_inputs import TRUST_TABLE
 from skyshard.trust.mirror import mirror_ledger
@@ -37,6 +38,13 @@ GROUP = "trust"
     description="`trust.scores`: one trust score per provider in [0, 1] from the ledger "
     "(migrations, audits, disputes), availability and contract tier (docs/trust.md); each "
     "score is appended to the ledger and `ledger_seq`, `leaf_hash` name its entry.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_provider_scored",
+            asset=["trust", "scores"],
+            description="Every configured provider has one score in [0, 1].",
+        )
+    ],
 )
 def trust_scores(
     context: dg.AssetExecutionContext,
@@ -59,9 +67,16 @@ def trust_scores(
     table = record_trust_scores(log, scores, configured.policy.trust, as_of, context.run_id)
     with duckdb.connect() as con:
         db.replace_table(con, TRUST_TABLE, table)
+        described = table_metadata(con, TRUST_TABLE)
+        scored = trust_problems(con, [p.id for p in configured.providers])
     shown = table.select("provider_id", "score", "ledger_seq").sort("score")
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": table.height, "scores": preview(shown, 50)}
+        metadata={
+            **described,
+            "lowest_score": float(table["score"].min()) if table.height else None,
+            "scores": preview(shown, 50),
+        },
+        check_results=[problems_check("every_provider_scored", scored)],
     )
 
 
@@ -94,10 +109,11 @@ def settlement(duckdb: DuckDBFile, sky: SkyResource, ledger: LedgerResource):
     )
     with duckdb.connect() as con:
         db.replace_table(con, SETTLEMENT_TABLE, table)
+        described = table_metadata(con, SETTLEMENT_TABLE)
     flagged = table.filter(pl.col("over_budget") | pl.col("over_price_cap"))
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": table.height,
+            **described,
             "overruns": flagged.height,
             "settlement": preview(
                 table.select("provider_id", "month", "shard_hours", "owed", "over_budget"), 50
@@ -120,8 +136,10 @@ def ledger_mirror(duckdb: DuckDBFile, ledger: LedgerResource):
     checkpoint = Checkpoint.from_note(log.checkpoint())
     with duckdb.connect() as con:
         inserted, checkpoints = mirror_ledger(con, log)
+        described = table_metadata(con, "ledger.entries")
     return dg.MaterializeResult(
         metadata={
+            **described,
             "entries_inserted": inserted,
             "checkpoints": checkpoints,
             "tree_size": checkpoint.size,

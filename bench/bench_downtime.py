@@ -1,8 +1,9 @@
 """Downtime (freeze → healthy on target) of a live migration vs stop-and-copy, 1 GiB of state.
 
-Two sshd "hosts" on loopback, the demo key-value shard holding the state in 1 MiB values, and
-a writer that adds ~1 % more while the pre-copy rounds run. Stop-and-copy is the same protocol
-with `max_rounds=0`: it freezes first and sends everything in the frozen round.
+Two sshd hosts in network namespaces (own addresses; chunks go host to host), the demo
+key-value shard holding the state in 1 MiB values, and a writer that adds ~1 % more while the
+pre-copy rounds run. Stop-and-copy is the same protocol with `max_rounds=0`: it freezes first
+and sends everything in the frozen round. Needs root (namespaces).
 
     .venv/bin/python -m bench.bench_downtime [--gib 1.0]
 """
@@ -22,50 +23,46 @@ from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool
-from tests.support.hosts import start_host
-from tests.support.sshd import free_tcp_port
+from tests.support.hosts import namespace_hosts, shared_transfer_ca
 
 VALUE = 1 << 20
 SHARD = "kv-1"
+PORT = 8500
 # Each step's time is when it happened (the frozen window's steps are written late, batched).
 CUTOVER_STEPS = ("final_copy", "cutover", "restored", "source_stopped", "target_started",
                  "healthy")  # fmt: skip
 
 
-def fill(port: int, count: int, prefix: str) -> None:
+def fill(address: str, count: int, prefix: str) -> None:
     for index in range(count):
-        client.put("127.0.0.1", port, f"{prefix}-{index}", os.urandom(VALUE))
+        client.put(address, PORT, f"{prefix}-{index}", os.urandom(VALUE))
 
 
 def run(workdir: Path, gib: float, rule: PrecopyRule) -> dict:
-    hosts = {h: start_host(workdir / h, h, f"prov-{h}") for h in ("host-a", "host-b")}
     policy = AccessPolicy.from_mapping({"bench": [("*", ACTIONS)]})
     db = workdir / "skyshard.duckdb"
-    port = free_tcp_port()
-    try:
-        with ConnectionPool() as pool:
-            access = {
-                h: HostAccess(h, host.session(policy, "bench", pool), str(host.root), "127.0.0.1")
-                for h, host in hosts.items()
-            }
-            try:
-                return migrate(access, db, port, gib, rule)
-            finally:
-                for host in access.values():
-                    host.runtime().clean(SHARD)
-    finally:
-        for host in hosts.values():
-            host.sshd.stop()
+    with namespace_hosts(workdir, 2) as (_spaces, hosts), ConnectionPool() as pool:
+        access = {
+            h: HostAccess(h, host.session(policy, "bench", pool), str(host.root),
+                          host.sshd.address, bind="0.0.0.0")
+            for h, host in hosts.items()
+        }  # fmt: skip
+        try:
+            return migrate(access, db, gib, rule)
+        finally:
+            for host in access.values():
+                host.runtime().clean(SHARD)
 
 
-def migrate(access: dict, db: Path, port: int, gib: float, rule: PrecopyRule) -> dict:
-    source = access["host-a"].runtime()
-    source.start(SHARD, port, generation=1)
-    source.health(SHARD, port)
-    OpsStore(db).register_route(SHARD, "host-a", "127.0.0.1", port)
+def migrate(access: dict, db: Path, gib: float, rule: PrecopyRule) -> dict:
+    source = access["h1"].runtime()
+    address = access["h1"].service_address
+    source.start(SHARD, PORT, generation=1, bind="0.0.0.0")
+    source.health(SHARD, PORT)
+    OpsStore(db).register_route(SHARD, "h1", address, PORT)
     values = int(gib * 1024)
-    fill(port, values, "base")
-    writer = threading.Thread(target=fill, args=(port, max(1, values // 100), "during"))
+    fill(address, values, "base")
+    writer = threading.Thread(target=fill, args=(address, max(1, values // 100), "during"))
     started: list[float] = []
 
     def on_event(step) -> None:
@@ -77,8 +74,9 @@ def migrate(access: dict, db: Path, port: int, gib: float, rule: PrecopyRule) ->
             writer.join()  # the 1 % lands during pre-copy, as in the target scenario
 
     settings = MigrationSettings(rule, health_timeout=60, stall_timeout=120)
-    migrator = Migrator(str(db), access, settings, on_event=on_event)
-    outcome = migrator.migrate(MoveRequest("bench-1", SHARD, "host-a", "host-b"))
+    migrator = Migrator(str(db), access, settings, transfer_ca=shared_transfer_ca()[0],
+                        on_event=on_event)  # fmt: skip
+    outcome = migrator.migrate(MoveRequest("bench-1", SHARD, "h1", "h2"))
     assert outcome.status == "done", outcome.error
     steps = OpsStore(db).steps("bench-1")
     frozen = next(step.at for step in steps if step.phase == "frozen")

@@ -1,129 +1,136 @@
-"""Snapshot transfer vs OpenSSH scp over loopback, and the delta sent after a 1 % change.
+"""Migration transfer through the broker's `Migrator` (the path job `migrate_shard` runs)
+between two hosts in network namespaces, vs OpenSSH scp between the same hosts, in one run;
+then re-migrations after a 1 % change (contiguous overwrite, then inserted bytes).
 
-Usage: .venv/bin/python -m bench.bench_transfer [--size-mib 1024] [--avg-kib 1024]
+The shard is the demo key-value service; its state directory also holds `bulk.bin` of
+random bytes (the service ignores files it does not own). Needs root (namespaces).
+
+Usage: .venv/bin/python -m bench.bench_transfer [--size-mib 1024]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from skyshard.broker.migration import HostAccess, MigrationSettings, Migrator, MoveRequest
+from skyshard.broker.ops_tables import OpsStore
 from skyshard.transport.access import ACTIONS, AccessPolicy
-from skyshard.transport.chunking import ChunkParams
-from skyshard.transport.chunkstore import ChunkStore
-from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
-from skyshard.transport.transfer import restore_snapshot, send_snapshot, take_snapshot
-from tests.support.sshd import start_sshd
+from skyshard.transport.ssh import ConnectionPool
+from tests.support.hosts import TestHost, namespace_hosts, shared_transfer_ca
 
 MIB = 1 << 20
+SHARD = "kv-1"
+PORT = 8500
+SEND_PHASES = ("precopy", "final_copy")
 
 
 def write_random(path: Path, size: int) -> None:
     with path.open("wb") as handle:
-        for _ in range(size // (64 * MIB)):
-            handle.write(os.urandom(64 * MIB))
-        handle.write(os.urandom(size % (64 * MIB)))
+        for offset in range(0, size, 64 * MIB):
+            handle.write(os.urandom(min(64 * MIB, size - offset)))
 
 
-def scp_seconds(server, source: Path, destination: Path, cipher: str | None) -> float:
-    command = ["scp", "-q", "-i", str(server.client_key_path), "-P", str(server.port),
-               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-               "-o", "LogLevel=ERROR"]  # fmt: skip
-    if cipher:
-        command += ["-c", cipher]
+def scp_seconds(spaces, source: int, target: TestHost, path: Path, cipher: str | None) -> float:
+    """scp from inside host `source`'s namespace to `target`, its host key pinned."""
+    known = path.with_name("scp_known_hosts")
+    known.write_text(f"{target.sshd.address} {target.sshd.host_key_line}\n")
+    command = [*spaces.exec_prefix(source), "scp", "-q", "-i", str(target.sshd.client_key_path),
+               "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
+               *(["-c", cipher] if cipher else []), str(path),
+               f"{target.sshd.user}@{target.sshd.address}:{target.root}/scp-copy.bin"]  # fmt: skip
     started = time.perf_counter()
-    subprocess.run([*command, str(source), f"{server.user}@{server.address}:{destination}"],
-                   check=True)  # fmt: skip
-    return time.perf_counter() - started
+    subprocess.run(command, check=True)
+    seconds = time.perf_counter() - started
+    (target.root / "scp-copy.bin").unlink()
+    return seconds
+
+
+def migrate(access: dict, db: Path, move_id: str, source: str, target: str) -> dict:
+    migrator = Migrator(str(db), access, MigrationSettings(stall_timeout=120),
+                        transfer_ca=shared_transfer_ca()[0])  # fmt: skip
+    started = time.perf_counter()
+    outcome = migrator.migrate(MoveRequest(move_id, SHARD, source, target))
+    total = time.perf_counter() - started
+    assert outcome.status == "done", outcome.error
+    sends = [s.detail for s in OpsStore(db).steps(move_id) if s.phase in SEND_PHASES]
+    return {
+        "total_s": total,
+        "send_s": sum(d["seconds"] for d in sends),
+        "content": sum(d["content_bytes_sent"] for d in sends),
+        "wire": sum(d["bytes_sent"] for d in sends),
+        "chunks": max(d["chunks_sent"] for d in sends),
+        "rounds": outcome.rounds,
+        "downtime_ms": outcome.downtime_ms,
+    }
+
+
+def bulk(hosts: dict[str, TestHost], host_id: str) -> Path:
+    return hosts[host_id].root / "shards" / SHARD / "state" / "bulk.bin"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--avg-kib", type=int, default=1024)
     args = parser.parse_args()
     size = args.size_mib * MIB
-    avg = args.avg_kib * 1024
-    params = ChunkParams(min_size=avg // 4, avg_size=avg, max_size=avg * 4)
-    work = Path(tempfile.mkdtemp(prefix="bench-transfer-", dir="/tmp"))
-    server = start_sshd(work / "sshd")
-    endpoint = SshEndpoint(
-        host_id="bench", provider_id="bench", address=server.address, port=server.port,
-        user=server.user, host_key=server.host_key_line, client_key=server.client_key_path,
-        python=sys.executable,
-    )  # fmt: skip
+    changed = size // 100
     policy = AccessPolicy.from_mapping({"bench": [("*", ACTIONS)]})
-    try:
-        with ConnectionPool() as pool:
-            session = SshSession(endpoint, policy, "bench", pool)
-            state = work / "state"
-            state.mkdir()
-            data = state / "data.bin"
-            write_random(data, size)
-            remote = work / "remote"
-            remote.mkdir()
+    with tempfile.TemporaryDirectory(prefix="bench-transfer-", dir="/tmp") as tmp:
+        work = Path(tmp)
+        with namespace_hosts(work, 2) as (spaces, hosts), ConnectionPool() as pool:
+            access = {
+                h: HostAccess(h, host.session(policy, "bench", pool), str(host.root),
+                              host.sshd.address, bind="0.0.0.0")
+                for h, host in hosts.items()
+            }  # fmt: skip
+            db = work / "skyshard.duckdb"
+            access["h1"].runtime().start(SHARD, PORT, generation=1, bind="0.0.0.0")
+            access["h1"].runtime().health(SHARD, PORT)
+            OpsStore(db).register_route(SHARD, "h1", spaces.address(1), PORT)
+            write_random(bulk(hosts, "h1"), size)
+            scp_default = scp_seconds(spaces, 1, hosts["h2"], bulk(hosts, "h1"), None)
+            scp_gcm = scp_seconds(spaces, 1, hosts["h2"], bulk(hosts, "h1"),
+                                  "aes128-gcm@openssh.com")  # fmt: skip
+            first = migrate(access, db, "bench-1", "h1", "h2")
 
-            scp_default = scp_seconds(server, data, remote / "scp-default.bin", None)
-            scp_gcm = scp_seconds(server, data, remote / "scp-gcm.bin", "aes128-gcm@openssh.com")
-            (remote / "scp-default.bin").unlink()
-            (remote / "scp-gcm.bin").unlink()
-
-            store = ChunkStore(work / "local")
-            started = time.perf_counter()
-            manifest = take_snapshot("bench", state, store, params)
-            snapshot_s = time.perf_counter() - started
-            report = send_snapshot(session, manifest, store, str(remote))
-            started = time.perf_counter()
-            restore_snapshot(session, manifest, str(remote), "shards/bench/state")
-            restore_s = time.perf_counter() - started
-            chunks = len(manifest.chunk_sizes())
-
-            changed = size // 100
-            with data.open("r+b") as handle:
+            time.sleep(1.1)  # past the snapshot cache's "racily clean" second
+            with bulk(hosts, "h2").open("r+b") as handle:
                 handle.seek(size // 3)
                 handle.write(os.urandom(changed))
-            delta_manifest = take_snapshot("bench", state, store, params)
-            delta = send_snapshot(session, delta_manifest, store, str(remote))
+            contiguous = migrate(access, db, "bench-2", "h2", "h1")
 
-            scattered_pages = changed // 4096
-            with data.open("r+b") as handle:
-                for _ in range(scattered_pages):
-                    handle.seek(int.from_bytes(os.urandom(4)) % (size - 4096) // 4096 * 4096)
-                    handle.write(os.urandom(4096))
-            scattered = send_snapshot(
-                session, take_snapshot("bench", state, store, params), store, str(remote)
-            )
-    finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+            time.sleep(1.1)
+            path = bulk(hosts, "h1")
+            data = path.read_bytes()
+            edited = path.with_name("bulk.bin.new")
+            edited.write_bytes(data[: size // 2] + os.urandom(changed) + data[size // 2 :])
+            del data
+            edited.replace(path)
+            inserted = migrate(access, db, "bench-3", "h1", "h2")
+            access["h2"].runtime().clean(SHARD)
 
     mib = size / MIB
-    end_to_end = snapshot_s + report.seconds + restore_s
-    sizes = f"{params.min_size // 1024}/{avg // 1024}/{params.max_size // 1024}"
-    print(f"state: {mib:.0f} MiB os.urandom, chunks min/avg/max {sizes} KiB, {chunks} chunks")
-    print(f"scp (default cipher)        {scp_default:7.2f} s  {mib / scp_default:7.1f} MiB/s")
-    print(f"scp (-c aes128-gcm)         {scp_gcm:7.2f} s  {mib / scp_gcm:7.1f} MiB/s")
-    print(f"snapshot (chunk+hash+zstd)  {snapshot_s:7.2f} s  {mib / snapshot_s:7.1f} MiB/s")
-    print(f"send_snapshot (4 streams)   {report.seconds:7.2f} s  {mib / report.seconds:7.1f} MiB/s"
-          f"  -> {scp_default / report.seconds:.2f}x scp default,"
-          f" {scp_gcm / report.seconds:.2f}x scp gcm")  # fmt: skip
-    print(f"restore on target (verify)  {restore_s:7.2f} s")
-    print(f"snapshot+send+restore       {end_to_end:7.2f} s  {mib / end_to_end:7.1f} MiB/s"
-          f"  -> {scp_default / end_to_end:.2f}x scp default")  # fmt: skip
-    print(
-        f"1% contiguous change: changed {changed} B, sent {delta.content_bytes_sent} B content "
-        f"({delta.bytes_sent} B on the wire) = {delta.content_bytes_sent / changed:.3f}x"
-    )
-    print(
-        f"1% as scattered 4 KiB pages: sent {scattered.content_bytes_sent} B = "
-        f"{scattered.content_bytes_sent / changed:.1f}x"
-    )
+    print(f"state: {mib:.0f} MiB os.urandom (bulk.bin) + demo_kv log; hosts h1, h2 in network "
+          f"namespaces ({spaces.address(1)}, {spaces.address(2)}); {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(f"scp h1->h2 (default cipher)      {scp_default:7.2f} s  {mib / scp_default:6.1f} MiB/s")
+    print(f"scp h1->h2 (-c aes128-gcm)       {scp_gcm:7.2f} s  {mib / scp_gcm:6.1f} MiB/s")
+    print(f"migrate h1->h2, bytes h1->h2     {first['send_s']:7.2f} s  "
+          f"{mib / first['send_s']:6.1f} MiB/s  -> {scp_default / first['send_s']:.2f}x scp "
+          f"({first['chunks']} chunks, {first['wire'] / MIB:.0f} MiB on the wire)")  # fmt: skip
+    print(f"migrate h1->h2, end to end       {first['total_s']:7.2f} s  "
+          f"{mib / first['total_s']:6.1f} MiB/s  -> {scp_default / first['total_s']:.2f}x scp "
+          f"(snapshot + transfer + restore + cutover, {first['rounds']} pre-copy rounds, "
+          f"downtime {first['downtime_ms']:.0f} ms)")  # fmt: skip
+    for name, result in (("1% contiguous overwrite", contiguous), ("1% inserted bytes", inserted)):
+        print(f"re-migration after {name}: changed {changed} B, sent {result['content']} B "
+              f"content ({result['wire']} B on the wire) = {result['content'] / changed:.3f}x, "
+              f"end to end {result['total_s']:.2f} s")  # fmt: skip
 
 
 if __name__ == "__main__":

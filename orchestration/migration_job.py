@@ -14,7 +14,7 @@ from skyshard.broker.execute import (
     is_transient,
     run_move,
 )
-from skyshard.broker.from_config import broker_policy, host_accesses
+from skyshard.broker.from_config import broker_policy, host_accesses, transfer_ca
 from skyshard.broker.migration import COMMITTED, HostAccess
 from skyshard.config.sky import Sky
 from skyshard.ledger import Ledger
@@ -92,6 +92,7 @@ def _run_move(
             db_path,
             move_id,
             hosts_for,
+            transfer_ca=transfer_ca(sky),
             run_id=run_id,
             retry=context.retry_number > 0,
             final_attempt=context.retry_number >= MAX_RETRIES,

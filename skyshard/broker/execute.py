@@ -27,6 +27,7 @@ from skyshard.db import connect
 from skyshard.ledger import Ledger
 from skyshard.plans.status import MoveStatus, PlanError
 from skyshard.plans.store import MOVE_ID, decide, get_move
+from skyshard.transport.certificates import TransferCA
 from skyshard.trust.events import EntryType, migration_payload, record_migration
 
 DECIDER = "broker"
@@ -133,6 +134,7 @@ def run_move(
     move_id: str,
     hosts_for: Callable[[PlannedMove], Mapping[str, HostAccess]],
     *,
+    transfer_ca: TransferCA,
     run_id: str,
     retry: bool = False,
     final_attempt: bool = True,
@@ -185,7 +187,8 @@ def run_move(
         if on_step is not None:
             on_step(step)
 
-    migrator = Migrator(str(db_path), hosts, settings, on_event=on_event, on_progress=on_progress)
+    migrator = Migrator(str(db_path), hosts, settings, transfer_ca=transfer_ca,
+                        on_event=on_event, on_progress=on_progress)  # fmt: skip
     try:
         outcome = migrator.migrate(move.request(), retry=retry)
     except Exception as error:

@@ -11,7 +11,9 @@ from skyshard.config.errors import ConfigError, ConfigProblem
 from skyshard.config.providers import Host
 from skyshard.config.sky import PROVIDERS_FILE, Sky
 from skyshard.transport.access import AccessPolicy, Denial
+from skyshard.transport.certificates import TransferCA
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
+from skyshard.transport.validate import ValidationError
 from skyshard.trust.contracts import access_grants
 
 BROKER_OPERATOR = "broker"
@@ -19,12 +21,36 @@ BROKER_OPERATOR = "broker"
 KEYS_DIR = "keys"
 CLIENT_KEY_NAME = "client_ed25519"
 """The broker's SSH client key (OpenSSH Ed25519 private key, mode 0600) in the keys folder."""
+TRANSFER_CA_NAME = "transfer_ca"
+"""The broker's CA for move-scoped transfer certificates (OpenSSH Ed25519 private key, 0600);
+every host's sshd lists its `.pub` in TrustedUserCAKeys (docs/migrations.md)."""
 
 
 def client_key_path(sky: Sky) -> Path:
     """`<sky home>/keys/client_ed25519`: `$SKYSHARD_HOME/keys` (the keys folder of
     `paths.keys_dir()`), or the demo sky's own `keys/`, where its generator writes the key."""
     return sky.home / KEYS_DIR / CLIENT_KEY_NAME
+
+
+def transfer_ca(sky: Sky) -> TransferCA:
+    """`<sky home>/keys/transfer_ca`, refused with the fix when missing or unreadable."""
+    path = sky.home / KEYS_DIR / TRANSFER_CA_NAME
+    if not path.is_file():
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    path,
+                    "file",
+                    "missing",
+                    "the broker's transfer CA (ssh-keygen -t ed25519 -N '' -f "
+                    f"{path}); list {path}.pub in every host's sshd TrustedUserCAKeys",
+                )
+            ]
+        )
+    try:
+        return TransferCA.load(path)
+    except ValidationError as error:
+        raise ConfigError([ConfigProblem(path, "file", "unreadable", str(error))]) from None
 
 
 def broker_policy(sky: Sky, on_denied: Callable[[Denial], None] | None = None) -> AccessPolicy:

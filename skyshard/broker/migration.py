@@ -36,13 +36,13 @@ from skyshard.broker.ops_tables import (
     Step,
 )
 from skyshard.broker.precopy import PrecopyRule
-from skyshard.broker.relay import HostChunkSource
 from skyshard.broker.routing import push_routing, routing_document
 from skyshard.runtime.client import ShardRuntime, ShardStatus
+from skyshard.runtime.transfer import Progress, SendReport, send_between_hosts
 from skyshard.transport import validate
+from skyshard.transport.certificates import TransferCA
 from skyshard.transport.manifest import Manifest
 from skyshard.transport.ssh import SshSession
-from skyshard.transport.transfer import Progress, SendReport, send_snapshot
 from skyshard.transport.validate import ValidationError
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,9 @@ class HostAccess:
 class MigrationSettings:
     precopy: PrecopyRule = field(default_factory=PrecopyRule)
     health_timeout: float = 15.0
-    streams: int = 4
     # Rehash files the target kept from an earlier round too (default: trust their identity).
     full_verify: bool = False
-    # Seconds without upload progress before the connection is declared dead.
+    # Seconds without transfer progress before the connection is declared dead.
     stall_timeout: float = 30.0
 
 
@@ -179,6 +178,9 @@ def _describe(error: BaseException) -> str:
 class Migrator:
     """Runs moves between the hosts it knows, persisting every step in `ops`.
 
+    Snapshot chunks go from the source host to the target host directly, under certificates
+    `transfer_ca` signs for each move (every target's sshd must trust it).
+
     `on_event(step)` sees every persisted step (the trust ledger appends them); `on_progress`
     sees transfer progress; `after_step(phase)` runs after each step is persisted (tests
     inject broker crashes there). `dependents(shard_id)` names the hosts that get the new
@@ -191,6 +193,7 @@ class Migrator:
         hosts: Mapping[str, HostAccess],
         settings: MigrationSettings | None = None,
         *,
+        transfer_ca: TransferCA,
         on_event: Callable[[Step], None] | None = None,
         on_progress: Callable[[MigrationProgress], None] | None = None,
         after_step: Callable[[str], None] | None = None,
@@ -199,6 +202,7 @@ class Migrator:
         self.ops = OpsStore(db_path)
         self.hosts = dict(hosts)
         self.settings = settings or MigrationSettings()
+        self.transfer_ca = transfer_ca
         self.on_event = on_event
         self.on_progress = on_progress
         self.after_step = after_step
@@ -293,19 +297,15 @@ class Migrator:
 
     def _migrate(self, move: _Move) -> None:
         request, shard = move.request, move.request.shard_id
-        chunks = HostChunkSource(move.source.session, move.source.root)
-        try:
-            sent, on_target = self._precopy(move, chunks)
-            frozen_at = time.monotonic()
-            move.late.append(PendingStep("frozen", {}))
-            manifest = move.source_rt.freeze_and_snapshot(shard)
-            if not sent:
-                _check_room(move.target, move.target_rt.status(shard), manifest)
-            report = self._send_final(move, manifest, chunks, on_target, sent)
-            sent += report.bytes_sent
-            move.late.append(PendingStep("final_copy", _report_detail(report, manifest)))
-        finally:
-            chunks.close()
+        sent, on_target = self._precopy(move)
+        frozen_at = time.monotonic()
+        move.late.append(PendingStep("frozen", {}))
+        manifest = move.source_rt.freeze_and_snapshot(shard)
+        if not sent:
+            _check_room(move.target, move.target_rt.status(shard), manifest)
+        report = self._send_final(move, manifest, on_target, sent)
+        sent += report.bytes_sent
+        move.late.append(PendingStep("final_copy", _report_detail(report, manifest)))
         self._cutover(move, manifest, sent, frozen_at)
         new_route, step = self.ops.switch_route(
             request.move_id,
@@ -357,7 +357,7 @@ class Migrator:
         move.late.append(PendingStep("healthy", detail))
         self._persist(move_id, move.late, downtime_ms=downtime_ms)
 
-    def _precopy(self, move: _Move, chunks: HostChunkSource) -> tuple[int, set[str]]:
+    def _precopy(self, move: _Move) -> tuple[int, set[str]]:
         """Copy rounds while the shard runs; each round is restored on the target so that the
         final round only rewrites what changed. Returns the bytes sent and the chunks the
         target's store holds (every chunk of a restored round)."""
@@ -369,9 +369,7 @@ class Migrator:
             manifest = move.source_rt.snapshot(request.shard_id)
             if not content:
                 _check_room(move.target, move.target_rt.status(request.shard_id), manifest)
-            report = self._send(
-                request, move.target, manifest, chunks, "precopy", len(content) + 1, sent
-            )
+            report = self._send(move, manifest, "precopy", len(content) + 1, sent)
             move.target_rt.restore(manifest)
             on_target.update(manifest.chunk_sizes())
             sent += report.bytes_sent
@@ -387,7 +385,6 @@ class Migrator:
         self,
         move: _Move,
         manifest: Manifest,
-        chunks: HostChunkSource,
         on_target: set[str],
         sent_before: int,
     ) -> SendReport:
@@ -398,19 +395,12 @@ class Migrator:
         chunk_count = len(manifest.chunk_sizes())
         if on_target.issuperset(manifest.chunk_sizes()):
             return SendReport(chunk_count, 0, 0, 0, 0.0)
-        request = move.request
-        return self._send(request, move.target, manifest, chunks, "final_copy", 0, sent_before)
+        return self._send(move, manifest, "final_copy", 0, sent_before)
 
     def _send(
-        self,
-        request: MoveRequest,
-        target: HostAccess,
-        manifest: Manifest,
-        chunks: HostChunkSource,
-        phase: str,
-        round_number: int,
-        sent_before: int,
+        self, move: _Move, manifest: Manifest, phase: str, round_number: int, sent_before: int
     ) -> SendReport:
+        request = move.request
         last = [time.monotonic()]
 
         def progress(p: Progress) -> None:
@@ -425,17 +415,18 @@ class Migrator:
         done = threading.Event()
         timeout = self.settings.stall_timeout
         watchdog = threading.Thread(
-            target=_watch_stall, args=(target.session, last, done, timeout), daemon=True
+            target=_watch_stall, args=(move.source.session, last, done, timeout), daemon=True
         )
         watchdog.start()
         try:
-            return send_snapshot(
-                target.session,
+            return send_between_hosts(
+                move.source_rt,
+                move.target_rt,
                 manifest,
-                chunks,  # type: ignore[arg-type]
-                target.root,
-                progress,
-                self.settings.streams,
+                move_id=request.move_id,
+                ca=self.transfer_ca,
+                on_progress=progress,
+                stall_timeout=timeout,
             )
         finally:
             done.set()
@@ -578,11 +569,12 @@ def _report_detail(report: SendReport, manifest: Manifest) -> dict:
 def _watch_stall(
     session: SshSession, last: list[float], done: threading.Event, timeout: float
 ) -> None:
-    """Close the connection when uploads stop progressing for `timeout` seconds.
+    """Close the broker's connection to the source host when its push reports no progress
+    for `timeout` seconds.
 
-    Why: paramiko retries a blocked socket write forever (channel timeouts cover reads only),
-    so after a link cut an upload would hang; closing the transport makes it fail, and the
-    failure rolls the move back.
+    Why: after a link cut the broker would wait for the push's output until the command
+    timeout (minutes); closing the transport makes it fail now, and the failure rolls the
+    move back. (The source's own `ssh` gives up on a dead link to the target by keepalives.)
     """
     while not done.wait(min(1.0, timeout / 4)):
         if time.monotonic() - last[0] > timeout:

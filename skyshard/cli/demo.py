@@ -24,10 +24,11 @@ from skyshard.config import paths
 from skyshard.config.sky import Sky
 from skyshard.embedded_hosts.demo import ShardCheck, start_demo_shards, verify_demo_shards
 from skyshard.embedded_hosts.run import running_sky
+from skyshard.embedded_hosts.server import HostServerError
 from skyshard.ledger import Ledger
 from skyshard.plans.status import MoveStatus
 from skyshard.plans.store import decide
-from skyshard.sim.home import resolve_home
+from skyshard.sim.home import PORT_BASE_ENV, refresh_demo_sky, resolve_home
 from skyshard.trust.events import record_operator_decision
 
 MAIN_JOB = "planning_cycle"
@@ -55,6 +56,19 @@ def run_dagster_job(job: str, config: dict | None = None) -> None:
         raise RuntimeError(f"Dagster job {job} failed (exit {completed.returncode})")
     if recorded.returncode != 0:
         raise RuntimeError(f"recording run of {job} in the ledger failed")
+
+
+def dagster_dev(port: int) -> int:
+    """`dagster dev` on the workspace (code location `skyshard`) until it exits; returns its
+    exit code. Ctrl-C reaches it too (same process group), so it is waited for, not killed."""
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    workspace = Path(__file__).resolve().parents[2] / "workspace.yaml"
+    command = [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(command, cwd=workspace.parent, env=os.environ.copy())
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        return process.wait()
 
 
 def urgent_moves(limit: int) -> list[tuple[str, str, str, str]]:
@@ -120,6 +134,33 @@ def demo() -> None:
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     _print_migrations(results)
+
+
+@click.command("dev")
+@click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI.")
+def dev(port: int) -> None:
+    """The Dagster UI, with the demo sky's SSH hosts and shards running alongside.
+
+    On the embedded demo sky every proposed move can then be approved and migrated from the
+    UI; the hosts and shards stop when the UI stops. With SKYSHARD_HOME: the UI only."""
+    if paths.skyshard_home() is not None:
+        sys.exit(dagster_dev(port))
+    home = refresh_demo_sky()
+    sky = load_or_fail(home)
+    try:
+        with running_sky(home) as hosts:
+            start_demo_shards(sky, home, [shard.id for shard in sky.shards])
+            ports = sorted(spec.port for spec in hosts.specs)
+            console.print(
+                f"demo sky {home}: {len(hosts.specs)} SSH hosts on 127.0.0.1:{ports[0]}-"
+                f"{ports[-1]}, {len(sky.shards)} shards running; UI on http://127.0.0.1:{port}"
+            )
+            code = dagster_dev(port)
+    except HostServerError as exc:
+        raise click.ClickException(
+            f"{exc}\nIf a port is taken, set {PORT_BASE_ENV} to the first of another free block."
+        ) from None
+    sys.exit(code)
 
 
 def _print_migrations(results) -> None:

@@ -1,44 +1,37 @@
-"""Command line for plans: `skyshard plan list|approve|reject` and `skyshard whatif SHARD_ID`."""
+"""Command line for plans: `skyshard plan list|approve|reject` and `skyshard whatif SHARD_ID`.
+
+`plan list` imports only DuckDB and polars; the rest loads what it needs when it runs."""
 
 from __future__ import annotations
 
+import shutil
+import sys
+from typing import TYPE_CHECKING
+
 import click
-import duckdb
-import polars as pl
-from rich.table import Table
 
-from skyshard import db
-from skyshard.cli.common import console
-from skyshard.config import paths
-from skyshard.ledger import Ledger, LedgerError
-from skyshard.plans.status import MoveStatus, PlanError
-from skyshard.plans.store import PLAN_COLUMNS, decide, list_moves
-from skyshard.plans.whatif import ShardAssessment, assess_shard
-from skyshard.scoring import TERMS, load_planning_data
-from skyshard.scoring.trust_inputs import read_trust_scores
-from skyshard.sim.home import current_sky
-from skyshard.trust.events import record_operator_decision
-from skyshard.trust.scores import check_trust_inputs
+from skyshard.cli.tabular import FORMATS, cell, render
+from skyshard.plans.status import MoveStatus
 
-LIST_COLUMNS = (*PLAN_COLUMNS, "approved_by")
+if TYPE_CHECKING:
+    import polars as pl
+    from rich.table import Table
 
+    from skyshard.plans.whatif import ShardAssessment
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+OPERATOR_ENV = "SKYSHARD_OPERATOR"
 
 
 def _table(frame: pl.DataFrame, columns: tuple[str, ...], title: str | None = None) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for i, name in enumerate(columns):
         # The first column is the id users copy: never cut it short.
-        width = max((len(_cell(v)) for v in frame[name]), default=0) if i == 0 else None
+        width = max((len(cell(v)) for v in frame[name]), default=0) if i == 0 else None
         table.add_column(name, no_wrap=i == 0, min_width=width, overflow="fold")
     for row in frame.select(columns).iter_rows():
-        table.add_row(*(_cell(v) for v in row))
+        table.add_row(*(cell(v) for v in row))
     return table
 
 
@@ -53,17 +46,40 @@ def plan() -> None:
     type=click.Choice([s.value for s in MoveStatus]),
     help="Only moves with this status.",
 )
-def list_command(status: str | None) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="table: aligned columns, one block per move when wider than the terminal.",
+)
+def list_command(status: str | None, fmt: str) -> None:
     """List stored moves, newest plan run first."""
+    from skyshard import db
+    from skyshard.config import paths
+    from skyshard.plans.store import PLAN_COLUMNS, list_moves
+
+    columns = (*PLAN_COLUMNS, "approved_by")
     with db.connect(paths.duckdb_path()) as con:
         moves = list_moves(con, status)
-    if moves.is_empty():
-        console.print("no moves" + (f" with status {status}" if status else ""))
+    if moves.is_empty() and fmt == "table":
+        click.echo("no moves" + (f" with status {status}" if status else ""))
         return
-    console.print(_table(moves, LIST_COLUMNS))
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    click.echo(render(columns, moves.select(columns).rows(), fmt, width))
 
 
 def _decide(move_id: str, target: MoveStatus, by: str, reason: str | None) -> None:
+    import duckdb
+
+    from skyshard import db
+    from skyshard.config import paths
+    from skyshard.ledger import Ledger, LedgerError
+    from skyshard.plans.status import PlanError
+    from skyshard.plans.store import decide
+    from skyshard.trust.events import record_operator_decision
+
     try:
         with db.connect(paths.duckdb_path()) as con:
             row = decide(con, move_id, target, by, reason)
@@ -75,15 +91,23 @@ def _decide(move_id: str, target: MoveStatus, by: str, reason: str | None) -> No
     except LedgerError as exc:
         message = f"{move_id} is {target.value}, but the ledger refused to record it: {exc}"
         raise click.ClickException(message) from exc
-    console.print(
+    click.echo(
         f"{row['move_id']}: {row['shard_id']} {row['from_host_id']} -> "
         f"{row['to_host_id']} is now {row['status']} (by {by})"
     )
 
 
+_by_option = click.option(
+    "--by",
+    envvar=OPERATOR_ENV,
+    required=True,
+    help=f"Who decides (your name or id); default: ${OPERATOR_ENV}. Stored with the decision.",
+)
+
+
 @plan.command("approve")
 @click.argument("move_id")
-@click.option("--by", default="cli", show_default=True, help="Who approves.")
+@_by_option
 @click.option("--reason", help="Why (stored with the decision).")
 def approve(move_id: str, by: str, reason: str | None) -> None:
     """Approve the proposed move MOVE_ID."""
@@ -92,14 +116,14 @@ def approve(move_id: str, by: str, reason: str | None) -> None:
 
 @plan.command("reject")
 @click.argument("move_id")
-@click.option("--by", default="cli", show_default=True, help="Who rejects.")
+@_by_option
 @click.option("--reason", help="Why (stored with the decision).")
 def reject(move_id: str, by: str, reason: str | None) -> None:
     """Reject the move MOVE_ID (proposed or approved, not yet running)."""
     _decide(move_id, MoveStatus.REJECTED, by, reason)
 
 
-def _stored_forecasts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+def _stored_forecasts(con) -> pl.DataFrame | None:
     exists = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'forecast' and table_name = 'forecasts'"
@@ -108,6 +132,9 @@ def _stored_forecasts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
 
 
 def print_assessment(assessment: ShardAssessment) -> None:
+    from skyshard.cli.common import console
+    from skyshard.scoring import TERMS
+
     request = assessment.request
     if request is None:
         console.print(f"[bold]{assessment.shard_id}[/]: stay ({assessment.why_not})")
@@ -139,9 +166,24 @@ def print_assessment(assessment: ShardAssessment) -> None:
 @click.argument("shard_id")
 def whatif(shard_id: str) -> None:
     """Would SHARD_ID move now, where, and why: the score breakdown of every candidate host."""
-    policy = current_sky().policy
+    import duckdb
+
+    from skyshard import db
+    from skyshard.config import ConfigError, paths
+    from skyshard.ledger import Ledger, LedgerError
+    from skyshard.plans.whatif import assess_shard
+    from skyshard.scoring import load_planning_data
+    from skyshard.scoring.trust_inputs import read_trust_scores
+    from skyshard.sim.home import current_sky
+    from skyshard.trust.scores import check_trust_inputs
+
+    path = paths.duckdb_path()
     try:
-        with db.connect(paths.duckdb_path()) as con:
+        policy = current_sky().policy
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration:\n{exc}") from None
+    try:
+        with db.connect(path, read_only=True) as con:
             data = load_planning_data(con)
             forecasts = _stored_forecasts(con)
             trust = read_trust_scores(
@@ -149,6 +191,11 @@ def whatif(shard_id: str) -> None:
             )
         check_trust_inputs(trust, Ledger.open(), policy.trust.neutral_score)
         assessment = assess_shard(shard_id, data, policy, trust, forecasts)
+    except duckdb.CatalogException as exc:
+        missing = str(exc).splitlines()[0]
+        raise click.ClickException(
+            f"{path} has no planning data yet ({missing}); run the planning cycle first"
+        ) from None
     except (ValueError, duckdb.Error, LedgerError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(f"{path}: {exc}") from None
     print_assessment(assessment)

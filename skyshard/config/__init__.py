@@ -1,6 +1,12 @@
 """Configuration: the schema of the three YAML files and how a whole sky is loaded."""
 
-from skyshard.config.errors import ConfigError, ConfigProblem
-from skyshard.config.sky import Sky, load_sky
+from skyshard.lazy import lazy_exports
 
-__all__ = ["ConfigError", "ConfigProblem", "Sky", "load_sky"]
+EXPORTS = {
+    "ConfigError": "errors",
+    "ConfigProblem": "errors",
+    "Sky": "sky",
+    "load_sky": "sky",
+}
+__getattr__ = lazy_exports(__name__, EXPORTS)
+__all__ = sorted(EXPORTS)

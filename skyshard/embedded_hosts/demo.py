@@ -4,8 +4,8 @@ Before planning, `start_demo_shards` starts each shard's demo key-value process 
 host (its route in `ops.routing`, or the configured host for a new route), registers the route
 and writes `keys_per_shard` known pairs. After the migration job, `verify_demo_shards` reads
 every pair back from wherever `ops.routing` now points. All embedded hosts share 127.0.0.1, so
-each shard listens on its own port (`SHARD_PORT_BASE` + its index in the sky) and keeps it
-when it moves.
+each shard listens on its own port (the one after the highest host port, plus its index in the
+sky: the block `SkyParams.ports` reserves) and keeps it when it moves.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from skyshard.demo_kv import client
 from skyshard.transport.ssh import ConnectionPool
 from skyshard.transport.validate import ValidationError
 
-SHARD_PORT_BASE = 23000
 DEMO_KEYS = 20
 HEALTH_TIMEOUT = 15.0
 
@@ -36,10 +35,10 @@ def shard_port(sky: Sky, shard_id: str) -> int:
     """The loopback port a shard listens on, on whichever embedded host runs it."""
     if shard_id not in sky.shard_by_id:
         raise ValidationError("shard_id", shard_id, "not a shard of the sky")
-    port = SHARD_PORT_BASE + [s.id for s in sky.shards].index(shard_id)
     host_ports = {host.port for _, host in sky.hosts.values()}
-    if port in host_ports or port > 65535:
-        raise ValidationError("shard_port", port, f"of {shard_id} collides with a host port")
+    port = max(host_ports) + 1 + [s.id for s in sky.shards].index(shard_id)
+    if port > 65535:
+        raise ValidationError("shard_port", port, f"of {shard_id} is past the last TCP port")
     return port
 
 

@@ -8,22 +8,19 @@ Entry point: `forecast_series(frame, settings: ForecastPolicy | None, *, limits=
 
 from __future__ import annotations
 
-from skyshard.forecast.crossing import Crossing, first_crossing, first_crossings
-from skyshard.forecast.fingerprint import input_fingerprints, series_to_refit
-from skyshard.forecast.run import forecast_series
-from skyshard.forecast.screen import LIMIT_COLUMNS
-from skyshard.forecast.series_id import SeriesId, SeriesKind
-from skyshard.forecast.tables import ForecastResult
+from skyshard.lazy import lazy_exports
 
-__all__ = [
-    "LIMIT_COLUMNS",
-    "Crossing",
-    "ForecastResult",
-    "SeriesId",
-    "SeriesKind",
-    "first_crossing",
-    "first_crossings",
-    "forecast_series",
-    "input_fingerprints",
-    "series_to_refit",
-]
+EXPORTS = {
+    "LIMIT_COLUMNS": "screen",
+    "SeriesId": "series_id",
+    "SeriesKind": "series_id",
+    "Crossing": "crossing",
+    "ForecastResult": "tables",
+    "first_crossing": "crossing",
+    "first_crossings": "crossing",
+    "forecast_series": "run",
+    "input_fingerprints": "fingerprint",
+    "series_to_refit": "fingerprint",
+}
+__getattr__ = lazy_exports(__name__, EXPORTS)
+__all__ = sorted(EXPORTS)

@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-from skyshard.placement.check import Violation, check_assignment
-from skyshard.placement.greedy import greedy_placement
-from skyshard.placement.model import (
-    RESOURCES,
-    Budget,
-    CandidateCost,
-    CandidateTable,
-    Dependency,
-    HostSupply,
-    Move,
-    PlacementInput,
-    PlacementResult,
-    ShardDemand,
-    Status,
-)
-from skyshard.placement.solve import SolveOptions, solve_placement
+from skyshard.lazy import lazy_exports
 
-__all__ = [
-    "RESOURCES",
-    "Budget",
-    "CandidateCost",
-    "CandidateTable",
-    "Dependency",
-    "HostSupply",
-    "Move",
-    "PlacementInput",
-    "PlacementResult",
-    "ShardDemand",
-    "SolveOptions",
-    "Status",
-    "Violation",
-    "check_assignment",
-    "greedy_placement",
-    "solve_placement",
-]
+EXPORTS = {
+    "Budget": "model",
+    "CandidateCost": "model",
+    "CandidateTable": "model",
+    "Dependency": "model",
+    "HostSupply": "model",
+    "Move": "model",
+    "PlacementInput": "model",
+    "PlacementResult": "model",
+    "RESOURCES": "model",
+    "ShardDemand": "model",
+    "SolveOptions": "solve",
+    "Status": "model",
+    "Violation": "check",
+    "check_assignment": "check",
+    "greedy_placement": "greedy",
+    "solve_placement": "solve",
+}
+__getattr__ = lazy_exports(__name__, EXPORTS)
+__all__ = sorted(EXPORTS)

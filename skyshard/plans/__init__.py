@@ -3,41 +3,30 @@
 
 from __future__ import annotations
 
-from skyshard.plans.build import AUTO_APPROVER, PLAN_SCHEMA, RUN_SCHEMA, build_plan
-from skyshard.plans.cycle import PlanningCycle, assess, plan_cycle
-from skyshard.plans.ids import inputs_hash, move_id, plan_run_id
-from skyshard.plans.status import TRANSITIONS, MoveStatus, PlanError
-from skyshard.plans.store import (
-    cycles_since_move,
-    decide,
-    ensure_plan_schema,
-    get_move,
-    list_moves,
-    write_bottlenecks,
-    write_candidate_scores,
-    write_plan,
-)
+from skyshard.lazy import lazy_exports
 
-__all__ = [
-    "AUTO_APPROVER",
-    "PLAN_SCHEMA",
-    "RUN_SCHEMA",
-    "TRANSITIONS",
-    "MoveStatus",
-    "PlanError",
-    "PlanningCycle",
-    "assess",
-    "build_plan",
-    "cycles_since_move",
-    "decide",
-    "ensure_plan_schema",
-    "get_move",
-    "inputs_hash",
-    "list_moves",
-    "move_id",
-    "plan_cycle",
-    "plan_run_id",
-    "write_bottlenecks",
-    "write_candidate_scores",
-    "write_plan",
-]
+EXPORTS = {
+    "AUTO_APPROVER": "build",
+    "MoveStatus": "status",
+    "PLAN_SCHEMA": "build",
+    "PlanError": "status",
+    "PlanningCycle": "cycle",
+    "RUN_SCHEMA": "build",
+    "TRANSITIONS": "status",
+    "assess": "cycle",
+    "build_plan": "build",
+    "cycles_since_move": "store",
+    "decide": "store",
+    "ensure_plan_schema": "store",
+    "get_move": "store",
+    "inputs_hash": "ids",
+    "list_moves": "store",
+    "move_id": "ids",
+    "plan_cycle": "cycle",
+    "plan_run_id": "ids",
+    "write_bottlenecks": "store",
+    "write_candidate_scores": "store",
+    "write_plan": "store",
+}
+__getattr__ = lazy_exports(__name__, EXPORTS)
+__all__ = sorted(EXPORTS)

@@ -4,14 +4,17 @@ and downtime, approved automatically where the policy allows; and the plan run's
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from skyshard.config.policy import PolicyFile
-from skyshard.placement import Move, PlacementResult
 from skyshard.plans.ids import move_id, plan_run_id
 from skyshard.plans.status import MoveStatus
 from skyshard.scoring.bottlenecks import CAPACITY_LOSS, DEMAND, INCIDENT, PRICE
+
+if TYPE_CHECKING:  # annotations only: importing them would load pydantic and the solver
+    from skyshard.config.policy import PolicyFile
+    from skyshard.placement import Move, PlacementResult
 
 AUTO_APPROVER = "policy:auto_approve"
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from skyshard.config.policy import PolicyFile
+if TYPE_CHECKING:  # an annotation only: importing it would load pydantic
+    from skyshard.config.policy import PolicyFile
 
 
 def _digest(*parts: str | bytes) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from skyshard.transport import validate
 from skyshard.transport.chunkstore import CorruptChunk
 from skyshard.transport.commands import RemoteCommand, RemotePath, python_interpreter
 from skyshard.transport.manifest import Manifest
-from skyshard.transport.ssh import RemoteCommandFailed, SshError, SshSession
+from skyshard.transport.ssh import RemoteCommandFailed, SshEndpoint, SshError, SshSession
 from skyshard.transport.validate import ValidationError
 
 # Which access-policy actions each helper operation needs (all are checked).
@@ -29,6 +30,9 @@ ACTIONS = {
     "freeze-snapshot": ("freeze_shard", "send_migration"),
     "restore": ("receive_migration",),
     "handover": ("receive_migration", "start_shard", "read_telemetry"),
+    "missing": ("receive_migration",),
+    "push": ("send_migration",),
+    "receive": ("receive_migration",),
 }
 ISOLATIONS = ("auto", "cgroup", "signals")
 
@@ -43,6 +47,10 @@ class FenceRefused(SshError):
 
 class HandoverAborted(SshError):
     """A handover ended without its start order: the state is restored, nothing started."""
+
+
+class ToolMissing(SshError):
+    """The host lacks a tool a snapshot needs (zstd: neither the module nor the command)."""
 
 
 @dataclass(frozen=True)
@@ -114,10 +122,18 @@ class ShardRuntime:
             self.session.authorize(action)
         return last
 
-    def _run(self, operation: str, shard_id: str, *options: str, stdin: bytes = b"") -> bytes:
+    def _run(
+        self,
+        operation: str,
+        shard_id: str,
+        *options: str,
+        stdin: bytes = b"",
+        on_line: Callable[[bytes], None] | None = None,
+    ) -> bytes:
         command = self.command(operation, shard_id, *options)
+        action = self._authorize(operation)
         try:
-            result = self.session.run(command, action=self._authorize(operation), stdin=stdin)
+            result = self.session.run(command, action=action, stdin=stdin, on_line=on_line)
         except RemoteCommandFailed as error:
             raise _classify(error) from None
         return result.stdout
@@ -202,6 +218,45 @@ class ShardRuntime:
         if manifest.shard_id != shard_id:
             raise ValidationError("manifest.shard_id", manifest.shard_id, f"expected {shard_id}")
         return manifest
+
+    def missing(self, shard_id: str, digests: Iterable[str]) -> list[str]:
+        """Which of `digests` the host's chunk store lacks, in one round trip."""
+        wanted = [validate.chunk_hash(digest) for digest in digests]
+        if not wanted:
+            return []
+        stdin = "".join(f"{digest}\n" for digest in wanted).encode()
+        found = self._json("missing", shard_id, stdin=stdin)["missing"]
+        return [validate.chunk_hash(digest) for digest in found]
+
+    def receive_command(self, shard_id: str, move_id: str) -> RemoteCommand:
+        """The command a move's certificate forces on this (target) host."""
+        return self.command("receive", shard_id, "--move", validate.node_id(move_id, "move_id"))
+
+    def push(
+        self,
+        shard_id: str,
+        move_id: str,
+        target: SshEndpoint,
+        *,
+        stall_timeout: float,
+        on_progress: Callable[[int], None],
+    ) -> dict:
+        """Have this (source) host send the move's chunks to `target` over OpenSSH `ssh`;
+        `on_progress(bytes)` sees the host's progress reports. Returns its summary."""
+        options = (
+            "--move", validate.node_id(move_id, "move_id"),
+            "--to-address", validate.address(target.address, "address"),
+            "--to-port", _port(target.port), "--to-user", validate.user(target.user),
+            "--timeout", f"{float(stall_timeout):g}",
+        )  # fmt: skip
+
+        def on_line(line: bytes) -> None:
+            document = json.loads(line)
+            if "progress" in document:
+                on_progress(int(document["progress"]))
+
+        output = self._run("push", shard_id, *options, on_line=on_line)
+        return json.loads(output.splitlines()[-1])
 
     def restore(self, manifest: Manifest, *, full_verify: bool = False) -> dict:
         """Rebuild the shard's state from chunks already in the host's store, verified."""
@@ -324,6 +379,7 @@ def _classify(error: RemoteCommandFailed) -> SshError:
         host_helper.EXIT_UNHEALTHY: ShardUnhealthy,
         host_helper.EXIT_FENCED: FenceRefused,
         host_helper.EXIT_NOT_STARTED: HandoverAborted,
+        host_helper.EXIT_MISSING_TOOL: ToolMissing,
     }
     kind = kinds.get(error.exit_status)
     return kind(str(error)) if kind else error

@@ -1,7 +1,7 @@
 """The shard runtime on a host: a self-contained helper script, copied and verified by SHA-256.
 
-Like `transport/store_helper.py` it needs only the standard library (plus `zstandard` or the
-`zstd` command for snapshots) because hosts may not have skyshard installed. One shard is one
+It needs only the standard library (plus `zstandard` or the `zstd` command for snapshots)
+because hosts may not have skyshard installed. One shard is one
 process (its own session and process group) with `<root>/shards/<shard_id>/`:
   state/            the shard's data (what migrations copy)
   pid               the running process id
@@ -18,7 +18,8 @@ Operations (argv[1]), all `<op> <root> <shard_id> [options]`, JSON on stdout:
   stop      [--kill]    (SIGKILL at once: for a frozen copy whose in-flight requests must die)
   freeze | thaw | status | clean (stop, then delete the shard's directory)
   health    --port [--timeout]          poll GET /health on the host until 200
-  snapshot  chunk changed state files (fixed 1 MiB chunks) into <root>/chunks; print manifest
+  snapshot  chunk changed state files (content-defined chunks, below) into <root>/chunks;
+            print the manifest
   freeze-snapshot                       freeze, then snapshot (one round trip in the cutover)
   restore   --digest [--full-verify]    stdin: manifest; rebuild state/ reusing unchanged files
   handover  start options + --digest [--full-verify] [--timeout]: the target's cutover in one
@@ -26,16 +27,29 @@ Operations (argv[1]), all `<op> <root> <shard_id> [options]`, JSON on stdout:
             waits for stdin line 2 "start" (sent once the source is dead and the move's
             cutover phase is persisted), starts, prints {"started": ...}, polls health and
             prints {"healthy": ...}. Closed stdin instead of "start": exits 6, nothing started.
+  missing   stdin: chunk hashes, one a line; prints those the store lacks
+  push      --move --to-address --to-port --to-user: send the chunks listed in
+            <root>/moves/<move>/send straight to the target host with OpenSSH `ssh`, using
+            that move's key, certificate and known_hosts (written there by the broker); prints
+            {"progress": bytes} lines while sending, then the summary
+  receive   --move: the target's end of `push`, run only as the certificate's forced command:
+            accepts each chunk listed in <root>/moves/<move>/expected once, verified by SHA-256
 Exit status 3: corrupted data, 4: unhealthy, 5: refused by a fence, 6: no start order,
-2: bad usage or failure.
+7: a required tool is missing, 2: bad usage or failure.
+
+Chunk store layout: `<root>/chunks/<first two hex digits>/<sha256>` holds a zstd frame whose
+decompressed content hashes to the file name (zstd through the `zstandard` module or the
+`zstd` command).
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import re
 import shutil
@@ -50,7 +64,7 @@ from pathlib import Path
 VERSION = 2
 SHARD_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 HASH = re.compile(r"[0-9a-f]{64}")
-CHUNK_SIZE = 1 << 20
+READ_SIZE = 1 << 20
 # A file modified this recently may change again within the same timestamp tick, so its
 # cached chunk list is not trusted (git's "racily clean" rule).
 RACY_NS = 1_000_000_000
@@ -63,6 +77,9 @@ EXIT_CORRUPT = 3
 EXIT_UNHEALTHY = 4
 EXIT_FENCED = 5
 EXIT_NOT_STARTED = 6
+EXIT_MISSING_TOOL = 7
+ZSTD_MAGIC = bytes.fromhex("28b52ffd")
+ZSTD_MAX_BLOCK = 128 * 1024  # the format's Block_Maximum_Size
 START_ORDER = b"start\n"
 HEALTH_POLL = 0.005
 
@@ -85,6 +102,10 @@ class Fenced(HelperError):
 
 class NotStarted(HelperError):
     exit_status = EXIT_NOT_STARTED
+
+
+class MissingTool(HelperError):
+    exit_status = EXIT_MISSING_TOOL
 
 
 class Shard:
@@ -367,40 +388,248 @@ def _log_tail(shard: Shard) -> str:
 
 
 def chunk_path(root: Path, digest: str) -> Path:
-    """The store layout of `transport/store_helper.py`: <root>/chunks/ab/<sha256>."""
     return root / "chunks" / digest[:2] / digest
 
 
-def _compress(data: bytes) -> bytes:
+# --- content-defined chunking ------------------------------------------------------------
+#
+# FastCDC's cut rule (normalized chunking: a strict condition before the average size, a loose
+# one after it) over a rolling hash that needs only the standard library: the data block, read
+# as one little-endian integer, times an odd 64-bit constant. Byte p of the product mixes bytes
+# p-7..p (plus carries from below), so whether p ends a chunk depends on nearby content only:
+# inserted bytes move the cut points only up to the next one. CPython's big-integer multiply
+# runs this at C speed, about as fast as numpy's gear hash, on hosts without numpy.
+HASH_MULTIPLIER = 0x9E37_79B9_7F4A_7C15
+HASH_BLOCK = 1 << 20
+HASH_LEAD = 16  # bytes of context included from before each block (>= 8 the multiplier mixes)
+# Cut where the word's top bits equal this pattern's: not zero, so that runs of zeros (whose
+# product is zero) get maximum-size chunks instead of minimum-size ones.
+CUT_PATTERN = 0xA53C_96E1
+
+
+class ChunkParams:
+    """Minimum, average (a power of two, at least 512) and maximum chunk size in bytes."""
+
+    def __init__(self, min_size: int, avg_size: int, max_size: int) -> None:
+        if avg_size & (avg_size - 1) or avg_size < 512:
+            raise ValueError(f"avg_size must be a power of two >= 512, got {avg_size}")
+        if not HASH_LEAD < min_size < avg_size < max_size:
+            raise ValueError(
+                f"need {HASH_LEAD} < min_size < avg_size < max_size, got "
+                f"{min_size}/{avg_size}/{max_size}"
+            )
+        self.min_size, self.avg_size, self.max_size = min_size, avg_size, max_size
+        bits = avg_size.bit_length() - 1
+        self.strict_mask = _top_bits(bits + 1)
+        self.loose_mask = _top_bits(bits - 1)
+        self.needle = CUT_PATTERN.to_bytes(4, "little")[4 - min(2, (bits - 1) // 8) :]
+
+
+def _top_bits(count: int) -> int:
+    return ((1 << count) - 1) << (32 - count)
+
+
+# 256 KiB average: re-sending after a 1 % change costs about one average chunk on each side of
+# the change, which stays within 1.1x the changed bytes (1 MiB chunks measured 1.19x).
+DEFAULT_CHUNKS = ChunkParams(64 << 10, 256 << 10, 1 << 20)
+
+
+def cut_candidates(data: bytes | mmap.mmap, params: ChunkParams) -> tuple[list[int], list[int]]:
+    """Sorted chunk end offsets where the strict and where the loose condition hold.
+
+    The condition at byte p looks at the 32-bit word of the hash product ending at p: its top
+    bits must equal CUT_PATTERN's. `find` skips to positions whose top byte(s) match, so
+    Python only looks at a few positions per block."""
+    strict: list[int] = []
+    loose: list[int] = []
+    needle = params.needle
+    for start in range(0, len(data), HASH_BLOCK):
+        lead = min(start, HASH_LEAD)
+        block = data[start - lead : start + HASH_BLOCK]
+        product = (int.from_bytes(block, "little") * HASH_MULTIPLIER).to_bytes(
+            len(block) + 8, "little"
+        )
+        first = max(lead, 3)  # positions of this block with a whole word before them
+        found = product.find(needle, first - len(needle) + 1, len(block))
+        while found != -1:
+            position = found + len(needle) - 1
+            word = int.from_bytes(product[position - 3 : position + 1], "little") ^ CUT_PATTERN
+            end = start - lead + position + 1
+            if not word & params.loose_mask:
+                loose.append(end)
+                if not word & params.strict_mask:
+                    strict.append(end)
+            found = product.find(needle, found + 1, len(block))
+    return strict, loose
+
+
+def _first_in(candidates: list[int], low: int, high: int) -> int | None:
+    index = bisect.bisect_left(candidates, low)
+    if index < len(candidates) and candidates[index] < high:
+        return candidates[index]
+    return None
+
+
+def chunk_spans(data: bytes | mmap.mmap, params: ChunkParams) -> list[tuple[int, int]]:
+    """(offset, length) of every chunk of `data`, in order; empty data has no chunks."""
+    size = len(data)
+    strict, loose = cut_candidates(data, params)
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while start < size:
+        if size - start <= params.min_size:
+            end = size
+        else:
+            normal = min(start + params.avg_size, size)
+            limit = min(start + params.max_size, size)
+            end = (
+                _first_in(strict, start + params.min_size, normal)
+                or _first_in(loose, normal, limit)
+                or limit
+            )
+        spans.append((start, end - start))
+        start = end
+    return spans
+
+
+# --- the chunk store ---------------------------------------------------------------------
+
+
+def _zstandard():
     try:
         import zstandard
     except ImportError:
-        return subprocess.run(["zstd", "-1", "-qc"], input=data, capture_output=True,
-                              check=True).stdout  # fmt: skip
+        if shutil.which("zstd") is None:
+            raise MissingTool(
+                "neither the Python module zstandard (for " + sys.executable + ") nor the "
+                "zstd command (PATH=" + os.environ.get("PATH", "") + ") is available on this "
+                "host; install one of them (e.g. apt-get install zstd)"
+            ) from None
+        return None
+    return zstandard
+
+
+def compress(data: bytes) -> bytes:
+    zstandard = _zstandard()
+    if zstandard is None:
+        return _zstd_command(["-1", "-qc"], data)
     return zstandard.ZstdCompressor(level=1).compress(data)
 
 
-def _decompress(blob: bytes) -> bytes:
+def decompress(blob: bytes) -> bytes:
+    zstandard = _zstandard()
+    if zstandard is None:
+        return _zstd_command(["-dqc"], blob)
+    # A frame from the `zstd` command (compressing a pipe) does not record the content size,
+    # which the one-shot `decompress` requires.
+    stream = zstandard.ZstdDecompressor().decompressobj()
+    data = stream.decompress(blob)
+    if not stream.eof or stream.unused_data:
+        raise ValueError("truncated frame or trailing bytes")
+    return data
+
+
+def _zstd_command(options: list[str], data: bytes) -> bytes:
+    result = subprocess.run(["zstd", *options], input=data, capture_output=True)
+    if result.returncode != 0:
+        raise ValueError(f"zstd {' '.join(options)}: {result.stderr.decode(errors='replace')}")
+    return result.stdout
+
+
+def verified_content(digest: str, blob: bytes) -> bytes:
+    """The decompressed content of a stored chunk, or CorruptData if it is not `digest`."""
     try:
-        import zstandard
-    except ImportError:
-        return subprocess.run(["zstd", "-dqc"], input=blob, capture_output=True, check=True).stdout
-    return zstandard.ZstdDecompressor().decompress(blob)
+        data = decompress(blob)
+    except MissingTool:
+        raise
+    except Exception as error:
+        raise CorruptData(f"chunk {digest}: not a valid zstd frame ({error})") from error
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != digest:
+        raise CorruptData(f"chunk {digest}: content hashes to {actual}")
+    return data
+
+
+def _raw_block_payloads(blob: bytes) -> list[memoryview] | None:
+    """The block payloads of `blob` if it is exactly one zstd frame of raw (stored) blocks.
+
+    zstd stores incompressible data as raw blocks; hashing them in place skips the copy
+    decompression makes. Anything unusual (dictionary, checksum, other block types, trailing
+    bytes, sizes the format forbids) returns None and goes through the real decompressor.
+    """
+    view = memoryview(blob)
+    if len(view) < 6 or bytes(view[:4]) != ZSTD_MAGIC:
+        return None
+    descriptor = view[4]
+    if descriptor & 0x0F:  # reserved bit, content checksum or dictionary id present
+        return None
+    single_segment = bool(descriptor & 0x20)
+    size_field = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    position = 5
+    window = None
+    if not single_segment:
+        exponent, mantissa = view[5] >> 3, view[5] & 7
+        base = 1 << (10 + exponent)
+        window = base + base // 8 * mantissa
+        position = 6
+    content_size = int.from_bytes(view[position : position + size_field], "little")
+    if size_field == 2:
+        content_size += 256
+    position += size_field
+    limit = min(ZSTD_MAX_BLOCK, window if window is not None else content_size)
+    payloads: list[memoryview] = []
+    total = 0
+    last = False
+    while not last:
+        if position + 3 > len(view):
+            return None
+        header = int.from_bytes(view[position : position + 3], "little")
+        last, kind, size = bool(header & 1), (header >> 1) & 3, header >> 3
+        position += 3
+        if kind != 0 or size > limit or position + size > len(view):
+            return None
+        payloads.append(view[position : position + size])
+        position += size
+        total += size
+    if position != len(view) or (size_field and total != content_size):
+        return None
+    return payloads
+
+
+def verify_chunk(digest: str, blob: bytes) -> None:
+    """Raise CorruptData unless `blob` is a zstd frame whose content hashes to `digest`."""
+    payloads = _raw_block_payloads(blob)
+    if payloads is None:
+        verified_content(digest, blob)
+        return
+    content_hash = hashlib.sha256()
+    for payload in payloads:
+        content_hash.update(payload)
+    actual = content_hash.hexdigest()
+    if actual != digest:
+        raise CorruptData(f"chunk {digest}: content hashes to {actual}")
+
+
+def _put_chunk(root: Path, digest: str, blob: bytes) -> None:
+    target = chunk_path(root, digest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{digest}.{uuid.uuid4().hex}")
+    temporary.write_bytes(blob)
+    os.replace(temporary, target)
 
 
 def _store_file(root: Path, path: Path) -> dict:
     chunks = []
     file_hash = hashlib.sha256()
-    with path.open("rb") as handle:
-        while data := handle.read(CHUNK_SIZE):
+    if path.stat().st_size == 0:
+        return {"sha256": file_hash.hexdigest(), "chunks": chunks}
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        for offset, length in chunk_spans(mm, DEFAULT_CHUNKS):
+            data = mm[offset : offset + length]
             digest = hashlib.sha256(data).hexdigest()
             file_hash.update(data)
-            target = chunk_path(root, digest)
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                temporary = target.with_name(f".{digest}.{uuid.uuid4().hex}")
-                temporary.write_bytes(_compress(data))
-                os.replace(temporary, target)
+            if not chunk_path(root, digest).exists():
+                _put_chunk(root, digest, compress(data))
             chunks.append([digest, len(data)])
     return {"sha256": file_hash.hexdigest(), "chunks": chunks}
 
@@ -470,23 +699,23 @@ def snapshot(shard: Shard) -> bytes:
 
 def _read_chunk(root: Path, digest: str, size: int, file_path: str) -> bytes:
     try:
-        data = _decompress(chunk_path(root, digest).read_bytes())
+        data = verified_content(digest, chunk_path(root, digest).read_bytes())
     except FileNotFoundError:
         raise CorruptData(f"file {file_path}: chunk {digest} missing from the store") from None
-    except Exception as error:
-        chunk_path(root, digest).unlink(missing_ok=True)
-        raise CorruptData(f"file {file_path}: chunk {digest} is not a zstd frame") from error
-    if hashlib.sha256(data).hexdigest() != digest or len(data) != size:
+    except CorruptData as error:
         # Drop it, so the store reports it missing and the next transfer sends it again.
         chunk_path(root, digest).unlink(missing_ok=True)
-        raise CorruptData(f"file {file_path}: chunk {digest} content does not match its hash")
+        raise CorruptData(f"file {file_path}: {error}") from None
+    if len(data) != size:
+        chunk_path(root, digest).unlink(missing_ok=True)
+        raise CorruptData(f"file {file_path}: chunk {digest} has {len(data)} bytes, not {size}")
     return data
 
 
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while data := handle.read(CHUNK_SIZE):
+        while data := handle.read(READ_SIZE):
             digest.update(data)
     return digest.hexdigest()
 
@@ -551,6 +780,139 @@ def restore(shard: Shard, manifest: bytes, expected: str, full_verify: bool) -> 
     return {"files": len(fresh), "bytes": total, "written": written, "reused": reused}
 
 
+# --- host-to-host transfer ----------------------------------------------------------------
+
+MOVE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
+USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+FRAME_HEADER_MAX = 100
+PROGRESS_EVERY = 2 << 20
+# A zstd frame is never larger than its content plus this (the format's compress bound).
+FRAME_OVERHEAD = 1024
+
+
+def missing(root: Path, digests: list[str]) -> list[str]:
+    return [digest for digest in digests if not chunk_path(root, digest).exists()]
+
+
+def _read_digests(lines: list[bytes]) -> list[str]:
+    digests = [line.strip().decode("ascii", "replace") for line in lines if line.strip()]
+    bad = [digest for digest in digests if not HASH.fullmatch(digest)]
+    if bad:
+        raise HelperError(f"not chunk hashes: {bad[:3]}")
+    return digests
+
+
+def move_dir(root: Path, move_id: str) -> Path:
+    if not MOVE_ID.fullmatch(move_id):
+        raise HelperError(f"invalid move id {move_id!r}")
+    return root / "moves" / move_id
+
+
+def _checked(pattern: re.Pattern[str], value: str, name: str) -> str:
+    if not pattern.fullmatch(value):
+        raise HelperError(f"invalid {name} {value!r}")
+    return value
+
+
+def ssh_command(moves: Path, args: argparse.Namespace, keepalive: int) -> list[str]:
+    """OpenSSH `ssh` to the target with only this move's key, certificate and pinned key."""
+    return [
+        "ssh", "-F", "/dev/null", "-i", str(moves / "key"),
+        "-o", f"CertificateFile={moves / 'key-cert.pub'}", "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityAgent=none", "-o", f"UserKnownHostsFile={moves / 'known_hosts'}",
+        "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
+        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+        "-o", f"ServerAliveInterval={keepalive}", "-o", "ServerAliveCountMax=3",
+        "-o", "Ciphers=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com",
+        "-p", str(args.to_port), "-l", _checked(USER, args.to_user, "user"),
+        "--", _checked(ADDRESS, args.to_address, "address"), "receive",
+    ]  # fmt: skip
+
+
+def push(shard: Shard, args: argparse.Namespace) -> dict:
+    """Send the chunks listed in the move's `send` file to the target over OpenSSH `ssh`."""
+    moves = move_dir(shard.root, args.move)
+    digests = _read_digests((moves / "send").read_bytes().splitlines())
+    keepalive = max(1, int(args.timeout / 3))
+    started = time.monotonic()
+    sent = reported = 0
+    process = subprocess.Popen(
+        ssh_command(moves, args, keepalive),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    try:
+        for digest in digests:
+            try:
+                blob = chunk_path(shard.root, digest).read_bytes()
+            except FileNotFoundError:
+                raise CorruptData(f"chunk {digest} missing from the source's store") from None
+            process.stdin.write(f"{digest} {len(blob)}\n".encode())
+            process.stdin.write(blob)
+            sent += len(blob)
+            if sent - reported >= PROGRESS_EVERY:
+                _emit({"progress": sent})
+                reported = sent
+        if sent > reported:
+            _emit({"progress": sent})
+    except BrokenPipeError:
+        pass  # the target ended the stream; its exit status and message say why
+    except BaseException:
+        process.kill()
+        raise
+    out, err = process.communicate()  # closes ssh's stdin: the end of the stream
+    message = err.decode(errors="replace").strip()[-1500:]
+    if process.returncode == EXIT_CORRUPT:
+        raise CorruptData(f"target refused a chunk: {message}")
+    if process.returncode == EXIT_MISSING_TOOL:
+        raise MissingTool(f"on the target: {message}")
+    if process.returncode != 0:
+        raise HelperError(f"ssh to {args.to_address} exited {process.returncode}: {message}")
+    return {"chunks": len(digests), "bytes": sent, "seconds": time.monotonic() - started,
+            "target": json.loads(out)}  # fmt: skip
+
+
+def receive(shard: Shard, args: argparse.Namespace) -> dict:
+    """Store the chunks a source pushes: only those the broker listed for this move, each
+    once, each verified; the list is claimed first, so a second connection gets nothing."""
+    moves = move_dir(shard.root, args.move)
+    claimed = moves / f"expected.{os.getpid()}"
+    try:
+        os.replace(moves / "expected", claimed)
+    except FileNotFoundError:
+        raise HelperError(f"move {args.move}: no transfer expected (or already used)") from None
+    expected: dict[str, int] = {}
+    for line in claimed.read_text().splitlines():
+        digest, size = line.split()
+        expected[_read_digests([digest.encode()])[0]] = int(size)
+    claimed.unlink()
+    received = written = 0
+    stream = sys.stdin.buffer
+    while header := stream.readline(FRAME_HEADER_MAX):
+        try:
+            digest, length_text = header.decode("ascii").split()
+            length = int(length_text)
+        except ValueError:
+            raise HelperError(f"bad frame header {header[:80]!r}") from None
+        size = expected.pop(digest, None)
+        if size is None:
+            raise HelperError(f"chunk {digest[:64]!r} is not expected (or sent twice)")
+        if not 0 < length <= size + (size >> 7) + FRAME_OVERHEAD:
+            raise CorruptData(f"chunk {digest}: frame of {length} bytes for {size} bytes")
+        blob = stream.read(length)
+        if len(blob) != length:
+            raise CorruptData(f"chunk {digest}: stream ended after {len(blob)} of {length} bytes")
+        verify_chunk(digest, blob)
+        if not chunk_path(shard.root, digest).exists():
+            _put_chunk(shard.root, digest, blob)
+        received += 1
+        written += length
+    return {"chunks": received, "bytes": written, "not_sent": len(expected)}
+
+
 def _emit(document: dict) -> None:
     sys.stdout.write(json.dumps(document) + "\n")
     sys.stdout.flush()
@@ -590,6 +952,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--digest", default="")
     parser.add_argument("--full-verify", action="store_true")
+    parser.add_argument("--move", default="")
+    parser.add_argument("--to-address", default="")
+    parser.add_argument("--to-port", type=int, default=22)
+    parser.add_argument("--to-user", default="")
     return parser
 
 
@@ -621,6 +987,13 @@ def main(argv: list[str]) -> int:
             result = restore(shard, sys.stdin.buffer.read(), args.digest, args.full_verify)
         elif operation == "handover":
             result = handover(shard, args)
+        elif operation == "missing":
+            wanted = _read_digests(sys.stdin.buffer.read().splitlines())
+            result = {"missing": missing(shard.root, wanted)}
+        elif operation == "push":
+            result = push(shard, args)
+        elif operation == "receive":
+            result = receive(shard, args)
         else:
             raise HelperError(f"unknown operation {operation!r}")
     except HelperError as error:

@@ -3,36 +3,23 @@ horizon outlook, the named cost terms with policy blocks, and the solver input b
 
 from __future__ import annotations
 
-from skyshard.scoring.candidates import (
-    SCORE_COLUMNS,
-    TERMS,
-    candidate_table,
-    downtime_seconds,
-    latency_map,
-    score_candidates,
-)
-from skyshard.scoring.data import (
-    PlanningData,
-    forecast_input,
-    forecast_limits,
-    load_planning_data,
-)
-from skyshard.scoring.outlook import Outlook, build_outlook
-from skyshard.scoring.problem import placement_input, planning_budget
+from skyshard.lazy import lazy_exports
 
-__all__ = [
-    "SCORE_COLUMNS",
-    "TERMS",
-    "Outlook",
-    "PlanningData",
-    "build_outlook",
-    "candidate_table",
-    "downtime_seconds",
-    "forecast_input",
-    "forecast_limits",
-    "latency_map",
-    "load_planning_data",
-    "placement_input",
-    "planning_budget",
-    "score_candidates",
-]
+EXPORTS = {
+    "Outlook": "outlook",
+    "PlanningData": "data",
+    "SCORE_COLUMNS": "candidates",
+    "TERMS": "candidates",
+    "build_outlook": "outlook",
+    "candidate_table": "candidates",
+    "downtime_seconds": "candidates",
+    "forecast_input": "data",
+    "forecast_limits": "data",
+    "latency_map": "candidates",
+    "load_planning_data": "data",
+    "placement_input": "problem",
+    "planning_budget": "problem",
+    "score_candidates": "candidates",
+}
+__getattr__ = lazy_exports(__name__, EXPORTS)
+__all__ = sorted(EXPORTS)

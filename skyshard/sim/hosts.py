@@ -3,7 +3,9 @@
 Every simulated host is served by `skyshard.embedded_hosts` from the sky's own key files:
   keys/hosts/<host_id>      the host's Ed25519 private key (0600), pinned in providers.yaml
   keys/client_ed25519(.pub) the broker's client key
-  keys/authorized_keys      the client keys every embedded host accepts
+  keys/transfer_ca(.pub)    the broker's CA for move-scoped transfer certificates
+  keys/authorized_keys      the client keys every embedded host accepts, and the transfer CA
+                            (a `cert-authority` line: hosts push snapshot chunks to each other)
 
 Unlike everything else the simulator writes, key material is random, never derived from the
 seed (a seeded private key would be a published one). Key files already present are reused, so
@@ -24,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 KEYS_DIR = "keys"
 HOST_KEYS_DIR = f"{KEYS_DIR}/hosts"
 CLIENT_KEY = f"{KEYS_DIR}/client_ed25519"
+TRANSFER_CA = f"{KEYS_DIR}/transfer_ca"
 AUTHORIZED_KEYS = f"{KEYS_DIR}/authorized_keys"
 HOSTS_DIR = "hosts"
 
@@ -88,9 +91,14 @@ def write_sky_keys(home: Path, host_ids: list[str]) -> SkyKeys:
     client_key = ensure_ed25519_key(client_path, "skyshard-broker")
     public_path = client_path.with_name(client_path.name + ".pub")
     public_path.write_text(client_key + "\n")
+    ca_path = home / TRANSFER_CA
+    transfer_ca = ensure_ed25519_key(ca_path, "skyshard-transfer-ca")
+    ca_public = ca_path.with_name(ca_path.name + ".pub")
+    ca_public.write_text(transfer_ca + "\n")
     authorized = home / AUTHORIZED_KEYS
-    authorized.write_text(client_key + "\n")
-    files = [host_key_path(home, h) for h in host_ids] + [client_path, public_path, authorized]
+    authorized.write_text(f"{client_key}\ncert-authority {transfer_ca}\n")
+    files = [host_key_path(home, h) for h in host_ids]
+    files += [client_path, public_path, ca_path, ca_public, authorized]
     return SkyKeys(host_keys, client_key, tuple(files))
 
 

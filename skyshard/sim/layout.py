@@ -216,7 +216,7 @@ def _provider_doc(p: ProviderLayout, params: SkyParams, captures: Path) -> dict:
             "id": host_id,
             "region": p.regions[j % len(p.regions)],
             "address": "127.0.0.1",
-            "port": 22000 + p.index * params.hosts_per_provider + j,
+            "port": params.port_base + p.index * params.hosts_per_provider + j,
             "user": "skyshard",
             "host_key": None,
             "capacity": dict(CAPACITY[p.kind]),

@@ -8,7 +8,10 @@ from datetime import datetime, timedelta
 
 @dataclass(frozen=True)
 class SkyParams:
-    """Size and seed of a simulated sky; the series cover [end - days, end) at step_minutes."""
+    """Size and seed of a simulated sky; the series cover [end - days, end) at step_minutes.
+
+    Hosts listen on `port_base` onwards (one port each) and the embedded demo's shards on the
+    ports right after them: `ports` in all."""
 
     providers: int = 6
     hosts_per_provider: int = 4
@@ -17,6 +20,7 @@ class SkyParams:
     step_minutes: int = 5
     seed: int = 7
     end: datetime = datetime(2026, 11, 28)
+    port_base: int = 22000
 
     def __post_init__(self) -> None:
         problems = []
@@ -30,6 +34,11 @@ class SkyParams:
             problems.append(f"days={self.days}: expected at least 7 (planted events need room)")
         if self.step_minutes < 1 or 1440 % self.step_minutes:
             problems.append(f"step_minutes={self.step_minutes}: expected a divisor of 1440")
+        if not 1024 <= self.port_base <= 65536 - self.ports:
+            problems.append(
+                f"port_base={self.port_base}: expected 1024..{65536 - self.ports} "
+                f"({self.ports} ports follow it)"
+            )
         if self.end.tzinfo is not None:
             problems.append(f"end={self.end}: expected a naive UTC datetime")
         if problems:
@@ -38,6 +47,11 @@ class SkyParams:
     @property
     def start(self) -> datetime:
         return self.end - timedelta(days=self.days)
+
+    @property
+    def ports(self) -> int:
+        """Loopback ports the embedded demo uses from `port_base`: hosts, then shards."""
+        return self.providers * self.hosts_per_provider + self.shards
 
     @property
     def steps(self) -> int:

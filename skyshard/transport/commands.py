@@ -1,7 +1,7 @@
 """The allow-listed remote operations, built only from validated arguments and `shlex` quoting.
 
 File operations (mkdir, upload, rename, read back) go over SFTP and never through a shell;
-the only command lines are the store helper's operations.
+the only command lines are the host helper's operations and constant probe scripts.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from skyshard.transport import validate
 from skyshard.transport.validate import ValidationError
 
-HELPER_OPERATIONS = frozenset({"missing", "ingest", "restore"})
 PYTHON_NAME = re.compile(r"python3(\.\d{1,2})?")
 
 
@@ -42,7 +41,7 @@ class RemotePath:
 class RemoteCommand:
     """One remote operation: argv is made of constants from code and validated values only.
 
-    Built by `run_helper`, `run_script` and the shard runtime client; never from free text."""
+    Built by `run_script` and the shard runtime client; never from free text."""
 
     operation: str
     argv: tuple[str, ...]
@@ -61,22 +60,6 @@ def python_interpreter(value: object, field: str = "python") -> str:
         return validate.remote_root(value, field)
     except ValidationError:
         raise ValidationError(field, value, "must be python3[.N] or an absolute path") from None
-
-
-def run_helper(
-    python: str, helper: RemotePath, operation: str, root: RemotePath, *args: str
-) -> RemoteCommand:
-    """Run the store helper; extra args are relative paths below `root` or chunk hashes."""
-    if operation not in HELPER_OPERATIONS:
-        raise ValidationError("operation", operation, f"not one of {sorted(HELPER_OPERATIONS)}")
-    checked = []
-    for index, arg in enumerate(args):
-        try:
-            checked.append(validate.chunk_hash(arg, f"helper arg {index}"))
-        except ValidationError:
-            checked.append(validate.relative_path(arg, f"helper arg {index}"))
-    argv = (python_interpreter(python), helper.text, operation, root.text, *checked)
-    return RemoteCommand(f"helper {operation}", argv)
 
 
 def run_script(operation: str, script: str, root: RemotePath) -> RemoteCommand:

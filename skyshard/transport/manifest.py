@@ -8,14 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from skyshard.transport import validate
-from skyshard.transport.chunking import ChunkParams, file_chunks
 from skyshard.transport.validate import ValidationError
 
 VERSION = 1
@@ -114,44 +109,3 @@ def _count(value: object, field: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValidationError(field, value, "must be a non-negative integer")
     return value
-
-
-def build_manifest(
-    shard_id: str,
-    state_dir: Path,
-    store_chunk: Callable[[str, bytes], None],
-    params: ChunkParams | None = None,
-) -> Manifest:
-    """Chunk every regular file under `state_dir`, hand each chunk to `store_chunk`.
-
-    Files are listed in sorted path order; symlinks and special files are refused because a
-    restore must not create anything that points outside the state directory.
-    """
-    validate.shard_id(shard_id)
-    params = params or ChunkParams()
-    files = []
-    for path in _state_files(state_dir):
-        relative = validate.relative_path(path.relative_to(state_dir).as_posix(), "state file")
-        file_hash = hashlib.sha256()
-        refs = []
-        for data in file_chunks(path, params):
-            digest = hashlib.sha256(data).hexdigest()
-            store_chunk(digest, data)
-            file_hash.update(data)
-            refs.append(ChunkRef(digest, len(data)))
-        mode = stat.S_IMODE(path.stat().st_mode)
-        size = sum(ref.size for ref in refs)
-        files.append(FileEntry(relative, mode, size, file_hash.hexdigest(), tuple(refs)))
-    return Manifest(shard_id, tuple(files))
-
-
-def _state_files(state_dir: Path) -> list[Path]:
-    found = []
-    for directory, subdirs, names in os.walk(state_dir):
-        subdirs.sort()
-        for name in sorted(names) + [d for d in subdirs if Path(directory, d).is_symlink()]:
-            path = Path(directory, name)
-            if path.is_symlink() or not path.is_file():
-                raise ValidationError("state file", str(path), "is not a regular file")
-            found.append(path)
-    return sorted(found, key=lambda p: p.relative_to(state_dir).as_posix())

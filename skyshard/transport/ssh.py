@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,9 +307,16 @@ class SshSession:
         self.policy.check(self.operator, self.endpoint.provider_id, action)
 
     def run(
-        self, command: RemoteCommand, *, action: str, stdin: bytes = b"", check: bool = True
+        self,
+        command: RemoteCommand,
+        *,
+        action: str,
+        stdin: bytes = b"",
+        check: bool = True,
+        on_line: Callable[[bytes], None] | None = None,
     ) -> CommandResult:
-        """Run one allow-listed command; raise RemoteCommandFailed on non-zero if `check`."""
+        """Run one allow-listed command; raise RemoteCommandFailed on non-zero if `check`.
+        `on_line` sees each stdout line as it arrives (progress of long commands)."""
         self.authorize(action)
         transport = self.pool.client(self.endpoint).get_transport()
         assert transport is not None
@@ -319,7 +327,7 @@ class SshSession:
             if stdin:
                 channel.sendall(stdin)
             channel.shutdown_write()
-            stdout = channel.makefile("rb").read()
+            stdout = _read_stdout(channel, on_line)
             stderr = channel.makefile_stderr("rb").read()
             status = channel.recv_exit_status()
         except TimeoutError as error:
@@ -334,6 +342,8 @@ class SshSession:
         result = CommandResult(status, stdout, stderr)
         if check and status != 0:
             message = stderr.decode(errors="replace").strip()[-2000:]
+            if status == -1:  # paramiko's value when the channel closed without a status
+                message = f"connection lost before the command finished {message}".strip()
             raise RemoteCommandFailed(
                 f"{self.endpoint.label}: {command.operation} exited {status}: {message}",
                 status,
@@ -344,7 +354,21 @@ class SshSession:
     def open_sftp(self, *, action: str) -> paramiko.SFTPClient:
         """A new SFTP channel on the pooled connection (one per parallel stream)."""
         self.authorize(action)
-        client = self.pool.client(self.endpoint)
-        sftp = client.open_sftp()
-        sftp.get_channel().settimeout(self.pool.settings.command_timeout)
-        return sftp
+        transport = self.pool.client(self.endpoint).get_transport()
+        assert transport is not None
+        # paramiko's own open_sftp waits up to an hour for the channel on a dead link.
+        channel = transport.open_session(timeout=self.pool.settings.connect_timeout)
+        channel.settimeout(self.pool.settings.command_timeout)
+        channel.invoke_subsystem("sftp")
+        return paramiko.SFTPClient(channel)
+
+
+def _read_stdout(channel: paramiko.Channel, on_line: Callable[[bytes], None] | None) -> bytes:
+    stdout = channel.makefile("rb")
+    if on_line is None:
+        return stdout.read()
+    lines = []
+    while line := stdout.readline():
+        on_line(line)
+        lines.append(line)
+    return b"".join(lines)

@@ -16,7 +16,7 @@ from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshSettings
-from tests.support.hosts import TestHost, start_host
+from tests.support.hosts import TestHost, shared_transfer_ca, start_host
 from tests.support.sshd import free_tcp_port, require_sshd
 
 OPERATOR = "ops"
@@ -66,7 +66,8 @@ class Cluster:
 
     def migrator(self, settings: MigrationSettings = FAST, **kwargs) -> Migrator:
         policy = kwargs.pop("policy", None)
-        return Migrator(str(self.db), self.access(policy), settings, **kwargs)
+        ca = shared_transfer_ca()[0]
+        return Migrator(str(self.db), self.access(policy), settings, transfer_ca=ca, **kwargs)
 
     def place(self, blobs: int = 3, blob_size: int = 1 << 20) -> None:
         runtime = self.access()["host-a"].runtime()

@@ -8,9 +8,9 @@ import subprocess
 import pytest
 import zstandard
 
-from skyshard.broker import relay
 from skyshard.broker.migration import LATE_PHASES, PHASES, TERMINAL
 from skyshard.broker.ops_tables import OpsStore
+from skyshard.runtime import host_helper
 from skyshard.runtime.client import Handover, ShardRuntime
 from tests.broker.conftest import SHARD, SimulatedCrash
 from tests.support.hosts import start_host
@@ -41,13 +41,13 @@ def assert_rolled_back(cluster, outcome, message: str) -> None:
 
 def test_connection_drop_mid_transfer_rolls_back_then_retry_finishes(cluster) -> None:
     cluster.place(blobs=8)
-    target = cluster.hosts["host-b"].endpoint()
+    source = cluster.hosts["host-a"].endpoint()  # the broker's link to the pushing source
     on_progress, fired = cut_when(
-        2 << 20, lambda: cluster.pool.client(target).get_transport().close()
+        2 << 20, lambda: cluster.pool.client(source).get_transport().close()
     )
     outcome = cluster.migrator(on_progress=on_progress).migrate(cluster.request())
     assert fired
-    assert_rolled_back(cluster, outcome, "Error")
+    assert_rolled_back(cluster, outcome, "push kv-1 exited -1: connection lost")
     assert cluster.migrator().migrate(cluster.request()).noop
     retried = cluster.migrator().migrate(cluster.request(), retry=True)
     assert (retried.status, retried.attempt) == ("done", 2)
@@ -93,23 +93,28 @@ def test_target_disk_full_rolls_back_and_frees_the_target(cluster, tmp_path) -> 
         subprocess.run(["umount", "-l", str(small)], check=False)
 
 
-def test_chunk_corrupted_on_the_wire_is_refused_by_the_target(cluster, monkeypatch) -> None:
+def first_chunk_digest(path) -> str:
+    """The SHA-256 of the file's first content-defined chunk, as the host helper cuts it."""
+    data = path.read_bytes()
+    _, length = host_helper.chunk_spans(data, host_helper.DEFAULT_CHUNKS)[0]
+    return hashlib.sha256(data[:length]).hexdigest()
+
+
+def test_chunk_corrupted_in_the_source_store_is_refused_by_the_target(cluster) -> None:
     cluster.place(blobs=2)
-    honest = relay.HostChunkSource.compressed
-    flipped = []
-
-    def tampered(self, digest: str) -> bytes:
-        blob = honest(self, digest)
-        if not flipped:
-            flipped.append(digest)
-            return zstandard.ZstdCompressor().compress(b"not the content of " + digest.encode())
-        return blob
-
-    monkeypatch.setattr(relay.HostChunkSource, "compressed", tampered)
+    runtime = cluster.access()["host-a"].runtime()
+    blob = next((cluster.roots["host-a"] / "shards" / SHARD / "state" / "blobs").iterdir())
+    digest = first_chunk_digest(blob)
+    runtime.snapshot(SHARD)  # stores the chunks; later snapshots reuse them (file unchanged)
+    stored = cluster.roots["host-a"] / "chunks" / digest[:2] / digest
+    lie = zstandard.ZstdCompressor().compress(b"not the content of the chunk")
+    stored.write_bytes(lie)
     outcome = cluster.migrator().migrate(cluster.request())
     assert_rolled_back(cluster, outcome, "CorruptChunk")
-    assert flipped[0] in outcome.error
-    monkeypatch.undo()
+    assert f"chunk {digest}: content hashes to" in outcome.error
+    assert not (cluster.roots["host-b"] / "chunks" / digest[:2] / digest).exists()
+    stored.unlink()
+    (cluster.roots["host-a"] / "shards" / SHARD / "snapshot-cache.json").unlink()
     assert cluster.migrator().migrate(cluster.request(), retry=True).status == "done"
     cluster.assert_serving_once("host-b")
 
@@ -117,12 +122,12 @@ def test_chunk_corrupted_on_the_wire_is_refused_by_the_target(cluster, monkeypat
 def test_chunk_corrupted_on_target_disk_is_detected_and_dropped(cluster) -> None:
     cluster.place(blobs=2)
     blob = next((cluster.roots["host-a"] / "shards" / SHARD / "state" / "blobs").iterdir())
-    digest = hashlib.sha256(blob.read_bytes()).hexdigest()  # a 1 MiB blob is one chunk
+    digest = first_chunk_digest(blob)
     stored = cluster.roots["host-b"] / "chunks" / digest[:2] / digest
     stored.parent.mkdir(parents=True)
     stored.write_bytes(zstandard.ZstdCompressor().compress(b"bit rot"))
     outcome = cluster.migrator().migrate(cluster.request())
-    assert_rolled_back(cluster, outcome, f"chunk {digest} content does not match its hash")
+    assert_rolled_back(cluster, outcome, f"chunk {digest}: content hashes to")
     assert not stored.exists()  # dropped, so the retry sends it again
     assert cluster.migrator().migrate(cluster.request(), retry=True).status == "done"
     cluster.assert_serving_once("host-b")

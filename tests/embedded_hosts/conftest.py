@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import yaml
 
 from skyshard.broker.from_config import broker_policy, host_accesses
 from skyshard.broker.migration import HostAccess
 from skyshard.config.sky import Sky, load_sky
 from skyshard.embedded_hosts import RunningSky, running_sky
 from skyshard.sim import SkyParams, write_sky
+from skyshard.sim.ports import free_port_block
 from skyshard.transport.ssh import ConnectionPool, SshSettings
-from tests.support.sshd import free_tcp_port
 
 SMALL = SkyParams(providers=2, hosts_per_provider=2, shards=4, days=7, seed=5)
 SETTINGS = SshSettings(connect_timeout=5, command_timeout=60, attempts=2, backoff=0.05)
 
 
 def make_sky(home: Path) -> Sky:
-    """Write the small sky, moved to free ports so it never clashes with a running demo."""
-    write_sky(SMALL, home)
-    path = home / "providers.yaml"
-    document = yaml.safe_load(path.read_text())
-    for provider in document["providers"]:
-        for host in provider["hosts"]:
-            host["port"] = free_tcp_port()
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    """Write the small sky on a block of free ports (hosts, then shards), from a random start
+    so that parallel runs and a running demo do not race for the same block."""
+    start = random.randrange(20000, 60000, 100)
+    write_sky(replace(SMALL, port_base=free_port_block(SMALL.ports, start=start)), home)
     return load_sky(home)
 
 

@@ -6,12 +6,12 @@ import random
 
 import pytest
 
+from skyshard.broker.from_config import transfer_ca
 from skyshard.broker.migration import MigrationSettings, Migrator, MoveRequest
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
 from skyshard.embedded_hosts.demo import (
-    SHARD_PORT_BASE,
     demo_pairs,
     shard_port,
     start_demo_shards,
@@ -19,18 +19,20 @@ from skyshard.embedded_hosts.demo import (
 )
 from skyshard.transport.validate import ValidationError
 from tests.embedded_hosts.conftest import shard_processes
+from tests.support.sshd import free_tcp_port
 
 FAST = MigrationSettings(PrecopyRule(max_rounds=2, small_bytes=256 << 10), health_timeout=10)
 
 
 def test_runtime_starts_a_demo_kv_shard_that_answers_health(access):
     runtime = access["cloud-b-h01"].runtime()
-    status = runtime.start("probe-kv", SHARD_PORT_BASE + 90, generation=1)
+    port = free_tcp_port()
+    status = runtime.start("probe-kv", port, generation=1)
     try:
         assert status.running and status.generation == 1
-        assert runtime.health("probe-kv", SHARD_PORT_BASE + 90)["healthy"] is True
-        client.put("127.0.0.1", SHARD_PORT_BASE + 90, "k", b"v")
-        assert client.get("127.0.0.1", SHARD_PORT_BASE + 90, "k") == b"v"
+        assert runtime.health("probe-kv", port)["healthy"] is True
+        client.put("127.0.0.1", port, "k", b"v")
+        assert client.get("127.0.0.1", port, "k") == b"v"
     finally:
         runtime.clean("probe-kv")
     assert not runtime.status("probe-kv").running
@@ -54,7 +56,7 @@ def test_demo_shards_migrate_between_providers_and_keep_every_key(access, sky_ho
         for host_id, (provider, _) in sky.hosts.items()
         if provider.id != sky.hosts[shard.current_host][0].id
     )
-    migrator = Migrator(str(db), access, FAST)
+    migrator = Migrator(str(db), access, FAST, transfer_ca=transfer_ca(sky))
     outcome = migrator.migrate(MoveRequest("move-1", shard.id, shard.current_host, target))
     assert (outcome.status, outcome.error) == ("done", None)
     assert outcome.bytes_sent >= 4 * (300 << 10)
@@ -92,6 +94,7 @@ def test_verify_reports_missing_routes_and_unreachable_shards(sky_home, tmp_path
 def test_demo_pairs_are_stable_and_ports_validated(sky_home):
     sky, _ = sky_home
     assert demo_pairs("kv-1", 2) == {"demo-000": b"kv-1 value 0", "demo-001": b"kv-1 value 1"}
-    assert shard_port(sky, sky.shards[3].id) == SHARD_PORT_BASE + 3
+    highest_host = max(host.port for _, host in sky.hosts.values())
+    assert shard_port(sky, sky.shards[3].id) == highest_host + 4
     with pytest.raises(ValidationError, match="'nope'"):
         shard_port(sky, "nope")

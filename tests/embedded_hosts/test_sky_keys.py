@@ -32,8 +32,14 @@ def test_every_host_key_is_pinned_private_and_distinct(tmp_path):
     assert len(pins) == len(sky.hosts) == 4
     client = tmp_path / "keys" / "client_ed25519"
     assert client.stat().st_mode & 0o777 == 0o600
+    ca_key = tmp_path / "keys" / "transfer_ca"
+    assert ca_key.stat().st_mode & 0o777 == 0o600
     authorized = (tmp_path / "keys" / "authorized_keys").read_text()
-    assert authorized == (tmp_path / "keys" / "client_ed25519.pub").read_text()
+    ca = (tmp_path / "keys" / "transfer_ca.pub").read_text()
+    assert ca.startswith(public_line(ca_key) + " ")
+    assert authorized == (tmp_path / "keys" / "client_ed25519.pub").read_text() + (
+        f"cert-authority {ca}"
+    )
     assert authorized.startswith(public_line(client) + " ")
 
 

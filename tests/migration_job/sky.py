@@ -13,7 +13,7 @@ from skyshard.config.policy import Action
 from skyshard.db import connect
 from skyshard.plans.store import decide, ensure_plan_schema
 from skyshard.transport.access import ACTIONS
-from tests.support.hosts import TestHost
+from tests.support.hosts import TestHost, shared_transfer_ca
 
 PROVIDERS = {"host-a": "prov-a", "host-b": "prov-b"}
 WORKLOAD = "kv"
@@ -73,6 +73,8 @@ def write_sky(
     keys.mkdir(exist_ok=True)
     shutil.copyfile(client_key, keys / "client_ed25519")
     (keys / "client_ed25519").chmod(0o600)
+    shutil.copyfile(shared_transfer_ca()[1], keys / "transfer_ca")
+    (keys / "transfer_ca").chmod(0o600)
 
 
 def add_move(

@@ -18,7 +18,9 @@ from skyshard.transport.ssh import ConnectionPool
 from skyshard.trust.events import EntryType
 from tests.migration_job.conftest import FAST_SSH
 from tests.migration_job.sky import add_move, plan_status
+from tests.support.hosts import shared_transfer_ca
 
+CA = shared_transfer_ca()[0]
 MOVE = "mv-00000000000000c1"
 
 
@@ -44,7 +46,8 @@ def test_a_transient_failure_stays_running_and_a_retry_finishes_it(site) -> None
 
         target.sshd.stop()
         try:
-            first = run_move(site.db, MOVE, hosts_for, run_id="run-1", final_attempt=False)
+            first = run_move(site.db, MOVE, hosts_for, transfer_ca=CA, run_id="run-1",
+                             final_attempt=False)  # fmt: skip
         finally:
             target.restart_sshd()
             wait_listening(target.sshd.address, target.sshd.port)
@@ -53,7 +56,7 @@ def test_a_transient_failure_stays_running_and_a_retry_finishes_it(site) -> None
         assert plan_status(site.db, MOVE) == "running"
         site.assert_serving("host-a")
 
-        second = run_move(site.db, MOVE, hosts_for, run_id="run-1", retry=True)
+        second = run_move(site.db, MOVE, hosts_for, transfer_ca=CA, run_id="run-1", retry=True)
     assert second.succeeded and (second.outcome.attempt, second.plan_status) == (2, "done")
     assert plan_status(site.db, MOVE) == "done"
     site.assert_serving("host-b")
@@ -66,11 +69,11 @@ def test_a_transient_failure_stays_running_and_a_retry_finishes_it(site) -> None
 def test_a_move_that_is_not_approved_is_refused_before_anything_runs(site) -> None:
     add_move(site.db, MOVE, site.shard, status="proposed")
     with pytest.raises(PlanError, match="approve it first"):
-        run_move(site.db, MOVE, lambda move: {}, run_id="run-1")
+        run_move(site.db, MOVE, lambda move: {}, transfer_ca=CA, run_id="run-1")
     with pytest.raises(PlanError, match="malformed"):
-        run_move(site.db, "mv-../x", lambda move: {}, run_id="run-1")
+        run_move(site.db, "mv-../x", lambda move: {}, transfer_ca=CA, run_id="run-1")
     with pytest.raises(PlanError, match="no move with id"):
-        run_move(site.db, "mv-00000000000000ff", lambda move: {}, run_id="run-1")
+        run_move(site.db, "mv-00000000000000ff", lambda move: {}, transfer_ca=CA, run_id="run-1")
 
 
 @pytest.mark.parametrize(

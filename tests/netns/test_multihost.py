@@ -23,8 +23,9 @@ from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
 from skyshard.transport.access import ACTIONS, AccessPolicy
+from skyshard.transport.certificates import MoveGrant
 from skyshard.transport.ssh import ConnectionPool, SshSettings
-from tests.support.hosts import TestHost, start_host
+from tests.support.hosts import TestHost, certificate_ssh, shared_transfer_ca, start_host
 from tests.support.netns import Namespaces, netns_missing_reason
 from tests.support.sshd import sshd_missing_reason
 
@@ -80,7 +81,8 @@ def migrator(network, db: Path, roots: dict[str, Path], pool: ConnectionPool, **
                             host.sshd.address, bind="0.0.0.0")
         for host_id, host in hosts.items()
     }  # fmt: skip
-    return Migrator(str(db), access, MIGRATION, **kwargs), access
+    ca = shared_transfer_ca()[0]
+    return Migrator(str(db), access, MIGRATION, transfer_ca=ca, **kwargs), access
 
 
 @pytest.fixture
@@ -122,7 +124,7 @@ def assert_served_from(network, placed, host_id: str) -> None:
 
 
 def test_migrate_h1_to_h2_across_namespaces(network, placed) -> None:
-    spaces, _ = network
+    spaces, hosts = network
     run, _ = migrator(network, placed["db"], placed["roots"], placed["pool"])
     outcome = run.migrate(MoveRequest("mv-ns-1", SHARD, "h1", "h2"))
     assert outcome.status == "done", outcome.error
@@ -130,6 +132,11 @@ def test_migrate_h1_to_h2_across_namespaces(network, placed) -> None:
     assert_served_from(network, placed, "h2")
     # h3 runs a dependent: it received the new routing file.
     assert b'"host_id": "h2"' in (placed["roots"]["h3"] / "routing.json").read_bytes()
+    # The chunks went h1 -> h2 directly, under this move's certificate.
+    log = hosts["h2"].sshd.log()
+    assert f"Accepted publickey for root from {spaces.address(1)} port" in log
+    assert "ED25519-CERT" in log and "ID skyshard-move-mv-ns-1 " in log
+    assert not list((placed["roots"]["h1"] / "moves").iterdir())  # the key is gone
 
 
 def test_link_cut_mid_transfer_rolls_back_then_finishes_after_link_up(network, placed) -> None:
@@ -154,3 +161,23 @@ def test_link_cut_mid_transfer_rolls_back_then_finishes_after_link_up(network, p
     again = retried.migrate(MoveRequest("mv-ns-2", SHARD, "h1", "h2"), retry=True)
     assert again.status == "done", again.error
     assert_served_from(network, placed, "h2")
+
+
+def test_a_move_certificate_works_only_from_its_source_host(network, placed) -> None:
+    """h1's certificate for a transfer to h2, copied to h3 (another host on the same network),
+    is refused there; from h1 it reaches only the forced receive command."""
+    spaces, hosts = network
+    target = placed["access"]["h2"].runtime()
+    grant = MoveGrant("mv-ns-3", hosts["h2"].sshd.user, spaces.address(1),
+                      target.receive_command(SHARD, "mv-ns-3").line, 600)  # fmt: skip
+    for index in (1, 3):
+        moves = placed["roots"][f"h{index}"] / "moves" / "mv-ns-3"
+        command = [*spaces.exec_prefix(index), *certificate_ssh(moves, hosts["h2"], grant)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                                stdin=subprocess.DEVNULL)  # fmt: skip
+        if index == 3:
+            assert result.returncode == 255 and "Permission denied" in result.stderr
+        else:
+            assert "move mv-ns-3: no transfer expected" in result.stderr, result.stderr
+    log = hosts["h2"].sshd.log()
+    assert f"not from a permitted source address ({spaces.address(3)})" in log

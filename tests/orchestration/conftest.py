@@ -22,6 +22,7 @@ class Materialized:
     planted: dict
     result: dg.ExecuteInProcessResult
     defs: dg.Definitions
+    instance: dg.DagsterInstance
 
 
 def run_main_job(home: Path, duckdb: Path, monkeypatch: pytest.MonkeyPatch) -> Materialized:
@@ -33,9 +34,10 @@ def run_main_job(home: Path, duckdb: Path, monkeypatch: pytest.MonkeyPatch) -> M
     monkeypatch.setenv("SKYSHARD_LEDGER_DIR", str(duckdb.parent / "ledger"))
     defs = build_definitions(load_sky(home))
     job = defs.resolve_job_def("planning_cycle")
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    instance = dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
     planted = json.loads((home / "planted.json").read_text())
-    return Materialized(home, duckdb, planted, result, defs)
+    return Materialized(home, duckdb, planted, result, defs, instance)
 
 
 @pytest.fixture(scope="module")

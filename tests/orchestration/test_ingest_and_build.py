@@ -27,7 +27,11 @@ def test_job_succeeds_with_every_feed_check_passing(materialized):
     feed_checks = [c for c in checks if c.check_name.startswith("feed_")]
     assert feed_checks, "every configured feed has a health check"
     assert all(c.passed for c in feed_checks), [c.check_name for c in feed_checks if not c.passed]
-    dbt_checks = [c for c in checks if not c.check_name.startswith("feed_")]
+    # The simulated sky ends on a fixed past day, so its telemetry is flagged stale.
+    [recent] = [c for c in checks if c.check_name == "telemetry_is_recent"]
+    assert not recent.passed and recent.severity == dg.AssetCheckSeverity.WARN
+    assert "h old" in recent.metadata["first"].value
+    dbt_checks = [c for c in checks if not c.check_name.startswith(("feed_", "telemetry_"))]
     assert len(dbt_checks) >= 40  # dbt tests load as asset checks
     assert all(c.passed for c in dbt_checks), [c.check_name for c in dbt_checks if not c.passed]
 
@@ -140,3 +144,22 @@ def test_definitions_validate(materialized):
     dg.Definitions.validate_loadable(materialized.defs)
     assert materialized.defs.resolve_job_def("ingest_and_build")
     assert {s.name for s in materialized.defs.schedules} >= {"hourly_ingest"}
+
+
+def test_dbt_marts_carry_typed_and_described_column_schemas(materialized):
+    events = materialized.result.get_asset_materialization_events()
+    marts = {
+        e.asset_key.path[1]: e.materialization.metadata["dagster/column_schema"].value
+        for e in events
+        if e.asset_key.path[0] == "marts"
+    }
+    assert "fct_shard_usage_hourly" in marts
+    with duckdb.connect(str(materialized.duckdb), read_only=True) as con:
+        for name, schema in marts.items():
+            stored = con.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = 'marts' and table_name = ? order by ordinal_position",
+                [name],
+            ).fetchall()
+            assert [(c.name, c.type) for c in schema.columns] == stored, name
+            assert [c.name for c in schema.columns if not c.description] == [], name

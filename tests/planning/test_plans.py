@@ -155,10 +155,12 @@ def test_cli_approve_reject_and_list(stored, monkeypatch):
     done = runner.invoke(plan, ["approve", move_id, "--by", "carol", "--reason", "ok"])
     assert done.exit_code == 0, done.output
     assert "is now approved (by carol)" in done.output
-    again = runner.invoke(plan, ["approve", move_id])
+    anonymous = runner.invoke(plan, ["approve", move_id], env={"SKYSHARD_OPERATOR": None})
+    assert anonymous.exit_code == 2 and "Missing option '--by'" in anonymous.output
+    again = runner.invoke(plan, ["approve", move_id], env={"SKYSHARD_OPERATOR": "erin"})
     assert again.exit_code == 1
     assert "cannot go from 'approved' to 'approved'" in again.output
-    unknown = runner.invoke(plan, ["reject", "mv-ffffffffffffffff"])
+    unknown = runner.invoke(plan, ["reject", "mv-ffffffffffffffff", "--by", "erin"])
     assert unknown.exit_code == 1 and "no move with id 'mv-ffffffffffffffff'" in unknown.output
     bad_status = runner.invoke(plan, ["list", "--status", "maybe"])
     assert bad_status.exit_code == 2 and "maybe" in bad_status.output

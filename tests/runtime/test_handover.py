@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from skyshard.broker.relay import HostChunkSource
 from skyshard.demo_kv import client
 from skyshard.runtime.client import FenceRefused, HandoverAborted, ShardRuntime
+from skyshard.runtime.transfer import send_between_hosts
 from skyshard.transport.access import ACTIONS, AccessDenied, AccessPolicy
 from skyshard.transport.chunkstore import CorruptChunk
-from skyshard.transport.transfer import send_snapshot
 from tests.runtime.conftest import OPERATOR
+from tests.support.hosts import shared_transfer_ca
 from tests.support.sshd import free_tcp_port
 
 
@@ -28,9 +28,7 @@ def moved(host, host_root, allow_all, pool, port):
     for index in range(3):
         client.put("127.0.0.1", port, f"key-{index}", bytes([index]) * 100_000)
     manifest = source.freeze_and_snapshot("kv-1")
-    chunks = HostChunkSource(session, str(host_root / "src"))
-    send_snapshot(session, manifest, chunks, str(host_root / "dst"))  # type: ignore[arg-type]
-    chunks.close()
+    send_between_hosts(source, target, manifest, move_id="mv-1", ca=shared_transfer_ca()[0])
     yield source, target, manifest
     source.clean("kv-1")
     target.clean("kv-1")

@@ -6,16 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from skyshard.broker.relay import HostChunkSource
 from skyshard.demo_kv import client
 from skyshard.runtime import host_helper
 from skyshard.runtime.client import FenceRefused, ShardLimits, ShardRuntime, ShardUnhealthy
+from skyshard.runtime.transfer import send_between_hosts
 from skyshard.transport.access import ACTIONS, AccessDenied, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
-from skyshard.transport.transfer import send_snapshot
 from skyshard.transport.validate import ValidationError
 from tests.runtime.conftest import OPERATOR
-from tests.support.hosts import TestHost
+from tests.support.hosts import TestHost, shared_transfer_ca
 from tests.support.sshd import free_tcp_port, write_ed25519_key
 
 CGROUPS = host_helper.cgroups_available()
@@ -117,16 +116,15 @@ def test_snapshot_then_incremental_restore_on_another_root(
     source.health("kv-1", port)
     for index in range(5):
         client.put("127.0.0.1", port, f"blob-{index}", bytes([index]) * 200_000)
-    chunks = HostChunkSource(session, str(host_root / "src"))
+    ca = shared_transfer_ca()[0]
     first = source.snapshot("kv-1")
-    send_snapshot(session, first, chunks, str(host_root / "dst"))  # type: ignore[arg-type]
+    send_between_hosts(source, target, first, move_id="mv-1", ca=ca)
     assert target.restore(first)["written"] == len(first.files)
     client.put("127.0.0.1", port, "late", b"x")
     second = source.snapshot("kv-1")
-    send_snapshot(session, second, chunks, str(host_root / "dst"))  # type: ignore[arg-type]
+    send_between_hosts(source, target, second, move_id="mv-2", ca=ca)
     summary = target.restore(second, full_verify=True)
     assert target.restore(second)["reused"] == 6  # kept files stay reusable round after round
-    chunks.close()
     assert summary["files"] == len(second.files) == 6
     assert summary["written"] == 1 and summary["reused"] == 5  # only data.log changed
     source.stop("kv-1")

@@ -67,7 +67,7 @@ def test_same_seed_same_bytes(tmp_path):
     # Key material is random by design; paths inside providers.yaml differ by folder.
     for files in (first, second):
         keys = [name for name in files if name.startswith("keys/")]
-        assert len(keys) == 2 * 6 + 3
+        assert len(keys) == 2 * 6 + 5  # hosts, client key pair, transfer CA pair, authorized
         for name in [*keys, "providers.yaml"]:
             files.pop(name)
     assert first == second

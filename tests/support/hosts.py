@@ -1,18 +1,31 @@
-"""Simulated shard hosts for tests and benches: a real sshd plus a root folder per host."""
+"""Simulated shard hosts for tests and benches: a real sshd plus a root folder per host.
+
+Every host's sshd trusts one transfer CA per process (`shared_transfer_ca`), so a Migrator
+built with it can move chunks host to host under move-scoped certificates.
+"""
 
 from __future__ import annotations
 
+import argparse
+import atexit
 import contextlib
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from skyshard.runtime import host_helper
 from skyshard.transport.access import AccessPolicy
+from skyshard.transport.certificates import MoveGrant, TransferCA
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
+from tests.support.netns import Namespaces
 from tests.support.sshd import SSHD_BINARY, RunningSshd, start_sshd
 
 
@@ -27,6 +40,7 @@ class TestHost:
     sshd: RunningSshd
     root: Path
     command_prefix: tuple[str, ...] = ()
+    python: str = sys.executable
 
     def endpoint(self) -> SshEndpoint:
         return SshEndpoint(
@@ -37,7 +51,7 @@ class TestHost:
             client_key=self.sshd.client_key_path,
             port=self.sshd.port,
             user=self.sshd.user,
-            python=sys.executable,
+            python=self.python,
         )
 
     def session(self, policy: AccessPolicy, operator: str, pool: ConnectionPool) -> SshSession:
@@ -62,6 +76,16 @@ class TestHost:
             start_new_session=True,
         )  # fmt: skip
         log.close()
+
+
+@functools.cache
+def shared_transfer_ca() -> tuple[TransferCA, Path]:
+    """This process's transfer CA and its private key file (`<file>.pub` is its public key,
+    which every host started here lists in TrustedUserCAKeys)."""
+    directory = Path(tempfile.mkdtemp(prefix="skyshard-transfer-ca-"))
+    atexit.register(shutil.rmtree, directory, True)
+    key = directory / "transfer_ca"
+    return TransferCA.generate(key), key
 
 
 def _descendants(pid: int) -> list[int]:
@@ -90,8 +114,12 @@ def start_host(
     address: str = "127.0.0.1",
     port: int | None = None,
     command_prefix: Sequence[str] = (),
+    python: str = sys.executable,
+    environment: Mapping[str, str] | None = None,
 ) -> TestHost:
-    """Start a host whose sshd gives sessions an empty HOME.
+    """Start a host whose sshd gives sessions an empty HOME and trusts the shared transfer CA.
+    `python` is the host's interpreter for the helpers (e.g. the system `/usr/bin/python3`);
+    `environment` adds variables to every session (e.g. a PATH without some tool).
 
     Why: sshd runs every command through the user's shell, and bash sources `~/.bashrc` for
     commands arriving over ssh; on machines where that file runs `pyenv init` each remote
@@ -104,8 +132,58 @@ def start_host(
         address=address,
         port=port,
         command_prefix=command_prefix,
-        extra_config=[f"SetEnv HOME={home}"],
+        trusted_user_ca=shared_transfer_ca()[1].with_name("transfer_ca.pub"),
+        # sshd uses only the first SetEnv line: all variables go on one.
+        extra_config=[
+            " ".join(
+                ["SetEnv", f"HOME={home}", *(f"{k}={v}" for k, v in (environment or {}).items())]
+            )
+        ],
     )
     root = root or workdir / "root"
     root.mkdir(parents=True, exist_ok=True)
-    return TestHost(host_id, provider_id, sshd, root, tuple(command_prefix))
+    return TestHost(host_id, provider_id, sshd, root, tuple(command_prefix), python)
+
+
+@contextlib.contextmanager
+def namespace_hosts(workdir: Path, count: int) -> Iterator[tuple[Namespaces, dict[str, TestHost]]]:
+    """Hosts h1..h<count>, each an sshd (port 22) in its own network namespace at its own
+    address; on exit every process left in the namespaces is killed and they are removed."""
+    spaces = Namespaces(count)
+    hosts: dict[str, TestHost] = {}
+    try:
+        spaces.open()
+        for index in range(1, count + 1):
+            host_id = f"h{index}"
+            hosts[host_id] = start_host(workdir / host_id, host_id, f"prov-{index}",
+                                        address=spaces.address(index), port=22,
+                                        command_prefix=spaces.exec_prefix(index))  # fmt: skip
+        yield spaces, hosts
+    finally:
+        for host in hosts.values():
+            host.sshd.stop()
+        for index in range(1, count + 1):
+            pids = subprocess.run(["ip", "netns", "pids", spaces.name(index)],
+                                  capture_output=True, text=True).stdout.split()  # fmt: skip
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+        spaces.close()
+
+
+def certificate_ssh(
+    moves: Path, target: TestHost, grant: MoveGrant, *, now: float | None = None
+) -> list[str]:
+    """A source helper's own `ssh` command line to `target`, with the files it uses written
+    to `moves` as the broker writes them: a fresh key, its certificate for `grant` (issued at
+    `now`) and the target's pinned host key."""
+    credentials = shared_transfer_ca()[0].issue(grant, now=time.time() if now is None else now)
+    moves.mkdir(parents=True, exist_ok=True)
+    (moves / "key").write_bytes(credentials.private_key)
+    (moves / "key").chmod(0o600)
+    (moves / "key-cert.pub").write_bytes(credentials.certificate)
+    name = target.endpoint().known_hosts_name
+    (moves / "known_hosts").write_text(f"{name} {target.sshd.host_key_line}\n")
+    args = argparse.Namespace(to_address=target.sshd.address, to_port=target.sshd.port,
+                              to_user=target.sshd.user)  # fmt: skip
+    return host_helper.ssh_command(moves, args, keepalive=5)

@@ -1,3 +1,6 @@
+"""Content-defined chunking and snapshots as the host helper runs them (in-process here; over
+a real sshd in test_host_transfer.py)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -6,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from skyshard.transport.chunking import ChunkParams, chunk_spans, file_chunks
-from skyshard.transport.chunkstore import ChunkStore, CorruptChunk
-from skyshard.transport.manifest import Manifest, build_manifest
+from skyshard.runtime import host_helper
+from skyshard.runtime.host_helper import DEFAULT_CHUNKS, ChunkParams, chunk_spans
+from skyshard.transport.manifest import Manifest
 from skyshard.transport.validate import ValidationError
 
 SMALL = ChunkParams(min_size=2048, avg_size=8192, max_size=32768)
@@ -18,26 +21,38 @@ def random_bytes(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def chunk_set(data: bytes) -> list[bytes]:
-    return [data[offset : offset + length] for offset, length in chunk_spans(data, SMALL)]
+def chunk_list(data: bytes, params: ChunkParams = SMALL) -> list[bytes]:
+    return [data[offset : offset + length] for offset, length in chunk_spans(data, params)]
 
 
 def test_chunking_is_deterministic_and_covers_the_data() -> None:
     data = random_bytes(1 << 20, 1)
     spans = chunk_spans(data, SMALL)
-    assert spans == chunk_spans(bytes(data), SMALL)
-    assert b"".join(chunk_set(data)) == data
+    assert spans == chunk_spans(bytearray(data), SMALL)
+    assert b"".join(chunk_list(data)) == data
     assert all(SMALL.min_size <= length <= SMALL.max_size for _, length in spans[:-1])
     assert 2 * SMALL.min_size < len(data) / len(spans) < SMALL.max_size
 
 
-def test_insert_near_start_changes_only_a_few_chunks() -> None:
-    data = random_bytes(1 << 20, 2)
-    edited = data[:1000] + b"inserted bytes" + data[1000:]
-    before, after = chunk_set(data), set(chunk_set(edited))
-    changed = [chunk for chunk in before if chunk not in after]
-    assert len(before) > 50
-    assert len(changed) <= 2
+@pytest.mark.parametrize("params", [SMALL, DEFAULT_CHUNKS], ids=["small", "default"])
+def test_inserted_bytes_change_only_the_chunks_around_them(params: ChunkParams) -> None:
+    data = random_bytes(16 << 20 if params is DEFAULT_CHUNKS else 1 << 20, 2)
+    middle = len(data) // 2
+    edited = data[:middle] + b"inserted bytes" + data[middle:]
+    before, after = chunk_list(data, params), chunk_list(edited, params)
+    new = [chunk for chunk in after if chunk not in set(before)]
+    assert len(before) > 40
+    assert len(new) <= 2
+    assert sum(map(len, new)) <= 2 * params.max_size
+
+
+def test_cut_points_do_not_depend_on_the_hash_blocks() -> None:
+    """A cut decided near a 1 MiB hash block boundary is the same when the data shifts."""
+    data = random_bytes(3 << 20, 3)
+    shifted = random_bytes(777, 4) + data
+    ends = {offset + length for offset, length in chunk_spans(data, SMALL)}
+    shifted_ends = {offset + length - 777 for offset, length in chunk_spans(shifted, SMALL)}
+    assert len(ends & shifted_ends) >= 0.98 * len(ends)
 
 
 def test_edge_sizes() -> None:
@@ -54,39 +69,36 @@ def test_params_are_checked() -> None:
         ChunkParams(8192, 4096, 16384)
 
 
-def test_file_chunks_match_in_memory_chunks(tmp_path: Path) -> None:
-    data = random_bytes(300_000, 3)
-    path = tmp_path / "f"
-    path.write_bytes(data)
-    assert list(file_chunks(path, SMALL)) == chunk_set(data)
-
-
-def make_state(root: Path) -> Path:
-    state = root / "state"
+def make_state(root: Path) -> host_helper.Shard:
+    shard = host_helper.Shard(root, "kv-1")
+    state = shard.state
     (state / "sub").mkdir(parents=True)
-    (state / "data.bin").write_bytes(random_bytes(200_000, 4))
+    (state / "data.bin").write_bytes(random_bytes(600_000, 4))
     (state / "sub" / "log.txt").write_text("hello\n" * 1000)
     (state / "empty").write_bytes(b"")
     (state / "sub" / "log.txt").chmod(0o640)
-    return state
+    return shard
 
 
-def test_manifest_round_trip_and_store(tmp_path: Path) -> None:
-    store = ChunkStore(tmp_path / "store")
-    manifest = build_manifest("kv-1", make_state(tmp_path), store.put_verified, SMALL)
+def test_snapshot_manifest_round_trip_and_store(tmp_path: Path) -> None:
+    shard = make_state(tmp_path)
+    manifest = Manifest.from_json(host_helper.snapshot(shard))
     assert [entry.path for entry in manifest.files] == ["data.bin", "empty", "sub/log.txt"]
     assert manifest.files[2].mode == 0o640
     assert manifest.files[1].chunks == ()
-    assert Manifest.from_json(manifest.to_json(), manifest.digest) == manifest
-    data = b"".join(store.get(ref.digest) for ref in manifest.files[0].chunks)
+    assert len(manifest.files[0].chunks) > 1  # content-defined, not one chunk per file
+    data = b"".join(
+        host_helper.verified_content(ref.digest, (tmp_path / "chunks" / ref.digest[:2] /
+                                                  ref.digest).read_bytes())
+        for ref in manifest.files[0].chunks
+    )  # fmt: skip
     assert hashlib.sha256(data).hexdigest() == manifest.files[0].sha256
-    again = build_manifest("kv-1", make_state(tmp_path / "again"), store.put_verified, SMALL)
+    again = Manifest.from_json(host_helper.snapshot(make_state(tmp_path / "again")))
     assert again.digest == manifest.digest
 
 
 def test_manifest_refuses_tampering(tmp_path: Path) -> None:
-    store = ChunkStore(tmp_path / "store")
-    manifest = build_manifest("kv-1", make_state(tmp_path), store.put_verified, SMALL)
+    manifest = Manifest.from_json(host_helper.snapshot(make_state(tmp_path)))
     text = manifest.to_json()
     with pytest.raises(ValidationError, match="manifest digest"):
         Manifest.from_json(text.replace(b"data.bin", b"data.bim"), manifest.digest)
@@ -97,16 +109,17 @@ def test_manifest_refuses_tampering(tmp_path: Path) -> None:
 
 
 def test_symlinks_in_state_are_refused(tmp_path: Path) -> None:
-    state = make_state(tmp_path)
-    (state / "link").symlink_to("/etc/passwd")
-    with pytest.raises(ValidationError, match="link"):
-        build_manifest("kv-1", state, ChunkStore(tmp_path / "s").put_verified, SMALL)
+    shard = make_state(tmp_path)
+    (shard.state / "link").symlink_to("/etc/passwd")
+    with pytest.raises(host_helper.HelperError, match="link is not a regular file"):
+        host_helper.snapshot(shard)
 
 
-def test_local_store_detects_corruption(tmp_path: Path) -> None:
-    store = ChunkStore(tmp_path / "store")
-    digest = store.put(b"payload" * 1000)
-    path = store.path(digest)
+def test_stored_chunk_corruption_is_named(tmp_path: Path) -> None:
+    shard = make_state(tmp_path)
+    manifest = Manifest.from_json(host_helper.snapshot(shard))
+    digest = manifest.files[0].chunks[0].digest
+    path = host_helper.chunk_path(tmp_path, digest)
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")
-    with pytest.raises(CorruptChunk, match=digest):
-        store.get(digest)
+    with pytest.raises(host_helper.CorruptData, match=digest):
+        host_helper.verified_content(digest, path.read_bytes())

@@ -10,8 +10,8 @@ import paramiko
 import pytest
 from conftest import FAST_RETRIES, OPERATOR, endpoint_for
 
+from skyshard.runtime.client import ShardRuntime
 from skyshard.transport.access import AccessDenied, AccessPolicy, Denial
-from skyshard.transport.chunkstore import RemoteChunkStore
 from skyshard.transport.ssh import (
     AuthenticationFailed,
     ConnectFailed,
@@ -28,7 +28,7 @@ PROBE = "a" * 64
 
 def probe(session: SshSession, root: Path) -> list[str]:
     """One harmless remote round trip: ask an empty store what it lacks."""
-    return RemoteChunkStore(session, str(root)).missing([PROBE])
+    return ShardRuntime(session, str(root)).missing("probe", [PROBE])
 
 
 def test_pinned_key_connects_and_runs(session: SshSession, remote_root: Path) -> None:
@@ -115,7 +115,7 @@ def test_bad_remote_root_is_refused_before_connecting(
     sshd: RunningSshd, allow_all: AccessPolicy, root: str
 ) -> None:
     with pytest.raises(ValidationError, match="remote_root"):
-        RemoteChunkStore(closed_port_session(sshd, allow_all), root).missing([PROBE])
+        ShardRuntime(closed_port_session(sshd, allow_all), root).missing("probe", [PROBE])
 
 
 def test_jump_host(

@@ -8,7 +8,7 @@ import random
 import pytest
 import zstandard
 
-from skyshard.transport.store_helper import CorruptData, verify_chunk
+from skyshard.runtime.host_helper import CorruptData, verify_chunk
 
 SIZES = [0, 1, 128 * 1024, 128 * 1024 + 1, 3_000_001]
 

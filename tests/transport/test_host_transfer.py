@@ -1,0 +1,222 @@
+"""Host-to-host snapshot transfer over real OpenSSH sshd hosts: content-defined chunks on the
+host, chunks pushed by the source's `ssh` under a move-scoped certificate, and what that
+certificate cannot do. Hosts run helpers with the broker's venv Python unless a test says
+otherwise (the system `/usr/bin/python3` has no zstandard module)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from skyshard.runtime import host_helper
+from skyshard.runtime.client import ShardRuntime, ToolMissing
+from skyshard.runtime.transfer import send_between_hosts
+from skyshard.transport.access import ACTIONS, AccessPolicy
+from skyshard.transport.certificates import MoveGrant
+from skyshard.transport.ssh import ConnectionPool, SshSettings
+from tests.support.hosts import TestHost, certificate_ssh, shared_transfer_ca, start_host
+from tests.support.sshd import require_sshd
+
+OPERATOR = "ops"
+SHARD = "kv-1"
+SETTINGS = SshSettings(connect_timeout=5, command_timeout=120, attempts=2, backoff=0.05)
+SYSTEM_PYTHON = "/usr/bin/python3"
+POLICY = AccessPolicy.from_mapping({OPERATOR: [("*", ACTIONS)]})
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, TestHost]]:
+    require_sshd()
+    started: dict[str, TestHost] = {}
+    no_tools = tmp_path_factory.mktemp("no-tools-bin")
+    try:
+        for host_id in ("src", "dst"):
+            started[host_id] = start_host(tmp_path_factory.mktemp(host_id), host_id, "prov")
+        if Path(SYSTEM_PYTHON).exists():
+            started["sys"] = start_host(
+                tmp_path_factory.mktemp("sys"), "sys", "prov", python=SYSTEM_PYTHON
+            )
+            # Neither the zstandard module (system Python) nor a zstd command in PATH.
+            started["bare"] = start_host(
+                tmp_path_factory.mktemp("bare"), "bare", "prov", python=SYSTEM_PYTHON,
+                environment={"PATH": str(no_tools)},
+            )  # fmt: skip
+        yield started
+    finally:
+        for host in started.values():
+            host.sshd.stop()
+
+
+@pytest.fixture
+def runtimes(hosts: dict[str, TestHost], tmp_path: Path) -> Iterator[dict[str, ShardRuntime]]:
+    """A runtime per host on a fresh root for this test."""
+    with ConnectionPool(SETTINGS) as pool:
+        made = {}
+        for host_id, host in hosts.items():
+            root = host.root / tmp_path.name
+            root.mkdir()
+            made[host_id] = ShardRuntime(host.session(POLICY, OPERATOR, pool), str(root))
+        yield made
+
+
+def state_dir(runtime: ShardRuntime) -> Path:
+    return Path(runtime.root.text) / "shards" / SHARD / "state"
+
+
+def write_state(runtime: ShardRuntime, files: dict[str, bytes]) -> None:
+    state = state_dir(runtime)
+    state.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (state / name).write_bytes(content)
+
+
+def move(source: ShardRuntime, target: ShardRuntime, move_id: str):
+    """Snapshot on the source, send what the target lacks host to host, restore there."""
+    manifest = source.snapshot(SHARD)
+    report = send_between_hosts(source, target, manifest, move_id=move_id,
+                                ca=shared_transfer_ca()[0])  # fmt: skip
+    target.restore(manifest)
+    for entry in manifest.files:
+        assert (state_dir(target) / entry.path).read_bytes() == (
+            state_dir(source) / entry.path
+        ).read_bytes()
+    return report
+
+
+def test_inserted_bytes_resend_only_the_chunks_around_them(runtimes) -> None:
+    source, target = runtimes["src"], runtimes["dst"]
+    data = random.Random(1).randbytes(12 << 20)
+    write_state(source, {"data.bin": data, "small.txt": b"hello\n"})
+    first = move(source, target, "mv-1")
+    assert first.chunks_sent > 20  # content-defined chunks of ~256 KiB, not one per file
+    time.sleep(1.1)  # past the snapshot cache's "racily clean" second
+    inserted = b"inserted in the middle" * 10
+    write_state(source, {"data.bin": data[: 6 << 20] + inserted + data[6 << 20 :]})
+    again = move(source, target, "mv-2")
+    assert again.chunks_sent <= 2
+    assert again.content_bytes_sent <= 2 * host_helper.DEFAULT_CHUNKS.max_size
+    assert move(source, target, "mv-3").chunks_sent == 0
+
+
+def moves_of(runtime: ShardRuntime, move_id: str = "mv-1") -> Path:
+    return Path(runtime.root.text) / "moves" / move_id
+
+
+def grant_for(
+    target_rt: ShardRuntime, target: TestHost, move_id: str = "mv-1", **overrides: object
+) -> MoveGrant:
+    fields = {
+        "move_id": move_id,
+        "user": target.sshd.user,
+        "source_address": "127.0.0.1",
+        "force_command": target_rt.receive_command(SHARD, move_id).line,
+        "valid_seconds": 600,
+    }
+    return MoveGrant(**{**fields, **overrides})
+
+
+def run_ssh(command: list[str], remote: str) -> subprocess.CompletedProcess[str]:
+    # The last argument is the command the client asks for; the certificate replaces it.
+    return subprocess.run([*command[:-1], remote], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def test_certificate_runs_only_the_receive_command(runtimes, hosts, tmp_path: Path) -> None:
+    source, target = runtimes["src"], runtimes["dst"]
+    pwned = tmp_path / "pwned"
+    command = certificate_ssh(moves_of(source), hosts["dst"], grant_for(target, hosts["dst"]))
+    result = run_ssh(command, f"touch {pwned}; echo shell")
+    assert result.returncode == host_helper.EXIT_USAGE, result.stderr
+    assert "move mv-1: no transfer expected (or already used)" in result.stderr
+    assert "shell" not in result.stdout and not pwned.exists()
+    forwarding = run_ssh([*command[:-2], "-N", "-L", "0:127.0.0.1:22", *command[-2:]], "true")
+    assert forwarding.returncode != 0
+
+
+def test_expired_certificate_is_refused(runtimes, hosts) -> None:
+    source, target = runtimes["src"], runtimes["dst"]
+    grant = grant_for(target, hosts["dst"], valid_seconds=60)
+    command = certificate_ssh(moves_of(source), hosts["dst"], grant, now=time.time() - 3600)
+    result = run_ssh(command, "receive")
+    assert result.returncode == 255 and "Permission denied" in result.stderr
+    assert "Certificate invalid: expired" in hosts["dst"].sshd.log()
+
+
+def test_certificate_for_another_source_address_is_refused(runtimes, hosts) -> None:
+    source, target = runtimes["src"], runtimes["dst"]
+    grant = grant_for(target, hosts["dst"], source_address="10.99.0.1")
+    command = certificate_ssh(moves_of(source), hosts["dst"], grant)
+    result = run_ssh(command, "receive")
+    assert result.returncode == 255 and "Permission denied" in result.stderr
+    assert "not from a permitted source address (127.0.0.1)" in hosts["dst"].sshd.log()
+
+
+def test_a_used_transfer_cannot_be_repeated(runtimes, hosts) -> None:
+    """The target claims the move's expected list on first use; the same certificate then
+    finds nothing to receive, even within its validity."""
+    source, target = runtimes["src"], runtimes["dst"]
+    moves = Path(target.root.text) / "moves" / "mv-1"
+    moves.mkdir(parents=True)
+    (moves / "expected").write_text(f"{'a' * 64} 10\n")
+    command = certificate_ssh(moves_of(source), hosts["dst"], grant_for(target, hosts["dst"]))
+    first = subprocess.run(command, input=b"", capture_output=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(command, input=b"", capture_output=True, timeout=60)
+    assert b"no transfer expected (or already used)" in second.stderr
+
+
+def need_system_python_and_zstd() -> None:
+    reason = None
+    if not Path(SYSTEM_PYTHON).exists():
+        reason = f"{SYSTEM_PYTHON} is missing"
+    elif shutil.which("zstd") is None:
+        reason = "the zstd command is missing (scripts/system-deps.sh installs it)"
+    elif (
+        subprocess.run([SYSTEM_PYTHON, "-c", "import zstandard"], capture_output=True).returncode
+        == 0
+    ):
+        reason = f"{SYSTEM_PYTHON} has the zstandard module: the fallback would not run"
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the zstd fallback tests: {reason}")
+        pytest.skip(reason)
+
+
+def compressible_and_random() -> dict[str, bytes]:
+    text = b"".join(b"key-%d=value-%d\n" % (i, i * i) for i in range(200_000))
+    return {"log.txt": text, "blob.bin": random.Random(5).randbytes(3 << 20)}
+
+
+def test_hosts_without_zstandard_migrate_through_the_zstd_command(runtimes) -> None:
+    need_system_python_and_zstd()
+    source, target = runtimes["sys"], runtimes["src"]
+    write_state(source, compressible_and_random())
+    move(source, target, "mv-1")  # system Python compresses through `zstd`
+    back = runtimes["sys"]
+    shutil.rmtree(state_dir(back))
+    shutil.rmtree(Path(back.root.text) / "chunks")
+    move(target, back, "mv-2")  # ... and verifies and decompresses through it
+    chunks = list((Path(back.root.text) / "chunks").rglob("*"))
+    assert chunks, "the fallback host stored the chunks it received"
+
+
+def test_neither_zstandard_nor_zstd_names_the_missing_tool(runtimes) -> None:
+    need_system_python_and_zstd()
+    bare, other = runtimes["bare"], runtimes["src"]
+    write_state(bare, compressible_and_random())
+    with pytest.raises(ToolMissing) as snapshot_error:
+        bare.snapshot(SHARD)
+    write_state(other, compressible_and_random())
+    with pytest.raises(ToolMissing) as receive_error:
+        move(other, bare, "mv-1")
+    for error in (snapshot_error.value, receive_error.value):
+        message = str(error)
+        assert "neither the Python module zstandard" in message and "zstd command" in message
+        assert "corrupt" not in message.lower() and "not a valid zstd frame" not in message
