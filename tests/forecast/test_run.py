@@ -38,7 +38,8 @@ def test_planted_daily_cycle_with_growth_crosses_capacity_at_the_right_hour(make
 
     summary = result.summary.row(0, named=True)
     assert summary["model"] not in {"seasonal_naive", "median_7d", "median_3d", "mean_7d"}
-    assert summary["mase_chosen"] < summary["mase_seasonal_naive"]
+    # Out of sample: recent origins weigh most in the choice, and a trend shows there.
+    assert summary["mase_held_out"] < summary["mase_seasonal_naive_held_out"]
     crossing = first_crossing(result.forecasts, capacity, "shard:web-001:cpu")
     train_end = START + timedelta(hours=history - 1)
     assert crossing is not None
