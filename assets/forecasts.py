@@ -8,10 +8,11 @@ import polars as pl
 
 from assets.metadata import png, preview, problems_check, table_metadata
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
-from skyshard.forecast import forecast_series, input_fingerprints, series_to_refit
+from skyshard.forecast import input_fingerprints, series_to_refit
 from skyshard.forecast.charts import forecast_vs_capacity_chart
 from skyshard.forecast.store import TABLES, read_stored, stored_fingerprints, write_refit
 from skyshard.plans.checks import bottleneck_problems
+from skyshard.plans.cycle import plan_forecasts
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
 from skyshard.scoring.bottlenecks import predict_bottlenecks
@@ -51,7 +52,7 @@ def _median(values: pl.Series) -> float | None:
 )
 def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
     """Refit only the series whose input changed since the last fit; keep the others' rows."""
-    settings = sky.load().policy.forecast
+    settings = sky.load().policy
     with duckdb.connect() as con:
         data = load_planning_data(con)
     frame = forecast_input(data)
@@ -66,13 +67,7 @@ def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky:
         if done == total or done % max(1, total // 10) == 0:
             context.log.info(f"slow models {done}/{total} series")
 
-    result = forecast_series(
-        frame.filter(pl.col("series_id").is_in(refit)),
-        settings,
-        limits=limits,
-        on_progress=progress,
-        on_stage=context.log.info,
-    )
+    result = plan_forecasts(data, settings, refit, on_progress=progress, on_stage=context.log.info)
     with duckdb.connect() as con:
         tables = write_refit(con, result, current, refit)
         described = table_metadata(con, TABLES["forecasts"])

@@ -1,8 +1,11 @@
 """Planning assets: candidate scores, the migration plan and its run history (schema `plan`),
 and the policy backtest; the moves open to review are reported to `assets.review`."""
 
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from assets.forecasts import MART_DEPS, predicted_bottlenecks
 from assets.metadata import markdown_bars, png, preview, problems_check, table_metadata
@@ -10,8 +13,11 @@ from assets.review import report_proposed_moves
 from assets.trust import trust_scores
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, LedgerResource, SkyResource
 from skyshard import db
+from skyshard.broker.lifecycle import migration_blockers
+from skyshard.broker.ops_tables import OpsStore
 from skyshard.ledger import LedgerError
 from skyshard.plans import cycles_since_move, plan_cycle, write_plan
+from skyshard.plans.backtest import POLICIES, BacktestOptions, backtest_chart
 from skyshard.plans.backtest import policy_backtest as run_policy_backtest
 from skyshard.plans.charts import saving_by_term_chart
 from skyshard.plans.checks import plan_problems
@@ -64,7 +70,9 @@ def migration_planning(
     ledger: LedgerResource,
 ):
     """Score, solve and store one planning cycle; the same inputs give the same ids."""
-    policy = sky.load().policy
+    loaded = sky.load()
+    policy = loaded.policy
+    unmovable = migration_blockers(loaded, OpsStore(duckdb.path).routes())
     with duckdb.connect() as con:
         data = load_planning_data(con)
         forecasts = con.sql("select * from forecast.forecasts").pl()
@@ -77,7 +85,14 @@ def migration_planning(
     except (TrustInputError, LedgerError) as exc:
         message = f"refusing to plan on trust scores the ledger does not vouch for: {exc}"
         raise dg.Failure(message) from exc
-    cycle = plan_cycle(data, forecasts, policy, trust, cycles, bottlenecks=bottlenecks)
+    cycle = plan_cycle(
+        data, forecasts, policy, trust, cycles, bottlenecks=bottlenecks, unmovable=unmovable
+    )
+    if unmovable:
+        context.log.warning(
+            f"{len(unmovable)} shard(s) stay where they are, the broker cannot migrate them: "
+            + "; ".join(f"{shard}: {why}" for shard, why in sorted(unmovable.items())[:10])
+        )
     with duckdb.connect() as con:
         write_candidate_scores(con, cycle.scores)
         new = write_plan(con, cycle.run, cycle.plan)
@@ -115,6 +130,7 @@ def migration_planning(
             "gap": run["gap"],
             "objective": run["objective"],
             "new_moves": new,
+            "unmovable_shards": len(unmovable),
             "moves": preview(cycle.plan.select(PLAN_COLUMNS), 20),
             "saving_by_term": png(
                 saving_by_term_chart(savings, run["horizon_h"]), "plan saving by score term"
@@ -125,20 +141,39 @@ def migration_planning(
     )
 
 
+class BacktestConfig(dg.Config):
+    """Launchpad options; the defaults replay everything after three days of warm-up."""
+
+    step_h: int = 6
+    warmup_h: int = 72
+    window_h: int | None = None
+    history_days: int = 28
+    policies: list[str] = Field(default_factory=lambda: list(POLICIES))
+    time_limit_s: float = 30.0
+
+
 @dg.asset(
     key=["plan", "policy_backtest"],
     group_name=GROUP,
     deps=MART_DEPS,
     kinds={"duckdb", "python"},
     pool=DUCKDB_WRITER_POOL,
-    description="`plan.policy_backtest`: static, reactive, greedy, predictive and oracle "
-    "placement replayed over the stored history.",
+    description="`plan.policy_backtest`: static, reactive, greedy, predictive (the live "
+    "planning cycle) and hindsight-oracle placement replayed over the stored history, with an "
+    "LP lower bound and a PNG chart.",
 )
-def policy_backtest(duckdb: DuckDBFile, sky: SkyResource):
+def policy_backtest(config: BacktestConfig, duckdb: DuckDBFile, sky: SkyResource):
     policy = sky.load().policy
+    options = BacktestOptions(
+        step_h=config.step_h,
+        warmup_h=config.warmup_h,
+        window_h=config.window_h,
+        policies=tuple(config.policies),
+        time_limit_s=config.time_limit_s,
+    )
     with duckdb.connect() as con:
-        data = load_planning_data(con)
-    table = run_policy_backtest(data, policy)
+        data = load_planning_data(con, history_days=config.history_days)
+    table = run_policy_backtest(data, policy, options)
     with duckdb.connect() as con:
         db.replace_table(con, "plan.policy_backtest", table)
         described = table_metadata(con, "plan.policy_backtest")
@@ -146,10 +181,13 @@ def policy_backtest(duckdb: DuckDBFile, sky: SkyResource):
         markdown_bars(c, table.select("policy", c).rows())
         for c in ("total_cost", "overload_shard_hours", "migrations")
     )
+    chart_file = backtest_chart(table, Path(duckdb.path).parent / "reports" / "policy_backtest.png")
     return dg.MaterializeResult(
         metadata={
             **described,
             "comparison": dg.MetadataValue.md(chart),
+            "chart": dg.MetadataValue.path(str(chart_file)),
+            "lower_bound": float(table["lower_bound"][0]),
             "table": preview(table),
         }
     )

@@ -125,11 +125,11 @@ def settlement(duckdb: DuckDBFile, sky: SkyResource, ledger: LedgerResource):
 @dg.asset(
     key=["ledger", "entries"],
     group_name=GROUP,
-    deps=[trust_scores],
+    deps=[trust_scores, dg.AssetKey(["plan", "migration_plan"])],
     kinds={"duckdb", "python"},
     pool=DUCKDB_WRITER_POOL,
-    description="`ledger.entries`, `ledger.checkpoints`: the signed ledger mirrored into DuckDB "
-    "for SQL, after signing a checkpoint of the whole log.",
+    description="`ledger.entries`, `ledger.checkpoints`: the verified ledger mirrored into "
+    "DuckDB for SQL after planning (and after every migration), after signing a checkpoint.",
 )
 def ledger_mirror(duckdb: DuckDBFile, ledger: LedgerResource):
     log = ledger.open()

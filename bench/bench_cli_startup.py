@@ -39,7 +39,7 @@ def main(repeats: int, checkout: Path) -> None:
         env=env,
         check=True,
     )
-    entry = [sys.executable, "-c", "from skyshard.cli import main; main()"]
+    entry = [sys.executable, "-c", "from skyshard.cli.main import main; main()"]
     print(f"{checkout}: {repeats} runs each, median / fastest wall time")
     for name, args in COMMANDS.items():
         command = args if args[0] == sys.executable else [*entry, *args]

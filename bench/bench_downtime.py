@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from skyshard.broker.migration import HostAccess, MigrationSettings, Migrator, MoveRequest
+from skyshard.broker.migration import MigrationSettings, Migrator, MoveRequest
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
@@ -42,11 +42,7 @@ def run(workdir: Path, gib: float, rule: PrecopyRule) -> dict:
     policy = AccessPolicy.from_mapping({"bench": [("*", ACTIONS)]})
     db = workdir / "skyshard.duckdb"
     with namespace_hosts(workdir, 2) as (_spaces, hosts), ConnectionPool() as pool:
-        access = {
-            h: HostAccess(h, host.session(policy, "bench", pool), str(host.root),
-                          host.sshd.address, bind="0.0.0.0")
-            for h, host in hosts.items()
-        }  # fmt: skip
+        access = {h: host.access(policy, "bench", pool) for h, host in hosts.items()}
         try:
             return migrate(access, db, gib, rule)
         finally:

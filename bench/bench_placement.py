@@ -2,14 +2,21 @@
 
 Run: .venv/bin/python -m bench.bench_placement [--quick] [--large-only] [--seeds 0,1,2]
      [--scenarios steady,tight] [--backends]
+     .venv/bin/python -m bench.bench_placement --cluster [--replicas 1,2,4] [--seeds 0]
 Instances come from tests.support.synthetic (feasible by construction; "steady" is the
 target case, "tight" a harder one). --backends also times scipy.optimize.milp (HiGHS too) on
-one pruned MILP, the measurement behind choosing highspy.
+one pruned MILP, the measurement behind choosing highspy. --cluster solves the real-GPU-
+cluster shape of bench/cluster_shape.py (1,500 hosts x 8,000 shards at 85 % GPU load, times
+each replica count), each in a fresh process so its peak memory is its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -19,8 +26,17 @@ from skyshard.placement import SolveOptions, check_assignment, greedy_placement,
 from skyshard.placement.candidates import eligible_candidates, top_k_mask
 from skyshard.placement.highs import solve_mip
 from skyshard.placement.instance import build_instance
-from skyshard.placement.problem import build_problem
+from skyshard.placement.problem import build_problem, penalties
 from tests.support.synthetic import random_instance
+
+CLUSTER_LIMIT_S = 100.0  # the solve limit given; the target is a plan within 120 s wall
+CLUSTER_TARGET_S = 120.0
+CLUSTER_ONE = [sys.executable, "-m", "bench.bench_placement", "--cluster-one"]
+CLUSTER_HEADER = (
+    "| replicas | hosts | shards | candidates | wall s (limit 100) | peak RSS GiB | status | "
+    "moves (budget) | hosts overloaded before -> after | unplaced | GPU packing | target |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 SIZES = [(1_000, 50, 5.0), (10_000, 200, 60.0)]
 TARGET_GAP = 0.01
@@ -61,7 +77,7 @@ def bench_backends(seed: int) -> None:
     """highspy vs scipy.optimize.milp on one identical pruned MILP (1,000 x 50, K = 40)."""
     inst = build_instance(random_instance(1_000, 50, seed, "tight"))
     cands = eligible_candidates(inst)
-    problem = build_problem(inst, cands, top_k_mask(inst, cands, 40))
+    problem = build_problem(inst, cands, top_k_mask(inst, cands, 40), penalties(inst, cands))
     began = time.perf_counter()
     direct = solve_mip(problem, 120, 0.005)
     highspy_s = time.perf_counter() - began
@@ -80,6 +96,67 @@ def bench_backends(seed: int) -> None:
     )
 
 
+def _overloaded_hosts(lines: list[str]) -> int:
+    return len({line.split()[2] for line in lines if line.startswith(("capacity", "devices"))})
+
+
+def cluster_run(replicas: int, seed: int) -> dict:
+    """One cluster-shaped solve in this process: the figures as a dict."""
+    from bench.cluster_shape import cluster_input
+    from tests.placement.packing import device_packing_failures
+
+    inp = cluster_input(seed=seed, replicas=replicas)
+    before = [
+        f"{v.family}: {v.message}"
+        for v in check_assignment(inp, {s.shard_id: s.current_host for s in inp.shards})
+    ]
+    began = time.perf_counter()
+    result = solve_placement(inp, SolveOptions(time_limit_s=CLUSTER_LIMIT_S))
+    wall = time.perf_counter() - began
+    return {
+        "replicas": replicas,
+        "hosts": len(inp.hosts),
+        "shards": len(inp.shards),
+        "candidates": len(inp.candidates),
+        "wall_s": wall,
+        "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "status": result.status.value,
+        "moves": len(result.moves),
+        "budget": inp.budget.max_moves,
+        "before": _overloaded_hosts(before),
+        "after": _overloaded_hosts(list(result.unfixed)),
+        "unplaced": len(result.unplaced),
+        "packing_failures_unreported": len(
+            set(device_packing_failures(inp, result.assignment))
+            - {line.split()[2].rstrip(":") for line in result.unfixed}
+        ),
+        "phases": {k: v for k, v in result.stats.items() if k.endswith("_ms")},
+    }
+
+
+def bench_cluster(replicas: list[int], seeds: list[int]) -> None:
+    print(CLUSTER_HEADER)
+    for seed in seeds:
+        for count in replicas:
+            run = subprocess.run(
+                [*CLUSTER_ONE, str(count), "--seeds", str(seed)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            r = json.loads(run.stdout.strip().splitlines()[-1])
+            met = r["wall_s"] < CLUSTER_TARGET_S and r["peak_gib"] < 4
+            print(
+                f"| {count}x (seed {seed}) | {r['hosts']:,} | {r['shards']:,} | "
+                f"{r['candidates']:,} | {r['wall_s']:.1f} | {r['peak_gib']:.2f} | {r['status']} | "
+                f"{r['moves']} ({r['budget']}) | {r['before']} -> {r['after']} | {r['unplaced']} | "
+                f"{'ok' if not r['packing_failures_unreported'] else 'FAILED'} | "
+                f"{'met' if met else 'NOT met'} (< 120 s, < 4 GiB) |",
+                flush=True,
+            )
+            print(f"<!-- phases: {r['phases']} -->", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="only 1,000 x 50, seed 0, steady")
@@ -87,7 +164,18 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--scenarios", default="steady,tight")
     parser.add_argument("--backends", action="store_true", help="also highspy vs scipy.milp")
+    parser.add_argument("--cluster", action="store_true", help="the real-cluster shape")
+    parser.add_argument("--replicas", default="1,2,4")
+    parser.add_argument("--cluster-one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cluster_one:
+        print(json.dumps(cluster_run(args.cluster_one, int(args.seeds.split(",")[0]))))
+        return
+    if args.cluster:
+        bench_cluster(
+            [int(r) for r in args.replicas.split(",")], [int(s) for s in args.seeds.split(",")]
+        )
+        return
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     scenarios = ["steady"] if args.quick else args.scenarios.split(",")
     sizes = SIZES[:1] if args.quick else SIZES[1:] if args.large_only else SIZES

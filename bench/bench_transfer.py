@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from skyshard.broker.migration import HostAccess, MigrationSettings, Migrator, MoveRequest
+from skyshard.broker.migration import MigrationSettings, Migrator, MoveRequest
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool
@@ -83,11 +83,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-transfer-", dir="/tmp") as tmp:
         work = Path(tmp)
         with namespace_hosts(work, 2) as (spaces, hosts), ConnectionPool() as pool:
-            access = {
-                h: HostAccess(h, host.session(policy, "bench", pool), str(host.root),
-                              host.sshd.address, bind="0.0.0.0")
-                for h, host in hosts.items()
-            }  # fmt: skip
+            access = {h: host.access(policy, "bench", pool) for h, host in hosts.items()}
             db = work / "skyshard.duckdb"
             access["h1"].runtime().start(SHARD, PORT, generation=1, bind="0.0.0.0")
             access["h1"].runtime().health(SHARD, PORT)

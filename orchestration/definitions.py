@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets import features, forecasts, freshness, ingestion, planning, review, routing, trust
-from orchestration import jobs, migration_job
+from orchestration import jobs, migration_job, shard_job
 from orchestration.resources import build_resources
 from sensors import ledger, migrations
 from skyshard.config.sky import Sky
@@ -49,6 +49,7 @@ def build_definitions(sky: Sky) -> dg.Definitions:
         jobs.defs,
         migration_job.defs,
         migrations.defs,
+        shard_job.defs,
         dg.Definitions(resources=build_resources()),
     )
 

@@ -16,12 +16,21 @@ ingest_and_build = dg.define_asset_job(
 
 planning_cycle = dg.define_asset_job(
     name="planning_cycle",
-    selection=dg.AssetSelection.groups("ingestion", "features", "forecasts", "trust", "planning"),
+    # The policy backtest replays the whole planning cycle once per step of its window: it is
+    # launched on its own (UI or `skyshard backtest`), not every cycle.
+    selection=dg.AssetSelection.groups("ingestion", "features", "forecasts", "trust", "planning")
+    - dg.AssetSelection.assets(dg.AssetKey(["plan", "policy_backtest"])),
     description=(
         "The whole cycle: ingest, build features, forecast, score trust, and propose a "
         "migration plan (approved moves are picked up by the migration sensor)."
     ),
     config=IN_PROCESS,
+)
+
+refresh_ledger_mirror = dg.define_asset_job(
+    name="refresh_ledger_mirror",
+    selection=dg.AssetSelection.assets(dg.AssetKey(["ledger", "entries"])),
+    description="Mirror the verified ledger into DuckDB (requested after every migration).",
 )
 
 hourly_ingest = dg.ScheduleDefinition(
@@ -44,5 +53,6 @@ planning_every_4h = dg.ScheduleDefinition(
 )
 
 defs = dg.Definitions(
-    jobs=[ingest_and_build, planning_cycle], schedules=[hourly_ingest, planning_every_4h]
+    jobs=[ingest_and_build, planning_cycle, refresh_ledger_mirror],
+    schedules=[hourly_ingest, planning_every_4h],
 )

@@ -1,4 +1,5 @@
-"""Job `migrate_shard`: one op that runs one approved move over SSH (see docs/migrations.md)."""
+"""Job `migrate_shard`: one op that runs one approved move over SSH (see docs/migrations.md).
+Job `routing_catch_up`: the current routing document to every host that missed a push."""
 
 import dagster as dg
 from pydantic import Field
@@ -7,20 +8,17 @@ from assets.routing import ROUTING
 from orchestration.resources import DuckDBFile, LedgerResource, SkyResource
 from skyshard.broker.execute import (
     MoveResult,
-    PlannedMove,
     ProgressLog,
     check_move_id,
     describe_step,
     is_transient,
-    run_move,
+    push_missed_routing,
+    run_configured_move,
 )
-from skyshard.broker.from_config import broker_policy, host_accesses, transfer_ca
-from skyshard.broker.migration import COMMITTED, HostAccess
+from skyshard.broker.migration import COMMITTED
 from skyshard.config.sky import Sky
 from skyshard.ledger import Ledger
 from skyshard.plans.store import MOVE_ID
-from skyshard.transport.ssh import ConnectionPool
-from skyshard.trust.events import record_access_denied
 
 MAX_RETRIES = 2
 # For transient network failures only: the op raises TransientMigrationError for those and a
@@ -79,27 +77,17 @@ def routing_event(result: MoveResult) -> dg.AssetMaterialization | dg.AssetObser
 def _run_move(
     context: dg.OpExecutionContext, move_id: str, db_path: str, sky: Sky, ledger: Ledger
 ) -> MoveResult:
-    run_id = context.run_id
-    policy = broker_policy(
-        sky, lambda denial: record_access_denied(denial, run_id=run_id, ledger=ledger)
+    return run_configured_move(
+        db_path,
+        move_id,
+        sky,
+        run_id=context.run_id,
+        ledger=ledger,
+        retry=context.retry_number > 0,
+        final_attempt=context.retry_number >= MAX_RETRIES,
+        on_progress=ProgressLog(context.log.info),
+        on_step=lambda step: context.log.info(describe_step(step)),
     )
-    with ConnectionPool() as pool:
-
-        def hosts_for(move: PlannedMove) -> dict[str, HostAccess]:
-            return host_accesses(sky, (move.from_host, move.to_host), pool, policy)
-
-        return run_move(
-            db_path,
-            move_id,
-            hosts_for,
-            transfer_ca=transfer_ca(sky),
-            run_id=run_id,
-            retry=context.retry_number > 0,
-            final_attempt=context.retry_number >= MAX_RETRIES,
-            ledger=ledger,
-            on_progress=ProgressLog(context.log.info),
-            on_step=lambda step: context.log.info(describe_step(step)),
-        )
 
 
 @dg.op(
@@ -150,4 +138,33 @@ def migrate_shard():
     migrate()
 
 
-defs = dg.Definitions(jobs=[migrate_shard])
+@dg.op(description="Push the current routing document to every host in ops.routing_backlog.")
+def push_missed(
+    context: dg.OpExecutionContext, duckdb: DuckDBFile, sky: SkyResource, ledger: LedgerResource
+):
+    results = push_missed_routing(duckdb.path, sky.load(), run_id=context.run_id,
+                                  ledger=ledger.open())  # fmt: skip
+    missed = {host_id: error for host_id, error in results.items() if error}
+    metadata = {
+        "delivered": dg.MetadataValue.text(", ".join(sorted(set(results) - set(missed)))),
+        "missed": dg.MetadataValue.json(missed),
+    }
+    if missed:
+        raise dg.Failure(
+            description="routing still out of date on "
+            + "; ".join(f"{host_id}: {error}" for host_id, error in sorted(missed.items())),
+            metadata=metadata,
+        )
+    return dg.Output(None, metadata=metadata)
+
+
+@dg.job(
+    description="Push the current routing document to the hosts that missed one (requested by "
+    "the missed_routing_pushes sensor).",
+    tags={"skyshard/kind": "routing"},
+)
+def routing_catch_up():
+    push_missed()
+
+
+defs = dg.Definitions(jobs=[migrate_shard, routing_catch_up])

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Debian packages the tests need: OpenSSH server (real sshd) and client (hosts push snapshot
 # chunks to each other with ssh), iproute2 (network namespaces), zstd and the system python3
-# (hosts without the zstandard module use the zstd command), Chromium (UI checks). Installs only what is missing; needs root (CI runs as root).
+# (the namespace hosts' interpreter, without the zstandard module: chunks go through the zstd
+# command), useradd (their non-root logins), Chromium (UI checks). Installs only what is
+# missing; needs root (CI runs as root).
 set -euo pipefail
 
 missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v scp >/dev/null || missing+=(openssh-client)
 command -v ip >/dev/null || missing+=(iproute2)
-command -v zstd >/dev/null || missing+=(zstd)
 [ -x /usr/bin/python3 ] || missing+=(python3)
+command -v zstd >/dev/null || missing+=(zstd)
+command -v useradd >/dev/null || missing+=(passwd)
 command -v chromium >/dev/null || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -9,7 +9,7 @@ import dagster as dg
 from orchestration.resources import LedgerResource
 from skyshard.ledger import Ledger
 from skyshard.ledger.replica import cosign_latest
-from skyshard.trust.anchors import ledger_policy, replica_targets
+from skyshard.trust.anchors import replica_targets, sky_policy
 from skyshard.trust.events import EntryType, record_run_event
 
 CATCH_UP_MINUTES = 60
@@ -59,7 +59,7 @@ def _record(
 def checkpoint_and_cosign(ledger: Ledger) -> str:
     """Sign a checkpoint of the whole (verified) log and ask the configured replicas to cosign."""
     size = ledger.checkpoint().split("\n")[1]
-    outcomes = cosign_latest(ledger, replica_targets(ledger_policy()))
+    outcomes = cosign_latest(ledger, replica_targets(sky_policy()))
     cosigned = ", ".join(f"{name}: {outcome}" for name, outcome in outcomes.items())
     return f"checkpoint {size} signed" + (f"; {cosigned}" if cosigned else "")
 

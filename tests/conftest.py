@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.topology import Topology, running_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 DBT_DIR = ROOT / "dbt_project"
@@ -30,3 +33,17 @@ def _isolated_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("SKYSHARD_DUCKDB", str(tmp_path / "skyshard.duckdb"))
     monkeypatch.setenv("SKYSHARD_LEDGER_DIR", str(tmp_path / "ledger"))
     monkeypatch.delenv("SKYSHARD_HOME", raising=False)
+
+
+@pytest.fixture(scope="session")
+def topology() -> Iterator[Topology]:
+    """Three namespace hosts with real sshd, non-root logins and the system python3."""
+    with running_topology(3) as made:
+        yield made
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test on the namespace topology needs root (CI runs it as root)."""
+    for item in items:
+        if "topology" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.root)

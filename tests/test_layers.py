@@ -105,3 +105,47 @@ def test_an_import_of_the_same_or_a_higher_layer_is_reported(tmp_path, source, e
     package.mkdir(parents=True)
     (package / "x.py").write_text(source)
     assert upward_imports(tmp_path / "skyshard") == [f"{expected} at skyshard/config/x.py:{line}"]
+
+
+GLOBALS = {"current_sky", "resolve_home"}
+"""What Dagster modules reach through the `sky` and `ledger` resources instead."""
+
+
+def global_use(node: ast.AST) -> str | None:
+    """`current_sky`, `resolve_home` or `Ledger.open` where `node` names one, else None."""
+    if isinstance(node, ast.Name) and node.id in GLOBALS:
+        return node.id
+    is_ledger = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+    if is_ledger and node.value.id == "Ledger" and node.attr == "open":
+        return "Ledger.open"
+    return None
+
+
+def test_dagster_bodies_use_resources_not_globals():
+    outer = [ROOT / "assets", ROOT / "sensors", ROOT / "orchestration"]
+    allowed = {ROOT / "orchestration" / "definitions.py", ROOT / "orchestration" / "resources.py"}
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno} uses {global_use(node)}"
+        for path in sorted(p for folder in outer for p in folder.rglob("*.py") if p not in allowed)
+        for node in definitions_of(path)
+        if global_use(node)
+    ]
+    assert not found, "\n".join(found)
+
+
+def definitions_of(path: Path) -> list[ast.AST]:
+    """Every node of `path` except a `if __name__ == "__main__":` script block."""
+    script = "__name__ == '__main__'"
+    top = ast.parse(path.read_text(), str(path)).body
+    kept = [n for n in top if not (isinstance(n, ast.If) and ast.unparse(n.test) == script)]
+    return [node for statement in kept for node in ast.walk(statement)]
+
+
+def test_a_global_in_a_dagster_body_is_found(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text(
+        "def body(sky):\n    current_sky()\n    Ledger.open()\n    sky.load()\n"
+        "if __name__ == '__main__':\n    Ledger.open()\n"
+    )
+    uses = [global_use(node) for node in definitions_of(module)]
+    assert [u for u in uses if u] == ["current_sky", "Ledger.open"]

@@ -3,15 +3,18 @@ every step and the outcome in the trust ledger, then settle its plan status."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 
+from skyshard.broker.from_config import broker_policy, host_accesses, transfer_ca
+from skyshard.broker.lease import MoveLease
 from skyshard.broker.migration import (
     COMMITTED,
     TERMINAL,
@@ -22,13 +25,22 @@ from skyshard.broker.migration import (
     Migrator,
     MoveRequest,
 )
-from skyshard.broker.ops_tables import MigrationRow, OpsStore, Step
+from skyshard.broker.ops_tables import MigrationRow, OpsStore, Route, Step
+from skyshard.broker.routing import dependent_hosts, push_routing, routing_document
+from skyshard.config.sky import Sky
 from skyshard.db import connect
 from skyshard.ledger import Ledger
 from skyshard.plans.status import MoveStatus, PlanError
 from skyshard.plans.store import MOVE_ID, decide, get_move
+from skyshard.transport.access import AccessPolicy
 from skyshard.transport.certificates import TransferCA
-from skyshard.trust.events import EntryType, migration_payload, record_migration
+from skyshard.transport.ssh import ConnectionPool
+from skyshard.trust.events import (
+    EntryType,
+    migration_payload,
+    record_access_denied,
+    record_migration,
+)
 
 DECIDER = "broker"
 """Who the plan's decision log names for the statuses a migration run sets."""
@@ -142,6 +154,7 @@ def run_move(
     ledger: Ledger | None = None,
     on_progress: Callable[[MigrationProgress], None] | None = None,
     on_step: Callable[[Step], None] | None = None,
+    **migrator_options: Any,
 ) -> MoveResult:
     """Run the approved move `move_id`, resume it (plan `running`, or `failed` with an
     unfinished ops row), or report the outcome it already has (noop).
@@ -151,53 +164,158 @@ def run_move(
     Migrator (a rolled-back move is attempted again); unless `final_attempt`, a transient
     failure leaves the plan `running` and returns `retryable=True`. `on_step` sees every
     persisted step once the ledger has it. Migration errors come back in the result; only a
-    malformed, unknown or unapproved move id raises (PlanError).
+    malformed, unknown or unapproved move id raises (PlanError), and a move another run holds
+    (MoveLeaseHeld, naming that run; nothing is changed). `migrator_options` go to the
+    Migrator (e.g. `after_step`, `dependents`).
     """
     move = load_move(db_path, move_id)
     ops = OpsStore(db_path)
-    row = ops.migration(move_id)
-    resumable = row is not None and row.status not in TERMINAL
     if move.status in (MoveStatus.PROPOSED, MoveStatus.REJECTED):
         raise PlanError(
             f"move {move_id} is {move.status!r} in plan.migration_plan: approve it first"
         )
-    if move.status in (MoveStatus.DONE, MoveStatus.ROLLED_BACK) or (
-        move.status == MoveStatus.FAILED and not resumable
-    ):
-        outcome = _recorded(move, row)
-        return MoveResult(move, dataclasses.replace(outcome, noop=True), move.status)
-    if move.status == MoveStatus.APPROVED:
-        _set_status(db_path, move, MoveStatus.RUNNING, f"run {run_id}")
-        move = dataclasses.replace(move, status=MoveStatus.RUNNING.value)
+    lease_settings = (settings or MigrationSettings()).lease
+    # One broker per move: taken before the plan row or any host is touched.
+    with MoveLease(ops, move_id, run_id, lease_settings) as lease:
+        move = load_move(db_path, move_id)  # as it is now that this run holds the move
+        row = ops.migration(move_id)
+        resumable = row is not None and row.status not in TERMINAL
+        if move.status in (MoveStatus.DONE, MoveStatus.ROLLED_BACK) or (
+            move.status == MoveStatus.FAILED and not resumable
+        ):
+            outcome = _recorded(move, row)
+            return MoveResult(move, dataclasses.replace(outcome, noop=True), move.status)
+        if move.status == MoveStatus.APPROVED:
+            _set_status(db_path, move, MoveStatus.RUNNING, f"run {run_id}")
+            move = dataclasses.replace(move, status=MoveStatus.RUNNING.value)
+        ledger = ledger or Ledger.open()
+        try:
+            hosts = hosts_for(move)
+        except Exception as error:
+            failed = _failed_outcome(move, row, _describe(error))
+            return _settle(db_path, move, failed, ledger, run_id, retryable=False)
+
+        def on_event(step: Step) -> None:
+            detail = {"phase": step.phase, "seq": step.seq, "detail": step.detail}
+            record_migration(
+                EntryType.MIGRATION_STEP,
+                run_id,
+                move.payload(step.detail.get("bytes_sent", 0), **detail),
+                ledger=ledger,
+            )
+            if on_step is not None:
+                on_step(step)
+
+        migrator = Migrator(str(db_path), hosts, settings, transfer_ca=transfer_ca,
+                            on_event=on_event, on_progress=on_progress, lease=lease,
+                            **migrator_options)  # fmt: skip
+        try:
+            outcome = migrator.migrate(move.request(), retry=retry)
+        except Exception as error:
+            outcome = _failed_outcome(move, ops.migration(move_id), _describe(error))
+            transient = is_transient(error)
+        else:
+            transient = outcome.error is not None and is_transient(outcome.error)
+        retryable = outcome.status != "done" and transient and not final_attempt
+        return _settle(db_path, move, outcome, ledger, run_id, retryable)
+
+
+def move_hosts(sky: Sky, routes: Iterable[Route], move: PlannedMove) -> list[str]:
+    """The move's two hosts and every host running a shard that depends on the moved one
+    (it gets the new routing document); dependents on hosts without a pinned key are left out
+    (the broker never connects there)."""
+    dependents = dependent_hosts(sky.shards, routes, move.shard_id)
+    pinned = sorted(h for h in dependents if h in sky.hosts and sky.hosts[h][1].host_key)
+    return list(dict.fromkeys([move.from_host, move.to_host, *pinned]))
+
+
+def recording_policy(sky: Sky, run_id: str, ledger: Ledger) -> AccessPolicy:
+    """The broker's access policy; each refusal is appended to the ledger with `run_id`."""
+    return broker_policy(
+        sky, lambda denial: record_access_denied(denial, run_id=run_id, ledger=ledger)
+    )
+
+
+@contextlib.contextmanager
+def configured_access(
+    db_path: Path | str, sky: Sky, run_id: str, ledger: Ledger
+) -> Iterator[Callable[[PlannedMove], dict[str, HostAccess]]]:
+    """`hosts_for(move)` from the configured sky (pinned keys, the broker's key and grants);
+    every refusal of the policy is appended to the ledger with `run_id`."""
+    policy = recording_policy(sky, run_id, ledger)
+    ops = OpsStore(db_path)
+    with ConnectionPool() as pool:
+
+        def hosts_for(move: PlannedMove) -> dict[str, HostAccess]:
+            return host_accesses(sky, move_hosts(sky, ops.routes(), move), pool, policy)
+
+        yield hosts_for
+
+
+def push_missed_routing(
+    db_path: Path | str, sky: Sky, *, run_id: str, ledger: Ledger | None = None
+) -> dict[str, str | None]:
+    """Push the current routing document to every host in `ops.routing_backlog` (hosts that
+    missed a move's pushes); a delivered host leaves the backlog, a missed one stays with one
+    more attempt. Returns host id -> None (delivered) or the error."""
+    ops = OpsStore(db_path)
+    backlog = ops.routing_backlog()
+    if not backlog:
+        return {}
+    policy = recording_policy(sky, run_id, ledger or Ledger.open())
+    document = routing_document(ops.routes())
+    results: dict[str, str | None] = {}
+    with ConnectionPool() as pool:
+        for missed in backlog:
+            try:
+                access = host_accesses(sky, [missed.host_id], pool, policy)[missed.host_id]
+                push_routing(access.session, access.root, document)
+            except Exception as error:  # one unreachable host must not keep the others waiting
+                results[missed.host_id] = _describe(error)
+                ops.routing_missed(missed.host_id, missed.move_id, 1, _describe(error))
+            else:
+                results[missed.host_id] = None
+                ops.routing_delivered([missed.host_id])
+    return results
+
+
+def run_configured_move(
+    db_path: Path | str,
+    move_id: str,
+    sky: Sky,
+    *,
+    run_id: str,
+    ledger: Ledger | None = None,
+    **options: Any,
+) -> MoveResult:
+    """`run_move` with host access built from the configured sky."""
     ledger = ledger or Ledger.open()
-    try:
-        hosts = hosts_for(move)
-    except Exception as error:
-        failed = _failed_outcome(move, row, _describe(error))
-        return _settle(db_path, move, failed, ledger, run_id, retryable=False)
+    with configured_access(db_path, sky, run_id, ledger) as hosts_for:
+        return run_move(db_path, move_id, hosts_for, transfer_ca=transfer_ca(sky),
+                        run_id=run_id, ledger=ledger, **options)  # fmt: skip
 
-    def on_event(step: Step) -> None:
-        detail = {"phase": step.phase, "seq": step.seq, "detail": step.detail}
-        record_migration(
-            EntryType.MIGRATION_STEP,
-            run_id,
-            move.payload(step.detail.get("bytes_sent", 0), **detail),
-            ledger=ledger,
-        )
-        if on_step is not None:
-            on_step(step)
 
-    migrator = Migrator(str(db_path), hosts, settings, transfer_ca=transfer_ca,
-                        on_event=on_event, on_progress=on_progress)  # fmt: skip
-    try:
-        outcome = migrator.migrate(move.request(), retry=retry)
-    except Exception as error:
-        outcome = _failed_outcome(move, ops.migration(move_id), _describe(error))
-        transient = is_transient(error)
-    else:
-        transient = outcome.error is not None and is_transient(outcome.error)
-    retryable = outcome.status != "done" and transient and not final_attempt
-    return _settle(db_path, move, outcome, ledger, run_id, retryable)
+def abort_move(db_path: Path | str, move_id: str, sky: Sky, *, by: str, run_id: str) -> MoveResult:
+    """Stop a move for good: an approved move that has not started is rejected; one in
+    progress before the commit point is rolled back (under its lease, so never while another
+    broker runs it). A move past the commit point cannot be aborted: resume it."""
+    move = load_move(db_path, move_id)
+    ops = OpsStore(db_path)
+    ledger = Ledger.open()
+    with MoveLease(ops, move_id, run_id) as lease:
+        row = ops.migration(move_id)
+        if move.status == MoveStatus.APPROVED and row is None:
+            _set_status(db_path, move, MoveStatus.REJECTED, f"aborted by {by} before it started")
+            return MoveResult(move, _recorded(move, None), MoveStatus.REJECTED.value)
+        with configured_access(db_path, sky, run_id, ledger) as hosts_for:
+            migrator = Migrator(
+                str(db_path), hosts_for(move), transfer_ca=transfer_ca(sky), lease=lease
+            )
+            outcome = migrator.abort(move.request(), by)
+        if move.status == MoveStatus.APPROVED:
+            _set_status(db_path, move, MoveStatus.RUNNING, f"aborted by {by}")
+            move = dataclasses.replace(move, status=MoveStatus.RUNNING.value)
+        return _settle(db_path, move, outcome, ledger, run_id, retryable=False)
 
 
 def _settle(

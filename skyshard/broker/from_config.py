@@ -12,7 +12,12 @@ from skyshard.config.providers import Host
 from skyshard.config.sky import PROVIDERS_FILE, Sky
 from skyshard.transport.access import AccessPolicy, Denial
 from skyshard.transport.certificates import TransferCA
-from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
+from skyshard.transport.ssh import (
+    ConnectionPool,
+    SshEndpoint,
+    SshSession,
+    private_key_problem,
+)
 from skyshard.transport.validate import ValidationError
 from skyshard.trust.contracts import access_grants
 
@@ -91,8 +96,9 @@ def host_accesses(
 ) -> dict[str, HostAccess]:
     """`HostAccess` for each named host, acting as `operator` under `policy`.
 
-    Refuses (ConfigError naming the file, field and value) a missing client key, an unknown
-    host, or a host without a pinned `host_key`: the broker never trusts a key on first use.
+    Refuses (ConfigError naming the file, field and value) a missing client key or one that
+    group or others may read (like OpenSSH), an unknown host, or a host without a pinned
+    `host_key`: the broker never trusts a key on first use.
     """
     client_key = client_key or client_key_path(sky)
     if not client_key.is_file():
@@ -107,6 +113,9 @@ def host_accesses(
                 )
             ]
         )
+    problem = private_key_problem(client_key)
+    if problem:
+        raise ConfigError([ConfigProblem(client_key, "mode", "group/other readable", problem)])
     accesses = {}
     for host_id in host_ids:
         endpoint = host_endpoint(sky, host_id, client_key)

@@ -20,13 +20,18 @@ docs/migrations.md.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from skyshard.broker.lease import LeaseSettings, MoveLease
 from skyshard.broker.ops_tables import (
     MigrationRow,
     OpsStore,
@@ -40,6 +45,7 @@ from skyshard.broker.routing import push_routing, routing_document
 from skyshard.runtime.client import ShardRuntime, ShardStatus
 from skyshard.runtime.transfer import Progress, SendReport, send_between_hosts
 from skyshard.transport import validate
+from skyshard.transport.access import AccessDenied
 from skyshard.transport.certificates import TransferCA
 from skyshard.transport.manifest import Manifest
 from skyshard.transport.ssh import SshSession
@@ -68,10 +74,23 @@ LATE_PHASES = frozenset({"frozen", "final_copy", "restored", "source_stopped", "
 # From this phase on the target copy may run (its start order may have been given).
 TARGET_MAY_RUN = PHASES.index("cutover")
 TERMINAL = frozenset({"done", "rolled_back", "failed", "rejected"})
+# Less free space than this after a failed transfer means the disk filled up.
+DISK_FULL_BYTES = 4 << 20
+SOURCE_ACTIONS = ("read_telemetry", "send_migration", "freeze_shard", "stop_shard", "start_shard")
+TARGET_ACTIONS = ("read_telemetry", "receive_migration", "start_shard", "stop_shard")
 
 
 class MigrationError(RuntimeError):
     """A move that cannot start (bad request, stale routing) or whose rollback is incomplete."""
+
+
+class TargetDiskFull(MigrationError):
+    """The target ran out of disk space while receiving (not a corrupted chunk)."""
+
+
+def default_owner() -> str:
+    """A lease owner for a broker outside Dagster: host, process and a random part."""
+    return f"broker-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -119,6 +138,9 @@ class MigrationSettings:
     full_verify: bool = False
     # Seconds without transfer progress before the connection is declared dead.
     stall_timeout: float = 30.0
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
+    routing_push_attempts: int = 3
+    routing_push_pause: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -184,7 +206,9 @@ class Migrator:
     `on_event(step)` sees every persisted step (the trust ledger appends them); `on_progress`
     sees transfer progress; `after_step(phase)` runs after each step is persisted (tests
     inject broker crashes there). `dependents(shard_id)` names the hosts that get the new
-    routing file (default: every known host).
+    routing file (default: every known host). `owner` names this broker in the move's lease
+    (a Dagster run id; default: host, pid and a random part); `lease` is one already held by
+    the caller for the move.
     """
 
     def __init__(
@@ -198,8 +222,12 @@ class Migrator:
         on_progress: Callable[[MigrationProgress], None] | None = None,
         after_step: Callable[[str], None] | None = None,
         dependents: Callable[[str], Iterable[str]] | None = None,
+        owner: str | None = None,
+        lease: MoveLease | None = None,
     ) -> None:
         self.ops = OpsStore(db_path)
+        self.owner = lease.owner if lease is not None else owner or default_owner()
+        self.lease = lease
         self.hosts = dict(hosts)
         self.settings = settings or MigrationSettings()
         self.transfer_ca = transfer_ca
@@ -214,12 +242,51 @@ class Migrator:
         """Run the move, resume it after a crash, or report the outcome it already has.
 
         A move already in a terminal state is a no-op; with `retry`, a rolled-back move is
-        attempted again (used by the job's retry policy for transient network errors).
+        attempted again (used by the job's retry policy for transient network errors). The
+        move's lease is taken first (MoveLeaseHeld if another broker's is live).
         """
         for host in (request.from_host, request.to_host):
             if host not in self.hosts:
                 raise ValidationError("host", host, f"unknown; known: {sorted(self.hosts)}")
+        with self._leased(request.move_id):
+            return self._migrate_leased(request, retry)
+
+    def abort(self, request: MoveRequest, by: str) -> MigrationOutcome:
+        """Roll back a move that has not reached the commit point (`switched`), under its
+        lease; a committed move can only be finished (`migrate` rolls it forward)."""
+        with self._leased(request.move_id):
+            row = self.ops.migration(request.move_id)
+            if row is None or row.status in TERMINAL:
+                raise MigrationError(f"move {request.move_id} is not in progress; nothing to abort")
+            _check_same_move(row, request)
+            if row.phase in COMMITTED:
+                raise MigrationError(
+                    f"move {request.move_id} passed the commit point ({row.phase}): the shard "
+                    "runs on the target; resume it to finish instead"
+                )
+            self._event(row.move_id, "aborted", {"by": by, "phase": row.phase})
+            self._rollback(request, row.phase, _original_error(row, f"aborted by {by}"))
+            return MigrationOutcome.of(self._row(request.move_id))
+
+    @contextlib.contextmanager
+    def _leased(self, move_id: str) -> Iterator[MoveLease]:
+        if self.lease is not None and self.lease.move_id == move_id:
+            yield self.lease
+            return
+        with MoveLease(self.ops, move_id, self.owner, self.settings.lease) as lease:
+            self.lease = lease
+            try:
+                yield lease
+            finally:
+                self.lease = None
+
+    def _migrate_leased(self, request: MoveRequest, retry: bool) -> MigrationOutcome:
         row = self.ops.migration(request.move_id)
+        stale = self.lease.taken_over if self.lease is not None else None
+        if row is not None and stale is not None:
+            expired = stale.expires_at.isoformat()
+            detail = {"from": stale.owner, "expired_at": expired, "by": self.owner}
+            self._event(request.move_id, "lease_taken_over", detail)
         if row is None:
             self.ops.create_migration(
                 request.move_id, request.shard_id, request.from_host, request.to_host
@@ -243,11 +310,13 @@ class Migrator:
         log.warning(
             "move %s: resuming from phase %s (status %s)", row.move_id, row.phase, row.status
         )
-        self._event(row.move_id, "resumed", {"phase": row.phase, "status": row.status})
+        direction = "forward" if row.phase in COMMITTED else "back"
+        detail = {"phase": row.phase, "status": row.status, "direction": direction}
+        self._event(row.move_id, "resumed", {**detail, "by": self.owner})
         if row.phase in COMMITTED:
             return self._roll_forward(request)
         interrupted_rollback = row.status == "rolling_back"
-        self._rollback(request, row.phase, "broker restarted during the move")
+        self._rollback(request, row.phase, _original_error(row, "broker stopped during the move"))
         if interrupted_rollback:
             return MigrationOutcome.of(self._row(row.move_id))
         return None
@@ -272,6 +341,12 @@ class Migrator:
             return MigrationOutcome.of(self._row(request.move_id))
         assert route is not None
         try:
+            self._authorize(request)
+        except AccessDenied as error:  # refused before any connection: nothing to undo
+            self.ops.update_migration(request.move_id, status="rejected", error=_describe(error))
+            self._event(request.move_id, "rejected", {"error": _describe(error)})
+            return MigrationOutcome.of(self._row(request.move_id))
+        try:
             self._run(request, route)
         except Exception as error:
             log.warning("move %s failed: %s", request.move_id, _describe(error))
@@ -281,6 +356,17 @@ class Migrator:
                 raise
             self._rollback(request, row.phase, _describe(error))
         return MigrationOutcome.of(self._row(request.move_id))
+
+    def _authorize(self, request: MoveRequest) -> None:
+        """Every grant the whole move may need (its rollback included), checked before the
+        first connection, so a refusal never leaves a half-done move behind."""
+        needs = [
+            *((request.from_host, action) for action in SOURCE_ACTIONS),
+            *((request.to_host, action) for action in TARGET_ACTIONS),
+            *((h, "push_routing") for h in self.dependents(request.shard_id) if h in self.hosts),
+        ]
+        for host_id, action in needs:
+            self.hosts[host_id].session.authorize(action)
 
     def _run(self, request: MoveRequest, route: Route) -> None:
         source, target = self.hosts[request.from_host], self.hosts[request.to_host]
@@ -315,6 +401,7 @@ class Migrator:
             move.port,
             {"generation": move.route.generation + 1, "host": move.target.host_id,
              "port": move.port},
+            self.owner,
         )  # fmt: skip
         self._announce(step)
         self._finish(request, new_route)
@@ -348,6 +435,8 @@ class Migrator:
             move.late.append(PendingStep("restored", {**summary, "manifest": manifest.digest}))
             killed.result()
             move.late.append(PendingStep("source_stopped", {"host": move.source.host_id}))
+            if self.lease is not None and self.lease.lost.is_set():
+                raise MigrationError(f"move {move_id}: lease lost; not starting the target")
             status = handover.start()
             detail = {"pid": status.pid, "isolation": status.isolation}
             move.late.append(PendingStep("target_started", detail))
@@ -428,6 +517,8 @@ class Migrator:
                 on_progress=progress,
                 stall_timeout=timeout,
             )
+        except Exception as error:
+            raise _disk_full(move.target, manifest.shard_id, error) or error from None
         finally:
             done.set()
             watchdog.join()
@@ -437,23 +528,41 @@ class Migrator:
         move_id = request.move_id
         self.hosts[request.from_host].runtime().clean(request.shard_id)
         self._step(move_id, "source_cleaned", {"host": request.from_host})
-        pushed, failed = self._push_routing(request.shard_id)
-        self._step(move_id, "routing_pushed", {"hosts": pushed, "failed": failed})
-        error = f"routing push failed: {failed}" if failed else None
+        detail = self._push_routing(move_id, request.shard_id)
+        self._step(move_id, "routing_pushed", detail)
+        error = f"routing push failed: {detail['failed']}" if detail["failed"] else None
         self.ops.update_migration(move_id, status="done", error=error)
         self._step(move_id, "done", {"generation": route.generation})
 
-    def _push_routing(self, shard_id: str) -> tuple[list[str], dict[str, str]]:
+    def _push_routing(self, move_id: str, shard_id: str) -> dict[str, object]:
+        """Push the routing document to every dependent host, retrying the ones that miss it
+        (`routing_push_attempts`, with a growing pause); a host that missed every attempt goes
+        to `ops.routing_backlog`, where `push_missed_routing` retries it later. Returns the
+        step's detail: hosts pushed, hosts that needed a retry (first error) and hosts that
+        missed every attempt."""
         document = routing_document(self.ops.routes())
-        pushed, failed = [], {}
-        for host_id in self.dependents(shard_id):
-            host = self.hosts[host_id]
-            try:
-                push_routing(host.session, host.root, document)
-                pushed.append(host_id)
-            except Exception as error:  # one unreachable dependent must not undo a cutover
-                failed[host_id] = _describe(error)
-        return pushed, failed
+        pushed: list[str] = []
+        retried: dict[str, str] = {}
+        failed: dict[str, str] = {}
+        pending = list(dict.fromkeys(self.dependents(shard_id)))
+        for attempt in range(1, self.settings.routing_push_attempts + 1):
+            failed = {}
+            for host_id in pending:
+                host = self.hosts[host_id]
+                try:
+                    push_routing(host.session, host.root, document)
+                    pushed.append(host_id)
+                except Exception as error:  # one unreachable dependent must not undo a cutover
+                    failed[host_id] = f"attempt {attempt}: {_describe(error)}"
+                    retried.setdefault(host_id, failed[host_id])
+            pending = list(failed)
+            if not pending or attempt == self.settings.routing_push_attempts:
+                break
+            time.sleep(self.settings.routing_push_pause * attempt)
+        self.ops.routing_delivered(pushed)
+        for host_id, error in failed.items():
+            self.ops.routing_missed(host_id, move_id, self.settings.routing_push_attempts, error)
+        return {"hosts": pushed, "retried": retried, "failed": failed}
 
     def _roll_forward(self, request: MoveRequest) -> MigrationOutcome:
         route = self.ops.route(request.shard_id)
@@ -586,6 +695,26 @@ def _watch_stall(
             return
 
 
+def _disk_full(target: HostAccess, shard_id: str, error: Exception) -> TargetDiskFull | None:
+    """A transfer that failed because the target's disk filled up, told apart from corruption:
+    SFTP reports ENOSPC only as "Failure" and a truncated upload then fails verification, so
+    the target's free space decides."""
+    if "No space left on device" not in str(error):
+        try:
+            free = target.runtime().status(shard_id).root_free_bytes
+        except Exception:  # the target is unreachable: the original error says more
+            return None
+        if free >= DISK_FULL_BYTES:
+            return None
+    else:
+        free = -1
+    shown = f"{free} bytes free" if free >= 0 else "no space left"
+    return TargetDiskFull(
+        f"target {target.host_id}: disk full under {target.root} ({shown}) while receiving "
+        f"shard {shard_id}; free space there and re-run the move (was: {_describe(error)})"
+    )
+
+
 def _check_room(target: HostAccess, status: ShardStatus, manifest: Manifest) -> None:
     """Refuse early, with the numbers, rather than fill the target's disk: the target needs
     room for the compressed chunks and the restored state (counted at full size both)."""
@@ -595,6 +724,13 @@ def _check_room(target: HostAccess, status: ShardStatus, manifest: Manifest) -> 
             f"target {target.host_id}: {status.root_free_bytes} bytes free under {target.root}, "
             f"shard {manifest.shard_id} needs about {needed} (chunks + restored state)"
         )
+
+
+def _original_error(row: MigrationRow, otherwise: str) -> str:
+    """The error that stopped the move first, without what earlier rollbacks appended."""
+    if not row.error:
+        return otherwise
+    return row.error.split("; rollback incomplete:")[0]
 
 
 def _with_notes(reason: str, notes: dict[str, str]) -> str:
@@ -612,7 +748,10 @@ def _check_same_move(row: MigrationRow, request: MoveRequest) -> None:
 
 def _precondition(request: MoveRequest, route: Route | None) -> str | None:
     if route is None:
-        return f"shard {request.shard_id} has no routing entry; register it first"
+        return (
+            f"shard {request.shard_id} is not registered in ops.routing: start or adopt it "
+            f"first (skyshard shard start|adopt {request.shard_id}, or job shard_lifecycle)"
+        )
     if route.host_id != request.from_host:
         return (
             f"shard {request.shard_id} is routed to {route.host_id} (generation "

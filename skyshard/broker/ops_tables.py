@@ -1,4 +1,5 @@
-"""Schema `ops` (migrations, their steps, routing) written in short transactions.
+"""Schema `ops` (migrations, their steps, routing, leases, routing pushes a host missed) written
+in short transactions.
 
 Every method opens the DuckDB file, writes or reads, and closes it again, so a migration never
 holds the one writer lock while it transfers data.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -28,7 +29,15 @@ DDL = (
     """CREATE TABLE IF NOT EXISTS ops.routing (
         shard_id VARCHAR PRIMARY KEY, host_id VARCHAR NOT NULL, address VARCHAR NOT NULL,
         port INTEGER NOT NULL, generation BIGINT NOT NULL, updated_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ops.move_leases (
+        move_id VARCHAR PRIMARY KEY, owner VARCHAR NOT NULL, acquired_at TIMESTAMP NOT NULL,
+        heartbeat_at TIMESTAMP NOT NULL, expires_at TIMESTAMP NOT NULL)""",
+    # A row per host whose routing document is out of date: a push missed every attempt.
+    """CREATE TABLE IF NOT EXISTS ops.routing_backlog (
+        host_id VARCHAR PRIMARY KEY, move_id VARCHAR NOT NULL, missed_at TIMESTAMP NOT NULL,
+        attempts INTEGER NOT NULL, last_error VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL)""",
 )
+NON_TERMINAL = ("running", "rolling_back")
 
 
 class RoutingConflict(RuntimeError):
@@ -84,7 +93,39 @@ class Route:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class Lease:
+    """Who runs a move (a Dagster run id, or `cli-...`), until when unless renewed."""
+
+    move_id: str
+    owner: str
+    acquired_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+
+    def live(self, at: datetime) -> bool:
+        return self.expires_at > at
+
+
+@dataclass(frozen=True)
+class MissedPush:
+    """A host holding an out-of-date routing document since `missed_at` (the push of move
+    `move_id`), with the pushes tried so far and the last error."""
+
+    host_id: str
+    move_id: str
+    missed_at: datetime
+    attempts: int
+    last_error: str
+    updated_at: datetime
+
+
 COLUMNS = [column.name for column in fields(MigrationRow)]
+BACKLOG_SQL = (
+    "SELECT host_id, move_id, missed_at, attempts, last_error, updated_at "
+    "FROM ops.routing_backlog ORDER BY host_id"
+)
+LEASE_SQL = "SELECT move_id, owner, acquired_at, heartbeat_at, expires_at FROM ops.move_leases"
 
 
 def ensure_ops_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -103,6 +144,24 @@ def _insert_step(
         [move_id, seq, phase, at, json.dumps(detail, sort_keys=True, default=str)],
     )
     return Step(move_id, seq, phase, at, detail)
+
+
+def stuck_moves(con: duckdb.DuckDBPyConnection) -> list[MigrationRow]:
+    """Moves left non-terminal with no live lease: their broker died or gave up (a read-only
+    connection will do)."""
+    columns = ", ".join(f"m.{name}" for name in COLUMNS)
+    rows = con.execute(
+        f"SELECT {columns} FROM ops.migrations m LEFT JOIN ops.move_leases l USING (move_id) "
+        "WHERE list_contains(?, m.status) AND (l.move_id IS NULL OR l.expires_at <= ?) "
+        "ORDER BY m.updated_at",
+        [list(NON_TERMINAL), now()],
+    ).fetchall()
+    return [MigrationRow(*row) for row in rows]
+
+
+def routing_backlog(con: duckdb.DuckDBPyConnection) -> list[MissedPush]:
+    """Hosts whose routing document is out of date (a read-only connection will do)."""
+    return [MissedPush(*row) for row in con.execute(BACKLOG_SQL).fetchall()]
 
 
 class OpsStore:
@@ -189,12 +248,15 @@ class OpsStore:
             ).fetchall()
         return [Route(*row) for row in rows]
 
-    def register_route(self, shard_id: str, host_id: str, address: str, port: int) -> Route:
-        """Record where a shard was first placed (generation 1); refuses to overwrite."""
+    def register_route(
+        self, shard_id: str, host_id: str, address: str, port: int, generation: int = 1
+    ) -> Route:
+        """Record where a shard was placed (at `generation`, default 1); refuses to overwrite
+        another placement."""
         with connect(self.path) as con:
             con.execute(
-                "INSERT OR IGNORE INTO ops.routing VALUES (?, ?, ?, ?, 1, ?)",
-                [shard_id, host_id, address, port, now()],
+                "INSERT OR IGNORE INTO ops.routing VALUES (?, ?, ?, ?, ?, ?)",
+                [shard_id, host_id, address, port, generation, now()],
             )
         route = self.route(shard_id)
         assert route is not None
@@ -205,13 +267,111 @@ class OpsStore:
             )
         return route
 
-    def switch_route(
-        self, move_id: str, expected: Route, host_id: str, address: str, port: int, detail: dict
-    ) -> tuple[Route, Step]:
-        """The commit point of a migration: compare-and-set the route to the next generation
-        and mark the migration `switched`, atomically."""
+    def routing_missed(self, host_id: str, move_id: str, attempts: int, error: str) -> None:
+        """`host_id` missed `attempts` more routing pushes (the latest for `move_id`)."""
+        at = now()
+        with connect(self.path) as con:
+            con.execute(
+                "INSERT INTO ops.routing_backlog VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (host_id) DO UPDATE SET move_id = excluded.move_id, "
+                "attempts = ops.routing_backlog.attempts + excluded.attempts, "
+                "last_error = excluded.last_error, updated_at = excluded.updated_at",
+                [host_id, move_id, at, attempts, error, at],
+            )
+
+    def routing_delivered(self, host_ids: list[str]) -> None:
+        """These hosts hold the current routing document now."""
+        with connect(self.path) as con:
+            con.execute("DELETE FROM ops.routing_backlog WHERE list_contains(?, host_id)",
+                        [host_ids])  # fmt: skip
+
+    def routing_backlog(self) -> list[MissedPush]:
+        with connect(self.path) as con:
+            return routing_backlog(con)
+
+    def unregister_route(self, expected: Route) -> None:
+        """Drop a shard's route if it is still `expected` (its host and generation)."""
+        with connect(self.path) as con:
+            gone = con.execute(
+                "DELETE FROM ops.routing WHERE shard_id = ? AND host_id = ? AND generation = ? "
+                "RETURNING shard_id",
+                [expected.shard_id, expected.host_id, expected.generation],
+            ).fetchall()
+        if not gone:
+            raise RoutingConflict(
+                f"routing of shard {expected.shard_id} is no longer {expected.host_id} "
+                f"generation {expected.generation}; not removing it"
+            )
+
+    # --- leases: one broker per move ----------------------------------------------------
+
+    def take_lease(self, move_id: str, owner: str, ttl: float) -> tuple[Lease, Lease | None]:
+        """Take (or renew) the move's lease for `owner`, unless another owner's is live.
+        Returns (the lease now, the stale lease of another owner it replaced, if any); the
+        current lease is the other owner's when that one is live (nothing changed)."""
         at = now()
         with connect(self.path) as con, transaction(con):
+            row = con.execute(f"{LEASE_SQL} WHERE move_id = ?", [move_id]).fetchone()
+            held = Lease(*row) if row else None
+            if held is not None and held.owner != owner and held.live(at):
+                return held, None
+            acquired = held.acquired_at if held is not None and held.owner == owner else at
+            con.execute(
+                "INSERT OR REPLACE INTO ops.move_leases VALUES (?, ?, ?, ?, ?)",
+                [move_id, owner, acquired, at, at + timedelta(seconds=ttl)],
+            )
+        stale = held if held is not None and held.owner != owner else None
+        return Lease(move_id, owner, acquired, at, at + timedelta(seconds=ttl)), stale
+
+    def renew_lease(self, move_id: str, owner: str, ttl: float) -> bool:
+        """Extend `owner`'s lease; False when it is not `owner`'s any more (taken over)."""
+        at = now()
+        with connect(self.path) as con:
+            renewed = con.execute(
+                "UPDATE ops.move_leases SET heartbeat_at = ?, expires_at = ? "
+                "WHERE move_id = ? AND owner = ? RETURNING move_id",
+                [at, at + timedelta(seconds=ttl), move_id, owner],
+            ).fetchall()
+        return bool(renewed)
+
+    def release_lease(self, move_id: str, owner: str) -> None:
+        with connect(self.path) as con:
+            con.execute(
+                "DELETE FROM ops.move_leases WHERE move_id = ? AND owner = ?", [move_id, owner]
+            )
+
+    def lease(self, move_id: str) -> Lease | None:
+        with connect(self.path) as con:
+            row = con.execute(f"{LEASE_SQL} WHERE move_id = ?", [move_id]).fetchone()
+        return Lease(*row) if row else None
+
+    def stuck_moves(self) -> list[MigrationRow]:
+        with connect(self.path) as con:
+            return stuck_moves(con)
+
+    def switch_route(
+        self,
+        move_id: str,
+        expected: Route,
+        host_id: str,
+        address: str,
+        port: int,
+        detail: dict,
+        owner: str,
+    ) -> tuple[Route, Step]:
+        """The commit point of a migration: compare-and-set the route to the next generation
+        and mark the migration `switched`, atomically, only while `owner` holds the lease."""
+        at = now()
+        with connect(self.path) as con, transaction(con):
+            holder = con.execute(
+                "SELECT owner FROM ops.move_leases WHERE move_id = ? AND expires_at > ?",
+                [move_id, at],
+            ).fetchone()
+            if holder is None or holder[0] != owner:
+                raise RoutingConflict(
+                    f"move {move_id}: the lease is not {owner}'s any more "
+                    f"({holder[0] if holder else 'expired'}); not switching"
+                )
             changed = con.execute(
                 "UPDATE ops.routing SET host_id = ?, address = ?, port = ?, "
                 "generation = generation + 1, updated_at = ? "

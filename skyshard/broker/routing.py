@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable
 
 from skyshard.broker.ops_tables import Route
+from skyshard.config.shards import Shard
 from skyshard.transport.chunkstore import make_remote_dirs
 from skyshard.transport.commands import RemotePath
 from skyshard.transport.ssh import SshSession
@@ -27,6 +28,17 @@ def routing_document(routes: Iterable[Route]) -> bytes:
         for route in routes
     }
     return json.dumps({"version": 1, "shards": shards}, sort_keys=True, indent=1).encode()
+
+
+def dependent_hosts(shards: Iterable[Shard], routes: Iterable[Route], shard_id: str) -> set[str]:
+    """Hosts running a shard that depends on `shard_id`: they call it, so they need its new
+    address after a move."""
+    routed = {route.shard_id: route.host_id for route in routes}
+    return {
+        routed[shard.id]
+        for shard in shards
+        if shard.id in routed and any(d.shard_id == shard_id for d in shard.depends_on)
+    }
 
 
 def push_routing(session: SshSession, root: str, document: bytes) -> str:

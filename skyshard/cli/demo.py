@@ -81,17 +81,23 @@ def urgent_moves(limit: int) -> list[tuple[str, str, str, str]]:
         ).fetchall()
 
 
+def start_all_demo_shards(sky: Sky, home: Path, say: Callable[[str], None]) -> None:
+    """Start and register every shard before planning: the planner proposes moves only for
+    shards the broker can migrate, which are the registered ones."""
+    placed = start_demo_shards(sky, home, [shard.id for shard in sky.shards])
+    say(f"started {len(placed)} demo shards with known keys on the embedded hosts")
+
+
 def migrate_demo_moves(
     sky: Sky, home: Path, say: Callable[[str], None]
 ) -> list[tuple[tuple[str, str, str, str], ShardCheck]]:
-    """Approve, start, migrate and verify the most urgent moves; the hosts must be serving."""
+    """Approve, migrate and verify the most urgent moves; the hosts must be serving and the
+    shards started (`start_all_demo_shards`)."""
     moves = urgent_moves(DEMO_MOVES)
     if not moves:
         say("no proposed moves to migrate")
         return []
     shard_ids = [shard for _, shard, _, _ in moves]
-    start_demo_shards(sky, home, shard_ids)
-    say(f"started {len(shard_ids)} demo shards with known keys: {', '.join(shard_ids)}")
     ledger = Ledger.open()
     with db.connect(paths.duckdb_path()) as con:
         for move_id, *_ in moves:
@@ -127,6 +133,7 @@ def demo() -> None:
             return
         with running_sky(home) as hosts:
             console.print(f"embedded SSH hosts serving: {len(hosts.specs)} on 127.0.0.1")
+            start_all_demo_shards(sky, home, console.print)
             console.print(f"running Dagster job {MAIN_JOB} …")
             run_dagster_job(MAIN_JOB)
             _print_summary(sky)

@@ -5,26 +5,34 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+from itertools import islice
 from pathlib import Path
 
 import click
+import duckdb
 
 from skyshard.config import ConfigError, paths
-from skyshard.config.policy import LedgerPolicy
+from skyshard.config.policy import PolicyFile
 from skyshard.ledger import Ledger, LedgerError
 from skyshard.ledger.client import ClientStore
-from skyshard.ledger.entry import KEY_ROTATION
+from skyshard.ledger.entry import KEY_ROTATION, parse_line
 from skyshard.ledger.keys import KeyFileError
 from skyshard.ledger.log import (
     CHECKPOINT_DIR,
     LOG_FILE,
     checkpoint_paths,
+    iter_lines,
     read_entries,
 )
 from skyshard.ledger.note import Ed25519Verifier, NoteError
 from skyshard.ledger.replica import ReplicaTarget, sync_replica
 from skyshard.ledger.verify import Anchors, VerifiedState, VerifyResult, verify_ledger
-from skyshard.trust.anchors import ledger_policy, replica_targets
+from skyshard.scoring.trust_inputs import TRUST_TABLE
+from skyshard.transport.ssh import SshError
+from skyshard.transport.validate import ValidationError
+from skyshard.trust.anchors import replica_targets, sky_policy
+from skyshard.trust.mirror import MirrorError, check_mirror
+from skyshard.trust.scores import TrustInputError, check_trust_rows
 
 
 def _ledger() -> Ledger:
@@ -34,18 +42,19 @@ def _ledger() -> Ledger:
         raise click.ClickException(str(exc)) from exc
 
 
-def _policy() -> LedgerPolicy:
-    """policy.yaml's `ledger` section (cosigners, quorum), without generating a demo sky."""
+def _policy() -> PolicyFile:
+    """policy.yaml (the `ledger` section's cosigners and quorum, the neutral trust score),
+    without generating a demo sky."""
     try:
-        return ledger_policy()
+        return sky_policy()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
-def _targets(policy: LedgerPolicy) -> list[ReplicaTarget]:
+def _targets(policy: PolicyFile) -> list[ReplicaTarget]:
     try:
         return replica_targets(policy)
-    except NoteError as exc:
+    except (NoteError, ValidationError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -106,7 +115,7 @@ def verify(key_file: Path | None, checkpoint_files: tuple[Path, ...]) -> None:
         cached = client.checkpoint()
         notes = [cached.note] if cached else []
         notes += [p.read_text() for p in checkpoint_files]
-        anchors = Anchors(notes, client.seen(), cosigners, policy.quorum)
+        anchors = Anchors(notes, client.seen(), cosigners, policy.ledger.quorum)
         result = verify_ledger(directory, genesis, anchors)
     except (NoteError, LedgerError, OSError) as exc:
         raise click.ClickException(f"cannot verify {directory}: {exc}") from exc
@@ -119,6 +128,7 @@ def verify(key_file: Path | None, checkpoint_files: tuple[Path, ...]) -> None:
     if not result.ok:
         where = result.first_bad_index if result.first_bad_index is not None else "-"
         raise click.ClickException(f"ledger verification FAILED at index {where}: {result.reason}")
+    _check_tables(directory, result, policy.trust.neutral_score)
     _remember(client, directory, result)
     if result.uncovered:
         click.echo(
@@ -131,6 +141,35 @@ def verify(key_file: Path | None, checkpoint_files: tuple[Path, ...]) -> None:
         f"ok: {result.entries} entries, {result.checkpoints} checkpoints "
         f"({cosigned} cosigned), root {base64.b64encode(result.root_hash).decode()}"
     )
+
+
+def _check_tables(directory: Path, result: VerifyResult, neutral_score: float) -> None:
+    """The DuckDB tables derived from the log (the mirror, trust.scores) must match it."""
+    database = paths.duckdb_path()
+    if not database.exists():
+        return
+    lines = islice(iter_lines(directory / LOG_FILE), result.entries)
+    entries = [parse_line(line) for _, line in lines]
+    try:
+        with duckdb.connect(str(database), read_only=True) as con:
+            tables = {
+                ".".join(row)
+                for row in con.execute(
+                    "select table_schema, table_name from information_schema.tables"
+                ).fetchall()
+            }
+            if "ledger.entries" in tables:
+                check_mirror(con, entries)
+            if TRUST_TABLE in tables:
+                check_trust_rows(
+                    con.sql(f"select * from {TRUST_TABLE}").pl(), entries, neutral_score
+                )
+    except duckdb.IOException as exc:  # a writer holds the file
+        click.echo(f"warning: {database}: derived tables not checked ({exc})", err=True)
+    except (MirrorError, TrustInputError) as exc:
+        raise click.ClickException(
+            f"ledger verification FAILED at index -: {database}: {exc}"
+        ) from exc
 
 
 def _remember(client: ClientStore, directory: Path, result: VerifyResult) -> None:
@@ -230,6 +269,6 @@ def sync(names: tuple[str, ...]) -> None:
     for target in targets:
         try:
             size = sync_replica(ledger_, target)
-        except (LedgerError, NoteError, KeyFileError, OSError) as exc:
+        except (LedgerError, NoteError, KeyFileError, OSError, SshError) as exc:
             raise click.ClickException(f"{target.name}: {exc}") from exc
         click.echo(f"provider {target.name} cosigned checkpoint {size}")

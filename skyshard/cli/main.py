@@ -15,6 +15,11 @@ import click
 
 # Commands defined in other modules: (module:attribute, one-line help shown by `--help`).
 LAZY_COMMANDS = {
+    "backtest": (
+        "skyshard.cli.plans:backtest",
+        "Replay stored history with each policy, the predictive one through the live planning "
+        "cycle (forecaster, scoring, placement, policy), against the hindsight oracle.",
+    ),
     "demo": (
         "skyshard.cli.demo:demo",
         "Run the main job on the embedded demo sky (or SKYSHARD_HOME) and summarise what it built.",
@@ -23,6 +28,10 @@ LAZY_COMMANDS = {
         "skyshard.cli.demo:dev",
         "The Dagster UI, with the demo sky's SSH hosts and shards running alongside.",
     ),
+    "move": (
+        "skyshard.cli.shards:move",
+        "Status, resume and abort of a migration (what the stuck_migrations sensor automates).",
+    ),
     "ledger": (
         "skyshard.cli.ledger:ledger",
         "The signed transparency ledger of every run, migration and decision.",
@@ -30,6 +39,10 @@ LAZY_COMMANDS = {
     "plan": (
         "skyshard.cli.plans:plan",
         "Review migration plans: list moves, approve or reject them.",
+    ),
+    "shard": (
+        "skyshard.cli.shards:shard",
+        "Start, adopt, stop and inspect shards (started or adopted ones are routed).",
     ),
     "trust": (
         "skyshard.cli.trust:trust",

@@ -1,4 +1,5 @@
-"""Command line for plans: `skyshard plan list|approve|reject` and `skyshard whatif SHARD_ID`.
+"""Command line for plans: `skyshard plan list|approve|reject`, `skyshard whatif SHARD_ID` and
+`skyshard backtest`.
 
 `plan list` imports only DuckDB and polars; the rest loads what it needs when it runs."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -199,3 +201,68 @@ def whatif(shard_id: str) -> None:
     except (ValueError, duckdb.Error, LedgerError) as exc:
         raise click.ClickException(f"{path}: {exc}") from None
     print_assessment(assessment)
+
+
+@click.command("backtest")
+@click.option("--step-h", default=6, show_default=True, help="Hours between decisions.")
+@click.option("--warmup-h", default=72, show_default=True, help="History hours before the window.")
+@click.option("--window-h", type=int, default=None, help="Hours replayed (default: to the end).")
+@click.option("--days", default=28, show_default=True, help="Days of stored history to read.")
+@click.option(
+    "--policies",
+    default=None,
+    help="Comma-separated policies to replay (default: static, reactive, greedy_cheapest, "
+    "predictive, oracle).",
+)
+@click.option(
+    "--time-limit-s", default=30.0, show_default=True, help="Per planning cycle in the replay."
+)
+@click.option(
+    "--chart",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a PNG chart of cost, overload shard-hours and migrations here.",
+)
+def backtest(
+    step_h: int,
+    warmup_h: int,
+    window_h: int | None,
+    days: int,
+    policies: str | None,
+    time_limit_s: float,
+    chart: Path | None,
+) -> None:
+    """Replay stored history with each policy, the predictive one through the live planning
+    cycle (forecaster, scoring, placement, policy), against the hindsight oracle."""
+    import duckdb
+
+    from skyshard import db
+    from skyshard.cli.common import console
+    from skyshard.config import paths
+    from skyshard.plans.backtest import BacktestOptions, backtest_chart, policy_backtest
+    from skyshard.scoring import load_planning_data
+    from skyshard.sim.home import current_sky
+
+    policy = current_sky().policy
+    try:
+        chosen = (
+            {}
+            if policies is None
+            else {"policies": tuple(p.strip() for p in policies.split(",") if p.strip())}
+        )
+        options = BacktestOptions(
+            step_h=step_h,
+            warmup_h=warmup_h,
+            window_h=window_h,
+            time_limit_s=time_limit_s,
+            **chosen,
+        )
+        with db.connect(paths.duckdb_path()) as con:
+            data = load_planning_data(con, history_days=days)
+        table = policy_backtest(data, policy, options)
+    except (ValueError, duckdb.Error) as exc:
+        raise click.ClickException(str(exc)) from None
+    columns = tuple(c for c in table.columns if c not in ("hours", "step_h"))
+    console.print(_table(table, columns, f"backtest: {table['hours'][0]} h, step {step_h} h"))
+    if chart is not None:
+        console.print(f"chart: {backtest_chart(table, chart)}")

@@ -103,6 +103,8 @@ class LedgerCosigner(StrictModel):
         "ssh://user@host:port/path with the host key pinned in host_key.",
     )
     host_key: str = Field(default="", description="OpenSSH public host key of an ssh replica.")
+    client_key: str = Field(default="", description="Ed25519 private key file for an ssh replica.")
+    python: str = Field(default="python3", description="Python on an ssh replica's host.")
 
 
 class LedgerPolicy(StrictModel):
@@ -110,7 +112,9 @@ class LedgerPolicy(StrictModel):
     quorum: int = Field(
         default=0, ge=0, description="How many cosigners must have cosigned the latest checkpoint."
     )
-    checkpoint_every_minutes: float = Field(default=60, gt=0)
+    sync_operator: Identifier = Field(
+        default="broker", description="The operator whose `sync_ledger` grant ssh pushes use."
+    )
 
     @model_validator(mode="after")
     def _quorum_reachable(self) -> LedgerPolicy:

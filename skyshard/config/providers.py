@@ -13,6 +13,15 @@ DataClass = Literal["public", "internal", "confidential", "restricted"]
 HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ssh-rsa")
 
 
+class GpuDevices(StrictModel):
+    """A host's physical GPUs: `count` devices of one `model` with `memory_gb` each. A shard
+    asking for a fraction of a GPU sits on one device; one asking for several takes whole ones."""
+
+    count: int = Field(ge=0)
+    model: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    memory_gb: NonNegative = 0
+
+
 class Host(StrictModel):
     """A machine shards can run on, reached over SSH with a pinned host key."""
 
@@ -25,6 +34,10 @@ class Host(StrictModel):
         default=None, description="Pinned public host key, e.g. 'ssh-ed25519 AAAA...'."
     )
     capacity: Resources
+    gpus: GpuDevices | None = Field(
+        default=None,
+        description="Physical GPU devices; without it capacity.gpu is a plain divisible amount.",
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     root: str = Field(
         default="/var/lib/skyshard",
@@ -36,6 +49,20 @@ class Host(StrictModel):
         pattern=r"^[A-Za-z0-9._/-]+$",
         description="Interpreter that runs skyshard's host helpers on the host.",
     )
+
+    @model_validator(mode="after")
+    def _gpu_capacity_matches_devices(self) -> Host:
+        if self.gpus is not None and self.capacity.gpu not in (0, self.gpus.count):
+            raise ValueError(
+                f"capacity.gpu = {self.capacity.gpu:g} disagrees with gpus.count = "
+                f"{self.gpus.count} (leave capacity.gpu out, or make them equal)"
+            )
+        return self
+
+    @property
+    def gpu_capacity(self) -> float:
+        """GPUs the host offers: its device count when it declares devices."""
+        return float(self.gpus.count) if self.gpus is not None else self.capacity.gpu
 
     @field_validator("host_key")
     @classmethod

@@ -154,7 +154,7 @@ def _allowed_hosts(workload: Workload, hosts: dict[str, tuple[Provider, Host]]) 
         if any(host.labels.get(k) != v for k, v in rules.requires_labels.items()):
             continue
         cap = host.capacity
-        if need.cpu > cap.cpu or need.mem_gb > cap.mem_gb or need.gpu > cap.gpu:
+        if need.cpu > cap.cpu or need.mem_gb > cap.mem_gb or need.gpu > host.gpu_capacity:
             continue
         if need.net_mbps > cap.net_mbps:
             continue

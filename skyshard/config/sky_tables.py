@@ -47,13 +47,21 @@ def host_frame(sky: Sky) -> pl.DataFrame:
                 "has_pinned_host_key": h.host_key is not None,
                 "cpu": h.capacity.cpu,
                 "mem_gb": h.capacity.mem_gb,
-                "gpu": h.capacity.gpu,
+                "gpu": h.gpu_capacity,
                 "net_mbps": h.capacity.net_mbps,
+                "gpu_devices": h.gpus.count if h.gpus else None,
+                "gpu_model": h.gpus.model if h.gpus else None,
+                "gpu_memory_gb": h.gpus.memory_gb if h.gpus else None,
                 "labels": json.dumps(h.labels, sort_keys=True),
             }
             for p in sky.providers
             for h in p.hosts
-        ]
+        ],
+        schema_overrides={
+            "gpu_devices": pl.Int64,
+            "gpu_model": pl.String,
+            "gpu_memory_gb": pl.Float64,
+        },
     )
 
 

@@ -27,6 +27,8 @@ from skyshard.ledger.note import Ed25519Verifier, NoteError, strict_b64decode
 GENESIS_FILE = "genesis.vkey"
 CHECKPOINT_FILE = "checkpoint.json"
 SEEN_FILE = "seen.json"
+_SEEN_WIDTH = 160
+"""Fixed width (JSON padded with spaces), so an in-place rewrite never leaves old bytes."""
 
 
 @dataclass(frozen=True)
@@ -123,17 +125,26 @@ class ClientStore:
         write_atomically(self.directory / CHECKPOINT_FILE, _dump(value))
 
     def seen(self) -> Mark | None:
+        """None when missing, or unreadable: it is rewritten in place without fsync, so a crash
+        may leave it torn, and a torn one vouches for nothing."""
         path = self.directory / SEEN_FILE
-        value = _read_json(path)
-        return None if value is None else Mark.from_json(value, path)
+        try:
+            value = _read_json(path)
+            return None if value is None else Mark.from_json(value, path)
+        except LedgerError:
+            return None
 
     def store_seen(self, mark: Mark) -> None:
-        """After every append; not fsynced (the appended entries are): a crash can only make
-        it older, which weakens but never falsifies the check."""
+        """After every append; overwritten in place and not fsynced (the appended entries
+        are): a crash can only make it older or torn, which weakens but never falsifies it."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.directory / f".{SEEN_FILE}.{os.getpid()}.tmp"
-        temporary.write_bytes(_dump(mark.as_json()))
-        os.replace(temporary, self.directory / SEEN_FILE)
+        data = _dump(mark.as_json()).ljust(_SEEN_WIDTH)
+        fd = os.open(self.directory / SEEN_FILE, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
 
 
 def _dump(value: dict[str, Any]) -> bytes:

@@ -6,18 +6,26 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from skyshard.ledger.checkpoint import Checkpoint
 from skyshard.ledger.cosignature import CosignatureVerifier, Cosigner
 from skyshard.ledger.keys import KEY_SUFFIX, load_or_create_signing_key
 from skyshard.ledger.log import CHECKPOINT_DIR, LOG_FILE, LedgerError, write_atomically
 from skyshard.ledger.merkle import ProofError, verify_consistency
-from skyshard.ledger.note import Ed25519Verifier, Signature, check_key_name
+from skyshard.ledger.note import (
+    Ed25519Verifier,
+    NoteError,
+    Signature,
+    check_key_name,
+    parse_note,
+    verified_signatures,
+)
 from skyshard.ledger.verify import verify_ledger
 
 if TYPE_CHECKING:
@@ -136,34 +144,51 @@ class Replica:
             ) from exc
 
 
+Push = Callable[["ReplicaTarget", bytes, str, Ed25519Verifier], str]
+"""Hands a replica the covered log, the checkpoint note and the genesis key; returns the
+cosignature line it answered (checked against the pinned key by `sync_replica`)."""
+
+
+def push_to_folder(target: ReplicaTarget, log: bytes, note: str, genesis: Ed25519Verifier) -> str:
+    """A replica that is a folder this process can write (its cosigner key lives there)."""
+    return Replica.open(Path(target.location), target.name).receive(log, note, genesis).line()
+
+
 @dataclass(frozen=True)
 class ReplicaTarget:
-    """A configured cosigner: its name, the key pinned for it, and where its replica lives."""
+    """A configured cosigner: its name, the key pinned for it, where its replica lives and how
+    to reach it."""
 
     name: str
     verifier: CosignatureVerifier
     location: str
+    push: Push = push_to_folder
 
 
 def sync_replica(ledger: Ledger, target: ReplicaTarget) -> int:
     """Push the verified log and a fresh checkpoint to one replica and store its cosignature;
-    returns the checkpoint size. Refuses a tampered log and a replica with an unpinned key."""
+    returns the checkpoint size. Refuses a tampered log and a cosignature not made by the
+    key pinned for the replica."""
     note = ledger.checkpoint()
     ledger.verified_entries()
     genesis = ledger.genesis()
     if genesis is None:
         raise LedgerError(f"{ledger.client.directory}: no pinned genesis key to give replicas")
-    replica = Replica.open(Path(target.location), target.name)
-    if replica.cosigner.verifier() != target.verifier:
+    checkpoint = Checkpoint.from_note(note)
+    log_bytes = _first_lines(ledger.log_path.read_bytes(), checkpoint.size)
+    line = target.push(target, log_bytes, note, genesis)
+    try:
+        answered = parse_note(f"{checkpoint.body()}\n{line}")
+        pinned = verified_signatures(answered, [target.verifier])
+    except NoteError as exc:
+        raise LedgerError(f"replica {target.name} answered a bad cosignature: {exc}") from exc
+    if len(pinned) != 1 or len(answered.signatures) != 1:
         raise LedgerError(
-            f"replica {target.name} at {target.location} presented cosigner key "
-            f"{replica.cosigner.verifier().vkey()}, but {target.verifier.vkey()} is pinned"
+            f"replica {target.name} at {target.location} did not cosign with the key pinned "
+            f"in policy.yaml ({target.verifier.vkey()})"
         )
-    size = Checkpoint.from_note(note).size
-    log_bytes = ledger.log_path.read_bytes()
-    cosignature = replica.receive(_first_lines(log_bytes, size), note, genesis)
-    ledger.store_cosignatures(size, [cosignature.line()])
-    return size
+    ledger.store_cosignatures(checkpoint.size, [line])
+    return checkpoint.size
 
 
 def cosign_latest(ledger: Ledger, targets: Sequence[ReplicaTarget]) -> dict[str, str]:
@@ -184,3 +209,23 @@ def _first_lines(data: bytes, count: int) -> bytes:
     for _ in range(count):
         end = data.index(b"\n", end) + 1
     return data[:end]
+
+
+def serve_push(argv: Sequence[str], stdin: BinaryIO, stdout: TextIO) -> None:
+    """The replica's side of a push over SSH: `python -m skyshard.ledger.replica ROOT
+    PROVIDER LOG_VKEY LOG_BYTES` with the log, then the checkpoint note, on stdin; prints the
+    cosignature line. The provider's cosigner key never leaves its host."""
+    if len(argv) != 4 or not argv[3].isdigit():
+        raise LedgerError("usage: python -m skyshard.ledger.replica ROOT PROVIDER LOG_VKEY BYTES")
+    root, provider, vkey, length = argv
+    data = stdin.read()
+    log_bytes, note = data[: int(length)], data[int(length) :].decode()
+    replica = Replica.open(Path(root), provider)
+    stdout.write(replica.receive(log_bytes, note, Ed25519Verifier.from_vkey(vkey)).line())
+
+
+if __name__ == "__main__":
+    try:
+        serve_push(sys.argv[1:], sys.stdin.buffer, sys.stdout)
+    except (LedgerError, NoteError, OSError, ValueError) as error:
+        sys.exit(f"replica refused the push: {error}")

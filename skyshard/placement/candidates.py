@@ -7,6 +7,7 @@ from enum import IntEnum
 
 import numpy as np
 
+from skyshard.placement.devices import NO_DEVICES, devices_needed, fits_devices, host_usage
 from skyshard.placement.instance import NO_INDEX, Instance
 
 # Capacity comparisons tolerate float noise from summing many small demands.
@@ -33,6 +34,7 @@ class Candidates:
     host: np.ndarray
     cost: np.ndarray
     stays: np.ndarray  # the candidate is the shard's current host
+    blocked_stay: np.ndarray  # staying where the policy no longer allows the shard
     is_move: np.ndarray  # choosing it moves the shard off its current host
     state: np.ndarray  # (shards,) CurrentHost
 
@@ -41,11 +43,13 @@ class Candidates:
 
 
 def overloaded_hosts(inst: Instance) -> np.ndarray:
-    """(hosts,) True where the shards currently there exceed a capacity."""
+    """(hosts,) True where the shards currently there exceed a capacity or the GPU devices."""
     placed = inst.current != NO_INDEX
     load = np.zeros_like(inst.capacity)
     np.add.at(load, inst.current[placed], inst.demand[placed])
-    return (load > inst.capacity + CAPACITY_TOLERANCE).any(axis=1)
+    taken, counts = host_usage(inst.n_hosts, inst.current, inst.gpu_whole, inst.gpu_slots)
+    short = (inst.gpu_devices != NO_DEVICES) & (devices_needed(taken, counts) > inst.gpu_devices)
+    return (load > inst.capacity + CAPACITY_TOLERANCE).any(axis=1) | short
 
 
 def _in_conflict_now(inst: Instance) -> np.ndarray:
@@ -93,10 +97,12 @@ def stay_costs(inst: Instance) -> np.ndarray:
 
 
 def fits_alone(inst: Instance, shard: np.ndarray, host: np.ndarray) -> np.ndarray:
-    return (inst.demand[shard] <= inst.capacity[host] + CAPACITY_TOLERANCE).all(axis=1)
+    fits = (inst.demand[shard] <= inst.capacity[host] + CAPACITY_TOLERANCE).all(axis=1)
+    return fits & fits_devices(inst.gpu_devices[host], inst.gpu_whole[shard], inst.gpu_slots[shard])
 
 
-def _passes_hysteresis(inst: Instance, state: np.ndarray) -> np.ndarray:
+def passes_hysteresis(inst: Instance, state: np.ndarray) -> np.ndarray:
+    """(candidate rows,) whether choosing the row keeps the minimum saving and the cooldown."""
     budget = inst.budget
     shard = inst.cand_shard
     stay = stay_costs(inst)[shard]
@@ -131,19 +137,22 @@ def _shares_affinity_provider(inst: Instance, keep: np.ndarray) -> np.ndarray:
 def eligible_candidates(
     inst: Instance, *, capacity: bool = True, hysteresis: bool = True, affinity: bool = True
 ) -> Candidates:
-    """Allowed candidates that fit their host alone and pass hysteresis and affinity.
+    """Allowed candidates that fit their host alone and pass hysteresis and affinity, plus every
+    shard's current host: staying is always possible (the elastic model prices what it breaks),
+    so there is always a plan.
 
-    Each filter only removes pairs no feasible assignment can use, so the flags exist for the
-    infeasibility explanation, which drops one constraint family at a time.
+    Each filter only removes pairs no rule-keeping assignment can use; the flags let the checker
+    tell hysteresis apart from the other rules.
     """
     state = current_host_states(inst)
     keep = inst.cand_allowed.copy()
     if capacity:
         keep &= fits_alone(inst, inst.cand_shard, inst.cand_host)
     if hysteresis:
-        keep &= _passes_hysteresis(inst, state)
+        keep &= passes_hysteresis(inst, state)
     if affinity:
         keep = _shares_affinity_provider(inst, keep)
+    keep |= inst.cand_host == inst.current[inst.cand_shard]
     rows = np.flatnonzero(keep)
     shard, host = inst.cand_shard[rows], inst.cand_host[rows]
     stays = host == inst.current[shard]
@@ -153,6 +162,7 @@ def eligible_candidates(
         host=host,
         cost=inst.cand_cost[rows],
         stays=stays,
+        blocked_stay=stays & ~inst.cand_allowed[rows],
         is_move=inst.has_current[shard] & ~stays,
         state=state,
     )

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skyshard.placement.candidates import CAPACITY_TOLERANCE, eligible_candidates
+from skyshard.placement.candidates import (
+    CAPACITY_TOLERANCE,
+    current_host_states,
+    passes_hysteresis,
+)
+from skyshard.placement.devices import NO_DEVICES, devices_needed, host_usage
 from skyshard.placement.instance import NO_INDEX, Instance, build_instance
 from skyshard.placement.model import RESOURCES, PlacementInput
 
@@ -16,7 +21,7 @@ SHOWN = 8  # shard names listed per message
 
 @dataclass(frozen=True)
 class Violation:
-    family: str  # capacity, latency, affinity, budget, hysteresis, policy, unplaced
+    family: str  # capacity, devices, latency, affinity, budget, hysteresis, policy, unplaced
     message: str
 
 
@@ -41,6 +46,21 @@ def _capacity(inst: Instance, host_of: np.ndarray) -> list[Violation]:
             )
         )
     return out
+
+
+def _devices(inst: Instance, host_of: np.ndarray) -> list[Violation]:
+    taken, counts = host_usage(inst.n_hosts, host_of, inst.gpu_whole, inst.gpu_slots)
+    need = devices_needed(taken, counts)
+    short = (inst.gpu_devices != NO_DEVICES) & (need > inst.gpu_devices)
+    return [
+        Violation(
+            "devices",
+            f"host {inst.host_ids[host]}: shards need {need[host]} GPU devices (whole ones plus "
+            f"shared ones per size) but it has {inst.gpu_devices[host]} "
+            f"(shards {names(inst.shard_ids, np.flatnonzero(host_of == host))})",
+        )
+        for host in np.flatnonzero(short)
+    ]
 
 
 def _latency(inst: Instance, host_of: np.ndarray) -> list[Violation]:
@@ -106,11 +126,8 @@ def _moves_and_policy(inst: Instance, host_of: np.ndarray) -> list[Violation]:
                 f"shards on hosts not allowed for them: {names(inst.shard_ids, placed[~allowed])}",
             )
         )
-    relaxed = eligible_candidates(inst, capacity=False, hysteresis=False, affinity=False)
-    strict = eligible_candidates(inst, capacity=False, hysteresis=True, affinity=False)
-    in_relaxed = np.isin(keys, relaxed.shard * inst.n_hosts + relaxed.host)
-    in_strict = np.isin(keys, strict.shard * inst.n_hosts + strict.host)
-    held_back = placed[in_relaxed & ~in_strict]
+    passes = passes_hysteresis(inst, current_host_states(inst))
+    held_back = placed[allowed & ~passes[pos]] if len(passes) else placed[:0]
     if len(held_back):
         out.append(
             Violation(
@@ -130,6 +147,7 @@ def violations_of(inst: Instance, host_of: np.ndarray) -> list[Violation]:
     return [
         *_moves_and_policy(inst, host_of),
         *_capacity(inst, host_of),
+        *_devices(inst, host_of),
         *_latency(inst, host_of),
         *_affinity(inst, host_of),
     ]

@@ -1,54 +1,47 @@
-"""Says which constraints conflict for which shards when the placement problem is infeasible.
+"""Pre-checks: what cheap arithmetic proves the plan cannot fix, before any solver runs.
 
-First the cheap local checks (one shard, one dependency, one group on its own); if none
-fails, the constraint families are dropped one at a time, then two at a time, and each
-relaxation that restores feasibility is reported with the shards its solution needs it for.
-Each relaxation is screened with its LP first (an infeasible LP settles it at once) and the
-whole search shares one time budget; a relaxation whose MIP runs out of time is reported as
-undecided, never counted as infeasible.
+They take milliseconds even at 8,000 shards x 1,500 hosts: a shard no allowed host can hold
+(with the resource it lacks), a sky short of a resource overall, a dependency no pair of usable
+hosts meets, a group no provider or not enough hosts can take, and a move budget below the moves
+that relief needs. The elastic solver then plans the best subset; these verdicts are what the
+plan reports as the reasons, and all it reports when time runs out.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
-from dataclasses import replace
-from time import perf_counter
 
 import numpy as np
-from scipy import sparse
 
 from skyshard.placement.candidates import (
     CurrentHost,
+    current_host_states,
     eligible_candidates,
     fits_alone,
     overloaded_hosts,
 )
-from skyshard.placement.check import names, violations_of
-from skyshard.placement.highs import MipOutcome, solve_lp, solve_mip
-from skyshard.placement.instance import NO_INDEX, Instance
+from skyshard.placement.check import names
+from skyshard.placement.devices import NO_DEVICES
+from skyshard.placement.instance import Instance
 from skyshard.placement.model import RESOURCES
-from skyshard.placement.problem import ALL_FAMILIES, Family, MilpProblem, build_problem
-
-FAMILY_ORDER = (Family.CAPACITY, Family.LATENCY, Family.AFFINITY, Family.BUDGET, Family.HYSTERESIS)
 
 
-def _shard_conflicts(inst: Instance) -> list[str]:
-    out = []
+def unplaceable(inst: Instance) -> dict[int, str]:
+    """Shards no allowed host can hold on its own, with why."""
+    out = {}
     usable = inst.cand_allowed & fits_alone(inst, inst.cand_shard, inst.cand_host)
     has_usable = np.bincount(inst.cand_shard[usable], minlength=inst.n_shards) > 0
     for shard in np.flatnonzero(~has_usable):
         rows = np.flatnonzero(inst.cand_shard == shard)
         allowed = rows[inst.cand_allowed[rows]]
-        name = inst.shard_ids[shard]
         if not len(rows):
-            out.append(f"shard {name}: no candidate host was scored")
+            out[int(shard)] = "no candidate host was scored"
         elif not len(allowed):
             reasons = Counter(str(inst.cand_blocked_by[r] or "not allowed") for r in rows)
             listed = ", ".join(f"{why}: {n} hosts" for why, n in sorted(reasons.items()))
-            out.append(f"shard {name}: every candidate host is blocked ({listed})")
+            out[int(shard)] = f"every candidate host is blocked ({listed})"
         else:
-            out.append(f"shard {name}: {_why_nothing_fits(inst, shard, inst.cand_host[allowed])}")
+            out[int(shard)] = _why_nothing_fits(inst, shard, inst.cand_host[allowed])
     return out
 
 
@@ -61,6 +54,14 @@ def _why_nothing_fits(inst: Instance, shard: int, hosts: np.ndarray) -> str:
             short.append(
                 f"no allowed host has {demand[res]:g} {name} free at the forecast upper bound "
                 f"(best: {inst.host_ids[hosts[best]]} with {capacity[best, res]:g})"
+            )
+    devices = inst.gpu_devices[hosts]
+    if inst.gpu_whole[shard] > 0 and (devices != NO_DEVICES).any():
+        best = int(np.argmax(devices))
+        if devices[best] < inst.gpu_whole[shard]:
+            short.append(
+                f"needs {inst.gpu_whole[shard]} whole GPU devices; best host "
+                f"{inst.host_ids[hosts[best]]} has {devices[best]}"
             )
     if short:
         return "; ".join(short)
@@ -125,67 +126,8 @@ def _group_conflicts(inst: Instance, usable: list[np.ndarray]) -> list[str]:
     return out
 
 
-def _with_elastic_capacity(inst: Instance, problem: MilpProblem) -> MilpProblem:
-    """Adds one overflow variable per capacity row, costed per unit of capacity it exceeds."""
-    assert problem.capacity_rows is not None
-    rows = problem.capacity_rows.ravel()
-    total_demand = np.maximum(inst.demand.sum(axis=0), 1e-9)
-    scale = np.tile(total_demand, inst.n_hosts)  # overflow in [0, 1] covers any overcommit
-    overflow = sparse.csc_matrix(
-        (-scale, (rows, np.arange(len(rows)))), shape=(problem.matrix.shape[0], len(rows))
-    )
-    return replace(
-        problem,
-        cost=np.concatenate(
-            [np.zeros(len(problem.cost)), scale / np.maximum(inst.capacity.ravel(), 1.0)]
-        ),
-        matrix=sparse.hstack([problem.matrix, overflow], format="csc"),
-        integrality=np.concatenate([problem.integrality, np.zeros(len(rows), np.int32)]),
-    )
-
-
-def _solve_without(
-    inst: Instance, dropped: frozenset[Family], time_limit_s: float
-) -> tuple[MipOutcome, np.ndarray]:
-    """Feasibility solve with `dropped` families relaxed; returns the outcome and host per shard.
-
-    A dropped capacity family is made elastic (least overcommit) so the hosts it names are the
-    ones that truly lack room; a dropped budget is replaced by minimizing the number of moves.
-    """
-    cands = eligible_candidates(
-        inst,
-        capacity=Family.CAPACITY not in dropped,
-        hysteresis=Family.HYSTERESIS not in dropped,
-        affinity=Family.AFFINITY not in dropped,
-    )
-    everything = np.ones(len(cands), dtype=bool)
-    kept = ALL_FAMILIES - dropped
-    problem = build_problem(inst, cands, everything, kept | {Family.CAPACITY})
-    n_x = problem.n_x
-    if Family.CAPACITY in dropped:
-        problem = _with_elastic_capacity(inst, problem)
-    else:
-        problem = replace(problem, cost=np.zeros(len(problem.cost)))
-    if Family.BUDGET in dropped:
-        cost = problem.cost.copy()
-        cost[:n_x] += cands.is_move.astype(float) * (
-            1.0 if Family.CAPACITY not in dropped else 1e-6
-        )
-        problem = replace(problem, cost=cost)
-    began = perf_counter()
-    if solve_lp(problem, time_limit_s).infeasible:
-        return MipOutcome(False, False, True, None, None, None), np.full(inst.n_shards, NO_INDEX)
-    remaining = time_limit_s - (perf_counter() - began)
-    outcome = solve_mip(problem, remaining, mip_rel_gap=0.0)
-    host_of = np.full(inst.n_shards, NO_INDEX, dtype=np.int64)
-    if outcome.values is not None:
-        chosen = problem.columns[outcome.values[:n_x] > 0.5]
-        host_of[cands.shard[chosen]] = cands.host[chosen]
-    return outcome, host_of
-
-
 def _must_move(inst: Instance) -> str:
-    state = eligible_candidates(inst, hysteresis=False).state
+    state = current_host_states(inst)
     blocked = np.flatnonzero((state == CurrentHost.BLOCKED) | (state == CurrentHost.GONE))
     overloaded = np.flatnonzero(overloaded_hosts(inst))
     parts = []
@@ -198,28 +140,6 @@ def _must_move(inst: Instance) -> str:
     return "; ".join(parts)
 
 
-def _describe(inst: Instance, family: Family, host_of: np.ndarray) -> str:
-    if family == Family.BUDGET:
-        moves = int((inst.has_current & (host_of != inst.current)).sum())
-        need = _must_move(inst)
-        return (
-            f"budget: at least {moves} moves are needed but max_moves is {inst.budget.max_moves}"
-            + (f" ({need})" if need else "")
-        )
-    found = [v.message for v in violations_of(inst, host_of) if v.family == family.value]
-    prefix = {
-        Family.CAPACITY: "capacity at the forecast upper bound: the least overcommitted assignment",
-        Family.LATENCY: "latency: every otherwise feasible assignment breaks a limit, e.g.",
-        Family.AFFINITY: "affinity: every otherwise feasible assignment splits a group, e.g.",
-        Family.HYSTERESIS: "hysteresis: a feasible assignment needs moves it forbids:",
-    }[family]
-    return (
-        f"{prefix} {'; '.join(found[:5])}"
-        if found
-        else f"{family.value}: dropping it restores feasibility"
-    )
-
-
 def _sky_short(inst: Instance) -> list[str]:
     need, have = inst.demand.sum(axis=0), inst.capacity.sum(axis=0)
     return [
@@ -230,52 +150,28 @@ def _sky_short(inst: Instance) -> list[str]:
     ]
 
 
-def quick_conflicts(inst: Instance) -> tuple[str, ...]:
-    """Conflicts that cheap checks prove (each alone makes the problem infeasible)."""
-    local = _shard_conflicts(inst) + _sky_short(inst)
-    if local:
-        return tuple(local)
+def _budget_short(inst: Instance) -> list[str]:
+    """Relief needs a move per shard on a gone or blocked host and one per overloaded host."""
+    if inst.budget.max_moves is None:
+        return []
+    state = current_host_states(inst)
+    forced = int(((state == CurrentHost.BLOCKED) | (state == CurrentHost.GONE)).sum())
+    needed = forced + int(overloaded_hosts(inst).sum())
+    if needed <= inst.budget.max_moves:
+        return []
+    return [
+        f"budget: at least {needed} moves are needed but max_moves is {inst.budget.max_moves} "
+        f"({_must_move(inst)}); the plan spends the budget where it relieves most"
+    ]
+
+
+def pre_checks(inst: Instance, stuck: dict[int, str]) -> tuple[str, ...]:
+    """What the plan cannot fix, proven by cheap checks (each line names what and why)."""
     usable = _usable_hosts(inst)
-    return tuple(_dependency_conflicts(inst, usable) + _group_conflicts(inst, usable))
-
-
-def explain_infeasibility(inst: Instance, time_limit_s: float) -> tuple[str, ...]:
-    local = quick_conflicts(inst)
-    if local:
-        return local
-    deadline = perf_counter() + time_limit_s
-    combos = [c for size in (1, 2) for c in itertools.combinations(FAMILY_ORDER, size)]
-    undecided: list[tuple[Family, ...]] = []
-    for size in (1, 2):
-        found = []
-        for combo in itertools.combinations(FAMILY_ORDER, size):
-            left = deadline - perf_counter()
-            if left <= 0:
-                undecided.append(combo)
-                continue
-            share = left / (
-                len(FAMILY_ORDER) - FAMILY_ORDER.index(combo[0])
-                if size == 1
-                else len(combos) - combos.index(combo)
-            )
-            outcome, host_of = _solve_without(inst, frozenset(combo), share)
-            if outcome.feasible:
-                found.append((combo, host_of))
-            elif not outcome.infeasible:
-                undecided.append(combo)
-        if found and size == 1:
-            return tuple(_describe(inst, combo[0], host_of) for combo, host_of in found)
-        if found:
-            return tuple(
-                f"only dropping {' and '.join(f.value for f in combo)} together restores "
-                "feasibility: " + " | ".join(_describe(inst, f, host_of) for f in combo)
-                for combo, host_of in found
-            )
-        if undecided and size == 1:
-            break  # pairs would only be reached if every single family was ruled out
-    if undecided:
-        return (
-            "the time budget ran out before finding which constraints conflict; undecided: "
-            + ", ".join("dropping " + " and ".join(f.value for f in c) for c in undecided),
-        )
-    return ("infeasible even with any two constraint families dropped",)
+    return tuple(
+        [f"shard {inst.shard_ids[s]}: {why}" for s, why in sorted(stuck.items())]
+        + _sky_short(inst)
+        + _dependency_conflicts(inst, usable)
+        + _group_conflicts(inst, usable)
+        + _budget_short(inst)
+    )

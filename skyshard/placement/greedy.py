@@ -8,6 +8,7 @@ import numpy as np
 
 from skyshard.placement.candidates import CAPACITY_TOLERANCE, eligible_candidates
 from skyshard.placement.check import violations_of
+from skyshard.placement.devices import MAX_SLOTS, NO_DEVICES, devices_needed, extra_devices
 from skyshard.placement.instance import NO_INDEX, build_instance
 from skyshard.placement.model import PlacementInput, PlacementResult, Status
 from skyshard.placement.solve import moves_for
@@ -25,6 +26,8 @@ def greedy_placement(inp: PlacementInput, *, respect_capacity: bool = True) -> P
     inst = build_instance(inp)
     cands = eligible_candidates(inst, capacity=respect_capacity, affinity=False)
     remaining = inst.capacity.copy()
+    taken = np.zeros(inst.n_hosts, dtype=np.int64)
+    slot_counts = np.zeros((inst.n_hosts, MAX_SLOTS + 1), dtype=np.int64)
     taken_by_group: set[tuple[int, int]] = set()
     bounds = np.searchsorted(cands.shard, np.arange(inst.n_shards + 1))
     size = (inst.demand / np.maximum(inst.capacity.mean(axis=0), 1e-9)).max(axis=1)
@@ -34,10 +37,18 @@ def greedy_placement(inp: PlacementInput, *, respect_capacity: bool = True) -> P
         group = int(inst.anti_affinity[shard])
         for col in lo + np.lexsort((cands.host[lo:hi], cands.cost[lo:hi])):
             host = int(cands.host[col])
-            fits = (inst.demand[shard] <= remaining[host] + CAPACITY_TOLERANCE).all()
+            whole, slots = inst.gpu_whole[shard : shard + 1], int(inst.gpu_slots[shard])
+            used = devices_needed(taken[host : host + 1], slot_counts[host : host + 1])[0]
+            extra = extra_devices(slot_counts[host : host + 1], whole, slots)[0]
+            fits = (inst.demand[shard] <= remaining[host] + CAPACITY_TOLERANCE).all() and (
+                inst.gpu_devices[host] == NO_DEVICES or used + extra <= inst.gpu_devices[host]
+            )
             if (respect_capacity and not fits) or (group, host) in taken_by_group:
                 continue
             remaining[host] -= inst.demand[shard]
+            taken[host] += whole[0]
+            if slots:
+                slot_counts[host, slots] += 1
             if group != NO_INDEX:
                 taken_by_group.add((group, host))
             chosen.append(col)
@@ -48,7 +59,7 @@ def greedy_placement(inp: PlacementInput, *, respect_capacity: bool = True) -> P
     broken = violations_of(inst, host_of)
     elapsed = perf_counter() - began
     return PlacementResult(
-        status=Status.NO_SOLUTION if broken else Status.FEASIBLE_WITH_GAP,
+        status=Status.PARTIAL if broken else Status.FEASIBLE_WITH_GAP,
         assignment={
             inst.shard_ids[s]: inst.host_ids[h] for s, h in enumerate(host_of) if h != NO_INDEX
         },
@@ -60,6 +71,6 @@ def greedy_placement(inp: PlacementInput, *, respect_capacity: bool = True) -> P
         solve_seconds=elapsed,
         solver="greedy cheapest fit",
         moves=moves_for(inp, inst, cands, chosen_cols),
-        explanation=tuple(f"{v.family}: {v.message}" for v in broken),
+        unfixed=tuple(f"{v.family}: {v.message}" for v in broken),
         stats={"unplaced": int((host_of == NO_INDEX).sum()), "violations": len(broken)},
     )

@@ -6,8 +6,9 @@ affinity group stays on the provider the LP gave it). The fractional shards are 
 one at a time, largest first, on their cheapest host that keeps every rule, moving other
 shards out of the way when nothing has room. If that fails, the insertion starts again from
 every shard that may stay put staying put. Relocating single shards to cheaper feasible hosts
-then improves the whole assignment. Each step checks every constraint family, so what it
-returns is feasible; it returns None when a shard cannot be inserted at all.
+then improves the whole assignment. Each step checks every constraint family, GPU devices
+included. A shard that cannot be inserted anywhere stays on its current host even where that
+breaks a rule, or stays unplaced if it has none: the elastic model prices what is left.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from time import perf_counter
 import numpy as np
 
 from skyshard.placement.candidates import CAPACITY_TOLERANCE, Candidates, CurrentHost
+from skyshard.placement.devices import MAX_SLOTS, NO_DEVICES, devices_needed, extra_devices
 from skyshard.placement.instance import NO_INDEX, Instance
+from skyshard.placement.model import RESOURCES
+
+GPU = RESOURCES.index("gpu")
 
 INTEGRAL = 1 - 1e-6
 IMPROVEMENT = 1e-9
@@ -32,6 +37,9 @@ class _Assignment:
         self.inst, self.cands = inst, cands
         self.col_of = np.full(inst.n_shards, NO_INDEX, dtype=np.int64)
         self.load = np.zeros_like(inst.capacity)
+        self.gpu_taken = np.zeros(inst.n_hosts, dtype=np.int64)
+        self.slot_counts = np.zeros((inst.n_hosts, MAX_SLOTS + 1), dtype=np.int64)
+        self.devices_used = np.zeros(inst.n_hosts, dtype=np.int64)
         self.anti_hosts: dict[int, Counter[int]] = defaultdict(Counter)
         self.affinity_members = np.zeros(len(inst.affinity_names), dtype=np.int64)
         self.affinity_provider = np.full(len(inst.affinity_names), NO_INDEX, dtype=np.int64)
@@ -48,6 +56,15 @@ class _Assignment:
         col = self.col_of[shard]
         return NO_INDEX if col == NO_INDEX else int(self.cands.host[col])
 
+    def devices_fit(self, shard: int, hosts: np.ndarray) -> np.ndarray:
+        inst = self.inst
+        whole, slots = int(inst.gpu_whole[shard]), int(inst.gpu_slots[shard])
+        devices = inst.gpu_devices[hosts]
+        if whole == 0 and slots == 0:
+            return np.ones(len(hosts), dtype=bool)
+        extra = extra_devices(self.slot_counts[hosts], np.full(len(hosts), whole), slots)
+        return (devices == NO_DEVICES) | (self.devices_used[hosts] + extra <= devices)
+
     def options(self, shard: int) -> np.ndarray:
         """Columns of the (unassigned) shard that keep every constraint, cheapest first."""
         inst, cands = self.inst, self.cands
@@ -56,6 +73,7 @@ class _Assignment:
         ok = (
             self.load[hosts] + inst.demand[shard] <= inst.capacity[hosts] + CAPACITY_TOLERANCE
         ).all(axis=1)
+        ok &= self.devices_fit(shard, hosts)
         group = inst.anti_affinity[shard]
         if group != NO_INDEX and self.anti_hosts[group]:
             taken = [h for h, n in self.anti_hosts[group].items() if n]
@@ -76,6 +94,13 @@ class _Assignment:
         inst, cands = self.inst, self.cands
         host = int(cands.host[col])
         self.load[host] += sign * inst.demand[shard]
+        if inst.gpu_devices[host] != NO_DEVICES and inst.demand[shard, GPU] > 0:
+            self.gpu_taken[host] += sign * inst.gpu_whole[shard]
+            self.slot_counts[host, inst.gpu_slots[shard]] += sign
+            self.slot_counts[host, 0] = 0
+            self.devices_used[host] = devices_needed(
+                self.gpu_taken[host : host + 1], self.slot_counts[host : host + 1]
+            )[0]
         if inst.anti_affinity[shard] != NO_INDEX:
             self.anti_hosts[int(inst.anti_affinity[shard])][host] += sign
         group = inst.affinity[shard]
@@ -103,6 +128,7 @@ def _make_room(state: _Assignment, shard: int, col: int) -> list[tuple[int, int]
     done: list[tuple[int, int]] = []
     while col not in state.options(shard):
         short = state.load[host] + inst.demand[shard] - inst.capacity[host] > CAPACITY_TOLERANCE
+        short[GPU] |= not state.devices_fit(shard, np.array([host]))[0]
         on_host = np.flatnonzero(state.col_of >= 0)
         on_host = on_host[cands.host[state.col_of[on_host]] == host]
         on_host = on_host[(inst.demand[on_host][:, short] > 0).any(axis=1)]
@@ -132,12 +158,13 @@ def _undo(state: _Assignment, done: list[tuple[int, int]]) -> None:
         state.assign(other, old)
 
 
-def _insert(state: _Assignment, shard: int) -> bool:
-    """Puts the shard on its cheapest feasible host, else on the host where moving other
-    shards away costs least (among its EJECTION_TRIES cheapest columns)."""
+def _insert(state: _Assignment, shard: int, stay: int) -> bool:
+    """Puts the shard on its `stay` column if that is given and feasible, else on its cheapest
+    feasible host, else on the host where moving other shards away costs least (among its
+    EJECTION_TRIES cheapest columns)."""
     options = state.options(shard)
     if len(options):
-        state.assign(shard, int(options[0]))
+        state.assign(shard, stay if stay in options else int(options[0]))
         return True
     cands = state.cands
     lo, hi = state.bounds[shard], state.bounds[shard + 1]
@@ -161,52 +188,76 @@ def _insert(state: _Assignment, shard: int) -> bool:
 
 
 def _improve(state: _Assignment, deadline: float) -> None:
-    """Moves single shards to cheaper feasible hosts until none is left or time is up."""
+    """Places unplaced shards where they now fit and moves single shards to cheaper feasible
+    hosts, until nothing improves or time is up."""
     cands = state.cands
     cheapest = np.full(state.inst.n_shards, np.inf)
     np.minimum.at(cheapest, cands.shard, cands.cost)
+    cost = np.append(cands.cost, np.inf)  # NO_INDEX (-1) reads the last entry: unplaced
     improved = True
     while improved and perf_counter() < deadline:
         improved = False
-        current = cands.cost[state.col_of]
-        for shard in np.flatnonzero(cheapest < current - IMPROVEMENT):
+        for shard in np.flatnonzero(cheapest < cost[state.col_of] - IMPROVEMENT):
             if perf_counter() > deadline:
                 return
-            old = state.unassign(int(shard))
+            old = state.unassign(int(shard)) if state.col_of[shard] != NO_INDEX else NO_INDEX
             options = state.options(int(shard))
             best = int(options[0]) if len(options) else old
-            if cands.cost[best] < cands.cost[old] - IMPROVEMENT:
+            if cost[best] < cost[old] - IMPROVEMENT:
                 improved = True
             else:
                 best = old
-            state.assign(int(shard), best)
+            if best != NO_INDEX:
+                state.assign(int(shard), best)
 
 
-def _complete(state: _Assignment, seed: np.ndarray) -> bool:
-    """Assigns the seed columns (which must agree with every rule), then inserts the rest."""
-    inst = state.inst
+def _complete(state: _Assignment, seed: np.ndarray, deadline: float, keep: bool) -> int:
+    """Assigns the seed columns, then inserts the rest (with `keep`, each where it runs if it
+    still fits there: moves only for relief); a shard that fits nowhere (or is reached after
+    the deadline) stays where it is, or unplaced. Returns how many were left like that."""
+    inst, cands = state.inst, state.cands
     for col in seed:
-        state.assign(int(state.cands.shard[col]), int(col))
+        state.assign(int(cands.shard[col]), int(col))
     rest = np.flatnonzero(state.col_of == NO_INDEX)
     size = (inst.demand[rest] / np.maximum(inst.capacity.mean(axis=0), 1e-9)).max(axis=1)
     grouped = inst.affinity[rest] != NO_INDEX
-    return all(_insert(state, int(shard)) for shard in rest[np.lexsort((rest, -size, ~grouped))])
+    stay_col = np.full(inst.n_shards, NO_INDEX, dtype=np.int64)
+    stay_col[cands.shard[cands.stays]] = np.flatnonzero(cands.stays)
+    left = 0
+    for shard in rest[np.lexsort((rest, -size, ~grouped))]:
+        stay = int(stay_col[shard]) if keep else NO_INDEX
+        if perf_counter() < deadline and _insert(state, int(shard), stay):
+            continue
+        left += 1
+        if stay_col[shard] != NO_INDEX:
+            state.assign(int(shard), int(stay_col[shard]))
+    return left
 
 
 def lp_guided_assignment(
     inst: Instance, cands: Candidates, lp_x: np.ndarray, time_limit_s: float
-) -> np.ndarray | None:
-    """The chosen candidate index per shard, or None if some shard found no feasible host.
+) -> np.ndarray:
+    """The chosen candidate index per shard (NO_INDEX: unplaced).
 
-    `lp_x` is the LP value of every candidate (0 for those left out of the LP). If the LP's
-    integral part cannot be completed, the shards that may stay where they are form the seed
-    instead (they agree with every rule by definition of CurrentHost.STAYABLE).
+    `lp_x` is the LP value of every candidate (0 for those left out of the LP; all zero: no
+    LP yet). If the LP's integral part cannot be completed, or there is no LP, the shards that
+    may stay where they are form the seed (they agree with every rule by definition of
+    CurrentHost.STAYABLE) and only the others are inserted: relief first. Of the two seeds, the
+    one leaving fewer shards where they could not be fitted wins.
     """
     deadline = perf_counter() + time_limit_s
     staying = cands.stays & (cands.state[cands.shard] == CurrentHost.STAYABLE)
-    for seed in (np.flatnonzero(lp_x > INTEGRAL), np.flatnonzero(staying)):
+    seeds = [(np.flatnonzero(staying), True)]
+    if lp_x.any():
+        seeds.insert(0, (np.flatnonzero(lp_x > INTEGRAL), False))
+    best: tuple[int, _Assignment] | None = None
+    for seed, keep in seeds:
         state = _Assignment(inst, cands)
-        if _complete(state, seed):
-            _improve(state, deadline)
-            return state.col_of.copy()
-    return None
+        left = _complete(state, seed, deadline, keep)
+        if best is None or left < best[0]:
+            best = (left, state)
+        if left == 0:
+            break
+    assert best is not None
+    _improve(best[1], deadline)
+    return best[1].col_of.copy()

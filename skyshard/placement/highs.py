@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from time import perf_counter
 
 import highspy
 import numpy as np
@@ -40,7 +41,6 @@ def _load(
     integer: bool,
     time_limit_s: float,
     mip_rel_gap: float,
-    col_lower: np.ndarray | None = None,
 ) -> highspy.Highs:
     # The raw binding: the `highspy.Highs` wrapper prints HiGHS's banner while it is being
     # constructed, before output_flag can be turned off; we need none of its extras.
@@ -59,8 +59,8 @@ def _load(
         int(highspy.ObjSense.kMinimize),
         0.0,
         problem.cost,
-        np.zeros(n_cols) if col_lower is None else col_lower,
-        np.ones(n_cols),
+        np.zeros(n_cols),
+        problem.upper,
         problem.row_lower,
         problem.row_upper,
         matrix.indptr.astype(np.int32),
@@ -97,18 +97,11 @@ def solve_mip(
     time_limit_s: float,
     mip_rel_gap: float,
     *,
-    fixed: np.ndarray | None = None,
     start: np.ndarray | None = None,
 ) -> MipOutcome:
-    """`fixed` marks variables held at 1; `start` is a known feasible solution to begin from."""
-    col_lower = None if fixed is None else fixed.astype(float)
-    highs = _load(
-        problem,
-        integer=True,
-        time_limit_s=time_limit_s,
-        mip_rel_gap=mip_rel_gap,
-        col_lower=col_lower,
-    )
+    """`start` is a known feasible solution to begin from."""
+    began = perf_counter()
+    highs = _load(problem, integer=True, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
     if start is not None:
         solution = highspy.HighsSolution()
         solution.col_value = start.tolist()
@@ -120,11 +113,17 @@ def solve_mip(
     has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
     if not has_solution:
         return MipOutcome(False, False, _is_infeasible(status), None, None, None)
+    values = np.array(highs.getSolution().col_value)
+    objective = info.objective_function_value
+    if start is not None and abs(problem.cost @ values - objective) > 1e-6 * max(1, abs(objective)):
+        # HiGHS 1.16 with presolve can report the better objective it found yet hand back the
+        # start vector; solving again without the start gets the solution itself.
+        return solve_mip(problem, time_limit_s - (perf_counter() - began), mip_rel_gap)
     return MipOutcome(
         feasible=True,
         proven=status == highspy.HighsModelStatus.kOptimal,
         infeasible=False,
-        values=np.array(highs.getSolution().col_value),
-        objective=info.objective_function_value,
+        values=values,
+        objective=objective,
         dual_bound=info.mip_dual_bound,
     )

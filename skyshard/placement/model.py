@@ -32,7 +32,12 @@ class ShardDemand:
 
 @dataclass(frozen=True)
 class HostSupply:
-    """Capacity a host can give, already net of reserved capacity and at the forecast bound."""
+    """Capacity a host can give, already net of reserved capacity and at the forecast bound.
+
+    `gpu_devices` set means the host's GPUs are that many physical devices (of `gpu_model`,
+    `gpu_memory_gb` each): a fractional-GPU shard then sits on one device and a multi-GPU shard
+    takes whole devices. None keeps `gpu` a plain divisible amount (configs without devices).
+    """
 
     host_id: str
     provider_id: str
@@ -41,6 +46,9 @@ class HostSupply:
     mem_gb: float
     gpu: float = 0.0
     net_mbps: float = 0.0
+    gpu_devices: int | None = None
+    gpu_model: str | None = None
+    gpu_memory_gb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,10 +157,13 @@ class PlacementInput:
 
 
 class Status(StrEnum):
+    """OPTIMAL and FEASIBLE_WITH_GAP keep every rule; PARTIAL is the best plan found that still
+    leaves something unfixed (an overloaded host, an unplaced shard, a broken rule), listed in
+    `PlacementResult.unfixed`. The planner never answers with no plan."""
+
     OPTIMAL = "optimal"
     FEASIBLE_WITH_GAP = "feasible_with_gap"
-    INFEASIBLE = "infeasible"
-    NO_SOLUTION = "no_solution"  # time limit reached before any feasible assignment
+    PARTIAL = "partial"
 
 
 @dataclass(frozen=True)
@@ -177,8 +188,12 @@ class Move:
 class PlacementResult:
     """The solver's answer.
 
-    `lp_bound` is the LP relaxation bound of the full (unpruned) problem; `best_bound` the best
-    proven lower bound; `gap` = (objective - best_bound) / |objective|.
+    `objective` is the plan's cost plus `penalty` (the elastic model's price of what it leaves
+    unfixed); `lp_bound` is the LP relaxation bound of the full (unpruned) elastic problem;
+    `best_bound` the best proven lower bound; `gap` = (objective - best_bound) / |objective|.
+    `unplaced` maps shards that got no host (new shards, or shards whose host is gone) to why;
+    `unfixed` lists, by family, what the plan still breaks; `explanation` holds the pre-check
+    verdicts (why it cannot all be fixed) and any time-limit note.
     """
 
     status: Status
@@ -193,3 +208,6 @@ class PlacementResult:
     moves: tuple[Move, ...] = ()
     explanation: tuple[str, ...] = ()
     stats: Mapping[str, int] = field(default_factory=dict)
+    penalty: float = 0.0
+    unplaced: Mapping[str, str] = field(default_factory=dict)
+    unfixed: tuple[str, ...] = ()

@@ -1,22 +1,24 @@
-"""Solves the placement MILP with HiGHS: top-K candidates, priced against the LP, then the MIP.
+"""Solves the elastic placement MILP with HiGHS: top-K candidates priced against the LP, an
+LP-guided heuristic, then the MIP, all inside one wall-clock limit.
 
 Pruning to the K cheapest candidates per shard (plus staying put) keeps 10,000 x 200 small,
 but on its own could cut off the optimum when capacity binds. So the LP relaxation of the
 pruned problem is solved first and every left-out candidate is priced with its duals
 (column generation): reduced cost = cost - assignment dual - demand . capacity duals
-- affinity dual. Rows left out of that sum (anti-affinity, latency, budget) are <= rows with
-+1 entries and duals <= 0, so the sum is a lower bound on the true reduced cost. Candidates
-with a negative lower bound are added and the LP solved again; when none is left, the LP
-bound of the pruned problem equals that of the full problem. Pricing stops early once the
-Lagrangian bound from the same duals (a valid lower bound on the full LP) is within
-BOUND_TOLERANCE of the pruned LP: the last rounds add a handful of columns and move nothing.
-The reported LP bound is that Lagrangian bound, so the gap is honest for the full problem. If
-the pruned problem is infeasible, K grows fourfold (10, 40, 160, then no pruning) and
-infeasibility is only declared for the unpruned problem.
+- affinity dual. Rows left out of that sum (devices, anti-affinity, latency, budget) are <= rows
+with +1 entries and duals <= 0, so the sum is a lower bound on the true reduced cost. Candidates
+with a negative lower bound are added and the LP solved again; when none is left, the LP bound
+of the pruned problem equals that of the full problem. Each round adds at most PRICED_PER_SHARD
+columns per shard. Pricing stops early once the Lagrangian bound from the same duals (a valid
+lower bound on the full LP) is within BOUND_TOLERANCE of the pruned LP, or when its share of
+the time is spent; the reported LP bound is the best Lagrangian bound, so the gap is honest.
 
-The LP-guided heuristic (heuristic.py) then builds a feasible assignment; if it is within
-`mip_rel_gap` of the LP bound it is the answer, otherwise it seeds the HiGHS MIP, which stops
-as soon as its incumbent is within `mip_rel_gap` of its bound.
+The problem is elastic (problem.py): staying put or going unplaced is always possible, so there
+is always a plan. The first incumbent is the heuristic's without the LP; the LP-guided heuristic
+then improves it; if the best is not within `mip_rel_gap` of the LP bound it seeds the HiGHS
+MIP. Every phase gets what is left of `time_limit_s` (measured from the call, problem build
+and pre-checks included) minus a reserve for writing the answer, so the whole call ends within
+the limit plus a small overshoot (HiGHS checks its clock between nodes).
 """
 
 from __future__ import annotations
@@ -33,23 +35,35 @@ from skyshard.placement.candidates import (
     eligible_candidates,
     top_k_mask,
 )
-from skyshard.placement.explain import explain_infeasibility, quick_conflicts
+from skyshard.placement.check import violations_of
+from skyshard.placement.explain import pre_checks, unplaceable
 from skyshard.placement.heuristic import lp_guided_assignment
-from skyshard.placement.highs import SOLVER_NAME, LpOutcome, MipOutcome, solve_lp, solve_mip
-from skyshard.placement.instance import Instance, build_instance
+from skyshard.placement.highs import SOLVER_NAME, MipOutcome, solve_lp, solve_mip
+from skyshard.placement.instance import NO_INDEX, Instance, build_instance
 from skyshard.placement.model import Move, PlacementInput, PlacementResult, Status
-from skyshard.placement.problem import MilpProblem, build_problem
+from skyshard.placement.problem import (
+    MilpProblem,
+    Penalties,
+    build_problem,
+    penalties,
+    solution_vector,
+)
 
 PRICING_TOLERANCE = 1e-7
 BOUND_TOLERANCE = 1e-4  # relative; pricing stops when the full-LP bound is this close
-MAX_TOP_K = 64
+FIRST_HEURISTIC_SHARE = 0.1
 HEURISTIC_TIME_SHARE = 0.3
-MIN_EXPLAIN_SECONDS = 10.0  # an infeasible answer gets this long to say why, even past the limit
+PRICING_TIME_SHARE = 0.5
+PRICED_PER_SHARD = 3
+MIP_TIME_SHARE = 0.8
+FINISH_SHARE = 0.05  # of the limit, kept for the checker, the moves and the answer
+FINISH_BUILD_RATIO = 2.0  # or this times the instance build, if more
 
 
 @dataclass(frozen=True)
 class SolveOptions:
-    """`mip_rel_gap`: stop once the assignment is within this relative gap of the bound."""
+    """`mip_rel_gap`: stop once the assignment is within this relative gap of the bound.
+    `time_limit_s` holds for the whole call (build, pre-checks, solve, explanation)."""
 
     time_limit_s: float = 60.0
     mip_rel_gap: float = 0.005
@@ -63,26 +77,36 @@ def _signed_duals(problem: MilpProblem, row_dual: np.ndarray) -> np.ndarray:
 
 
 def _reduced_cost_bounds(
-    inst: Instance, cands: Candidates, problem: MilpProblem, row_dual: np.ndarray, which: np.ndarray
+    inst: Instance,
+    cands: Candidates,
+    problem: MilpProblem,
+    pen: Penalties,
+    row_dual: np.ndarray,
+    which: np.ndarray,
 ) -> np.ndarray:
     shard, host = cands.shard[which], cands.host[which]
-    bound = cands.cost[which] - row_dual[problem.assignment_rows[shard]]
-    if problem.capacity_rows is not None:
-        bound -= (inst.demand[shard] * row_dual[problem.capacity_rows[host]]).sum(axis=1)
-    if problem.affinity_rows is not None:
-        row = problem.affinity_rows[shard, inst.host_provider[host]]
-        bound -= np.where(row >= 0, row_dual[np.maximum(row, 0)], 0.0)
+    bound = cands.cost[which] + pen.blocked_stay * cands.blocked_stay[which]
+    bound -= row_dual[problem.assignment_rows[shard]]
+    bound -= (inst.demand[shard] * row_dual[problem.capacity_rows[host]]).sum(axis=1)
+    row = problem.affinity_rows[shard, inst.host_provider[host]]
+    bound -= np.where(row >= 0, row_dual[np.maximum(row, 0)], 0.0)
     return bound
 
 
 def _lagrangian_bound(
-    inst: Instance, cands: Candidates, problem: MilpProblem, dual: np.ndarray, active: np.ndarray
+    inst: Instance,
+    cands: Candidates,
+    problem: MilpProblem,
+    pen: Penalties,
+    dual: np.ndarray,
+    active: np.ndarray,
 ) -> float:
     """A lower bound on the full (unpruned) LP from the pruned LP's duals.
 
     Every row but the assignment rows is priced out with its dual; each shard then takes its
-    cheapest candidate at those prices. Rows a left-out candidate would join are priced at 0
-    (or, for <= rows, ignored), which only lowers the bound, so it stays valid.
+    cheapest candidate (or u) at those prices, every other column its cheapest bound. Rows a
+    left-out candidate would join are priced at 0 (or, for <= rows, ignored), which only lowers
+    the bound, so it stays valid.
     """
     is_assignment = np.zeros(len(dual), dtype=bool)
     is_assignment[problem.assignment_rows] = True
@@ -95,28 +119,44 @@ def _lagrangian_bound(
     price[cols] = reduced[: problem.n_x] + assignment_dual[cands.shard[cols]]
     left_out = np.flatnonzero(~active)
     price[left_out] = (
-        _reduced_cost_bounds(inst, cands, problem, dual, left_out)
+        _reduced_cost_bounds(inst, cands, problem, pen, dual, left_out)
         + assignment_dual[cands.shard[left_out]]
     )
-    cheapest = np.full(inst.n_shards, np.inf)
+    cheapest = np.full(inst.n_shards, pen.unplaced)
     np.minimum.at(cheapest, cands.shard, price)
-    return rows_term + float(cheapest.sum()) + float(np.minimum(reduced[problem.n_x :], 0).sum())
+    others = slice(problem.first_helper, None)
+    return (
+        rows_term
+        + float(cheapest.sum())
+        + float((np.minimum(reduced[others], 0) * problem.upper[others]).sum())
+    )
+
+
+def _most_negative(
+    shard: np.ndarray, bounds: np.ndarray, negative: np.ndarray, columns: np.ndarray
+) -> np.ndarray:
+    """Per shard, the PRICED_PER_SHARD columns with the most negative reduced-cost bound: adding
+    every negative column at once makes the next LP several times slower for little gain."""
+    which = np.flatnonzero(negative)
+    order = which[np.lexsort((bounds[which], shard[which]))]
+    first = np.searchsorted(shard[order], shard[order], side="left")
+    rank = np.arange(len(order)) - first
+    return columns[order[rank < PRICED_PER_SHARD]]
 
 
 class _Timer:
-    def __init__(self) -> None:
-        self.build = 0.0
-        self.solve = 0.0
+    def __init__(self, limit: float) -> None:
         self.start = perf_counter()
+        self.limit = limit
+        self.reserve = FINISH_SHARE * limit
         self.phases: dict[str, float] = {}
 
-    def remaining(self, limit: float) -> float:
-        return limit - (perf_counter() - self.start)
+    def remaining(self) -> float:
+        """Seconds left for solving, the finishing reserve kept back."""
+        return self.limit - self.reserve - (perf_counter() - self.start)
 
     def add(self, phase: str, began: float) -> None:
-        elapsed = perf_counter() - began
-        self.phases[phase] = self.phases.get(phase, 0.0) + elapsed
-        self.solve += elapsed
+        self.phases[phase] = self.phases.get(phase, 0.0) + perf_counter() - began
 
 
 def moves_for(
@@ -164,10 +204,97 @@ def moves_for(
 
 @dataclass(frozen=True)
 class _Incumbent:
-    chosen: np.ndarray  # candidate indices, one per shard
-    objective: float
-    proven: bool  # the solver proved it within mip_rel_gap of its own bound
+    chosen: np.ndarray  # (shards,) candidate index, NO_INDEX when unplaced
+    objective: float  # elastic: cost plus penalties
     dual_bound: float | None  # the MIP's bound, valid for the problem it solved
+
+    @property
+    def placed(self) -> np.ndarray:
+        return self.chosen[self.chosen != NO_INDEX]
+
+
+class _Search:
+    """The problem over the active candidates, rebuilt when an incumbent needs more columns."""
+
+    def __init__(
+        self, inst: Instance, cands: Candidates, pen: Penalties, active: np.ndarray, timer: _Timer
+    ) -> None:
+        self.inst, self.cands, self.pen, self.timer = inst, cands, pen, timer
+        self.active = active
+        self.problem = self._build()
+        self.stats = {"pricing_rounds": 0}
+
+    def _build(self) -> MilpProblem:
+        began = perf_counter()
+        problem = build_problem(self.inst, self.cands, self.active, self.pen)
+        self.timer.add("build", began)
+        return problem
+
+    def include(self, chosen: np.ndarray) -> None:
+        placed = chosen[chosen != NO_INDEX]
+        if not self.active[placed].all():
+            self.active = self.active.copy()
+            self.active[placed] = True
+            self.problem = self._build()
+
+    def vector(self, chosen: np.ndarray) -> np.ndarray:
+        self.include(chosen)
+        placed = chosen[chosen != NO_INDEX]
+        return solution_vector(self.problem, np.searchsorted(self.problem.columns, placed))
+
+    def incumbent(self, chosen: np.ndarray) -> _Incumbent:
+        vector = self.vector(chosen)
+        return _Incumbent(chosen, float(self.problem.cost @ vector), None)
+
+    def price(self, time_share: float) -> tuple[np.ndarray | None, float | None]:
+        """LP with column pricing: (LP x per candidate, bound on the full LP), or (None, None)
+        when time ran out before any LP. Pricing gets `time_share` of the time left; when that
+        runs out the last LP guides the heuristic and the best Lagrangian bound so far (valid
+        for the full problem) is the bound."""
+        inst, cands, pen = self.inst, self.cands, self.pen
+        deadline = perf_counter() + max(self.timer.remaining(), 0.0) * time_share
+        best_bound = -np.inf
+        while True:
+            began = perf_counter()
+            lp = solve_lp(self.problem, self.timer.remaining())
+            self.timer.add("lp", began)
+            if not lp.optimal:
+                return None, None
+            assert lp.row_dual is not None and lp.objective is not None and lp.values is not None
+            lp_x = np.zeros(len(cands))
+            lp_x[self.problem.columns] = lp.values[: self.problem.n_x]
+            dual = _signed_duals(self.problem, lp.row_dual)
+            left_out = np.flatnonzero(~self.active)
+            bounds = _reduced_cost_bounds(inst, cands, self.problem, pen, dual, left_out)
+            tolerance = PRICING_TOLERANCE * np.maximum(1.0, np.abs(cands.cost[left_out]))
+            negative = bounds < -tolerance
+            if not negative.any():
+                return lp_x, lp.objective
+            bound = _lagrangian_bound(inst, cands, self.problem, pen, dual, self.active)
+            best_bound = max(best_bound, bound)
+            close = lp.objective - best_bound <= BOUND_TOLERANCE * max(abs(lp.objective), 1.0)
+            if close or perf_counter() >= deadline:
+                return lp_x, best_bound
+            self.active = self.active.copy()
+            self.active[_most_negative(cands.shard[left_out], bounds, negative, left_out)] = True
+            self.problem = self._build()
+            self.stats["pricing_rounds"] += 1
+
+    def mip(self, start: _Incumbent, gap: float) -> tuple[_Incumbent | None, MipOutcome]:
+        began = perf_counter()
+        start_values = self.vector(start.chosen)
+        # HiGHS looks at its clock between nodes; a large root node can run past the limit
+        limit = self.timer.remaining() * MIP_TIME_SHARE
+        mip = solve_mip(self.problem, limit, gap, start=start_values)
+        self.timer.add("mip", began)
+        if not mip.feasible:
+            return None, mip
+        assert mip.values is not None and mip.objective is not None
+        x = mip.values[: self.problem.n_x] > 0.5
+        chosen = np.full(self.inst.n_shards, NO_INDEX, dtype=np.int64)
+        cols = self.problem.columns[x]
+        chosen[self.cands.shard[cols]] = cols
+        return _Incumbent(chosen, float(mip.objective), mip.dual_bound), mip
 
 
 def _result(
@@ -176,211 +303,106 @@ def _result(
     cands: Candidates,
     best: _Incumbent,
     lp_bound: float | None,
-    complete: bool,
+    bound: float | None,
+    explanation: tuple[str, ...],
+    why: dict[int, str],
     options: SolveOptions,
     timer: _Timer,
     stats: dict[str, int],
 ) -> PlacementResult:
-    chosen = np.sort(best.chosen)
-    assignment = {
-        inst.shard_ids[s]: inst.host_ids[h]
-        for s, h in zip(cands.shard[chosen], cands.host[chosen], strict=True)
-    }
-    bounds = [b for b in (lp_bound, best.dual_bound if complete else None) if b is not None]
-    best_bound = max(bounds) if bounds else None
+    """`why`: the pre-checks' reasons for shards no allowed host can hold."""
+    placed = np.sort(best.placed)
+    host_of = np.full(inst.n_shards, NO_INDEX, dtype=np.int64)
+    host_of[cands.shard[placed]] = cands.host[placed]
     gap = None
-    if best_bound is not None:
-        gap = max(0.0, best.objective - best_bound) / max(abs(best.objective), 1e-9)
-    within = gap is not None and gap <= options.mip_rel_gap + 1e-9
+    if bound is not None:
+        gap = max(0.0, best.objective - bound) / max(abs(best.objective), 1e-9)
+    unfixed = tuple(f"{v.family}: {v.message}" for v in violations_of(inst, host_of))
+    cost = float(cands.cost[placed].sum())
+    if unfixed:
+        status = Status.PARTIAL
+    elif gap is not None and gap <= options.mip_rel_gap + 1e-9:
+        status = Status.OPTIMAL
+    else:
+        status = Status.FEASIBLE_WITH_GAP
     stats |= {f"{phase}_ms": round(1000 * s) for phase, s in timer.phases.items()}
     return PlacementResult(
-        status=Status.OPTIMAL if within else Status.FEASIBLE_WITH_GAP,
-        assignment=assignment,
-        objective=float(cands.cost[chosen].sum()),
+        status=status,
+        assignment={inst.shard_ids[s]: inst.host_ids[h] for s, h in enumerate(host_of) if h >= 0},
+        objective=best.objective,
         lp_bound=lp_bound,
-        best_bound=best_bound,
+        best_bound=bound,
         gap=gap,
-        build_seconds=timer.build,
-        solve_seconds=timer.solve,
+        build_seconds=timer.phases.get("build", 0.0),
+        solve_seconds=perf_counter() - timer.start - timer.phases.get("build", 0.0),
         solver=SOLVER_NAME,
-        moves=moves_for(inp, inst, cands, chosen),
+        moves=moves_for(inp, inst, cands, placed),
+        explanation=explanation,
         stats=stats,
+        penalty=best.objective - cost,
+        unplaced={
+            inst.shard_ids[s]: why.get(int(s), "no room within the move budget and time limit")
+            for s in np.flatnonzero(host_of == NO_INDEX)
+        },
+        unfixed=unfixed,
     )
-
-
-def _widen(k: int | None) -> int | None:
-    """Next K after the pruned problem proved infeasible; None (no pruning) in the end."""
-    return None if k is None or k >= MAX_TOP_K else k * 4
-
-
-def _start_values(problem: MilpProblem, chosen_column: np.ndarray) -> np.ndarray:
-    """A full MIP solution vector for chosen problem columns, with the affinity y filled in."""
-    values = np.zeros(len(problem.cost))
-    values[chosen_column] = 1.0
-    row_sums = problem.matrix[:, : problem.n_x] @ values[: problem.n_x]
-    matrix = problem.matrix
-    for y in range(problem.n_x, len(problem.cost)):
-        rows = matrix.indices[matrix.indptr[y] : matrix.indptr[y + 1]]
-        values[y] = row_sums[rows[0]] if len(rows) else 0.0
-    return values
-
-
-def _mip(
-    problem: MilpProblem,
-    cands: Candidates,
-    start: np.ndarray | None,
-    time_limit_s: float,
-    gap: float,
-) -> tuple[_Incumbent | None, MipOutcome]:
-    start_values = None
-    if start is not None:
-        start_values = _start_values(problem, np.searchsorted(problem.columns, start))
-    mip = solve_mip(problem, time_limit_s, gap, start=start_values)
-    if not mip.feasible:
-        return None, mip
-    assert mip.values is not None and mip.objective is not None
-    chosen = problem.columns[mip.values[: problem.n_x] > 0.5]
-    return _Incumbent(chosen, float(cands.cost[chosen].sum()), mip.proven, mip.dual_bound), mip
-
-
-def _price(
-    inst: Instance,
-    cands: Candidates,
-    active: np.ndarray,
-    k: int | None,
-    options: SolveOptions,
-    timer: _Timer,
-    stats: dict[str, int],
-) -> tuple[MilpProblem, np.ndarray, int | None, LpOutcome, float | None]:
-    """LP with column pricing: (problem, active, k, last LP, bound on the full LP or None)."""
-    while True:
-        problem = build_problem(inst, cands, active)
-        began = perf_counter()
-        lp = solve_lp(problem, timer.remaining(options.time_limit_s))
-        timer.add("lp", began)
-        if lp.infeasible and not active.all():
-            k = _widen(k)
-            active = active | top_k_mask(inst, cands, k)
-            continue
-        if not lp.optimal:
-            return problem, active, k, lp, None
-        assert lp.row_dual is not None and lp.objective is not None
-        dual = _signed_duals(problem, lp.row_dual)
-        left_out = np.flatnonzero(~active)
-        bounds = _reduced_cost_bounds(inst, cands, problem, dual, left_out)
-        tolerance = PRICING_TOLERANCE * np.maximum(1.0, np.abs(cands.cost[left_out]))
-        priced_in = left_out[bounds < -tolerance]
-        if not len(priced_in):
-            return problem, active, k, lp, lp.objective
-        bound = _lagrangian_bound(inst, cands, problem, dual, active)
-        if lp.objective - bound <= BOUND_TOLERANCE * max(abs(lp.objective), 1.0):
-            return problem, active, k, lp, bound
-        active = active.copy()
-        active[priced_in] = True
-        stats["pricing_rounds"] += 1
 
 
 def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) -> PlacementResult:
-    """Minimum-cost assignment of every shard to one host under all constraint families."""
+    """The best plan found within the time limit: minimum cost plus the elastic model's price of
+    what cannot be fixed (overload, unplaced shards, broken rules), with what is left unfixed
+    and the pre-check verdicts that say why."""
     options = options or SolveOptions()
-    timer = _Timer()
+    timer = _Timer(options.time_limit_s)
+    began = perf_counter()
     inst = build_instance(inp)
     cands = eligible_candidates(inst)
-    k = options.top_k
-    active = top_k_mask(inst, cands, k)
-    timer.build += perf_counter() - timer.start
-    stats = {"candidates": len(inst.cand_cost), "eligible": len(cands), "pricing_rounds": 0}
+    pen = penalties(inst, cands)
+    timer.add("build", began)
+    # checking the plan at the end costs about as much as building the instance did
+    timer.reserve = max(timer.reserve, FINISH_BUILD_RATIO * timer.phases["build"])
+    began = perf_counter()
+    why = unplaceable(inst)
+    explanation = pre_checks(inst, why)
+    timer.add("pre_checks", began)
+    search = _Search(inst, cands, pen, top_k_mask(inst, cands, options.top_k), timer)
 
-    # A cheap local conflict, or an infeasible LP relaxation, already settles the answer.
-    best: _Incumbent | None = None
-    problem: MilpProblem | None = None
-    lp_bound = None
-    conflicts = quick_conflicts(inst)
-    infeasible = bool(conflicts)
-    if not infeasible:
-        # A feasible assignment found without the LP puts its columns in the pruned problem,
-        # so the pruned LP is feasible and K need not widen (each widening is slow at scale).
-        began = perf_counter()
-        remaining = timer.remaining(options.time_limit_s)
-        seed = lp_guided_assignment(inst, cands, np.zeros(len(cands)), remaining * 0.1)
-        timer.add("heuristic", began)
-        if seed is not None:
-            best = _Incumbent(seed, float(cands.cost[seed].sum()), False, None)
-            active[seed] = True
-        problem, active, k, lp, lp_bound = _price(inst, cands, active, k, options, timer, stats)
-        infeasible = lp.infeasible
-    if not infeasible and lp.optimal:
-        assert lp.values is not None
-        lp_x = np.zeros(len(cands))
-        lp_x[problem.columns] = lp.values[: problem.n_x]
-        began = perf_counter()
-        remaining = timer.remaining(options.time_limit_s)
-        chosen = lp_guided_assignment(inst, cands, lp_x, remaining * HEURISTIC_TIME_SHARE)
-        timer.add("heuristic", began)
-        if chosen is not None and (best is None or cands.cost[chosen].sum() < best.objective):
-            best = _Incumbent(chosen, float(cands.cost[chosen].sum()), False, None)
-    stats["heuristic_found"] = int(best is not None)
-    within_gap = (
-        best is not None
-        and lp_bound is not None
-        and best.objective - lp_bound <= options.mip_rel_gap * abs(best.objective)
+    began = perf_counter()
+    seed = lp_guided_assignment(
+        inst, cands, np.zeros(len(cands)), max(timer.remaining(), 0) * FIRST_HEURISTIC_SHARE
     )
-    mip: MipOutcome | None = None
-    while problem is not None and not infeasible and not within_gap:
-        if best is not None and not active[best.chosen].all():
-            active = active.copy()
-            active[best.chosen] = True
-            began = perf_counter()
-            problem = build_problem(inst, cands, active)
-            timer.build += perf_counter() - began
+    timer.add("heuristic", began)
+    best = search.incumbent(seed)
+    lp_x, lp_bound = (None, None) if timer.remaining() <= 0 else search.price(PRICING_TIME_SHARE)
+    bound = lp_bound
+    if lp_x is not None:
         began = perf_counter()
-        found, mip = _mip(
-            problem,
-            cands,
-            None if best is None else best.chosen,
-            timer.remaining(options.time_limit_s),
-            options.mip_rel_gap,
+        chosen = lp_guided_assignment(
+            inst, cands, lp_x, max(timer.remaining(), 0) * HEURISTIC_TIME_SHARE
         )
-        timer.add("mip", began)
-        if mip.infeasible and not active.all():
-            k = _widen(k)
-            active = active | top_k_mask(inst, cands, k)
-            began = perf_counter()
-            problem = build_problem(inst, cands, active)
-            timer.build += perf_counter() - began
-            continue
-        if found is not None and (best is None or found.objective <= best.objective + 1e-9):
+        timer.add("heuristic", began)
+        found = search.incumbent(chosen)
+        if found.objective < best.objective:
             best = found
-        infeasible = mip.infeasible and best is None
-        break
-
-    if problem is not None:
-        stats |= {"columns": problem.n_x, "rows": problem.matrix.shape[0]}
-    if best is not None:
-        complete = bool(active.all()) and best.dual_bound is not None
-        return _result(inp, inst, cands, best, lp_bound, complete, options, timer, stats)
-    if infeasible:
-        status = Status.INFEASIBLE
-        began = perf_counter()
-        explanation = conflicts or explain_infeasibility(
-            inst, max(timer.remaining(options.time_limit_s), MIN_EXPLAIN_SECONDS)
-        )
-        timer.add("explain", began)
-    else:
-        status = Status.NO_SOLUTION
-        explanation = (
-            f"time limit {options.time_limit_s:g} s reached before a feasible assignment was found",
-        )
-    return PlacementResult(
-        status=status,
-        assignment={},
-        objective=None,
-        lp_bound=lp_bound,
-        best_bound=lp_bound,
-        gap=None,
-        build_seconds=timer.build,
-        solve_seconds=timer.solve,
-        solver=SOLVER_NAME,
-        explanation=explanation,
-        stats=stats,
+    within_gap = bound is not None and best.objective - bound <= options.mip_rel_gap * abs(
+        best.objective
     )
+    if bound is not None and not within_gap and timer.remaining() > 0:
+        found, mip = search.mip(best, options.mip_rel_gap)
+        if found is not None and found.objective <= best.objective + 1e-9:
+            best = found
+            if search.active.all() and mip.dual_bound is not None:
+                bound = max(bound, mip.dual_bound)
+    if lp_x is None:
+        explanation += (
+            f"time limit {options.time_limit_s:g} s reached before the LP bound: the plan is "
+            "the heuristic's, its gap unknown",
+        )
+    stats = {
+        "candidates": len(inst.cand_cost),
+        "eligible": len(cands),
+        "columns": search.problem.n_x,
+        "rows": search.problem.matrix.shape[0],
+        **search.stats,
+    }
+    return _result(inp, inst, cands, best, lp_bound, bound, explanation, why, options, timer, stats)

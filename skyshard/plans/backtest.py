@@ -1,42 +1,51 @@
-"""What-if over stored history: replay the hours with five placement policies and compare
+"""What-if over stored history: replay a window with several placement policies and compare
 total cost, overload shard-hours, migrations and bytes moved (`plan.policy_backtest`).
 
-Policies decide every `step_h` hours from what they could know then: static (never move),
-reactive (descheduler-like: a host above 80 % cpu sheds its largest shards to hosts that stay
-below 50 %), greedy (each shard to the cheapest host, capacity-blind), predictive (the
-placement MILP on forecast demand) and oracle (the same MILP on the actual future).
+Policies decide every `step_h` hours from what they could know then:
+- static: never move;
+- reactive: descheduler-like, a host above 80 % cpu sheds its largest shards to hosts that
+  stay below 50 %;
+- greedy_cheapest: each shard to the cheapest host, capacity-blind;
+- predictive: the live planning cycle itself (`plan_forecasts` then `plan_cycle`, same
+  forecaster, scoring, elastic placement and policy, hysteresis cycles carried between steps)
+  on the history before the step, with the shards where the replay has put them;
+- oracle (hindsight): the same planning cycle fed the actual future as its forecast.
 
-Kept cheap on purpose: the predictive policy's forecasts inside the replay are seasonal naive
-(same hour yesterday) plus the last day's drift, with an upper bound from recent residuals,
-not Prophet; prices are carried forward. Cost = cpu used x price + migrations (egress and
-downtime) + overload (an overloaded shard-hour loses OVERLOAD_SHARE of the hour to downtime).
-Only cpu and the policy's capacity, cost and budget rules are replayed; latency and data-class
-rules are not.
+Replayed outcomes are measured on cpu: cost = cpu used x the hour's price + migrations (egress
+and downtime) + overload (an overloaded shard-hour loses OVERLOAD_SHARE of the hour to
+downtime). `lower_bound` is a bound no policy can beat: per step, the LP relaxation of placing
+the step's actual demand within capacity at the step's actual prices, or, if cheaper, every
+shard at its cheapest host plus one overload shard-hour (any policy that overloads pays at
+least that); migrations are free. `saving_share` is a policy's saving over static divided by
+the hindsight oracle's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
+from scipy import sparse
+from scipy.optimize import linprog
 
 from skyshard.config.policy import PolicyFile
-from skyshard.placement import (
-    Budget,
-    CandidateTable,
-    HostSupply,
-    PlacementInput,
-    ShardDemand,
-    solve_placement,
-)
+from skyshard.forecast.run import FORECAST_SCHEMA
+from skyshard.placement import SolveOptions
+from skyshard.plans.cycle import plan_cycle, plan_forecasts
+from skyshard.scoring import forecast_input
 from skyshard.scoring.candidates import GIB, downtime_seconds
-from skyshard.scoring.data import PlanningData
+from skyshard.scoring.data import SHARD_METRICS, PlanningData
+from skyshard.scoring.trust_inputs import neutral_trust_scores
 
 POLICIES = ("static", "reactive", "greedy_cheapest", "predictive", "oracle")
 OVERLOAD_SHARE = 0.1
 REACTIVE_HIGH, REACTIVE_TARGET = 0.8, 0.5
-SEASON_H = 24
+
+Forecaster = Callable[[PlanningData, PolicyFile], pl.DataFrame]
 
 BACKTEST_SCHEMA = {
     "policy": pl.String,
@@ -47,15 +56,46 @@ BACKTEST_SCHEMA = {
     "overload_shard_hours": pl.Int64,
     "migrations": pl.Int64,
     "bytes_moved": pl.Int64,
+    "saving_share": pl.Float64,
+    "lower_bound": pl.Float64,
     "hours": pl.Int64,
     "step_h": pl.Int64,
 }
+
+
+def live_forecasts(data: PlanningData, policy: PolicyFile) -> pl.DataFrame:
+    """The planning cycle's forecaster, as the predictive policy calls it."""
+    return plan_forecasts(data, policy).forecasts
+
+
+@dataclass(frozen=True)
+class BacktestOptions:
+    """`window_h` hours are replayed after `warmup_h` hours of history (None: to the end);
+    every policy decides each `step_h` hours; each planning cycle gets `time_limit_s`."""
+
+    step_h: int = 6
+    warmup_h: int = 72
+    window_h: int | None = None
+    policies: tuple[str, ...] = POLICIES
+    time_limit_s: float = 30.0
+    forecaster: Forecaster = field(default=live_forecasts)
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.policies if p not in POLICIES]
+        if unknown:
+            raise ValueError(f"policies {unknown}: expected some of {', '.join(POLICIES)}")
+        for name in ("step_h", "warmup_h"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} = {getattr(self, name)} must be >= 1")
+        if self.window_h is not None and self.window_h < 1:
+            raise ValueError(f"window_h = {self.window_h} must be >= 1")
 
 
 @dataclass(frozen=True)
 class History:
     """Dense arrays: demand (shards, hours) cpu, price (hosts, hours) per cpu-hour."""
 
+    hours: list[datetime]
     shard_ids: list[str]
     host_ids: list[str]
     demand: np.ndarray
@@ -100,6 +140,7 @@ def history_arrays(data: PlanningData) -> History:
     host_index = {h: i for i, h in enumerate(host_ids)}
     egress = dict(data.providers.select("provider_id", "egress_per_gb").iter_rows())
     return History(
+        hours=hours,
         shard_ids=shard_ids,
         host_ids=host_ids,
         demand=demand,
@@ -145,94 +186,176 @@ def _greedy(h: History, current: np.ndarray, t: int) -> np.ndarray:
     return np.where(h.price[cheapest, t - 1] < price_now, cheapest, current)
 
 
-def _forecast(h: History, t: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seasonal naive with the last day's drift: (point mean, upper peak) per shard."""
-    past = h.demand[:, :t]
-    ahead = np.arange(step)
-    base = past[:, t - SEASON_H + (ahead % SEASON_H)] if t >= SEASON_H else past[:, -1:]
-    drift = 0.0
-    if t >= 2 * SEASON_H:
-        drift = past[:, -SEASON_H:].mean(axis=1) - past[:, -2 * SEASON_H : -SEASON_H].mean(1)
-        drift = drift[:, None] * (1 + ahead[None, :]) / SEASON_H
-    point = base + drift
-    residual = np.zeros(len(h.shard_ids))
-    if t >= 3 * SEASON_H:
-        errors = past[:, -2 * SEASON_H :] - past[:, -3 * SEASON_H : -SEASON_H]
-        residual = np.quantile(np.abs(errors), 0.9, axis=1)
-    return point.mean(axis=1), (point + residual[:, None]).max(axis=1)
+def history_before(data: PlanningData, end: datetime, placement: Mapping[str, str]) -> PlanningData:
+    """The marts as they would have read just before `end`, with the shards where `placement`
+    puts them: usage, capacity and prices before `end`; host free capacity as if the shards
+    had always run where they are now (other tenants' use unchanged)."""
+    hosts = data.hosts.select("host_id", "provider_id", "region")
+    where = pl.DataFrame({"shard_id": list(placement), "host_id": list(placement.values())}).join(
+        hosts, on="host_id"
+    )
+    shards = (
+        data.shards.drop("current_host_id", "current_provider_id", "current_region")
+        .join(
+            where.rename(
+                {
+                    "host_id": "current_host_id",
+                    "provider_id": "current_provider_id",
+                    "region": "current_region",
+                }
+            ),
+            on="shard_id",
+            how="left",
+        )
+        .select(data.shards.columns)
+    )
+    usage = data.usage.filter(pl.col("hour") < end)
+    moved = (
+        usage.drop("host_id", "provider_id")
+        .join(where.select("shard_id", "host_id", "provider_id"), on="shard_id", how="left")
+        .select(usage.columns)
+    )
+    capacity = data.capacity.filter(pl.col("hour") < end)
+    if not capacity.is_empty():
+        ours = [f"{m}_avg" for m in SHARD_METRICS]
+
+        def load(frame: pl.DataFrame, suffix: str) -> pl.DataFrame:
+            return frame.group_by("host_id", "hour").agg(
+                [pl.col(c).sum().alias(c.replace("_avg", suffix)) for c in ours]
+            )
+
+        capacity = (
+            capacity.join(load(usage, "_was"), on=["host_id", "hour"], how="left")
+            .join(load(moved, "_now"), on=["host_id", "hour"], how="left")
+            .with_columns(
+                [
+                    (
+                        pl.col(f"{m}_free")
+                        + pl.col(f"{m}_was").fill_null(0.0)
+                        - pl.col(f"{m}_now").fill_null(0.0)
+                    ).alias(f"{m}_free")
+                    for m in SHARD_METRICS
+                ]
+            )
+            .select(data.capacity.columns)
+        )
+    return PlanningData(
+        providers=data.providers,
+        hosts=data.hosts,
+        shards=shards,
+        dependencies=data.dependencies,
+        usage=moved,
+        capacity=capacity,
+        prices=data.prices.filter(pl.col("hour") < end),
+        incidents=data.incidents,
+        latency=data.latency,
+    )
 
 
-def _solve(
-    h: History,
-    current: np.ndarray,
-    mean_demand: np.ndarray,
-    peak: np.ndarray,
-    price: np.ndarray,
-    step: int,
-    policy: PolicyFile,
+def hindsight_forecasts(data: PlanningData, start: datetime, horizon_h: int) -> pl.DataFrame:
+    """A forecast table that is the actual future: every series' values in the `horizon_h`
+    hours from `start`, with point, lower and upper bound all equal to what happened."""
+    end = start + timedelta(hours=horizon_h)
+    future = PlanningData(
+        **{
+            **data.__dict__,
+            "usage": data.usage.filter(pl.col("hour").is_between(start, end, closed="left")),
+            "capacity": data.capacity.filter(pl.col("hour").is_between(start, end, closed="left")),
+            "prices": data.prices.filter(pl.col("hour").is_between(start, end, closed="left")),
+        }
+    )
+    trained = pl.lit(start - timedelta(hours=1)).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    rows = forecast_input(future).select(
+        "series_id",
+        "ts",
+        yhat="value",
+        yhat_lower="value",
+        yhat_upper="value",
+        model=pl.lit("hindsight"),
+        reason=pl.lit("actual future"),
+        trained_at=trained,
+        train_start=trained,
+        train_end=trained,
+        interval=pl.lit(1.0),
+        input_fingerprint=pl.lit("hindsight"),
+    )
+    return rows.cast(FORECAST_SCHEMA).select(list(FORECAST_SCHEMA))
+
+
+class _Planner:
+    """The live planning cycle, stepped through the replay with its hysteresis state."""
+
+    def __init__(
+        self, data: PlanningData, h: History, policy: PolicyFile, options: BacktestOptions
+    ) -> None:
+        self.data, self.h, self.policy, self.options = data, h, policy, options
+        self.trust = neutral_trust_scores(data.providers["provider_id"], policy.trust.neutral_score)
+        self.cycles: dict[str, int] = {}
+
+    def plan(self, current: np.ndarray, t: int, hindsight: bool) -> np.ndarray:
+        h, policy = self.h, self.policy
+        now = h.hours[t]
+        placement = {s: h.host_ids[current[i]] for i, s in enumerate(h.shard_ids)}
+        past = history_before(self.data, now, placement)
+        if hindsight:
+            forecasts = hindsight_forecasts(self.data, now, policy.forecast.horizon_hours)
+        else:
+            forecasts = self.options.forecaster(past, policy)
+        cycle = plan_cycle(
+            past,
+            forecasts,
+            policy,
+            self.trust,
+            self.cycles,
+            created_at=now,
+            options=SolveOptions(time_limit_s=self.options.time_limit_s),
+        )
+        index = {x: j for j, x in enumerate(h.host_ids)}
+        nxt = current.copy()
+        for move in cycle.result.moves:
+            nxt[h.shard_ids.index(move.shard_id)] = index[move.to_host]
+        for i, shard in enumerate(h.shard_ids):
+            if nxt[i] != current[i]:
+                self.cycles[shard] = 0
+            elif shard in self.cycles:
+                self.cycles[shard] += 1
+        return nxt
+
+
+def _decide(
+    name: str, h: History, current: np.ndarray, t: int, planners: dict[str, _Planner]
 ) -> np.ndarray:
-    n_s, n_h = len(h.shard_ids), len(h.host_ids)
-    move = _move_costs(h, current, policy.planning.downtime_cost_per_second)
-    run = mean_demand[:, None] * price[None, :] * step
-    table = CandidateTable(
-        shard_ids=np.repeat(np.array(h.shard_ids, dtype=object), n_h),
-        host_ids=np.tile(np.array(h.host_ids, dtype=object), n_s),
-        terms={"run_cost": run.ravel(), "migration_cost": move.ravel()},
-        allowed=np.ones(n_s * n_h, dtype=bool),
-        blocked_by=np.full(n_s * n_h, None, dtype=object),
-    )
-    problem = PlacementInput(
-        shards=[
-            ShardDemand(s, h.host_ids[current[i]], cpu=float(peak[i]), mem_gb=0.0)
-            for i, s in enumerate(h.shard_ids)
-        ],
-        hosts=[
-            HostSupply(x, str(h.provider[j]), "", float(h.capacity[j]), 0.0)
-            for j, x in enumerate(h.host_ids)
-        ],
-        candidates=table,
-        budget=Budget(
-            max_moves=policy.planning.max_moves_per_cycle,
-            min_saving_per_move=policy.planning.min_saving_per_day * step / 24,
-        ),
-    )
-    result = solve_placement(problem)
-    if not result.assignment:  # infeasible even with moves: keep what runs
-        return current
-    index = {x: j for j, x in enumerate(h.host_ids)}
-    return np.array([index[result.assignment[s]] for s in h.shard_ids])
+    if name == "reactive":
+        return _reactive(h, current, t)
+    if name == "greedy_cheapest":
+        return _greedy(h, current, t)
+    if name in ("predictive", "oracle"):
+        return planners[name].plan(current, t, hindsight=name == "oracle")
+    return current
+
+
+def _overload_unit(policy: PolicyFile) -> float:
+    return 3600 * OVERLOAD_SHARE * policy.planning.downtime_cost_per_second
 
 
 def replay(
     h: History,
     name: str,
     policy: PolicyFile,
-    step_h: int = 6,
-    warmup_h: int = 72,
+    options: BacktestOptions,
+    planner: _Planner | None = None,
 ) -> dict:
-    """Total cost, overload shard-hours, migrations and bytes of one policy over the history."""
+    """Total cost, overload shard-hours, migrations and bytes of one policy over the window."""
     dcps = policy.planning.downtime_cost_per_second
-    hours = h.demand.shape[1]
+    first, last = _window(h, options)
     current = h.start.copy()
     totals = dict.fromkeys(("run", "migration", "overload"), 0.0)
     overload_hours = migrations = moved = 0
-    for t0 in range(warmup_h, hours, step_h):
-        step = min(step_h, hours - t0)
+    planners = {name: planner} if planner is not None else {}
+    for t0 in range(first, last, options.step_h):
+        step = min(options.step_h, last - t0)
         window = slice(t0, t0 + step)
-        if name == "reactive":
-            nxt = _reactive(h, current, t0)
-        elif name == "greedy_cheapest":
-            nxt = _greedy(h, current, t0)
-        elif name == "predictive":
-            mean, peak = _forecast(h, t0, step)
-            nxt = _solve(h, current, mean, peak, h.price[:, t0 - 1], step, policy)
-        elif name == "oracle":
-            actual = h.demand[:, window]
-            nxt = _solve(
-                h, current, actual.mean(1), actual.max(1), h.price[:, window].mean(1), step, policy
-            )
-        else:
-            nxt = current
+        nxt = _decide(name, h, current, t0, planners)
         moving = np.flatnonzero(nxt != current)
         totals["migration"] += float(_move_costs(h, current, dcps)[moving, nxt[moving]].sum())
         migrations += len(moving)
@@ -244,7 +367,7 @@ def replay(
             load = np.bincount(current, weights=demand[:, k], minlength=len(h.host_ids))
             over = load > h.capacity + 1e-9
             overload_hours += int(over[current].sum())
-    totals["overload"] = overload_hours * 3600 * OVERLOAD_SHARE * dcps
+    totals["overload"] = overload_hours * _overload_unit(policy)
     return {
         "policy": name,
         "total_cost": sum(totals.values()),
@@ -254,20 +377,115 @@ def replay(
         "overload_shard_hours": overload_hours,
         "migrations": migrations,
         "bytes_moved": moved,
-        "hours": max(0, hours - warmup_h),
-        "step_h": step_h,
+        "hours": last - first,
+        "step_h": options.step_h,
     }
 
 
-def policy_backtest(
-    data: PlanningData, policy: PolicyFile, step_h: int = 6, warmup_h: int = 72
-) -> pl.DataFrame:
-    """One row per policy (columns BACKTEST_SCHEMA), in POLICIES order."""
-    h = history_arrays(data)
-    if h.demand.shape[1] <= warmup_h:
-        raise ValueError(
-            f"policy backtest needs more than warmup_h={warmup_h} hours of usage history, "
-            f"marts have {h.demand.shape[1]}"
+def _window(h: History, options: BacktestOptions) -> tuple[int, int]:
+    hours = len(h.hours)
+    last = hours if options.window_h is None else min(hours, options.warmup_h + options.window_h)
+    return options.warmup_h, last
+
+
+def lower_bound(h: History, policy: PolicyFile, options: BacktestOptions) -> float:
+    """A total cost no policy can go below over the window (see the module docstring)."""
+    first, last = _window(h, options)
+    n_s, n_h = len(h.shard_ids), len(h.host_ids)
+    total = 0.0
+    for t0 in range(first, last, options.step_h):
+        window = slice(t0, min(t0 + options.step_h, last))
+        demand, price = h.demand[:, window], h.price[:, window]
+        run = demand @ price.T  # (shards, hosts): the step's run cost on each host
+        relaxed = float(run.min(axis=1).sum()) + _overload_unit(policy)
+        hours = demand.shape[1]
+        # x[s, h] flattened s-major; per hour and host: sum_s demand[s, k] x[s, h] <= capacity
+        rows = (np.arange(hours)[:, None, None] * n_h + np.arange(n_h)[None, None, :]).repeat(
+            n_s, axis=1
         )
-    rows = [replay(h, name, policy, step_h, warmup_h) for name in POLICIES]
+        cols = np.broadcast_to(
+            (np.arange(n_s)[:, None] * n_h + np.arange(n_h)[None, :])[None], rows.shape
+        )
+        vals = np.broadcast_to(demand.T[:, :, None], rows.shape)
+        capacity_rows = sparse.csr_matrix(
+            (vals.ravel(), (rows.ravel(), cols.ravel())), shape=(hours * n_h, n_s * n_h)
+        )
+        assignment = sparse.kron(sparse.eye(n_s), np.ones((1, n_h)), format="csr")
+        lp = linprog(
+            run.ravel(),
+            A_ub=capacity_rows,
+            b_ub=np.tile(h.capacity, hours),
+            A_eq=assignment,
+            b_eq=np.ones(n_s),
+            bounds=(0, 1),
+            method="highs",
+        )
+        total += min(float(lp.fun), relaxed) if lp.status == 0 else relaxed
+    return total
+
+
+def policy_backtest(
+    data: PlanningData, policy: PolicyFile, options: BacktestOptions | None = None
+) -> pl.DataFrame:
+    """One row per policy (columns BACKTEST_SCHEMA), in `options.policies` order."""
+    options = options or BacktestOptions()
+    h = history_arrays(data)
+    if len(h.hours) <= options.warmup_h:
+        raise ValueError(
+            f"policy backtest needs more than warmup_h={options.warmup_h} hours of usage "
+            f"history, marts have {len(h.hours)}"
+        )
+    rows = [
+        replay(
+            h,
+            name,
+            policy,
+            options,
+            _Planner(data, h, policy, options) if name in ("predictive", "oracle") else None,
+        )
+        for name in options.policies
+    ]
+    bound = lower_bound(h, policy, options)
+    static = (
+        next(
+            (r["total_cost"] for r in rows if r["policy"] == "static"),
+            None,
+        )
+        or replay(h, "static", policy, options)["total_cost"]
+    )
+    oracle = next((r["total_cost"] for r in rows if r["policy"] == "oracle"), None)
+    for row in rows:
+        row["lower_bound"] = bound
+        saving = None if oracle is None or static - oracle <= 1e-9 else static - oracle
+        row["saving_share"] = None if saving is None else (static - row["total_cost"]) / saving
     return pl.DataFrame(rows, schema=BACKTEST_SCHEMA, orient="row")
+
+
+def backtest_chart(table: pl.DataFrame, path: Path, title: str = "policy backtest") -> Path:
+    """A PNG with one bar panel per measure: total cost, overload shard-hours, migrations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    measures = [
+        ("total_cost", "total cost"),
+        ("overload_shard_hours", "overload shard-hours"),
+        ("migrations", "migrations"),
+    ]
+    figure, axes = plt.subplots(1, len(measures), figsize=(4 * len(measures), 3.6))
+    policies = table["policy"].to_list()
+    for axis, (column, label) in zip(axes, measures, strict=True):
+        values = table[column].to_list()
+        axis.bar(policies, values, color="#4c72b0")
+        axis.set_title(label)
+        axis.tick_params(axis="x", labelrotation=45)
+        if column == "total_cost":
+            axis.axhline(table["lower_bound"][0], color="#c44e52", linestyle="--", label="LP bound")
+            axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

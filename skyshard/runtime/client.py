@@ -20,6 +20,7 @@ from skyshard.transport.validate import ValidationError
 # Which access-policy actions each helper operation needs (all are checked).
 ACTIONS = {
     "start": ("start_shard",),
+    "adopt": ("start_shard",),
     "stop": ("stop_shard",),
     "clean": ("stop_shard",),
     "freeze": ("freeze_shard",),
@@ -130,8 +131,8 @@ class ShardRuntime:
         stdin: bytes = b"",
         on_line: Callable[[bytes], None] | None = None,
     ) -> bytes:
+        action = self._authorize(operation)  # before `command` connects to install the helper
         command = self.command(operation, shard_id, *options)
-        action = self._authorize(operation)
         try:
             result = self.session.run(command, action=action, stdin=stdin, on_line=on_line)
         except RemoteCommandFailed as error:
@@ -183,6 +184,18 @@ class ShardRuntime:
         )
         app = self._script("demo-kv", Path(demo_kv_server.__file__), "start_shard")
         return (*options, "--app", app.relative)
+
+    def adopt(
+        self, shard_id: str, *, pid: int, state: str, port: int, generation: int, bind: str
+    ) -> ShardStatus:
+        """Take over a copy started outside skyshard: process `pid` (leading its own process
+        group, naming `state` on its command line) serving on `bind`:`port`."""
+        options = (
+            "--pid", _count(pid, "pid"), "--state", validate.remote_root(state, "state"),
+            "--port", _port(port), "--generation", _count(generation, "generation"),
+            "--bind", validate.address(bind, "bind"),
+        )  # fmt: skip
+        return _status(self._json("adopt", shard_id, *options))
 
     def stop(self, shard_id: str, *, kill: bool = False) -> ShardStatus:
         return _status(self._json("stop", shard_id, *(["--kill"] if kill else [])))
@@ -279,11 +292,12 @@ class ShardRuntime:
         `generation`) and health-checks only on `Handover.start()`. Use it as a context
         manager: leaving without `start()` leaves nothing started."""
         shard_id = manifest.shard_id
+        action = self._authorize("handover")  # every grant before any connection
         options = self._start_options(shard_id, port, generation, bind, limits, isolation)
         options += ("--digest", manifest.digest, "--timeout", f"{float(health_timeout):g}")
         options += ("--full-verify",) if full_verify else ()
         command = self.command("handover", shard_id, *options)
-        return Handover(self.session, command, self._authorize("handover"), manifest.to_json())
+        return Handover(self.session, command, action, manifest.to_json())
 
 
 class Handover:

@@ -6,6 +6,7 @@ process (its own session and process group) with `<root>/shards/<shard_id>/`:
   state/            the shard's data (what migrations copy)
   pid               the running process id
   isolation         "cgroup" or "signals": how this start isolated and freezes the process
+  address           the address the copy listens on (its health check connects there)
   generation        the routing generation this copy was started for (the fence, see below)
   snapshot-cache.json / restore-cache.json  which files were already chunked / restored
 
@@ -16,6 +17,7 @@ frozen by the freezer; otherwise it is frozen with SIGSTOP/SIGCONT on its proces
 Operations (argv[1]), all `<op> <root> <shard_id> [options]`, JSON on stdout:
   start     --port --app --generation [--bind] [--cpu-millicores] [--memory-bytes] [--isolation]
   stop      [--kill]    (SIGKILL at once: for a frozen copy whose in-flight requests must die)
+  adopt     --pid --state --port --generation [--bind]: take over a running copy (own group)
   freeze | thaw | status | clean (stop, then delete the shard's directory)
   health    --port [--timeout]          poll GET /health on the host until 200
   snapshot  chunk changed state files (content-defined chunks, below) into <root>/chunks;
@@ -82,6 +84,8 @@ ZSTD_MAGIC = bytes.fromhex("28b52ffd")
 ZSTD_MAX_BLOCK = 128 * 1024  # the format's Block_Maximum_Size
 START_ORDER = b"start\n"
 HEALTH_POLL = 0.005
+# A copy bound to every interface is reached through the host's own loopback.
+WILDCARD_PEERS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 (not a bind)
 
 
 class HelperError(Exception):
@@ -136,8 +140,10 @@ class Shard:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
-        # Guards against pid reuse: the process must be ours, with our state directory.
-        if str(self.state).encode() not in cmdline:
+        # Guards against pid reuse: the process must be ours, with our state directory (an
+        # adopted copy names the directory our `state` links to).
+        named = {str(self.state).encode(), str(self.state.resolve()).encode()}
+        if not any(path in cmdline for path in named):
             return None
         if _process_state(pid) == "Z":
             return None
@@ -153,6 +159,12 @@ class Shard:
         path = self.dir / "generation"
         return int(path.read_text()) if path.exists() else 0
 
+    def address(self) -> str:
+        """Where the copy answers: its bind address, or loopback when it binds every interface."""
+        path = self.dir / "address"
+        bound = path.read_text().strip() if path.exists() else ""
+        return WILDCARD_PEERS.get(bound, bound) or "127.0.0.1"
+
 
 def _process_state(pid: int) -> str:
     """The one-letter state in /proc/<pid>/stat (R, S, T stopped, Z zombie, ...)."""
@@ -162,11 +174,21 @@ def _process_state(pid: int) -> str:
         return "gone"
 
 
-def cgroups_available() -> bool:
-    """Root and writable cgroup v1 cpu, memory and freezer hierarchies."""
+def cgroup_problem() -> str | None:
+    """Why this host cannot isolate shards in cgroups (root and writable cgroup v1 cpu,
+    memory and freezer hierarchies are needed), or None when it can."""
     if os.geteuid() != 0:
-        return False
-    return all((CGROUP_BASE / c / "cgroup.procs").exists() for c in CONTROLLERS)
+        return "the login user is not root"
+    missing = [c for c in CONTROLLERS if not (CGROUP_BASE / c / "cgroup.procs").exists()]
+    if not missing:
+        return None
+    if (CGROUP_BASE / "cgroup.controllers").exists():
+        return f"{CGROUP_BASE} is cgroup v2 (unified); only cgroup v1 hierarchies are supported"
+    return f"cgroup v1 hierarchies {missing} are not mounted under {CGROUP_BASE}"
+
+
+def cgroups_available() -> bool:
+    return cgroup_problem() is None
 
 
 def status(shard: Shard) -> dict:
@@ -238,12 +260,21 @@ def start(shard: Shard, args: argparse.Namespace) -> dict:
         raise HelperError(f"workload script {args.app!r} not found below {shard.root}")
     shard.state.mkdir(parents=True, exist_ok=True)
     isolation = args.isolation
-    if isolation == "auto":
-        isolation = "cgroup" if cgroups_available() else "signals"
+    if isolation != "signals":
+        problem = cgroup_problem()
+        limited = args.cpu_millicores > 0 or args.memory_bytes > 0
+        # `auto` falls back to signals only when nothing would go unenforced.
+        if problem and (isolation == "cgroup" or limited):
+            raise HelperError(
+                f"shard {shard.id}: cannot enforce cpu/memory limits here: {problem}; "
+                "start it without limits or with --isolation signals to run it unlimited"
+            )
+        isolation = "signals" if problem else "cgroup"
     if isolation == "cgroup":
         _make_cgroups(shard, args.cpu_millicores, args.memory_bytes)
     _write(shard.dir / "isolation", isolation)
     _write(shard.dir / "generation", str(args.generation))
+    _write(shard.dir / "address", args.bind)
     (shard.dir / "frozen").unlink(missing_ok=True)
     procs = [shard.cgroup(c) / "cgroup.procs" for c in CONTROLLERS] if isolation == "cgroup" else []
 
@@ -268,6 +299,43 @@ def start(shard: Shard, args: argparse.Namespace) -> dict:
     # Until the child has exec'd, its command line is still ours and `pid()` would not know it.
     while shard.pid() is None and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
+    return status(shard)
+
+
+def adopt(shard: Shard, args: argparse.Namespace) -> dict:
+    """Take over a copy started outside skyshard: its state directory becomes the shard's
+    `state` (a link), its process the shard's process, fenced at `--generation`."""
+    if shard.pid() is not None:
+        raise Fenced(f"shard {shard.id} already runs here (pid {shard.pid()})")
+    if args.generation < shard.generation():
+        raise Fenced(
+            f"shard {shard.id}: generation {args.generation} is older than the fence "
+            f"{shard.generation()} on this host"
+        )
+    state = Path(args.state)
+    if not state.is_absolute() or not state.is_dir():
+        raise HelperError(f"--state {args.state!r} is not an existing absolute directory")
+    try:
+        cmdline = Path(f"/proc/{args.pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        raise HelperError(f"no process {args.pid} on this host") from None
+    if str(state).encode() not in cmdline:
+        raise HelperError(f"process {args.pid} does not name {state} on its command line")
+    # Freeze and stop signal the process group: it must be the whole shard.
+    if os.getpgid(args.pid) != args.pid:
+        raise HelperError(
+            f"process {args.pid} does not lead its own process group; start it with setsid"
+        )
+    shard.dir.mkdir(parents=True, exist_ok=True)
+    if shard.state.is_symlink() or shard.state.exists():
+        if shard.state.resolve() != state.resolve():
+            raise HelperError(f"shard {shard.id} already has state here ({shard.state})")
+    else:
+        shard.state.symlink_to(state)
+    _write(shard.dir / "isolation", "signals")
+    _write(shard.dir / "generation", str(args.generation))
+    _write(shard.dir / "address", args.bind)
+    _write(shard.pid_file, str(args.pid))
     return status(shard)
 
 
@@ -347,10 +415,10 @@ def clean(shard: Shard) -> dict:
     return {"shard_id": shard.id, "cleaned": True}
 
 
-def _get_health(port: int) -> tuple[int, dict]:
+def _get_health(address: str, port: int) -> tuple[int, dict]:
     """GET /health over a plain socket: urllib's import alone costs more than a whole probe."""
-    with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
-        connection.sendall(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    with socket.create_connection((address, port), timeout=1.0) as connection:
+        connection.sendall(f"GET /health HTTP/1.0\r\nHost: {address}\r\n\r\n".encode())
         response = b""
         while data := connection.recv(65536):
             response += data
@@ -368,14 +436,16 @@ def health(shard: Shard, port: int, timeout: float) -> dict:
         if shard.pid() is None:
             raise Unhealthy(f"shard {shard.id} is not running; log tail: {_log_tail(shard)}")
         try:
-            code, body = _get_health(port)
+            code, body = _get_health(shard.address(), port)
             if code == 200 and body.get("pid") == shard.pid():
                 return {"healthy": True, **body}
             last = f"HTTP {code} {body}"
         except (OSError, ValueError) as error:
             last = repr(error)
         if time.monotonic() > deadline:
-            raise Unhealthy(f"shard {shard.id} on port {port} unhealthy after {timeout}s: {last}")
+            raise Unhealthy(
+                f"shard {shard.id} on {shard.address()}:{port} unhealthy after {timeout}s: {last}"
+            )
         time.sleep(HEALTH_POLL)
 
 
@@ -952,6 +1022,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--digest", default="")
     parser.add_argument("--full-verify", action="store_true")
+    parser.add_argument("--pid", type=int, default=0)
+    parser.add_argument("--state", default="")
     parser.add_argument("--move", default="")
     parser.add_argument("--to-address", default="")
     parser.add_argument("--to-port", type=int, default=22)
@@ -973,6 +1045,8 @@ def main(argv: list[str]) -> int:
             raise HelperError(f"{operation} needs --digest <sha256>")
         if operation == "start":
             result = start(shard, args)
+        elif operation == "adopt":
+            result = adopt(shard, args)
         elif operation == "stop":
             result = stop(shard, args.kill)
         elif operation in ("freeze", "thaw"):

@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 
 SEND = "send_migration"
 RECEIVE = "receive_migration"
-# The certificate outlives the longest transfer we expect; the `expected` list it may fill
-# is claimed by its first connection, so a longer validity does not allow a second use.
-CERTIFICATE_SECONDS = 3600
+# sshd checks a certificate's validity at login only, and the source logs in right after the
+# certificate is issued, so minutes suffice however long the transfer then takes.
+CERTIFICATE_SECONDS = 300
 
 
 @dataclass(frozen=True)

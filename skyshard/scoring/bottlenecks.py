@@ -135,10 +135,10 @@ def _provider_events(data: PlanningData, outlook: Outlook, policy_caps: pl.DataF
     )
     incident = open_now.select(
         "provider_id",
-        region=pl.lit(None, pl.String),
+        "region",
         cause=pl.lit(INCIDENT),
         hours_ahead=pl.lit(0, pl.Int64),
-        detail=pl.lit("provider has an open incident"),
+        detail=pl.format("provider has an open incident in {}", "region"),
     )
     return pl.concat([loss, price, incident], how="vertical_relaxed")
 

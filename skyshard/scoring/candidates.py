@@ -4,8 +4,8 @@ plus policy blocks, the explainability table `plan.candidate_scores`.
 Terms: `run_cost` forecast price x resources at the forecast upper bound; `migration_cost`
 egress of the state out of the current provider plus expected downtime cost; `latency_cost`
 a small charge per ms to every dependency and dependent;
-`incident_risk` expected incident downtime cost from the provider's history and open
-incidents, plus spot interruptions in the host's region (Spot Advisor band × horizon ×
+`incident_risk` expected incident downtime cost from the history and open incidents of the
+host's provider region, plus spot interruptions in the host's region (Spot Advisor band × horizon ×
 SPOT_INTERRUPTION_DOWNTIME_S); `headroom_risk` expected overload downtime cost on a host
 left with little room;
 `trust_cost` a surcharge on run cost that grows as trust falls.
@@ -134,14 +134,21 @@ def _dependency_latency(data: PlanningData) -> pl.DataFrame:
 
 
 def _incident_stats(data: PlanningData, horizon_h: int) -> pl.DataFrame:
+    """Expected incident downtime per provider region (incidents count where they struck)."""
     incidents = data.incidents
     if incidents.is_empty():
-        return pl.DataFrame(schema={"provider_id": pl.String, "expected_downtime_s": pl.Float64})
+        return pl.DataFrame(
+            schema={
+                "provider_id": pl.String,
+                "region": pl.String,
+                "expected_downtime_s": pl.Float64,
+            }
+        )
     last_day = incidents["day"].max()
     window = incidents.filter(
         pl.col("day") > pl.lit(last_day) - pl.duration(days=INCIDENT_WINDOW_DAYS)
     )
-    return window.group_by("provider_id").agg(
+    return window.group_by("provider_id", "region").agg(
         expected_downtime_s=pl.col("incident_minutes").sum()
         / (pl.len() * 1440.0)
         * (horizon_h * 3600.0)
@@ -279,7 +286,7 @@ def score_candidates(
             how="left",
         )
         .join(trust.select("provider_id", trust_score="score"), on="provider_id", how="left")
-        .join(_incident_stats(data, horizon), on="provider_id", how="left")
+        .join(_incident_stats(data, horizon), on=["provider_id", "region"], how="left")
         .join(
             data.spot_interruption.select(
                 "provider_id", "region", spot_interruption_rate="interruption_rate"

@@ -65,7 +65,7 @@ _QUERIES = {
     "prices": """
         select provider_id, region, hour, price_per_cpu_hour
         from marts.fct_provider_price_hourly where hour > ?""",
-    "incidents": "select * from marts.fct_provider_incidents",
+    "incidents": "select * from marts.fct_region_incidents",
     "latency": "select src_provider_id, dst_provider_id, p95_ms from marts.fct_latency",
     "spot_interruption": """
         select provider_id, region, avg(interruption_pct) / 100 as interruption_rate

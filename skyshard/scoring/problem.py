@@ -39,6 +39,29 @@ def keep_stuck_in_place(scores: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def pin_unmovable(scores: pl.DataFrame, unmovable: Mapping[str, str]) -> pl.DataFrame:
+    """Only the current host for shards the broker cannot migrate; every other candidate is
+    blocked with the reason (shown in `plan.candidate_scores.blocked_by`)."""
+    if not unmovable:
+        return scores
+    reasons = pl.DataFrame(
+        {"shard_id": list(unmovable), "_unmovable": list(unmovable.values())},
+        schema={"shard_id": pl.String, "_unmovable": pl.String},
+    )
+    block = pl.col("_unmovable").is_not_null() & ~pl.col("is_current")
+    reason = pl.lit("cannot migrate: ") + pl.col("_unmovable")
+    return (
+        scores.join(reasons, on="shard_id", how="left")
+        .with_columns(
+            blocked_by=pl.when(block)
+            .then(pl.concat_str([pl.col("blocked_by"), reason], separator="; ", ignore_nulls=True))
+            .otherwise(pl.col("blocked_by")),
+            allowed=pl.col("allowed") & ~block,
+        )
+        .drop("_unmovable")
+    )
+
+
 def placement_input(
     data: PlanningData,
     outlook: Outlook,
@@ -73,6 +96,9 @@ def placement_input(
             mem_gb=float(row["mem_gb"]),
             gpu=float(row["gpu_capacity"]),
             net_mbps=float(row["net_mbps"]),
+            gpu_devices=row.get("gpu_devices"),
+            gpu_model=row.get("gpu_model"),
+            gpu_memory_gb=row.get("gpu_memory_gb"),
         )
         for row in hosts.iter_rows(named=True)
     ]

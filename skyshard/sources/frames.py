@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -192,9 +193,17 @@ def read_csv_strings(
     payload: bytes, source_id: str, url: str, required: Sequence[str]
 ) -> pl.DataFrame:
     """A CSV payload as string columns plus `_raw` (the row's text, for quarantine)."""
+    payload = utf8_payload(payload, source_id, url)
+    # polars renames a repeated header name (`a_duplicated_0`), so repeats are found here.
+    header = payload.split(b"\n", 1)[0].split(b"\r", 1)[0].decode("utf-8", "replace")
+    try:
+        stated = [name.strip() for name in next(csv.reader([header]), [])]
+    except csv.Error as exc:
+        raise PayloadError(source_id, url, f"not a readable CSV header: {exc}") from None
+    _refuse_repeats(stated, source_id, url)
     try:
         frame = pl.read_csv(
-            io.BytesIO(utf8_payload(payload, source_id, url)),
+            io.BytesIO(payload),
             infer_schema=False,
             encoding="utf8-lossy",
             raise_if_empty=False,
@@ -202,8 +211,7 @@ def read_csv_strings(
     except pl.exceptions.PolarsError as exc:
         raise PayloadError(source_id, url, f"not a readable CSV: {exc}") from None
     names = [name.strip() for name in frame.columns]
-    if len(set(names)) != len(names):
-        raise PayloadError(source_id, url, f"CSV header repeats a column name: {names[:20]}")
+    _refuse_repeats(names, source_id, url)
     frame = frame.rename(dict(zip(frame.columns, names, strict=True)))
     missing = [name for name in required if name not in frame.columns]
     if missing:
@@ -215,6 +223,12 @@ def read_csv_strings(
     return frame.with_columns(
         pl.concat_str(pl.all(), separator=",", ignore_nulls=True).alias("_raw")
     )
+
+
+def _refuse_repeats(names: list[str], source_id: str, url: str) -> None:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise PayloadError(source_id, url, f"CSV header repeats column names {repeated}")
 
 
 def split_rows(

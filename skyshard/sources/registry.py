@@ -18,6 +18,7 @@ from skyshard.config import paths
 from skyshard.config.errors import ConfigError, ConfigProblem, yaml_path
 from skyshard.config.providers import Provider, Source
 from skyshard.config.sky import PROVIDERS_FILE, Sky
+from skyshard.sources.aws_price_list import AwsPriceListAdapter
 from skyshard.sources.aws_spot_advisor import AwsSpotAdvisorAdapter
 from skyshard.sources.aws_spot_price_history import AwsSpotPriceHistoryAdapter
 from skyshard.sources.azure_retail_prices import AzureRetailPricesAdapter
@@ -28,6 +29,7 @@ from skyshard.sources.csv_usage import CsvUsageAdapter
 from skyshard.sources.fetch import file_url_path
 from skyshard.sources.gcp_status import GcpStatusAdapter
 from skyshard.sources.prometheus import PrometheusAdapter
+from skyshard.sources.rss_status import RssStatusAdapter
 from skyshard.sources.simulated import SimulatedAdapter
 from skyshard.sources.ssh_probe import SshProbeAdapter
 from skyshard.sources.statuspage import StatuspageAdapter
@@ -52,6 +54,8 @@ CAPTURE_ADAPTERS = _by_type(
         CloudWatchAdapter(),
         GcpStatusAdapter(),
         AwsSpotAdvisorAdapter(),
+        RssStatusAdapter(),
+        AwsPriceListAdapter(),
     ]
 )
 """Adapters of formats a saved file can hold (the simulator writes these)."""

@@ -80,6 +80,15 @@ class SimulatedAdapter:
         except PayloadError as exc:
             raise PayloadError(source.id, request.url, exc.reason) from None
 
+    def config_problems(self, source: Source, regions: list[str]) -> list[tuple[str, object, str]]:
+        """What `requests` would refuse: sky params that do not fit, a provider not simulated."""
+        try:
+            params, folder = self._setup(source)
+            _inner_sources(params, folder, source)
+        except PayloadError as exc:
+            return [("params", source.params, exc.reason)]
+        return []
+
     @staticmethod
     def _setup(source: Source) -> tuple[SimulatedParams, Path]:
         params = parse_params(SimulatedParams, source.id, source.url, source.params)

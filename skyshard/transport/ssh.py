@@ -142,7 +142,25 @@ def pinned_host_keys(endpoint: SshEndpoint) -> list[paramiko.PKey]:
     return list(entries.values())
 
 
+def private_key_problem(path: Path) -> str | None:
+    """Why OpenSSH would refuse this private key file (readable by group or others), with the
+    fix; None when its mode is fine (or it does not exist: reading it will say so)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return None
+    if mode & 0o077:
+        return (
+            f"private key {path} is readable by group or others (mode {mode:04o}); "
+            f"fix: chmod 600 {path}"
+        )
+    return None
+
+
 def load_client_key(endpoint: SshEndpoint) -> paramiko.Ed25519Key:
+    problem = private_key_problem(endpoint.client_key)
+    if problem:
+        raise ValidationError("client_key", str(endpoint.client_key), problem)
     try:
         key = paramiko.Ed25519Key.from_private_key_file(str(endpoint.client_key))
     except (OSError, paramiko.SSHException) as error:
@@ -318,10 +336,7 @@ class SshSession:
         """Run one allow-listed command; raise RemoteCommandFailed on non-zero if `check`.
         `on_line` sees each stdout line as it arrives (progress of long commands)."""
         self.authorize(action)
-        transport = self.pool.client(self.endpoint).get_transport()
-        assert transport is not None
-        channel = transport.open_session(timeout=self.pool.settings.connect_timeout)
-        channel.settimeout(self.pool.settings.command_timeout)
+        channel = self._open_channel()
         try:
             channel.exec_command(command.line)
             if stdin:
@@ -354,13 +369,28 @@ class SshSession:
     def open_sftp(self, *, action: str) -> paramiko.SFTPClient:
         """A new SFTP channel on the pooled connection (one per parallel stream)."""
         self.authorize(action)
-        transport = self.pool.client(self.endpoint).get_transport()
-        assert transport is not None
-        # paramiko's own open_sftp waits up to an hour for the channel on a dead link.
-        channel = transport.open_session(timeout=self.pool.settings.connect_timeout)
-        channel.settimeout(self.pool.settings.command_timeout)
+        channel = self._open_channel()  # not paramiko's open_sftp: it waits an hour for it
         channel.invoke_subsystem("sftp")
         return paramiko.SFTPClient(channel)
+
+    def _open_channel(self) -> paramiko.Channel:
+        """A new session channel on the pooled connection. A connection that cannot open one
+        within the connect timeout is dead (a cut link leaves it looking active): it is
+        closed and one new connection is tried."""
+        for attempt in (1, 2):
+            transport = self.pool.client(self.endpoint).get_transport()
+            assert transport is not None
+            try:
+                channel = transport.open_session(timeout=self.pool.settings.connect_timeout)
+            except paramiko.SSHException as error:
+                if attempt == 2:
+                    raise
+                log.warning("%s: %s; reconnecting", self.endpoint.label, error)
+                transport.close()
+                continue
+            channel.settimeout(self.pool.settings.command_timeout)
+            return channel
+        raise AssertionError("unreachable")
 
 
 def _read_stdout(channel: paramiko.Channel, on_line: Callable[[bytes], None] | None) -> bytes:

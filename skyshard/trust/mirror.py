@@ -4,11 +4,12 @@ re-running checks what is there against the log and inserts only what is new."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from skyshard.ledger import Ledger
+from skyshard.ledger import Entry, Ledger
 from skyshard.ledger.checkpoint import Checkpoint
 from skyshard.ledger.log import checkpoint_paths, read_checkpoint_index
 from skyshard.ledger.merkle import MerkleTree, leaf_hash
@@ -41,25 +42,31 @@ class MirrorError(ValueError):
     """The SQL mirror holds rows the verified log does not: it was edited."""
 
 
-def mirror_ledger(con: Any, ledger: Ledger) -> tuple[int, int]:
-    """Copy new verified entries and the checkpoints matching them into `con` (a duckdb
-    connection), after checking every row already there against the verified log.
-    Returns (entries inserted, checkpoints written)."""
-    con.execute(_SCHEMA)
-    entries = ledger.verified_entries()
+def check_mirror(con: Any, entries: Sequence[Entry]) -> int:
+    """Refuse a mirror whose rows differ from the verified `entries`; returns its row count."""
     stored = con.execute("SELECT seq, leaf_hash, line FROM ledger.entries ORDER BY seq").fetchall()
     for position, (seq, hash_hex, line) in enumerate(stored):
         good = seq == position < len(entries) and entries[seq].line == line.encode()
         if not good or leaf_hash(line.encode()).hex() != hash_hex:
             raise MirrorError(
                 f"ledger.entries row seq {seq} differs from entry {position} of the verified "
-                f"log {ledger.log_path}; drop the ledger schema to rebuild the mirror"
+                "log; drop the ledger schema to rebuild the mirror"
             )
+    return len(stored)
+
+
+def mirror_ledger(con: Any, ledger: Ledger) -> tuple[int, int]:
+    """Copy new verified entries and the checkpoints matching them into `con` (a duckdb
+    connection), after checking every row already there against the verified log.
+    Returns (entries inserted, checkpoints written)."""
+    con.execute(_SCHEMA)
+    entries = ledger.verified_entries()
+    stored = check_mirror(con, entries)
     rows: dict[str, list] = {
         k: []
         for k in ("seq", "type", "run_id", "ts", "actor", "payload", "key_id", "leaf_hash", "line")
     }
-    for entry in entries[len(stored) :]:
+    for entry in entries[stored:]:
         for name, value in (
             ("seq", entry.seq),
             ("type", entry.type),

@@ -260,7 +260,12 @@ _BREAKDOWN = ("formula", "components", "open_disputes", "open_dispute_factor")
 def check_trust_inputs(rows: pl.DataFrame, ledger: Ledger, neutral_score: float) -> None:
     """Refuse `trust.scores` rows that differ from the trust_score entry (seq and leaf hash)
     they claim to come from, or that claim no entry but are not the neutral score."""
-    recorded = {e.seq: e for e in ledger.verified_entries(EntryType.TRUST_SCORE)}
+    check_trust_rows(rows, ledger.verified_entries(EntryType.TRUST_SCORE), neutral_score)
+
+
+def check_trust_rows(rows: pl.DataFrame, entries: Iterable[Entry], neutral_score: float) -> None:
+    """`check_trust_inputs` against entries already verified."""
+    recorded = {e.seq: e for e in entries if e.type == EntryType.TRUST_SCORE}
     for row in rows.iter_rows(named=True):
         where = f"{TRUST_TABLE} row provider_id={row['provider_id']!r}"
         seq = row["ledger_seq"]

@@ -1,8 +1,10 @@
-"""Two sshd "hosts" on loopback, a Migrator over them, and checks of the one-copy rule."""
+"""Two hosts of the namespace topology (own addresses, non-root logins, the system python3),
+a Migrator over them, and checks of the one-copy rule."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,12 +18,13 @@ from skyshard.broker.precopy import PrecopyRule
 from skyshard.demo_kv import client
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshSettings
-from tests.support.hosts import TestHost, shared_transfer_ca, start_host
-from tests.support.sshd import free_tcp_port, require_sshd
+from tests.support.hosts import TestHost, shared_transfer_ca
+from tests.support.topology import Topology, host_root
 
 OPERATOR = "ops"
 SETTINGS = SshSettings(connect_timeout=3, command_timeout=60, attempts=2, backoff=0.05)
 SHARD = "kv-1"
+PORTS = itertools.count(8700)  # each namespace host has its own port space
 FAST = MigrationSettings(PrecopyRule(max_rounds=3, small_bytes=256 << 10), health_timeout=5)
 
 
@@ -30,15 +33,8 @@ class SimulatedCrash(BaseException):
 
 
 @pytest.fixture(scope="session")
-def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, TestHost]]:
-    require_sshd()
-    started = {
-        "host-a": start_host(tmp_path_factory.mktemp("a"), "host-a", "prov-a"),
-        "host-b": start_host(tmp_path_factory.mktemp("b"), "host-b", "prov-b"),
-    }
-    yield started
-    for host in started.values():
-        host.sshd.stop()
+def hosts(topology: Topology) -> dict[str, TestHost]:
+    return {host_id: topology.hosts[host_id] for host_id in ("host-a", "host-b")}
 
 
 @dataclass
@@ -59,7 +55,8 @@ class Cluster:
                 host_id,
                 host.session(policy or self.policy, OPERATOR, self.pool),
                 str(self.roots[host_id]),
-                "127.0.0.1",
+                host.sshd.address,
+                bind=host.sshd.address,
             )
             for host_id, host in self.hosts.items()
         }
@@ -70,10 +67,11 @@ class Cluster:
         return Migrator(str(self.db), self.access(policy), settings, transfer_ca=ca, **kwargs)
 
     def place(self, blobs: int = 3, blob_size: int = 1 << 20) -> None:
-        runtime = self.access()["host-a"].runtime()
-        runtime.start(SHARD, self.port, generation=1)
+        source = self.access()["host-a"]
+        runtime = source.runtime()
+        runtime.start(SHARD, self.port, generation=1, bind=source.bind)
         runtime.health(SHARD, self.port)
-        OpsStore(self.db).register_route(SHARD, "host-a", "127.0.0.1", self.port)
+        OpsStore(self.db).register_route(SHARD, "host-a", source.service_address, self.port)
         rng = random.Random(7)
         for index in range(blobs):
             self.write(f"blob-{index}", rng.randbytes(blob_size))
@@ -81,7 +79,9 @@ class Cluster:
             self.write(f"key-{index}", f"value-{index}".encode())
 
     def write(self, key: str, value: bytes) -> None:
-        client.put("127.0.0.1", self.port, key, value)
+        route = OpsStore(self.db).route(SHARD)
+        assert route is not None
+        client.put(route.address, route.port, key, value)
         self.written[key] = value
 
     def running_copies(self) -> list[str]:
@@ -122,13 +122,10 @@ class Cluster:
 
 @pytest.fixture
 def cluster(hosts: dict[str, TestHost], tmp_path: Path) -> Iterator[Cluster]:
-    roots = {}
-    for host_id, host in hosts.items():
-        roots[host_id] = host.root / tmp_path.name
-        roots[host_id].mkdir()
+    roots = {host_id: host_root(host, tmp_path.name) for host_id, host in hosts.items()}
     policy = AccessPolicy.from_mapping({OPERATOR: [("*", ACTIONS)]})
     with ConnectionPool(SETTINGS) as pool:
-        made = Cluster(hosts, roots, tmp_path / "skyshard.duckdb", free_tcp_port(), policy, pool)
+        made = Cluster(hosts, roots, tmp_path / "skyshard.duckdb", next(PORTS), policy, pool)
         yield made
         for host_id in roots:
             with contextlib.suppress(Exception):

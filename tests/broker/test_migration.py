@@ -46,7 +46,8 @@ def test_migration_moves_every_key_including_writes_during_precopy(cluster) -> N
     for root in cluster.roots.values():
         document = json.loads((root / "routing.json").read_text())
         assert document["shards"][SHARD] == {
-            "host_id": "host-b", "address": "127.0.0.1", "port": cluster.port, "generation": 2,
+            "host_id": "host-b", "address": cluster.hosts["host-b"].sshd.address,
+            "port": cluster.port, "generation": 2,
         }  # fmt: skip
 
 
@@ -97,7 +98,7 @@ def test_unknown_host_is_refused(cluster) -> None:
         cluster.migrator().migrate(MoveRequest("mv-1", SHARD, "host-a", "host-z"))
 
 
-def test_target_not_granting_receive_rolls_back_and_reports(cluster) -> None:
+def test_target_not_granting_receive_is_rejected_before_anything_runs(cluster) -> None:
     cluster.place(blobs=1)
     denials = []
     policy = AccessPolicy.from_mapping(
@@ -105,9 +106,10 @@ def test_target_not_granting_receive_rolls_back_and_reports(cluster) -> None:
         on_denied=denials.append,
     )
     outcome = cluster.migrator(policy=policy).migrate(cluster.request())
-    assert outcome.status == "rolled_back"
+    assert (outcome.status, outcome.phase) == ("rejected", "accepted")
     assert "may not receive_migration on provider 'prov-b'" in outcome.error
-    assert denials and denials[0].action == "receive_migration"
+    assert [d.action for d in denials] == ["receive_migration"]
+    assert not (cluster.roots["host-b"] / "bin").exists()  # no helper installed there
     cluster.assert_serving_once("host-a")
 
 

@@ -139,7 +139,7 @@ def test_lazy_commands_show_their_own_help():
 
 def test_help_and_version_import_nothing_heavy():
     code = (
-        "import sys; from skyshard.cli import main\n"
+        "import sys; from skyshard.cli.main import main\n"
         "try: main(['--help'])\n"
         "except SystemExit: pass\n"
         "heavy = {'duckdb', 'polars', 'pandas', 'dagster', 'rich', 'pydantic'} & set(sys.modules)\n"

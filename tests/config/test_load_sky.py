@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import polars as pl
 import pytest
 
 from skyshard.config import ConfigError, load_sky
+from skyshard.config.sky_tables import host_frame
 from tests.config.conftest import write_home
 
 
@@ -179,3 +181,26 @@ def test_unknown_action_in_grant(tmp_path, documents):
     error = _error(tmp_path, policy=policy, documents=documents)
     assert error.problems[0].path == "operators[0].grants[0].actions[0]"
     assert error.problems[0].value == "format_disk"
+
+
+def test_gpu_devices_reach_the_placement_input(tmp_path, documents):
+    providers, _, _ = documents
+    providers["providers"][0]["hosts"][0]["gpus"] = {"count": 8, "model": "h100", "memory_gb": 80}
+    sky = load_sky(write_home(tmp_path, providers, documents[1], documents[2]))
+    host = sky.providers[0].hosts[0]
+    assert (host.gpu_capacity, host.gpus.model, host.gpus.memory_gb) == (8, "h100", 80)
+    frame = host_frame(sky).filter(pl.col("host_id") == "aws-h1")
+    assert frame.select("gpu", "gpu_devices", "gpu_model").row(0) == (8.0, 8, "h100")
+    old = host_frame(sky).filter(pl.col("host_id") == "colo-h1")
+    assert old.select("gpu", "gpu_devices").row(0) == (0.0, None)
+
+
+def test_gpu_capacity_disagreeing_with_devices_is_named(tmp_path, documents):
+    providers, _, _ = documents
+    host = providers["providers"][0]["hosts"][0]
+    host["gpus"] = {"count": 8, "model": "h100"}
+    host["capacity"]["gpu"] = 4
+    error = _error(tmp_path, providers=providers, documents=documents)
+    (problem,) = error.problems
+    assert problem.path == "providers[0].hosts[0]"
+    assert "capacity.gpu = 4 disagrees with gpus.count = 8" in str(error)

@@ -73,13 +73,19 @@ def test_in_process_servers_stop_cleanly_and_end_running_commands(tmp_path):
 
             hanging = threading.Thread(target=hang)
             hanging.start()
+            deadline = time.monotonic() + 30
             while not _processes_named(f"sleep\0{marker}"):
+                assert time.monotonic() < deadline, "the remote sleep never started"
                 time.sleep(0.02)
             assert servers.stop() == []
             hanging.join()
     finally:
         servers.stop()
     assert servers.stop() == []  # stopping twice is harmless
+    # SIGKILL is delivered asynchronously: give the kernel a bounded while to end the group.
+    deadline = time.monotonic() + 10
+    while _processes_named(f"sleep\0{marker}") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert _processes_named(f"sleep\0{marker}") == []
     assert len(errors) == 1
 

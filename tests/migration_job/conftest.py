@@ -1,9 +1,11 @@
-"""Two real sshd hosts, a sky config pointing at them (SKYSHARD_HOME), and a placed demo_kv
-shard whose keys are checked after each migration."""
+"""Two hosts of the namespace topology (own addresses, real sshd, non-root logins, the system
+python3), a sky config pointing at them (SKYSHARD_HOME), and a placed demo_kv shard whose keys
+are checked after each migration, read where routing points."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,44 +20,27 @@ from skyshard.config import paths
 from skyshard.config.sky import Sky, load_sky
 from skyshard.demo_kv import client
 from skyshard.transport.ssh import ConnectionPool, SshSettings
-from tests.migration_job.sky import SkyFiles, write_sky
-from tests.support.hosts import TestHost, start_host
-from tests.support.sshd import free_tcp_port, require_sshd, write_ed25519_key
+from tests.migration_job.sky import PROVIDERS, WORKLOADS
+from tests.support.hosts import TestHost
+from tests.support.topology import SkyLayout, Topology, host_root, write_topology_sky
 
 FAST_SSH = SshSettings(connect_timeout=3, command_timeout=60, attempts=2, backoff=0.05)
+# Each namespace host has its own port space; a new port per test keeps a slow teardown apart.
+PORTS = itertools.count(8500)
 
 
 @pytest.fixture(scope="session")
-def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, TestHost]]:
-    require_sshd()
-    started = {
-        "host-a": start_host(tmp_path_factory.mktemp("a"), "host-a", "prov-a"),
-        "host-b": start_host(tmp_path_factory.mktemp("b"), "host-b", "prov-b"),
-    }
-    yield started
-    for host in started.values():
-        host.sshd.stop()
-
-
-@pytest.fixture(scope="session")
-def broker_key(hosts: dict[str, TestHost], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The broker's own client key, authorized on both hosts (sshd rereads the file)."""
-    key = tmp_path_factory.mktemp("broker") / "client_ed25519"
-    line = write_ed25519_key(key, "skyshard-broker")
-    for host in hosts.values():
-        with (host.sshd.workdir / "authorized_keys").open("a") as handle:
-            handle.write(line + "\n")
-    return key
+def hosts(topology: Topology) -> dict[str, TestHost]:
+    return {host_id: topology.hosts[host_id] for host_id in PROVIDERS}
 
 
 @dataclass
 class Site:
     """One test's sky: config files, per-test roots on the shared hosts, the DuckDB file."""
 
-    hosts: dict[str, TestHost]
+    topology: Topology
     roots: dict[str, Path]
     home: Path
-    broker_key: Path
     db: Path
     port: int
     written: dict[str, bytes] = field(default_factory=dict)
@@ -63,13 +48,20 @@ class Site:
     def __post_init__(self) -> None:
         self.sky = self.write()  # the correct config; a test may write a broken one later
 
-    def files(self) -> SkyFiles:
-        return SkyFiles({h: host.sshd.host_key_line for h, host in self.hosts.items()})
+    @property
+    def hosts(self) -> dict[str, TestHost]:
+        return {host_id: self.topology.hosts[host_id] for host_id in self.roots}
 
-    def write(self, files: SkyFiles | None = None) -> Sky:
+    def files(self) -> SkyLayout:
+        return SkyLayout.full(self.topology, self.roots, WORKLOADS)
+
+    def write(self, files: SkyLayout | None = None) -> Sky:
         """Write the sky's files (correct ones unless `files` says otherwise) and load them."""
-        write_sky(self.home, self.hosts, self.roots, self.broker_key, files or self.files())
+        write_topology_sky(self.home, self.topology, files or self.files())
         return load_sky(self.home)
+
+    def address(self, host_id: str) -> str:
+        return self.topology.hosts[host_id].sshd.address
 
     @contextlib.contextmanager
     def access(self) -> Iterator[dict[str, HostAccess]]:
@@ -85,14 +77,16 @@ class Site:
         """Start the shard on host-a (generation 1), route it there, and write keys."""
         with self.access() as hosts:
             runtime = hosts["host-a"].runtime()
-            runtime.start(self.shard, self.port, generation=1)
+            runtime.start(self.shard, self.port, generation=1, bind=self.address("host-a"))
             runtime.health(self.shard, self.port)
-        OpsStore(self.db).register_route(self.shard, "host-a", "127.0.0.1", self.port)
+        OpsStore(self.db).register_route(self.shard, "host-a", self.address("host-a"), self.port)
         for index in range(20):
             self.put(f"key-{index}", f"value-{index}".encode() * 1000)
 
     def put(self, key: str, value: bytes) -> None:
-        client.put("127.0.0.1", self.port, key, value)
+        route = OpsStore(self.db).route(self.shard)
+        assert route is not None
+        client.put(route.address, route.port, key, value)
         self.written[key] = value
 
     def assert_serving(self, host_id: str) -> None:
@@ -108,16 +102,11 @@ class Site:
 
 
 @pytest.fixture
-def site(
-    hosts: dict[str, TestHost], broker_key: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Site]:
-    roots = {}
-    for host_id, host in hosts.items():
-        roots[host_id] = host.root / tmp_path.name
-        roots[host_id].mkdir()
+def site(topology: Topology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    roots = {host_id: host_root(topology.hosts[host_id], tmp_path.name) for host_id in PROVIDERS}
     home = tmp_path / "sky"
     monkeypatch.setenv("SKYSHARD_HOME", str(home))
-    made = Site(hosts, roots, home, broker_key, paths.duckdb_path(), free_tcp_port())
+    made = Site(topology, roots, home, paths.duckdb_path(), next(PORTS))
     yield made
     made.write()  # the test may have broken the config or removed the key
     with made.access() as accesses:

@@ -3,9 +3,6 @@ retry finishes the move; failure classification; progress lines."""
 
 from __future__ import annotations
 
-import socket
-import time
-
 import pytest
 
 from skyshard.broker.execute import ProgressLog, is_transient, run_move
@@ -24,16 +21,6 @@ CA = shared_transfer_ca()[0]
 MOVE = "mv-00000000000000c1"
 
 
-def wait_listening(address: str, port: int) -> None:
-    for _ in range(200):
-        try:
-            with socket.create_connection((address, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"sshd did not come back on {address}:{port}")
-
-
 def test_a_transient_failure_stays_running_and_a_retry_finishes_it(site) -> None:
     site.place()
     add_move(site.db, MOVE, site.shard)
@@ -50,7 +37,6 @@ def test_a_transient_failure_stays_running_and_a_retry_finishes_it(site) -> None
                              final_attempt=False)  # fmt: skip
         finally:
             target.restart_sshd()
-            wait_listening(target.sshd.address, target.sshd.port)
         assert first.retryable and first.outcome.status == "rolled_back"
         assert first.outcome.error.startswith("ConnectFailed")
         assert plan_status(site.db, MOVE) == "running"

@@ -13,6 +13,7 @@ from skyshard.broker.from_config import (
 from skyshard.config.errors import ConfigError
 from skyshard.transport.access import AccessDenied
 from skyshard.transport.ssh import ConnectionPool
+from skyshard.transport.validate import ValidationError
 from tests.migration_job.conftest import FAST_SSH
 
 
@@ -26,7 +27,9 @@ def test_accesses_pin_host_keys_and_use_the_broker_key(site) -> None:
             assert endpoint.port == site.hosts[host_id].sshd.port
             assert access.session.operator == BROKER_OPERATOR
             assert access.root == str(site.roots[host_id])
-            assert access.bind == access.service_address == "127.0.0.1"
+            assert access.bind == access.service_address == site.address(host_id)
+            assert access.session.endpoint.python == "/usr/bin/python3"
+            assert access.session.endpoint.user != "root"
             # a real round trip over SSH with the broker's key
             assert not access.runtime().status(site.shard).running
 
@@ -63,3 +66,19 @@ def test_the_broker_gets_only_the_grants_of_policy_yaml(site) -> None:
     assert [(d.operator, d.provider, d.action) for d in denials] == [
         ("broker", "prov-b", "receive_migration")
     ]
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_client_key_readable_by_group_or_others_is_refused_saying_how_to_fix(site, mode) -> None:
+    key = site.home / "keys" / "client_ed25519"
+    key.chmod(mode)
+    with ConnectionPool(FAST_SSH) as pool:
+        with pytest.raises(ConfigError) as refused:
+            host_accesses(site.sky, ["host-a"], pool, broker_policy(site.sky))
+        assert f"chmod 600 {key}" in str(refused.value) and f"{mode:04o}" in str(refused.value)
+        key.chmod(0o600)
+        (access,) = host_accesses(site.sky, ["host-a"], pool, broker_policy(site.sky)).values()
+        key.chmod(mode)  # also refused at connect time, by the transport itself
+        with pytest.raises(ValidationError, match="readable by group or others"):
+            access.runtime().status(site.shard)
+    key.chmod(0o600)

@@ -79,39 +79,49 @@ def test_an_approved_move_migrates_the_shard(site, instance) -> None:
     site.assert_serving("host-b")
 
 
-def refuse_host_key(site):
-    files = site.files()
-    files.host_keys["host-b"] = files.host_keys["host-a"]  # valid key, not host-b's
-    return files, "host key mismatch"
-
-
-def refuse_receive(site):
-    files = site.files()
-    files.grants["prov-b"] = ["read_telemetry", "start_shard", "stop_shard", "freeze_shard"]
-    return files, "may not receive_migration on provider 'prov-b'"
-
-
-@pytest.mark.parametrize("breakage", [refuse_host_key, refuse_receive])
-def test_a_refused_target_rolls_back_and_the_source_keeps_serving(site, instance, breakage) -> None:
+def test_a_target_with_another_host_key_rolls_back_and_the_source_keeps_serving(
+    site, instance
+) -> None:
     site.place()
     add_move(site.db, MOVE, site.shard)
-    files, message = breakage(site)
+    files = site.files()
+    files.host_keys["host-b"] = files.host_keys["host-a"]  # valid key, not host-b's
     site.write(files)
     result = run(instance)
     assert not result.success
     metadata = failure_metadata(result)
     assert metadata["outcome"] == "rolled_back" and metadata["plan_status"] == "rolled_back"
-    assert message in metadata["error"]
+    assert "host key mismatch" in metadata["error"]
     assert plan_status(site.db, MOVE) == "rolled_back"
     assert [d[1] for d in decisions(site.db, MOVE)][-3:] == ["running", "failed", "rolled_back"]
     site.assert_serving("host-a")
     types = [e.type for e in ledger_entries()]
     assert types[-1] == EntryType.MIGRATION_ROLLED_BACK
     assert EntryType.MIGRATION_COMPLETED not in types
-    if breakage is refuse_receive:
-        denied = list(Ledger.open(paths.ledger_dir()).entries(EntryType.ACCESS_DENIED))
-        assert denied and denied[-1].payload["action"] == "receive_migration"
-        assert denied[-1].run_id == result.run_id
+    assert Ledger.open().verify().ok
+
+
+def test_a_grant_missing_on_the_target_refuses_the_move_before_any_connection(
+    site, instance
+) -> None:
+    site.place()
+    add_move(site.db, MOVE, site.shard)
+    files = site.files()
+    files.grants["prov-b"] = ["read_telemetry", "start_shard", "stop_shard", "freeze_shard"]
+    site.write(files)
+    log_before = site.hosts["host-b"].sshd.log()
+    result = run(instance)
+    assert not result.success
+    metadata = failure_metadata(result)
+    assert metadata["outcome"] == "rejected" and metadata["plan_status"] == "failed"
+    assert "may not receive_migration on provider 'prov-b'" in metadata["error"]
+    # Nothing reached the target: no login, no helper installed.
+    assert "Accepted publickey" not in site.hosts["host-b"].sshd.log()[len(log_before) :]
+    assert not (site.roots["host-b"] / "bin").exists()
+    site.assert_serving("host-a")
+    denied = list(Ledger.open(paths.ledger_dir()).entries(EntryType.ACCESS_DENIED))
+    assert denied and denied[-1].payload["action"] == "receive_migration"
+    assert denied[-1].run_id == result.run_id
     assert Ledger.open().verify().ok
 
 

@@ -9,7 +9,8 @@ import sys
 import dagster as dg
 
 from orchestration.resources import DuckDBFile
-from sensors.migrations import approved_migrations
+from sensors.migrations import approved_migrations, stuck_migrations
+from skyshard.broker.ops_tables import OpsStore
 from skyshard.config import paths
 from tests.migration_job.sky import add_move
 
@@ -33,7 +34,8 @@ def test_one_run_request_per_approved_move_then_none(instance) -> None:
     requests = {r.run_key: r for r in first.run_requests}
     assert sorted(requests) == ["mv-00000000000000a1", "mv-00000000000000a2"]
     request = requests["mv-00000000000000a1"]
-    assert request.job_name in (None, "migrate_shard")
+    # No job name: the request runs the sensor's own job.
+    assert request.job_name is None and approved_migrations.job_name == "migrate_shard"
     assert request.run_config["ops"] == {"migrate": {"config": {"move_id": "mv-00000000000000a1"}}}
     assert (
         request.tags.items()
@@ -69,6 +71,23 @@ def test_no_plan_yet_skips(instance) -> None:
     assert "locked by a writer" in locked.skip_message
 
 
-def test_the_sensor_runs_by_default() -> None:
-    assert approved_migrations.default_status == dg.DefaultSensorStatus.RUNNING
-    assert approved_migrations.minimum_interval_seconds == 30
+def test_the_sensors_run_by_default() -> None:
+    for sensor in (approved_migrations, stuck_migrations):
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        assert sensor.job_name == "migrate_shard"
+
+
+def test_the_recovery_sensor_skips_without_ops_tables_and_without_stuck_moves(instance) -> None:
+    context = dg.build_sensor_context(
+        instance=instance, resources={"duckdb": DuckDBFile(path=str(paths.duckdb_path()))}
+    )
+    assert "no DuckDB file" in stuck_migrations.evaluate_tick(context).skip_message
+    add_move(paths.duckdb_path(), "mv-00000000000000b2", "kv-0")
+    assert "no ops or plan tables" in stuck_migrations.evaluate_tick(context).skip_message
+    OpsStore(paths.duckdb_path()).create_migration(
+        "mv-00000000000000b2", "kv-0", "host-a", "host-b"
+    )
+    (request,) = stuck_migrations.evaluate_tick(context).run_requests  # no lease: stuck
+    assert request.run_key.startswith("recover:mv-00000000000000b2:0:")
+    OpsStore(paths.duckdb_path()).take_lease("mv-00000000000000b2", "run-live", ttl=60)
+    assert "no unfinished move" in stuck_migrations.evaluate_tick(context).skip_message

@@ -10,8 +10,9 @@ from skyshard.placement import check_assignment, solve_placement
 from skyshard.placement.candidates import eligible_candidates, top_k_mask
 from skyshard.placement.heuristic import lp_guided_assignment
 from skyshard.placement.highs import solve_lp
-from skyshard.placement.instance import build_instance
-from skyshard.placement.problem import build_problem
+from skyshard.placement.instance import NO_INDEX, build_instance
+from skyshard.placement.problem import build_problem, penalties
+from tests.placement.packing import assert_plan_sound
 from tests.placement.test_solve import brute_force, small_random
 from tests.support.synthetic import random_instance, random_instance_with_witness
 
@@ -20,34 +21,46 @@ def heuristic_assignment(inp, lp_x=None):
     inst = build_instance(inp)
     cands = eligible_candidates(inst)
     if lp_x is None:
-        problem = build_problem(inst, cands, np.ones(len(cands), dtype=bool))
+        problem = build_problem(
+            inst, cands, np.ones(len(cands), dtype=bool), penalties(inst, cands)
+        )
         lp = solve_lp(problem, 30)
         if not lp.optimal:
             return None
         lp_x = np.zeros(len(cands))
         lp_x[problem.columns] = lp.values[: problem.n_x]
     chosen = lp_guided_assignment(inst, cands, lp_x, time_limit_s=30)
-    if chosen is None:
-        return None
+    placed = chosen[chosen != NO_INDEX]
     return {
         inst.shard_ids[s]: inst.host_ids[h]
-        for s, h in zip(cands.shard[chosen], cands.host[chosen], strict=True)
+        for s, h in zip(cands.shard[placed], cands.host[placed], strict=True)
     }
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_heuristic_never_returns_a_violating_assignment_on_small_instances(seed):
+def test_heuristic_keeps_every_running_shard_somewhere(seed):
     inp = small_random(seed)
     assignment = heuristic_assignment(inp)
-    if assignment is not None:
-        assert check_assignment(inp, assignment) == []
+    running = {s.shard_id for s in inp.shards if s.current_host is not None}
+    assert running <= set(assignment)
+
+
+def test_heuristic_finds_a_clean_plan_for_most_feasible_small_instances():
+    """A floor, not a wish: 15 of the 22 feasible seeds today (the MIP fixes the rest)."""
+    feasible = [seed for seed in range(40) if brute_force(small_random(seed)) is not None]
+    clean = [
+        seed
+        for seed in feasible
+        if check_assignment(small_random(seed), heuristic_assignment(small_random(seed))) == []
+    ]
+    assert len(feasible) == 22
+    assert len(clean) >= 15
 
 
 @pytest.mark.parametrize(("scenario", "seed"), [("steady", 0), ("tight", 1), ("tight", 2)])
 def test_heuristic_keeps_every_rule_on_a_synthetic_sky(scenario, seed):
     inp = random_instance(400, 20, seed, scenario)
     assignment = heuristic_assignment(inp)
-    assert assignment is not None
     assert check_assignment(inp, assignment) == []
 
 
@@ -57,8 +70,8 @@ def test_heuristic_from_a_useless_lp_still_keeps_every_rule():
     inst = build_instance(inp)
     lp_x = np.zeros(len(eligible_candidates(inst)))
     assignment = heuristic_assignment(inp, lp_x)
-    if assignment is not None:
-        assert check_assignment(inp, assignment) == []
+    assert len(assignment) == 300
+    assert check_assignment(inp, assignment) == []
 
 
 def test_heuristic_stays_within_pruned_columns_it_is_given():
@@ -66,12 +79,12 @@ def test_heuristic_stays_within_pruned_columns_it_is_given():
     inst = build_instance(inp)
     cands = eligible_candidates(inst)
     active = top_k_mask(inst, cands, 3)
-    problem = build_problem(inst, cands, active)
+    problem = build_problem(inst, cands, active, penalties(inst, cands))
     lp = solve_lp(problem, 30)
     lp_x = np.zeros(len(cands))
     lp_x[problem.columns] = lp.values[: problem.n_x]
     chosen = lp_guided_assignment(inst, cands, lp_x, time_limit_s=30)
-    assert chosen is not None and len(chosen) == inst.n_shards
+    assert (chosen != NO_INDEX).all()
     assert sorted(cands.shard[chosen].tolist()) == list(range(inst.n_shards))
 
 
@@ -91,14 +104,17 @@ def test_generator_is_feasible_by_brute_force_at_tiny_sizes(seed):
     assert optimum is not None
     assert check_assignment(inp, witness) == []
     result = solve_placement(inp)
+    assert_plan_sound(inp, result)
     assert result.objective == pytest.approx(optimum, rel=5e-3)
 
 
-def test_overbooked_scenario_is_infeasible_and_says_why():
+def test_overbooked_scenario_gets_a_partial_plan_that_says_why():
     inp = random_instance(300, 15, 0, "overbooked")
     result = solve_placement(inp)
-    assert result.status == "infeasible"
-    assert any(line.startswith("capacity") for line in result.explanation)
+    assert_plan_sound(inp, result)
+    assert result.status == "partial"
+    assert len(result.assignment) == 300
+    assert any(line.startswith("capacity") for line in result.unfixed)
 
 
 def test_unknown_scenario_is_named():

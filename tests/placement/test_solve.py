@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
+from collections import Counter
 
 import pytest
 
@@ -19,11 +21,18 @@ from skyshard.placement import (
     greedy_placement,
     solve_placement,
 )
-from skyshard.placement.explain import explain_infeasibility
-from skyshard.placement.instance import build_instance
+from tests.placement.packing import assert_plan_sound
 from tests.support.synthetic import random_instance
 
 EXACT = SolveOptions(time_limit_s=30, mip_rel_gap=0.0, top_k=None)
+LIMIT_S = 6.0  # the limit under test (not a speed target): the MIP alone would run longer
+
+
+def solve(inp: PlacementInput, options: SolveOptions = EXACT):
+    """Every solver test goes through the independent device-packing and violation checks."""
+    result = solve_placement(inp, options)
+    assert_plan_sound(inp, result)
+    return result
 
 
 def host(host_id, provider="p1", cpu=8.0, mem=32.0, gpu=0.0):
@@ -103,10 +112,10 @@ def small_random(seed: int) -> PlacementInput:
 def test_optimal_cost_equals_brute_force(seed):
     inp = small_random(seed)
     expected = brute_force(inp)
-    result = solve_placement(inp, EXACT)
+    result = solve(inp)
     if expected is None:
-        assert result.status == Status.INFEASIBLE
-        assert result.explanation
+        assert result.status == Status.PARTIAL
+        assert result.unfixed
     else:
         assert result.status == Status.OPTIMAL
         assert result.objective == pytest.approx(expected)
@@ -117,9 +126,9 @@ def test_optimal_cost_equals_brute_force(seed):
 def test_pruned_solve_keeps_an_honest_bound(seed):
     inp = small_random(seed)
     expected = brute_force(inp)
-    result = solve_placement(inp, SolveOptions(time_limit_s=30, mip_rel_gap=0.0, top_k=1))
+    result = solve(inp, SolveOptions(time_limit_s=30, mip_rel_gap=0.0, top_k=1))
     if expected is None:
-        assert result.status == Status.INFEASIBLE
+        assert result.status == Status.PARTIAL
         return
     assert result.objective >= expected - 1e-6
     assert result.best_bound <= expected + 1e-6
@@ -134,7 +143,7 @@ def test_capacity_forces_the_second_cheapest_host():
             {("a", "cheap"): 1, ("a", "dear"): 5, ("b", "cheap"): 1, ("b", "dear"): 2}
         ),
     )
-    result = solve_placement(inp, EXACT)
+    result = solve(inp)
     assert result.assignment == {"a": "cheap", "b": "dear"}
     assert result.objective == pytest.approx(3)
 
@@ -145,7 +154,7 @@ def test_blocked_candidate_is_never_chosen_and_move_says_why():
         hosts=[host("h1"), host("h2")],
         candidates=costs({("a", "h1"): 1, ("a", "h2"): 9}, blocked={("a", "h1"): "data_class"}),
     )
-    result = solve_placement(inp, EXACT)
+    result = solve(inp)
     assert result.assignment == {"a": "h2"}
     (move,) = result.moves
     assert (move.from_host, move.to_host, move.reason) == ("h1", "h2", "blocked: data_class")
@@ -161,7 +170,7 @@ def test_latency_limit_keeps_dependents_close():
         dependencies=[Dependency("a", "b", 5)],
         latency_ms={("p1", "p2"): 12},
     )
-    result = solve_placement(inp, EXACT)
+    result = solve(inp)
     assert result.assignment["a"] == result.assignment["b"]
     assert result.objective == pytest.approx(3)
 
@@ -174,7 +183,7 @@ def test_anti_affinity_spreads_a_group():
             {(s, h): 1 if h == "h1" else 2 for s in "abc" for h in ("h1", "h2", "h3")}
         ),
     )
-    result = solve_placement(inp, EXACT)
+    result = solve(inp)
     assert sorted(result.assignment.values()) == ["h1", "h2", "h3"]
 
 
@@ -193,7 +202,7 @@ def test_affinity_keeps_a_group_on_one_provider():
             }
         ),
     )
-    result = solve_placement(inp, EXACT)
+    result = solve(inp)
     assert {result.assignment["a"], result.assignment["b"]} <= {"y", "z"}
     assert result.objective == pytest.approx(4)
 
@@ -207,7 +216,7 @@ def test_max_moves_limits_the_plan():
         candidates=costs(table),
         budget=Budget(max_moves=2),
     )
-    result = solve_placement(inp, EXACT)
+    result = solve(inp)
     assert len(result.moves) == 2
     assert all(m.reason == "saving" and m.saving == pytest.approx(8) for m in result.moves)
 
@@ -232,7 +241,7 @@ def test_hysteresis_blocks_small_savings_and_recent_movers():
         ),
         budget=Budget(min_saving_per_move=1.0, min_cycles_between_moves=3),
     )
-    result = solve_placement(inp, EXACT)
+    result = solve(inp)
     assert result.assignment == {"small": "h1", "recent": "h1", "big": "h2"}
 
 
@@ -249,7 +258,7 @@ def test_no_flapping_back_after_a_move():
             candidates=table,
             budget=Budget(min_saving_per_move=0.5, min_cycles_between_moves=2),
         )
-        return solve_placement(inp, EXACT).assignment
+        return solve(inp).assignment
 
     assert plan("h1", None) == {"a": "h2"}
     assert plan("h2", 1) == {"a": "h2"}
@@ -266,37 +275,46 @@ def test_overloaded_host_frees_its_shards_from_hysteresis():
         candidates=costs({("a", "h1"): 1, ("a", "h2"): 1.2, ("b", "h1"): 1, ("b", "h2"): 1.1}),
         budget=Budget(min_saving_per_move=5, min_cycles_between_moves=3),
     )
-    result = solve_placement(inp, EXACT)
+    result = solve(inp)
     assert result.assignment == {"a": "h1", "b": "h2"}
     assert [m.reason for m in result.moves] == ["overloaded"]
 
 
-def test_explains_a_shard_no_host_can_hold():
+def test_unplaceable_shard_gets_a_reason_and_the_rest_a_plan():
     inp = PlacementInput(
-        shards=[shard("big", cpu=8), shard("ok")],
+        shards=[shard("big", cpu=8), shard("ok", current="h1"), shard("new")],
         hosts=[host("h1", cpu=4), host("h3", cpu=6)],
-        candidates=costs({(s, h): 1 for s in ("big", "ok") for h in ("h1", "h3")}),
+        candidates=costs(
+            {(s, h): 1 if h == "h3" else 2 for s in ("big", "ok", "new") for h in ("h1", "h3")}
+        ),
     )
-    result = solve_placement(inp, EXACT)
-    assert result.status == Status.INFEASIBLE
+    result = solve(inp)
+    assert result.status == Status.PARTIAL
+    assert result.assignment == {"ok": "h3", "new": "h3"}
+    assert result.unplaced == {
+        "big": "no allowed host has 8 cpu free at the forecast upper bound (best: h3 with 6)"
+    }
     assert result.explanation == (
         "shard big: no allowed host has 8 cpu free at the forecast upper bound (best: h3 with 6)",
     )
 
 
-def test_explains_a_shard_with_every_host_blocked():
+def test_shard_with_every_host_blocked_stays_where_it_is():
     inp = PlacementInput(
-        shards=[shard("a")],
+        shards=[shard("a", current="h1"), shard("b")],
         hosts=[host("h1"), host("h2")],
         candidates=costs(
-            {("a", "h1"): 1, ("a", "h2"): 1}, {("a", "h1"): "trust", ("a", "h2"): "trust"}
+            {("a", "h1"): 1, ("a", "h2"): 1, ("b", "h1"): 1, ("b", "h2"): 2},
+            {("a", "h1"): "trust", ("a", "h2"): "trust"},
         ),
     )
-    (line,) = solve_placement(inp, EXACT).explanation
-    assert line == "shard a: every candidate host is blocked (trust: 2 hosts)"
+    result = solve(inp)
+    assert result.assignment == {"a": "h1", "b": "h1"}
+    assert result.explanation == ("shard a: every candidate host is blocked (trust: 2 hosts)",)
+    assert result.unfixed == ("policy: shards on hosts not allowed for them: a",)
 
 
-def test_explains_a_latency_limit_no_pair_meets():
+def test_latency_limit_no_pair_meets_is_reported_and_the_rest_planned():
     inp = PlacementInput(
         shards=[shard("a"), shard("b")],
         hosts=[host("x", provider="p1"), host("y", provider="p2")],
@@ -304,48 +322,101 @@ def test_explains_a_latency_limit_no_pair_meets():
         dependencies=[Dependency("a", "b", 5)],
         latency_ms={("p1", "p2"): 12},
     )
-    (line,) = solve_placement(inp, EXACT).explanation
-    assert (
-        line == "shards a,b: max_latency_ms 5 but the closest pair of usable hosts is x-y at 12 ms"
+    result = solve(inp)
+    assert result.assignment == {"a": "x", "b": "y"}
+    assert result.explanation == (
+        "shards a,b: max_latency_ms 5 but the closest pair of usable hosts is x-y at 12 ms",
     )
+    assert result.unfixed[0].startswith("latency: shards a,b: 12 ms between x and y")
 
 
-def test_explains_a_sky_short_of_capacity():
+def test_capacity_below_demand_overloads_least_and_says_so():
     inp = PlacementInput(
-        shards=[shard(s, cpu=3) for s in "abc"],
+        shards=[
+            shard("a", cpu=3, current="h1"),
+            shard("b", cpu=3, current="h1"),
+            shard("c", cpu=3, current="h1"),
+        ],
         hosts=[host("h1", cpu=4), host("h2", cpu=4)],
         candidates=costs({(s, h): 1 for s in "abc" for h in ("h1", "h2")}),
     )
-    (line,) = solve_placement(inp, EXACT).explanation
-    assert line == (
-        "capacity: the shards need 9 cpu at the forecast upper bound but all hosts together have 8"
+    result = solve(inp)
+    assert result.status == Status.PARTIAL
+    assert sorted(Counter(result.assignment.values()).values()) == [1, 2]
+    assert result.explanation == (
+        "capacity: the shards need 9 cpu at the forecast upper bound but all hosts together have 8",
     )
+    (line,) = result.unfixed
+    assert "cpu 6 > capacity 4" in line
 
 
-def test_explains_group_capacity_overcommit():
+def test_group_overcommit_is_the_least_overload():
     inp = PlacementInput(
         shards=[shard(s, cpu=3) for s in "abc"],
         hosts=[host("h1", cpu=5), host("h2", cpu=5)],
         candidates=costs({(s, h): 1 for s in "abc" for h in ("h1", "h2")}),
     )
-    (line,) = solve_placement(inp, EXACT).explanation
-    assert line.startswith("capacity at the forecast upper bound")
+    result = solve(inp)
+    (line,) = result.unfixed
     assert "cpu 6 > capacity 5" in line
+    assert result.penalty > 0
+    assert result.objective == pytest.approx(3 + result.penalty)
 
 
-def test_explanation_out_of_time_says_undecided_not_infeasible():
+def test_budget_below_overloaded_hosts_relieves_the_worst():
+    """Three hosts overloaded, one move allowed: it goes to the host overloaded most."""
+    shards = [
+        shard("a1", current="h1", cpu=5),
+        shard("a2", current="h1", cpu=5),
+        shard("b1", current="h2", cpu=5),
+        shard("b2", current="h2", cpu=4),
+        shard("c1", current="h3", cpu=5),
+        shard("c2", current="h3", cpu=3.5),
+    ]
+    hosts = [host(h, cpu=8) for h in ("h1", "h2", "h3", "spare")]
     inp = PlacementInput(
-        shards=[shard(s, cpu=3) for s in "abc"],
-        hosts=[host("h1", cpu=5), host("h2", cpu=5)],
-        candidates=costs({(s, h): 1 for s in "abc" for h in ("h1", "h2")}),
+        shards=shards,
+        hosts=hosts,
+        candidates=costs({(s.shard_id, h.host_id): 1 for s in shards for h in hosts}),
+        budget=Budget(max_moves=1),
     )
-    inst = build_instance(inp)
-    (line,) = explain_infeasibility(inst, time_limit_s=0.0)
-    assert line.startswith("the time budget ran out before finding which constraints conflict")
-    assert "undecided: dropping capacity, dropping latency" in line
+    result = solve(inp)
+    assert result.status == Status.PARTIAL
+    (move,) = result.moves
+    assert (move.from_host, move.to_host, move.reason) == ("h1", "spare", "overloaded")
+    (line,) = result.explanation
+    assert line.startswith("budget: at least 3 moves are needed but max_moves is 1")
+    assert "hosts over capacity now: h1, h2, h3" in line
+    assert [u.split(":")[1].strip().split()[1] for u in result.unfixed] == ["h2", "h3"]
 
 
-def test_explains_a_budget_too_small_for_forced_moves():
+def test_new_shard_beyond_the_budget_is_unplaced_with_a_reason():
+    inp = PlacementInput(
+        shards=[shard("a", current="gone"), shard("b", current="gone")],
+        hosts=[host("h1")],
+        candidates=costs({("a", "h1"): 1, ("b", "h1"): 1}),
+        budget=Budget(max_moves=1),
+    )
+    result = solve(inp)
+    assert len(result.assignment) == 1
+    assert list(result.unplaced.values()) == ["no room within the move budget and time limit"]
+    assert result.explanation[0].startswith("budget: at least 2 moves are needed")
+
+
+def test_wall_clock_limit_holds_end_to_end_on_a_tight_instance():
+    """The call returns a sound plan inside the limit (plus 10 %) on an instance it cannot
+    finish: build, pre-checks, heuristic, LP and MIP all draw on one clock."""
+    inp = random_instance(3_000, 60, 1, "tight")
+    began = time.perf_counter()
+    result = solve_placement(inp, SolveOptions(time_limit_s=LIMIT_S, mip_rel_gap=0.0))
+    elapsed = time.perf_counter() - began
+    assert_plan_sound(inp, result)
+    assert elapsed <= LIMIT_S * 1.1
+    assert result.status != "optimal"  # it was stopped, not finished
+    assert len(result.assignment) == 3_000
+
+
+def test_budget_too_small_for_forced_moves_says_so():
     inp = PlacementInput(
         shards=[shard(s, current="bad") for s in "ab"],
         hosts=[host("bad"), host("good")],
@@ -355,14 +426,20 @@ def test_explains_a_budget_too_small_for_forced_moves():
         ),
         budget=Budget(max_moves=1),
     )
-    (line,) = solve_placement(inp, EXACT).explanation
+    result = solve(inp)
+    (line,) = result.explanation
     assert line.startswith("budget: at least 2 moves are needed but max_moves is 1")
     assert "a, b" in line
+    assert len(result.moves) == 1
+    assert result.unfixed == (
+        "policy: shards on hosts not allowed for them: "
+        + next(s for s in "ab" if result.assignment[s] == "bad"),
+    )
 
 
 def test_same_input_in_any_order_gives_the_same_assignment():
     inp = random_instance(120, 8, seed=3)
-    first = solve_placement(inp)
+    first = solve(inp, SolveOptions())
     shuffled = PlacementInput(
         shards=list(reversed(inp.shards)),
         hosts=list(reversed(inp.hosts)),
@@ -371,18 +448,18 @@ def test_same_input_in_any_order_gives_the_same_assignment():
         latency_ms=inp.latency_ms,
         budget=inp.budget,
     )
-    assert solve_placement(shuffled).assignment == first.assignment
-    assert solve_placement(inp).assignment == first.assignment
+    assert solve(shuffled, SolveOptions()).assignment == first.assignment
+    assert solve(inp, SolveOptions()).assignment == first.assignment
 
 
 def test_synthetic_instance_solution_is_feasible_and_beats_greedy():
     inp = random_instance(300, 15, seed=5)
-    result = solve_placement(inp)
+    result = solve(inp, SolveOptions())
     assert result.status in (Status.OPTIMAL, Status.FEASIBLE_WITH_GAP)
     assert check_assignment(inp, result.assignment) == []
     assert result.gap <= 0.01
     greedy = greedy_placement(inp)
-    if not greedy.explanation:
+    if not greedy.unfixed:
         assert result.objective <= greedy.objective + 1e-6
 
 

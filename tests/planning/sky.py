@@ -150,10 +150,12 @@ def prices(n: int = HOURS, pricey: float = 0.05, cheap: float = 0.02) -> pl.Data
 
 
 def incidents(pricey_minutes: float = 144.0, cheap_open: bool = False) -> pl.DataFrame:
+    """Per provider region and day, as marts.fct_region_incidents has them."""
     days = [date(2026, 11, 25), date(2026, 11, 26), date(2026, 11, 27)]
     return pl.DataFrame(
         {
             "provider_id": ["cheap"] * 3 + ["pricey"] * 3,
+            "region": ["eu"] * 3 + ["us"] * 3,
             "day": days * 2,
             "incident_minutes": [0.0, 0.0, 0.0, pricey_minutes, 0.0, 0.0],
             "has_open_incident": [False, False, cheap_open, False, False, False],

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from skyshard import db
 from skyshard.cli.plans import plan
 from skyshard.config.policy import AutoApproval, PlanningPolicy, PolicyFile
+from skyshard.ledger import Ledger
 from skyshard.plans import (
     AUTO_APPROVER,
     MoveStatus,
@@ -35,9 +36,10 @@ def overloaded_data():
     return sky.planning_data(usage=sky.usage({"web-000": cpu}))
 
 
-def overloaded_cycle(no_forecasts, neutral_trust, policy=None):
+def overloaded_cycle(no_forecasts, neutral_trust, policy=None, unmovable=None):
     data = overloaded_data()
-    return plan_cycle(data, no_forecasts, policy or PolicyFile(), neutral_trust, created_at=NOW)
+    return plan_cycle(data, no_forecasts, policy or PolicyFile(), neutral_trust, created_at=NOW,
+                      unmovable=unmovable)  # fmt: skip
 
 
 @pytest.fixture
@@ -61,6 +63,17 @@ def test_plan_rows_explain_the_move(no_forecasts, neutral_trust):
     run = cycle.run.row(0, named=True)
     assert run["solver_status"] == "optimal" and run["moves"] == 1
     assert run["plan_run_id"] == move["plan_run_id"]
+
+
+def test_a_shard_the_broker_cannot_migrate_stays_and_says_why(no_forecasts, neutral_trust):
+    why = "not registered in ops.routing"
+    cycle = overloaded_cycle(no_forecasts, neutral_trust, unmovable={"web-001": why})
+    assert cycle.plan["shard_id"].to_list() == ["web-000"]  # the other one moves instead
+    blocked = cycle.scores.filter(pl.col("shard_id") == "web-001")
+    assert blocked.filter(pl.col("is_current"))["allowed"].all()
+    others = blocked.filter(~pl.col("is_current"))
+    assert not others["allowed"].any()
+    assert all(f"cannot migrate: {why}" in reason for reason in others["blocked_by"])
 
 
 def test_same_inputs_give_the_same_ids_and_keep_decisions(tmp_path, no_forecasts, neutral_trust):
@@ -174,6 +187,12 @@ def test_cli_approve_reject_and_list(stored, monkeypatch):
         assert views == 1
         assert con.execute("select provider_id from plan.savings_by_provider").fetchall() == []
     assert isinstance(moves, pl.DataFrame)
+    decisions = Ledger.open().verified_entries("operator_decision")
+    assert [(e.payload["decision"], e.payload["by"], e.payload["via"]) for e in decisions] == [
+        ("approved", "carol", "cli"),
+        ("rejected", "dave", "cli"),
+    ]
+    assert decisions[0].payload["reason"] == "ok" and decisions[0].payload["host"]
 
 
 def test_a_new_run_supersedes_moves_still_proposed(tmp_path, no_forecasts, neutral_trust):

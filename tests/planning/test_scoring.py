@@ -14,6 +14,7 @@ from skyshard.scoring import (
     score_candidates,
 )
 from skyshard.scoring.trust_inputs import neutral_trust_scores
+from tests.placement.packing import assert_plan_sound
 from tests.planning import sky
 
 
@@ -135,7 +136,9 @@ def test_solver_keeps_dependencies_within_their_latency_limit(no_forecasts, neut
     data = sky.planning_data(latency=far, prices=sky.prices(cheap=0.06))
     outlook = build_outlook(data, no_forecasts, 24)
     scores = score_candidates(data, outlook, PolicyFile(), neutral_trust)
-    result = solve_placement(placement_input(data, outlook, scores, PolicyFile()))
+    problem = placement_input(data, outlook, scores, PolicyFile())
+    result = solve_placement(problem)
+    assert_plan_sound(problem, result)
     assert set(result.assignment.values()) == {"pricey-1"}
 
 
@@ -147,7 +150,9 @@ def test_solver_moves_shards_off_a_price_capped_provider():
     )
     table = candidate_table(scores)
     assert len(table) == 9 and set(table.terms) == set(TERMS)
-    result = solve_placement(placement_input(data, outlook, scores, PolicyFile()))
+    problem = placement_input(data, outlook, scores, PolicyFile())
+    result = solve_placement(problem)
+    assert_plan_sound(problem, result)
     assert result.assignment["web-000"] == "pricey-1"
     assert {m.shard_id for m in result.moves} == {"web-000", "web-001"}
 
@@ -168,3 +173,12 @@ def test_spot_interruptions_add_expected_downtime_in_their_region():
     untouched = row(scores, "web-000", "pricey-1")
     assert untouched["incident_risk"] == row(calm, "web-000", "pricey-1")["incident_risk"]
     assert untouched["spot_interruption_rate"] is None
+
+
+def test_incidents_count_only_in_the_region_they_struck():
+    elsewhere = sky.incidents().with_columns(
+        region=pl.when(pl.col("provider_id") == "pricey").then(pl.lit("ap")).otherwise("region")
+    )
+    scores = scores_for(incidents=elsewhere)
+    assert row(scores, "db-000", "pricey-1")["incident_risk"] == 0  # pricey-1 is in "us"
+    assert row(scores_for(), "db-000", "pricey-1")["incident_risk"] > 0

@@ -116,7 +116,7 @@ def test_unusable_documents(document, message):
                         "r": st.integers(-1, 6) | st.text(max_size=2),
                     }
                 )
-                | st.integers(),
+                | st.integers(-(2**63), 2**63 - 1),
                 max_size=3,
             )
             | st.none(),

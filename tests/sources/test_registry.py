@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 
 import pytest
+from click.testing import CliRunner
 
+from skyshard.cli.main import main
 from skyshard.config import ConfigError, load_sky
 from skyshard.sources.raw_tables import INGEST_TABLES
 from skyshard.sources.registry import ADAPTERS, DATA_DIRS_ENV, check_sources, primary_table
@@ -114,3 +116,35 @@ def test_yaml_with_a_bom_loads_and_invalid_utf8_is_named(tmp_path, documents):
     (problem,) = caught.value.problems
     assert str(problem.file).endswith("providers.yaml")
     assert "UTF-8" in problem.expected and problem.line is not None
+
+
+def test_simulated_provider_must_exist_in_the_simulated_sky(tmp_path, documents):
+    found = problems(
+        tmp_path,
+        documents,
+        [
+            {
+                "id": "sim",
+                "type": "simulated",
+                "url": (tmp_path / "captures" / "x").as_uri(),
+                "params": {"provider": "nowhere"},
+            }
+        ],
+    )
+    (problem,) = found.values()
+    assert problem.path == "providers[0].sources[0].params"
+    assert "params.provider: got 'nowhere'" in problem.expected
+
+
+def test_check_config_command_exits_non_zero_naming_file_field_and_value(tmp_path, documents):
+    sky_with_sources(
+        tmp_path,
+        documents,
+        [{"id": "prom", "type": "prometheus", "url": "file://captures/prom"}],
+    )
+    result = CliRunner().invoke(main, ["check-config", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "providers.yaml" in result.output
+    assert "providers[0].sources[0].url" in result.output
+    assert "file://captures/prom" in result.output
+    assert "providers[0].sources[0].params.queries" in result.output

@@ -21,12 +21,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from skyshard.broker.migration import HostAccess
 from skyshard.runtime import host_helper
 from skyshard.transport.access import AccessPolicy
 from skyshard.transport.certificates import MoveGrant, TransferCA
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
 from tests.support.netns import Namespaces
-from tests.support.sshd import SSHD_BINARY, RunningSshd, start_sshd
+from tests.support.sshd import SSHD_BINARY, RunningSshd, start_sshd, wait_listening
 
 
 @dataclass
@@ -40,6 +41,7 @@ class TestHost:
     sshd: RunningSshd
     root: Path
     command_prefix: tuple[str, ...] = ()
+    # The host's interpreter for skyshard's helpers (namespace hosts: the system python3).
     python: str = sys.executable
 
     def endpoint(self) -> SshEndpoint:
@@ -57,6 +59,13 @@ class TestHost:
     def session(self, policy: AccessPolicy, operator: str, pool: ConnectionPool) -> SshSession:
         return SshSession(self.endpoint(), policy, operator, pool)
 
+    def access(
+        self, policy: AccessPolicy, operator: str, pool: ConnectionPool, bind: str = "0.0.0.0"
+    ) -> HostAccess:
+        """The broker's access to this host, shards served at its sshd's address."""
+        session = self.session(policy, operator, pool)
+        return HostAccess(self.host_id, session, str(self.root), self.sshd.address, bind=bind)
+
     def kill_sshd(self) -> None:
         """SIGKILL sshd and every session process under it, like a host losing its sshd."""
         doomed = [*_descendants(self.sshd.process.pid), self.sshd.process.pid]
@@ -66,8 +75,10 @@ class TestHost:
         self.sshd.process.wait()
 
     def restart_sshd(self) -> None:
-        """Start sshd again with the same config, keys and port (after a test killed it)."""
+        """Start sshd again with the same config, keys and port (after a test killed it), and
+        wait until it listens."""
         self.sshd.stop()
+        log_since = len(self.sshd.log())
         log = self.sshd.log_path.open("ab")
         self.sshd.process = subprocess.Popen(
             [*self.command_prefix, str(SSHD_BINARY), "-D", "-e", "-f",
@@ -76,6 +87,7 @@ class TestHost:
             start_new_session=True,
         )  # fmt: skip
         log.close()
+        wait_listening(self.sshd, self.command_prefix, 10, log_since)
 
 
 @functools.cache

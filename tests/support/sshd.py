@@ -188,18 +188,22 @@ def start_sshd(
         log_path=log_path,
         authorized_keys=keys,
     )
-    _wait_listening(sshd, command_prefix, start_timeout)
+    wait_listening(sshd, command_prefix, start_timeout)
     return sshd
 
 
-def _wait_listening(sshd: RunningSshd, command_prefix: Sequence[str], timeout: float) -> None:
+def wait_listening(
+    sshd: RunningSshd, command_prefix: Sequence[str], timeout: float, log_since: int = 0
+) -> None:
+    """Until sshd listens; in a namespace, from its log after `log_since` characters (the log
+    of a restarted sshd still holds the last run's line)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if sshd.process.poll() is not None:
             raise SshdUnavailable(f"sshd exited with {sshd.process.returncode}: {sshd.log()}")
         # Inside a namespace the port is not reachable from here; trust sshd's own log line.
         if command_prefix:
-            if "Server listening" in sshd.log():
+            if "Server listening" in sshd.log()[log_since:]:
                 return
         else:
             try:

@@ -293,15 +293,19 @@ def test_verify_takes_the_key_and_checkpoints_from_outside(world, tmp_path):
 
 def test_edited_mirror_and_score_tables_are_refused(world):
     with db.connect(paths.duckdb_path()) as con:
+        con.execute(f"UPDATE {TRUST_TABLE} SET score = score + 0.1 WHERE provider_id = 'fra-colo'")
+    result = verify()
+    assert result.exit_code == 1 and "row provider_id='fra-colo'" in result.output
+    with duckdb.connect(str(paths.duckdb_path()), read_only=True) as con:
+        trust = read_trust_scores(con, TIERS, POLICY.neutral_score)
+    with pytest.raises(TrustInputError, match="differ from entry"):
+        check_trust_inputs(trust, Ledger.open(), POLICY.neutral_score)
+    with db.connect(paths.duckdb_path()) as con:
         con.execute("UPDATE ledger.entries SET line = replace(line, 's1', 's8') WHERE seq = 1")
+    result = verify()
+    assert result.exit_code == 1 and "ledger.entries row seq 1 differs" in result.output
     with (
         pytest.raises(MirrorError, match="row seq 1 differs"),
         db.connect(paths.duckdb_path()) as con,
     ):
         mirror_ledger(con, Ledger.open())
-    with db.connect(paths.duckdb_path()) as con:
-        con.execute(f"UPDATE {TRUST_TABLE} SET score = score + 0.1 WHERE provider_id = 'fra-colo'")
-    with duckdb.connect(str(paths.duckdb_path()), read_only=True) as con:
-        trust = read_trust_scores(con, TIERS, POLICY.neutral_score)
-    with pytest.raises(TrustInputError, match="differ from entry"):
-        check_trust_inputs(trust, Ledger.open(), POLICY.neutral_score)
