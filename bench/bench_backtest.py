@@ -2,13 +2,13 @@
 on a tight synthetic sky, against the issue's targets.
 
 Run: .venv/bin/python -m bench.bench_backtest [--trace bitbrains|synthetic] [--seeds 0,1]
-     [--steps 6] [--window-h 168] [--headroom 1.3] [--prophet 0]
+     [--steps 6] [--window-h 168] [--headroom 1.3] [--slow-budget 0]
 
 The sky: the trace's VMs (cpu cores used per hour) as shards, packed first-fit onto hosts of
 three providers so total capacity is `headroom` x the peak of the summed demand; provider
 prices differ and the cheapest one doubles half-way through the window. The predictive policy
-is the live planning cycle (`plan_forecasts` with the policy's forecast settings; `--prophet`
-sets `prophet_max_series`, 0 keeps the replay to the cheap estimators so it runs in minutes).
+is the live planning cycle (`plan_forecasts` with the policy's forecast settings; `--slow-budget`
+sets `slow_budget_seconds`, 0 keeps the replay to the cheap estimators so it runs in minutes).
 Targets: predictive >= 90 % of the hindsight saving over static; overload shard-hours <= 1/3
 of reactive's; migrations <= reactive's.
 """
@@ -213,11 +213,11 @@ def main() -> None:
     parser.add_argument("--steps", default="6")
     parser.add_argument("--window-h", type=int, default=168)
     parser.add_argument("--headroom", type=float, default=1.3)
-    parser.add_argument("--prophet", type=int, default=0)
+    parser.add_argument("--slow-budget", type=float, default=0.0)
     parser.add_argument("--min-saving", type=float, default=1.0, help="min_saving_per_day")
     args = parser.parse_args()
     policy = PolicyFile(
-        forecast=ForecastPolicy(prophet_max_series=args.prophet),
+        forecast=ForecastPolicy(slow_budget_seconds=args.slow_budget),
         planning=PlanningPolicy(max_moves_per_cycle=10, min_saving_per_day=args.min_saving),
     )
     print(

@@ -3,7 +3,7 @@
 Usage: .venv/bin/python bench/bench_planning_cycle.py [SHARDS ...]   (default 1000)
 Prints the seconds of each stage (and the forecast's own stages). Hosts scale with shards (one
 host per 5 shards, 12 providers at most); forecasting follows policy.yaml's defaults,
-including the Prophet budget `forecast.prophet_max_series`."""
+including the slow models' time budget `forecast.slow_budget_seconds`."""
 
 from __future__ import annotations
 
@@ -65,14 +65,9 @@ def run(shards: int) -> None:
     with db.connect(duck) as con:
         data = load_planning_data(con)
     frame = forecast_input(data)
-    fc = sky.policy.forecast
     result = forecast_series(
         frame,
-        fc.horizon_hours,
-        fc.interval,
-        fc.backtest_cutoffs,
-        prophet_max_series=fc.prophet_max_series,
-        capacity_share=fc.capacity_share,
+        sky.policy.forecast,
         limits=forecast_limits(data),
         on_stage=lambda message: print(f"    {message}", flush=True),
     )

@@ -21,13 +21,22 @@ Action = Literal[
 ]
 
 
+SlowModel = Literal["autoets", "mstl", "autotheta", "prophet"]
+
+
 class ForecastPolicy(StrictModel):
+    """The forecast settings: policy.yaml's `forecast:` section and the one settings object
+    `skyshard.forecast.forecast_series` takes (docs/forecasting.md)."""
+
     horizon_hours: int = Field(default=24, ge=1, le=24 * 14)
     interval: float = Field(default=0.9, gt=0, lt=1)
-    backtest_cutoffs: int = Field(default=3, ge=1, le=20)
-    # Prophet runs on at most this many series per cycle, the riskiest by screening; every
-    # other series keeps the vectorized seasonal-naive baseline (docs/forecasting.md).
-    prophet_max_series: int = Field(default=24, ge=0)
+    # Rolling origins of the backtest every candidate is chosen on; the later half also
+    # measures the choice out of sample.
+    backtest_cutoffs: int = Field(default=7, ge=1, le=20)
+    # Slow candidates, backtested series by series (riskiest first) while the budget lasts;
+    # every series is backtested with every cheap candidate regardless.
+    slow_models: tuple[SlowModel, ...] = ("autotheta", "mstl", "prophet")
+    slow_budget_seconds: float = Field(default=30.0, ge=0)
     # A forecast upper bound above this share of the series' capacity makes it risky.
     capacity_share: float = Field(default=0.8, gt=0, le=1)
 

@@ -1,7 +1,10 @@
-"""Demand, capacity and price forecasts: a vectorized seasonal-naive baseline with its backtest
-for every series, Prophet (with the baseline and their blend, chosen per series by rolling-origin
-backtest) on the riskiest series within a budget, plus capacity-crossing detection for
-bottleneck prediction. See docs/forecasting.md."""
+"""Demand, capacity and price forecasts: every series is backtested at rolling origins with
+cheap robust candidates (vectorized) and, riskiest first within a time budget, with slow
+models (statsforecast, Prophet); each series takes the model its backtest favours, checked
+out of sample, with conformal bounds clipped to physical limits. Plus capacity-crossing
+detection for bottleneck prediction. See docs/forecasting.md.
+
+Entry point: `forecast_series(frame, settings: ForecastPolicy | None, *, limits=...)`."""
 
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ from skyshard.lazy import lazy_exports
 
 EXPORTS = {
     "LIMIT_COLUMNS": "screen",
+    "SeriesId": "series_id",
+    "SeriesKind": "series_id",
     "Crossing": "crossing",
-    "ForecastConfig": "config",
     "ForecastResult": "tables",
     "first_crossing": "crossing",
     "first_crossings": "crossing",

@@ -1,93 +1,99 @@
-"""Rolling-origin backtest: refit each model at several cut-offs, forecast the next horizon and
-score it against the observed hours (MASE, MAPE, interval coverage).
+"""Rolling-origin backtest of every candidate for a whole block of series, on one fixed scale.
 
-Cut-offs sit one horizon apart, the last one a horizon before the end of the series, each
-keeping at least `min_train` hours of training data. Models train on the gap-filled series;
-scores use observed hours only.
+Origins (cut-offs) sit one horizon apart, the last one a horizon before the end of the series,
+each keeping at least `MIN_TRAIN` hours. Models train on the gap-filled series; errors use the
+observed hours only. Every error is scaled by the in-sample MAE of the daily (season-24)
+seasonal naive forecast on the observed training hours (MASE, Hyndman & Koehler 2006) for
+every series, whatever its length, so scores are comparable across series and models.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from skyshard.forecast.bounds import Band, blend
-from skyshard.forecast.metrics import coverage, mae, mape, mase, mase_scale
+from skyshard.forecast.candidates import CHEAP, DAY, cheap_forecasts
 
-Forecaster = Callable[[np.ndarray], Band]  # gap-free training values -> band over the horizon
-
-
-@dataclass(frozen=True)
-class Scores:
-    mase: float | None
-    mape: float | None
-    coverage: float | None
-    mae: float | None
-    n_points: int
+MIN_TRAIN = 2 * DAY
 
 
-@dataclass(frozen=True)
-class Fold:
-    """One cut-off: training length, the observed values that followed, each model's band."""
-
-    cutoff: int  # number of training hours; the forecast starts at this index
-    actual: np.ndarray
-    scale: float | None  # MASE denominator from the training part
-    bands: Mapping[str, Band]
-
-    def scores(self, model: str) -> Scores:
-        band = self.bands[model]
-        return Scores(
-            mase=mase(self.actual, band.yhat, self.scale),
-            mape=mape(self.actual, band.yhat),
-            coverage=coverage(self.actual, band.lower, band.upper),
-            mae=mae(self.actual, band.yhat),
-            n_points=int(np.isfinite(self.actual).sum()),
-        )
-
-
-def rolling_cutoffs(n_hours: int, horizon: int, count: int, min_train: int) -> list[int]:
-    """Training lengths of up to `count` cut-offs spaced by `horizon`, oldest first."""
+def rolling_cutoffs(n_hours: int, horizon: int, count: int) -> list[int]:
+    """Training lengths of up to `count` origins spaced by `horizon`, oldest first."""
     candidates = (n_hours - k * horizon for k in range(count, 0, -1))
-    return [c for c in candidates if c >= min_train]
+    return [c for c in candidates if c >= MIN_TRAIN]
 
 
-def run_folds(
-    observed: np.ndarray,
-    filled: np.ndarray,
-    forecasters: Mapping[str, Forecaster],
-    horizon: int,
-    season: int,
-    cutoffs: list[int],
-) -> list[Fold]:
-    """Fit every forecaster at every cut-off."""
-    return [
-        Fold(
-            cutoff=c,
-            actual=observed[c : c + horizon],
-            scale=mase_scale(observed[:c], season),
-            bands={name: forecast(filled[:c]) for name, forecast in forecasters.items()},
-        )
-        for c in cutoffs
-    ]
+def nanmean(values: np.ndarray, axis: int | tuple[int, ...]) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices stay NaN, as intended
+        return np.nanmean(values, axis=axis)
 
 
-def with_blend(folds: list[Fold], name: str, first: str, second: str, weight: float) -> list[Fold]:
-    """The folds with one more band, `name`: `weight` × `first` + (1 − weight) × `second`."""
-    return [
-        Fold(
-            cutoff=f.cutoff,
-            actual=f.actual,
-            scale=f.scale,
-            bands={**f.bands, name: blend(f.bands[first], f.bands[second], weight)},
-        )
-        for f in folds
-    ]
+def mase_scale(observed: np.ndarray) -> np.ndarray:
+    """Per row, the in-sample MAE of the season-24 naive forecast; NaN where it is 0 or has no
+    observed pair."""
+    if observed.shape[1] <= DAY:
+        return np.full(observed.shape[0], np.nan)
+    scale = nanmean(np.abs(observed[:, DAY:] - observed[:, :-DAY]), axis=1)
+    return np.where(scale > 0.0, scale, np.nan)
 
 
-def mean_mase(folds: list[Fold], model: str) -> float | None:
-    """Mean MASE over the folds where it is defined (the same folds for every model)."""
-    values = [s.mase for s in (f.scores(model) for f in folds) if s.mase is not None]
-    return float(np.mean(values)) if values else None
+def robust_scale(observed: np.ndarray) -> np.ndarray:
+    """`mase_scale`, or where undefined the mean absolute level, or 1: the scale that turns a
+    series' errors into unit-free numbers for selection and intervals."""
+    scale = mase_scale(observed)
+    level = nanmean(np.abs(observed), axis=1)
+    scale = np.where(np.isfinite(scale), scale, level)
+    return np.where(np.isfinite(scale) & (scale > 0.0), scale, 1.0)
+
+
+@dataclass
+class Backtest:
+    """Every model at every origin for the rows of a block. `yhat` is (models, rows, origins,
+    horizon), NaN where a model did not run; `actual` (rows, origins, horizon) is NaN where an
+    hour was not observed; `scale` (rows, origins) is the MASE scale (NaN where undefined),
+    `norm` the always-defined scale of `robust_scale`."""
+
+    models: list[str]
+    cutoffs: list[int]
+    yhat: np.ndarray
+    actual: np.ndarray
+    scale: np.ndarray
+    norm: np.ndarray
+
+    def mae(self) -> np.ndarray:
+        """(models, rows, origins) mean absolute error over the observed hours."""
+        return nanmean(np.abs(self.actual[None] - self.yhat), axis=3)
+
+    def mase(self) -> np.ndarray:
+        return self.mae() / self.scale[None]
+
+    def add_model(self, name: str, rows: np.ndarray, yhat: np.ndarray) -> None:
+        """Add a model that ran on some `rows` only; `yhat` is (len(rows), origins, horizon)."""
+        full = np.full((1, *self.yhat.shape[1:]), np.nan)
+        full[0, rows] = yhat
+        self.models.append(name)
+        self.yhat = np.concatenate([self.yhat, full])
+
+
+def cheap_backtest(
+    observed: np.ndarray, filled: np.ndarray, horizon: int, count: int, floor: np.ndarray
+) -> Backtest:
+    """Backtest every cheap candidate on every row at up to `count` origins; forecasts are
+    clipped at each row's physical `floor`."""
+    rows, n = observed.shape
+    cutoffs = rolling_cutoffs(n, horizon, count)
+    yhat = np.full((len(CHEAP), rows, len(cutoffs), horizon), np.nan)
+    actual = np.full((rows, len(cutoffs), horizon), np.nan)
+    scale = np.full((rows, len(cutoffs)), np.nan)
+    norm = np.ones((rows, len(cutoffs)))
+    for o, c in enumerate(cutoffs):
+        forecasts = cheap_forecasts(filled[:, :c], horizon)
+        for m, name in enumerate(CHEAP):
+            yhat[m, :, o] = np.maximum(forecasts[name], floor[:, None])
+        actual[:, o] = observed[:, c : c + horizon]
+        scale[:, o] = mase_scale(observed[:, :c])
+        norm[:, o] = robust_scale(observed[:, :c])
+    return Backtest(list(CHEAP), cutoffs, yhat, actual, scale, norm)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import polars as pl
 from matplotlib.figure import Figure
 
+from skyshard.forecast.series_id import SeriesId
+
 MAX_PANELS = 4
 
 
@@ -15,7 +17,7 @@ def forecast_vs_capacity_chart(forecasts: pl.DataFrame, at_risk: pl.DataFrame) -
     figure = Figure(figsize=(7.2, 2.2 * max(1, len(rows))), dpi=90, layout="constrained")
     for i, row in enumerate(rows, start=1):
         axes = figure.add_subplot(len(rows), 1, i)
-        series_id = f"shard/{row['shard_id']}/{row['resource']}"
+        series_id = str(SeriesId.shard(row["shard_id"], row["resource"]))
         series = forecasts.filter(pl.col("series_id") == series_id).sort("ts")
         # Bottleneck times are naive UTC; forecast times carry the zone.
         ts = series["ts"].dt.replace_time_zone(None).to_list()

@@ -10,49 +10,60 @@ from collections.abc import Mapping
 import numpy as np
 import polars as pl
 
-from skyshard.forecast.config import ForecastConfig
+from skyshard.config.policy import ForecastPolicy
 from skyshard.forecast.screen import Limit, limits_by_id
 from skyshard.forecast.series import HourlySeries, SeriesBlock, series_blocks
 
+# Bump when forecasting logic changes so that stored fingerprints no longer match and every
+# series is refitted with the new code.
+MODEL_VERSION = "forecast-3"
+
+
+def settings_key(settings: ForecastPolicy) -> str:
+    """A canonical text form of the settings and the model version."""
+    return MODEL_VERSION + ";" + settings.model_dump_json()
+
 
 def series_fingerprint(
-    series: HourlySeries, config: ForecastConfig, limit: Limit | None = None
+    series: HourlySeries, settings: ForecastPolicy, limit: Limit | None = None
 ) -> str:
-    """Hex digest over the settings, the capacity (it steers screening), the start hour and
-    the hourly values (missing = NaN)."""
+    """Hex digest over the settings, the limits (they steer screening and clipping), the
+    start hour and the hourly values (missing = NaN)."""
     values = np.where(np.isfinite(series.observed), series.observed, np.nan)  # one NaN form
     digest = hashlib.sha256()
-    digest.update(config.as_key().encode())
+    digest.update(settings_key(settings).encode())
     if limit is not None:
-        digest.update(f";capacity={limit[0]!r};free={limit[1]!r}".encode())
+        digest.update(f";{limit!r}".encode())
     digest.update(np.int64(series.start_hour).tobytes())
     digest.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
     return digest.hexdigest()[:32]
 
 
 def block_fingerprints(
-    block: SeriesBlock, config: ForecastConfig, limits: Mapping[str, Limit]
+    block: SeriesBlock, settings: ForecastPolicy, limits: Mapping[str, Limit]
 ) -> list[str]:
     """The fingerprint of every row of a block, in row order."""
     return [
-        series_fingerprint(block.series(row), config, limits.get(sid))
+        series_fingerprint(block.series(row), settings, limits.get(sid))
         for row, sid in enumerate(block.series_ids)
     ]
 
 
 def input_fingerprints(
     frame: pl.DataFrame,
-    config: ForecastConfig | None = None,
+    settings: ForecastPolicy | None = None,
     limits: pl.DataFrame | None = None,
 ) -> dict[str, str]:
     """Fingerprint of every series in an input frame, by series id; `limits` as given to
     `forecast_series`."""
-    config = config or ForecastConfig()
+    settings = settings or ForecastPolicy()
     by_id = limits_by_id(limits)
     return {
         sid: fp
         for block in series_blocks(frame)
-        for sid, fp in zip(block.series_ids, block_fingerprints(block, config, by_id), strict=True)
+        for sid, fp in zip(
+            block.series_ids, block_fingerprints(block, settings, by_id), strict=True
+        )
     }
 
 

@@ -1,11 +1,15 @@
-"""`forecast_series`: forecast every series of an input frame. The seasonal-naive baseline and
-its backtest run for all series at once (vectorized, per block of equal length); screening
-then sends the riskiest series, within the Prophet budget, through the per-series path
-(Prophet, baseline and blend, chosen by backtest) on worker processes.
+"""`forecast_series`: forecast every series of an input frame.
+
+1. Every series is backtested with every cheap candidate (vectorized, per chunk of equal
+   length) and gets its best cheap model, conformal bounds and a risk score.
+2. The slow candidates run series by series, riskiest first, on worker processes, until the
+   time budget (`slow_budget_seconds`) is spent.
+3. Series the slow models ran on are chosen again among all candidates; conformal quantiles
+   are pooled per group over every series; the tables are written.
 
 Input: a polars DataFrame `series_id: str, ts: datetime, value: float` (see `series` for how
-timestamps, duplicates and gaps are handled), and optionally `limits`: `series_id, capacity,
-measures_free` (see `screen`). Output: the tables described in `tables`.
+timestamps, duplicates and gaps are handled), and optionally `limits` (see `screen`).
+Output: the tables described in `tables`.
 """
 
 from __future__ import annotations
@@ -13,167 +17,252 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
 
-from skyshard.forecast.batch import baseline_block
-from skyshard.forecast.config import ForecastConfig
-from skyshard.forecast.fingerprint import block_fingerprints
-from skyshard.forecast.pipeline import (
-    CONSTANT,
-    NO_DATA,
-    SCREENED_LOW_RISK,
-    TOO_SHORT,
-    SeriesForecast,
-    forecast_one,
+from skyshard.config.policy import ForecastPolicy
+from skyshard.forecast.backtest import nanmean
+from skyshard.forecast.evaluate import (
+    ChunkEval,
+    SlowResults,
+    bounds,
+    evaluate_chunk,
+    held_out_coverage,
+    row_offsets,
 )
-from skyshard.forecast.screen import Limit, limits_by_id, risk_of, select_for_prophet
-from skyshard.forecast.series import HourlySeries, SeriesBlock, series_blocks
+from skyshard.forecast.fingerprint import block_fingerprints
+from skyshard.forecast.screen import Limit, limits_by_id, priority_order, risk_of
+from skyshard.forecast.select import group_quantiles
+from skyshard.forecast.series import SeriesBlock, series_blocks
+from skyshard.forecast.series_id import series_group
+from skyshard.forecast.slow import slow_backtest
 from skyshard.forecast.tables import (  # FORECAST_SCHEMA: re-exported, callers import it here
     FORECAST_SCHEMA as FORECAST_SCHEMA,
 )
-from skyshard.forecast.tables import (
-    BaselineRows,
-    ForecastResult,
-    baseline_tables,
-    merge,
-    series_tables,
-)
+from skyshard.forecast.tables import ChunkTables, ForecastResult, result_tables
 
 ProgressCallback = Callable[[int, int], None]
 StageCallback = Callable[[str], None]
-# Below this many series, starting worker processes (each imports Prophet) costs more than it saves.
+# Rows per vectorized chunk: bounds the memory of the backtest arrays on large skies.
+CHUNK_ROWS = 2048
+# Below this many series, starting worker processes (each imports the models) costs more
+# than it saves.
 MIN_SERIES_FOR_PROCESSES = 8
 
 
 def forecast_series(
     frame: pl.DataFrame,
-    horizon_h: int = 24,
-    interval: float = 0.9,
-    cutoffs: int = 3,
-    processes: int | None = None,
-    on_progress: ProgressCallback | None = None,
-    trained_at: datetime | None = None,
+    settings: ForecastPolicy | None = None,
     *,
-    prophet_max_series: int = ForecastConfig.prophet_max_series,
-    capacity_share: float = ForecastConfig.capacity_share,
     limits: pl.DataFrame | None = None,
+    processes: int | None = None,
+    trained_at: datetime | None = None,
+    on_progress: ProgressCallback | None = None,
     on_stage: StageCallback | None = None,
 ) -> ForecastResult:
-    """Forecast every series in `frame` `horizon_h` hours ahead.
+    """Forecast every series in `frame` `settings.horizon_hours` hours ahead (default settings
+    when None; the planning cycle passes `policy.forecast`).
 
-    Prophet runs on at most `prophet_max_series` series, the riskiest (see `screen`);
-    `limits` gives series their capacity for the screening's capacity term.
-    `processes`: worker processes (spawned) for the Prophet series; None uses every CPU
-    (in-process for fewer than 8 series), 1 runs in this process. `on_progress(done, total)`
-    is called as Prophet series finish, `on_stage(message)` after each stage.
+    `limits` gives series their capacity (risk order) and physical ceiling (bounds).
+    `processes`: worker processes (spawned) for the slow models; None uses every CPU (in
+    this process for fewer than 8 series), 1 runs in this process. `on_progress(done,
+    total)` is called as slow series finish, `on_stage(message)` after each stage.
     `trained_at` defaults to now (UTC).
     """
-    config = ForecastConfig(
-        horizon_h=horizon_h,
-        interval=interval,
-        cutoffs=cutoffs,
-        prophet_max_series=prophet_max_series,
-        capacity_share=capacity_share,
-    )
+    settings = settings or ForecastPolicy()
     if processes is not None and processes < 1:
         raise ValueError(f"forecast processes must be at least 1, got {processes}")
     trained_at = trained_at or datetime.now(UTC)
     stage = on_stage or (lambda message: None)
     started = time.perf_counter()
     by_limit = limits_by_id(limits)
-    parts = [_baseline_rows(block, config, by_limit) for block in series_blocks(frame)]
-    n_series = sum(len(p.block.series_ids) for p in parts)
+    chunks = [c for block in series_blocks(frame) for c in _chunks(block)]
+    evaluated = [_evaluate(c, settings, by_limit, {}) for c in chunks]
+    n_series = sum(len(c.series_ids) for c in chunks)
     stage(
-        f"seasonal-naive forecasts and backtests for {n_series} series "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"cheap candidates backtested on {n_series} series in {time.perf_counter() - started:.1f} s"
     )
-
-    selected = select_for_prophet(
-        [sid for p in parts for sid in p.block.series_ids],
-        np.concatenate([p.risk for p in parts]) if parts else np.empty(0),
-        np.concatenate([_eligible(p) for p in parts]) if parts else np.empty(0, bool),
-        config.prophet_max_series,
-    )
-    risky = sum(int(np.sum(_eligible(p) & (p.risk >= 1.0))) for p in parts)
-    stage(
-        f"screening: {risky} risky series, Prophet on {len(selected)} "
-        f"(budget {config.prophet_max_series}); {n_series - len(selected)} keep the baseline"
-    )
-    to_fit, kept = [], []
-    for part in parts:
-        chosen = np.array([sid in selected for sid in part.block.series_ids], dtype=bool)
-        to_fit += [
-            (part.block.series(r), part.fingerprints[r], float(part.risk[r]))
-            for r in np.flatnonzero(chosen)
-        ]
-        kept.append(replace(part, rows=np.flatnonzero(~chosen)))
-
+    order = _slow_order(evaluated, settings, by_limit)
     started = time.perf_counter()
-    if processes is None:
-        processes = (os.cpu_count() or 1) if len(to_fit) >= MIN_SERIES_FOR_PROCESSES else 1
-    fitted = _forecast_all(to_fit, config, processes, on_progress or (lambda done, total: None))
-    if to_fit:
+    slow = _run_slow(order, settings, processes, on_progress or (lambda done, total: None))
+    if slow:
         stage(
-            f"Prophet backtests and fits for {len(to_fit)} series "
-            f"in {time.perf_counter() - started:.1f} s with {processes} process(es)"
+            f"slow candidates {list(settings.slow_models)} backtested on {len(slow)} of "
+            f"{len(order)} series in {time.perf_counter() - started:.1f} s"
         )
-    return merge(
-        baseline_tables(kept, config, trained_at), series_tables(fitted, config, trained_at)
-    )
+    for index, chunk in enumerate(chunks):
+        mine = {row: fits for (at, row), fits in slow.items() if at == index}
+        if mine:
+            evaluated[index] = _evaluate(chunk, settings, by_limit, mine)
+    return _tables(chunks, evaluated, settings, by_limit, trained_at)
 
 
-def _baseline_rows(
-    block: SeriesBlock, config: ForecastConfig, limits: Mapping[str, Limit]
-) -> BaselineRows:
-    """Baseline, reasons and risk for every row of a block (all rows kept for now)."""
-    rows = np.arange(len(block.series_ids))
-    fingerprints = block_fingerprints(block, config, limits)
+def _chunks(block: SeriesBlock) -> Iterator[SeriesBlock]:
+    for start in range(0, len(block.series_ids), CHUNK_ROWS):
+        rows = slice(start, start + CHUNK_ROWS)
+        yield SeriesBlock(block.series_ids[rows], block.start_hours[rows], block.observed[rows])
+
+
+def _physical_limits(
+    block: SeriesBlock, limits: Mapping[str, Limit]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the floor (0, unless the series has negative values) and the ceiling."""
+    observed_min = np.nanmin(block.observed, axis=1)
+    floor = np.minimum(observed_min, 0.0)
+    ceiling = [limits[s].ceiling if s in limits else None for s in block.series_ids]
+    return floor, np.array([np.inf if c is None else c for c in ceiling])
+
+
+def _evaluate(
+    block: SeriesBlock, settings: ForecastPolicy, limits: Mapping[str, Limit], slow: SlowResults
+) -> ChunkEval | None:
     if block.n_hours == 0:
-        no_data = [NO_DATA] * len(rows)
-        return BaselineRows(block, None, rows, no_data, np.full(len(rows), np.nan), fingerprints)
-    baseline = baseline_block(block, config)
-    constant = np.nanmax(block.observed, axis=1) == np.nanmin(block.observed, axis=1)
-    fallback = TOO_SHORT if not baseline.cutoffs else SCREENED_LOW_RISK
-    reasons = [CONSTANT if c else fallback for c in constant]
-    risk = risk_of(baseline, limits, config.horizon_h, config.capacity_share).score
-    return BaselineRows(block, baseline, rows, reasons, risk, fingerprints)
+        return None
+    floor, ceiling = _physical_limits(block, limits)
+    return evaluate_chunk(block, settings, floor, np.maximum(ceiling, floor), slow)
 
 
-def _eligible(part: BaselineRows) -> np.ndarray:
-    """Rows that Prophet may run on: observed, not constant, long enough to backtest."""
-    return np.array([r == SCREENED_LOW_RISK for r in part.reasons], dtype=bool)
+def _groups(chunk: ChunkEval) -> list[str]:
+    return [series_group(s) for s in chunk.block.series_ids]
 
 
-ToFit = tuple[HourlySeries, str, float]  # series, fingerprint, risk score
+def _pooled_quantiles(
+    evaluated: Sequence[ChunkEval | None], interval: float, early: bool
+) -> dict[str, tuple[float, float]]:
+    """Conformal quantiles per group over every chunk's pooled rows."""
+    pools: dict[str, list[np.ndarray]] = {}
+    for chunk in evaluated:
+        if chunk is None:
+            continue
+        residuals = chunk.residuals_early if early else chunk.residuals
+        groups = np.array(_groups(chunk))
+        for group in np.unique(groups[chunk.pooled]):
+            rows = chunk.pooled & (groups == group)
+            pools.setdefault(str(group), []).append(residuals[rows].ravel())
+    flat = {g: np.concatenate(parts) for g, parts in pools.items()}
+    return group_quantiles(flat, interval)
 
 
-def _forecast_chunk(chunk: Sequence[ToFit], config: ForecastConfig) -> list[SeriesForecast]:
-    return [replace(forecast_one(s, config, fp), risk=risk) for s, fp, risk in chunk]
+SlowTask = tuple[tuple[int, int], np.ndarray, int, list[int]]  # (chunk, row), filled, start, cuts
 
 
-def _forecast_all(
-    to_fit: list[ToFit], config: ForecastConfig, processes: int, on_progress: ProgressCallback
-) -> list[SeriesForecast]:
-    total = len(to_fit)
-    results: list[SeriesForecast] = []
-    if processes == 1 or total <= 1:
-        for item in to_fit:
-            results.extend(_forecast_chunk([item], config))
+def _slow_order(
+    evaluated: Sequence[ChunkEval | None], settings: ForecastPolicy, limits: Mapping[str, Limit]
+) -> list[SlowTask]:
+    """Every series the slow models may run on (backtested, not constant), riskiest first."""
+    if not settings.slow_models or settings.slow_budget_seconds <= 0:
+        return []
+    quantiles = _pooled_quantiles(evaluated, settings.interval, early=False)
+    ids, scores, tasks = [], [], {}
+    for index, chunk in enumerate(evaluated):
+        if chunk is None:
+            continue
+        lower, upper = bounds(chunk, quantiles, _groups(chunk), settings.interval)
+        mase = nanmean(chunk.mase_chosen, axis=1)
+        risk = risk_of(
+            chunk.block,
+            lower,
+            upper,
+            mase,
+            dict(limits),
+            settings.horizon_hours,
+            settings.capacity_share,
+        ).score
+        filled = chunk.block.filled
+        for row in np.flatnonzero(chunk.pooled):
+            series_id = chunk.block.series_ids[row]
+            ids.append(series_id)
+            scores.append(risk[row])
+            tasks[series_id] = (
+                (index, int(row)),
+                filled[row],
+                int(chunk.block.start_hours[row]),
+                chunk.cutoffs,
+            )
+    return [tasks[s] for s in priority_order(ids, np.array(scores))]
+
+
+SlowFits = dict[tuple[int, int], dict[str, np.ndarray]]
+
+
+def _slow_tasks(tasks: Sequence[SlowTask], models: Sequence[str], horizon: int) -> SlowFits:
+    return {
+        key: slow_backtest(models, filled, start, cutoffs, horizon)
+        for key, filled, start, cutoffs in tasks
+    }
+
+
+def _run_slow(
+    order: Sequence[SlowTask],
+    settings: ForecastPolicy,
+    processes: int | None,
+    on_progress: ProgressCallback,
+) -> SlowFits:
+    """The slow models' backtests of the series in `order`, as many as the budget allows: no
+    series starts after the deadline (those running then finish)."""
+    if not order:
+        return {}
+    deadline = time.monotonic() + settings.slow_budget_seconds
+    models, horizon, total = settings.slow_models, settings.horizon_hours, len(order)
+    if processes is None:
+        processes = (os.cpu_count() or 1) if total >= MIN_SERIES_FOR_PROCESSES else 1
+    results: SlowFits = {}
+    queue = iter(order)
+    if processes == 1:
+        for task in queue:
+            if time.monotonic() >= deadline:
+                break
+            results.update(_slow_tasks([task], models, horizon))
             on_progress(len(results), total)
         return results
-    # Several chunks per worker balance uneven series; chunks amortise the pickling.
-    chunk_size = max(1, min(32, total // (processes * 4)))
-    chunks = [to_fit[i : i + chunk_size] for i in range(0, total, chunk_size)]
     spawn = multiprocessing.get_context("spawn")  # fork is unsafe under threaded callers
     with ProcessPoolExecutor(max_workers=processes, mp_context=spawn) as pool:
-        futures = [pool.submit(_forecast_chunk, chunk, config) for chunk in chunks]
-        for future in as_completed(futures):
-            results.extend(future.result())
-            on_progress(len(results), total)
+
+        def submit() -> None:
+            task = next(queue, None)
+            if task is not None and time.monotonic() < deadline:
+                pending.add(pool.submit(_slow_tasks, [task], models, horizon))
+
+        pending: set = set()
+        for _ in range(processes):  # one series per worker in flight bounds the overrun
+            submit()
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                results.update(future.result())
+                on_progress(len(results), total)
+                submit()
     return results
+
+
+def _tables(
+    chunks: Sequence[SeriesBlock],
+    evaluated: Sequence[ChunkEval | None],
+    settings: ForecastPolicy,
+    limits: Mapping[str, Limit],
+    trained_at: datetime,
+) -> ForecastResult:
+    quantiles = _pooled_quantiles(evaluated, settings.interval, early=False)
+    early = _pooled_quantiles(evaluated, settings.interval, early=True)
+    parts = []
+    for block, chunk in zip(chunks, evaluated, strict=True):
+        fingerprints = block_fingerprints(block, settings, limits)
+        if chunk is None:
+            parts.append(ChunkTables(block, None, fingerprints))
+            continue
+        groups = _groups(chunk)
+        parts.append(
+            ChunkTables(
+                block,
+                chunk,
+                fingerprints,
+                bounds=bounds(chunk, quantiles, groups, settings.interval),
+                coverage=held_out_coverage(chunk, early, groups, settings.interval),
+                offsets=row_offsets(chunk, quantiles, groups, settings.interval),
+            )
+        )
+    return result_tables(parts, settings, trained_at)

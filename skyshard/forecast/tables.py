@@ -1,26 +1,29 @@
-"""The forecast, backtest and summary tables (schemas below), assembled row by row from
-per-series results (the Prophet path) or column by column from baseline blocks (every other
-series), then merged; both give the same rows for the same series.
+"""The forecast, backtest and summary tables (schemas below), built column by column from each
+chunk's evaluation.
 
-- forecasts: one row per series and forecast hour (`ts` = train_end + 1 h ... + horizon);
-- backtests: one row per series, model and cut-off (`cutoff` = last training hour; `mape` in
-  percent);
-- summary: one row per series with the chosen model, why, its risk score from screening, and
-  each model's mean backtest scores (`mase_*` columns), to compare median MASE across models.
+- forecasts: one row per series and forecast hour (`ts` = train_end + 1 h ... + horizon),
+  bounds clipped to the series' physical limits;
+- backtests: one row per series, model and origin (`cutoff` = last training hour), for every
+  model that ran there; `held_out` marks the later origins of the out-of-sample check;
+- summary: one row per series: the chosen model and why; its mean MASE on every origin
+  (`mase_chosen`, in sample) and, chosen on the earlier origins only, on the later ones
+  (`mase_held_out`, out of sample), each next to the daily seasonal naive's; the held-out
+  coverage of bounds calibrated on the earlier origins; the conformal quantiles and scale
+  that make the bounds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 import polars as pl
 
-from skyshard.forecast.batch import BaselineBlock
-from skyshard.forecast.config import ForecastConfig
-from skyshard.forecast.pipeline import SeriesForecast
-from skyshard.forecast.select import BASELINE, BLEND, PROPHET
+from skyshard.config.policy import ForecastPolicy
+from skyshard.forecast.backtest import nanmean
+from skyshard.forecast.candidates import BASELINE, CHEAP
+from skyshard.forecast.evaluate import NO_DATA, ChunkEval
 from skyshard.forecast.series import SeriesBlock
 
 UTC_TIME = pl.Datetime("us", "UTC")
@@ -32,7 +35,6 @@ FORECAST_SCHEMA = {
     "yhat_upper": pl.Float64,
     "model": pl.String,
     "reason": pl.String,
-    "blend_weight_prophet": pl.Float64,
     "trained_at": UTC_TIME,
     "train_start": UTC_TIME,
     "train_end": UTC_TIME,
@@ -44,28 +46,29 @@ BACKTEST_SCHEMA = {
     "model": pl.String,
     "cutoff": UTC_TIME,
     "horizon_h": pl.Int64,
+    "held_out": pl.Boolean,
     "mase": pl.Float64,
-    "mape": pl.Float64,
-    "coverage": pl.Float64,
+    "mae": pl.Float64,
     "n_points": pl.Int64,
 }
 SUMMARY_SCHEMA = {
     "series_id": pl.String,
     "model": pl.String,
     "reason": pl.String,
-    "blend_weight_prophet": pl.Float64,
-    "season_h": pl.Int64,
     "n_hours": pl.Int64,
     "n_filled": pl.Int64,
     "n_cutoffs": pl.Int64,
-    "selected_on": pl.String,
+    "slow_models_run": pl.Boolean,
     "mase_chosen": pl.Float64,
-    "mase_prophet": pl.Float64,
     "mase_seasonal_naive": pl.Float64,
-    "mase_blend": pl.Float64,
-    "mape_chosen": pl.Float64,
-    "coverage_chosen": pl.Float64,
-    "risk_score": pl.Float64,
+    "model_early": pl.String,
+    "mase_held_out": pl.Float64,
+    "mase_seasonal_naive_held_out": pl.Float64,
+    "coverage_held_out": pl.Float64,
+    "n_points_held_out": pl.Int64,
+    "quantile_low": pl.Float64,
+    "quantile_high": pl.Float64,
+    "scale": pl.Float64,
     "train_start": UTC_TIME,
     "train_end": UTC_TIME,
     "input_fingerprint": pl.String,
@@ -81,55 +84,30 @@ class ForecastResult:
 
 
 @dataclass(frozen=True)
-class BaselineRows:
-    """Series of one block that keep the baseline: their row numbers in the block, why, their
-    risk scores (NaN where not computed) and fingerprints (both per block row)."""
+class ChunkTables:
+    """What the tables need of one chunk: its evaluation (None for series without data), the
+    input fingerprints, the final (lower, upper) bounds, the held-out (inside, points) per
+    row and each row's conformal (low, high) quantiles."""
 
     block: SeriesBlock
-    baseline: BaselineBlock | None  # None for the block of series without data
-    rows: np.ndarray
-    reasons: list[str]
-    risk: np.ndarray
+    chunk: ChunkEval | None
     fingerprints: list[str]
+    bounds: tuple[np.ndarray, np.ndarray] | None = None
+    coverage: tuple[np.ndarray, np.ndarray] | None = None
+    offsets: np.ndarray | None = None
 
 
-def series_tables(
-    results: list[SeriesForecast], config: ForecastConfig, trained_at: datetime
+def result_tables(
+    parts: list[ChunkTables], settings: ForecastPolicy, trained_at: datetime
 ) -> ForecastResult:
-    """The tables of per-series results, sorted by series id."""
-    results = sorted(results, key=lambda r: r.series.series_id)
-    return ForecastResult(
-        forecasts=_series_forecast_table(results, config, trained_at),
-        backtests=_series_backtest_table(results, config),
-        summary=_series_summary_table(results),
-    )
-
-
-def baseline_tables(
-    parts: list[BaselineRows], config: ForecastConfig, trained_at: datetime
-) -> ForecastResult:
-    """The tables of the baseline rows of every block, sorted by series id."""
-    tables = [_block_tables(p, config, trained_at) for p in parts if len(p.rows)]
-    if not tables:
-        return ForecastResult(*(pl.DataFrame(schema=s) for s in SCHEMAS))
+    """The tables of every chunk, sorted by series id."""
+    tables = [_chunk_tables(p, settings, trained_at) for p in parts]
     return ForecastResult(
         *(
-            pl.concat([t[i] for t in tables]).sort("series_id", maintain_order=True)
-            for i in range(3)
-        )
-    )
-
-
-def merge(first: ForecastResult, second: ForecastResult) -> ForecastResult:
-    """Both results' rows in one set of tables, sorted by series id (series appear in one)."""
-    return ForecastResult(
-        *(
-            pl.concat([a, b]).sort("series_id", maintain_order=True)
-            for a, b in zip(
-                (first.forecasts, first.backtests, first.summary),
-                (second.forecasts, second.backtests, second.summary),
-                strict=True,
+            pl.concat([pl.DataFrame(schema=schema), *(t[i] for t in tables)]).sort(
+                "series_id", maintain_order=True
             )
+            for i, schema in enumerate(SCHEMAS)
         )
     )
 
@@ -144,90 +122,6 @@ def _floats(values: np.ndarray) -> pl.Series:
     return pl.Series(np.asarray(values, dtype=float), dtype=pl.Float64, nan_to_null=True)
 
 
-def _block_tables(
-    part: BaselineRows, config: ForecastConfig, trained_at: datetime
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    block, rows = part.block, part.rows
-    ids = pl.Series("series_id", [block.series_ids[r] for r in rows], dtype=pl.String)
-    reasons = pl.Series([part.reasons[r] for r in rows], dtype=pl.String)
-    fingerprints = pl.Series([part.fingerprints[r] for r in rows], dtype=pl.String)
-    starts, ends = block.start_hours[rows], block.end_hours[rows]
-    n_filled = block.n_hours - np.isfinite(block.observed[rows]).sum(axis=1)
-    base = part.baseline
-    if base is None:  # no observed value: a summary row only
-        summary = pl.DataFrame(
-            {
-                "series_id": ids,
-                "reason": reasons,
-                "season_h": 0,
-                "n_hours": 0,
-                "n_filled": 0,
-                "n_cutoffs": 0,
-                "input_fingerprint": fingerprints,
-            }
-        )
-        return (
-            pl.DataFrame(schema=FORECAST_SCHEMA),
-            pl.DataFrame(schema=BACKTEST_SCHEMA),
-            _complete(summary, SUMMARY_SCHEMA),
-        )
-    horizon, k = config.horizon_h, len(base.cutoffs)
-    steps = np.arange(1, horizon + 1)
-    forecasts = pl.DataFrame(
-        {
-            "series_id": ids.gather(np.repeat(np.arange(len(rows)), horizon)),
-            "ts": _times((ends[:, None] + steps).ravel()),
-            "yhat": base.band.yhat[rows].ravel(),
-            "yhat_lower": base.band.lower[rows].ravel(),
-            "yhat_upper": base.band.upper[rows].ravel(),
-            "reason": reasons.gather(np.repeat(np.arange(len(rows)), horizon)),
-            "input_fingerprint": fingerprints.gather(np.repeat(np.arange(len(rows)), horizon)),
-        }
-    ).with_columns(
-        model=pl.lit(BASELINE),
-        trained_at=pl.lit(trained_at, UTC_TIME),
-        train_start=_times(np.repeat(starts, horizon)),
-        train_end=_times(np.repeat(ends, horizon)),
-        interval=pl.lit(config.interval, pl.Float64),
-    )
-    cutoffs = np.asarray(base.cutoffs, dtype=np.int64)
-    backtests = pl.DataFrame(
-        {
-            "series_id": ids.gather(np.repeat(np.arange(len(rows)), k)),
-            "cutoff": _times((starts[:, None] + cutoffs - 1).ravel()),
-            **{
-                name: _floats(base.folds[name][rows].ravel())
-                for name in ("mase", "mape", "coverage")
-            },
-            "n_points": base.folds["n_points"][rows].ravel().astype(np.int64),
-        }
-    ).with_columns(model=pl.lit(BASELINE), horizon_h=pl.lit(horizon, pl.Int64))
-    mase = _floats(base.mean_score("mase")[rows])
-    summary = pl.DataFrame(
-        {
-            "series_id": ids,
-            "reason": reasons,
-            "season_h": base.season,
-            "n_hours": block.n_hours,
-            "n_filled": n_filled.astype(np.int64),
-            "n_cutoffs": k,
-            "mase_chosen": mase,
-            "mase_seasonal_naive": mase,
-            "mape_chosen": _floats(base.mean_score("mape")[rows]),
-            "coverage_chosen": _floats(base.mean_score("coverage")[rows]),
-            "risk_score": _floats(part.risk[rows]),
-            "train_start": _times(starts),
-            "train_end": _times(ends),
-            "input_fingerprint": fingerprints,
-        }
-    ).with_columns(model=pl.lit(BASELINE))
-    return (
-        _complete(forecasts, FORECAST_SCHEMA),
-        _complete(backtests, BACKTEST_SCHEMA),
-        _complete(summary, SUMMARY_SCHEMA),
-    )
-
-
 def _complete(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """`frame` with the schema's columns in order; absent ones are null."""
     missing = [
@@ -238,91 +132,96 @@ def _complete(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFra
     return frame.with_columns(missing).select(schema.keys()).cast(schema)
 
 
-def _hour_to_time(hour: int) -> datetime:
-    return datetime.fromtimestamp(hour * 3600, tz=UTC)
-
-
-def _series_forecast_table(
-    results: list[SeriesForecast], config: ForecastConfig, trained_at: datetime
-) -> pl.DataFrame:
-    parts = []
-    horizon = config.horizon_h
+def _chunk_tables(
+    part: ChunkTables, settings: ForecastPolicy, trained_at: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    block, chunk = part.block, part.chunk
+    ids = pl.Series("series_id", block.series_ids, dtype=pl.String)
+    fingerprints = pl.Series(part.fingerprints, dtype=pl.String)
+    if chunk is None:  # no observed value: a summary row only
+        summary = pl.DataFrame(
+            {"series_id": ids, "reason": NO_DATA, "n_hours": 0, "n_filled": 0, "n_cutoffs": 0}
+        ).with_columns(input_fingerprint=fingerprints)
+        return (
+            pl.DataFrame(schema=FORECAST_SCHEMA),
+            pl.DataFrame(schema=BACKTEST_SCHEMA),
+            _complete(summary, SUMMARY_SCHEMA),
+        )
+    assert part.bounds is not None and part.coverage is not None and part.offsets is not None
+    rows = len(block.series_ids)
+    horizon, k = settings.horizon_hours, len(chunk.cutoffs)
+    models = np.array(chunk.models)
+    chosen = pl.Series(chunk.model_names(chunk.choice), dtype=pl.String)
+    reasons = pl.Series(chunk.reasons, dtype=pl.String)
+    starts, ends = block.start_hours, block.end_hours
+    each_hour = np.repeat(np.arange(rows), horizon)
     steps = np.arange(1, horizon + 1)
-    for r in results:
-        if r.band is None:
-            continue
-        parts.append(
-            pl.DataFrame(
-                {
-                    "series_id": [r.series.series_id] * horizon,
-                    "ts": _times(r.end_hour + steps),
-                    "yhat": r.band.yhat,
-                    "yhat_lower": r.band.lower,
-                    "yhat_upper": r.band.upper,
-                }
-            ).with_columns(
-                model=pl.lit(r.model),
-                reason=pl.lit(r.reason),
-                blend_weight_prophet=pl.lit(r.blend_weight_prophet, pl.Float64),
-                trained_at=pl.lit(trained_at, UTC_TIME),
-                train_start=pl.lit(_hour_to_time(r.series.start_hour), UTC_TIME),
-                train_end=pl.lit(_hour_to_time(r.end_hour), UTC_TIME),
-                interval=pl.lit(config.interval, pl.Float64),
-                input_fingerprint=pl.lit(r.fingerprint),
-            )
-        )
-    if not parts:
-        return pl.DataFrame(schema=FORECAST_SCHEMA)
-    return pl.concat(parts).select(FORECAST_SCHEMA.keys()).cast(FORECAST_SCHEMA)
-
-
-def _series_backtest_table(results: list[SeriesForecast], config: ForecastConfig) -> pl.DataFrame:
-    rows = []
-    for r in results:
-        for fold in r.folds:
-            cutoff = _hour_to_time(r.series.start_hour + fold.cutoff - 1)
-            for model in fold.bands:
-                scores = fold.scores(model)
-                rows.append(
-                    {
-                        "series_id": r.series.series_id,
-                        "model": model,
-                        "cutoff": cutoff,
-                        "horizon_h": config.horizon_h,
-                        "mase": scores.mase,
-                        "mape": scores.mape,
-                        "coverage": scores.coverage,
-                        "n_points": scores.n_points,
-                    }
-                )
-    return pl.DataFrame(rows, schema=BACKTEST_SCHEMA, orient="row")
-
-
-def _series_summary_table(results: list[SeriesForecast]) -> pl.DataFrame:
-    rows = []
-    for r in results:
-        chosen = r.model
-        rows.append(
-            {
-                "series_id": r.series.series_id,
-                "model": chosen,
-                "reason": r.reason,
-                "blend_weight_prophet": r.blend_weight_prophet,
-                "season_h": r.season,
-                "n_hours": len(r.series.observed),
-                "n_filled": r.series.n_filled,
-                "n_cutoffs": len(r.folds),
-                "selected_on": r.selected_on,
-                "mase_chosen": r.mean_mase(chosen) if chosen else None,
-                "mase_prophet": r.mean_mase(PROPHET),
-                "mase_seasonal_naive": r.mean_mase(BASELINE),
-                "mase_blend": r.mean_mase(BLEND),
-                "mape_chosen": r.mean_score(chosen, "mape") if chosen else None,
-                "coverage_chosen": r.mean_score(chosen, "coverage") if chosen else None,
-                "risk_score": r.risk,
-                "train_start": _hour_to_time(r.series.start_hour) if chosen else None,
-                "train_end": _hour_to_time(r.end_hour) if chosen else None,
-                "input_fingerprint": r.fingerprint,
-            }
-        )
-    return pl.DataFrame(rows, schema=SUMMARY_SCHEMA, orient="row")
+    lower, upper = part.bounds
+    forecasts = pl.DataFrame(
+        {
+            "series_id": ids.gather(each_hour),
+            "ts": _times((ends[:, None] + steps).ravel()),
+            "yhat": chunk.yhat.ravel(),
+            "yhat_lower": lower.ravel(),
+            "yhat_upper": upper.ravel(),
+            "model": chosen.gather(each_hour),
+            "reason": reasons.gather(each_hour),
+            "input_fingerprint": fingerprints.gather(each_hour),
+        }
+    ).with_columns(
+        trained_at=pl.lit(trained_at, UTC_TIME),
+        train_start=_times(np.repeat(starts, horizon)),
+        train_end=_times(np.repeat(ends, horizon)),
+        interval=pl.lit(settings.interval, pl.Float64),
+    )
+    model_index, row_index, origin_index = np.nonzero(np.isfinite(chunk.mae))
+    cutoffs = np.asarray(chunk.cutoffs, dtype=np.int64)
+    n_points = np.isfinite(chunk.actual).sum(axis=2)
+    backtests = pl.DataFrame(
+        {
+            "series_id": ids.gather(row_index),
+            "model": pl.Series(models[model_index], dtype=pl.String),
+            "cutoff": _times(starts[row_index] + cutoffs[origin_index] - 1),
+            "held_out": chunk.held_out[origin_index],
+            "mase": _floats(chunk.mase[model_index, row_index, origin_index]),
+            "mae": _floats(chunk.mae[model_index, row_index, origin_index]),
+            "n_points": n_points[row_index, origin_index].astype(np.int64),
+        }
+    ).with_columns(horizon_h=pl.lit(horizon, pl.Int64))
+    baseline = chunk.mase[CHEAP.index(BASELINE)]
+    inside, points = part.coverage
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coverage = np.where(points > 0, inside / points, np.nan)
+    summary = pl.DataFrame(
+        {
+            "series_id": ids,
+            "model": chosen,
+            "reason": reasons,
+            "n_hours": block.n_hours,
+            "n_filled": (block.n_hours - np.isfinite(block.observed).sum(axis=1)).astype(np.int64),
+            "n_cutoffs": k,
+            "slow_models_run": chunk.slow_run,
+            "mase_chosen": _floats(nanmean(chunk.mase_chosen, axis=1)),
+            "mase_seasonal_naive": _floats(nanmean(baseline, axis=1)),
+            "model_early": pl.Series(chunk.model_names(chunk.choice_early), dtype=pl.String),
+            "mase_held_out": _floats(nanmean(chunk.mase_early, axis=1)),
+            "mase_seasonal_naive_held_out": _floats(
+                nanmean(np.where(chunk.held_out[None], baseline, np.nan), axis=1)
+            ),
+            "coverage_held_out": _floats(coverage),
+            "n_points_held_out": points.astype(np.int64),
+            "quantile_low": part.offsets[:, 0],
+            "quantile_high": part.offsets[:, 1],
+            "scale": chunk.final_norm,
+            "train_start": _times(starts),
+            "train_end": _times(ends),
+            "input_fingerprint": fingerprints,
+        }
+    )
+    if not k:  # nothing was held out
+        summary = summary.with_columns(model_early=pl.lit(None, pl.String))
+    return (
+        _complete(forecasts, FORECAST_SCHEMA),
+        _complete(backtests, BACKTEST_SCHEMA),
+        _complete(summary, SUMMARY_SCHEMA),
+    )

@@ -273,7 +273,6 @@ def hindsight_forecasts(data: PlanningData, start: datetime, horizon_h: int) -> 
         yhat_upper="value",
         model=pl.lit("hindsight"),
         reason=pl.lit("actual future"),
-        blend_weight_prophet=pl.lit(None, dtype=pl.Float64),
         trained_at=trained,
         train_start=trained,
         train_end=trained,

@@ -56,13 +56,9 @@ def plan_forecasts(
         frame = frame.filter(pl.col("series_id").is_in(list(series)))
     return forecast_series(
         frame,
-        settings.horizon_hours,
-        settings.interval,
-        settings.backtest_cutoffs,
-        on_progress=on_progress,
-        prophet_max_series=settings.prophet_max_series,
-        capacity_share=settings.capacity_share,
+        settings,
         limits=forecast_limits(data),
+        on_progress=on_progress,
         on_stage=on_stage,
     )
 

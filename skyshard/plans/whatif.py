@@ -12,7 +12,8 @@ import polars as pl
 from skyshard.config.policy import PolicyFile
 from skyshard.config.shards import Shard
 from skyshard.forecast import forecast_series
-from skyshard.scoring import PlanningData, build_outlook, forecast_input
+from skyshard.forecast.series_id import SeriesKind, parse_series_ids
+from skyshard.scoring import PlanningData, build_outlook, forecast_input, forecast_limits
 from skyshard.scoring.bottlenecks import predict_bottlenecks
 from skyshard.scoring.candidates import score_candidates, term_breakdown
 from skyshard.scoring.trust_inputs import neutral_trust_scores
@@ -55,15 +56,14 @@ def _shard_forecasts(data: PlanningData, shard_id: str, policy: PolicyFile) -> p
     """Forecast only what this shard's answer depends on: its demand, its host's free capacity
     and prices; everything else falls back to the last observation."""
     host = data.shards.filter(pl.col("shard_id") == shard_id)["current_host_id"][0]
+    kind, owner, _ = parse_series_ids()
     wanted = forecast_input(data).filter(
-        pl.col("series_id").str.starts_with(f"shard/{shard_id}/")
-        | pl.col("series_id").str.starts_with(f"host/{host}/")
-        | pl.col("series_id").str.starts_with("price/")
+        ((kind == SeriesKind.SHARD.value) & (owner == shard_id))
+        | ((kind == SeriesKind.HOST.value) & (owner == host))
+        | (kind == SeriesKind.PRICE.value)
     )
-    fc = policy.forecast
-    return forecast_series(
-        wanted, fc.horizon_hours, fc.interval, fc.backtest_cutoffs, processes=1
-    ).forecasts
+    limits = forecast_limits(data)
+    return forecast_series(wanted, policy.forecast, limits=limits, processes=1).forecasts
 
 
 def assess_shard(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import polars as pl
 
 from skyshard.forecast import first_crossings
+from skyshard.forecast.series_id import SeriesKind, parse_series_ids, series_id_expr
 from skyshard.scoring.data import PlanningData
 from skyshard.scoring.outlook import Outlook, step_times
 
@@ -55,7 +56,7 @@ def available_to_shards(data: PlanningData, outlook: Outlook) -> pl.DataFrame:
 
 def _demand_bottlenecks(data: PlanningData, outlook: Outlook) -> pl.DataFrame:
     avail = available_to_shards(data, outlook).with_columns(
-        series_id=pl.format("{}|{}", "shard_id", "resource"),
+        series_id_expr(SeriesKind.SHARD, "shard_id", pl.col("resource")),
         ts=step_times(outlook.as_of, pl.col("step")).dt.replace_time_zone("UTC"),
     )
     crossings = first_crossings(
@@ -71,11 +72,11 @@ def _demand_bottlenecks(data: PlanningData, outlook: Outlook) -> pl.DataFrame:
     at_crossing = avail.select(
         "series_id", upper_at="ts", demand_upper="upper", available="available"
     )
-    parts = pl.col("series_id").str.split("|")
+    _, shard_id, resource = parse_series_ids()
     return crossings.join(at_crossing, on=["series_id", "upper_at"]).select(
-        shard_id=parts.list.get(0),
+        shard_id=shard_id,
         cause=pl.lit(DEMAND),
-        resource=parts.list.get(1),
+        resource=resource,
         expected_at=pl.col("upper_at").dt.replace_time_zone(None),
         hours_ahead="hours_ahead",
         point_at=pl.col("point_at").dt.replace_time_zone(None),
@@ -83,7 +84,7 @@ def _demand_bottlenecks(data: PlanningData, outlook: Outlook) -> pl.DataFrame:
         available="available",
         detail=pl.format(
             "{} demand upper bound {} above the {} its host can give",
-            parts.list.get(1),
+            resource,
             pl.col("demand_upper").round(3),
             pl.col("available").round(3),
         ),

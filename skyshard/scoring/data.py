@@ -9,6 +9,8 @@ from datetime import timedelta
 import duckdb
 import polars as pl
 
+from skyshard.forecast.series_id import SeriesKind, series_id_expr
+
 SHARD_METRICS: tuple[str, ...] = ("cpu", "mem_gb", "net_mbps")
 HOST_RESOURCES: tuple[str, ...] = ("cpu", "mem_gb", "net_mbps")
 HISTORY_DAYS = 28
@@ -88,22 +90,6 @@ def load_planning_data(
     return PlanningData(**frames)
 
 
-def shard_series_id(shard_id: str, metric: str) -> str:
-    return f"shard/{shard_id}/{metric}"
-
-
-def host_series_id(host_id: str, resource: str) -> str:
-    return f"host/{host_id}/{resource}_free"
-
-
-def price_series_id(provider_id: str, region: str) -> str:
-    return f"price/{provider_id}/{region}"
-
-
-def provider_capacity_series_id(provider_id: str) -> str:
-    return f"capacity/{provider_id}/cpu"
-
-
 def _long(frame: pl.DataFrame, series_id: pl.Expr, value: str) -> pl.DataFrame:
     return frame.select(
         series_id=series_id,
@@ -117,33 +103,41 @@ def forecast_input(data: PlanningData, shard_metrics: tuple[str, ...] = SHARD_ME
     takes: shard demand per metric, host free capacity per resource, price per provider and
     region, and each provider's total cpu capacity (to see capacity being withdrawn)."""
     parts = [
-        _long(data.usage, pl.format("shard/{}/" + m, "shard_id"), f"{m}_avg") for m in shard_metrics
+        _long(data.usage, series_id_expr(SeriesKind.SHARD, "shard_id", m), f"{m}_avg")
+        for m in shard_metrics
     ]
     if not data.capacity.is_empty():
         parts += [
-            _long(data.capacity, pl.format("host/{}/" + r + "_free", "host_id"), f"{r}_free")
+            _long(data.capacity, series_id_expr(SeriesKind.HOST, "host_id", r), f"{r}_free")
             for r in HOST_RESOURCES
         ]
         provider_capacity = data.capacity.group_by("provider_id", "hour").agg(
             pl.col("cpu_capacity").sum()
         )
         parts.append(
-            _long(provider_capacity, pl.format("capacity/{}/cpu", "provider_id"), "cpu_capacity")
+            _long(
+                provider_capacity,
+                series_id_expr(SeriesKind.CAPACITY, "provider_id", "cpu"),
+                "cpu_capacity",
+            )
         )
     if not data.prices.is_empty():
         parts.append(
             _long(
-                data.prices, pl.format("price/{}/{}", "provider_id", "region"), "price_per_cpu_hour"
+                data.prices,
+                series_id_expr(SeriesKind.PRICE, "provider_id", pl.col("region")),
+                "price_per_cpu_hour",
             )
         )
     return pl.concat(parts).drop_nulls("value").sort("series_id", "ts")
 
 
 def forecast_limits(data: PlanningData) -> pl.DataFrame:
-    """The capacity of each shard and host series, for forecast screening (`series_id,
-    capacity, measures_free`): a shard's demand against what its host could give it at the
-    last hour (the host's free capacity plus the shard's own use; the configured capacity
-    where the host reports none), a host's free capacity against its configured capacity."""
+    """The capacity of each shard and host series, for forecast screening, and its physical
+    ceiling, for clipping bounds (`series_id, capacity, measures_free, ceiling`): a shard's
+    demand against what its host could give it at the last hour (the host's free capacity
+    plus the shard's own use; the configured capacity where the host reports none), a host's
+    free capacity against its configured capacity; both capped at the configured capacity."""
     configured = data.hosts.select(
         "host_id", *[pl.col(f"{r}_capacity").alias(r) for r in HOST_RESOURCES]
     ).unpivot(index="host_id", variable_name="resource", value_name="configured")
@@ -167,15 +161,20 @@ def forecast_limits(data: PlanningData) -> pl.DataFrame:
         .join(free, on=["host_id", "resource"], how="left")
         .join(own, on=["shard_id", "resource"], how="left")
         .select(
-            series_id=pl.format("shard/{}/{}", "shard_id", "resource"),
+            series_id_expr(SeriesKind.SHARD, "shard_id", pl.col("resource")),
             capacity=pl.coalesce(pl.col("free") + pl.col("own").fill_null(0.0), "configured"),
             measures_free=pl.lit(False),
+            # A shard cannot use more than its whole host.
+            ceiling="configured",
         )
     )
     hosts = configured.filter(pl.col("configured") > 0).select(
-        series_id=pl.format("host/{}/{}_free", "host_id", "resource"),
+        series_id_expr(SeriesKind.HOST, "host_id", pl.col("resource")),
         capacity="configured",
         measures_free=pl.lit(True),
+        ceiling="configured",
     )
     # A shard already past what its host can give is as risky as it gets, not invalid input.
-    return pl.concat([shards, hosts]).with_columns(pl.col("capacity").clip(lower_bound=1e-6))
+    return pl.concat([shards, hosts]).with_columns(
+        pl.col("capacity", "ceiling").clip(lower_bound=1e-6)
+    )

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from skyshard.forecast.series_id import SeriesKind, parse_series_ids
 from skyshard.scoring.data import HOST_RESOURCES, SHARD_METRICS, PlanningData
 
 # Persistence fallback for a shard without a forecast: the last value, bounded by the peak of
@@ -59,13 +60,14 @@ def _naive(ts: pl.Expr) -> pl.Expr:
     return ts.dt.replace_time_zone(None)
 
 
-def _by_step(forecasts: pl.DataFrame, prefix: str) -> pl.DataFrame:
-    """Forecast rows of one series family, split into their id parts and a step number."""
-    rows = forecasts.filter(pl.col("series_id").str.starts_with(prefix + "/"))
-    parts = pl.col("series_id").str.split("/")
+def _by_step(forecasts: pl.DataFrame, kind: SeriesKind) -> pl.DataFrame:
+    """Forecast rows of one series kind, split into their id parts (`key` the owner, `sub`
+    the name) and a step number."""
+    kind_, owner, name = parse_series_ids()
+    rows = forecasts.filter(kind_ == kind.value)
     return rows.select(
-        key=parts.list.get(1),
-        sub=parts.list.get(2, null_on_oob=True),
+        key=owner,
+        sub=name,
         step=(_naive(pl.col("ts")) - _naive(pl.col("train_end"))).dt.total_hours(),
         yhat=pl.col("yhat"),
         lower=pl.col("yhat_lower"),
@@ -101,7 +103,7 @@ def _demand(data: PlanningData, fc: pl.DataFrame, horizon_h: int) -> pl.DataFram
             fb_upper=pl.coalesce("recent_peak", "request"),
         )
     )
-    forecast = _by_step(fc, "shard").select(
+    forecast = _by_step(fc, SeriesKind.SHARD).select(
         shard_id="key", resource="sub", step="step", f_yhat="yhat", f_upper="upper"
     )
     return (
@@ -132,9 +134,9 @@ def _supply(data: PlanningData, fc: pl.DataFrame, demand: pl.DataFrame, horizon_
         .group_by("host_id", "resource", "step")
         .agg(own=pl.col("yhat").sum())
     )
-    free = _by_step(fc, "host").select(
+    free = _by_step(fc, SeriesKind.HOST).select(
         host_id="key",
-        resource=pl.col("sub").str.strip_suffix("_free"),
+        resource="sub",
         step="step",
         free_lower="lower",
     )
@@ -170,7 +172,7 @@ def _price(data: PlanningData, fc: pl.DataFrame, horizon_h: int) -> pl.DataFrame
         .group_by("provider_id", "region")
         .agg(last_price=pl.col("price_per_cpu_hour").last())
     )
-    forecast = _by_step(fc, "price").select(
+    forecast = _by_step(fc, SeriesKind.PRICE).select(
         provider_id="key", region="sub", step="step", f_price="yhat"
     )
     return (
@@ -193,7 +195,9 @@ def _provider_capacity(data: PlanningData, fc: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema=schema)
     totals = data.capacity.group_by("provider_id", "hour").agg(pl.col("cpu_capacity").sum())
     last = totals.sort("hour").group_by("provider_id").agg(last=pl.col("cpu_capacity").last())
-    forecast = _by_step(fc, "capacity").select(provider_id="key", step="step", lower="lower")
+    forecast = _by_step(fc, SeriesKind.CAPACITY).select(
+        provider_id="key", step="step", lower="lower"
+    )
     return forecast.join(last, on="provider_id").select(schema.keys()).cast(schema)
 
 

@@ -377,7 +377,7 @@ def _workload_id(name: str, rnd: int) -> str:
 
 def _policy(providers: list[ProviderLayout]) -> dict:
     return {
-        "forecast": {"horizon_hours": 24, "interval": 0.9, "backtest_cutoffs": 3},
+        "forecast": {"horizon_hours": 24, "interval": 0.9, "backtest_cutoffs": 7},
         "planning": {"max_moves_per_cycle": 10, "min_saving_per_day": 1.0},
         # Every provider starts at the neutral trust score (0.5): the thresholds let it place
         # sensitive data until the ledger's evidence moves a provider below them.

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from skyshard.forecast.config import ForecastConfig
+from skyshard.config.policy import ForecastPolicy
 from skyshard.forecast.fingerprint import input_fingerprints, series_to_refit
 
 
@@ -57,8 +57,8 @@ def test_missing_value_differs_from_any_value_and_nan_equals_null(frame):
 
 def test_forecast_settings_are_part_of_the_fingerprint(frame):
     before = input_fingerprints(frame)
-    assert input_fingerprints(frame, ForecastConfig(horizon_h=24)) == before
-    assert series_to_refit(input_fingerprints(frame, ForecastConfig(horizon_h=48)), before) == [
+    assert input_fingerprints(frame, ForecastPolicy(horizon_hours=24)) == before
+    assert series_to_refit(input_fingerprints(frame, ForecastPolicy(horizon_hours=48)), before) == [
         "a",
         "b",
         "c",

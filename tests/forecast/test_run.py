@@ -1,4 +1,4 @@
-"""End-to-end forecasts through Prophet; kept few and small because every fit costs time."""
+"""End-to-end forecasts with the slow models; kept few and small because every fit costs time."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from skyshard.config.policy import ForecastPolicy
 from skyshard.forecast import first_crossing, forecast_series
 
 from .conftest import START
@@ -32,11 +33,13 @@ def test_planted_daily_cycle_with_growth_crosses_capacity_at_the_right_hour(make
     true_hour = int(np.argmax(truth > capacity)) + 1  # hours after the last training hour
     frame = make_frame({"shard:web-001:cpu": daily_cycle_with_growth(history, noise=1.0)})
 
-    result = forecast_series(frame, horizon_h=horizon, processes=1, trained_at=TRAINED_AT)
+    settings = ForecastPolicy(horizon_hours=horizon)
+    result = forecast_series(frame, settings, processes=1, trained_at=TRAINED_AT)
 
     summary = result.summary.row(0, named=True)
-    assert summary["model"] in {"prophet", "blend"}
-    assert summary["mase_chosen"] <= summary["mase_seasonal_naive"]
+    assert summary["model"] not in {"seasonal_naive", "median_7d", "median_3d", "mean_7d"}
+    # Out of sample: recent origins weigh most in the choice, and a trend shows there.
+    assert summary["mase_held_out"] < summary["mase_seasonal_naive_held_out"]
     crossing = first_crossing(result.forecasts, capacity, "shard:web-001:cpu")
     train_end = START + timedelta(hours=history - 1)
     assert crossing is not None
@@ -57,7 +60,7 @@ def test_fallbacks_are_recorded_with_their_reason(make_frame):
             "provider:aws:price": np.full(3, np.nan),
         }
     )
-    result = forecast_series(frame, horizon_h=24, processes=1, trained_at=TRAINED_AT)
+    result = forecast_series(frame, processes=1, trained_at=TRAINED_AT)
 
     summary = {row["series_id"]: row for row in result.summary.iter_rows(named=True)}
     assert summary["host:aws-use1-h02:free_cpu"]["reason"] == "constant"
@@ -72,8 +75,7 @@ def test_fallbacks_are_recorded_with_their_reason(make_frame):
     forecasts = result.forecasts
     assert forecasts.columns == [
         "series_id", "ts", "yhat", "yhat_lower", "yhat_upper", "model", "reason",
-        "blend_weight_prophet", "trained_at", "train_start", "train_end", "interval",
-        "input_fingerprint",
+        "trained_at", "train_start", "train_end", "interval", "input_fingerprint",
     ]  # fmt: skip
     assert forecasts["series_id"].unique().sort().to_list() == [
         "host:aws-use1-h02:free_cpu",
@@ -87,11 +89,15 @@ def test_fallbacks_are_recorded_with_their_reason(make_frame):
     assert (forecasts["yhat_lower"] <= forecasts["yhat"]).all()
     assert (forecasts["yhat"] <= forecasts["yhat_upper"]).all()
 
-    # Backtest horizons cover hours 48-71, 72-95 and 96-119; only observed hours are scored.
+    # Backtest horizons cover hours 48-71, 72-95 and 96-119; only observed hours are scored;
+    # the later half of the origins is held out.
     gappy_backtest = result.backtests.filter(pl.col("series_id") == "shard:web-003:cpu")
-    for model in ("prophet", "seasonal_naive", "blend"):
-        rows = gappy_backtest.filter(pl.col("model") == model).sort("cutoff")
-        assert rows["n_points"].to_list() == [21, 24, 22]
+    rows = gappy_backtest.filter(pl.col("model") == "seasonal_naive").sort("cutoff")
+    assert rows["n_points"].to_list() == [21, 24, 22]
+    assert rows["held_out"].to_list() == [False, False, True]
+    # A candidate needing three days of history has none at the first origin.
+    rows = gappy_backtest.filter(pl.col("model") == "median_3d").sort("cutoff")
+    assert rows["n_points"].to_list() == [24, 22]
 
 
 def test_worker_processes_give_the_same_tables_as_one_process(make_frame):
@@ -104,22 +110,23 @@ def test_worker_processes_give_the_same_tables_as_one_process(make_frame):
     frame = make_frame(values)
     progress: list[tuple[int, int]] = []
 
-    single = forecast_series(frame, processes=1, trained_at=TRAINED_AT)
+    settings = ForecastPolicy(slow_models=("autotheta", "prophet"), slow_budget_seconds=600)
+    single = forecast_series(frame, settings, processes=1, trained_at=TRAINED_AT)
     multi = forecast_series(
-        frame, processes=2, trained_at=TRAINED_AT, on_progress=lambda d, t: progress.append((d, t))
+        frame,
+        settings,
+        processes=2,
+        trained_at=TRAINED_AT,
+        on_progress=lambda d, t: progress.append((d, t)),
     )
 
     assert_frame_equal(single.forecasts, multi.forecasts)
     assert_frame_equal(single.backtests, multi.backtests)
     assert_frame_equal(single.summary, multi.summary)
-    # Progress counts the series screening sent to Prophet: the three growing ones at least.
-    fitted = single.summary.filter(pl.col("reason") == "best_backtest").height
-    assert fitted >= 3
-    assert progress[-1] == (fitted, fitted)
-    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
-    scored = single.summary.drop_nulls("mase_seasonal_naive")
-    assert scored.height == 4
-    assert (scored["mase_chosen"] <= scored["mase_seasonal_naive"]).all()
+    # Progress counts the series the slow models ran on: every one but the constant.
+    assert progress[-1] == (4, 4)
+    assert [done for done, _ in progress] == [1, 2, 3, 4]
+    assert single.summary["slow_models_run"].sum() == 4
 
 
 def test_forecasting_prints_nothing():
@@ -140,13 +147,20 @@ def test_forecasting_prints_nothing():
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"horizon_h": 0}, "horizon_h must be at least 1 hour, got 0"),
-        ({"horizon_h": 2.5}, "horizon_h must be an integer, got 2.5"),
-        ({"interval": 1.0}, r"interval must be in \(0, 1\), got 1.0"),
-        ({"cutoffs": 0}, "cutoffs must be at least 1, got 0"),
-        ({"processes": 0}, "processes must be at least 1, got 0"),
+        ({"horizon_hours": 0}, "horizon_hours\n  Input should be greater than or equal to 1"),
+        ({"horizon_hours": 2.5}, "horizon_hours\n  Input should be a valid integer"),
+        ({"interval": 1.0}, "interval\n  Input should be less than 1"),
+        ({"backtest_cutoffs": 0}, "backtest_cutoffs\n  Input should be greater than or equal"),
+        ({"slow_models": ("arima",)}, "slow_models.0\n  Input should be 'autoets', 'mstl'"),
+        ({"slow_budget_seconds": -1}, "slow_budget_seconds\n  Input should be greater than"),
+        ({"capacity_share": 0.0}, "capacity_share\n  Input should be greater than 0"),
     ],
 )
-def test_bad_settings_name_the_setting_and_value(make_frame, arguments, message):
+def test_bad_settings_name_the_setting_and_value(arguments, message):
     with pytest.raises(ValueError, match=message):
-        forecast_series(make_frame({"s": np.ones(5)}), **arguments)
+        ForecastPolicy(**arguments)
+
+
+def test_bad_process_count_is_refused(make_frame):
+    with pytest.raises(ValueError, match="forecast processes must be at least 1, got 0"):
+        forecast_series(make_frame({"s": np.ones(5)}), processes=0)

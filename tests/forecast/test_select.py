@@ -1,88 +1,104 @@
+"""Choice by backtest (top models, recency, out of sample) and conformal bounds."""
+
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from skyshard.forecast.backtest import Fold
-from skyshard.forecast.bounds import Band
-from skyshard.forecast.select import (
-    BASELINE,
-    BLEND,
-    PROPHET,
-    backtest_error,
-    choose_model,
-    inverse_error_weight,
-)
+from skyshard.config.policy import ForecastPolicy
+from skyshard.forecast import forecast_series
+from skyshard.forecast import select as select_module
+from skyshard.forecast.select import choose, conformal_quantiles, split_origins
 
 
-def band(values) -> Band:
-    values = np.asarray(values, dtype=float)
-    return Band(values, values - 1.0, values + 1.0)
+def errors(*per_model: list[float]) -> np.ndarray:
+    """(models, 1 row, origins) from one error list per model."""
+    return np.array(per_model, dtype=float)[:, None, :]
 
 
-def fold(actual, baseline, prophet, scale: float | None = 1.0) -> Fold:
-    return Fold(
-        cutoff=10,
-        actual=np.asarray(actual, dtype=float),
-        scale=scale,
-        bands={BASELINE: band(baseline), PROPHET: band(prophet)},
+def test_the_best_models_are_chosen_best_first(monkeypatch):
+    monkeypatch.setattr(select_module, "TOP", 2)
+    monkeypatch.setattr(select_module, "RECENCY", 1.0)
+    error = errors([3, 3, 3], [1, 2, 1], [2, 2, 2], [1, 1, 1])
+    assert choose(error, np.ones(3, bool)).tolist() == [[3, 1]]
+    # Ties go to the earlier model; a model missing where the baseline was scored is out.
+    error = errors([1, 1], [1, 1], [0, np.nan])
+    assert choose(error, np.ones(2, bool)).tolist() == [[0, 1]]
+    # Nothing scored: the baseline, in every place.
+    assert choose(errors([np.nan], [1.0]), np.ones(1, bool)).tolist() == [[0, 0]]
+
+
+def test_recent_origins_weigh_more(monkeypatch):
+    monkeypatch.setattr(select_module, "TOP", 1)
+    error = errors([1, 1, 3], [3, 3, 1])  # model 1 is worse on average, better lately
+    monkeypatch.setattr(select_module, "RECENCY", 1.0)
+    assert choose(error, np.ones(3, bool)).tolist() == [[0]]
+    monkeypatch.setattr(select_module, "RECENCY", 0.3)
+    assert choose(error, np.ones(3, bool)).tolist() == [[1]]
+
+
+def test_the_choice_out_of_sample_sees_only_the_earlier_origins(monkeypatch):
+    monkeypatch.setattr(select_module, "TOP", 1)
+    early, held = split_origins(7)
+    assert early.tolist() == [True] * 4 + [False] * 3 and (held == ~early).all()
+    assert split_origins(1)[1].tolist() == [False]
+    error = errors([1, 1, 1, 1, 9, 9, 9], [2, 2, 2, 2, 0, 0, 0])
+    assert choose(error, early).tolist() == [[0]]
+    assert choose(error, np.ones(7, bool)).tolist() == [[1]]
+
+
+def daily(n_series: int, days: int, seed: int, noise: float = 0.1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(days * 24)
+    values = {}
+    for i in range(n_series):
+        level, sigma = rng.uniform(20, 100), rng.uniform(0.02, 0.2) * noise * 10
+        cycle = level * (1 + 0.3 * np.sin(2 * np.pi * (t + i) / 24))
+        values[f"shard/s-{i:03d}/cpu"] = cycle + rng.normal(0, sigma * level, t.size)
+    return values
+
+
+def test_held_out_mase_is_the_early_choice_scored_on_the_later_origins(make_frame, monkeypatch):
+    monkeypatch.setattr(select_module, "TOP", 1)
+    frame = make_frame(daily(4, 14, seed=3))
+    result = forecast_series(frame, ForecastPolicy(slow_models=()), processes=1)
+    held = (
+        result.backtests.filter("held_out")
+        .group_by("series_id", "model")
+        .agg(pl.col("mase").mean())
     )
+    for row in result.summary.iter_rows(named=True):
+        (expected,) = held.filter(
+            (pl.col("series_id") == row["series_id"]) & (pl.col("model") == row["model_early"])
+        )["mase"]
+        assert row["mase_held_out"] == pytest.approx(expected)
+        assert row["n_cutoffs"] == 7
 
 
-def test_inverse_error_weights():
-    assert inverse_error_weight(1.0, 3.0) == pytest.approx(0.75)
-    assert inverse_error_weight(2.0, 2.0) == pytest.approx(0.5)
-    assert inverse_error_weight(0.0, 1.0) == 1.0
-    assert inverse_error_weight(1.0, 0.0) == 0.0
+def test_conformal_quantiles_take_the_finite_sample_ranks():
+    residuals = np.arange(1.0, 10.0) - 5.0  # -4 ... 4
+    # n = 9, central 0.8: ranks floor(10 * 0.1) = 1 and ceil(10 * 0.9) = 9.
+    assert conformal_quantiles(residuals, 0.8) == (-4.0, 4.0)
+    assert conformal_quantiles(np.full(5, np.nan), 0.8) is None
+    assert conformal_quantiles(np.ones(20), 0.5) == (0.0, 1.0)  # always around the forecast
 
 
-def test_prophet_worse_than_baseline_picks_the_baseline():
-    folds = [fold([1, 2], baseline=[1, 2.5], prophet=[3, 4])]
-    assert choose_model(folds).model == BASELINE
+@pytest.mark.parametrize("interval", [0.8, 0.9])
+def test_bounds_cover_the_held_out_hours_at_the_nominal_rate(make_frame, interval):
+    """Known Gaussian noise around a daily cycle, every series its own noise level."""
+    frame = make_frame(daily(150, 14, seed=11))
+    settings = ForecastPolicy(interval=interval, slow_models=())
+    summary = forecast_series(frame, settings, processes=1).summary
+    points = summary["n_points_held_out"].sum()
+    covered = (summary["coverage_held_out"] * summary["n_points_held_out"]).sum() / points
+    assert points == 150 * 3 * 24
+    assert covered == pytest.approx(interval, abs=0.03)
 
 
-def test_equal_errors_keep_the_baseline():
-    folds = [fold([1, 2], baseline=[2, 3], prophet=[2, 3])]
-    assert choose_model(folds).model == BASELINE
-
-
-def test_opposite_errors_make_the_blend_win_and_record_its_weight():
-    # Baseline 1 above, Prophet 3 below: weights 3/4 and 1/4 cancel the errors exactly.
-    folds = [fold([4, 4], baseline=[5, 5], prophet=[1, 1])]
-    selection = choose_model(folds)
-    assert selection.model == BLEND
-    assert selection.blend_weight_prophet == pytest.approx(0.25)
-    assert selection.errors[BLEND] == pytest.approx(0.0)
-
-
-def test_selection_falls_back_to_mae_when_mase_is_undefined():
-    folds = [fold([1, 2], baseline=[3, 4], prophet=[1, 2.5], scale=None)]
-    error, metric = backtest_error(folds, PROPHET)
-    assert (error, metric) == (pytest.approx(0.25), "mae")
-    assert choose_model(folds).model == PROPHET
-
-
-finite = st.integers(-100, 100).map(float)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.lists(finite, min_size=3, max_size=3),
-            st.lists(finite, min_size=3, max_size=3),
-            st.lists(finite, min_size=3, max_size=3),
-            st.one_of(st.none(), st.floats(0.01, 10)),
-        ),
-        min_size=1,
-        max_size=4,
-    )
-)
-def test_chosen_model_is_never_worse_than_the_baseline_in_backtest(cases):
-    # Defined and undefined MASE scales are mixed to cover the MAE fallback too.
-    folds = [fold(a, b, p, scale) for a, b, p, scale in cases]
-    selection = choose_model(folds)
-    assert selection.errors[selection.model] <= selection.errors[BASELINE]
-    assert backtest_error(selection.folds, selection.model)[0] <= backtest_error(folds, BASELINE)[0]
+def test_bounds_stay_at_or_above_zero_for_a_series_that_never_goes_below(make_frame):
+    rng = np.random.default_rng(5)
+    idle = np.maximum(rng.normal(0.2, 1.0, 14 * 24), 0.0)  # mostly 0, small bursts
+    result = forecast_series(make_frame({"shard/idle/cpu": idle}), processes=1)
+    assert result.forecasts["yhat_lower"].min() == 0.0
+    assert (result.forecasts["yhat"] >= 0.0).all()

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from skyshard import db
+from skyshard.config.policy import ForecastPolicy
 from skyshard.forecast import forecast_series
 from skyshard.forecast.store import TABLES, read_stored, stored_fingerprints, write_refit
 
@@ -21,7 +22,9 @@ DAILY = 10 + 3 * np.sin(np.arange(24 * 10) * 2 * np.pi / 24)
 
 def fit(values: dict[str, np.ndarray]):
     frame = series_frame(values)
-    return forecast_series(frame, processes=1, trained_at=TRAINED_AT, prophet_max_series=0)
+    return forecast_series(
+        frame, ForecastPolicy(slow_models=()), processes=1, trained_at=TRAINED_AT
+    )
 
 
 def fingerprints(*ids: str, version: str = "v1") -> dict[str, str]:

@@ -22,7 +22,6 @@ def forecast_rows(series: dict[str, list[tuple[float, float, float]]]) -> pl.Dat
             "yhat_upper": upper,
             "model": "test",
             "reason": "planted",
-            "blend_weight_prophet": None,
             "trained_at": end,
             "train_start": end - timedelta(hours=71),
             "train_end": end,

@@ -20,7 +20,7 @@ from tests.planning import sky
 
 DAYS = 7
 # The live forecaster with Prophet switched off by policy: the same code path, in seconds.
-FAST = PolicyFile(forecast=ForecastPolicy(prophet_max_series=0))
+FAST = PolicyFile(forecast=ForecastPolicy(slow_models=()))
 
 
 def growing_sky():
