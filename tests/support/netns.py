@@ -2,18 +2,21 @@
 
 Addresses come from a 10.213.X.0/24 subnet and exist only on the test bridge (`.254`, in the
 root namespace, so the broker can reach the hosts) and inside the namespaces (`.1`, `.2`, ...).
-Names and the subnet's third octet carry the creating process id so parallel runs do not
-collide (15-character interface names).
+Names and the subnet's third octet carry the creating process id and a serial number, so
+parallel runs and several topologies in one process do not collide (15-character interface names).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 
 SUBNET_PREFIX = "10.213"
+# Several topologies may live in one process (a session-wide one beside a test's own).
+_SERIALS = itertools.count()
 BRIDGE_HOST = 254
 
 
@@ -35,9 +38,16 @@ class Namespaces:
     """Namespaces `<prefix>h1..hN` with veth pairs to one bridge; `close()` removes all."""
 
     count: int
-    prefix: str = field(default_factory=lambda: f"ss{os.getpid() % 100000}")
-    subnet: str = field(default_factory=lambda: f"{SUBNET_PREFIX}.{os.getpid() % 250}")
+    serial: int = field(default_factory=lambda: next(_SERIALS))
     created: list[str] = field(default_factory=list)
+
+    @property
+    def prefix(self) -> str:
+        return f"ss{os.getpid() % 100000}n{self.serial}"
+
+    @property
+    def subnet(self) -> str:
+        return f"{SUBNET_PREFIX}.{(os.getpid() + 97 * self.serial) % 250}"
 
     @property
     def bridge(self) -> str:
