@@ -10,13 +10,12 @@ The format is `params.format`, else `csv` when the url ends in `.csv`, else `jso
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from skyshard.config.providers import Source
-from skyshard.sources.base import FetchRequest, Parsed, PayloadError, Window
+from skyshard.sources.base import FetchRequest, Parsed, PayloadError, Window, capture_format
 from skyshard.sources.frames import (
     dumps,
     finite_numbers,
@@ -57,9 +56,7 @@ class AwsSpotPriceHistoryAdapter:
         self, request: FetchRequest, payload: bytes, source: Source, provider_id: str
     ) -> Parsed:
         params = parse_params(SpotParams, source.id, source.url, source.params)
-        fmt = params.format or (
-            "csv" if urlsplit(request.url).path.lower().endswith(".csv") else "json"
-        )
+        fmt = capture_format(params.format, request.url)
         warnings = []
         if fmt == "csv":
             text = read_csv_strings(payload, source.id, request.url, FIELDS)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import polars as pl
 from pydantic import BaseModel
@@ -104,3 +105,10 @@ class ConfigChecker(Protocol):
     def config_problems(self, source: Source, regions: list[str]) -> list[tuple[str, object, str]]:
         """(path under the source, value, what was expected) for each disagreement."""
         ...
+
+
+def capture_format(configured: Literal["csv", "json"] | None, url: str) -> str:
+    """The configured payload format, else CSV for a URL ending in `.csv` and JSON otherwise."""
+    if configured:
+        return configured
+    return "csv" if urlsplit(url).path.lower().endswith(".csv") else "json"

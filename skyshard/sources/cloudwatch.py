@@ -18,13 +18,12 @@ into cores of a 2-vCPU instance) and written to `params.kind` (`shard_usage` or
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from skyshard.config.providers import Source
-from skyshard.sources.base import FetchRequest, Parsed, PayloadError, Window
+from skyshard.sources.base import FetchRequest, Parsed, PayloadError, Window, capture_format
 from skyshard.sources.frames import (
     dumps,
     finite_numbers,
@@ -82,9 +81,7 @@ class CloudWatchAdapter:
         self, request: FetchRequest, payload: bytes, source: Source, provider_id: str
     ) -> Parsed:
         params = parse_params(CloudWatchParams, source.id, source.url, source.params)
-        fmt = params.format or (
-            "csv" if urlsplit(request.url).path.lower().endswith(".csv") else "json"
-        )
+        fmt = capture_format(params.format, request.url)
         warnings: list[str] = []
         if fmt == "csv":
             text = _csv_samples(payload, source.id, request.url, params)
