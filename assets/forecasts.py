@@ -72,7 +72,7 @@ def build_demand_forecasts(partitioned: bool = False) -> dg.AssetsDefinition:
             data = load_planning_data(con)
             previous = stored_fingerprints(con)
         frame = forecast_input(data)
-        current = input_fingerprints(frame, settings, forecast_limits(data))
+        current = input_fingerprints(frame, settings.forecast, forecast_limits(data))
         refit = series_to_refit(current, previous)
         if context.has_partition_key:
             refit = series_in_group(refit, context.partition_key)
