@@ -59,12 +59,13 @@ TELEMETRY = dg.AssetSelection.groups("ingestion") - dg.AssetSelection.assets(*SK
 FORECASTS = dg.AssetSelection.assets(dg.AssetKey(["forecast", "forecasts"]))
 
 
-def scale_out_jobs() -> list:
+def scale_out_defs() -> dg.Definitions:
     """The scale-out location's cycle, in this order: a job cannot mix partitioned and
     unpartitioned assets, so the two partitioned stages are jobs of their own, launched as
-    backfills (one run per partition) whose steps the executor spreads over workers."""
+    backfills (one run per partition) whose steps the executor spreads over workers. No
+    schedule yet."""
     executor = scale_out_executor()
-    return [
+    jobs = [
         dg.define_asset_job(
             name="ingest_feeds",
             selection=TELEMETRY,
@@ -94,13 +95,13 @@ def scale_out_jobs() -> list:
             config=IN_PROCESS,
         ),
     ]
+    return dg.Definitions(jobs=[*jobs, refresh_ledger_mirror])
 
 
 def build_defs(partitioned: bool = False) -> dg.Definitions:
-    """The embedded location's jobs and schedules, or (`partitioned`) the scale-out cycle's
-    jobs, launched by operators or backfills (no schedule yet)."""
+    """The embedded location's jobs and schedules, or (`partitioned`) the scale-out cycle's."""
     if partitioned:
-        return dg.Definitions(jobs=[*scale_out_jobs(), refresh_ledger_mirror])
+        return scale_out_defs()
     return dg.Definitions(
         jobs=[ingest_and_build, planning_cycle, refresh_ledger_mirror],
         schedules=[hourly_ingest, planning_every_4h],

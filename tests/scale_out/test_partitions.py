@@ -95,3 +95,17 @@ def test_a_feed_partition_ingests_and_checks_that_feed_only(small_sky, tmp_path,
     checks = [c.check_name for c in result.get_asset_check_evaluations()]
     assert [name for name in checks if name.startswith("feed_")] == [feed_check_name(feed)]
     assert "telemetry_is_recent" in checks
+
+
+def test_the_scale_out_location_loads_with_its_partitions(small_sky, monkeypatch):
+    monkeypatch.setenv("SKYSHARD_HOME", str(small_sky))
+    monkeypatch.delenv("SKYSHARD_CELERY_BROKER", raising=False)
+    sky = load_sky(small_sky)
+    defs = build_definitions(sky, partitioned=True)
+    dg.Definitions.validate_loadable(defs)
+    feeds = [source.id for _, source in ingest.sources_of(sky.providers)]
+    assert defs.resolve_job_def("ingest_feeds").partitions_def.get_partition_keys() == feeds
+    forecast_groups = defs.resolve_job_def("forecast_groups")
+    assert forecast_groups.partitions_def.get_partition_keys() == group_keys()
+    assert forecast_groups.executor_def.name == "multiprocess"
+    assert not defs.schedules
