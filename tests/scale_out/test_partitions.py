@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +19,7 @@ from skyshard.config import Sky, load_sky
 from skyshard.forecast import group_keys, input_fingerprints, series_in_group
 from skyshard.scoring import forecast_input, forecast_limits, load_planning_data
 from skyshard.sources import ingest
+from skyshard.sources.base import Window
 from tests.scale_out.test_celery import ingested_feeds
 
 
@@ -109,3 +111,12 @@ def test_the_scale_out_location_loads_with_its_partitions(small_sky, monkeypatch
     assert forecast_groups.partitions_def.get_partition_keys() == group_keys()
     assert forecast_groups.executor_def.name == "multiprocess"
     assert not defs.schedules
+
+
+def test_an_unknown_feed_is_named(small_sky, tmp_path):
+    window = Window(start=datetime(2026, 11, 1), end=datetime(2026, 11, 2))
+    with pytest.raises(ValueError, match=r"\['no-such-feed'\] are not sources in .*providers.yaml"):
+        ingest.ingest_all(
+            load_sky(small_sky), window, tmp_path / "x.duckdb", feeds=["no-such-feed"]
+        )
+    assert not (tmp_path / "x.duckdb").exists()
