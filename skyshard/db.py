@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
@@ -14,20 +17,102 @@ LOCK_WAIT_S = 30.0
 """How long to wait for another process's write lock: its transactions are short."""
 
 
+class WriterLockTimeout(TimeoutError):
+    """Another process held the DuckDB file's writer lock for longer than the caller waits."""
+
+
+class _ProcessLock:
+    """A process's hold on `<db>.lock`, counted: nested connections and the threads of one
+    process share the hold (DuckDB itself shares one instance per file within a process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.guard = threading.Lock()
+        self.holders = 0
+        self.fd: int | None = None
+        self.pid = os.getpid()
+
+    def acquire(self, wait_s: float) -> None:
+        with self.guard:
+            if self.holders == 0:
+                self.fd = _flock_waiting(self.path, wait_s)
+            self.holders += 1
+
+    def release(self) -> None:
+        with self.guard:
+            self.holders -= 1
+            if self.holders == 0 and self.fd is not None:
+                os.close(self.fd)  # closing the descriptor drops the flock
+                self.fd = None
+
+
+_LOCKS: dict[Path, _ProcessLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(path: Path) -> _ProcessLock:
+    key = path.resolve().with_name(path.name + ".lock")
+    with _LOCKS_GUARD:
+        held = _LOCKS.get(key)
+        # A forked child inherits the table but not the hold.
+        if held is None or held.pid != os.getpid():
+            held = _LOCKS[key] = _ProcessLock(key)
+        return held
+
+
+def _flock_waiting(lock_path: Path, wait_s: float) -> int:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_s
+    pause = 0.002
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() + pause > deadline:
+                os.close(fd)
+                raise WriterLockTimeout(
+                    f"{lock_path}: another process held the DuckDB writer lock for over "
+                    f"{wait_s:g} s"
+                ) from None
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.05)
+
+
+@contextmanager
+def writer_lock(path: Path | str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the cross-process writer lock of the DuckDB file at `path` (`<path>.lock`).
+
+    Every `connect` takes it, so skyshard's own processes queue for the file in short turns
+    instead of failing on DuckDB's lock; processes that open the file without it (dbt) are
+    still waited for by `connect`'s retry."""
+    lock = _process_lock(Path(path))
+    lock.acquire(wait_s)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 @contextmanager
 def connect(
     path: Path | str, *, read_only: bool = False, wait_s: float = LOCK_WAIT_S
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the DuckDB file for one short unit of work, waiting up to `wait_s` for a lock
-    another process holds (DuckDB allows one writer process; see DESIGN.md)."""
+    another process holds (DuckDB allows one writer process; see DESIGN.md). Readers that
+    must never wait open a published read snapshot instead (`skyshard.storage.snapshots`)."""
     path = Path(path)
-    if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    con = _open_waiting(path, read_only, wait_s)
-    try:
-        yield con
-    finally:
-        con.close()
+    with ExitStack() as held:
+        started = time.monotonic()
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(writer_lock(path, wait_s))
+        left = max(0.0, wait_s - (time.monotonic() - started))
+        con = _open_waiting(path, read_only, left)
+        try:
+            yield con
+        finally:
+            con.close()
 
 
 def _open_waiting(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
