@@ -3,7 +3,7 @@ in short transactions, on the state backend `SKYSHARD_STATE_URL` chooses (`skysh
 
 Every method is one short transaction: on the embedded DuckDB file it opens the file under its
 writer lock, writes or reads, and closes it again, so a migration never holds the lock while it
-transfers data; on Postgres it is a SERIALIZABLE transaction, retried when it loses a race.
+transfers data; on Postgres it locks the rows it decides on, and is retried when it loses a race.
 """
 
 from __future__ import annotations
@@ -301,18 +301,23 @@ class OpsStore:
         at = now()
 
         def take(con: StateConnection) -> tuple[Lease, Lease | None]:
-            row = con.row(f"{LEASE_SQL} WHERE move_id = ?", [move_id])
+            row = con.row(f"{LEASE_SQL} WHERE move_id = ?{con.for_update}", [move_id])
             held = Lease(*row) if row else None
             if held is not None and held.owner != owner and held.live(at):
                 return held, None
             acquired = held.acquired_at if held is not None and held.owner == owner else at
             lease = Lease(move_id, owner, acquired, at, at + timedelta(seconds=ttl))
-            con.rows(
+            # Conditional, so a broker that inserted first (no row to lock above) keeps it.
+            taken = con.rows(
                 "INSERT INTO ops.move_leases VALUES (?, ?, ?, ?, ?) ON CONFLICT (move_id) "
                 "DO UPDATE SET owner = excluded.owner, acquired_at = excluded.acquired_at, "
-                "heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
+                "heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at "
+                "WHERE ops.move_leases.owner = excluded.owner "
+                "OR ops.move_leases.expires_at <= excluded.heartbeat_at RETURNING move_id",
                 [move_id, owner, acquired, at, lease.expires_at],
             )
+            if not taken:
+                return Lease(*con.row(f"{LEASE_SQL} WHERE move_id = ?", [move_id])), None
             return lease, held if held is not None and held.owner != owner else None
 
         return self.state.transact(take)
@@ -354,7 +359,8 @@ class OpsStore:
 
         def switch(con: StateConnection) -> tuple[Route, Step]:
             holder = con.row(
-                "SELECT owner FROM ops.move_leases WHERE move_id = ? AND expires_at > ?",
+                f"SELECT owner FROM ops.move_leases WHERE move_id = ? AND expires_at > ?"
+                f"{con.for_update}",
                 [move_id, at],
             )
             if holder is None or holder[0] != owner:

@@ -2,12 +2,15 @@
 
 `SKYSHARD_STATE_URL` unset: the embedded DuckDB file (`SKYSHARD_DUCKDB`), written in short
 transactions under the file's cross-process writer lock (`skyshard.db.writer_lock`).
-`SKYSHARD_STATE_URL=postgresql://...`: a Postgres database through psycopg, every transaction
-SERIALIZABLE and retried on serialization failures, so many processes and machines write at once.
+`SKYSHARD_STATE_URL=postgresql://...`: a Postgres database through psycopg, so many processes
+and machines write at once: READ COMMITTED transactions whose read-then-write steps lock the
+row they decide on (`SELECT ... FOR UPDATE`), compare-and-set updates, and a bounded retry of
+the whole transaction on serialization failures, deadlocks and lost insert races.
 
 Callers write one SQL text with `?` placeholders; the dialect layer is only what genuinely
-differs: placeholders, how a connection is opened and retried, and how concurrent DDL is kept
-from racing. Everything else (ON CONFLICT, RETURNING, JSON, DOUBLE PRECISION) is the same SQL.
+differs: placeholders, the row-lock clause (DuckDB has none: its optimistic transactions fail
+on conflict and are retried), how a connection is opened and retried, and how concurrent DDL is
+kept from racing. Everything else (ON CONFLICT, RETURNING, JSON, DOUBLE PRECISION) is one SQL.
 """
 
 from __future__ import annotations
@@ -65,9 +68,11 @@ def state_url() -> str | None:
 class StateConnection:
     """One open transaction that takes SQL with `?` placeholders and returns all rows."""
 
-    def __init__(self, raw: Any, placeholder: str) -> None:
+    def __init__(self, raw: Any, placeholder: str, for_update: str) -> None:
         self.raw = raw
         self.placeholder = placeholder
+        self.for_update = for_update
+        """Appended to a SELECT whose row the transaction goes on to change."""
 
     def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         if self.placeholder != "?":
@@ -113,10 +118,14 @@ class DuckDBState(StateStore):
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 with db.connect(self.path) as con, db.transaction(con):
-                    return work(StateConnection(con, "?"))
-            except duckdb.TransactionException:
-                # Two threads of one process wrote the same rows (DuckDB is optimistic).
-                if attempt == MAX_ATTEMPTS:
+                    return work(StateConnection(con, "?", ""))
+            except (duckdb.TransactionException, duckdb.ConstraintException) as error:
+                # Threads of one process wrote the same rows, or inserted the same key (DuckDB
+                # is optimistic and its ON CONFLICT cannot see uncommitted rows): run again.
+                lost_race = not isinstance(error, duckdb.ConstraintException) or (
+                    "Duplicate key" in str(error)
+                )
+                if not lost_race or attempt == MAX_ATTEMPTS:
                     raise
                 _backoff(attempt)
         raise AssertionError("unreachable")
@@ -152,7 +161,6 @@ class PostgresState(StateStore):
         if held is not None and not held.closed and getattr(self._local, "pid", 0) == os.getpid():
             return held
         con = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        con.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
         # JSON comes back as its text, as DuckDB returns it: one decoder for both backends.
         con.adapters.register_loader("json", TextLoader)
         con.adapters.register_loader("jsonb", TextLoader)
@@ -162,12 +170,17 @@ class PostgresState(StateStore):
     def transact(self, work: Callable[[StateConnection], T]) -> T:
         import psycopg
 
-        retried = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+        # A lost insert race (two steps of one move numbered alike) is retried like the rest.
+        retried = (
+            psycopg.errors.SerializationFailure,
+            psycopg.errors.DeadlockDetected,
+            psycopg.errors.UniqueViolation,
+        )
         for attempt in range(1, MAX_ATTEMPTS + 1):
             con = self._connection()
             try:
                 with con.transaction():
-                    return work(StateConnection(con, "%s"))
+                    return work(StateConnection(con, "%s", " FOR UPDATE"))
             except retried:
                 if attempt == MAX_ATTEMPTS:
                     raise

@@ -4,6 +4,8 @@ routing compare-and-set, the routing backlog, and the one-broker-per-move lease.
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -119,3 +121,18 @@ def test_a_failed_transaction_leaves_nothing_behind(ops: OpsStore) -> None:
     with pytest.raises(Exception, match="no_such_column"):
         ops.state.transact(half)
     assert ops.migration(MOVE).status == "running"
+
+
+def test_brokers_racing_for_one_move_get_exactly_one_lease(ops: OpsStore) -> None:
+    brokers = [f"broker-{index}" for index in range(8)]
+    start = threading.Barrier(len(brokers))
+
+    def take(owner: str) -> str:
+        store = OpsStore(os.environ["SKYSHARD_DUCKDB"])
+        start.wait()
+        return store.take_lease(MOVE, owner, ttl=60)[0].owner
+
+    with ThreadPoolExecutor(len(brokers)) as pool:
+        winners = set(pool.map(take, brokers))
+    assert len(winners) == 1
+    assert winners == {ops.lease(MOVE).owner}
