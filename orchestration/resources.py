@@ -12,9 +12,11 @@ import duckdb
 from dagster_dbt import DbtCliResource, DbtProject
 
 from skyshard import db
+from skyshard.broker.ops_tables import ops_mirror
 from skyshard.config.sky import Sky, load_sky
 from skyshard.ledger import Ledger
 from skyshard.sim.home import demo_sky_home
+from skyshard.storage.snapshots import publish
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 DUCKDB_WRITER_POOL = "duckdb_writer"
@@ -34,6 +36,11 @@ class DuckDBFile(dg.ConfigurableResource):
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         with db.connect(self.path, read_only=read_only) as con:
             yield con
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """After every step that used the file: publish a read snapshot if the step changed it
+        (without waiting: a writer that holds the file now publishes when it ends)."""
+        publish(self.path, ops_mirror(self.path), wait_s=0, only_if_changed=True)
 
 
 class SkyResource(dg.ConfigurableResource):

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from skyshard.storage.state import StateConnection, StateStore, open_state
+from skyshard.storage.snapshots import StateMirror
+from skyshard.storage.state import DuckDBState, StateConnection, StateStore, open_state
 
 DDL = (
     "CREATE SCHEMA IF NOT EXISTS ops",
@@ -37,6 +38,8 @@ DDL = (
         host_id VARCHAR PRIMARY KEY, move_id VARCHAR NOT NULL, missed_at TIMESTAMP NOT NULL,
         attempts INTEGER NOT NULL, last_error VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL)""",
 )
+TABLES = ("ops.migrations", "ops.migration_steps", "ops.routing", "ops.move_leases",
+          "ops.routing_backlog")  # fmt: skip
 NON_TERMINAL = ("running", "rolling_back")
 NON_TERMINAL_SQL = ", ".join(f"'{status}'" for status in NON_TERMINAL)
 
@@ -393,3 +396,13 @@ class OpsStore:
 def routed_hosts(database: Path | str) -> dict[str, str]:
     """Where the routing table says each migrated shard runs now (shard id → host id)."""
     return {route.shard_id: route.host_id for route in OpsStore(database).routes()}
+
+
+def ops_mirror(database: Path | str) -> StateMirror | None:
+    """The `ops` tables to copy into read snapshots of `database`: None when they live in the
+    DuckDB file itself (the embedded backend), else the Postgres tables."""
+    state = open_state(database)
+    if isinstance(state, DuckDBState):
+        return None  # and the file is not touched: a read stays a read
+    state.ensure(DDL)
+    return StateMirror(state, DDL, TABLES)

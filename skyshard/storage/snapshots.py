@@ -1,0 +1,203 @@
+"""Read snapshots: readers (`skyshard sql`, notebooks, the UI's previews) query a published copy
+of the DuckDB file and never wait for, or block, a writer.
+
+DuckDB 2.0 lets no other process open a file while one holds it for writing, not even
+read-only. So after a write, a snapshot is published: under the file's writer lock, CHECKPOINT
+(the WAL is folded in), copy the file to `<db>.read/<time>.duckdb` while DuckDB's own lock keeps
+every other process out, add the operational state when it lives in Postgres (`StateMirror`),
+then atomically repoint `<db>.read/current`. The last `KEEP` snapshots are kept, so a reader
+that just resolved `current` still finds its file. Readers open `current` read-only; each copy
+is one consistent point in time (one checkpoint), and its age is shown.
+
+Who publishes: every Dagster step that used the DuckDB resource, at its end, if the file
+changed (`DuckDBFile.teardown_after_execution`); and a reader whose snapshot is older than the
+file (or, with Postgres state, than `MIRROR_MAX_AGE_S`) when no writer holds the file right
+then. A reader never waits for a writer unless no snapshot exists yet.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from skyshard import db
+from skyshard.storage.state import StateStore
+
+KEEP = 2
+CURRENT = "current"
+MIRROR_MAX_AGE_S = 2.0
+"""A reader republishes when the state mirrored from Postgres is older than this."""
+
+
+class SnapshotUnavailable(RuntimeError):
+    """No read snapshot exists and none could be published in time."""
+
+
+@dataclass(frozen=True)
+class StateMirror:
+    """Operational-state tables that live outside the DuckDB file (Postgres), copied into each
+    snapshot with the same DDL, so readers query them beside the analytics."""
+
+    state: StateStore
+    ddl: Sequence[str]
+    tables: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    path: Path
+    published_at: datetime
+
+    def age_s(self, at: datetime | None = None) -> float:
+        return ((at or datetime.now(UTC)) - self.published_at).total_seconds()
+
+
+def snapshot_dir(database: Path | str) -> Path:
+    database = Path(database)
+    return database.with_name(database.name + ".read")
+
+
+def current_snapshot(database: Path | str) -> Snapshot | None:
+    """The snapshot `current` points at, or None before the first publish."""
+    link = snapshot_dir(database) / CURRENT
+    try:
+        target = link.parent / os.readlink(link)
+    except FileNotFoundError:
+        return None
+    micros = int(target.name.split("-", 1)[0])
+    return Snapshot(target, datetime.fromtimestamp(micros / 1e6, UTC))
+
+
+def _changed_since(database: Path, snapshot: Snapshot | None) -> bool:
+    if snapshot is None:
+        return True
+    wal = database.with_name(database.name + ".wal")
+    changed = max(p.stat().st_mtime for p in (database, wal) if p.exists())
+    return changed >= snapshot.published_at.timestamp()
+
+
+def publish(
+    database: Path | str,
+    mirror: StateMirror | None = None,
+    *,
+    wait_s: float = db.LOCK_WAIT_S,
+    only_if_changed: bool = False,
+) -> Snapshot | None:
+    """Publish a snapshot of the DuckDB file `database` (with `mirror`'s tables) and point
+    `current` at it. None when `wait_s` passed while a writer held the file, or when
+    `only_if_changed` and neither the file nor the mirror changed since the current one."""
+    database = Path(database)
+    if not database.exists():
+        return None
+    folder = snapshot_dir(database)
+    folder.mkdir(exist_ok=True)
+    try:
+        with db.writer_lock(database, wait_s):
+            before = current_snapshot(database)
+            mirror_stale = mirror is not None and (
+                before is None or before.age_s() > MIRROR_MAX_AGE_S
+            )
+            if only_if_changed and not mirror_stale and not _changed_since(database, before):
+                return None
+            staging = folder / f"staging-{os.getpid()}-{threading.get_ident()}.tmp"
+            with db.connect(database, wait_s=wait_s) as con:
+                con.execute("CHECKPOINT")
+                # DuckDB's own lock, held by this connection, keeps out dbt and other tools.
+                shutil.copyfile(database, staging)
+            # After the checkpoint and close wrote the file: later changes are someone else's.
+            published_at = datetime.now(UTC)
+    except (db.WriterLockTimeout, duckdb.IOException) as error:
+        if isinstance(error, duckdb.IOException) and "lock" not in str(error).lower():
+            raise
+        return None
+    if mirror is not None:
+        _copy_mirror(staging, mirror)
+    final = folder / f"{int(published_at.timestamp() * 1e6)}-{os.getpid()}.duckdb"
+    os.replace(staging, final)
+    pointer = folder / f"{CURRENT}.{os.getpid()}.tmp"
+    pointer.unlink(missing_ok=True)
+    pointer.symlink_to(final.name)
+    os.replace(pointer, folder / CURRENT)
+    _prune(folder)
+    return Snapshot(final, published_at)
+
+
+def _copy_mirror(snapshot: Path, mirror: StateMirror) -> None:
+    fetched = {
+        table: mirror.state.transact(lambda con, table=table: con.rows(f"SELECT * FROM {table}"))
+        for table in mirror.tables
+    }
+    con = duckdb.connect(str(snapshot))
+    try:
+        schemas = {table.split(".")[0] for table in mirror.tables}
+        for schema in schemas:  # the embedded file's own (stale) copy of the state goes
+            con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        for statement in mirror.ddl:
+            con.execute(statement)
+        for table, rows in fetched.items():
+            if not rows:
+                continue
+            columns = [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
+            frame = pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None)
+            con.register("_mirrored", frame.to_arrow())
+            con.execute(f"INSERT INTO {table} SELECT * FROM _mirrored")
+            con.unregister("_mirrored")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+
+
+def _prune(folder: Path) -> None:
+    published = sorted(folder.glob("*.duckdb"), key=lambda p: int(p.name.split("-", 1)[0]))
+    for old in published[:-KEEP]:
+        old.unlink(missing_ok=True)
+    # Staging files of a publisher that died mid-copy.
+    for stale in folder.glob("staging-*.tmp"):
+        if time.time() - stale.stat().st_mtime > 3600:
+            stale.unlink(missing_ok=True)
+
+
+@contextmanager
+def read_snapshot(
+    database: Path | str, mirror: StateMirror | None = None, *, first_wait_s: float = 120.0
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, Snapshot]]:
+    """A read-only connection to the freshest snapshot there is, and which one it is.
+
+    Refreshes first when the file (or, with Postgres state, the mirror) changed since the
+    current snapshot and no writer holds the file at this moment; otherwise reads the current
+    one. Waits (up to `first_wait_s`) only when there is no snapshot at all yet."""
+    database = Path(database)
+    if not database.exists():
+        raise SnapshotUnavailable(
+            f"no DuckDB file at {database} (SKYSHARD_DUCKDB); run a job first"
+        )
+    snapshot = publish(database, mirror, wait_s=0, only_if_changed=True) or current_snapshot(
+        database
+    )
+    if snapshot is None:
+        snapshot = publish(database, mirror, wait_s=first_wait_s)
+    if snapshot is None:
+        raise SnapshotUnavailable(
+            f"no read snapshot of {database} yet, and a writer held the file for "
+            f"{first_wait_s:g} s; try again when the run ends"
+        )
+    try:
+        con = duckdb.connect(str(snapshot.path), read_only=True)
+    except duckdb.IOException:
+        # Pruned between resolving `current` and opening it (two publishes meanwhile).
+        snapshot = current_snapshot(database) or snapshot
+        con = duckdb.connect(str(snapshot.path), read_only=True)
+    try:
+        yield con, snapshot
+    finally:
+        con.close()
