@@ -61,23 +61,38 @@ def _process_lock(path: Path) -> _ProcessLock:
 
 
 def _flock_waiting(lock_path: Path, wait_s: float) -> int:
+    """An open descriptor of `lock_path` holding its exclusive flock, waited for up to `wait_s`.
+
+    The wait is the kernel's (a blocking flock in a helper thread), not polling: a waiter is
+    woken as soon as the holder lets go, so many short transactions queue without starving."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + wait_s
-    pause = 0.002
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        pass
+    taken = threading.Event()
+    guard = threading.Lock()
+    abandoned = [False]
+
+    def take() -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with guard:
+            if abandoned[0]:
+                os.close(fd)  # the waiter gave up: let the lock go at once
+            else:
+                taken.set()
+
+    threading.Thread(target=take, name=f"flock {lock_path.name}", daemon=True).start()
+    if taken.wait(wait_s):
+        return fd
+    with guard:
+        if taken.is_set():
             return fd
-        except BlockingIOError:
-            if time.monotonic() + pause > deadline:
-                os.close(fd)
-                raise WriterLockTimeout(
-                    f"{lock_path}: another process held the DuckDB writer lock for over "
-                    f"{wait_s:g} s"
-                ) from None
-        time.sleep(pause)
-        # Short pauses: the holder's transactions take tens of milliseconds.
-        pause = min(pause * 1.5, 0.01)
+        abandoned[0] = True
+    raise WriterLockTimeout(
+        f"{lock_path}: another process held the DuckDB writer lock for over {wait_s:g} s"
+    )
 
 
 @contextmanager

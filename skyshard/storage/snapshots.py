@@ -37,6 +37,9 @@ KEEP = 2
 CURRENT = "current"
 MIRROR_MAX_AGE_S = 2.0
 """A reader republishes when the state mirrored from Postgres is older than this."""
+READER_REFRESH_S = 1.0
+"""A reader republishes a changed file only when the snapshot is older than this, so a loop of
+readers does not turn into a loop of copies competing with the writers."""
 
 
 class SnapshotUnavailable(RuntimeError):
@@ -173,17 +176,18 @@ def read_snapshot(
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, Snapshot]]:
     """A read-only connection to the freshest snapshot there is, and which one it is.
 
-    Refreshes first when the file (or, with Postgres state, the mirror) changed since the
-    current snapshot and no writer holds the file at this moment; otherwise reads the current
-    one. Waits (up to `first_wait_s`) only when there is no snapshot at all yet."""
+    Refreshes first when the current snapshot is over `READER_REFRESH_S` old, the file (or,
+    with Postgres state, the mirror) changed since, and no writer holds the file at this
+    moment; otherwise reads the current one. Waits (up to `first_wait_s`) only when there is
+    no snapshot at all yet."""
     database = Path(database)
     if not database.exists():
         raise SnapshotUnavailable(
             f"no DuckDB file at {database} (SKYSHARD_DUCKDB); run a job first"
         )
-    snapshot = publish(database, mirror, wait_s=0, only_if_changed=True) or current_snapshot(
-        database
-    )
+    snapshot = current_snapshot(database)
+    if snapshot is None or snapshot.age_s() > READER_REFRESH_S:
+        snapshot = publish(database, mirror, wait_s=0, only_if_changed=True) or snapshot
     if snapshot is None:
         snapshot = publish(database, mirror, wait_s=first_wait_s)
     if snapshot is None:

@@ -13,7 +13,14 @@ from pathlib import Path
 import duckdb
 
 from skyshard.broker.ops_tables import ops_mirror
-from skyshard.storage.snapshots import KEEP, current_snapshot, publish, read_snapshot, snapshot_dir
+from skyshard.storage.snapshots import (
+    KEEP,
+    READER_REFRESH_S,
+    current_snapshot,
+    publish,
+    read_snapshot,
+    snapshot_dir,
+)
 from tests.support.busy_writer import MOVE, prepare
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +98,10 @@ def test_a_reader_refreshes_a_stale_snapshot_when_no_writer_holds_the_file(backe
     first = publish(database, ops_mirror(database))
     with duckdb.connect(database) as con:
         con.execute("INSERT INTO load.a VALUES (1, now())")
+    with read_snapshot(database, ops_mirror(database)) as (con, snapshot):
+        assert snapshot == first  # too young to be worth a copy
+        assert con.execute("SELECT count(*) FROM load.a").fetchone() == (0,)
+    time.sleep(READER_REFRESH_S + 0.1)
     with read_snapshot(database, ops_mirror(database)) as (con, snapshot):
         assert con.execute("SELECT count(*) FROM load.a").fetchone() == (1,)
     assert snapshot.published_at > first.published_at
