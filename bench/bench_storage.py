@@ -71,7 +71,7 @@ def read_latency(env: dict[str, str], rounds: int) -> str:
     with duckdb.connect(database) as con:
         con.execute("CREATE SCHEMA raw")
     mirror = ops_mirror(database)
-    publish(database, mirror)
+    publish(database)
     child_env = {**os.environ, "PYTHONPATH": str(ROOT)}
     writers = [
         subprocess.Popen(
@@ -102,6 +102,8 @@ def read_latency(env: dict[str, str], rounds: int) -> str:
         ages.append(snapshot.age_s())
         time.sleep(0.1)
     bad = [p.returncode for p in (*writers, movers) if p.returncode]
+    if len(latencies) < 2:
+        return f"only {len(latencies)} read(s) during the cycle; run more ROUNDS"
     cuts = statistics.quantiles(latencies, n=20)
     return (
         f"{len(latencies)} reads during the cycle: p50 {statistics.median(latencies) * 1e3:.0f} "

@@ -12,7 +12,6 @@ import duckdb
 from dagster_dbt import DbtCliResource, DbtProject
 
 from skyshard import db
-from skyshard.broker.ops_tables import ops_mirror
 from skyshard.config.sky import Sky, load_sky
 from skyshard.ledger import Ledger
 from skyshard.sim.home import demo_sky_home
@@ -40,7 +39,7 @@ class DuckDBFile(dg.ConfigurableResource):
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """After every step that used the file: publish a read snapshot if the step changed it
         (without waiting: a writer that holds the file now publishes when it ends)."""
-        publish(self.path, ops_mirror(self.path), wait_s=0, only_if_changed=True)
+        publish(self.path, wait_s=0, only_if_changed=True)
 
 
 class SkyResource(dg.ConfigurableResource):

@@ -1,18 +1,21 @@
-"""Read snapshots: readers (`skyshard sql`, notebooks, the UI's previews) query a published copy
-of the DuckDB file and never wait for, or block, a writer.
+"""Read snapshots: readers (`skyshard sql`, notebooks) query a published copy of the DuckDB
+file and never wait for, or block, a writer.
 
 DuckDB 2.0 lets no other process open a file while one holds it for writing, not even
 read-only. So after a write, a snapshot is published: under the file's writer lock, CHECKPOINT
 (the WAL is folded in), copy the file to `<db>.read/<time>.duckdb` while DuckDB's own lock keeps
-every other process out, add the operational state when it lives in Postgres (`StateMirror`),
-then atomically repoint `<db>.read/current`. The last `KEEP` snapshots are kept, so a reader
-that just resolved `current` still finds its file. Readers open `current` read-only; each copy
-is one consistent point in time (one checkpoint), and its age is shown.
+every other process out, then atomically repoint `<db>.read/current`. The last `KEEP` snapshots
+are kept, so a reader that just resolved `current` still finds its file. Each copy is one
+consistent point in time (one checkpoint); its age is shown to readers.
+
+When the operational state lives in Postgres (`StateMirror`), a reader gets it fresh at read
+time: an in-memory database with the snapshot attached read-only (every table and view of it
+visible under its usual name), and the `ops` tables fetched from Postgres in one transaction.
 
 Who publishes: every Dagster step that used the DuckDB resource, at its end, if the file
-changed (`DuckDBFile.teardown_after_execution`); and a reader whose snapshot is older than the
-file (or, with Postgres state, than `MIRROR_MAX_AGE_S`) when no writer holds the file right
-then. A reader never waits for a writer unless no snapshot exists yet.
+changed (`DuckDBFile.teardown_after_execution`); and a reader whose snapshot is over
+`READER_REFRESH_S` old when the file changed since and no writer holds it right then. A reader
+never waits for a writer unless no snapshot exists yet.
 """
 
 from __future__ import annotations
@@ -35,8 +38,6 @@ from skyshard.storage.state import StateStore
 
 KEEP = 2
 CURRENT = "current"
-MIRROR_MAX_AGE_S = 2.0
-"""A reader republishes when the state mirrored from Postgres is older than this."""
 READER_REFRESH_S = 1.0
 """A reader republishes a changed file only when the snapshot is older than this, so a loop of
 readers does not turn into a loop of copies competing with the writers."""
@@ -48,8 +49,8 @@ class SnapshotUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class StateMirror:
-    """Operational-state tables that live outside the DuckDB file (Postgres), copied into each
-    snapshot with the same DDL, so readers query them beside the analytics."""
+    """Operational-state tables that live outside the DuckDB file (Postgres), shown to readers
+    beside the snapshot's analytics, created with the same DDL."""
 
     state: StateStore
     ddl: Sequence[str]
@@ -90,15 +91,11 @@ def _changed_since(database: Path, snapshot: Snapshot | None) -> bool:
 
 
 def publish(
-    database: Path | str,
-    mirror: StateMirror | None = None,
-    *,
-    wait_s: float = db.LOCK_WAIT_S,
-    only_if_changed: bool = False,
+    database: Path | str, *, wait_s: float = db.LOCK_WAIT_S, only_if_changed: bool = False
 ) -> Snapshot | None:
-    """Publish a snapshot of the DuckDB file `database` (with `mirror`'s tables) and point
-    `current` at it. None when `wait_s` passed while a writer held the file, or when
-    `only_if_changed` and neither the file nor the mirror changed since the current one."""
+    """Publish a snapshot of the DuckDB file `database` and point `current` at it. None when
+    `wait_s` passed while a writer held the file, or when `only_if_changed` and the file did not
+    change since the current one."""
     database = Path(database)
     if not database.exists():
         return None
@@ -106,11 +103,7 @@ def publish(
     folder.mkdir(exist_ok=True)
     try:
         with db.writer_lock(database, wait_s):
-            before = current_snapshot(database)
-            mirror_stale = mirror is not None and (
-                before is None or before.age_s() > MIRROR_MAX_AGE_S
-            )
-            if only_if_changed and not mirror_stale and not _changed_since(database, before):
+            if only_if_changed and not _changed_since(database, current_snapshot(database)):
                 return None
             staging = folder / f"staging-{os.getpid()}-{threading.get_ident()}.tmp"
             with db.connect(database, wait_s=wait_s) as con:
@@ -123,8 +116,6 @@ def publish(
         if isinstance(error, duckdb.IOException) and "lock" not in str(error).lower():
             raise
         return None
-    if mirror is not None:
-        _copy_mirror(staging, mirror)
     final = folder / f"{int(published_at.timestamp() * 1e6)}-{os.getpid()}.duckdb"
     os.replace(staging, final)
     pointer = folder / f"{CURRENT}.{os.getpid()}.tmp"
@@ -135,29 +126,37 @@ def publish(
     return Snapshot(final, published_at)
 
 
-def _copy_mirror(snapshot: Path, mirror: StateMirror) -> None:
-    fetched = {
-        table: mirror.state.transact(lambda con, table=table: con.rows(f"SELECT * FROM {table}"))
-        for table in mirror.tables
-    }
-    con = duckdb.connect(str(snapshot))
-    try:
-        schemas = {table.split(".")[0] for table in mirror.tables}
-        for schema in schemas:  # the embedded file's own (stale) copy of the state goes
-            con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        for statement in mirror.ddl:
-            con.execute(statement)
-        for table, rows in fetched.items():
-            if not rows:
-                continue
+def _open_with_mirror(snapshot: Path, mirror: StateMirror) -> duckdb.DuckDBPyConnection:
+    """An in-memory database showing the snapshot's tables and views under their own names
+    (the file's own copy of the mirrored schemas hidden) and the mirror's tables, fetched now."""
+    fetched = mirror.state.transact(
+        lambda con: {table: con.rows(f"SELECT * FROM {table}") for table in mirror.tables}
+    )
+    mirrored = {table.split(".")[0] for table in mirror.tables}
+    con = duckdb.connect()
+    con.execute("ATTACH ? AS snapshot (READ_ONLY)", [str(snapshot)])
+    relations = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'snapshot' "
+        "UNION ALL SELECT schema_name, view_name FROM duckdb_views() "
+        "WHERE database_name = 'snapshot' AND NOT internal"
+    ).fetchall()
+    for schema, name in relations:
+        if schema in mirrored:
+            continue
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS memory."{schema}"')
+        con.execute(
+            f'CREATE VIEW memory."{schema}"."{name}" AS SELECT * FROM snapshot."{schema}"."{name}"'
+        )
+    for statement in mirror.ddl:
+        con.execute(statement)
+    for table, rows in fetched.items():
+        if rows:
             columns = [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
             frame = pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None)
             con.register("_mirrored", frame.to_arrow())
             con.execute(f"INSERT INTO {table} SELECT * FROM _mirrored")
             con.unregister("_mirrored")
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
+    return con
 
 
 def _prune(folder: Path) -> None:
@@ -174,12 +173,12 @@ def _prune(folder: Path) -> None:
 def read_snapshot(
     database: Path | str, mirror: StateMirror | None = None, *, first_wait_s: float = 120.0
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, Snapshot]]:
-    """A read-only connection to the freshest snapshot there is, and which one it is.
+    """A read-only view of the freshest snapshot there is (with `mirror`'s tables fetched now),
+    and which snapshot it is.
 
-    Refreshes first when the current snapshot is over `READER_REFRESH_S` old, the file (or,
-    with Postgres state, the mirror) changed since, and no writer holds the file at this
-    moment; otherwise reads the current one. Waits (up to `first_wait_s`) only when there is
-    no snapshot at all yet."""
+    Refreshes first when the current snapshot is over `READER_REFRESH_S` old, the file changed
+    since, and no writer holds the file at this moment; otherwise reads the current one. Waits
+    (up to `first_wait_s`) only when there is no snapshot at all yet."""
     database = Path(database)
     if not database.exists():
         raise SnapshotUnavailable(
@@ -187,21 +186,27 @@ def read_snapshot(
         )
     snapshot = current_snapshot(database)
     if snapshot is None or snapshot.age_s() > READER_REFRESH_S:
-        snapshot = publish(database, mirror, wait_s=0, only_if_changed=True) or snapshot
+        snapshot = publish(database, wait_s=0, only_if_changed=True) or snapshot
     if snapshot is None:
-        snapshot = publish(database, mirror, wait_s=first_wait_s)
+        snapshot = publish(database, wait_s=first_wait_s)
     if snapshot is None:
         raise SnapshotUnavailable(
             f"no read snapshot of {database} yet, and a writer held the file for "
             f"{first_wait_s:g} s; try again when the run ends"
         )
     try:
-        con = duckdb.connect(str(snapshot.path), read_only=True)
+        con = _open(snapshot.path, mirror)
     except duckdb.IOException:
         # Pruned between resolving `current` and opening it (two publishes meanwhile).
         snapshot = current_snapshot(database) or snapshot
-        con = duckdb.connect(str(snapshot.path), read_only=True)
+        con = _open(snapshot.path, mirror)
     try:
         yield con, snapshot
     finally:
         con.close()
+
+
+def _open(snapshot: Path, mirror: StateMirror | None) -> duckdb.DuckDBPyConnection:
+    if mirror is None:
+        return duckdb.connect(str(snapshot), read_only=True)
+    return _open_with_mirror(snapshot, mirror)

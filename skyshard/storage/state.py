@@ -32,6 +32,9 @@ from skyshard import db
 
 STATE_URL_ENV = "SKYSHARD_STATE_URL"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+STATE_LOCK_WAIT_S = 120.0
+"""How long a state transaction on the DuckDB file queues for its writer lock: 20 concurrent
+migrations each wait for the others' turns (tens of milliseconds each, more on a busy machine)."""
 MAX_ATTEMPTS = 12
 """Attempts of one state transaction that keeps losing serialization races (then it raises)."""
 
@@ -117,7 +120,7 @@ class DuckDBState(StateStore):
     def transact(self, work: Callable[[StateConnection], T]) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                with db.connect(self.path) as con, db.transaction(con):
+                with db.connect(self.path, wait_s=STATE_LOCK_WAIT_S) as con, db.transaction(con):
                     return work(StateConnection(con, "?", ""))
             except (duckdb.TransactionException, duckdb.ConstraintException) as error:
                 # Threads of one process wrote the same rows, or inserted the same key (DuckDB

@@ -41,7 +41,7 @@ def test_planning_ingestion_and_migrations_write_at_once(backend: str) -> None:
     database = os.environ["SKYSHARD_DUCKDB"]
     with duckdb.connect(database) as con:
         con.execute("CREATE SCHEMA raw")
-    publish(database, ops_mirror(database))
+    publish(database)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "tests.support.cycle_load"]
     writers = {

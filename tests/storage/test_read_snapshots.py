@@ -41,7 +41,7 @@ def test_readers_during_writes_never_fail_and_see_whole_transactions(backend: st
     database = os.environ["SKYSHARD_DUCKDB"]
     prepare(database)
     mirror = ops_mirror(database)
-    publish(database, mirror)
+    publish(database)
     writer = _writer(database, WRITE_SECONDS, hold_s=0.2)
     reads, failures, batches_seen, steps_seen = 0, [], [], []
     deadline = time.monotonic() + WRITE_SECONDS
@@ -74,7 +74,7 @@ def test_readers_during_writes_never_fail_and_see_whole_transactions(backend: st
 def test_skyshard_sql_reads_while_a_writer_holds_the_file(backend: str) -> None:
     database = os.environ["SKYSHARD_DUCKDB"]
     prepare(database)
-    publish(database, ops_mirror(database))
+    publish(database)
     writer = _writer(database, 4.0, hold_s=1.5)  # holds the file most of the time
     time.sleep(1.0)
     skyshard = Path(sys.executable).with_name("skyshard")
@@ -95,7 +95,7 @@ def test_skyshard_sql_reads_while_a_writer_holds_the_file(backend: str) -> None:
 def test_a_reader_refreshes_a_stale_snapshot_when_no_writer_holds_the_file(backend) -> None:
     database = os.environ["SKYSHARD_DUCKDB"]
     prepare(database)
-    first = publish(database, ops_mirror(database))
+    first = publish(database)
     with duckdb.connect(database) as con:
         con.execute("INSERT INTO load.a VALUES (1, now())")
     with read_snapshot(database, ops_mirror(database)) as (con, snapshot):

@@ -11,7 +11,7 @@ import sys
 import time
 
 from skyshard import db
-from skyshard.broker.ops_tables import OpsStore, ops_mirror
+from skyshard.broker.ops_tables import OpsStore
 from skyshard.storage.snapshots import publish
 
 MOVE = "mv-00000000000000ff"
@@ -28,7 +28,6 @@ def prepare(database: str) -> None:
 
 def write_for(database: str, seconds: float, hold_s: float) -> int:
     ops = OpsStore(database)
-    mirror = ops_mirror(database)
     deadline = time.monotonic() + seconds
     batches = 0
     while time.monotonic() < deadline:
@@ -39,7 +38,7 @@ def write_for(database: str, seconds: float, hold_s: float) -> int:
             time.sleep(hold_s)
             con.execute("INSERT INTO load.b SELECT ?, now() FROM range(100)", [batches])
         ops.record_step(MOVE, "precopy", {"round": batches}, rounds=batches)
-        publish(database, mirror, wait_s=0, only_if_changed=True)
+        publish(database, wait_s=0, only_if_changed=True)
     return batches
 
 
