@@ -104,7 +104,7 @@ def read_latency(env: dict[str, str], rounds: int) -> str:
     bad = [p.returncode for p in (*writers, movers) if p.returncode]
     if len(latencies) < 2:
         return f"only {len(latencies)} read(s) during the cycle; run more ROUNDS"
-    cuts = statistics.quantiles(latencies, n=20)
+    cuts = statistics.quantiles(latencies, n=20, method="inclusive")
     return (
         f"{len(latencies)} reads during the cycle: p50 {statistics.median(latencies) * 1e3:.0f} "
         f"ms, **p95 {cuts[18] * 1e3:.0f} ms**, max {max(latencies) * 1e3:.0f} ms; snapshot age "

@@ -1,6 +1,6 @@
 """Many processes on the operational state at once: 20 migrations' state writes on different
 shards (the broker's own lease and ops-store calls, each in its own process) finish with no lock
-or serialization error on either backend, and every move ends committed exactly once."""
+or serialization error on either state_backend, and every move ends committed exactly once."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ TRANSACTIONS_PER_MOVE = 20
 """Without the lease heartbeats, which depend on how long the move takes."""
 
 
-def test_twenty_concurrent_migrations_write_state_without_errors(backend: str) -> None:
+def test_twenty_concurrent_migrations_write_state_without_errors(state_backend: str) -> None:
     db = os.environ["SKYSHARD_DUCKDB"]
     shards = [f"kv-{index}" for index in range(PROCESSES)]
     env = {key: os.environ[key] for key in ("SKYSHARD_DUCKDB", "SKYSHARD_STATE_URL")

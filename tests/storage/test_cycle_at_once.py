@@ -1,6 +1,6 @@
 """Planning, ingestion and migrations at once, at the storage level: a planning process
 (plan runs, approvals), an ingestion process (table replacements) and ten migration processes
-(state writes on the configured backend) run together, and a reader reads throughout; every
+(state writes on the configured state_backend) run together, and a reader reads throughout; every
 process finishes without a lock error and every write is there afterwards."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _read_until(database: str, finished: Callable[[], bool]) -> list[str]:
     return failures
 
 
-def test_planning_ingestion_and_migrations_write_at_once(backend: str) -> None:
+def test_planning_ingestion_and_migrations_write_at_once(state_backend: str) -> None:
     database = os.environ["SKYSHARD_DUCKDB"]
     with duckdb.connect(database) as con:
         con.execute("CREATE SCHEMA raw")

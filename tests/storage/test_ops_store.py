@@ -17,15 +17,15 @@ MOVE = "mv-00000000000000a1"
 
 
 @pytest.fixture
-def ops(backend: str) -> OpsStore:
+def ops(state_backend: str) -> OpsStore:
     return OpsStore(os.environ["SKYSHARD_DUCKDB"])
 
 
-def test_the_setting_chooses_the_backend(ops: OpsStore, backend: str) -> None:
-    expected = PostgresState if backend == "postgres" else DuckDBState
+def test_the_setting_chooses_the_backend(ops: OpsStore, state_backend: str) -> None:
+    expected = PostgresState if state_backend == "postgres" else DuckDBState
     assert isinstance(ops.state, expected)
     # With Postgres the DuckDB file is not touched at all.
-    assert os.path.exists(os.environ["SKYSHARD_DUCKDB"]) == (backend == "duckdb")
+    assert os.path.exists(os.environ["SKYSHARD_DUCKDB"]) == (state_backend == "duckdb")
 
 
 def test_a_migration_records_its_steps_in_order(ops: OpsStore) -> None:

@@ -37,7 +37,7 @@ def _writer(database: str, seconds: float, hold_s: float) -> subprocess.Popen[st
     )
 
 
-def test_readers_during_writes_never_fail_and_see_whole_transactions(backend: str) -> None:
+def test_readers_during_writes_never_fail_and_see_whole_transactions(state_backend: str) -> None:
     database = os.environ["SKYSHARD_DUCKDB"]
     prepare(database)
     mirror = ops_mirror(database)
@@ -71,7 +71,7 @@ def test_readers_during_writes_never_fail_and_see_whole_transactions(backend: st
     assert len(list(snapshot_dir(database).glob("*.duckdb"))) <= KEEP
 
 
-def test_skyshard_sql_reads_while_a_writer_holds_the_file(backend: str) -> None:
+def test_skyshard_sql_reads_while_a_writer_holds_the_file(state_backend: str) -> None:
     database = os.environ["SKYSHARD_DUCKDB"]
     prepare(database)
     publish(database)
@@ -92,7 +92,7 @@ def test_skyshard_sql_reads_while_a_writer_holds_the_file(backend: str) -> None:
     assert writer.returncode == 0
 
 
-def test_a_reader_refreshes_a_stale_snapshot_when_no_writer_holds_the_file(backend) -> None:
+def test_a_reader_refreshes_a_stale_snapshot_when_no_writer_holds_the_file(state_backend) -> None:
     database = os.environ["SKYSHARD_DUCKDB"]
     prepare(database)
     first = publish(database)
@@ -107,6 +107,6 @@ def test_a_reader_refreshes_a_stale_snapshot_when_no_writer_holds_the_file(backe
     assert snapshot.published_at > first.published_at
     assert current_snapshot(database) == snapshot
     # Nothing changed since: the same snapshot is read again (embedded state, no mirror).
-    if backend == "duckdb":
+    if state_backend == "duckdb":
         with read_snapshot(database) as (_, again):
             assert again == snapshot
