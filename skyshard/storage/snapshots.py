@@ -12,10 +12,10 @@ When the operational state lives in Postgres (`StateMirror`), a reader gets it f
 time: an in-memory database with the snapshot attached read-only (every table and view of it
 visible under its usual name), and the `ops` tables fetched from Postgres in one transaction.
 
-Who publishes: every Dagster step that used the DuckDB resource, at its end, if the file
-changed (`DuckDBFile.teardown_after_execution`); and a reader whose snapshot is over
-`READER_REFRESH_S` old when the file changed since and no writer holds it right then. A reader
-never waits for a writer unless no snapshot exists yet.
+Who publishes (`refresh`: only when the snapshot is over `REFRESH_S` old, the file changed
+since, and no writer holds the file right then): every write through the Dagster DuckDB
+resource, when its connection closes (`DuckDBFile.connect`), and every reader. A reader never
+waits for a writer unless no snapshot exists yet.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from skyshard.storage.state import StateStore
 
 KEEP = 2
 CURRENT = "current"
-READER_REFRESH_S = 1.0
-"""A reader republishes a changed file only when the snapshot is older than this, so a loop of
-readers does not turn into a loop of copies competing with the writers."""
+REFRESH_S = 1.0
+"""A changed file is republished only when the snapshot is older than this, so a loop of
+readers or of short writes does not turn into a loop of copies competing with the writers."""
 
 
 class SnapshotUnavailable(RuntimeError):
@@ -169,6 +169,15 @@ def _prune(folder: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def refresh(database: Path | str) -> Snapshot | None:
+    """The current snapshot, republished first if it is over `REFRESH_S` old, the file changed
+    since, and no writer holds the file at this moment (never waits). None before the first."""
+    snapshot = current_snapshot(database)
+    if snapshot is None or snapshot.age_s() > REFRESH_S:
+        snapshot = publish(database, wait_s=0, only_if_changed=True) or snapshot
+    return snapshot
+
+
 @contextmanager
 def read_snapshot(
     database: Path | str, mirror: StateMirror | None = None, *, first_wait_s: float = 120.0
@@ -176,7 +185,7 @@ def read_snapshot(
     """A read-only view of the freshest snapshot there is (with `mirror`'s tables fetched now),
     and which snapshot it is.
 
-    Refreshes first when the current snapshot is over `READER_REFRESH_S` old, the file changed
+    Refreshes first when the current snapshot is over `REFRESH_S` old, the file changed
     since, and no writer holds the file at this moment; otherwise reads the current one. Waits
     (up to `first_wait_s`) only when there is no snapshot at all yet."""
     database = Path(database)
@@ -184,11 +193,7 @@ def read_snapshot(
         raise SnapshotUnavailable(
             f"no DuckDB file at {database} (SKYSHARD_DUCKDB); run a job first"
         )
-    snapshot = current_snapshot(database)
-    if snapshot is None or snapshot.age_s() > READER_REFRESH_S:
-        snapshot = publish(database, wait_s=0, only_if_changed=True) or snapshot
-    if snapshot is None:
-        snapshot = publish(database, wait_s=first_wait_s)
+    snapshot = refresh(database) or publish(database, wait_s=first_wait_s)
     if snapshot is None:
         raise SnapshotUnavailable(
             f"no read snapshot of {database} yet, and a writer held the file for "

@@ -15,7 +15,7 @@ import duckdb
 from skyshard.broker.ops_tables import ops_mirror
 from skyshard.storage.snapshots import (
     KEEP,
-    READER_REFRESH_S,
+    REFRESH_S,
     current_snapshot,
     publish,
     read_snapshot,
@@ -101,7 +101,7 @@ def test_a_reader_refreshes_a_stale_snapshot_when_no_writer_holds_the_file(state
     with read_snapshot(database, ops_mirror(database)) as (con, snapshot):
         assert snapshot == first  # too young to be worth a copy
         assert con.execute("SELECT count(*) FROM load.a").fetchone() == (0,)
-    time.sleep(READER_REFRESH_S + 0.1)
+    time.sleep(REFRESH_S + 0.1)
     with read_snapshot(database, ops_mirror(database)) as (con, snapshot):
         assert con.execute("SELECT count(*) FROM load.a").fetchone() == (1,)
     assert snapshot.published_at > first.published_at
