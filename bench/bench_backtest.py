@@ -179,6 +179,7 @@ def planning_data(ids: list[str], demand: np.ndarray, headroom: float, seed: int
     incidents = pl.DataFrame(
         {
             "provider_id": [p for p, _ in PROVIDERS],
+            "region": ["r1"] * 3,
             "day": [date(2026, 1, 5)] * 3,
             "incident_minutes": [0.0] * 3,
             "has_open_incident": [False] * 3,

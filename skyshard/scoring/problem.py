@@ -62,6 +62,38 @@ def pin_unmovable(scores: pl.DataFrame, unmovable: Mapping[str, str]) -> pl.Data
     )
 
 
+def pooled_demand(data: PlanningData, outlook: Outlook) -> pl.DataFrame:
+    """Each shard's linear share of a host's upper quantile (`shard_id` plus one column per
+    resource).
+
+    A host's load at the upper quantile is, each hour, its shards' summed point forecast plus
+    the root of their summed squared margins (margin m = upper bound - point forecast;
+    independent deviations pool), not the sum of their upper bounds: spikes seldom coincide.
+    The root is not linear in the placement, so each margin counts at the pooling ratio
+    rho = sqrt(sum m^2) / sum m of the hosts as they are now (the median over occupied host
+    hours with any margin): exact on a host that pools like the median one. A shard's share
+    is the horizon's peak of point + rho * m, hour by hour (a spike's margin and a busy hour's
+    point are not added up). A tangent bound (valid for any set of shards) was tried first:
+    its per-host intercept made every host too small for the spikiest single shards."""
+    hourly = outlook.demand.join(
+        data.shards.select("shard_id", host_id="current_host_id"), on="shard_id", how="left"
+    ).with_columns(margin=pl.col("upper") - pl.col("yhat"))
+    ratio = (
+        hourly.drop_nulls("host_id")
+        .group_by("host_id", "resource", "step")
+        .agg(pooled=(pl.col("margin") ** 2).sum().sqrt(), summed=pl.col("margin").sum())
+        .filter(pl.col("summed") > 0)
+        .group_by("resource")
+        .agg(rho=(pl.col("pooled") / pl.col("summed")).median())
+    )
+    return (
+        hourly.join(ratio, on="resource", how="left")
+        .group_by("shard_id", "resource")
+        .agg(demand=(pl.col("yhat") + pl.col("rho").fill_null(1.0) * pl.col("margin")).max())
+        .pivot(on="resource", index="shard_id", values="demand")
+    )
+
+
 def placement_input(
     data: PlanningData,
     outlook: Outlook,
@@ -69,10 +101,14 @@ def placement_input(
     policy: PolicyFile,
     cycles_since_move: Mapping[str, int] | None = None,
 ) -> PlacementInput:
-    """Shards at their forecast peak upper bound, hosts at their lowest forecast supply."""
+    """Shards at their share of a host's upper quantile (`pooled_demand`), hosts at their
+    lowest forecast supply."""
     cycles_since_move = cycles_since_move or {}
-    peaks = outlook.peak_demand()
-    shards = data.shards.join(peaks, on="shard_id", how="left")
+    share = pooled_demand(data, outlook)
+    relief = scores.filter(pl.col("is_current")).select("shard_id", "overload_relief")
+    shards = data.shards.join(share, on="shard_id", how="left").join(
+        relief, on="shard_id", how="left"
+    )
     demands = [
         ShardDemand(
             shard_id=row["shard_id"],
@@ -83,6 +119,7 @@ def placement_input(
             net_mbps=float(row["net_mbps"] or 0.0),
             anti_affinity_group=row["workload_id"] if row["anti_affinity"] else None,
             cycles_since_move=cycles_since_move.get(row["shard_id"]),
+            relief=row["overload_relief"],
         )
         for row in shards.iter_rows(named=True)
     ]
