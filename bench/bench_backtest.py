@@ -2,7 +2,7 @@
 on a tight synthetic sky, against the issue's targets.
 
 Run: .venv/bin/python -m bench.bench_backtest [--trace bitbrains|synthetic] [--seeds 0,1]
-     [--steps 6] [--window-h 168] [--headroom 1.3] [--slow-budget 0]
+     [--steps 6] [--window-h 168] [--headroom 1.3] [--slow-budget 0] [--shards 100]
 
 The sky: the trace's VMs (cpu cores used per hour) as shards, packed first-fit onto hosts of
 three providers so total capacity is `headroom` x the peak of the summed demand; provider
@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--headroom", type=float, default=1.3)
     parser.add_argument("--slow-budget", type=float, default=0.0)
     parser.add_argument("--min-saving", type=float, default=1.0, help="min_saving_per_day")
+    parser.add_argument("--shards", type=int, default=100, help="synthetic shards")
     args = parser.parse_args()
     policy = PolicyFile(
         forecast=ForecastPolicy(slow_budget_seconds=args.slow_budget),
@@ -230,7 +231,9 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         hours = 72 + args.window_h
         ids, demand = (
-            bitbrains_demand(hours) if args.trace == "bitbrains" else synthetic_demand(hours, seed)
+            bitbrains_demand(hours)
+            if args.trace == "bitbrains"
+            else synthetic_demand(hours, seed, args.shards)
         )
         data = planning_data(ids, demand, args.headroom, seed)
         for step in [int(s) for s in args.steps.split(",")]:

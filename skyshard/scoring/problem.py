@@ -62,34 +62,79 @@ def pin_unmovable(scores: pl.DataFrame, unmovable: Mapping[str, str]) -> pl.Data
     )
 
 
+def _median_ratio(frame: pl.DataFrame, num: str, den: str) -> pl.DataFrame:
+    """Per resource the median of num / den over the rows where den > 0."""
+    return (
+        frame.filter(pl.col(den) > 1e-12)
+        .group_by("resource")
+        .agg(ratio=(pl.col(num) / pl.col(den)).median())
+    )
+
+
 def pooled_demand(data: PlanningData, outlook: Outlook) -> pl.DataFrame:
     """Each shard's linear share of a host's upper quantile (`shard_id` plus one column per
     resource).
 
     A host's load at the upper quantile is, each hour, its shards' summed point forecast plus
     the root of their summed squared margins (margin m = upper bound - point forecast;
-    independent deviations pool), not the sum of their upper bounds: spikes seldom coincide.
-    The root is not linear in the placement, so each margin counts at the pooling ratio
-    rho = sqrt(sum m^2) / sum m of the hosts as they are now (the median over occupied host
-    hours with any margin): exact on a host that pools like the median one. A shard's share
-    is the horizon's peak of point + rho * m, hour by hour (a spike's margin and a busy hour's
-    point are not added up). A tangent bound (valid for any set of shards) was tried first:
-    its per-host intercept made every host too small for the spikiest single shards."""
+    independent deviations pool), and its peak is the busiest such hour: neither the sum of
+    the shards' upper bounds (spikes seldom coincide) nor of their peaks (daily cycles are out
+    of phase). Both are not linear in the placement, so each counts at the ratio the hosts
+    show as they are now (the median over occupied hosts, exact on a host like the median):
+    - rho = sqrt(sum m^2) / sum m per host-hour: a shard's hourly load is point + rho * m;
+    - kappa = (host peak - sum of means) / (sum of peaks - sum of means): of the swing from its
+      mean to its peak (of point + rho * m over the horizon) a shard counts kappa.
+    A shard's share is its mean + kappa * (its peak - its mean): a flat shard counts in full.
+    """
     hourly = outlook.demand.join(
         data.shards.select("shard_id", host_id="current_host_id"), on="shard_id", how="left"
     ).with_columns(margin=pl.col("upper") - pl.col("yhat"))
-    ratio = (
-        hourly.drop_nulls("host_id")
+    placed = hourly.drop_nulls("host_id")
+    rho = _median_ratio(
+        placed.group_by("host_id", "resource", "step").agg(
+            pooled=(pl.col("margin") ** 2).sum().sqrt(), summed=pl.col("margin").sum()
+        ),
+        "pooled",
+        "summed",
+    )
+    load = hourly.join(rho, on="resource", how="left").select(
+        "shard_id",
+        "host_id",
+        "resource",
+        "step",
+        load=pl.col("yhat") + pl.col("ratio").fill_null(1.0) * pl.col("margin"),
+    )
+    per_shard = load.group_by("shard_id", "host_id", "resource").agg(
+        mean=pl.col("load").mean(), peak=pl.col("load").max()
+    )
+    host_peak = (
+        load.drop_nulls("host_id")
         .group_by("host_id", "resource", "step")
-        .agg(pooled=(pl.col("margin") ** 2).sum().sqrt(), summed=pl.col("margin").sum())
-        .filter(pl.col("summed") > 0)
-        .group_by("resource")
-        .agg(rho=(pl.col("pooled") / pl.col("summed")).median())
+        .agg(pl.col("load").sum())
+        .group_by("host_id", "resource")
+        .agg(host_peak=pl.col("load").max())
+    )
+    kappa = _median_ratio(
+        per_shard.drop_nulls("host_id")
+        .group_by("host_id", "resource")
+        .agg(pl.col("mean").sum(), pl.col("peak").sum())
+        .join(host_peak, on=["host_id", "resource"])
+        .select(
+            "resource",
+            swing=pl.col("host_peak") - pl.col("mean"),
+            swings=pl.col("peak") - pl.col("mean"),
+        ),
+        "swing",
+        "swings",
     )
     return (
-        hourly.join(ratio, on="resource", how="left")
-        .group_by("shard_id", "resource")
-        .agg(demand=(pl.col("yhat") + pl.col("rho").fill_null(1.0) * pl.col("margin")).max())
+        per_shard.join(kappa, on="resource", how="left")
+        .select(
+            "shard_id",
+            "resource",
+            demand=pl.col("mean")
+            + pl.col("ratio").fill_null(1.0) * (pl.col("peak") - pl.col("mean")),
+        )
         .pivot(on="resource", index="shard_id", values="demand")
     )
 
