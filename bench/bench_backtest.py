@@ -228,6 +228,7 @@ def main() -> None:
         "migrations pred / reactive | targets | s |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
+    details = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         hours = 72 + args.window_h
         ids, demand = (
@@ -258,6 +259,17 @@ def main() -> None:
                 f"{time.perf_counter() - began:.0f} |",
                 flush=True,
             )
+            details += [
+                f"| {args.trace} ({len(ids)}) | {seed} | {step} | {args.headroom} | "
+                f"{row['policy']} | {row['total_cost']:.2f} | {row['overload_shard_hours']} | "
+                f"{row['migrations']} |"
+                for row in by.values()
+            ]
+    print(
+        "\n| trace | seed | step h | headroom | policy | total cost | overload sh-h | "
+        "migrations |\n|---|---|---|---|---|---|---|---|"
+    )
+    print("\n".join(details))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ RESOURCES: tuple[str, ...] = ("cpu", "mem_gb", "gpu", "net_mbps")
 
 @dataclass(frozen=True)
 class ShardDemand:
-    """A shard's demand at the forecast upper bound and where it runs now.
+    """A shard's demand (the planning cycle gives its share of a host's upper quantile,
+    `scoring.problem.pooled_demand`) and where it runs now.
 
     `current_host` None means the shard is new: placing it is not a move. `cycles_since_move`
     None means the shard never moved (the move cooldown does not hold it back). `relief`: what
