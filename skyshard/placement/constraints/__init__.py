@@ -11,6 +11,7 @@ from skyshard.placement.constraints.capacity import Capacity
 from skyshard.placement.constraints.gpu_devices import GpuDevices
 from skyshard.placement.constraints.groups import Affinity, AntiAffinity
 from skyshard.placement.constraints.latency import Latency
+from skyshard.placement.constraints.max_shards import MaxShards
 
 FAMILIES: tuple[type[Family], ...] = (
     Capacity,
@@ -19,4 +20,5 @@ FAMILIES: tuple[type[Family], ...] = (
     Affinity,
     Latency,
     MoveBudget,
+    MaxShards,
 )
