@@ -18,7 +18,7 @@ class CurrentHost(IntEnum):
     GONE = 2  # current host no longer supplied
     BLOCKED = 3  # current host not allowed (policy, trust, ...) or not scored
     OVERLOADED = 4  # current host over capacity at the forecast upper bound
-    CONFLICTED = 5  # current placement breaks a latency limit, affinity or anti-affinity
+    CONFLICTED = 5  # current placement breaks a rule between shards (latency, groups)
 
 
 @dataclass(frozen=True, eq=False)

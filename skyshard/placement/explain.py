@@ -3,8 +3,9 @@
 They take milliseconds even at 8,000 shards x 1,500 hosts: a shard no allowed host can hold
 (with the resource it lacks), a sky short of a resource overall, a dependency no pair of usable
 hosts meets, a group no provider or not enough hosts can take, and a move budget below the moves
-that relief needs. The elastic solver then plans the best subset; these verdicts are what the
-plan reports as the reasons, and all it reports when time runs out.
+that relief needs: each constraint family's `why_alone` and `pre_check`. The elastic solver
+then plans the best subset; these verdicts are what the plan reports as the reasons, and all it
+reports when time runs out.
 """
 
 from __future__ import annotations

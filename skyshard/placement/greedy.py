@@ -17,10 +17,11 @@ from skyshard.placement.solve import moves_for
 def greedy_placement(inp: PlacementInput, *, respect_capacity: bool = True) -> PlacementResult:
     """Each shard, largest first, takes its cheapest candidate with room left.
 
-    It honours policy, hysteresis, anti-affinity and (unless told not to) capacity, but not
-    latency, affinity or max_moves; what it breaks is listed in `explanation`. Shards with no
-    room anywhere stay unplaced. With `respect_capacity=False` it is the capacity-blind
-    per-shard cheapest choice.
+    It honours policy, hysteresis and the families marked `in_greedy` (capacity, GPU devices,
+    anti-affinity, max shards per host; the capacity-like ones unless told not to), but not
+    latency, affinity or max_moves; what it breaks is listed in `unfixed`. Shards with no room
+    anywhere stay unplaced. With `respect_capacity=False` it is the capacity-blind per-shard
+    cheapest choice.
     """
     began = perf_counter()
     inst = build_instance(inp)
