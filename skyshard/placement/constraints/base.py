@@ -126,25 +126,29 @@ class Trackers:
     """The trackers of several families as one: a host fits when it fits every family."""
 
     def __init__(self, families: Sequence[Family], inst: Instance, cands: Candidates) -> None:
-        found = (family.tracker(inst, cands) for family in families)
-        self.trackers = [tracker for tracker in found if tracker is not None]
+        found = [family.tracker(inst, cands) for family in families]
+        trackers = [tracker for tracker in found if tracker is not None]
+        # bound methods, and only the overridden ones: the heuristic calls these per shard
+        self._fits = [t.fits for t in trackers if type(t).fits is not Tracker.fits]
+        self._updates = [t.update for t in trackers]
+        self._shorts = [t.short for t in trackers if type(t).short is not Tracker.short]
 
     def fits(self, shard: int, cols: np.ndarray, hosts: np.ndarray) -> np.ndarray:
-        ok = np.ones(len(cols), dtype=bool)
-        for tracker in self.trackers:
-            fits = tracker.fits(shard, cols, hosts)
-            if fits is not None:
-                ok &= fits
-        return ok
+        ok = None
+        for fits in self._fits:
+            found = fits(shard, cols, hosts)
+            if found is not None:
+                ok = found if ok is None else ok & found
+        return np.ones(len(cols), dtype=bool) if ok is None else ok
 
     def update(self, shard: int, col: int, host: int, sign: int) -> None:
-        for tracker in self.trackers:
-            tracker.update(shard, col, host, sign)
+        for update in self._updates:
+            update(shard, col, host, sign)
 
     def short(self, shard: int, host: int) -> np.ndarray:
         lacking = np.zeros(len(RESOURCES), dtype=bool)
-        for tracker in self.trackers:
-            found = tracker.short(shard, host)
+        for short in self._shorts:
+            found = short(shard, host)
             if found is not None:
                 lacking |= found
         return lacking

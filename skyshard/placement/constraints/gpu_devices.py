@@ -36,26 +36,29 @@ def _short_hosts(inst: Instance, host_of: np.ndarray) -> tuple[np.ndarray, np.nd
 
 class _Packing(Tracker):
     def __init__(self, inst: Instance) -> None:
-        self.inst = inst
+        self.devices = inst.gpu_devices
+        # lists: read once per shard update, faster than numpy scalars
+        self.whole = inst.gpu_whole.tolist()
+        self.slots = inst.gpu_slots.tolist()
+        self.has_devices = (inst.gpu_devices != NO_DEVICES).tolist()
+        self.has_gpu = (inst.demand[:, GPU] > 0).tolist()
         self.taken = np.zeros(inst.n_hosts, dtype=np.int64)
         self.slot_counts = np.zeros((inst.n_hosts, MAX_SLOTS + 1), dtype=np.int64)
         self.used = np.zeros(inst.n_hosts, dtype=np.int64)
 
     def fits(self, shard: int, cols: np.ndarray, hosts: np.ndarray) -> np.ndarray | None:
-        inst = self.inst
-        whole, slots = int(inst.gpu_whole[shard]), int(inst.gpu_slots[shard])
+        whole, slots = self.whole[shard], self.slots[shard]
         if whole == 0 and slots == 0:
             return None
-        devices = inst.gpu_devices[hosts]
+        devices = self.devices[hosts]
         extra = extra_devices(self.slot_counts[hosts], np.full(len(hosts), whole), slots)
         return (devices == NO_DEVICES) | (self.used[hosts] + extra <= devices)
 
     def update(self, shard: int, col: int, host: int, sign: int) -> None:
-        inst = self.inst
-        if inst.gpu_devices[host] == NO_DEVICES or inst.demand[shard, GPU] <= 0:
+        if not (self.has_devices[host] and self.has_gpu[shard]):
             return
-        self.taken[host] += sign * inst.gpu_whole[shard]
-        self.slot_counts[host, inst.gpu_slots[shard]] += sign
+        self.taken[host] += sign * self.whole[shard]
+        self.slot_counts[host, self.slots[shard]] += sign
         self.slot_counts[host, 0] = 0
         self.used[host] = devices_needed(
             self.taken[host : host + 1], self.slot_counts[host : host + 1]

@@ -20,16 +20,15 @@ if TYPE_CHECKING:
 
 class _HostsTaken(Tracker):
     def __init__(self, inst: Instance) -> None:
-        self.inst = inst
+        self.group_of = inst.anti_affinity.tolist()  # a list: read once per shard update
         self.hosts: dict[int, Counter[int]] = {}
 
     def fits(self, shard: int, cols: np.ndarray, hosts: np.ndarray) -> np.ndarray | None:
-        group = int(self.inst.anti_affinity[shard])
-        taken = [h for h, n in self.hosts.get(group, {}).items() if n]
+        taken = [h for h, n in self.hosts.get(self.group_of[shard], {}).items() if n]
         return ~np.isin(hosts, taken) if taken else None
 
     def update(self, shard: int, col: int, host: int, sign: int) -> None:
-        group = int(self.inst.anti_affinity[shard])
+        group = self.group_of[shard]
         if group != NO_INDEX:
             self.hosts.setdefault(group, Counter())[host] += sign
 
@@ -106,21 +105,23 @@ class AntiAffinity(Family):
 
 class _GroupProvider(Tracker):
     def __init__(self, inst: Instance) -> None:
-        self.inst = inst
-        self.members = np.zeros(len(inst.affinity_names), dtype=np.int64)
-        self.provider = np.full(len(inst.affinity_names), NO_INDEX, dtype=np.int64)
+        self.group_of = inst.affinity.tolist()  # lists: read once per shard update
+        self.provider_of = inst.host_provider.tolist()
+        self.host_provider = inst.host_provider
+        self.members = [0] * len(inst.affinity_names)
+        self.provider = [NO_INDEX] * len(inst.affinity_names)
 
     def fits(self, shard: int, cols: np.ndarray, hosts: np.ndarray) -> np.ndarray | None:
-        group = self.inst.affinity[shard]
+        group = self.group_of[shard]
         if group == NO_INDEX or not self.members[group]:
             return None
-        return self.inst.host_provider[hosts] == self.provider[group]
+        return self.host_provider[hosts] == self.provider[group]
 
     def update(self, shard: int, col: int, host: int, sign: int) -> None:
-        group = self.inst.affinity[shard]
+        group = self.group_of[shard]
         if group != NO_INDEX:
             self.members[group] += sign
-            self.provider[group] = self.inst.host_provider[host]
+            self.provider[group] = self.provider_of[host]
 
 
 class Affinity(Family):

@@ -27,7 +27,8 @@ class _Partners(Tracker):
         order = np.argsort(ends, kind="stable")
         self.other = np.concatenate([inst.dep_b, inst.dep_a])[order]
         self.limit = np.concatenate([inst.dep_limit, inst.dep_limit])[order]
-        self.bounds = np.searchsorted(ends[order], np.arange(inst.n_shards + 1))
+        # a list: read once per shard, faster than numpy scalars
+        self.bounds = np.searchsorted(ends[order], np.arange(inst.n_shards + 1)).tolist()
 
     def fits(self, shard: int, cols: np.ndarray, hosts: np.ndarray) -> np.ndarray | None:
         ok = None
@@ -39,7 +40,8 @@ class _Partners(Tracker):
         return ok
 
     def update(self, shard: int, col: int, host: int, sign: int) -> None:
-        self.host_of[shard] = host if sign > 0 else NO_INDEX
+        if self.bounds[shard] != self.bounds[shard + 1]:
+            self.host_of[shard] = host if sign > 0 else NO_INDEX
 
 
 class Latency(Family):
