@@ -42,7 +42,6 @@ class _Packing(Tracker):
         self.slots = inst.gpu_slots.tolist()
         self.has_devices = (inst.gpu_devices != NO_DEVICES).tolist()
         self.has_gpu = (inst.demand[:, GPU] > 0).tolist()
-        self.taken = np.zeros(inst.n_hosts, dtype=np.int64)
         self.slot_counts = np.zeros((inst.n_hosts, MAX_SLOTS + 1), dtype=np.int64)
         self.used = np.zeros(inst.n_hosts, dtype=np.int64)
 
@@ -57,12 +56,14 @@ class _Packing(Tracker):
     def update(self, shard: int, col: int, host: int, sign: int) -> None:
         if not (self.has_devices[host] and self.has_gpu[shard]):
             return
-        self.taken[host] += sign * self.whole[shard]
-        self.slot_counts[host, self.slots[shard]] += sign
-        self.slot_counts[host, 0] = 0
-        self.used[host] = devices_needed(
-            self.taken[host : host + 1], self.slot_counts[host : host + 1]
-        )[0]
+        k = self.slots[shard]
+        if k == 0:
+            self.used[host] += sign * self.whole[shard]
+            return
+        # class-k shards take ceil(n / k) devices: the (n+1)-th opens one when k divides n
+        n = int(self.slot_counts[host, k]) + min(sign, 0)
+        self.slot_counts[host, k] += sign
+        self.used[host] += sign * (n % k == 0)
 
     def short(self, shard: int, host: int) -> np.ndarray | None:
         fits = self.fits(shard, np.zeros(1, dtype=np.int64), np.array([host]))
