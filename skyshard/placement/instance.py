@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from skyshard.placement.constraints import FAMILIES
+from skyshard.placement.constraints.base import NO_INDEX, Family, bind_all
 from skyshard.placement.devices import NO_DEVICES, slot_class, whole_devices
 from skyshard.placement.model import RESOURCES, Budget, HostSupply, PlacementInput
-
-NO_INDEX = -1
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +49,7 @@ class Instance:
     dep_b: np.ndarray
     dep_limit: np.ndarray
     budget: Budget
+    constraints: tuple[Family, ...]  # the registry's families this input concerns
 
     @property
     def n_shards(self) -> int:
@@ -246,4 +247,5 @@ def build_instance(inp: PlacementInput) -> Instance:
         dep_b=np.array([shard_pos[d.shard_b] for d in inp.dependencies], dtype=np.int64),
         dep_limit=np.array([d.max_latency_ms for d in inp.dependencies], dtype=float),
         budget=budget,
+        constraints=bind_all(FAMILIES, inp, shard_pos, host_pos),
     )

@@ -145,7 +145,8 @@ class PlacementInput:
     `latency_ms` keys are (host, host) or (provider, provider) pairs, in either order; a host
     pair wins over its providers' pair. Same host is 0 ms. A pair with no entry (including two
     hosts of one provider without a (provider, provider) entry) has unknown latency and
-    satisfies no limit.
+    satisfies no limit. `rules` holds the inputs of constraint families that have no field of
+    their own here (each family reads the items of its `rule_type`).
     """
 
     shards: Sequence[ShardDemand]
@@ -154,6 +155,7 @@ class PlacementInput:
     dependencies: Sequence[Dependency] = ()
     latency_ms: Mapping[tuple[str, str], float] = field(default_factory=dict)
     budget: Budget = Budget()
+    rules: Sequence[object] = ()
 
 
 class Status(StrEnum):

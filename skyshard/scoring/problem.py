@@ -8,6 +8,7 @@ import polars as pl
 
 from skyshard.config.policy import PolicyFile
 from skyshard.placement import Budget, Dependency, HostSupply, PlacementInput, ShardDemand
+from skyshard.placement.constraints import rules_from_config
 from skyshard.scoring.candidates import candidate_table, latency_map
 from skyshard.scoring.data import PlanningData
 from skyshard.scoring.outlook import Outlook
@@ -110,4 +111,5 @@ def placement_input(
         dependencies=dependencies,
         latency_ms=latency_map(data),
         budget=planning_budget(policy, outlook.horizon_h),
+        rules=rules_from_config([(r.rule, r.fields()) for r in policy.placement_rules]),
     )

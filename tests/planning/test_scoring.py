@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import re
+
 import polars as pl
 import pytest
 
 from skyshard.config.policy import DataClassRule, PolicyFile
 from skyshard.forecast.run import FORECAST_SCHEMA
 from skyshard.placement import solve_placement
+from skyshard.placement.constraints import rules_from_config
+from skyshard.placement.constraints.max_shards import MaxShardsPerHost
 from skyshard.scoring import (
     TERMS,
     build_outlook,
@@ -182,3 +186,35 @@ def test_incidents_count_only_in_the_region_they_struck():
     scores = scores_for(incidents=elsewhere)
     assert row(scores, "db-000", "pricey-1")["incident_risk"] == 0  # pricey-1 is in "us"
     assert row(scores_for(), "db-000", "pricey-1")["incident_risk"] > 0
+
+
+def test_policy_placement_rules_reach_their_family():
+    """policy.yaml's `placement_rules` become the rules the placement families read: with
+    room for two shards on pricey-1, only one of the web shards leaving the capped provider
+    gets there, and the one left on a capped host is reported."""
+    data = sky.planning_data(prices=sky.prices(cheap=0.06))
+    policy = PolicyFile.model_validate(
+        {"placement_rules": [{"rule": "max_shards", "limit": 2, "hosts": ["pricey-1"]}]}
+    )
+    outlook = build_outlook(data, pl.DataFrame(schema=FORECAST_SCHEMA), 24)
+    scores = score_candidates(data, outlook, policy, neutral_trust_scores(["cheap", "pricey"], 0.5))
+    problem = placement_input(data, outlook, scores, policy)
+    assert problem.rules == [MaxShardsPerHost(limit=2, hosts=("pricey-1",))]
+    result = solve_placement(problem)
+    assert_plan_sound(problem, result)
+    assert list(result.assignment.values()).count("pricey-1") == 2
+    assert result.unfixed, "the web shard left on the capped provider is reported"
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"rule": "max_gpus", "limit": 1}, "placement_rules[0].rule = 'max_gpus': not one of"),
+        ({"rule": "max_shards"}, "placement_rules[0] (max_shards): "),
+        ({"rule": "max_shards", "limit": 1, "zone": "a"}, "unexpected keyword argument 'zone'"),
+    ],
+)
+def test_a_placement_rule_no_family_reads_is_named(rule, message):
+    policy = PolicyFile.model_validate({"placement_rules": [rule]})
+    with pytest.raises(ValueError, match=re.escape(message)):
+        rules_from_config([(r.rule, r.fields()) for r in policy.placement_rules])
