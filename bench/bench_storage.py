@@ -1,8 +1,8 @@
 """Storage under concurrency (issue 14), on both operational-state backends.
 
-Usage: PYTHONPATH=$PWD .venv/bin/python bench/bench_storage.py [MIGRATIONS [ROUNDS]]
-(defaults 20 and 5). Starts its own throwaway Postgres (tests/support/postgres.py). For each
-backend (the embedded DuckDB file, then Postgres):
+Usage: PYTHONPATH=$PWD .venv/bin/python bench/bench_storage.py [MIGRATIONS [ROUNDS [BACKENDS]]]
+(defaults 20, 5 and `duckdb,postgres`). Starts its own throwaway Postgres
+(tests/support/postgres.py). For each backend (the embedded DuckDB file, then Postgres):
 
 1. state transactions per second: MIGRATIONS processes, each one move's state transitions
    through the broker's own lease and ops-store calls (tests/support/state_load.py), released at
@@ -113,10 +113,10 @@ def read_latency(env: dict[str, str], rounds: int) -> str:
     )
 
 
-def main(migrations: int = 20, rounds: int = 5) -> None:
+def main(migrations: int = 20, rounds: int = 5, backends: str = "duckdb,postgres") -> None:
     print(f"load average before: {os.getloadavg()[0]:.1f}")
     with running_postgres() as server:
-        for name in ("duckdb", "postgres"):
+        for name in backends.split(","):
             dsn = server.create_database() if name == "postgres" else None
             with backend_env(name, dsn) as env:
                 print(f"[{name}] state writes: {state_writes(env, migrations)}", flush=True)
@@ -127,4 +127,4 @@ def main(migrations: int = 20, rounds: int = 5) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(arg) for arg in sys.argv[1:3]))
+    main(*(int(arg) for arg in sys.argv[1:3]), *sys.argv[3:4])
