@@ -92,7 +92,8 @@ def fits_alone(inst: Instance, shard: np.ndarray, host: np.ndarray) -> np.ndarra
 
 
 def passes_hysteresis(inst: Instance, state: np.ndarray) -> np.ndarray:
-    """(candidate rows,) whether choosing the row keeps the minimum saving and the cooldown."""
+    """(candidate rows,) whether choosing the row keeps the minimum saving and the cooldown
+    (for a shard on an overloaded host: whether its relief pays for the move)."""
     budget = inst.budget
     shard = inst.cand_shard
     stay = stay_costs(inst)[shard]
@@ -100,11 +101,12 @@ def passes_hysteresis(inst: Instance, state: np.ndarray) -> np.ndarray:
     threshold = np.maximum(budget.min_saving_per_move, budget.min_relative_saving * np.abs(stay))
     cooled_down = inst.cycles_since_move[shard] >= budget.min_cycles_between_moves
     voluntary_move_ok = cooled_down & (saving >= threshold)
-    return (
-        (state[shard] != CurrentHost.STAYABLE)
-        | (inst.cand_host == inst.current[shard])
-        | voluntary_move_ok
+    # relief pays for itself: its expected value plus the saving clears the same margin
+    relief_ok = (state[shard] == CurrentHost.OVERLOADED) & (
+        saving + inst.relief[shard] >= budget.min_saving_per_move
     )
+    forced = (state[shard] != CurrentHost.STAYABLE) & (state[shard] != CurrentHost.OVERLOADED)
+    return forced | relief_ok | (inst.cand_host == inst.current[shard]) | voluntary_move_ok
 
 
 def eligible_candidates(

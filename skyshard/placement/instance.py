@@ -32,6 +32,7 @@ class Instance:
     current: np.ndarray  # (shards,) host index or NO_INDEX (new shard or host gone)
     has_current: np.ndarray  # (shards,) shard had a current host, even one no longer supplied
     cycles_since_move: np.ndarray  # (shards,) float, inf when never moved
+    relief: np.ndarray  # (shards,) float, inf when relief is worth any price
     affinity: np.ndarray  # (shards,) group index or NO_INDEX
     anti_affinity: np.ndarray  # (shards,) group index or NO_INDEX
     affinity_names: list[str]
@@ -230,6 +231,15 @@ def build_instance(inp: PlacementInput) -> Instance:
         current=current,
         has_current=np.array([s.current_host is not None for s in shards], dtype=bool),
         cycles_since_move=cycles,
+        relief=np.array(
+            [
+                np.inf
+                if s.relief is None
+                else _check_amount(f"shard {s.shard_id!r}", "relief", s.relief)
+                for s in shards
+            ],
+            dtype=float,
+        ),
         affinity=affinity,
         anti_affinity=anti,
         affinity_names=affinity_names,

@@ -59,16 +59,35 @@ def test_terms_match_hand_computed_values():
     assert row(scores, "web-000", "cheap-1")["headroom"] == pytest.approx(5 / 8)
 
 
-def test_headroom_risk_charges_a_crowded_host():
+def test_headroom_risk_is_the_expected_overload_a_shard_brings():
     import numpy as np
 
-    crowded = sky.usage({"web-000": np.full(sky.HOURS, 6.2)})
+    crowded = sky.usage({"web-000": np.full(sky.HOURS, 6.2)})  # cheap-1: 6.2 + 1.5 of 8 cpu
     scores = scores_for(usage=crowded)
-    stay = row(scores, "web-000", "cheap-1")
-    # 8 - 7.7 + 6.2 - 6.2 = 0.3 of 8 -> headroom 3.75 %, shortfall (10 - 3.75) / 10
-    shortfall = (0.10 - 0.3 / 8) / 0.10
-    assert stay["headroom_risk"] == pytest.approx(shortfall * 86400 * 0.01 * 0.01)
-    assert row(scores, "web-000", "cheap-2")["headroom_risk"] == 0
+    unit = 3600 * 0.1 * 0.01  # an overloaded shard-hour loses 10 % of the hour at 0.01 per s
+    # db-000 (3 cpu, flat: no spread) on cheap-1 overloads it every hour: its own 24 h plus
+    # 24 h for each of the two web shards already there
+    assert row(scores, "db-000", "cheap-1")["headroom_risk"] == pytest.approx(72 * unit)
+    assert row(scores, "db-000", "cheap-2")["headroom_risk"] == 0  # empty host, room to spare
+    assert row(scores, "web-000", "cheap-1")["headroom_risk"] == 0  # staying brings nothing new
+    assert row(scores, "web-000", "cheap-1")["overload_relief"] == 0  # 7.7 <= 8: no overload
+
+
+def test_overload_risk_grows_with_the_forecast_spread():
+    from tests.planning.forecasts import forecast_rows
+
+    def risk(upper: float) -> float:
+        fc = forecast_rows({"shard/db-000/cpu": [(3.0, 3.0, upper)] * 24})
+        data = sky.planning_data()
+        outlook = build_outlook(data, fc, 24)
+        trust = neutral_trust_scores(["cheap", "pricey"], 0.5)
+        scores = score_candidates(data, outlook, PolicyFile(), trust)
+        return row(scores, "db-000", "cheap-1")["headroom_risk"]
+
+    # cheap-1 has 8 - 3 (web shards) = 5 cpu left: db-000 at 3 fits at its point forecast,
+    # and only a wide enough interval makes 5 likely to be crossed
+    assert risk(3.0) == 0
+    assert 0 < risk(4.0) < risk(6.0) < risk(9.0)
 
 
 def test_contract_data_class_blocks():
