@@ -59,6 +59,7 @@ import io
 import json
 import mmap
 import os
+import queue
 import re
 import shutil
 import signal
@@ -83,6 +84,8 @@ BULK_OPERATIONS = frozenset({"snapshot", "freeze-snapshot", "restore", "handover
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 HEAP_ALLOCATION_MAX = 64 << 20
+# Chunks cut but not yet hashed and stored (see InOrder): a few MiB at most.
+CHUNKS_IN_FLIGHT = 8
 # The restore asks the disk to write back every this many bytes (see Writeback).
 SYNC_EVERY = 32 << 20
 # A file modified this recently may change again within the same timestamp tick, so its
@@ -771,19 +774,63 @@ def _store_file(root: Path, path: Path, on_chunk: OnChunk | None) -> dict:
     file_hash = hashlib.sha256()
     if path.stat().st_size == 0:
         return {"sha256": file_hash.hexdigest(), "chunks": chunks}
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+
+    def store(data: bytes) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        file_hash.update(data)
+        blob = None
+        if not chunk_path(root, digest).exists():
+            blob = encode_chunk(data)
+            _put_chunk(root, digest, blob)
+        if on_chunk is not None:
+            on_chunk(digest, len(data), blob)
+        chunks.append([digest, len(data)])
+
+    with (
+        path.open("rb") as handle,
+        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm,
+        InOrder(store) as worker,
+    ):
         for offset, length in iter_chunk_spans(mm, DEFAULT_CHUNKS):
-            data = mm[offset : offset + length]
-            digest = hashlib.sha256(data).hexdigest()
-            file_hash.update(data)
-            blob = None
-            if not chunk_path(root, digest).exists():
-                blob = encode_chunk(data)
-                _put_chunk(root, digest, blob)
-            if on_chunk is not None:
-                on_chunk(digest, length, blob)
-            chunks.append([digest, len(data)])
+            worker.put(mm[offset : offset + length])
     return {"sha256": file_hash.hexdigest(), "chunks": chunks}
+
+
+class InOrder:
+    """Runs `call(item)` for each item put, in order, in one background thread.
+
+    Why: cutting chunks holds the GIL (big-integer arithmetic) while hashing, file writes and
+    writes to `ssh`'s pipe release it, so hashing and storing chunk n overlaps with cutting
+    chunk n+1. At most CHUNKS_IN_FLIGHT items wait; the first error is raised on leaving."""
+
+    def __init__(self, call: Callable[[bytes], None]) -> None:
+        self.call = call
+        self.items: queue.Queue[bytes | None] = queue.Queue(CHUNKS_IN_FLIGHT)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> InOrder:
+        self.thread.start()
+        return self
+
+    def put(self, item: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.items.put(item)
+
+    def _run(self) -> None:
+        while (item := self.items.get()) is not None:
+            if self.error is None:  # after an error, only drain: `put` must not block
+                try:
+                    self.call(item)
+                except BaseException as error:
+                    self.error = error
+
+    def __exit__(self, *exc: object) -> None:
+        self.items.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
 
 
 def _identity(info: os.stat_result) -> list[int]:
