@@ -23,6 +23,7 @@ import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import paramiko
 
@@ -35,6 +36,7 @@ from skyshard.transport.manifest import Manifest
 from skyshard.transport.ssh import SshEndpoint, pinned_host_keys
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SEND = "send_migration"
 RECEIVE = "receive_migration"
@@ -120,19 +122,16 @@ def stream_snapshot_between_hosts(
     validate.node_id(move_id, "move_id")
     started = time.monotonic()
     have = "".join(f"{digest}\n" for digest in target.inventory(shard_id)).encode()
-    produced: list[Manifest] = []
 
-    def push(destination: SshEndpoint, progress: Callable[[int], None]) -> dict:
-        manifest, summary = source.stream_snapshot(shard_id, move_id, destination,
-                                                   stall_timeout=stall_timeout,
-                                                   on_progress=progress)  # fmt: skip
-        produced.append(manifest)
-        return summary
+    def push(destination: SshEndpoint, progress: Callable[[int], None]) -> tuple[Manifest, dict]:
+        return source.stream_snapshot(
+            shard_id, move_id, destination, stall_timeout=stall_timeout, on_progress=progress
+        )
 
     expected = f"stream {budget}\n".encode()
-    summary = _transfer(source, target, shard_id, move_id, ca, expected, {"have": have}, push,
-                        _progress(on_progress, started))  # fmt: skip
-    manifest = produced[0]
+    files = {"have": have}
+    manifest, summary = _transfer(source, target, shard_id, move_id, ca, expected, files, push,
+                                  _progress(on_progress, started))  # fmt: skip
     _check_arrived(target, manifest, list(manifest.chunk_sizes()), summary)
     report = SendReport(len(manifest.chunk_sizes()), summary["chunks"], summary["bytes"],
                         summary["content"], time.monotonic() - started)  # fmt: skip
@@ -157,9 +156,9 @@ def _transfer(
     ca: TransferCA,
     expected: bytes,
     listed: Mapping[str, bytes],
-    push: Callable[[SshEndpoint, Callable[[int], None]], dict],
+    push: Callable[[SshEndpoint, Callable[[int], None]], _T],
     progress: Callable[[int], None],
-) -> dict:
+) -> _T:
     """Give the target its `expected` file and the source a certificate for this move, the
     target's pinned host key and `listed` files; run `push`; always remove the move's files."""
     destination = target.session.endpoint
