@@ -182,3 +182,15 @@ def test_restore_traces_a_damaged_chunk_of_the_right_size_and_drops_it(tmp_path:
     assert not path.exists()
     assert (shard.state / "data.bin").read_bytes() == b"the state before the restore"
     assert not (shard.dir / ".state.next").exists()
+
+
+def test_a_store_failure_in_the_worker_ends_the_snapshot(tmp_path: Path) -> None:
+    """Chunks are hashed and stored in a worker thread: its first error ends the snapshot
+    (no hang with more chunks than may wait), and nothing is cached."""
+    shard = host_helper.Shard(tmp_path, "kv-1")
+    shard.state.mkdir(parents=True)
+    (shard.state / "data.bin").write_bytes(random_bytes(8 << 20, 8))  # ~32 chunks
+    (tmp_path / "chunks").write_text("not a directory")
+    with pytest.raises(OSError):
+        host_helper.snapshot(shard)
+    assert not (shard.dir / "snapshot-cache.json").exists()
