@@ -15,6 +15,7 @@ from skyshard import db
 from skyshard.config.sky import Sky, load_sky
 from skyshard.ledger import Ledger
 from skyshard.sim.home import demo_sky_home
+from skyshard.storage.snapshots import refresh
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 DUCKDB_WRITER_POOL = "duckdb_writer"
@@ -32,8 +33,12 @@ class DuckDBFile(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short connection; after a write, a read snapshot is published for the readers
+        (`skyshard.storage.snapshots.refresh`: never waits, at most once a second)."""
         with db.connect(self.path, read_only=read_only) as con:
             yield con
+        if not read_only:
+            refresh(self.path)
 
 
 class SkyResource(dg.ConfigurableResource):

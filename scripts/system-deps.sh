@@ -2,7 +2,8 @@
 # Debian packages the tests need: OpenSSH server (real sshd) and client (hosts push snapshot
 # chunks to each other with ssh), iproute2 (network namespaces), zstd and the system python3
 # (the namespace hosts' interpreter, without the zstandard module: chunks go through the zstd
-# command), useradd (their non-root logins), Chromium (UI checks). Installs only what is
+# command), useradd (their non-root logins), Chromium (UI checks), the PostgreSQL server (the
+# storage tests start a throwaway one as the unprivileged `postgres` user). Installs only what is
 # missing; needs root (CI runs as root).
 set -euo pipefail
 
@@ -14,6 +15,7 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v zstd >/dev/null || missing+=(zstd)
 command -v useradd >/dev/null || missing+=(passwd)
 command -v chromium >/dev/null || missing+=(chromium)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

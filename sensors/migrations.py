@@ -16,8 +16,9 @@ from duckdb import CatalogException, DuckDBPyConnection, IOException
 from orchestration.jobs import refresh_ledger_mirror
 from orchestration.migration_job import MOVE_TAG, migrate_shard, routing_catch_up
 from orchestration.resources import DuckDBFile
-from skyshard.broker.ops_tables import MigrationRow, routing_backlog, stuck_moves
-from skyshard.db import connect
+from skyshard.broker.ops_tables import MigrationRow, OpsStore
+from skyshard.db import WriterLockTimeout, connect
+from skyshard.storage.state import state_url
 
 T = TypeVar("T")
 RECOVERY_TAG = "skyshard/recovery"
@@ -46,6 +47,19 @@ def _read(db_path: str, query: Callable[[DuckDBPyConnection], T], missing: str) 
             raise
         raise PlanNotReadable(
             f"{db_path} is locked by a writer; checking again next tick ({error})"
+        ) from None
+
+
+def _ops(db_path: str, read: Callable[[OpsStore], T]) -> T:
+    """`read` on the operational state (`SKYSHARD_STATE_URL`, else the DuckDB file);
+    PlanNotReadable when it cannot run now."""
+    if state_url() is None and not Path(db_path).exists():
+        raise PlanNotReadable(f"no DuckDB file at {db_path} yet")
+    try:
+        return read(OpsStore(db_path))
+    except (IOException, WriterLockTimeout) as error:
+        raise PlanNotReadable(
+            f"operational state is busy; checking again next tick ({error})"
         ) from None
 
 
@@ -103,18 +117,20 @@ def approved_migrations(context: dg.SensorEvaluationContext, duckdb: DuckDBFile)
 
 def unfinished_moves(db_path: str) -> list[tuple[MigrationRow, str, str]]:
     """Moves of the plan left non-terminal with a dead lease, with their providers."""
-
-    def query(con: DuckDBPyConnection) -> list[tuple[MigrationRow, str, str]]:
-        providers = dict(
-            (move_id, (source, target))
+    stuck = _ops(db_path, OpsStore.stuck_moves)
+    if not stuck:
+        return []
+    providers = _read(
+        db_path,
+        lambda con: {
+            move_id: (source, target)
             for move_id, source, target in con.execute(
                 "SELECT move_id, from_provider_id, to_provider_id FROM plan.migration_plan"
             ).fetchall()
-        )
-        return [(row, *providers[row.move_id]) for row in stuck_moves(con)
-                if row.move_id in providers]  # fmt: skip
-
-    return _read(db_path, query, "no ops or plan tables yet (no move has run)")
+        },
+        "no plan tables yet (no move has run)",
+    )
+    return [(row, *providers[row.move_id]) for row in stuck if row.move_id in providers]
 
 
 @dg.sensor(
@@ -152,7 +168,7 @@ def stuck_migrations(context: dg.SensorEvaluationContext, duckdb: DuckDBFile):
 )
 def missed_routing_pushes(context: dg.SensorEvaluationContext, duckdb: DuckDBFile):
     try:
-        backlog = _read(duckdb.path, routing_backlog, "no ops tables yet (no move has run)")
+        backlog = _ops(duckdb.path, OpsStore.routing_backlog)
     except PlanNotReadable as reason:
         return dg.SkipReason(str(reason))
     if not backlog:

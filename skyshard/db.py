@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
@@ -14,20 +17,118 @@ LOCK_WAIT_S = 30.0
 """How long to wait for another process's write lock: its transactions are short."""
 
 
+class WriterLockTimeout(TimeoutError):
+    """Another process held the DuckDB file's writer lock for longer than the caller waits."""
+
+
+class _ProcessLock:
+    """A process's hold on `<db>.lock`, counted: nested connections and the threads of one
+    process share the hold (DuckDB itself shares one instance per file within a process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.guard = threading.Lock()
+        self.holders = 0
+        self.fd: int | None = None
+        self.pid = os.getpid()
+
+    def acquire(self, wait_s: float) -> None:
+        with self.guard:
+            if self.holders == 0:
+                self.fd = _flock_waiting(self.path, wait_s)
+            self.holders += 1
+
+    def release(self) -> None:
+        with self.guard:
+            self.holders -= 1
+            if self.holders == 0 and self.fd is not None:
+                os.close(self.fd)  # closing the descriptor drops the flock
+                self.fd = None
+
+
+_LOCKS: dict[Path, _ProcessLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(path: Path) -> _ProcessLock:
+    key = path.resolve().with_name(path.name + ".lock")
+    with _LOCKS_GUARD:
+        held = _LOCKS.get(key)
+        # A forked child inherits the table but not the hold.
+        if held is None or held.pid != os.getpid():
+            held = _LOCKS[key] = _ProcessLock(key)
+        return held
+
+
+def _flock_waiting(lock_path: Path, wait_s: float) -> int:
+    """An open descriptor of `lock_path` holding its exclusive flock, waited for up to `wait_s`.
+
+    The wait is the kernel's (a blocking flock in a helper thread), not polling: a waiter is
+    woken as soon as the holder lets go, so many short transactions queue without starving."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        pass
+    taken = threading.Event()
+    guard = threading.Lock()
+    abandoned = [False]
+
+    def take() -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with guard:
+            if abandoned[0]:
+                os.close(fd)  # the waiter gave up: let the lock go at once
+            else:
+                taken.set()
+
+    threading.Thread(target=take, name=f"flock {lock_path.name}", daemon=True).start()
+    if taken.wait(wait_s):
+        return fd
+    with guard:
+        if taken.is_set():
+            return fd
+        abandoned[0] = True
+    raise WriterLockTimeout(
+        f"{lock_path}: another process held the DuckDB writer lock for over {wait_s:g} s"
+    )
+
+
+@contextmanager
+def writer_lock(path: Path | str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the cross-process writer lock of the DuckDB file at `path` (`<path>.lock`).
+
+    Every `connect` takes it, so skyshard's own processes queue for the file in short turns
+    instead of failing on DuckDB's lock; processes that open the file without it (dbt) are
+    still waited for by `connect`'s retry."""
+    lock = _process_lock(Path(path))
+    lock.acquire(wait_s)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 @contextmanager
 def connect(
     path: Path | str, *, read_only: bool = False, wait_s: float = LOCK_WAIT_S
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the DuckDB file for one short unit of work, waiting up to `wait_s` for a lock
-    another process holds (DuckDB allows one writer process; see DESIGN.md)."""
+    another process holds (DuckDB allows one writer process; see DESIGN.md). Readers that
+    must never wait open a published read snapshot instead (`skyshard.storage.snapshots`)."""
     path = Path(path)
-    if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    con = _open_waiting(path, read_only, wait_s)
-    try:
-        yield con
-    finally:
-        con.close()
+    with ExitStack() as held:
+        started = time.monotonic()
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(writer_lock(path, wait_s))
+        left = max(0.0, wait_s - (time.monotonic() - started))
+        con = _open_waiting(path, read_only, left)
+        try:
+            yield con
+        finally:
+            con.close()
 
 
 def _open_waiting(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:

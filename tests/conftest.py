@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from skyshard.storage.state import STATE_URL_ENV
+from tests.support.postgres import RunningPostgres, require_postgres, running_postgres
 from tests.support.topology import Topology, running_topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +42,31 @@ def topology() -> Iterator[Topology]:
     """Three namespace hosts with real sshd, non-root logins and the system python3."""
     with running_topology(3) as made:
         yield made
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[RunningPostgres]:
+    """One throwaway Postgres server for the session (skipped only off CI without binaries)."""
+    require_postgres()
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: RunningPostgres) -> str:
+    """A fresh, empty database on the session's Postgres server."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def state_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs the test on both operational-state backends: the embedded DuckDB file
+    (`SKYSHARD_STATE_URL` unset) and a fresh database on the session's real Postgres."""
+    if request.param == "postgres":
+        monkeypatch.setenv(STATE_URL_ENV, request.getfixturevalue("postgres_dsn"))
+    else:
+        monkeypatch.delenv(STATE_URL_ENV, raising=False)
+    return request.param
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,7 +15,7 @@ CORE = ROOT / "skyshard"
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"lazy"}),
     frozenset({"db", "config", "columns"}),
-    frozenset({"ledger", "transport", "forecast", "placement", "sim", "demo_kv"}),
+    frozenset({"ledger", "transport", "forecast", "placement", "sim", "demo_kv", "storage"}),
     frozenset({"runtime", "scoring"}),
     frozenset({"trust"}),
     frozenset({"plans"}),

@@ -1,8 +1,9 @@
 """Schema `ops` (migrations, their steps, routing, leases, routing pushes a host missed) written
-in short transactions.
+in short transactions, on the state backend `SKYSHARD_STATE_URL` chooses (`skyshard.storage`).
 
-Every method opens the DuckDB file, writes or reads, and closes it again, so a migration never
-holds the one writer lock while it transfers data.
+Every method is one short transaction: on the embedded DuckDB file it opens the file under its
+writer lock, writes or reads, and closes it again, so a migration never holds the lock while it
+transfers data; on Postgres it locks the rows it decides on, and is retried when it loses a race.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
-
-from skyshard.db import connect, transaction
+from skyshard.storage.snapshots import StateMirror
+from skyshard.storage.state import DuckDBState, StateConnection, StateStore, open_state
 
 DDL = (
     "CREATE SCHEMA IF NOT EXISTS ops",
@@ -22,7 +22,8 @@ DDL = (
         move_id VARCHAR PRIMARY KEY, shard_id VARCHAR NOT NULL, from_host VARCHAR NOT NULL,
         to_host VARCHAR NOT NULL, phase VARCHAR NOT NULL, status VARCHAR NOT NULL,
         attempt INTEGER NOT NULL, started_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL,
-        bytes_sent BIGINT NOT NULL, rounds INTEGER NOT NULL, downtime_ms DOUBLE, error VARCHAR)""",
+        bytes_sent BIGINT NOT NULL, rounds INTEGER NOT NULL, downtime_ms DOUBLE PRECISION,
+        error VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS ops.migration_steps (
         move_id VARCHAR NOT NULL, seq INTEGER NOT NULL, phase VARCHAR NOT NULL,
         "at" TIMESTAMP NOT NULL, detail JSON, PRIMARY KEY (move_id, seq))""",
@@ -37,7 +38,10 @@ DDL = (
         host_id VARCHAR PRIMARY KEY, move_id VARCHAR NOT NULL, missed_at TIMESTAMP NOT NULL,
         attempts INTEGER NOT NULL, last_error VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL)""",
 )
+TABLES = ("ops.migrations", "ops.migration_steps", "ops.routing", "ops.move_leases",
+          "ops.routing_backlog")  # fmt: skip
 NON_TERMINAL = ("running", "rolling_back")
+NON_TERMINAL_SQL = ", ".join(f"'{status}'" for status in NON_TERMINAL)
 
 
 class RoutingConflict(RuntimeError):
@@ -128,76 +132,71 @@ BACKLOG_SQL = (
 LEASE_SQL = "SELECT move_id, owner, acquired_at, heartbeat_at, expires_at FROM ops.move_leases"
 
 
-def ensure_ops_schema(con: duckdb.DuckDBPyConnection) -> None:
-    for statement in DDL:
-        con.execute(statement)
+ROUTE_SQL = "SELECT shard_id, host_id, address, port, generation, updated_at FROM ops.routing"
 
 
 def _insert_step(
-    con: duckdb.DuckDBPyConnection, move_id: str, phase: str, detail: dict, at: datetime
+    con: StateConnection, move_id: str, phase: str, detail: dict, at: datetime
 ) -> Step:
-    seq = con.execute(
+    (seq,) = con.row(
         "SELECT coalesce(max(seq), 0) + 1 FROM ops.migration_steps WHERE move_id = ?", [move_id]
-    ).fetchone()[0]
-    con.execute(
+    ) or (1,)
+    con.rows(
         "INSERT INTO ops.migration_steps VALUES (?, ?, ?, ?, ?)",
         [move_id, seq, phase, at, json.dumps(detail, sort_keys=True, default=str)],
     )
     return Step(move_id, seq, phase, at, detail)
 
 
-def stuck_moves(con: duckdb.DuckDBPyConnection) -> list[MigrationRow]:
-    """Moves left non-terminal with no live lease: their broker died or gave up (a read-only
-    connection will do)."""
+def _stuck_moves(con: StateConnection) -> list[MigrationRow]:
     columns = ", ".join(f"m.{name}" for name in COLUMNS)
-    rows = con.execute(
+    rows = con.rows(
         f"SELECT {columns} FROM ops.migrations m LEFT JOIN ops.move_leases l USING (move_id) "
-        "WHERE list_contains(?, m.status) AND (l.move_id IS NULL OR l.expires_at <= ?) "
+        f"WHERE m.status IN ({NON_TERMINAL_SQL}) AND (l.move_id IS NULL OR l.expires_at <= ?) "
         "ORDER BY m.updated_at",
-        [list(NON_TERMINAL), now()],
-    ).fetchall()
+        [now()],
+    )
     return [MigrationRow(*row) for row in rows]
 
 
-def routing_backlog(con: duckdb.DuckDBPyConnection) -> list[MissedPush]:
-    """Hosts whose routing document is out of date (a read-only connection will do)."""
-    return [MissedPush(*row) for row in con.execute(BACKLOG_SQL).fetchall()]
-
-
 class OpsStore:
-    """The `ops` tables in the DuckDB file at `path`."""
+    """The `ops` tables: in the DuckDB file at `path`, or in Postgres when `state_url` (default
+    `SKYSHARD_STATE_URL`) is set."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, state_url: str | None = None) -> None:
         self.path = Path(path)
-        with connect(self.path) as con:
-            ensure_ops_schema(con)
+        self.state: StateStore = open_state(self.path, state_url)
+        self.state.ensure(DDL)
+
+    def _one(self, sql: str, params: list[object]) -> tuple | None:
+        return self.state.transact(lambda con: con.row(sql, params))
+
+    def _all(self, sql: str, params: list[object] | None = None) -> list[tuple]:
+        return self.state.transact(lambda con: con.rows(sql, params or []))
 
     def migration(self, move_id: str) -> MigrationRow | None:
-        with connect(self.path) as con:
-            row = con.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM ops.migrations WHERE move_id = ?", [move_id]
-            ).fetchone()
+        row = self._one(f"SELECT {', '.join(COLUMNS)} FROM ops.migrations WHERE move_id = ?",
+                        [move_id])  # fmt: skip
         return MigrationRow(*row) if row else None
 
     def create_migration(self, move_id: str, shard_id: str, from_host: str, to_host: str) -> None:
         at = now()
-        with connect(self.path) as con:
-            con.execute(
-                "INSERT OR IGNORE INTO ops.migrations VALUES "
-                "(?, ?, ?, ?, 'accepted', 'running', 0, ?, ?, 0, 0, NULL, NULL)",
-                [move_id, shard_id, from_host, to_host, at, at],
-            )
+        self._all(
+            "INSERT INTO ops.migrations VALUES "
+            "(?, ?, ?, ?, 'accepted', 'running', 0, ?, ?, 0, 0, NULL, NULL) "
+            "ON CONFLICT (move_id) DO NOTHING",
+            [move_id, shard_id, from_host, to_host, at, at],
+        )
 
     def update_migration(self, move_id: str, **values: object) -> None:
         unknown = set(values) - set(COLUMNS)
         if unknown:
             raise ValueError(f"unknown ops.migrations columns: {sorted(unknown)}")
         assignments = ", ".join(f"{name} = ?" for name in values)
-        with connect(self.path) as con:
-            con.execute(
-                f"UPDATE ops.migrations SET {assignments}, updated_at = ? WHERE move_id = ?",
-                [*values.values(), now(), move_id],
-            )
+        self._all(
+            f"UPDATE ops.migrations SET {assignments}, updated_at = ? WHERE move_id = ?",
+            [*values.values(), now(), move_id],
+        )
 
     def record_step(
         self, move_id: str, phase: str, detail: dict, *, set_phase: bool = True, **values: object
@@ -214,52 +213,47 @@ class OpsStore:
         if set_phase:
             values = {"phase": pending[-1].phase, **values}
         assignments = ", ".join(f"{name} = ?" for name in ("updated_at", *values))
-        with connect(self.path) as con, transaction(con):
+
+        def record(con: StateConnection) -> list[Step]:
             steps = [_insert_step(con, move_id, s.phase, s.detail, s.at) for s in pending]
-            con.execute(
+            con.rows(
                 f"UPDATE ops.migrations SET {assignments} WHERE move_id = ?",
                 [now(), *values.values(), move_id],
             )
-        return steps
+            return steps
+
+        return self.state.transact(record)
 
     def steps(self, move_id: str) -> list[Step]:
-        with connect(self.path) as con:
-            rows = con.execute(
-                'SELECT move_id, seq, phase, "at", detail FROM ops.migration_steps '
-                "WHERE move_id = ? ORDER BY seq",
-                [move_id],
-            ).fetchall()
+        rows = self._all(
+            'SELECT move_id, seq, phase, "at", detail FROM ops.migration_steps '
+            "WHERE move_id = ? ORDER BY seq",
+            [move_id],
+        )
         return [Step(m, s, p, a, json.loads(d) if d else {}) for m, s, p, a, d in rows]
 
     def route(self, shard_id: str) -> Route | None:
-        with connect(self.path) as con:
-            row = con.execute(
-                "SELECT shard_id, host_id, address, port, generation, updated_at "
-                "FROM ops.routing WHERE shard_id = ?",
-                [shard_id],
-            ).fetchone()
+        row = self._one(f"{ROUTE_SQL} WHERE shard_id = ?", [shard_id])
         return Route(*row) if row else None
 
     def routes(self) -> list[Route]:
-        with connect(self.path) as con:
-            rows = con.execute(
-                "SELECT shard_id, host_id, address, port, generation, updated_at "
-                "FROM ops.routing ORDER BY shard_id"
-            ).fetchall()
-        return [Route(*row) for row in rows]
+        return [Route(*row) for row in self._all(f"{ROUTE_SQL} ORDER BY shard_id")]
 
     def register_route(
         self, shard_id: str, host_id: str, address: str, port: int, generation: int = 1
     ) -> Route:
         """Record where a shard was placed (at `generation`, default 1); refuses to overwrite
         another placement."""
-        with connect(self.path) as con:
-            con.execute(
-                "INSERT OR IGNORE INTO ops.routing VALUES (?, ?, ?, ?, ?, ?)",
+
+        def register(con: StateConnection) -> Route:
+            con.rows(
+                "INSERT INTO ops.routing VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (shard_id) DO NOTHING",
                 [shard_id, host_id, address, port, generation, now()],
             )
-        route = self.route(shard_id)
-        assert route is not None
+            return Route(*con.row(f"{ROUTE_SQL} WHERE shard_id = ?", [shard_id]))
+
+        route = self.state.transact(register)
         if (route.host_id, route.address, route.port) != (host_id, address, port):
             raise RoutingConflict(
                 f"shard {shard_id} is already routed to {route.host_id} "
@@ -270,33 +264,31 @@ class OpsStore:
     def routing_missed(self, host_id: str, move_id: str, attempts: int, error: str) -> None:
         """`host_id` missed `attempts` more routing pushes (the latest for `move_id`)."""
         at = now()
-        with connect(self.path) as con:
-            con.execute(
-                "INSERT INTO ops.routing_backlog VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (host_id) DO UPDATE SET move_id = excluded.move_id, "
-                "attempts = ops.routing_backlog.attempts + excluded.attempts, "
-                "last_error = excluded.last_error, updated_at = excluded.updated_at",
-                [host_id, move_id, at, attempts, error, at],
-            )
+        self._all(
+            "INSERT INTO ops.routing_backlog VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (host_id) DO UPDATE SET move_id = excluded.move_id, "
+            "attempts = ops.routing_backlog.attempts + excluded.attempts, "
+            "last_error = excluded.last_error, updated_at = excluded.updated_at",
+            [host_id, move_id, at, attempts, error, at],
+        )
 
     def routing_delivered(self, host_ids: list[str]) -> None:
         """These hosts hold the current routing document now."""
-        with connect(self.path) as con:
-            con.execute("DELETE FROM ops.routing_backlog WHERE list_contains(?, host_id)",
-                        [host_ids])  # fmt: skip
+        if host_ids:
+            marks = ", ".join("?" for _ in host_ids)
+            self._all(f"DELETE FROM ops.routing_backlog WHERE host_id IN ({marks})", host_ids)
 
     def routing_backlog(self) -> list[MissedPush]:
-        with connect(self.path) as con:
-            return routing_backlog(con)
+        """Hosts whose routing document is out of date."""
+        return [MissedPush(*row) for row in self._all(BACKLOG_SQL)]
 
     def unregister_route(self, expected: Route) -> None:
         """Drop a shard's route if it is still `expected` (its host and generation)."""
-        with connect(self.path) as con:
-            gone = con.execute(
-                "DELETE FROM ops.routing WHERE shard_id = ? AND host_id = ? AND generation = ? "
-                "RETURNING shard_id",
-                [expected.shard_id, expected.host_id, expected.generation],
-            ).fetchall()
+        gone = self._all(
+            "DELETE FROM ops.routing WHERE shard_id = ? AND host_id = ? AND generation = ? "
+            "RETURNING shard_id",
+            [expected.shard_id, expected.host_id, expected.generation],
+        )
         if not gone:
             raise RoutingConflict(
                 f"routing of shard {expected.shard_id} is no longer {expected.host_id} "
@@ -310,44 +302,49 @@ class OpsStore:
         Returns (the lease now, the stale lease of another owner it replaced, if any); the
         current lease is the other owner's when that one is live (nothing changed)."""
         at = now()
-        with connect(self.path) as con, transaction(con):
-            row = con.execute(f"{LEASE_SQL} WHERE move_id = ?", [move_id]).fetchone()
+
+        def take(con: StateConnection) -> tuple[Lease, Lease | None]:
+            row = con.row(f"{LEASE_SQL} WHERE move_id = ?{con.for_update}", [move_id])
             held = Lease(*row) if row else None
             if held is not None and held.owner != owner and held.live(at):
                 return held, None
             acquired = held.acquired_at if held is not None and held.owner == owner else at
-            con.execute(
-                "INSERT OR REPLACE INTO ops.move_leases VALUES (?, ?, ?, ?, ?)",
-                [move_id, owner, acquired, at, at + timedelta(seconds=ttl)],
+            lease = Lease(move_id, owner, acquired, at, at + timedelta(seconds=ttl))
+            # Conditional, so a broker that inserted first (no row to lock above) keeps it.
+            taken = con.rows(
+                "INSERT INTO ops.move_leases VALUES (?, ?, ?, ?, ?) ON CONFLICT (move_id) "
+                "DO UPDATE SET owner = excluded.owner, acquired_at = excluded.acquired_at, "
+                "heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at "
+                "WHERE ops.move_leases.owner = excluded.owner "
+                "OR ops.move_leases.expires_at <= excluded.heartbeat_at RETURNING move_id",
+                [move_id, owner, acquired, at, lease.expires_at],
             )
-        stale = held if held is not None and held.owner != owner else None
-        return Lease(move_id, owner, acquired, at, at + timedelta(seconds=ttl)), stale
+            if not taken:
+                return Lease(*con.row(f"{LEASE_SQL} WHERE move_id = ?", [move_id])), None
+            return lease, held if held is not None and held.owner != owner else None
+
+        return self.state.transact(take)
 
     def renew_lease(self, move_id: str, owner: str, ttl: float) -> bool:
         """Extend `owner`'s lease; False when it is not `owner`'s any more (taken over)."""
         at = now()
-        with connect(self.path) as con:
-            renewed = con.execute(
-                "UPDATE ops.move_leases SET heartbeat_at = ?, expires_at = ? "
-                "WHERE move_id = ? AND owner = ? RETURNING move_id",
-                [at, at + timedelta(seconds=ttl), move_id, owner],
-            ).fetchall()
+        renewed = self._all(
+            "UPDATE ops.move_leases SET heartbeat_at = ?, expires_at = ? "
+            "WHERE move_id = ? AND owner = ? RETURNING move_id",
+            [at, at + timedelta(seconds=ttl), move_id, owner],
+        )
         return bool(renewed)
 
     def release_lease(self, move_id: str, owner: str) -> None:
-        with connect(self.path) as con:
-            con.execute(
-                "DELETE FROM ops.move_leases WHERE move_id = ? AND owner = ?", [move_id, owner]
-            )
+        self._all("DELETE FROM ops.move_leases WHERE move_id = ? AND owner = ?", [move_id, owner])
 
     def lease(self, move_id: str) -> Lease | None:
-        with connect(self.path) as con:
-            row = con.execute(f"{LEASE_SQL} WHERE move_id = ?", [move_id]).fetchone()
+        row = self._one(f"{LEASE_SQL} WHERE move_id = ?", [move_id])
         return Lease(*row) if row else None
 
     def stuck_moves(self) -> list[MigrationRow]:
-        with connect(self.path) as con:
-            return stuck_moves(con)
+        """Moves left non-terminal with no live lease: their broker died or gave up."""
+        return self.state.transact(_stuck_moves)
 
     def switch_route(
         self,
@@ -362,37 +359,50 @@ class OpsStore:
         """The commit point of a migration: compare-and-set the route to the next generation
         and mark the migration `switched`, atomically, only while `owner` holds the lease."""
         at = now()
-        with connect(self.path) as con, transaction(con):
-            holder = con.execute(
-                "SELECT owner FROM ops.move_leases WHERE move_id = ? AND expires_at > ?",
+
+        def switch(con: StateConnection) -> tuple[Route, Step]:
+            holder = con.row(
+                f"SELECT owner FROM ops.move_leases WHERE move_id = ? AND expires_at > ?"
+                f"{con.for_update}",
                 [move_id, at],
-            ).fetchone()
+            )
             if holder is None or holder[0] != owner:
                 raise RoutingConflict(
                     f"move {move_id}: the lease is not {owner}'s any more "
                     f"({holder[0] if holder else 'expired'}); not switching"
                 )
-            changed = con.execute(
+            changed = con.rows(
                 "UPDATE ops.routing SET host_id = ?, address = ?, port = ?, "
                 "generation = generation + 1, updated_at = ? "
                 "WHERE shard_id = ? AND host_id = ? AND generation = ? RETURNING generation",
                 [host_id, address, port, at, expected.shard_id, expected.host_id,
                  expected.generation],
-            ).fetchall()  # fmt: skip
+            )  # fmt: skip
             if not changed:
                 raise RoutingConflict(
                     f"routing of shard {expected.shard_id} is no longer {expected.host_id} "
                     f"generation {expected.generation}; not switching"
                 )
             step = _insert_step(con, move_id, "switched", detail, at)
-            con.execute(
+            con.rows(
                 "UPDATE ops.migrations SET phase = 'switched', updated_at = ? WHERE move_id = ?",
                 [at, move_id],
             )
-        route = Route(expected.shard_id, host_id, address, port, changed[0][0], at)
-        return route, step
+            return Route(expected.shard_id, host_id, address, port, changed[0][0], at), step
+
+        return self.state.transact(switch)
 
 
 def routed_hosts(database: Path | str) -> dict[str, str]:
     """Where the routing table says each migrated shard runs now (shard id → host id)."""
     return {route.shard_id: route.host_id for route in OpsStore(database).routes()}
+
+
+def ops_mirror(database: Path | str) -> StateMirror | None:
+    """The `ops` tables to copy into read snapshots of `database`: None when they live in the
+    DuckDB file itself (the embedded backend), else the Postgres tables."""
+    state = open_state(database)
+    if isinstance(state, DuckDBState):
+        return None  # and the file is not touched: a read stays a read
+    state.ensure(DDL)
+    return StateMirror(state, DDL, TABLES)

@@ -173,23 +173,29 @@ def ingest_command(days: int) -> None:
     help="Rows to print at most (0: all); a cut is always reported on stderr.",
 )
 def sql(query: str, fmt: str, limit: int) -> None:
-    """Run a read-only SQL QUERY on the DuckDB file and print the result."""
+    """Run a read-only SQL QUERY on the latest read snapshot of the DuckDB file and print the
+    result (never waits for a running job; its age is printed on stderr)."""
     import duckdb
 
-    from skyshard import db
+    from skyshard.broker.ops_tables import ops_mirror
     from skyshard.cli.tabular import render
     from skyshard.config import paths
+    from skyshard.storage.snapshots import SnapshotUnavailable, read_snapshot
 
     path = paths.duckdb_path()
     if not path.exists():
         raise click.ClickException(f"no DuckDB file at {path} (SKYSHARD_DUCKDB); run a job first")
     try:
-        with db.connect(path, read_only=True) as con:
+        with read_snapshot(path, ops_mirror(path)) as (con, snapshot):
             cursor = con.execute(query)
             columns = [d[0] for d in cursor.description or []]
             rows = cursor.fetchall() if limit == 0 else cursor.fetchmany(limit + 1)
     except duckdb.Error as exc:
         raise click.ClickException(f"query on {path} failed: {exc}") from None
+    except SnapshotUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    published = snapshot.published_at.strftime("%H:%M:%S")
+    click.echo(f"(read snapshot of {published} UTC, {snapshot.age_s():.0f} s old)", err=True)
     cut = limit and len(rows) > limit
     rows = rows[:limit] if cut else rows
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None

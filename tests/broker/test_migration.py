@@ -14,7 +14,10 @@ from skyshard.transport.validate import ValidationError
 from tests.broker.conftest import FAST, OPERATOR, SHARD
 
 
-def test_migration_moves_every_key_including_writes_during_precopy(cluster) -> None:
+def test_migration_moves_every_key_including_writes_during_precopy(
+    cluster, state_backend: str
+) -> None:
+    """On both state backends: the Migrator's own state writes, end to end."""
     cluster.place()
     events, progress = [], []
 

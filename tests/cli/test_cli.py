@@ -46,27 +46,27 @@ def test_sql_formats(database):
     query = "select * from plan.t order by id"
     table = run("sql", query)
     assert table.exit_code == 0, table.output
-    lines = table.output.splitlines()
+    lines = table.stdout.splitlines()
     assert lines[0].split() == ["id", "name", "note", "x"]
     assert lines[2].split() == ["1", "a", "pipe", "|", "and,", "comma", "0.5"]
-    parsed = list(csv.reader(io.StringIO(run("sql", query, "--format", "csv").output)))
+    parsed = list(csv.reader(io.StringIO(run("sql", query, "--format", "csv").stdout)))
     assert parsed == [
         ["id", "name", "note", "x"],
         ["1", "a", "pipe | and, comma", "0.5"],
         ["2", "b", "", ""],
     ]
-    records = json.loads(run("sql", query, "--format", "json").output)
+    records = json.loads(run("sql", query, "--format", "json").stdout)
     assert records == [
         {"id": 1, "name": "a", "note": "pipe | and, comma", "x": 0.5},
         {"id": 2, "name": "b", "note": None, "x": None},
     ]
-    markdown = run("sql", query, "--format", "markdown").output.splitlines()
+    markdown = run("sql", query, "--format", "markdown").stdout.splitlines()
     assert markdown[0] == "| id | name | note | x |"
     assert markdown[2] == "| 1 | a | pipe \\| and, comma | 0.5 |"
 
 
 def test_a_wide_result_is_never_cut(database):
-    piped = run("sql", "select * from plan.wide").output
+    piped = run("sql", "select * from plan.wide").stdout
     for name, value in WIDE.items():
         assert name in piped and value in piped
     assert "…" not in piped and "..." not in piped
@@ -79,7 +79,7 @@ def test_a_cut_at_the_limit_is_reported(database):
     assert result.stdout.splitlines()[2:] == ["0", "1"]
     assert "first 2 rows shown" in result.stderr
     everything = run("sql", "select * from range(5)", "--limit", "0", "--format", "csv")
-    assert everything.output.split() == ["range", "0", "1", "2", "3", "4"]
+    assert everything.stdout.split() == ["range", "0", "1", "2", "3", "4"]
 
 
 def test_sql_errors_name_the_file_and_the_problem(database, tmp_path, monkeypatch):

@@ -1,0 +1,1 @@
+"""Where state and data live at scale: the operational-state backend switch and read snapshots."""
