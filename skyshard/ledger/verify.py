@@ -18,10 +18,11 @@ from typing import NamedTuple
 from skyshard.ledger import ed25519
 from skyshard.ledger.checkpoint import Checkpoint
 from skyshard.ledger.client import Mark
-from skyshard.ledger.cosignature import CosignatureVerifier
+from skyshard.ledger.cosignature import Quorum
 from skyshard.ledger.entry import KEY_ROTATION, EntryError, check_line, message_of_line
 from skyshard.ledger.keys import KeyChain
 from skyshard.ledger.log import (
+    CHECKPOINT_DIR,
     LOG_FILE,
     LedgerError,
     TornTail,
@@ -35,8 +36,6 @@ from skyshard.ledger.note import (
     Ed25519Verifier,
     NoteError,
     open_note,
-    parse_note,
-    verified_signatures,
 )
 
 _CHUNK = 8192
@@ -125,9 +124,10 @@ class Anchors:
     """Signed checkpoint notes the log must still contain (a client's cache, a --checkpoint)."""
     seen: Mark | None = None
     """The last entry a client saw appended: the log must still hold it, unchanged."""
-    cosigners: Sequence[CosignatureVerifier] = ()
-    quorum: int = 0
-    """How many of `cosigners` must have cosigned the latest checkpoint."""
+    quorum: Quorum = field(default_factory=Quorum)
+    """The pinned cosigners, and how many of them must have cosigned the latest checkpoint."""
+    cosigned: str | None = None
+    """A checkpoint note a client saw cosigned: the folder's copy must keep its cosignatures."""
 
 
 class VerificationError(LedgerError):
@@ -250,6 +250,27 @@ def extend_verified(
     return VerifiedState(frontier, Mark(frontier.size, offset, last), chain.active)
 
 
+def stripped_cosignatures(directory: Path, quorum: Quorum, cosigned: str) -> str | None:
+    """Why the folder's copy of `cosigned`, a checkpoint note seen cosigned before, lost any
+    of those cosignatures or the quorum, or None."""
+    checkpoint = Checkpoint.from_note(cosigned)
+    path = directory / CHECKPOINT_DIR / f"{checkpoint.size}.note"
+    if not path.exists():
+        return f"{path} is missing, but checkpoint {checkpoint.size} was seen cosigned before"
+    try:
+        seen = quorum.cosigned_by(cosigned)
+        names = quorum.cosigned_by(path.read_text())
+    except NoteError as exc:
+        return f"{path}: cosignature: {exc}"
+    lost = [name for name in seen if name not in names]
+    if lost:
+        return (
+            f"{path}: the cosignature(s) of {', '.join(lost)} seen on checkpoint "
+            f"{checkpoint.size} before were removed"
+        )
+    return quorum.shortfall(checkpoint.size, names)
+
+
 def _check_entries(
     log_path: Path, chain: KeyChain, tree: MerkleTree, result: VerifyResult, workers: int
 ) -> None:
@@ -307,7 +328,6 @@ def _check_entry(index: int, line: bytes, chain: KeyChain) -> tuple[SignatureChe
 def _check_checkpoints(
     directory: Path, chain: KeyChain, tree: MerkleTree, anchors: Anchors, result: VerifyResult
 ) -> None:
-    cosigners = anchors.cosigners
     previous: Checkpoint | None = None
     for path in checkpoint_paths(directory):
         text = path.read_text()
@@ -316,25 +336,25 @@ def _check_checkpoints(
         except NoteError as exc:
             result.bad_checkpoint, result.reason = int(path.stem), f"{path}: {exc}"
             return
-        failure = _checkpoint_failure(path, text, checkpoint, previous, chain, tree, cosigners)
+        failure = _checkpoint_failure(path, text, checkpoint, previous, chain, tree)
+        if failure is None:
+            try:
+                result.cosignatures[checkpoint.size] = anchors.quorum.cosigned_by(text)
+            except NoteError as exc:
+                failure = f"{path}: cosignature: {exc}"
         if failure is not None:
             result.bad_checkpoint, result.reason = checkpoint.size, failure
             if checkpoint.size > tree.size:
                 result.first_bad_index = tree.size
             return
-        result.cosignatures[checkpoint.size] = _verified_cosigners(text, cosigners)
         result.checkpoints += 1
         previous = checkpoint
     covered = previous.size if previous else 0
     result.uncovered = tree.size - covered
-    if anchors.quorum and result.entries:
-        names = result.cosignatures.get(covered, [])
-        if len(names) < anchors.quorum:
-            result.bad_checkpoint = covered
-            result.reason = (
-                f"checkpoint {covered} has {len(names)} cosignature(s) ({', '.join(names) or '-'}) "
-                f"from the configured cosigners, the policy's quorum is {anchors.quorum}"
-            )
+    if result.entries:
+        shortfall = anchors.quorum.shortfall(covered, result.cosignatures.get(covered, []))
+        if shortfall is not None:
+            result.bad_checkpoint, result.reason = covered, shortfall
 
 
 def _check_anchors(
@@ -369,6 +389,12 @@ def _check_anchors(
                 f"{checkpoint.size} was verified before: checkpoints were rolled back"
             )
             return
+    if anchors.cosigned is not None:
+        failure = stripped_cosignatures(directory, anchors.quorum, anchors.cosigned)
+        if failure is not None:
+            result.bad_checkpoint = Checkpoint.from_note(anchors.cosigned).size
+            result.reason = failure
+            return
     seen = anchors.seen
     if seen is None or seen.size == 0:
         return
@@ -389,7 +415,6 @@ def _checkpoint_failure(
     previous: Checkpoint | None,
     chain: KeyChain,
     tree: MerkleTree,
-    cosigners: Sequence[CosignatureVerifier],
 ) -> str | None:
     if str(checkpoint.size) != path.stem:
         return f"{path}: file name says size {path.stem}, checkpoint says {checkpoint.size}"
@@ -418,12 +443,4 @@ def _checkpoint_failure(
             )
         except ProofError as exc:
             return f"{path}: not consistent with checkpoint {previous.size}: {exc}"
-    try:
-        verified_signatures(parse_note(text), cosigners)
-    except NoteError as exc:
-        return f"{path}: cosignature: {exc}"
     return None
-
-
-def _verified_cosigners(text: str, cosigners: Sequence[CosignatureVerifier]) -> list[str]:
-    return [s.name for s in verified_signatures(parse_note(text), cosigners)]

@@ -9,7 +9,7 @@ import pytest
 from skyshard.ledger import Ledger
 from skyshard.ledger import verify as verify_module
 from skyshard.ledger.checkpoint import Checkpoint
-from skyshard.ledger.cosignature import Cosigner
+from skyshard.ledger.cosignature import Cosigner, Quorum
 from skyshard.ledger.ed25519 import SigningKey
 from skyshard.ledger.entry import canonical_json, make_entry
 from skyshard.ledger.note import sign_note
@@ -128,11 +128,11 @@ def test_bad_cosignature_by_a_known_cosigner_fails(signed_ledger):
     body = Checkpoint.from_note(note_path.read_text()).body()
     line = cosigner.cosign(body, 1_800_000_000).line()
     signed_ledger.store_cosignatures(10, [line])
-    result = signed_ledger.verify([cosigner.verifier()])
+    result = signed_ledger.verify(Quorum((cosigner.verifier(),)))
     assert result.ok and result.cosignatures == {10: ["provider-a"]}
     forged = cosigner.cosign(body.replace("10", "11", 1), 1_800_000_000).line()
     signed_ledger.store_cosignatures(10, [forged])
-    result = signed_ledger.verify([cosigner.verifier()])
+    result = signed_ledger.verify(Quorum((cosigner.verifier(),)))
     assert not result.ok and "cosignature" in result.reason
 
 
