@@ -173,3 +173,13 @@ def test_an_invalid_key_rotation_is_the_first_bad_index(ledger, signer, monkeypa
     write_lines(ledger, [*lines_of(ledger), rotation.line + b"\n", after.line + b"\n"])
     result = verify_ledger(ledger.directory, ledger.verifier())
     assert result.first_bad_index == 30 and "invalid key_rotation" in result.reason
+
+
+def test_an_empty_log_and_a_lone_torn_line_have_no_entries(tmp_path, signer):
+    folder = tmp_path / "ledger"
+    folder.mkdir()
+    for content in (b"", b'{"actor":"bro'):
+        (folder / "log.jsonl").write_bytes(content)
+        result = verify_ledger(folder, signer.verifier(), workers=2)
+        assert result.ok and result.entries == 0 and result.end_offset == 0
+        assert (result.torn_tail is not None) == bool(content)
