@@ -7,7 +7,6 @@ and the last entry a client saw). Incrementally: only the entries after a verifi
 from __future__ import annotations
 
 import base64
-import hashlib
 import mmap
 import multiprocessing
 import os
@@ -137,7 +136,7 @@ def check_chunk(
         _, reason = entry_failure(index, line, key)
         if reason is not None:
             return ChunkOutcome(bytes(leaves), (index, reason))
-        leaves += hashlib.sha256(b"\x00" + line).digest()
+        leaves += leaf_hash(line)
     return ChunkOutcome(bytes(leaves), None)
 
 
