@@ -2,7 +2,7 @@
 on a tight synthetic sky, against the issue's targets.
 
 Run: .venv/bin/python -m bench.bench_backtest [--trace bitbrains|synthetic] [--seeds 0,1]
-     [--steps 6] [--window-h 168] [--headroom 1.3] [--slow-budget 0]
+     [--steps 6] [--window-h 168] [--headroom 1.3] [--slow-budget 0] [--shards 100]
 
 The sky: the trace's VMs (cpu cores used per hour) as shards, packed first-fit onto hosts of
 three providers so total capacity is `headroom` x the peak of the summed demand; provider
@@ -179,6 +179,7 @@ def planning_data(ids: list[str], demand: np.ndarray, headroom: float, seed: int
     incidents = pl.DataFrame(
         {
             "provider_id": [p for p, _ in PROVIDERS],
+            "region": ["r1"] * 3,
             "day": [date(2026, 1, 5)] * 3,
             "incident_minutes": [0.0] * 3,
             "has_open_incident": [False] * 3,
@@ -215,6 +216,7 @@ def main() -> None:
     parser.add_argument("--headroom", type=float, default=1.3)
     parser.add_argument("--slow-budget", type=float, default=0.0)
     parser.add_argument("--min-saving", type=float, default=1.0, help="min_saving_per_day")
+    parser.add_argument("--shards", type=int, default=100, help="synthetic shards")
     args = parser.parse_args()
     policy = PolicyFile(
         forecast=ForecastPolicy(slow_budget_seconds=args.slow_budget),
@@ -226,10 +228,13 @@ def main() -> None:
         "migrations pred / reactive | targets | s |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
+    details = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         hours = 72 + args.window_h
         ids, demand = (
-            bitbrains_demand(hours) if args.trace == "bitbrains" else synthetic_demand(hours, seed)
+            bitbrains_demand(hours)
+            if args.trace == "bitbrains"
+            else synthetic_demand(hours, seed, args.shards)
         )
         data = planning_data(ids, demand, args.headroom, seed)
         for step in [int(s) for s in args.steps.split(",")]:
@@ -254,6 +259,17 @@ def main() -> None:
                 f"{time.perf_counter() - began:.0f} |",
                 flush=True,
             )
+            details += [
+                f"| {args.trace} ({len(ids)}) | {seed} | {step} | {args.headroom} | "
+                f"{row['policy']} | {row['total_cost']:.2f} | {row['overload_shard_hours']} | "
+                f"{row['migrations']} |"
+                for row in by.values()
+            ]
+    print(
+        "\n| trace | seed | step h | headroom | policy | total cost | overload sh-h | "
+        "migrations |\n|---|---|---|---|---|---|---|---|"
+    )
+    print("\n".join(details))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,15 @@
 Run: .venv/bin/python -m bench.bench_placement [--quick] [--large-only] [--seeds 0,1,2]
      [--scenarios steady,tight] [--backends]
      .venv/bin/python -m bench.bench_placement --cluster [--replicas 1,2,4] [--seeds 0]
+     .venv/bin/python -m bench.bench_placement --consumers
 Instances come from tests.support.synthetic (feasible by construction; "steady" is the
 target case, "tight" a harder one). --backends also times scipy.optimize.milp (HiGHS too) on
 one pruned MILP, the measurement behind choosing highspy. --cluster solves the real-GPU-
 cluster shape of bench/cluster_shape.py (1,500 hosts x 8,000 shards at 85 % GPU load, times
-each replica count), each in a fresh process so its peak memory is its own.
+each replica count), each in a fresh process so its peak memory is its own. --consumers times
+what the constraint families feed (instance, candidate filters, problem build, pre-checks,
+the heuristic without an LP, the checker, greedy) in CPU seconds, the least of a few runs, so
+a shared machine's load barely moves it.
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from skyshard.placement import SolveOptions, check_assignment, greedy_placement, solve_placement
 from skyshard.placement.candidates import eligible_candidates, top_k_mask
+from skyshard.placement.check import violations_of
+from skyshard.placement.explain import pre_checks, unplaceable
+from skyshard.placement.heuristic import lp_guided_assignment
 from skyshard.placement.highs import solve_mip
 from skyshard.placement.instance import build_instance
 from skyshard.placement.problem import build_problem, penalties
@@ -157,6 +165,59 @@ def bench_cluster(replicas: list[int], seeds: list[int]) -> None:
             print(f"<!-- phases: {r['phases']} -->", flush=True)
 
 
+CONSUMERS_HEADER = (
+    "| input | instance | candidates | problem (top 10) | pre-checks | heuristic (no LP) | "
+    "checker | greedy |\n|---|---|---|---|---|---|---|---|"
+)
+
+
+def _least_cpu_ms(run: Callable[[], object], repeats: int) -> float:
+    spent = []
+    for _ in range(repeats):
+        began = time.process_time()
+        run()
+        spent.append(time.process_time() - began)
+    return 1000 * min(spent)
+
+
+def bench_consumers() -> None:
+    """CPU ms (least of a few runs) of each consumer of the constraint families."""
+    from bench.cluster_shape import cluster_input
+
+    print(CONSUMERS_HEADER)
+    inputs = [
+        ("1,000 x 50 steady, seed 0", random_instance(1_000, 50, 0, "steady"), 10),
+        ("cluster 1x, seed 0", cluster_input(seed=0), 3),
+    ]
+    for name, inp, repeats in inputs:
+        inst = build_instance(inp)
+        cands = eligible_candidates(inst)
+        pen = penalties(inst, cands)
+        no_lp = np.zeros(len(cands))
+        chosen = lp_guided_assignment(inst, cands, no_lp, 600)
+        host_of = np.where(chosen >= 0, cands.host[np.maximum(chosen, 0)], -1)
+        timings = [
+            _least_cpu_ms(lambda inp=inp: build_instance(inp), repeats),
+            _least_cpu_ms(lambda inst=inst: eligible_candidates(inst), repeats),
+            _least_cpu_ms(
+                lambda inst=inst, cands=cands, pen=pen: build_problem(
+                    inst, cands, top_k_mask(inst, cands, 10), pen
+                ),
+                repeats,
+            ),
+            _least_cpu_ms(lambda inst=inst: pre_checks(inst, unplaceable(inst)), repeats),
+            _least_cpu_ms(
+                lambda inst=inst, cands=cands, no_lp=no_lp: lp_guided_assignment(
+                    inst, cands, no_lp, 600
+                ),
+                repeats,
+            ),
+            _least_cpu_ms(lambda inst=inst, host_of=host_of: violations_of(inst, host_of), repeats),
+            _least_cpu_ms(lambda inp=inp: greedy_placement(inp), repeats),
+        ]
+        print(f"| {name} | " + " | ".join(f"{ms:,.0f}" for ms in timings) + " |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="only 1,000 x 50, seed 0, steady")
@@ -167,7 +228,11 @@ def main() -> None:
     parser.add_argument("--cluster", action="store_true", help="the real-cluster shape")
     parser.add_argument("--replicas", default="1,2,4")
     parser.add_argument("--cluster-one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--consumers", action="store_true", help="CPU time per consumer")
     args = parser.parse_args()
+    if args.consumers:
+        bench_consumers()
+        return
     if args.cluster_one:
         print(json.dumps(cluster_run(args.cluster_one, int(args.seeds.split(",")[0]))))
         return

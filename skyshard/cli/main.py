@@ -90,10 +90,17 @@ def main() -> None:
 def check_config(home: Path | None) -> None:
     """Validate providers.yaml, workloads.yaml and policy.yaml in HOME (default: SKYSHARD_HOME)."""
     from skyshard.cli.common import console, load_or_fail
+    from skyshard.placement.constraints import rules_from_config
     from skyshard.sim.home import resolve_home
 
     home = home or resolve_home()
     sky = load_or_fail(home)
+    try:
+        rules_from_config([(r.rule, r.fields()) for r in sky.policy.placement_rules])
+    except ValueError as error:
+        raise click.ClickException(
+            f"invalid configuration:\n{home / 'policy.yaml'}: {error}"
+        ) from None
     console.print(
         f"[green]ok[/green] {home}: {len(sky.providers)} providers, {len(sky.hosts)} hosts, "
         f"{len(sky.workloads)} workloads → {len(sky.shards)} shards"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from skyshard.config.base import Fraction, Identifier, NonNegative, StrictModel
 from skyshard.config.providers import DataClass
@@ -130,6 +130,19 @@ class TrustPolicy(StrictModel):
     half_life_days: float = Field(default=30, gt=0)
 
 
+class PlacementRule(BaseModel):
+    """One item of `placement_rules`: `rule` names a placement constraint family; the other
+    keys are the fields of that family's rule (docs/planning.md). The family validates them,
+    so a new family needs no schema here."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    rule: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+
+    def fields(self) -> dict[str, object]:
+        return dict(self.model_extra or {})
+
+
 class PolicyFile(StrictModel):
     """Top level of `policy.yaml`."""
 
@@ -138,6 +151,7 @@ class PolicyFile(StrictModel):
     data_classes: dict[DataClass, DataClassRule] = Field(default_factory=dict)
     operators: list[Operator] = Field(default_factory=list)
     payment: dict[Identifier, PaymentTerms] = Field(default_factory=dict)
+    placement_rules: list[PlacementRule] = Field(default_factory=list)
     auditors: list[Auditor] = Field(default_factory=list)
     trust: TrustPolicy = Field(default_factory=TrustPolicy)
     ledger: LedgerPolicy = Field(default_factory=LedgerPolicy)

@@ -17,7 +17,7 @@ EXPORTS = {
     "ShardDemand": "model",
     "SolveOptions": "solve",
     "Status": "model",
-    "Violation": "check",
+    "Violation": "constraints.base",
     "check_assignment": "check",
     "greedy_placement": "greedy",
     "solve_placement": "solve",

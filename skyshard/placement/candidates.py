@@ -7,11 +7,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from skyshard.placement.devices import NO_DEVICES, devices_needed, fits_devices, host_usage
 from skyshard.placement.instance import NO_INDEX, Instance
-
-# Capacity comparisons tolerate float noise from summing many small demands.
-CAPACITY_TOLERANCE = 1e-9
 
 
 class CurrentHost(IntEnum):
@@ -22,7 +18,7 @@ class CurrentHost(IntEnum):
     GONE = 2  # current host no longer supplied
     BLOCKED = 3  # current host not allowed (policy, trust, ...) or not scored
     OVERLOADED = 4  # current host over capacity at the forecast upper bound
-    CONFLICTED = 5  # current placement breaks a latency limit, affinity or anti-affinity
+    CONFLICTED = 5  # current placement breaks a rule between shards (latency, groups)
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,34 +39,23 @@ class Candidates:
 
 
 def overloaded_hosts(inst: Instance) -> np.ndarray:
-    """(hosts,) True where the shards currently there exceed a capacity or the GPU devices."""
-    placed = inst.current != NO_INDEX
-    load = np.zeros_like(inst.capacity)
-    np.add.at(load, inst.current[placed], inst.demand[placed])
-    taken, counts = host_usage(inst.n_hosts, inst.current, inst.gpu_whole, inst.gpu_slots)
-    short = (inst.gpu_devices != NO_DEVICES) & (devices_needed(taken, counts) > inst.gpu_devices)
-    return (load > inst.capacity + CAPACITY_TOLERANCE).any(axis=1) | short
+    """(hosts,) True where the shards currently there exceed a capacity-like limit (a resource,
+    the GPU devices)."""
+    over = np.zeros(inst.n_hosts, dtype=bool)
+    for family in inst.constraints:
+        found = family.overloaded_hosts(inst)
+        if found is not None:
+            over |= found
+    return over
 
 
 def _in_conflict_now(inst: Instance) -> np.ndarray:
-    """(shards,) True where the current placement breaks a latency limit or a group rule."""
+    """(shards,) True where the current placement breaks a rule (latency limit, group rule)."""
     conflicted = np.zeros(inst.n_shards, dtype=bool)
-    current = inst.current
-    ha, hb = current[inst.dep_a], current[inst.dep_b]
-    both = (ha != NO_INDEX) & (hb != NO_INDEX)
-    too_far = both & (inst.latency[ha, hb] > inst.dep_limit)
-    conflicted[inst.dep_a[too_far]] = conflicted[inst.dep_b[too_far]] = True
-    placed = np.flatnonzero((current != NO_INDEX) & (inst.anti_affinity != NO_INDEX))
-    keys = inst.anti_affinity[placed] * inst.n_hosts + current[placed]
-    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    conflicted[placed[counts[inverse] > 1]] = True
-    placed = np.flatnonzero((current != NO_INDEX) & (inst.affinity != NO_INDEX))
-    group, provider = inst.affinity[placed], inst.host_provider[current[placed]]
-    first_provider = np.full(len(inst.affinity_names), NO_INDEX)
-    first_provider[group[::-1]] = provider[::-1]
-    split = np.zeros(len(inst.affinity_names), dtype=bool)
-    split[group[provider != first_provider[group]]] = True
-    conflicted[placed[split[group]]] = True
+    for family in inst.constraints:
+        found = family.conflicted_shards(inst)
+        if found is not None:
+            conflicted |= found
     return conflicted
 
 
@@ -97,12 +82,18 @@ def stay_costs(inst: Instance) -> np.ndarray:
 
 
 def fits_alone(inst: Instance, shard: np.ndarray, host: np.ndarray) -> np.ndarray:
-    fits = (inst.demand[shard] <= inst.capacity[host] + CAPACITY_TOLERANCE).all(axis=1)
-    return fits & fits_devices(inst.gpu_devices[host], inst.gpu_whole[shard], inst.gpu_slots[shard])
+    """Per (shard, host) pair, whether the shard on its own may use the host."""
+    fits = np.ones(len(shard), dtype=bool)
+    for family in inst.constraints:
+        found = family.fits_alone(inst, shard, host)
+        if found is not None:
+            fits &= found
+    return fits
 
 
 def passes_hysteresis(inst: Instance, state: np.ndarray) -> np.ndarray:
-    """(candidate rows,) whether choosing the row keeps the minimum saving and the cooldown."""
+    """(candidate rows,) whether choosing the row keeps the minimum saving and the cooldown
+    (for a shard on an overloaded host: whether its relief pays for the move)."""
     budget = inst.budget
     shard = inst.cand_shard
     stay = stay_costs(inst)[shard]
@@ -110,39 +101,24 @@ def passes_hysteresis(inst: Instance, state: np.ndarray) -> np.ndarray:
     threshold = np.maximum(budget.min_saving_per_move, budget.min_relative_saving * np.abs(stay))
     cooled_down = inst.cycles_since_move[shard] >= budget.min_cycles_between_moves
     voluntary_move_ok = cooled_down & (saving >= threshold)
-    return (
-        (state[shard] != CurrentHost.STAYABLE)
-        | (inst.cand_host == inst.current[shard])
-        | voluntary_move_ok
+    # relief pays for itself: its expected value plus the saving clears the same margin
+    relief_ok = (state[shard] == CurrentHost.OVERLOADED) & (
+        saving + inst.relief[shard] >= budget.min_saving_per_move
     )
-
-
-def _shares_affinity_provider(inst: Instance, keep: np.ndarray) -> np.ndarray:
-    """Affinity means same provider: drop hosts whose provider not every group member can use."""
-    grouped = inst.affinity != NO_INDEX
-    if not grouped.any():
-        return keep
-    n_groups, n_providers = len(inst.affinity_names), len(inst.provider_ids)
-    usable = np.zeros((inst.n_shards, n_providers), dtype=bool)
-    usable[inst.cand_shard[keep], inst.host_provider[inst.cand_host[keep]]] = True
-    members_usable = np.zeros((n_groups, n_providers), dtype=np.int64)
-    np.add.at(members_usable, inst.affinity[grouped], usable[grouped])
-    group_size = np.bincount(inst.affinity[grouped], minlength=n_groups)
-    common = members_usable == group_size[:, None]
-    group = inst.affinity[inst.cand_shard]
-    provider = inst.host_provider[inst.cand_host]
-    return keep & ((group == NO_INDEX) | common[np.maximum(group, 0), provider])
+    forced = (state[shard] != CurrentHost.STAYABLE) & (state[shard] != CurrentHost.OVERLOADED)
+    return forced | relief_ok | (inst.cand_host == inst.current[shard]) | voluntary_move_ok
 
 
 def eligible_candidates(
-    inst: Instance, *, capacity: bool = True, hysteresis: bool = True, affinity: bool = True
+    inst: Instance, *, capacity: bool = True, hysteresis: bool = True, prune: bool = True
 ) -> Candidates:
-    """Allowed candidates that fit their host alone and pass hysteresis and affinity, plus every
-    shard's current host: staying is always possible (the elastic model prices what it breaks),
-    so there is always a plan.
+    """Allowed candidates that fit their host alone, pass hysteresis and survive the families'
+    prunes (affinity: a provider every member can use), plus every shard's current host:
+    staying is always possible (the elastic model prices what it breaks), so there is always a
+    plan.
 
-    Each filter only removes pairs no rule-keeping assignment can use; the flags let the checker
-    tell hysteresis apart from the other rules.
+    Each filter only removes pairs no rule-keeping assignment can use; the flags let the
+    pre-checks and the greedy baseline leave some out.
     """
     state = current_host_states(inst)
     keep = inst.cand_allowed.copy()
@@ -150,8 +126,9 @@ def eligible_candidates(
         keep &= fits_alone(inst, inst.cand_shard, inst.cand_host)
     if hysteresis:
         keep &= passes_hysteresis(inst, state)
-    if affinity:
-        keep = _shares_affinity_provider(inst, keep)
+    if prune:
+        for family in inst.constraints:
+            keep = family.prune(inst, keep)
     keep |= inst.cand_host == inst.current[inst.cand_shard]
     rows = np.flatnonzero(keep)
     shard, host = inst.cand_shard[rows], inst.cand_host[rows]

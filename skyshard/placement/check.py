@@ -1,113 +1,19 @@
-"""Checks an assignment against every constraint and lists what it violates, by family."""
+"""Checks an assignment against every constraint and lists what it violates, by family: the
+unplaced shards, policy and hysteresis here, then each constraint family's own check."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
-from skyshard.placement.candidates import (
-    CAPACITY_TOLERANCE,
-    current_host_states,
-    passes_hysteresis,
-)
-from skyshard.placement.devices import NO_DEVICES, devices_needed, host_usage
-from skyshard.placement.instance import NO_INDEX, Instance, build_instance
-from skyshard.placement.model import RESOURCES, PlacementInput
-
-SHOWN = 8  # shard names listed per message
+from skyshard.placement.candidates import current_host_states, passes_hysteresis
+from skyshard.placement.constraints.base import NO_INDEX, Violation, names
+from skyshard.placement.instance import Instance, build_instance
+from skyshard.placement.model import PlacementInput
 
 
-@dataclass(frozen=True)
-class Violation:
-    family: str  # capacity, devices, latency, affinity, budget, hysteresis, policy, unplaced
-    message: str
-
-
-def names(ids: list[str], indices: np.ndarray | list[int]) -> str:
-    listed = [ids[int(i)] for i in list(indices)[:SHOWN]]
-    more = len(indices) - SHOWN
-    return ", ".join(listed) + (f" and {more} more" if more > 0 else "")
-
-
-def _capacity(inst: Instance, host_of: np.ndarray) -> list[Violation]:
-    placed = host_of != NO_INDEX
-    load = np.zeros_like(inst.capacity)
-    np.add.at(load, host_of[placed], inst.demand[placed])
-    out = []
-    for host, res in zip(*np.nonzero(load > inst.capacity + CAPACITY_TOLERANCE), strict=True):
-        shards = np.flatnonzero(host_of == host)
-        out.append(
-            Violation(
-                "capacity",
-                f"host {inst.host_ids[host]}: {RESOURCES[res]} {load[host, res]:g} > capacity "
-                f"{inst.capacity[host, res]:g} (shards {names(inst.shard_ids, shards)})",
-            )
-        )
-    return out
-
-
-def _devices(inst: Instance, host_of: np.ndarray) -> list[Violation]:
-    taken, counts = host_usage(inst.n_hosts, host_of, inst.gpu_whole, inst.gpu_slots)
-    need = devices_needed(taken, counts)
-    short = (inst.gpu_devices != NO_DEVICES) & (need > inst.gpu_devices)
-    return [
-        Violation(
-            "devices",
-            f"host {inst.host_ids[host]}: shards need {need[host]} GPU devices (whole ones plus "
-            f"shared ones per size) but it has {inst.gpu_devices[host]} "
-            f"(shards {names(inst.shard_ids, np.flatnonzero(host_of == host))})",
-        )
-        for host in np.flatnonzero(short)
-    ]
-
-
-def _latency(inst: Instance, host_of: np.ndarray) -> list[Violation]:
-    out = []
-    for a, b, limit in zip(inst.dep_a, inst.dep_b, inst.dep_limit, strict=True):
-        ha, hb = host_of[a], host_of[b]
-        if NO_INDEX in (ha, hb) or inst.latency[ha, hb] <= limit:
-            continue
-        out.append(
-            Violation(
-                "latency",
-                f"shards {inst.shard_ids[a]},{inst.shard_ids[b]}: {inst.latency[ha, hb]:g} ms "
-                f"between {inst.host_ids[ha]} and {inst.host_ids[hb]} > max_latency_ms {limit:g}",
-            )
-        )
-    return out
-
-
-def _affinity(inst: Instance, host_of: np.ndarray) -> list[Violation]:
-    out = []
-    for group, name in enumerate(inst.affinity_names):
-        members = np.flatnonzero((inst.affinity == group) & (host_of != NO_INDEX))
-        providers = sorted({inst.provider_ids[inst.host_provider[host_of[s]]] for s in members})
-        if len(providers) > 1:
-            out.append(
-                Violation(
-                    "affinity",
-                    f"affinity group {name} (shards {names(inst.shard_ids, members)}) "
-                    f"spans providers {', '.join(providers)}",
-                )
-            )
-    for group, name in enumerate(inst.anti_affinity_names):
-        members = np.flatnonzero((inst.anti_affinity == group) & (host_of != NO_INDEX))
-        hosts, counts = np.unique(host_of[members], return_counts=True)
-        for host in hosts[counts > 1]:
-            out.append(
-                Violation(
-                    "affinity",
-                    f"anti-affinity group {name}: shards "
-                    f"{names(inst.shard_ids, members[host_of[members] == host])} share host "
-                    f"{inst.host_ids[host]}",
-                )
-            )
-    return out
-
-
-def _moves_and_policy(inst: Instance, host_of: np.ndarray) -> list[Violation]:
+def _placement_and_policy(inst: Instance, host_of: np.ndarray) -> list[Violation]:
     out = []
     unplaced = np.flatnonzero(host_of == NO_INDEX)
     if len(unplaced):
@@ -136,21 +42,15 @@ def _moves_and_policy(inst: Instance, host_of: np.ndarray) -> list[Violation]:
                 f"{names(inst.shard_ids, held_back)}",
             )
         )
-    moved = np.flatnonzero(inst.has_current & (host_of != inst.current))
-    if inst.budget.max_moves is not None and len(moved) > inst.budget.max_moves:
-        out.append(Violation("budget", f"{len(moved)} moves > max_moves {inst.budget.max_moves}"))
     return out
 
 
 def violations_of(inst: Instance, host_of: np.ndarray) -> list[Violation]:
     """`host_of` is (shards,) host index, NO_INDEX for unplaced."""
-    return [
-        *_moves_and_policy(inst, host_of),
-        *_capacity(inst, host_of),
-        *_devices(inst, host_of),
-        *_latency(inst, host_of),
-        *_affinity(inst, host_of),
-    ]
+    found = _placement_and_policy(inst, host_of)
+    for family in inst.constraints:
+        found += family.check(inst, host_of)
+    return found
 
 
 def check_assignment(inp: PlacementInput, assignment: Mapping[str, str]) -> list[Violation]:

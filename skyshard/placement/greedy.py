@@ -6,9 +6,9 @@ from time import perf_counter
 
 import numpy as np
 
-from skyshard.placement.candidates import CAPACITY_TOLERANCE, eligible_candidates
+from skyshard.placement.candidates import eligible_candidates
 from skyshard.placement.check import violations_of
-from skyshard.placement.devices import MAX_SLOTS, NO_DEVICES, devices_needed, extra_devices
+from skyshard.placement.constraints.base import Trackers
 from skyshard.placement.instance import NO_INDEX, build_instance
 from skyshard.placement.model import PlacementInput, PlacementResult, Status
 from skyshard.placement.solve import moves_for
@@ -17,42 +17,35 @@ from skyshard.placement.solve import moves_for
 def greedy_placement(inp: PlacementInput, *, respect_capacity: bool = True) -> PlacementResult:
     """Each shard, largest first, takes its cheapest candidate with room left.
 
-    It honours policy, hysteresis, anti-affinity and (unless told not to) capacity, but not
-    latency, affinity or max_moves; what it breaks is listed in `explanation`. Shards with no
-    room anywhere stay unplaced. With `respect_capacity=False` it is the capacity-blind
-    per-shard cheapest choice.
+    It honours policy, hysteresis and the families marked `in_greedy` (capacity, GPU devices,
+    anti-affinity, max shards per host; the capacity-like ones unless told not to), but not
+    latency, affinity or max_moves; what it breaks is listed in `unfixed`. Shards with no room
+    anywhere stay unplaced. With `respect_capacity=False` it is the capacity-blind per-shard
+    cheapest choice.
     """
     began = perf_counter()
     inst = build_instance(inp)
-    cands = eligible_candidates(inst, capacity=respect_capacity, affinity=False)
-    remaining = inst.capacity.copy()
-    taken = np.zeros(inst.n_hosts, dtype=np.int64)
-    slot_counts = np.zeros((inst.n_hosts, MAX_SLOTS + 1), dtype=np.int64)
-    taken_by_group: set[tuple[int, int]] = set()
+    cands = eligible_candidates(inst, capacity=respect_capacity, prune=False)
+    kept = Trackers(
+        [
+            family
+            for family in inst.constraints
+            if family.in_greedy and (respect_capacity or not family.capacity_like)
+        ],
+        inst,
+        cands,
+    )
     bounds = np.searchsorted(cands.shard, np.arange(inst.n_shards + 1))
     size = (inst.demand / np.maximum(inst.capacity.mean(axis=0), 1e-9)).max(axis=1)
     chosen = []
     for shard in np.lexsort((np.arange(inst.n_shards), -size)):
         lo, hi = bounds[shard], bounds[shard + 1]
-        group = int(inst.anti_affinity[shard])
-        for col in lo + np.lexsort((cands.host[lo:hi], cands.cost[lo:hi])):
-            host = int(cands.host[col])
-            whole, slots = inst.gpu_whole[shard : shard + 1], int(inst.gpu_slots[shard])
-            used = devices_needed(taken[host : host + 1], slot_counts[host : host + 1])[0]
-            extra = extra_devices(slot_counts[host : host + 1], whole, slots)[0]
-            fits = (inst.demand[shard] <= remaining[host] + CAPACITY_TOLERANCE).all() and (
-                inst.gpu_devices[host] == NO_DEVICES or used + extra <= inst.gpu_devices[host]
-            )
-            if (respect_capacity and not fits) or (group, host) in taken_by_group:
-                continue
-            remaining[host] -= inst.demand[shard]
-            taken[host] += whole[0]
-            if slots:
-                slot_counts[host, slots] += 1
-            if group != NO_INDEX:
-                taken_by_group.add((group, host))
+        cols = lo + np.lexsort((cands.host[lo:hi], cands.cost[lo:hi]))
+        ok = kept.fits(int(shard), cols, cands.host[cols])
+        if ok.any():
+            col = int(cols[np.argmax(ok)])
+            kept.update(int(shard), col, int(cands.host[col]), +1)
             chosen.append(col)
-            break
     chosen_cols = np.array(sorted(chosen), dtype=np.int64)
     host_of = np.full(inst.n_shards, NO_INDEX, dtype=np.int64)
     host_of[cands.shard[chosen_cols]] = cands.host[chosen_cols]

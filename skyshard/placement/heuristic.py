@@ -13,17 +13,13 @@ breaks a rule, or stays unplaced if it has none: the elastic model prices what i
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from time import perf_counter
 
 import numpy as np
 
-from skyshard.placement.candidates import CAPACITY_TOLERANCE, Candidates, CurrentHost
-from skyshard.placement.devices import MAX_SLOTS, NO_DEVICES, devices_needed, extra_devices
+from skyshard.placement.candidates import Candidates, CurrentHost
+from skyshard.placement.constraints.base import Trackers
 from skyshard.placement.instance import NO_INDEX, Instance
-from skyshard.placement.model import RESOURCES
-
-GPU = RESOURCES.index("gpu")
 
 INTEGRAL = 1 - 1e-6
 IMPROVEMENT = 1e-9
@@ -31,91 +27,28 @@ EJECTION_TRIES = 10
 
 
 class _Assignment:
-    """A partial assignment with the loads and group and dependency state to test a column."""
+    """A partial assignment with every family's tracker, to test a column."""
 
     def __init__(self, inst: Instance, cands: Candidates) -> None:
         self.inst, self.cands = inst, cands
         self.col_of = np.full(inst.n_shards, NO_INDEX, dtype=np.int64)
-        self.load = np.zeros_like(inst.capacity)
-        self.gpu_taken = np.zeros(inst.n_hosts, dtype=np.int64)
-        self.slot_counts = np.zeros((inst.n_hosts, MAX_SLOTS + 1), dtype=np.int64)
-        self.devices_used = np.zeros(inst.n_hosts, dtype=np.int64)
-        self.anti_hosts: dict[int, Counter[int]] = defaultdict(Counter)
-        self.affinity_members = np.zeros(len(inst.affinity_names), dtype=np.int64)
-        self.affinity_provider = np.full(len(inst.affinity_names), NO_INDEX, dtype=np.int64)
-        self.moves = 0
-        self.max_moves = inst.budget.max_moves
+        self.trackers = Trackers(inst.constraints, inst, cands)
         self.bounds = np.searchsorted(cands.shard, np.arange(inst.n_shards + 1))
-        ends = np.concatenate([inst.dep_a, inst.dep_b])
-        order = np.argsort(ends, kind="stable")
-        self.dep_other = np.concatenate([inst.dep_b, inst.dep_a])[order]
-        self.dep_limit = np.concatenate([inst.dep_limit, inst.dep_limit])[order]
-        self.dep_bounds = np.searchsorted(ends[order], np.arange(inst.n_shards + 1))
-
-    def host_of(self, shard: int) -> int:
-        col = self.col_of[shard]
-        return NO_INDEX if col == NO_INDEX else int(self.cands.host[col])
-
-    def devices_fit(self, shard: int, hosts: np.ndarray) -> np.ndarray:
-        inst = self.inst
-        whole, slots = int(inst.gpu_whole[shard]), int(inst.gpu_slots[shard])
-        devices = inst.gpu_devices[hosts]
-        if whole == 0 and slots == 0:
-            return np.ones(len(hosts), dtype=bool)
-        extra = extra_devices(self.slot_counts[hosts], np.full(len(hosts), whole), slots)
-        return (devices == NO_DEVICES) | (self.devices_used[hosts] + extra <= devices)
 
     def options(self, shard: int) -> np.ndarray:
         """Columns of the (unassigned) shard that keep every constraint, cheapest first."""
-        inst, cands = self.inst, self.cands
+        cands = self.cands
         cols = np.arange(self.bounds[shard], self.bounds[shard + 1])
-        hosts = cands.host[cols]
-        ok = (
-            self.load[hosts] + inst.demand[shard] <= inst.capacity[hosts] + CAPACITY_TOLERANCE
-        ).all(axis=1)
-        ok &= self.devices_fit(shard, hosts)
-        group = inst.anti_affinity[shard]
-        if group != NO_INDEX and self.anti_hosts[group]:
-            taken = [h for h, n in self.anti_hosts[group].items() if n]
-            ok &= ~np.isin(hosts, taken)
-        group = inst.affinity[shard]
-        if group != NO_INDEX and self.affinity_members[group]:
-            ok &= inst.host_provider[hosts] == self.affinity_provider[group]
-        for k in range(self.dep_bounds[shard], self.dep_bounds[shard + 1]):
-            other = self.host_of(int(self.dep_other[k]))
-            if other != NO_INDEX:
-                ok &= inst.latency[hosts, other] <= self.dep_limit[k]
-        if self.max_moves is not None and self.moves >= self.max_moves:
-            ok &= ~cands.is_move[cols]
-        cols = cols[ok]
+        cols = cols[self.trackers.fits(shard, cols, cands.host[cols])]
         return cols[np.argsort(cands.cost[cols], kind="stable")]
-
-    def _update(self, shard: int, col: int, sign: int) -> None:
-        inst, cands = self.inst, self.cands
-        host = int(cands.host[col])
-        self.load[host] += sign * inst.demand[shard]
-        if inst.gpu_devices[host] != NO_DEVICES and inst.demand[shard, GPU] > 0:
-            self.gpu_taken[host] += sign * inst.gpu_whole[shard]
-            self.slot_counts[host, inst.gpu_slots[shard]] += sign
-            self.slot_counts[host, 0] = 0
-            self.devices_used[host] = devices_needed(
-                self.gpu_taken[host : host + 1], self.slot_counts[host : host + 1]
-            )[0]
-        if inst.anti_affinity[shard] != NO_INDEX:
-            self.anti_hosts[int(inst.anti_affinity[shard])][host] += sign
-        group = inst.affinity[shard]
-        if group != NO_INDEX:
-            self.affinity_members[group] += sign
-            self.affinity_provider[group] = inst.host_provider[host]
-        self.moves += sign * int(cands.is_move[col])
 
     def assign(self, shard: int, col: int) -> None:
         self.col_of[shard] = col
-        self._update(shard, col, +1)
+        self.trackers.update(shard, col, int(self.cands.host[col]), +1)
 
     def unassign(self, shard: int) -> int:
         col = int(self.col_of[shard])
-        self._update(shard, col, -1)
+        self.trackers.update(shard, col, int(self.cands.host[col]), -1)
         self.col_of[shard] = NO_INDEX
         return col
 
@@ -127,8 +60,7 @@ def _make_room(state: _Assignment, shard: int, col: int) -> list[tuple[int, int]
     host = int(cands.host[col])
     done: list[tuple[int, int]] = []
     while col not in state.options(shard):
-        short = state.load[host] + inst.demand[shard] - inst.capacity[host] > CAPACITY_TOLERANCE
-        short[GPU] |= not state.devices_fit(shard, np.array([host]))[0]
+        short = state.trackers.short(shard, host)
         on_host = np.flatnonzero(state.col_of >= 0)
         on_host = on_host[cands.host[state.col_of[on_host]] == host]
         on_host = on_host[(inst.demand[on_host][:, short] > 0).any(axis=1)]

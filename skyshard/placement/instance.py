@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from skyshard.placement.constraints import FAMILIES
+from skyshard.placement.constraints.base import NO_INDEX, Family, bind_all
 from skyshard.placement.devices import NO_DEVICES, slot_class, whole_devices
 from skyshard.placement.model import RESOURCES, Budget, HostSupply, PlacementInput
-
-NO_INDEX = -1
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +32,7 @@ class Instance:
     current: np.ndarray  # (shards,) host index or NO_INDEX (new shard or host gone)
     has_current: np.ndarray  # (shards,) shard had a current host, even one no longer supplied
     cycles_since_move: np.ndarray  # (shards,) float, inf when never moved
+    relief: np.ndarray  # (shards,) float, inf when relief is worth any price
     affinity: np.ndarray  # (shards,) group index or NO_INDEX
     anti_affinity: np.ndarray  # (shards,) group index or NO_INDEX
     affinity_names: list[str]
@@ -49,6 +50,7 @@ class Instance:
     dep_b: np.ndarray
     dep_limit: np.ndarray
     budget: Budget
+    constraints: tuple[Family, ...]  # the registry's families this input concerns
 
     @property
     def n_shards(self) -> int:
@@ -229,6 +231,15 @@ def build_instance(inp: PlacementInput) -> Instance:
         current=current,
         has_current=np.array([s.current_host is not None for s in shards], dtype=bool),
         cycles_since_move=cycles,
+        relief=np.array(
+            [
+                np.inf
+                if s.relief is None
+                else _check_amount(f"shard {s.shard_id!r}", "relief", s.relief)
+                for s in shards
+            ],
+            dtype=float,
+        ),
         affinity=affinity,
         anti_affinity=anti,
         affinity_names=affinity_names,
@@ -246,4 +257,5 @@ def build_instance(inp: PlacementInput) -> Instance:
         dep_b=np.array([shard_pos[d.shard_b] for d in inp.dependencies], dtype=np.int64),
         dep_limit=np.array([d.max_latency_ms for d in inp.dependencies], dtype=float),
         budget=budget,
+        constraints=bind_all(FAMILIES, inp, shard_pos, host_pos),
     )

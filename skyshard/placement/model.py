@@ -13,10 +13,14 @@ RESOURCES: tuple[str, ...] = ("cpu", "mem_gb", "gpu", "net_mbps")
 
 @dataclass(frozen=True)
 class ShardDemand:
-    """A shard's demand at the forecast upper bound and where it runs now.
+    """A shard's demand (the planning cycle gives its share of a host's upper quantile,
+    `scoring.problem.pooled_demand`) and where it runs now.
 
     `current_host` None means the shard is new: placing it is not a move. `cycles_since_move`
-    None means the shard never moved (the move cooldown does not hold it back).
+    None means the shard never moved (the move cooldown does not hold it back). `relief`: what
+    moving the shard off an overloaded current host is expected to save (the overload it takes
+    off that host, in the candidates' currency); a relief move must not cost more than that
+    over staying. None: relief is worth any price.
     """
 
     shard_id: str
@@ -28,6 +32,7 @@ class ShardDemand:
     affinity_group: str | None = None
     anti_affinity_group: str | None = None
     cycles_since_move: int | None = None
+    relief: float | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,8 @@ class Budget:
       of its cost of staying, and only if its last move is `min_cycles_between_moves` or more
       cycles old. Savings are net of the candidate's migration cost term, so with stable costs
       a move back can never pass the threshold: shards do not flap.
+    - A shard on an overloaded host with a `relief` value moves only where its saving plus
+      that relief clears `min_saving_per_move` (the cooldown does not hold relief back).
     """
 
     max_moves: int | None = None
@@ -145,7 +152,8 @@ class PlacementInput:
     `latency_ms` keys are (host, host) or (provider, provider) pairs, in either order; a host
     pair wins over its providers' pair. Same host is 0 ms. A pair with no entry (including two
     hosts of one provider without a (provider, provider) entry) has unknown latency and
-    satisfies no limit.
+    satisfies no limit. `rules` holds the inputs of constraint families that have no field of
+    their own here (each family reads the items of its `rule_type`).
     """
 
     shards: Sequence[ShardDemand]
@@ -154,6 +162,7 @@ class PlacementInput:
     dependencies: Sequence[Dependency] = ()
     latency_ms: Mapping[tuple[str, str], float] = field(default_factory=dict)
     budget: Budget = Budget()
+    rules: Sequence[object] = ()
 
 
 class Status(StrEnum):

@@ -4,9 +4,10 @@ LP-guided heuristic, then the MIP, all inside one wall-clock limit.
 Pruning to the K cheapest candidates per shard (plus staying put) keeps 10,000 x 200 small,
 but on its own could cut off the optimum when capacity binds. So the LP relaxation of the
 pruned problem is solved first and every left-out candidate is priced with its duals
-(column generation): reduced cost = cost - assignment dual - demand . capacity duals
-- affinity dual. Rows left out of that sum (devices, anti-affinity, latency, budget) are <= rows
-with +1 entries and duals <= 0, so the sum is a lower bound on the true reduced cost. Candidates
+(column generation): reduced cost = cost - assignment dual - each priced family's dual term
+(capacity: demand . capacity duals; affinity: the member row's dual). Rows left out of that
+sum (devices, anti-affinity, latency, budget) are <= rows with non-negative entries on x and
+duals <= 0, so the sum is a lower bound on the true reduced cost. Candidates
 with a negative lower bound are added and the LP solved again; when none is left, the LP bound
 of the pruned problem equals that of the full problem. Each round adds at most PRICED_PER_SHARD
 columns per shard. Pricing stops early once the Lagrangian bound from the same duals (a valid
@@ -87,9 +88,8 @@ def _reduced_cost_bounds(
     shard, host = cands.shard[which], cands.host[which]
     bound = cands.cost[which] + pen.blocked_stay * cands.blocked_stay[which]
     bound -= row_dual[problem.assignment_rows[shard]]
-    bound -= (inst.demand[shard] * row_dual[problem.capacity_rows[host]]).sum(axis=1)
-    row = problem.affinity_rows[shard, inst.host_provider[host]]
-    bound -= np.where(row >= 0, row_dual[np.maximum(row, 0)], 0.0)
+    for family, row_map in problem.priced:
+        bound -= family.dual_term(inst, row_map, shard, host, row_dual)
     return bound
 
 

@@ -12,12 +12,12 @@ Policies decide every `step_h` hours from what they could know then:
 - oracle (hindsight): the same planning cycle fed the actual future as its forecast.
 
 Replayed outcomes are measured on cpu: cost = cpu used x the hour's price + migrations (egress
-and downtime) + overload (an overloaded shard-hour loses OVERLOAD_SHARE of the hour to
-downtime). `lower_bound` is a bound no policy can beat: per step, the LP relaxation of placing
-the step's actual demand within capacity at the step's actual prices, or, if cheaper, every
-shard at its cheapest host plus one overload shard-hour (any policy that overloads pays at
-least that); migrations are free. `saving_share` is a policy's saving over static divided by
-the hindsight oracle's.
+and downtime) + overload (an overloaded shard-hour loses `scoring.overload.OVERLOAD_SHARE` of
+the hour to downtime, as the planner's `headroom_risk` term prices it). `lower_bound` is a
+bound no policy can beat: per step, the LP relaxation of placing the step's actual demand
+within capacity at the step's actual prices, or, if cheaper, every shard at its cheapest host
+plus one overload shard-hour (any policy that overloads pays at least that); migrations are
+free. `saving_share` is a policy's saving over static divided by the hindsight oracle's.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from skyshard.plans.cycle import plan_cycle, plan_forecasts
 from skyshard.scoring import forecast_input
 from skyshard.scoring.candidates import GIB, downtime_seconds
 from skyshard.scoring.data import SHARD_METRICS, PlanningData
+from skyshard.scoring.overload import overload_unit_cost
 from skyshard.scoring.trust_inputs import neutral_trust_scores
 
 POLICIES = ("static", "reactive", "greedy_cheapest", "predictive", "oracle")
-OVERLOAD_SHARE = 0.1
 REACTIVE_HIGH, REACTIVE_TARGET = 0.8, 0.5
 
 Forecaster = Callable[[PlanningData, PolicyFile], pl.DataFrame]
@@ -298,7 +298,11 @@ class _Planner:
         placement = {s: h.host_ids[current[i]] for i, s in enumerate(h.shard_ids)}
         past = history_before(self.data, now, placement)
         if hindsight:
-            forecasts = hindsight_forecasts(self.data, now, policy.forecast.horizon_hours)
+            # the future as it happened, with the shards where the replay has put them (free
+            # capacity follows the placement, as in the history)
+            horizon = policy.forecast.horizon_hours
+            future = history_before(self.data, now + timedelta(hours=horizon), placement)
+            forecasts = hindsight_forecasts(future, now, horizon)
         else:
             forecasts = self.options.forecaster(past, policy)
         cycle = plan_cycle(
@@ -335,7 +339,7 @@ def _decide(
 
 
 def _overload_unit(policy: PolicyFile) -> float:
-    return 3600 * OVERLOAD_SHARE * policy.planning.downtime_cost_per_second
+    return overload_unit_cost(policy.planning.downtime_cost_per_second)
 
 
 def replay(

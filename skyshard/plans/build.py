@@ -116,7 +116,9 @@ def build_plan(
     for move in result.moves:
         to = target[(move.shard_id, move.to_host)]
         source = target.get((move.shard_id, move.from_host))
-        saving = None if move.saving is None else move.saving * 24 / horizon_h
+        # what the move saves includes the overload it alone takes off the host it leaves
+        relief = float(source["overload_relief"] or 0.0) if source else 0.0
+        saving = None if move.saving is None else (move.saving + relief) * 24 / horizon_h
         risk = float(to["risk"])
         reason, detail = move_reason(move, causes.get(move.shard_id, []))
         auto = auto_approves(policy, saving, risk)

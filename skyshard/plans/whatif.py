@@ -98,7 +98,8 @@ def assess_shard(
     best = options.sort("total", "host_id").row(0, named=True)
     current = stay.row(0, named=True) if not stay.is_empty() else None
     must_move = not bottlenecks.is_empty() or current is None or not current["allowed"]
-    saving = (current["total"] - best["total"]) if current else 0.0
+    # alone, the move also takes its share of overload off the host it leaves
+    saving = (current["total"] + current["overload_relief"] - best["total"]) if current else 0.0
     per_day = saving * 24 / horizon
     if not must_move and per_day < policy.planning.min_saving_per_day:
         why = (

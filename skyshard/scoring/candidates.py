@@ -1,13 +1,15 @@
 """Scores every shard x host pair with named cost terms (all in currency over the horizon)
 plus policy blocks, the explainability table `plan.candidate_scores`.
 
-Terms: `run_cost` forecast price x resources at the forecast upper bound; `migration_cost`
+Terms: `run_cost` forecast price x the mean point forecast of the resources (what is expected to
+be used and paid for); `migration_cost`
 egress of the state out of the current provider plus expected downtime cost; `latency_cost`
 a small charge per ms to every dependency and dependent;
 `incident_risk` expected incident downtime cost from the history and open incidents of the
 host's provider region, plus spot interruptions in the host's region (Spot Advisor band × horizon ×
-SPOT_INTERRUPTION_DOWNTIME_S); `headroom_risk` expected overload downtime cost on a host
-left with little room;
+SPOT_INTERRUPTION_DOWNTIME_S); `headroom_risk` the expected cost of the overloaded
+shard-hours the shard causes on the host (its own and the extra risk it brings to the shards
+there), from the forecast quantiles (`skyshard.scoring.overload`);
 `trust_cost` a surcharge on run cost that grows as trust falls.
 
 `latency_violation` names a latency limit the candidate would break if the shard's dependencies
@@ -27,6 +29,7 @@ from skyshard.config.policy import PolicyFile
 from skyshard.placement import CandidateTable
 from skyshard.scoring.data import PlanningData
 from skyshard.scoring.outlook import Outlook
+from skyshard.scoring.overload import expected_overload, overload_unit_cost
 
 TERMS: tuple[str, ...] = (
     "run_cost",
@@ -47,8 +50,6 @@ INCIDENT_WINDOW_DAYS = 7
 OPEN_INCIDENT_DOWNTIME_S = 1800.0
 SPOT_INTERRUPTION_DOWNTIME_S = 300.0  # a reclaimed spot instance: notice, restart, catch-up
 HOURS_PER_MONTH = 730.0  # Spot Advisor rates are interruptions per instance-month
-HEADROOM_TARGET = 0.10  # share of host cpu capacity kept free at the forecast peak
-HEADROOM_DOWNTIME_FRACTION = 0.01  # share of the horizon a host with no headroom is overloaded
 TRUST_WEIGHT = 0.2
 # Two hosts of one provider without a probed intra-provider figure are taken to be this close.
 INTRA_PROVIDER_LATENCY_MS = 1.0
@@ -74,6 +75,7 @@ SCORE_COLUMNS = (
     "estimated_bytes",
     "expected_downtime_s",
     "spot_interruption_rate",
+    "overload_relief",
 )
 
 
@@ -257,10 +259,14 @@ def score_candidates(
             "allowed_regions",
         )
         .join(peaks, on="shard_id", how="left")
+        .join(outlook.mean_demand(), on="shard_id", how="left")
         .join(_data_class_rules(policy), on="data_class", how="left")
     )
     if shard_ids is not None:
         shards = shards.filter(pl.col("shard_id").is_in(shard_ids))
+    overload = expected_overload(
+        data, outlook, policy.forecast.interval, shards["shard_id"].to_list()
+    )
     load = (
         outlook.demand.filter(pl.col("resource") == "cpu")
         .join(data.shards.select("shard_id", host_id="current_host_id"), on="shard_id")
@@ -308,20 +314,20 @@ def score_candidates(
         shards.join(egress, on="current_provider_id", how="left")
         .join(hosts, how="cross")
         .join(_dependency_latency(data), on=["shard_id", "provider_id"], how="left")
+        .join(overload, on=["shard_id", "host_id"], how="left")
     )
     is_current = pl.col("host_id") == pl.col("current_host_id")
     moving = ~is_current.fill_null(False) & pl.col("current_host_id").is_not_null()
     others_load = pl.col("load_peak") - pl.when(is_current).then(pl.col("cpu_point")).otherwise(0)
     headroom = (pl.col("supply_cpu") - others_load - pl.col("cpu")) / pl.col("cpu_capacity")
-    shortfall = ((HEADROOM_TARGET - pl.col("headroom")) / HEADROOM_TARGET).clip(0.0, 1.0)
     crossing_providers = pl.col("provider_id") != pl.col("current_provider_id")
     scored = (
         pairs.with_columns(
             is_current=is_current.fill_null(False),
             run_cost=horizon
             * (
-                pl.col("price_mean") * pl.col("cpu")
-                + pl.col("list_price_per_gb_hour") * pl.col("mem_gb")
+                pl.col("price_mean") * pl.col("cpu_mean")
+                + pl.col("list_price_per_gb_hour") * pl.col("mem_gb_mean")
                 + pl.col("list_price_per_gpu_hour") * pl.col("gpu_request")
             ),
             downtime_s=pl.when(moving).then(downtime_seconds(pl.col("state_gb"))).otherwise(0.0),
@@ -340,9 +346,13 @@ def score_candidates(
         )
         .with_columns(
             migration_cost=pl.col("egress_cost") + pl.col("downtime_s") * dcps,
-            headroom_risk=shortfall * horizon * 3600 * HEADROOM_DOWNTIME_FRACTION * dcps,
+            headroom_risk=pl.col("overload_hours").fill_null(0.0) * overload_unit_cost(dcps),
+            overload_relief=pl.col("relief_hours").fill_null(0.0) * overload_unit_cost(dcps),
             trust_cost=(1 - pl.col("trust_score")) * TRUST_WEIGHT * pl.col("run_cost"),
-            risk=(pl.col("expected_downtime_s") / (horizon * 3600) + shortfall).clip(0.0, 1.0),
+            risk=(
+                pl.col("expected_downtime_s") / (horizon * 3600)
+                + pl.col("overload_p").fill_null(0.0)
+            ).clip(0.0, 1.0),
             blocked_by=pl.concat_str(_block_reasons(policy), separator="; ", ignore_nulls=True),
         )
         .with_columns(

@@ -45,6 +45,13 @@ class Outlook:
         point = point.rename({r: f"{r}_point" for r in point.columns if r != "shard_id"})
         return upper.join(point, on="shard_id").sort("shard_id")
 
+    def mean_demand(self) -> pl.DataFrame:
+        """Per shard the point forecast's mean over the horizon, one `<r>_mean` column per
+        resource (what the shard is expected to use, and pay for)."""
+        means = self.demand.group_by("shard_id", "resource").agg(pl.col("yhat").mean())
+        means = means.pivot(on="resource", index="shard_id", values="yhat")
+        return means.rename({r: f"{r}_mean" for r in means.columns if r != "shard_id"})
+
     def min_supply(self) -> pl.DataFrame:
         """Per host the horizon's lowest supply, one column per resource."""
         lowest = self.supply.group_by("host_id", "resource").agg(pl.col("supply").min())
@@ -121,9 +128,15 @@ def _demand(data: PlanningData, fc: pl.DataFrame, horizon_h: int) -> pl.DataFram
 
 
 def _supply(data: PlanningData, fc: pl.DataFrame, demand: pl.DataFrame, horizon_h: int):
-    """Free capacity's lower bound plus what our own shards there are forecast to use (both
-    come out of the same host), capped at the configured capacity; configured capacity where
-    the host has no capacity forecast."""
+    """Free capacity's lower bound plus the upper quantile of what our own shards there use
+    (both come out of the same host), capped at the configured capacity; configured capacity
+    where the host has no capacity forecast.
+
+    The free series' margin (point - lower bound) already holds our shards' spread, since
+    their use is part of the series; adding back only their point forecast would charge that
+    spread twice, here and on the demand side. So the part of the margin our shards explain
+    is added back too: their pooled margin on the host (root of their summed squared margins:
+    independent deviations), at most the whole free margin."""
     configured = data.hosts.select(
         "host_id", *[pl.col(f"{r}_capacity").alias(r) for r in HOST_RESOURCES]
     ).unpivot(index="host_id", variable_name="resource", value_name="configured")
@@ -132,13 +145,17 @@ def _supply(data: PlanningData, fc: pl.DataFrame, demand: pl.DataFrame, horizon_
             data.shards.select("shard_id", host_id="current_host_id"), on="shard_id", how="inner"
         )
         .group_by("host_id", "resource", "step")
-        .agg(own=pl.col("yhat").sum())
+        .agg(
+            own=pl.col("yhat").sum(),
+            own_margin=((pl.col("upper") - pl.col("yhat")) ** 2).sum().sqrt(),
+        )
     )
     free = _by_step(fc, SeriesKind.HOST).select(
         host_id="key",
         resource="sub",
         step="step",
         free_lower="lower",
+        free_margin=pl.col("yhat") - pl.col("lower"),
     )
     return (
         configured.join(_steps(horizon_h), how="cross")
@@ -153,7 +170,14 @@ def _supply(data: PlanningData, fc: pl.DataFrame, demand: pl.DataFrame, horizon_
             .otherwise(
                 pl.min_horizontal(
                     "configured",
-                    (pl.col("free_lower") + pl.col("own").fill_null(0.0)).clip(lower_bound=0.0),
+                    (
+                        pl.col("free_lower")
+                        + pl.col("own").fill_null(0.0)
+                        + pl.min_horizontal(
+                            pl.col("own_margin").fill_null(0.0),
+                            pl.col("free_margin").clip(lower_bound=0.0),
+                        )
+                    ).clip(lower_bound=0.0),
                 )
             ),
         )

@@ -8,6 +8,7 @@ import polars as pl
 
 from skyshard.config.policy import PolicyFile
 from skyshard.placement import Budget, Dependency, HostSupply, PlacementInput, ShardDemand
+from skyshard.placement.constraints import rules_from_config
 from skyshard.scoring.candidates import candidate_table, latency_map
 from skyshard.scoring.data import PlanningData
 from skyshard.scoring.outlook import Outlook
@@ -62,6 +63,98 @@ def pin_unmovable(scores: pl.DataFrame, unmovable: Mapping[str, str]) -> pl.Data
     )
 
 
+def _ratio(frame: pl.DataFrame, num: str, den: str) -> pl.DataFrame:
+    """Per host and resource the median of num / den over the rows where den > 0."""
+    return (
+        frame.filter(pl.col(den) > 1e-12)
+        .group_by("host_id", "resource")
+        .agg(ratio=(pl.col(num) / pl.col(den)).median())
+    )
+
+
+def _with_ratio(frame: pl.DataFrame, ratio: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with its host's `ratio` (the median over hosts where its own has none, 1 where
+    no host has one)."""
+    overall = ratio.group_by("resource").agg(overall=pl.col("ratio").median())
+    return (
+        frame.join(ratio, on=["host_id", "resource"], how="left")
+        .join(overall, on="resource", how="left")
+        .with_columns(ratio=pl.coalesce("ratio", "overall", pl.lit(1.0)))
+        .drop("overall")
+    )
+
+
+def pooled_demand(data: PlanningData, outlook: Outlook) -> pl.DataFrame:
+    """Each shard's linear share of a host's upper quantile (`shard_id` plus one column per
+    resource).
+
+    A host's load at the upper quantile is, each hour, its shards' summed point forecast plus
+    the root of their summed squared margins (margin m = upper bound - point forecast;
+    independent deviations pool), and its peak is the busiest such hour: neither the sum of
+    the shards' upper bounds (spikes seldom coincide) nor of their peaks (daily cycles are out
+    of phase). Both are not linear in the placement, so a shard counts at the ratios of the
+    host it runs on now, which makes the shares add up to each host's pooled peak exactly as
+    the shards are placed (a moving shard takes its ratios along; what it risks at its target
+    is priced exactly by `headroom_risk`):
+    - rho = sqrt(sum m^2) / sum m (median over the host's hours): a shard's hourly load is
+      point + rho * m;
+    - kappa = (host peak - sum of means) / (sum of peaks - sum of means): of the swing from its
+      mean to its peak (of point + rho * m over the horizon) a shard counts kappa.
+    A shard's share is its mean + kappa * (its peak - its mean): a flat shard counts in full.
+    A shard without a host takes the median host's ratios.
+    """
+    hourly = outlook.demand.join(
+        data.shards.select("shard_id", host_id="current_host_id"), on="shard_id", how="left"
+    ).with_columns(margin=pl.col("upper") - pl.col("yhat"))
+    rho = _ratio(
+        hourly.drop_nulls("host_id")
+        .group_by("host_id", "resource", "step")
+        .agg(pooled=(pl.col("margin") ** 2).sum().sqrt(), summed=pl.col("margin").sum()),
+        "pooled",
+        "summed",
+    )
+    load = _with_ratio(hourly, rho).select(
+        "shard_id",
+        "host_id",
+        "resource",
+        "step",
+        load=pl.col("yhat") + pl.col("ratio") * pl.col("margin"),
+    )
+    per_shard = load.group_by("shard_id", "host_id", "resource").agg(
+        mean=pl.col("load").mean(), peak=pl.col("load").max()
+    )
+    host_peak = (
+        load.drop_nulls("host_id")
+        .group_by("host_id", "resource", "step")
+        .agg(pl.col("load").sum())
+        .group_by("host_id", "resource")
+        .agg(host_peak=pl.col("load").max())
+    )
+    kappa = _ratio(
+        per_shard.drop_nulls("host_id")
+        .group_by("host_id", "resource")
+        .agg(pl.col("mean").sum(), pl.col("peak").sum())
+        .join(host_peak, on=["host_id", "resource"])
+        .select(
+            "host_id",
+            "resource",
+            swing=pl.col("host_peak") - pl.col("mean"),
+            swings=pl.col("peak") - pl.col("mean"),
+        ),
+        "swing",
+        "swings",
+    )
+    return (
+        _with_ratio(per_shard, kappa)
+        .select(
+            "shard_id",
+            "resource",
+            demand=pl.col("mean") + pl.col("ratio") * (pl.col("peak") - pl.col("mean")),
+        )
+        .pivot(on="resource", index="shard_id", values="demand")
+    )
+
+
 def placement_input(
     data: PlanningData,
     outlook: Outlook,
@@ -69,10 +162,14 @@ def placement_input(
     policy: PolicyFile,
     cycles_since_move: Mapping[str, int] | None = None,
 ) -> PlacementInput:
-    """Shards at their forecast peak upper bound, hosts at their lowest forecast supply."""
+    """Shards at their share of a host's upper quantile (`pooled_demand`), hosts at their
+    lowest forecast supply."""
     cycles_since_move = cycles_since_move or {}
-    peaks = outlook.peak_demand()
-    shards = data.shards.join(peaks, on="shard_id", how="left")
+    share = pooled_demand(data, outlook)
+    relief = scores.filter(pl.col("is_current")).select("shard_id", "overload_relief")
+    shards = data.shards.join(share, on="shard_id", how="left").join(
+        relief, on="shard_id", how="left"
+    )
     demands = [
         ShardDemand(
             shard_id=row["shard_id"],
@@ -83,6 +180,7 @@ def placement_input(
             net_mbps=float(row["net_mbps"] or 0.0),
             anti_affinity_group=row["workload_id"] if row["anti_affinity"] else None,
             cycles_since_move=cycles_since_move.get(row["shard_id"]),
+            relief=row["overload_relief"],
         )
         for row in shards.iter_rows(named=True)
     ]
@@ -110,4 +208,5 @@ def placement_input(
         dependencies=dependencies,
         latency_ms=latency_map(data),
         budget=planning_budget(policy, outlook.horizon_h),
+        rules=rules_from_config([(r.rule, r.fields()) for r in policy.placement_rules]),
     )

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from skyshard.cli.main import LAZY_COMMANDS, main
-from tests.config.conftest import PROVIDERS, write_home
+from tests.config.conftest import POLICY, PROVIDERS, write_home
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDE = {f"column_{i:02d}": f"value number {i}" for i in range(30)}
@@ -112,6 +112,15 @@ def test_bad_config_is_refused_naming_file_field_and_value(command, bad_home, tm
     assert "providers.yaml" in result.output
     assert "cpu" in result.output and "'lots'" in result.output
     assert not database.exists()
+
+
+def test_check_config_names_a_placement_rule_no_family_reads(tmp_path):
+    policy = {**copy.deepcopy(POLICY), "placement_rules": [{"rule": "max_gpus", "limit": 1}]}
+    home = write_home(tmp_path / "home", policy=policy)
+    result = CliRunner().invoke(main, ["check-config", str(home)])
+    assert result.exit_code == 1, result.output
+    assert "policy.yaml" in result.output and "placement_rules[0].rule" in result.output
+    assert "'max_gpus'" in result.output
 
 
 def test_whatif_before_any_planning_names_the_file(tmp_path):

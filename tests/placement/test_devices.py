@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from skyshard.placement import Budget, HostSupply, PlacementInput, ShardDemand, Status
+from skyshard.placement.candidates import eligible_candidates
+from skyshard.placement.devices import devices_needed, host_usage
+from skyshard.placement.instance import NO_INDEX, build_instance
 from tests.placement.packing import device_packing_failures, packs
 from tests.placement.test_solve import brute_force, costs, solve
 
@@ -97,3 +101,28 @@ def test_random_gpu_instances_match_brute_force(seed):
         assert result.status == Status.PARTIAL
     else:
         assert result.objective == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_heuristics_device_count_matches_a_recount_after_adds_and_removals(seed):
+    """The tracker counts devices incrementally; a recount of the same shards must agree."""
+    rng = random.Random(seed)
+    hosts = [gpu_host(f"h{i}", rng.choice([2, 4, 8])) for i in range(3)]
+    shards = [
+        gpu_shard(f"s{i}", rng.choice([0.2, 0.25, 0.3, 0.5, 0.6, 1, 2, 0])) for i in range(30)
+    ]
+    inst = build_instance(PlacementInput(shards, hosts, cheap_first(shards, hosts)))
+    cands = eligible_candidates(inst, capacity=False)
+    (devices,) = [f for f in inst.constraints if f.name == "devices"]
+    tracker = devices.tracker(inst, cands)
+    host_of = np.full(inst.n_shards, NO_INDEX)
+    for _ in range(300):
+        shard = rng.randrange(inst.n_shards)
+        if host_of[shard] == NO_INDEX:
+            host_of[shard] = rng.randrange(inst.n_hosts)
+            tracker.update(shard, 0, int(host_of[shard]), +1)
+        else:
+            tracker.update(shard, 0, int(host_of[shard]), -1)
+            host_of[shard] = NO_INDEX
+        taken, counts = host_usage(inst.n_hosts, host_of, inst.gpu_whole, inst.gpu_slots)
+        assert tracker.used.tolist() == devices_needed(taken, counts).tolist()

@@ -280,6 +280,40 @@ def test_overloaded_host_frees_its_shards_from_hysteresis():
     assert [m.reason for m in result.moves] == ["overloaded"]
 
 
+@pytest.mark.parametrize(
+    ("relief", "expected"),
+    [
+        (None, {"a": "h1", "b": "h2"}),  # no relief value: relief is worth any price
+        (20.0, {"a": "h1", "b": "h2"}),  # b's move costs 10 more than staying, relief 20 > 10 + 5
+        (12.0, {"a": "h1", "b": "h1"}),  # 12 < 10 + 5 (the margin): the overload is cheaper
+    ],
+)
+def test_relief_moves_must_pay_for_themselves(relief, expected):
+    inp = PlacementInput(
+        shards=[
+            shard("a", current="h1", cpu=5, relief=relief),
+            shard("b", current="h1", cpu=5, relief=relief),
+        ],
+        hosts=[host("h1", cpu=8), host("h2", cpu=8)],
+        candidates=costs({("a", "h1"): 1, ("a", "h2"): 12, ("b", "h1"): 1, ("b", "h2"): 11}),
+        budget=Budget(min_saving_per_move=5),
+    )
+    result = solve(inp)
+    assert result.assignment == expected
+    if expected["b"] == "h1":
+        assert result.status == Status.PARTIAL and result.unfixed[0].startswith("capacity: host h1")
+
+
+def test_negative_relief_is_named():
+    inp = PlacementInput(
+        shards=[shard("a", current="h1", relief=-1.0)],
+        hosts=[host("h1")],
+        candidates=costs({("a", "h1"): 1}),
+    )
+    with pytest.raises(ValueError, match=r"shard 'a': relief = -1.0 must be a finite number >= 0"):
+        solve_placement(inp)
+
+
 def test_unplaceable_shard_gets_a_reason_and_the_rest_a_plan():
     inp = PlacementInput(
         shards=[shard("big", cpu=8), shard("ok", current="h1"), shard("new")],

@@ -152,3 +152,36 @@ def test_cli_names_an_unknown_policy():
     run = CliRunner().invoke(main, ["backtest", "--policies", "static,psychic"])
     assert run.exit_code == 1
     assert "policies ['psychic']: expected some of static" in run.output
+
+
+def test_hindsight_free_capacity_follows_the_replayed_placement(monkeypatch):
+    """The oracle's actual future of each host's free cpu is the capacity less what the shards
+    the replay has put there use, not what the recorded placement used."""
+    from skyshard.plans import backtest
+
+    live_cycle = backtest.plan_cycle
+    seen = []
+
+    def spy(data, forecasts, *args, **kwargs):
+        seen.append(
+            (dict(data.shards.select("shard_id", "current_host_id").iter_rows()), forecasts)
+        )
+        return live_cycle(data, forecasts, *args, **kwargs)
+
+    monkeypatch.setattr(backtest, "plan_cycle", spy)
+    data = growing_sky()
+    policy_backtest(data, FAST, BacktestOptions(policies=("oracle",)))
+    h = history_arrays(data)
+    capacity = dict(zip(h.host_ids, h.capacity, strict=True))
+    recorded = {s: h.host_ids[i] for s, i in zip(h.shard_ids, h.start, strict=True)}
+    moved = [(where, fc) for where, fc in seen if where != recorded]
+    assert moved, "the oracle never moved a shard: the test needs a move"
+    for where, forecasts in moved:
+        free = forecasts.filter(pl.col("series_id").str.ends_with("/cpu_free")).with_columns(
+            host_id=pl.col("series_id").str.split("/").list.get(1),
+            hour=pl.col("ts").dt.replace_time_zone(None),
+        )
+        for host_id, hour, value in free.select("host_id", "hour", "yhat").iter_rows():
+            k = h.hours.index(hour)
+            used = sum(h.demand[i, k] for i, s in enumerate(h.shard_ids) if where[s] == host_id)
+            assert value == pytest.approx(capacity[host_id] - used)

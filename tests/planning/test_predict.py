@@ -23,7 +23,13 @@ def test_bottlenecked_shard_moves_to_the_best_host_with_room(no_forecasts):
     assert (request.from_host, request.to_host) == ("cheap-1", "cheap-2")
     assert request.reason == "bottleneck" and "demand_over_capacity in 1 h" in request.detail
     assert request.terms["migration_cost"] == pytest.approx(0.06)
-    assert request.stay_terms["headroom_risk"] > request.terms["headroom_risk"]
+    # cheap-2 is empty: the move brings no overload there, and takes 24 h of it off cheap-1
+    assert request.terms["headroom_risk"] == 0 and request.stay_terms["headroom_risk"] == 0
+    stay_total = sum(request.stay_terms.values())
+    relief = 48 * 3600 * 0.1 * 0.01  # web-000 and web-001 on an overloaded cheap-1 for 24 h
+    assert request.saving_per_day == pytest.approx(
+        stay_total + relief - sum(request.terms.values())
+    )
     assert request.estimated_bytes == 10 * 1024**3
 
 

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import re
+
 import polars as pl
 import pytest
 
 from skyshard.config.policy import DataClassRule, PolicyFile
 from skyshard.forecast.run import FORECAST_SCHEMA
 from skyshard.placement import solve_placement
+from skyshard.placement.constraints import rules_from_config
+from skyshard.placement.constraints.max_shards import MaxShardsPerHost
 from skyshard.scoring import (
     TERMS,
     build_outlook,
@@ -55,16 +59,35 @@ def test_terms_match_hand_computed_values():
     assert row(scores, "web-000", "cheap-1")["headroom"] == pytest.approx(5 / 8)
 
 
-def test_headroom_risk_charges_a_crowded_host():
+def test_headroom_risk_is_the_expected_overload_a_shard_brings():
     import numpy as np
 
-    crowded = sky.usage({"web-000": np.full(sky.HOURS, 6.2)})
+    crowded = sky.usage({"web-000": np.full(sky.HOURS, 6.2)})  # cheap-1: 6.2 + 1.5 of 8 cpu
     scores = scores_for(usage=crowded)
-    stay = row(scores, "web-000", "cheap-1")
-    # 8 - 7.7 + 6.2 - 6.2 = 0.3 of 8 -> headroom 3.75 %, shortfall (10 - 3.75) / 10
-    shortfall = (0.10 - 0.3 / 8) / 0.10
-    assert stay["headroom_risk"] == pytest.approx(shortfall * 86400 * 0.01 * 0.01)
-    assert row(scores, "web-000", "cheap-2")["headroom_risk"] == 0
+    unit = 3600 * 0.1 * 0.01  # an overloaded shard-hour loses 10 % of the hour at 0.01 per s
+    # db-000 (3 cpu, flat: no spread) on cheap-1 overloads it every hour: its own 24 h plus
+    # 24 h for each of the two web shards already there
+    assert row(scores, "db-000", "cheap-1")["headroom_risk"] == pytest.approx(72 * unit)
+    assert row(scores, "db-000", "cheap-2")["headroom_risk"] == 0  # empty host, room to spare
+    assert row(scores, "web-000", "cheap-1")["headroom_risk"] == 0  # staying brings nothing new
+    assert row(scores, "web-000", "cheap-1")["overload_relief"] == 0  # 7.7 <= 8: no overload
+
+
+def test_overload_risk_grows_with_the_forecast_spread():
+    from tests.planning.forecasts import forecast_rows
+
+    def risk(upper: float) -> float:
+        fc = forecast_rows({"shard/db-000/cpu": [(3.0, 3.0, upper)] * 24})
+        data = sky.planning_data()
+        outlook = build_outlook(data, fc, 24)
+        trust = neutral_trust_scores(["cheap", "pricey"], 0.5)
+        scores = score_candidates(data, outlook, PolicyFile(), trust)
+        return row(scores, "db-000", "cheap-1")["headroom_risk"]
+
+    # cheap-1 has 8 - 3 (web shards) = 5 cpu left: db-000 at 3 fits at its point forecast,
+    # and only a wide enough interval makes 5 likely to be crossed
+    assert risk(3.0) == 0
+    assert 0 < risk(4.0) < risk(6.0) < risk(9.0)
 
 
 def test_contract_data_class_blocks():
@@ -182,3 +205,35 @@ def test_incidents_count_only_in_the_region_they_struck():
     scores = scores_for(incidents=elsewhere)
     assert row(scores, "db-000", "pricey-1")["incident_risk"] == 0  # pricey-1 is in "us"
     assert row(scores_for(), "db-000", "pricey-1")["incident_risk"] > 0
+
+
+def test_policy_placement_rules_reach_their_family():
+    """policy.yaml's `placement_rules` become the rules the placement families read: with
+    room for two shards on pricey-1, only one of the web shards leaving the capped provider
+    gets there, and the one left on a capped host is reported."""
+    data = sky.planning_data(prices=sky.prices(cheap=0.06))
+    policy = PolicyFile.model_validate(
+        {"placement_rules": [{"rule": "max_shards", "limit": 2, "hosts": ["pricey-1"]}]}
+    )
+    outlook = build_outlook(data, pl.DataFrame(schema=FORECAST_SCHEMA), 24)
+    scores = score_candidates(data, outlook, policy, neutral_trust_scores(["cheap", "pricey"], 0.5))
+    problem = placement_input(data, outlook, scores, policy)
+    assert problem.rules == [MaxShardsPerHost(limit=2, hosts=("pricey-1",))]
+    result = solve_placement(problem)
+    assert_plan_sound(problem, result)
+    assert list(result.assignment.values()).count("pricey-1") == 2
+    assert result.unfixed, "the web shard left on the capped provider is reported"
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"rule": "max_gpus", "limit": 1}, "placement_rules[0].rule = 'max_gpus': not one of"),
+        ({"rule": "max_shards"}, "placement_rules[0] (max_shards): "),
+        ({"rule": "max_shards", "limit": 1, "zone": "a"}, "unexpected keyword argument 'zone'"),
+    ],
+)
+def test_a_placement_rule_no_family_reads_is_named(rule, message):
+    policy = PolicyFile.model_validate({"placement_rules": [rule]})
+    with pytest.raises(ValueError, match=re.escape(message)):
+        rules_from_config([(r.rule, r.fields()) for r in policy.placement_rules])

@@ -1,0 +1,128 @@
+"""Expected overload a shard brings to each host it could join, from the forecast quantiles.
+
+A host is overloaded in an hour when its shards' cpu use exceeds what it can give them (the
+outlook's supply). Each shard's use that hour is taken as normal with the point forecast as
+mean and the distance to the interval's upper bound as `z` standard deviations (z from the
+policy's interval, two-sided); shards vary independently, so a host's use is normal with the
+summed means and variances. For a candidate (shard s, other host h) the expected overloaded
+shard-hours s brings there are, summed over the horizon's hours,
+
+    P(h over with s) + n_h * (P(h over with s) - P(h over without s))
+
+its own hours on an overloaded host plus the extra risk for the n_h shards already there;
+staying brings nothing new (0). Priced at OVERLOAD_SHARE of the hour's downtime per overloaded
+shard-hour (what the backtest charges), this is the `headroom_risk` term, so a move for price
+pays for the overload risk it takes to its target.
+
+What a shard's leaving takes off its current host is not a cost term: shards of one
+overloaded host would each be credited the whole relief though one move may give it, and the
+placement model, separable per candidate, would move them all. Relief is decided jointly by
+the capacity rows, at the host's pooled upper quantile (`scoring.problem.pooled_demand`); the
+relief one move alone would give (`relief_hours`, the same formula on the current host) only
+bounds what a relief move may cost (`ShardDemand.relief`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from scipy.special import ndtr, ndtri
+
+from skyshard.scoring.data import PlanningData
+from skyshard.scoring.outlook import Outlook
+
+# An overloaded shard-hour loses this share of the hour to downtime (throttling, restarts,
+# shed requests); the backtest charges the same.
+OVERLOAD_SHARE = 0.1
+# Pairs x hours evaluated at once (bounded memory at 10,000 shards x 200 hosts).
+_CHUNK_CELLS = 4_000_000
+
+
+def overload_unit_cost(downtime_cost_per_second: float) -> float:
+    """Cost of one overloaded shard-hour."""
+    return 3600 * OVERLOAD_SHARE * downtime_cost_per_second
+
+
+def _over(supply: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """P(normal(mean, var) > supply); a certain outcome where var is 0."""
+    sd = np.sqrt(np.maximum(var, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (supply - mean) / sd
+    certain = np.where(mean > supply + 1e-9, 1.0, 0.0)
+    return np.where(sd > 1e-9, ndtr(-z), certain)
+
+
+def _dense(
+    frame: pl.DataFrame, key: str, ids: list[str], steps: int, columns: list[str]
+) -> list[np.ndarray]:
+    """(ids, steps) arrays of the cpu rows' `columns` (0 where a row is missing)."""
+    grid = (
+        pl.DataFrame({key: ids})
+        .join(pl.DataFrame({"step": pl.int_range(1, steps + 1, eager=True)}), how="cross")
+        .join(frame.filter(pl.col("resource") == "cpu"), on=[key, "step"], how="left")
+        .sort(key, "step")
+    )
+    return [grid[c].fill_null(0.0).to_numpy().reshape(len(ids), steps) for c in columns]
+
+
+def expected_overload(
+    data: PlanningData, outlook: Outlook, interval: float, shard_ids: list[str]
+) -> pl.DataFrame:
+    """`shard_id, host_id, overload_hours, overload_p, relief_hours` for every shard in
+    `shard_ids` x host: expected overloaded shard-hours the shard brings there over the
+    horizon (see the module docstring), its own mean hourly probability of sitting on an
+    overloaded host there, and (the same on each of its rows) the overloaded shard-hours its
+    leaving alone would take off its current host."""
+    z = float(ndtri((1 + interval) / 2))
+    steps = outlook.horizon_h
+    hosts = sorted(data.hosts["host_id"])
+    host_index = {h: i for i, h in enumerate(hosts)}
+    everyone = sorted(data.shards["shard_id"])
+    mean, upper = _dense(outlook.demand, "shard_id", everyone, steps, ["yhat", "upper"])
+    var = ((upper - mean) / z) ** 2
+    (host_supply,) = _dense(outlook.supply, "host_id", hosts, steps, ["supply"])
+    placed = dict(data.shards.select("shard_id", "current_host_id").iter_rows())
+    current = np.array([host_index.get(placed.get(s), -1) for s in everyone])
+    on = current >= 0
+    load, load_var = np.zeros((len(hosts), steps)), np.zeros((len(hosts), steps))
+    np.add.at(load, current[on], mean[on])
+    np.add.at(load_var, current[on], var[on])
+    count = np.bincount(current[on], minlength=len(hosts)).astype(float)
+
+    position = {s: i for i, s in enumerate(everyone)}
+    wanted = np.array([position[s] for s in sorted(shard_ids)], dtype=np.int64)
+    hours, share, relief = [], [], []
+    chunk = max(1, _CHUNK_CELLS // max(1, len(hosts) * steps))
+    for start in range(0, len(wanted), chunk):
+        idx = wanted[start : start + chunk]
+        here = (current[idx][:, None] == np.arange(len(hosts))[None, :])[:, :, None]
+        others = load[None] - here * mean[idx][:, None, :]
+        others_var = load_var[None] - here * var[idx][:, None, :]
+        with_s = _over(
+            host_supply[None], others + mean[idx][:, None, :], others_var + var[idx][:, None, :]
+        )
+        without = _over(host_supply[None], others, others_var)
+        n_others = count[None, :] - here[:, :, 0]
+        added = with_s.sum(axis=2) + n_others * np.clip(with_s - without, 0.0, None).sum(axis=2)
+        hours.append(np.where(here[:, :, 0], 0.0, added))
+        relief.append((added * here[:, :, 0]).sum(axis=1))
+        share.append(with_s.mean(axis=2))
+    names = [everyone[i] for i in wanted]
+    return pl.DataFrame(
+        {
+            "shard_id": np.repeat(names, len(hosts)),
+            "host_id": np.tile(hosts, len(names)),
+            "overload_hours": np.concatenate(hours).ravel() if hours else np.zeros(0),
+            "overload_p": np.concatenate(share).ravel() if share else np.zeros(0),
+            "relief_hours": np.repeat(np.concatenate(relief), len(hosts))
+            if relief
+            else np.zeros(0),
+        },
+        schema={
+            "shard_id": pl.String,
+            "host_id": pl.String,
+            "overload_hours": pl.Float64,
+            "overload_p": pl.Float64,
+            "relief_hours": pl.Float64,
+        },
+    )
