@@ -3,6 +3,7 @@ on a tight synthetic sky, against the issue's targets.
 
 Run: .venv/bin/python -m bench.bench_backtest [--trace bitbrains|synthetic] [--seeds 0,1]
      [--steps 6] [--window-h 168] [--headroom 1.3] [--slow-budget 0] [--shards 100]
+     [--relief-spread 1]
 
 The sky: the trace's VMs (cpu cores used per hour) as shards, packed first-fit onto hosts of
 three providers so total capacity is `headroom` x the peak of the summed demand; provider
@@ -217,10 +218,15 @@ def main() -> None:
     parser.add_argument("--slow-budget", type=float, default=0.0)
     parser.add_argument("--min-saving", type=float, default=1.0, help="min_saving_per_day")
     parser.add_argument("--shards", type=int, default=100, help="synthetic shards")
+    parser.add_argument("--relief-spread", type=float, default=1.0, help="relief_spread")
     args = parser.parse_args()
     policy = PolicyFile(
         forecast=ForecastPolicy(slow_budget_seconds=args.slow_budget),
-        planning=PlanningPolicy(max_moves_per_cycle=10, min_saving_per_day=args.min_saving),
+        planning=PlanningPolicy(
+            max_moves_per_cycle=10,
+            min_saving_per_day=args.min_saving,
+            relief_spread=args.relief_spread,
+        ),
     )
     print(
         "| trace | seed | step h | headroom | static cost | predictive cost | oracle cost | "

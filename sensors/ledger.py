@@ -7,9 +7,10 @@ policy.yaml that are reachable. A periodic sensor (and `python -m sensors.ledger
 import dagster as dg
 
 from orchestration.resources import LedgerResource
+from skyshard.config.sky import sky_policy
 from skyshard.ledger import Ledger
 from skyshard.ledger.replica import cosign_latest
-from skyshard.trust.anchors import replica_targets, sky_policy
+from skyshard.trust.anchors import replica_targets
 from skyshard.trust.events import EntryType, record_run_event
 
 CATCH_UP_MINUTES = 60

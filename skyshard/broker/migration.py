@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from skyshard.broker.lease import LeaseSettings, MoveLease
 from skyshard.broker.ops_tables import (
@@ -43,7 +44,12 @@ from skyshard.broker.ops_tables import (
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.broker.routing import push_routing, routing_document
 from skyshard.runtime.client import ShardRuntime, ShardStatus
-from skyshard.runtime.transfer import Progress, SendReport, send_between_hosts
+from skyshard.runtime.transfer import (
+    Progress,
+    SendReport,
+    send_between_hosts,
+    stream_snapshot_between_hosts,
+)
 from skyshard.transport import validate
 from skyshard.transport.access import AccessDenied
 from skyshard.transport.certificates import TransferCA
@@ -52,6 +58,7 @@ from skyshard.transport.ssh import SshSession
 from skyshard.transport.validate import ValidationError
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 PHASES = (
     "accepted",
@@ -76,6 +83,9 @@ TARGET_MAY_RUN = PHASES.index("cutover")
 TERMINAL = frozenset({"done", "rolled_back", "failed", "rejected"})
 # Less free space than this after a failed transfer means the disk filled up.
 DISK_FULL_BYTES = 4 << 20
+# What a pre-copy round may send beyond the source's state size at the start of the move
+# (plus a quarter of it): room for a shard that keeps writing.
+STREAM_SLACK_BYTES = 64 << 20
 SOURCE_ACTIONS = ("read_telemetry", "send_migration", "freeze_shard", "stop_shard", "start_shard")
 TARGET_ACTIONS = ("read_telemetry", "receive_migration", "start_shard", "stop_shard")
 
@@ -190,6 +200,7 @@ class _Move:
     target: HostAccess
     source_rt: ShardRuntime
     target_rt: ShardRuntime
+    state_bytes: int = 0
     late: list[PendingStep] = field(default_factory=list)
 
 
@@ -372,8 +383,10 @@ class Migrator:
         source, target = self.hosts[request.from_host], self.hosts[request.to_host]
         move = _Move(request, route, request.to_port or route.port, source, target,
                      source.runtime(), target.runtime())  # fmt: skip
-        if not move.source_rt.status(request.shard_id).running:
+        status = move.source_rt.status(request.shard_id)
+        if not status.running:
             raise MigrationError(f"shard {request.shard_id} is not running on {source.host_id}")
+        move.state_bytes = status.state_bytes
         move.target_rt.install()  # so that the cutover does not check scripts
         try:
             self._migrate(move)
@@ -388,7 +401,7 @@ class Migrator:
         move.late.append(PendingStep("frozen", {}))
         manifest = move.source_rt.freeze_and_snapshot(shard)
         if not sent:
-            _check_room(move.target, move.target_rt.status(shard), manifest)
+            _check_room(move.target, move.target_rt.status(shard), shard, manifest.total_size)
         report = self._send_final(move, manifest, on_target, sent)
         sent += report.bytes_sent
         move.late.append(PendingStep("final_copy", _report_detail(report, manifest)))
@@ -455,10 +468,10 @@ class Migrator:
         on_target: set[str] = set()
         sent = 0
         while rule.max_rounds:
-            manifest = move.source_rt.snapshot(request.shard_id)
             if not content:
-                _check_room(move.target, move.target_rt.status(request.shard_id), manifest)
-            report = self._send(move, manifest, "precopy", len(content) + 1, sent)
+                status = move.target_rt.status(request.shard_id)
+                _check_room(move.target, status, request.shard_id, move.state_bytes)
+            manifest, report = self._stream(move, len(content) + 1, sent)
             move.target_rt.restore(manifest)
             on_target.update(manifest.chunk_sizes())
             sent += report.bytes_sent
@@ -484,11 +497,41 @@ class Migrator:
         chunk_count = len(manifest.chunk_sizes())
         if on_target.issuperset(manifest.chunk_sizes()):
             return SendReport(chunk_count, 0, 0, 0, 0.0)
-        return self._send(move, manifest, "final_copy", 0, sent_before)
 
-    def _send(
-        self, move: _Move, manifest: Manifest, phase: str, round_number: int, sent_before: int
-    ) -> SendReport:
+        def send(progress: Callable[[Progress], None]) -> SendReport:
+            return send_between_hosts(move.source_rt, move.target_rt, manifest,
+                                      move_id=move.request.move_id, ca=self.transfer_ca,
+                                      on_progress=progress,
+                                      stall_timeout=self.settings.stall_timeout)  # fmt: skip
+
+        return self._watched(move, "final_copy", 0, sent_before, send)
+
+    def _stream(
+        self, move: _Move, round_number: int, sent_before: int
+    ) -> tuple[Manifest, SendReport]:
+        """One pre-copy round: the source snapshots and sends what the target lacks as it cuts.
+        The target takes at most the source's state size (plus room for growth) in bytes."""
+        budget = move.state_bytes + move.state_bytes // 4 + STREAM_SLACK_BYTES
+
+        def stream(progress: Callable[[Progress], None]) -> tuple[Manifest, SendReport]:
+            return stream_snapshot_between_hosts(
+                move.source_rt, move.target_rt, move.request.shard_id,
+                move_id=move.request.move_id, ca=self.transfer_ca, budget=budget,
+                on_progress=progress, stall_timeout=self.settings.stall_timeout,
+            )  # fmt: skip
+
+        return self._watched(move, "precopy", round_number, sent_before, stream)
+
+    def _watched(
+        self,
+        move: _Move,
+        phase: str,
+        round_number: int,
+        sent_before: int,
+        transfer: Callable[[Callable[[Progress], None]], _T],
+    ) -> _T:
+        """Run `transfer` with progress reports, closing the source connection when they stop
+        for `stall_timeout`; a failure on a full target disk is reported as such."""
         request = move.request
         last = [time.monotonic()]
 
@@ -508,17 +551,9 @@ class Migrator:
         )
         watchdog.start()
         try:
-            return send_between_hosts(
-                move.source_rt,
-                move.target_rt,
-                manifest,
-                move_id=request.move_id,
-                ca=self.transfer_ca,
-                on_progress=progress,
-                stall_timeout=timeout,
-            )
+            return transfer(progress)
         except Exception as error:
-            raise _disk_full(move.target, manifest.shard_id, error) or error from None
+            raise _disk_full(move.target, request.shard_id, error) or error from None
         finally:
             done.set()
             watchdog.join()
@@ -715,14 +750,14 @@ def _disk_full(target: HostAccess, shard_id: str, error: Exception) -> TargetDis
     )
 
 
-def _check_room(target: HostAccess, status: ShardStatus, manifest: Manifest) -> None:
+def _check_room(target: HostAccess, status: ShardStatus, shard_id: str, state_bytes: int) -> None:
     """Refuse early, with the numbers, rather than fill the target's disk: the target needs
     room for the compressed chunks and the restored state (counted at full size both)."""
-    needed = 2 * manifest.total_size
+    needed = 2 * state_bytes
     if status.root_free_bytes < needed:
         raise MigrationError(
             f"target {target.host_id}: {status.root_free_bytes} bytes free under {target.root}, "
-            f"shard {manifest.shard_id} needs about {needed} (chunks + restored state)"
+            f"shard {shard_id} needs about {needed} (chunks + restored state)"
         )
 
 

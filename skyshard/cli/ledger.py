@@ -11,9 +11,11 @@ from pathlib import Path
 import click
 import duckdb
 
+from skyshard.cli.common import open_ledger
 from skyshard.config import ConfigError, paths
 from skyshard.config.policy import PolicyFile
-from skyshard.ledger import Ledger, LedgerError
+from skyshard.config.sky import sky_policy
+from skyshard.ledger import LedgerError, policy_quorum
 from skyshard.ledger.client import ClientStore
 from skyshard.ledger.entry import KEY_ROTATION, parse_line
 from skyshard.ledger.keys import KeyFileError
@@ -30,16 +32,9 @@ from skyshard.ledger.verify import Anchors, VerifiedState, VerifyResult, verify_
 from skyshard.scoring.trust_inputs import TRUST_TABLE
 from skyshard.transport.ssh import SshError
 from skyshard.transport.validate import ValidationError
-from skyshard.trust.anchors import replica_targets, sky_policy
+from skyshard.trust.anchors import replica_targets
 from skyshard.trust.mirror import MirrorError, check_mirror
 from skyshard.trust.scores import TrustInputError, check_trust_rows
-
-
-def _ledger() -> Ledger:
-    try:
-        return Ledger.open(paths.ledger_dir(), keys_dir=paths.keys_dir())
-    except (KeyFileError, LedgerError, NoteError) as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _policy() -> PolicyFile:
@@ -98,8 +93,8 @@ def verify(key_file: Path | None, checkpoint_files: tuple[Path, ...]) -> None:
     _require_log(directory)
     client = ClientStore(paths.ledger_client_dir(directory))
     policy = _policy()
-    cosigners = [t.verifier for t in _targets(policy)]
     try:
+        quorum = policy_quorum(policy.ledger)
         pinned = client.genesis()
         genesis = _read_vkey_file(key_file) if key_file else pinned
         if genesis is None:
@@ -115,7 +110,8 @@ def verify(key_file: Path | None, checkpoint_files: tuple[Path, ...]) -> None:
         cached = client.checkpoint()
         notes = [cached.note] if cached else []
         notes += [p.read_text() for p in checkpoint_files]
-        anchors = Anchors(notes, client.seen(), cosigners, policy.ledger.quorum)
+        cosigned = client.cosigned()
+        anchors = Anchors(notes, client.seen(), quorum, cosigned[0] if cosigned else None)
         result = verify_ledger(directory, genesis, anchors)
     except (NoteError, LedgerError, OSError) as exc:
         raise click.ClickException(f"cannot verify {directory}: {exc}") from exc
@@ -201,7 +197,7 @@ def proof(seq: int) -> None:
     """Print the inclusion proof of entry SEQ against the latest checkpoint."""
     _require_log(paths.ledger_dir())
     try:
-        inclusion = _ledger().proof(seq)
+        inclusion = open_ledger().proof(seq)
         inclusion.verify()
     except (LedgerError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -224,7 +220,7 @@ def proof(seq: int) -> None:
 def checkpoint() -> None:
     """Sign a checkpoint of the whole log if it grew, and print the latest one."""
     try:
-        click.echo(_ledger().checkpoint(), nl=False)
+        click.echo(open_ledger().checkpoint(), nl=False)
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -232,7 +228,7 @@ def checkpoint() -> None:
 @ledger.command()
 def pubkey() -> None:
     """Print the verifier key this machine signs the ledger with (C2SP signed-note format)."""
-    click.echo(_ledger().verifier().vkey())
+    click.echo(open_ledger().verifier().vkey())
 
 
 @ledger.command()
@@ -245,7 +241,7 @@ def export(target: Path) -> None:
     shutil.copyfile(directory / LOG_FILE, target / LOG_FILE)
     for path in checkpoint_paths(directory):
         shutil.copyfile(path, target / CHECKPOINT_DIR / path.name)
-    genesis = _ledger().genesis()
+    genesis = open_ledger().genesis()
     keys = [genesis.vkey()] if genesis else []
     keys += [e.payload["new_key"] for e in read_entries(directory, KEY_ROTATION)]
     (target / "log-keys.vkey").write_text("".join(f"{k}\n" for k in keys))
@@ -265,7 +261,7 @@ def sync(names: tuple[str, ...]) -> None:
     if unknown or not targets:
         listed = ", ".join(unknown) or "at all"
         raise click.ClickException(f"no cosigner {listed} in policy.yaml ledger.cosigners")
-    ledger_ = _ledger()
+    ledger_ = open_ledger()
     for target in targets:
         try:
             size = sync_replica(ledger_, target)

@@ -10,11 +10,11 @@ import click
 import duckdb
 import polars as pl
 
+from skyshard.cli.common import open_ledger
 from skyshard.config import ConfigError, paths
 from skyshard.config.sky import Sky
-from skyshard.ledger import Ledger, LedgerError
+from skyshard.ledger import LedgerError
 from skyshard.ledger.entry import EntryError
-from skyshard.ledger.keys import KeyFileError
 from skyshard.sim.home import current_sky
 from skyshard.trust.audit import AuditError, import_attestation
 from skyshard.trust.events import (
@@ -32,13 +32,6 @@ def _sky() -> Sky:
     try:
         return current_sky()
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _ledger() -> Ledger:
-    try:
-        return Ledger.open(paths.ledger_dir(), keys_dir=paths.keys_dir())
-    except (KeyFileError, LedgerError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -75,7 +68,7 @@ def import_audit(file: Path) -> None:
     sky = _sky()
     try:
         entry = import_attestation(
-            _ledger(), file, sky.policy.auditors, [p.id for p in sky.providers]
+            open_ledger(), file, sky.policy.auditors, [p.id for p in sky.providers]
         )
     except (AuditError, EntryError, LedgerError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -94,7 +87,7 @@ def scores() -> None:
     sky = _sky()
     tiers = {p.id: p.contract.tier for p in sky.providers}
     try:
-        entries = _ledger().verified_entries()
+        entries = open_ledger().verified_entries()
     except LedgerError as exc:
         raise click.ClickException(f"refusing to score from the ledger: {exc}") from exc
     computed = compute_trust_scores(
@@ -127,7 +120,7 @@ def open_dispute(provider: str, reason: str) -> None:
     if provider not in known:
         raise click.BadParameter(f"{provider!r} is not one of {known}", param_hint="PROVIDER")
     try:
-        entry = record_dispute_opened(provider, reason, _operator(), ledger=_ledger())
+        entry = record_dispute_opened(provider, reason, _operator(), ledger=open_ledger())
     except (DisputeError, EntryError, LedgerError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"dispute {entry.seq} opened against {provider}")
@@ -142,7 +135,8 @@ def open_dispute(provider: str, reason: str) -> None:
 def resolve_dispute(dispute_id: int, outcome: str, note: str) -> None:
     """Resolve dispute ID (dismissed: provider not at fault; upheld: it was)."""
     try:
-        entry = record_dispute_resolved(dispute_id, outcome, _operator(), note, ledger=_ledger())
+        ledger = open_ledger()
+        entry = record_dispute_resolved(dispute_id, outcome, _operator(), note, ledger=ledger)
     except (DisputeError, EntryError, LedgerError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"dispute {dispute_id} resolved ({outcome}) as entry {entry.seq}")

@@ -52,6 +52,10 @@ class PlanningPolicy(StrictModel):
     min_saving_per_day: NonNegative = 1.0
     hysteresis_cycles: int = Field(default=3, ge=0)
     downtime_cost_per_second: NonNegative = 0.01
+    # What a relief move may cost is judged on the overload its leaving removes, with the
+    # forecast spread scaled by this (1: the full interval; 0: point forecasts only, the
+    # overload the move certainly removes; see bench/RESULTS.md for the trade-off).
+    relief_spread: Fraction = 1.0
     auto_approve: AutoApproval = Field(default_factory=AutoApproval)
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from skyshard.config import paths
 from skyshard.config.errors import ConfigError, ConfigProblem
 from skyshard.config.loader import load_yaml_model
 from skyshard.config.policy import PolicyFile
@@ -39,6 +40,13 @@ class Sky:
     @cached_property
     def shard_by_id(self) -> dict[str, Shard]:
         return {s.id: s for s in self.shards}
+
+
+def sky_policy() -> PolicyFile:
+    """The sky's policy.yaml (defaults without one); unlike `current_sky()` it never
+    generates the demo sky."""
+    home = paths.skyshard_home() or paths.demo_home()
+    return load_yaml_model(home / POLICY_FILE, PolicyFile, required=False)
 
 
 def load_sky(home: Path) -> Sky:

@@ -9,14 +9,16 @@ RFC 6962 / C2SP concepts they implement.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from skyshard.config import paths
+from skyshard.config.policy import LedgerPolicy
+from skyshard.config.sky import sky_policy
 from skyshard.ledger.checkpoint import Checkpoint
 from skyshard.ledger.client import CachedCheckpoint, ClientStore, Mark
-from skyshard.ledger.cosignature import CosignatureVerifier
+from skyshard.ledger.cosignature import CosignatureVerifier, Quorum
 from skyshard.ledger.ed25519 import SigningKey
 from skyshard.ledger.entry import KEY_ROTATION, Entry, make_entry, parse_line, utc_timestamp
 from skyshard.ledger.keys import (
@@ -47,6 +49,7 @@ from skyshard.ledger.verify import (
     VerifyResult,
     check_mark,
     extend_verified,
+    stripped_cosignatures,
     verify_ledger,
 )
 
@@ -82,10 +85,12 @@ class Ledger:
         signer: Ed25519Signer,
         key_path: Path | None = None,
         client: ClientStore | None = None,
+        quorum: Quorum | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.signer = signer
         self.client = client or ClientStore(paths.ledger_client_dir(self.directory))
+        self.quorum = quorum or Quorum()
         self._key_path = key_path
         self._log = AppendOnlyLog(self.directory)
         self._state: VerifiedState | None = None
@@ -99,15 +104,18 @@ class Ledger:
         *,
         keys_dir: Path | None = None,
         origin: str = DEFAULT_ORIGIN,
+        quorum: Quorum | None = None,
     ) -> Ledger:
         """Open (or create) a ledger; without `signer` the key is `<keys>/ledger.ed25519`,
-        created on first use."""
+        created on first use; without `quorum`, the cosigners and quorum of policy.yaml."""
         directory = Path(directory) if directory else paths.ledger_dir()
+        quorum = quorum or policy_quorum(sky_policy().ledger)
         if signer is not None:
-            return cls(directory, signer)
+            return cls(directory, signer, quorum=quorum)
         key_path = Path(keys_dir or paths.keys_dir()) / f"{LEDGER_KEY_NAME}{KEY_SUFFIX}"
         _finish_interrupted_rotation(directory, key_path, origin)
-        return cls(directory, Ed25519Signer(origin, load_or_create_signing_key(key_path)), key_path)
+        signer = Ed25519Signer(origin, load_or_create_signing_key(key_path))
+        return cls(directory, signer, key_path, quorum=quorum)
 
     @property
     def origin(self) -> str:
@@ -241,20 +249,25 @@ class Ledger:
         """The log's first key as pinned outside the folder."""
         return self.client.genesis()
 
-    def anchors(self, cosigners: Sequence[CosignatureVerifier] = (), quorum: int = 0) -> Anchors:
+    def anchors(self, quorum: Quorum) -> Anchors:
         """What this client knows from outside the folder, for a full verification."""
         cached = self.client.checkpoint()
         notes = [cached.note] if cached is not None else []
-        return Anchors(notes, self.client.seen(), cosigners, quorum)
+        cosigned = self.client.cosigned()
+        return Anchors(notes, self.client.seen(), quorum, cosigned[0] if cosigned else None)
 
-    def verify(
-        self, cosigners: Sequence[CosignatureVerifier] = (), quorum: int = 0
-    ) -> VerifyResult:
+    def verify(self, quorum: Quorum | None = None) -> VerifyResult:
+        """Full verification, as `skyshard ledger verify` does it: the latest checkpoint needs
+        the quorum (this ledger's, unless another is given)."""
         genesis = self.genesis() or self.signer.verifier()
-        return verify_ledger(self.directory, genesis, self.anchors(cosigners, quorum))
+        return verify_ledger(self.directory, genesis, self.anchors(quorum or self.quorum))
 
     def store_cosignatures(self, size: int, signature_lines: Sequence[str]) -> str:
-        return self._log.store_cosignatures(size, signature_lines)
+        """Add cosignature lines to checkpoint `size`; the client remembers it once the
+        pinned cosigners' signatures on it verify and reach the quorum."""
+        note = self._log.store_cosignatures(size, signature_lines)
+        self._remember_cosigned(note)
+        return note
 
     def _verified(self) -> VerifiedState:
         """Under the lock: the verified state of the whole log, extending the last one by the
@@ -262,7 +275,7 @@ class Ledger:
         cached = self.client.checkpoint()
         seen = self.client.seen()
         note = latest_checkpoint_note(self.directory)
-        stored = Checkpoint.from_note(note) if note is not None else None
+        stored = _parse_checkpoint(note) if note is not None else None
         marks = (cached.mark if cached else None, seen, self._state.mark if self._state else None)
         protected = max([m.size for m in marks if m] + [stored.size if stored else 0])
         self._log.repair_tail(protected)
@@ -293,6 +306,7 @@ class Ledger:
                     "before: entries were removed",
                 )
             check_mark(self.log_path, seen)
+        self._check_cosignatures(note)
         if state.key != self.signer.verifier():
             raise LedgerError(
                 f"key {self.signer.verifier().vkey()} is not the ledger's active key "
@@ -325,7 +339,9 @@ class Ledger:
                 )
             return VerifiedState(Frontier(), Mark(0, 0, b""), self.signer.verifier())
         trusted = genesis or read_vkey(self.directory / GENESIS_KEY_FILE) or self.verifier()
-        result = verify_ledger(self.directory, trusted, self.anchors())
+        # The quorum on the latest checkpoint is _check_cosignatures' to judge.
+        anchors = self.anchors(replace(self.quorum, required=0))
+        result = verify_ledger(self.directory, trusted, anchors)
         if not result.ok:
             raise VerificationError(result.first_bad_index, result.describe())
         state = VerifiedState.of(result)
@@ -334,12 +350,58 @@ class Ledger:
             self.client.pin_genesis(trusted)
         return state
 
+    def _check_cosignatures(self, latest: str | None) -> None:
+        """The quorum of cosigners pinned in policy.yaml. The checkpoint this client last saw
+        cosigned must keep those cosignatures and the quorum; the folder's latest checkpoint
+        must carry only valid ones, and is remembered once it reaches the quorum. A latest
+        checkpoint newer than the remembered one may still be collecting its cosignatures
+        (signed after a run, a replica unreachable): that is not refused."""
+        remembered = self.client.cosigned()
+        if remembered is not None:
+            failure = stripped_cosignatures(self.directory, self.quorum, remembered[0])
+            if failure is not None:
+                raise VerificationError(None, failure)
+        if latest is not None:
+            self._remember_cosigned(latest)
+
+    def _remember_cosigned(self, note: str) -> None:
+        try:
+            names = self.quorum.cosigned_by(note)
+        except NoteError as exc:
+            raise VerificationError(None, f"the folder's latest checkpoint: {exc}") from None
+        if names and self.quorum.met_by(names):
+            self.client.store_cosigned(note)
+
     def _first_failure(self) -> VerificationError:
-        """The reason a read found the log different from its verified state."""
-        result = self.verify()
+        """The reason a read found the log different from its verified state (a checkpoint
+        still collecting cosignatures is not one)."""
+        result = self.verify(replace(self.quorum, required=0))
         if result.ok:
             return VerificationError(None, "the log changed while it was read; read it again")
         return VerificationError(result.first_bad_index, result.describe())
+
+
+def policy_quorum(policy: LedgerPolicy) -> Quorum:
+    """policy.yaml's `ledger` cosigners (their keys pinned there) and quorum; NoteError names
+    the bad entry."""
+    cosigners = []
+    for index, cosigner in enumerate(policy.cosigners):
+        field = f"policy.yaml: ledger.cosigners[{index}].vkey"
+        try:
+            verifier = CosignatureVerifier.from_vkey(cosigner.vkey)
+        except NoteError as exc:
+            raise NoteError(f"{field}: {exc}") from None
+        if verifier.name != cosigner.name:
+            raise NoteError(f"{field}: key name {verifier.name!r} is not {cosigner.name!r}")
+        cosigners.append(verifier)
+    return Quorum(tuple(cosigners), policy.quorum)
+
+
+def _parse_checkpoint(note: str) -> Checkpoint:
+    try:
+        return Checkpoint.from_note(note)
+    except NoteError as exc:
+        raise VerificationError(None, f"the folder's latest checkpoint: {exc}") from None
 
 
 def _open_checkpoint(note: str, key: Ed25519Verifier) -> None:

@@ -8,6 +8,8 @@ Layout of a client folder:
   genesis.vkey      the log's first key; every later key must be announced by key_rotation
   checkpoint.json   latest verified checkpoint note, its byte offset and frontier (fsynced)
   seen.json         size, byte offset and leaf hash of the last entry this client appended
+  cosigned.note     the latest checkpoint it saw cosigned, with those cosignatures (a note
+                    that loses one of them in the log's folder was stripped)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from skyshard.ledger.note import Ed25519Verifier, NoteError, strict_b64decode
 GENESIS_FILE = "genesis.vkey"
 CHECKPOINT_FILE = "checkpoint.json"
 SEEN_FILE = "seen.json"
+COSIGNED_FILE = "cosigned.note"
 _SEEN_WIDTH = 160
 """Fixed width (JSON padded with spaces), so an in-place rewrite never leaves old bytes."""
 
@@ -123,6 +126,25 @@ class ClientStore:
         }
         self.directory.mkdir(parents=True, exist_ok=True)
         write_atomically(self.directory / CHECKPOINT_FILE, _dump(value))
+
+    def cosigned(self) -> tuple[str, Checkpoint] | None:
+        """The latest checkpoint note this client saw cosigned, with its cosignature lines."""
+        path = self.directory / COSIGNED_FILE
+        if not path.exists():
+            return None
+        note = path.read_text()
+        try:
+            return note, Checkpoint.from_note(note)
+        except NoteError as exc:
+            raise LedgerError(f"{path}: not a checkpoint note ({exc})") from None
+
+    def store_cosigned(self, note: str) -> None:
+        """Remember a (verified) cosigned checkpoint note, unless a larger one is remembered."""
+        remembered = self.cosigned()
+        if remembered is not None and remembered[1].size > Checkpoint.from_note(note).size:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.directory / COSIGNED_FILE, note.encode())
 
     def seen(self) -> Mark | None:
         """None when missing, or unreadable: it is rewritten in place without fsync, so a crash

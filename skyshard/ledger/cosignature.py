@@ -5,6 +5,7 @@ statement that it saw a checkpoint consistent with everything it saw before
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from skyshard.ledger import ed25519
@@ -15,6 +16,8 @@ from skyshard.ledger.note import (
     check_key_name,
     key_id,
     parse_ed25519_vkey,
+    parse_note,
+    verified_signatures,
 )
 
 SIGNATURE_TYPE_COSIGNATURE_V1 = 0x04
@@ -80,3 +83,29 @@ class Cosigner:
             raise NoteError(f"cosignature timestamp {timestamp} is out of range")
         signature = self.key.sign(signed_message(checkpoint_body, timestamp))
         return Signature(self.name, self.verifier().key_id, _TIMESTAMP.pack(timestamp) + signature)
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """The cosigners whose keys are pinned outside the log's folder, and how many of them
+    must have cosigned a checkpoint."""
+
+    cosigners: tuple[CosignatureVerifier, ...] = ()
+    required: int = 0
+
+    def cosigned_by(self, note: str) -> list[str]:
+        """Names of the pinned cosigners whose cosignature on `note` verifies; NoteError for a
+        malformed or non-canonical signature line, or a pinned cosigner's bad signature."""
+        return [s.name for s in verified_signatures(parse_note(note), self.cosigners)]
+
+    def met_by(self, names: Sequence[str]) -> bool:
+        return len(names) >= self.required
+
+    def shortfall(self, size: int, names: Sequence[str]) -> str | None:
+        """Why checkpoint `size`, cosigned by `names`, falls short of the quorum, or None."""
+        if self.met_by(names):
+            return None
+        return (
+            f"checkpoint {size} has {len(names)} cosignature(s) ({', '.join(names) or '-'}) "
+            f"from the configured cosigners, the policy's quorum is {self.required}"
+        )

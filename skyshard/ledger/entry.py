@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from skyshard.ledger.note import Ed25519Signer, NoteError, strict_b64decode
 
 FIELDS = ("actor", "key_id", "payload", "run_id", "seq", "sig", "ts", "type")
@@ -152,10 +154,13 @@ def parse_line(line: bytes) -> Entry:
 
 def check_line(line: bytes) -> dict[str, Any]:
     """The fields of a well-formed canonical entry line, or EntryError saying what is wrong."""
-    try:
-        value = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EntryError(f"line is not valid JSON: {exc}") from exc
+    value = _canonical_without_floats(line)
+    canonical = value is not None
+    if not canonical:
+        try:
+            value = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise EntryError(f"line is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise EntryError("line is not a JSON object")
     if value.keys() != _FIELD_SET:
@@ -163,9 +168,31 @@ def check_line(line: bytes) -> dict[str, Any]:
     _check_fields(value)
     if not _is_signature(value["sig"]):
         raise EntryError(f"sig {value['sig']!r} is not a base64 Ed25519 signature")
-    if canonical_json(value) != line:
+    if not canonical and canonical_json(value) != line:
         raise EntryError("line is not in canonical JSON form")
     return value
+
+
+def _canonical_without_floats(line: bytes) -> Any:
+    """The value of `line` if it is canonical JSON without floats, found with orjson (about
+    3 times faster than json); None leaves the decision to json: orjson writes floats
+    differently, reads integers beyond 64 bits as floats and refuses some input json takes.
+    Without floats, orjson with sorted keys writes exactly what canonical_json writes."""
+    try:
+        value = orjson.loads(line)
+        if _has_float(value) or orjson.dumps(value, option=orjson.OPT_SORT_KEYS) != line:
+            return None
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return None
+    return value
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return isinstance(value, float)
 
 
 def _entry(value: dict[str, Any], line: bytes) -> Entry:

@@ -66,6 +66,24 @@ class MerkleTree:
             levels[level] += parent
             index >>= 1
 
+    def extend_leaf_hashes(self, hashes: bytes) -> None:
+        """Append many leaf hashes at once (concatenated), level by level."""
+        if len(hashes) % HASH_SIZE:
+            raise ProofError(f"{len(hashes)} bytes are not a whole number of leaf hashes")
+        self._size += len(hashes) // HASH_SIZE
+        new, level = hashes, 0
+        while new:
+            below = self._levels[level]
+            first_pair = len(below) // (2 * HASH_SIZE) * 2 * HASH_SIZE
+            below += new
+            new = b"".join(
+                hashlib.sha256(b"\x01" + below[i : i + 2 * HASH_SIZE]).digest()
+                for i in range(first_pair, len(below) - 2 * HASH_SIZE + 1, 2 * HASH_SIZE)
+            )
+            level += 1
+            if new and level == len(self._levels):
+                self._levels.append(bytearray())
+
     def leaf_hash_at(self, index: int) -> bytes:
         self._check_size(index + 1)
         return bytes(self._levels[0][index * HASH_SIZE : (index + 1) * HASH_SIZE])

@@ -7,21 +7,23 @@ and the last entry a client saw). Incrementally: only the entries after a verifi
 from __future__ import annotations
 
 import base64
+import mmap
+import multiprocessing
 import os
-from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from skyshard.ledger import ed25519
 from skyshard.ledger.checkpoint import Checkpoint
 from skyshard.ledger.client import Mark
-from skyshard.ledger.cosignature import CosignatureVerifier
+from skyshard.ledger.cosignature import Quorum
 from skyshard.ledger.entry import KEY_ROTATION, EntryError, check_line, message_of_line
 from skyshard.ledger.keys import KeyChain
 from skyshard.ledger.log import (
+    CHECKPOINT_DIR,
     LOG_FILE,
     LedgerError,
     TornTail,
@@ -30,16 +32,26 @@ from skyshard.ledger.log import (
     last_line,
     read_torn_tail,
 )
-from skyshard.ledger.merkle import Frontier, MerkleTree, ProofError, leaf_hash, verify_consistency
+from skyshard.ledger.merkle import (
+    HASH_SIZE,
+    Frontier,
+    MerkleTree,
+    ProofError,
+    leaf_hash,
+    verify_consistency,
+)
 from skyshard.ledger.note import (
     Ed25519Verifier,
     NoteError,
     open_note,
-    parse_note,
-    verified_signatures,
 )
 
-_CHUNK = 8192
+_CHUNK_BYTES = 4 << 20
+"""Full verification splits the log into chunks of about this many bytes (~15,000 entries)."""
+_PARALLEL_BYTES = 16 << 20
+"""Smaller logs are verified in this process: starting worker processes would cost more."""
+_ROTATION_END = b'"type":"key_rotation"}\n'
+"""How a key_rotation line ends: `type` is the last key of a canonical entry."""
 
 
 @dataclass
@@ -72,49 +84,120 @@ class VerifyResult:
             self.first_bad_index, self.reason = index, reason
 
 
-class SignatureCheck(NamedTuple):
-    line: bytes
-    sig: str
+class LogKey(NamedTuple):
+    """The key that must sign entries from `starts_at` on (until the next rotation)."""
+
+    starts_at: int
     public_key: bytes
+    key_id: str
 
 
-def first_bad_signature(first_index: int, checks: Sequence[SignatureCheck]) -> int | None:
-    """Index of the first entry in a chunk whose signature does not verify, or None."""
-    for offset, (line, sig, public_key) in enumerate(checks):
-        if not ed25519.verify(public_key, message_of_line(line, sig), base64.b64decode(sig)):
-            return first_index + offset
-    return None
+def entry_failure(index: int, line: bytes, key: LogKey) -> tuple[dict[str, Any] | None, str | None]:
+    """The fields of the line at `index` and, if it is bad, why: form, sequence number,
+    signing key and signature (following a key_rotation is the caller's part)."""
+    try:
+        value = check_line(line)
+    except EntryError as exc:
+        return None, str(exc)
+    if value["seq"] != index:
+        seq = value["seq"]
+        return value, f"seq is {seq}, expected {index} (entries deleted, inserted or reordered)"
+    if value["key_id"] != key.key_id:
+        return value, f"signed by key {value['key_id']}, but the active key is {key.key_id}"
+    sig = value["sig"]
+    if not ed25519.verify(key.public_key, message_of_line(line, sig), base64.b64decode(sig)):
+        return value, "signature does not verify"
+    return value, None
 
 
-class _SignatureChecks:
-    """Runs first_bad_signature on chunks in worker threads (libsodium, called through CFFI,
-    verifies without holding the GIL), or inline with one worker."""
+class ChunkOutcome(NamedTuple):
+    leaf_hashes: bytes
+    """The leaf hashes of the chunk's good lines, concatenated (up to `failure`)."""
+    failure: tuple[int, str] | None
 
-    def __init__(self, workers: int) -> None:
-        self._pool = (
-            ThreadPoolExecutor(workers, thread_name_prefix="ledger-verify") if workers > 1 else None
+
+def check_chunk(
+    path: str, start: int, end: int, first_index: int, keys: Sequence[LogKey]
+) -> ChunkOutcome:
+    """Check the lines in bytes [start, end) of the log, the first of them entry
+    `first_index`, with the keys active from each index on; stops at the first bad entry.
+    Runs in worker processes, so it takes and returns only plain, picklable values."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        lines = os.pread(fd, end - start, start).split(b"\n")[:-1]
+    finally:
+        os.close(fd)
+    later = [key for key in keys if key.starts_at > first_index]
+    key = [key for key in keys if key.starts_at <= first_index][-1]
+    leaves = bytearray()
+    for index, line in enumerate(lines, first_index):
+        while later and later[0].starts_at <= index:
+            key = later.pop(0)
+        _, reason = entry_failure(index, line, key)
+        if reason is not None:
+            return ChunkOutcome(bytes(leaves), (index, reason))
+        leaves += leaf_hash(line)
+    return ChunkOutcome(bytes(leaves), None)
+
+
+class _Chunk(NamedTuple):
+    start: int
+    end: int
+    first_index: int
+
+
+@dataclass
+class _Plan:
+    """The log's complete lines (up to byte `end`) cut into chunks, and the key_rotation
+    lines among them with their indices."""
+
+    chunks: list[_Chunk] = field(default_factory=list)
+    rotations: list[tuple[int, bytes]] = field(default_factory=list)
+    end: int = 0
+
+
+def _plan(log_path: Path) -> _Plan:
+    plan = _Plan()
+    with log_path.open("rb") as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            return plan
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            plan.end = data.rfind(b"\n") + 1
+            start, index = 0, 0
+            while start < plan.end:
+                end = data.find(b"\n", min(start + _CHUNK_BYTES, plan.end) - 1) + 1
+                block = data[start:end]
+                hit = block.find(_ROTATION_END)
+                while hit >= 0:
+                    line_start = block.rfind(b"\n", 0, hit) + 1
+                    line_end = hit + len(_ROTATION_END) - 1
+                    line_index = index + block.count(b"\n", 0, line_start)
+                    plan.rotations.append((line_index, block[line_start:line_end]))
+                    hit = block.find(_ROTATION_END, line_end)
+                plan.chunks.append(_Chunk(start, end, index))
+                index += block.count(b"\n")
+                start = end
+    return plan
+
+
+def _follow_rotations(
+    rotations: Sequence[tuple[int, bytes]], chain: KeyChain
+) -> tuple[int, str] | None:
+    """Apply the key_rotation lines to `chain` in order. A rotation line that is itself bad
+    stops it (its chunk's check names the failure); one announcing no valid key is a
+    failure here."""
+    for index, line in rotations:
+        active = chain.active
+        value, reason = entry_failure(
+            index, line, LogKey(0, active.public_key, active.key_id.hex())
         )
-        self._workers = workers
-        self._pending: deque[Future] = deque()
-        self.failures: list[int] = []
-
-    def submit(self, first_index: int, checks: list[SignatureCheck]) -> None:
-        if self._pool is None:
-            self._record(first_bad_signature(first_index, checks))
-            return
-        self._pending.append(self._pool.submit(first_bad_signature, first_index, checks))
-        while len(self._pending) > 2 * self._workers:
-            self._record(self._pending.popleft().result())
-
-    def finish(self) -> None:
-        while self._pending:
-            self._record(self._pending.popleft().result())
-        if self._pool is not None:
-            self._pool.shutdown()
-
-    def _record(self, failure: int | None) -> None:
-        if failure is not None:
-            self.failures.append(failure)
+        if reason is not None or value is None or value["type"] != KEY_ROTATION:
+            return None
+        try:
+            chain.rotate(index, value["payload"])
+        except NoteError as exc:
+            return index, f"invalid key_rotation: {exc}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -125,9 +208,10 @@ class Anchors:
     """Signed checkpoint notes the log must still contain (a client's cache, a --checkpoint)."""
     seen: Mark | None = None
     """The last entry a client saw appended: the log must still hold it, unchanged."""
-    cosigners: Sequence[CosignatureVerifier] = ()
-    quorum: int = 0
-    """How many of `cosigners` must have cosigned the latest checkpoint."""
+    quorum: Quorum = field(default_factory=Quorum)
+    """The pinned cosigners, and how many of them must have cosigned the latest checkpoint."""
+    cosigned: str | None = None
+    """A checkpoint note a client saw cosigned: the folder's copy must keep its cosignatures."""
 
 
 class VerificationError(LedgerError):
@@ -229,13 +313,18 @@ def extend_verified(
     roots = roots or {}
     chain, frontier = KeyChain(state.key), state.frontier.copy()
     offset, last = state.mark.offset, state.mark.last_leaf
-    checks = []
+    key = LogKey(0, state.key.public_key, state.key.key_id.hex())
     for start, line in iter_lines(log_path, state.mark.offset):
         index = frontier.size
-        check, reason = _check_entry(index, line, chain)
+        value, reason = entry_failure(index, line, key)
         if reason is not None:
             raise VerificationError(index, reason)
-        checks.append(check)
+        if value is not None and value["type"] == KEY_ROTATION:
+            try:
+                new_key = chain.rotate(index, value["payload"])
+            except NoteError as exc:
+                raise VerificationError(index, f"invalid key_rotation: {exc}") from None
+            key = LogKey(index + 1, new_key.public_key, new_key.key_id.hex())
         last = leaf_hash(line)
         frontier.append_leaf_hash(last)
         offset = start + len(line) + 1
@@ -244,70 +333,70 @@ def extend_verified(
             raise VerificationError(
                 None, f"the first {frontier.size} entries differ from their signed checkpoint"
             )
-    bad = first_bad_signature(state.size, checks)
-    if bad is not None:
-        raise VerificationError(bad, "signature does not verify")
     return VerifiedState(frontier, Mark(frontier.size, offset, last), chain.active)
+
+
+def stripped_cosignatures(directory: Path, quorum: Quorum, cosigned: str) -> str | None:
+    """Why the folder's copy of `cosigned`, a checkpoint note seen cosigned before, lost any
+    of those cosignatures or the quorum, or None."""
+    checkpoint = Checkpoint.from_note(cosigned)
+    path = directory / CHECKPOINT_DIR / f"{checkpoint.size}.note"
+    if not path.exists():
+        return f"{path} is missing, but checkpoint {checkpoint.size} was seen cosigned before"
+    try:
+        seen = quorum.cosigned_by(cosigned)
+        names = quorum.cosigned_by(path.read_text())
+    except NoteError as exc:
+        return f"{path}: cosignature: {exc}"
+    lost = [name for name in seen if name not in names]
+    if lost:
+        return (
+            f"{path}: the cosignature(s) of {', '.join(lost)} seen on checkpoint "
+            f"{checkpoint.size} before were removed"
+        )
+    return quorum.shortfall(checkpoint.size, names)
 
 
 def _check_entries(
     log_path: Path, chain: KeyChain, tree: MerkleTree, result: VerifyResult, workers: int
 ) -> None:
-    signatures = _SignatureChecks(workers)
-    chunk: list[SignatureCheck] = []
+    """Every entry, in chunks checked in parallel by worker processes (one per core): each
+    parses, hashes and checks the signatures of its own lines, with the keys active at each
+    index (the key_rotation lines are found and followed first). The first bad index is the
+    smallest any chunk reports, so it does not depend on scheduling; the tree grows chunk by
+    chunk, in order, while the rest are checked."""
+    plan = _plan(log_path)
+    first = _follow_rotations(plan.rotations, chain)
+    keys = [LogKey(start, key.public_key, key.key_id.hex()) for start, key in chain.history]
+    jobs = [(str(log_path), c.start, c.end, c.first_index, keys) for c in plan.chunks]
+    pool = None
+    if workers > 1 and len(jobs) > 1 and plan.end >= _PARALLEL_BYTES:
+        context = multiprocessing.get_context("forkserver")
+        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context)
     try:
-        for index, (start, line) in enumerate(iter_lines(log_path)):
-            check, reason = _check_entry(index, line, chain)
-            if reason is not None:
-                result.fail_at(index, reason)
+        run = pool.map if pool else map
+        outcomes = run(check_chunk, *zip(*jobs, strict=True)) if jobs else []
+        for outcome in outcomes:
+            if outcome.failure is not None and (first is None or outcome.failure < first):
+                first = outcome.failure
+            good = len(outcome.leaf_hashes) // HASH_SIZE
+            if first is not None:
+                good = min(good, first[0] - tree.size)
+            tree.extend_leaf_hashes(outcome.leaf_hashes[: good * HASH_SIZE])
+            if first is not None and tree.size == first[0]:
                 break
-            tree.append_leaf_hash(leaf_hash(line))
-            result.end_offset = start + len(line) + 1
-            chunk.append(check)
-            if len(chunk) == _CHUNK:
-                signatures.submit(tree.size - _CHUNK, chunk)
-                chunk = []
-        if chunk:
-            signatures.submit(tree.size - len(chunk), chunk)
     finally:
-        signatures.finish()
-    for bad_index in signatures.failures:
-        result.fail_at(bad_index, "signature does not verify")
-    if result.first_bad_index is not None and tree.size > result.first_bad_index:
-        # Everything from the first bad entry on is untrusted: roots cover the good prefix.
-        trimmed = MerkleTree()
-        for i in range(result.first_bad_index):
-            trimmed.append_leaf_hash(tree.leaf_hash_at(i))
-        result.tree = trimmed
-
-
-def _check_entry(index: int, line: bytes, chain: KeyChain) -> tuple[SignatureCheck, str | None]:
-    """Form, sequence, key and rotation checks, which depend on order; the signature check
-    it returns runs in parallel later."""
-    active = chain.active
-    try:
-        value = check_line(line)
-    except EntryError as exc:
-        return SignatureCheck(line, "", active.public_key), str(exc)
-    check = SignatureCheck(line, value["sig"], active.public_key)
-    if value["seq"] != index:
-        seq = value["seq"]
-        return check, f"seq is {seq}, expected {index} (entries deleted, inserted or reordered)"
-    if value["key_id"] != active.key_id.hex():
-        key_id = value["key_id"]
-        return check, f"signed by key {key_id}, but the active key is {active.key_id.hex()}"
-    if value["type"] == KEY_ROTATION:
-        try:
-            chain.rotate(index, value["payload"])
-        except NoteError as exc:
-            return check, f"invalid key_rotation: {exc}"
-    return check, None
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if first is not None:
+        result.fail_at(*first)
+    else:
+        result.end_offset = plan.end
 
 
 def _check_checkpoints(
     directory: Path, chain: KeyChain, tree: MerkleTree, anchors: Anchors, result: VerifyResult
 ) -> None:
-    cosigners = anchors.cosigners
     previous: Checkpoint | None = None
     for path in checkpoint_paths(directory):
         text = path.read_text()
@@ -316,25 +405,25 @@ def _check_checkpoints(
         except NoteError as exc:
             result.bad_checkpoint, result.reason = int(path.stem), f"{path}: {exc}"
             return
-        failure = _checkpoint_failure(path, text, checkpoint, previous, chain, tree, cosigners)
+        failure = _checkpoint_failure(path, text, checkpoint, previous, chain, tree)
+        if failure is None:
+            try:
+                result.cosignatures[checkpoint.size] = anchors.quorum.cosigned_by(text)
+            except NoteError as exc:
+                failure = f"{path}: cosignature: {exc}"
         if failure is not None:
             result.bad_checkpoint, result.reason = checkpoint.size, failure
             if checkpoint.size > tree.size:
                 result.first_bad_index = tree.size
             return
-        result.cosignatures[checkpoint.size] = _verified_cosigners(text, cosigners)
         result.checkpoints += 1
         previous = checkpoint
     covered = previous.size if previous else 0
     result.uncovered = tree.size - covered
-    if anchors.quorum and result.entries:
-        names = result.cosignatures.get(covered, [])
-        if len(names) < anchors.quorum:
-            result.bad_checkpoint = covered
-            result.reason = (
-                f"checkpoint {covered} has {len(names)} cosignature(s) ({', '.join(names) or '-'}) "
-                f"from the configured cosigners, the policy's quorum is {anchors.quorum}"
-            )
+    if result.entries:
+        shortfall = anchors.quorum.shortfall(covered, result.cosignatures.get(covered, []))
+        if shortfall is not None:
+            result.bad_checkpoint, result.reason = covered, shortfall
 
 
 def _check_anchors(
@@ -369,6 +458,12 @@ def _check_anchors(
                 f"{checkpoint.size} was verified before: checkpoints were rolled back"
             )
             return
+    if anchors.cosigned is not None:
+        failure = stripped_cosignatures(directory, anchors.quorum, anchors.cosigned)
+        if failure is not None:
+            result.bad_checkpoint = Checkpoint.from_note(anchors.cosigned).size
+            result.reason = failure
+            return
     seen = anchors.seen
     if seen is None or seen.size == 0:
         return
@@ -389,7 +484,6 @@ def _checkpoint_failure(
     previous: Checkpoint | None,
     chain: KeyChain,
     tree: MerkleTree,
-    cosigners: Sequence[CosignatureVerifier],
 ) -> str | None:
     if str(checkpoint.size) != path.stem:
         return f"{path}: file name says size {path.stem}, checkpoint says {checkpoint.size}"
@@ -418,12 +512,4 @@ def _checkpoint_failure(
             )
         except ProofError as exc:
             return f"{path}: not consistent with checkpoint {previous.size}: {exc}"
-    try:
-        verified_signatures(parse_note(text), cosigners)
-    except NoteError as exc:
-        return f"{path}: cosignature: {exc}"
     return None
-
-
-def _verified_cosigners(text: str, cosigners: Sequence[CosignatureVerifier]) -> list[str]:
-    return [s.name for s in verified_signatures(parse_note(text), cosigners)]

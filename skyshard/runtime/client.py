@@ -32,6 +32,7 @@ ACTIONS = {
     "restore": ("receive_migration",),
     "handover": ("receive_migration", "start_shard", "read_telemetry"),
     "missing": ("receive_migration",),
+    "inventory": ("receive_migration",),
     "push": ("send_migration",),
     "receive": ("receive_migration",),
 }
@@ -71,6 +72,7 @@ class ShardStatus:
     isolation: str
     generation: int
     state_exists: bool
+    state_bytes: int
     root_free_bytes: int
 
 
@@ -241,6 +243,11 @@ class ShardRuntime:
         found = self._json("missing", shard_id, stdin=stdin)["missing"]
         return [validate.chunk_hash(digest) for digest in found]
 
+    def inventory(self, shard_id: str) -> list[str]:
+        """Every chunk hash in the host's store (what a streamed snapshot need not send)."""
+        found = self._json("inventory", shard_id)["chunks"]
+        return [validate.chunk_hash(digest) for digest in found]
+
     def receive_command(self, shard_id: str, move_id: str) -> RemoteCommand:
         """The command a move's certificate forces on this (target) host."""
         return self.command("receive", shard_id, "--move", validate.node_id(move_id, "move_id"))
@@ -253,14 +260,16 @@ class ShardRuntime:
         *,
         stall_timeout: float,
         on_progress: Callable[[int], None],
+        snapshot: bool = False,
     ) -> dict:
-        """Have this (source) host send the move's chunks to `target` over OpenSSH `ssh`;
+        """Have this (source) host send the move's chunks to `target` over OpenSSH `ssh`
+        (with `snapshot`, cut a snapshot and send what the target lacks as it is cut);
         `on_progress(bytes)` sees the host's progress reports. Returns its summary."""
         options = (
             "--move", validate.node_id(move_id, "move_id"),
             "--to-address", validate.address(target.address, "address"),
             "--to-port", _port(target.port), "--to-user", validate.user(target.user),
-            "--timeout", f"{float(stall_timeout):g}",
+            "--timeout", f"{float(stall_timeout):g}", *(["--snapshot"] if snapshot else []),
         )  # fmt: skip
 
         def on_line(line: bytes) -> None:
@@ -270,6 +279,21 @@ class ShardRuntime:
 
         output = self._run("push", shard_id, *options, on_line=on_line)
         return json.loads(output.splitlines()[-1])
+
+    def stream_snapshot(
+        self,
+        shard_id: str,
+        move_id: str,
+        target: SshEndpoint,
+        *,
+        stall_timeout: float,
+        on_progress: Callable[[int], None],
+    ) -> tuple[Manifest, dict]:
+        """Snapshot the shard on this (source) host, sending each chunk the move's `have`
+        list lacks to `target` while the rest is cut; the manifest and the push summary."""
+        summary = self.push(shard_id, move_id, target, stall_timeout=stall_timeout,
+                            on_progress=on_progress, snapshot=True)  # fmt: skip
+        return self._manifest(shard_id, summary.pop("manifest").encode("ascii")), summary
 
     def restore(self, manifest: Manifest, *, full_verify: bool = False) -> dict:
         """Rebuild the shard's state from chunks already in the host's store, verified."""

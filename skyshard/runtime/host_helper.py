@@ -30,18 +30,23 @@ Operations (argv[1]), all `<op> <root> <shard_id> [options]`, JSON on stdout:
             cutover phase is persisted), starts, prints {"started": ...}, polls health and
             prints {"healthy": ...}. Closed stdin instead of "start": exits 6, nothing started.
   missing   stdin: chunk hashes, one a line; prints those the store lacks
-  push      --move --to-address --to-port --to-user: send the chunks listed in
+  inventory prints every chunk hash in the store
+  push      --move --to-address --to-port --to-user [--snapshot]: send the chunks listed in
             <root>/moves/<move>/send straight to the target host with OpenSSH `ssh`, using
-            that move's key, certificate and known_hosts (written there by the broker); prints
-            {"progress": bytes} lines while sending, then the summary
+            that move's key, certificate and known_hosts (written there by the broker); with
+            --snapshot, cut a snapshot and send each chunk not listed in the move's `have`
+            file as soon as it is cut; prints {"progress": bytes} lines while sending, then
+            the summary (with --snapshot, the manifest too)
   receive   --move: the target's end of `push`, run only as the certificate's forced command:
-            accepts each chunk listed in <root>/moves/<move>/expected once, verified by SHA-256
+            accepts each chunk listed in <root>/moves/<move>/expected once (or, when that file
+            says `stream <bytes>`, any chunk once, up to that many bytes), verified by SHA-256
 Exit status 3: corrupted data, 4: unhealthy, 5: refused by a fence, 6: no start order,
 7: a required tool is missing, 2: bad usage or failure.
 
 Chunk store layout: `<root>/chunks/<first two hex digits>/<sha256>` holds a zstd frame whose
 decompressed content hashes to the file name (zstd through the `zstandard` module or the
-`zstd` command).
+`zstd` command). Chunks whose sample does not compress are stored as a frame of raw blocks,
+written without a zstd pass.
 """
 
 from __future__ import annotations
@@ -50,23 +55,39 @@ import argparse
 import bisect
 import contextlib
 import hashlib
+import io
 import json
 import mmap
 import os
+import queue
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-VERSION = 2
+VERSION = 3
 SHARD_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 HASH = re.compile(r"[0-9a-f]{64}")
 READ_SIZE = 1 << 20
+# Operations that move chunk-sized buffers (see `_reuse_freed_memory`), and glibc's mallopt
+# parameters for it.
+BULK_OPERATIONS = frozenset({"snapshot", "freeze-snapshot", "restore", "handover", "push",
+                             "receive"})  # fmt: skip
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+HEAP_ALLOCATION_MAX = 64 << 20
+# Chunks cut but not yet hashed and stored (see InOrder): a few MiB at most.
+CHUNKS_IN_FLIGHT = 8
+# The restore asks the disk to write back every this many bytes (see Writeback).
+SYNC_EVERY = 32 << 20
 # A file modified this recently may change again within the same timestamp tick, so its
 # cached chunk list is not trusted (git's "racily clean" rule).
 RACY_NS = 1_000_000_000
@@ -82,6 +103,11 @@ EXIT_NOT_STARTED = 6
 EXIT_MISSING_TOOL = 7
 ZSTD_MAGIC = bytes.fromhex("28b52ffd")
 ZSTD_MAX_BLOCK = 128 * 1024  # the format's Block_Maximum_Size
+# Frame header descriptor: single segment, 4-byte content size, no checksum, no dictionary.
+RAW_FRAME_DESCRIPTOR = bytes([0xA0])
+COMPRESSION_SAMPLE = 4096
+# A sample that zlib's fastest level shrinks by less than 10 % is stored raw.
+INCOMPRESSIBLE = 0.9
 START_ORDER = b"start\n"
 HEALTH_POLL = 0.005
 # A copy bound to every interface is reached through the host's own loopback.
@@ -201,9 +227,20 @@ def status(shard: Shard) -> dict:
         "isolation": shard.isolation(),
         "generation": shard.generation(),
         "state_exists": shard.state.is_dir(),
+        "state_bytes": _tree_bytes(shard.state),
         "root_free_bytes": _free_bytes(shard.root),
         "helper_version": VERSION,
     }
+
+
+def _tree_bytes(directory: Path) -> int:
+    """The bytes of the regular files below `directory` (0 when it does not exist)."""
+    total = 0
+    for parent, _subdirs, names in os.walk(directory):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(parent, name), follow_symlinks=False).st_size
+    return total
 
 
 def _free_bytes(path: Path) -> int:
@@ -504,8 +541,11 @@ def _top_bits(count: int) -> int:
 DEFAULT_CHUNKS = ChunkParams(64 << 10, 256 << 10, 1 << 20)
 
 
-def cut_candidates(data: bytes | mmap.mmap, params: ChunkParams) -> tuple[list[int], list[int]]:
-    """Sorted chunk end offsets where the strict and where the loose condition hold.
+def cut_candidates(
+    data: bytes | mmap.mmap, params: ChunkParams, start: int
+) -> tuple[list[int], list[int]]:
+    """Sorted chunk end offsets in the hash block at `start` where the strict and where the
+    loose condition hold.
 
     The condition at byte p looks at the 32-bit word of the hash product ending at p: its top
     bits must equal CUT_PATTERN's. `find` skips to positions whose top byte(s) match, so
@@ -513,23 +553,20 @@ def cut_candidates(data: bytes | mmap.mmap, params: ChunkParams) -> tuple[list[i
     strict: list[int] = []
     loose: list[int] = []
     needle = params.needle
-    for start in range(0, len(data), HASH_BLOCK):
-        lead = min(start, HASH_LEAD)
-        block = data[start - lead : start + HASH_BLOCK]
-        product = (int.from_bytes(block, "little") * HASH_MULTIPLIER).to_bytes(
-            len(block) + 8, "little"
-        )
-        first = max(lead, 3)  # positions of this block with a whole word before them
-        found = product.find(needle, first - len(needle) + 1, len(block))
-        while found != -1:
-            position = found + len(needle) - 1
-            word = int.from_bytes(product[position - 3 : position + 1], "little") ^ CUT_PATTERN
-            end = start - lead + position + 1
-            if not word & params.loose_mask:
-                loose.append(end)
-                if not word & params.strict_mask:
-                    strict.append(end)
-            found = product.find(needle, found + 1, len(block))
+    lead = min(start, HASH_LEAD)
+    block = data[start - lead : start + HASH_BLOCK]
+    product = (int.from_bytes(block, "little") * HASH_MULTIPLIER).to_bytes(len(block) + 8, "little")
+    first = max(lead, 3)  # positions of this block with a whole word before them
+    found = product.find(needle, first - len(needle) + 1, len(block))
+    while found != -1:
+        position = found + len(needle) - 1
+        word = int.from_bytes(product[position - 3 : position + 1], "little") ^ CUT_PATTERN
+        end = start - lead + position + 1
+        if not word & params.loose_mask:
+            loose.append(end)
+            if not word & params.strict_mask:
+                strict.append(end)
+        found = product.find(needle, found + 1, len(block))
     return strict, loose
 
 
@@ -540,26 +577,38 @@ def _first_in(candidates: list[int], low: int, high: int) -> int | None:
     return None
 
 
-def chunk_spans(data: bytes | mmap.mmap, params: ChunkParams) -> list[tuple[int, int]]:
-    """(offset, length) of every chunk of `data`, in order; empty data has no chunks."""
+def iter_chunk_spans(data: bytes | mmap.mmap, params: ChunkParams) -> Iterator[tuple[int, int]]:
+    """(offset, length) of every chunk of `data`, in order, each as soon as it is decided:
+    the hash runs one block ahead of the cuts, so a caller can send a chunk while the rest of
+    a large file is still being hashed."""
     size = len(data)
-    strict, loose = cut_candidates(data, params)
-    spans: list[tuple[int, int]] = []
+    strict: list[int] = []
+    loose: list[int] = []
+    scanned = 0
     start = 0
     while start < size:
+        limit = min(start + params.max_size, size)
+        while scanned < limit:
+            more_strict, more_loose = cut_candidates(data, params, scanned)
+            strict += more_strict
+            loose += more_loose
+            scanned = min(scanned + HASH_BLOCK, size)
         if size - start <= params.min_size:
             end = size
         else:
             normal = min(start + params.avg_size, size)
-            limit = min(start + params.max_size, size)
             end = (
                 _first_in(strict, start + params.min_size, normal)
                 or _first_in(loose, normal, limit)
                 or limit
             )
-        spans.append((start, end - start))
+        yield start, end - start
         start = end
-    return spans
+
+
+def chunk_spans(data: bytes | mmap.mmap, params: ChunkParams) -> list[tuple[int, int]]:
+    """(offset, length) of every chunk of `data`, in order; empty data has no chunks."""
+    return list(iter_chunk_spans(data, params))
 
 
 # --- the chunk store ---------------------------------------------------------------------
@@ -577,6 +626,27 @@ def _zstandard():
             ) from None
         return None
     return zstandard
+
+
+def raw_frame(data: bytes) -> bytes:
+    """A zstd frame of raw (stored) blocks holding `data`: what zstd itself writes for
+    incompressible data, built without a compression pass. Any zstd decoder reads it, and
+    `_raw_block_payloads` hashes it in place."""
+    parts = [ZSTD_MAGIC, RAW_FRAME_DESCRIPTOR, len(data).to_bytes(4, "little")]
+    for offset in range(0, max(len(data), 1), ZSTD_MAX_BLOCK):
+        block = data[offset : offset + ZSTD_MAX_BLOCK]
+        last = offset + ZSTD_MAX_BLOCK >= len(data)
+        parts += [(len(block) << 3 | last).to_bytes(3, "little"), block]
+    return b"".join(parts)
+
+
+def encode_chunk(data: bytes) -> bytes:
+    """The stored frame of a chunk: compressed, unless a sample of it does not compress (random
+    or already compressed data), where a zstd pass would only burn CPU."""
+    sample = data[:COMPRESSION_SAMPLE]
+    if len(zlib.compress(sample, 1)) > INCOMPRESSIBLE * len(sample):
+        return raw_frame(data)
+    return compress(data)
 
 
 def compress(data: bytes) -> bytes:
@@ -680,28 +750,87 @@ def verify_chunk(digest: str, blob: bytes) -> None:
         raise CorruptData(f"chunk {digest}: content hashes to {actual}")
 
 
+# Store directories this run made or found (a helper run is one operation, so none goes away).
+_STORE_DIRS: set[Path] = set()
+
+
 def _put_chunk(root: Path, digest: str, blob: bytes) -> None:
     target = chunk_path(root, digest)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.parent not in _STORE_DIRS:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _STORE_DIRS.add(target.parent)
     temporary = target.with_name(f".{digest}.{uuid.uuid4().hex}")
     temporary.write_bytes(blob)
     os.replace(temporary, target)
 
 
-def _store_file(root: Path, path: Path) -> dict:
+# Called for every chunk a snapshot cuts: digest, content size, and the stored frame when this
+# snapshot wrote it (None when the store already held it).
+OnChunk = Callable[[str, int, "bytes | None"], None]
+
+
+def _store_file(root: Path, path: Path, on_chunk: OnChunk | None) -> dict:
     chunks = []
     file_hash = hashlib.sha256()
     if path.stat().st_size == 0:
         return {"sha256": file_hash.hexdigest(), "chunks": chunks}
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        for offset, length in chunk_spans(mm, DEFAULT_CHUNKS):
-            data = mm[offset : offset + length]
-            digest = hashlib.sha256(data).hexdigest()
-            file_hash.update(data)
-            if not chunk_path(root, digest).exists():
-                _put_chunk(root, digest, compress(data))
-            chunks.append([digest, len(data)])
+
+    def store(data: bytes) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        file_hash.update(data)
+        blob = None
+        if not chunk_path(root, digest).exists():
+            blob = encode_chunk(data)
+            _put_chunk(root, digest, blob)
+        if on_chunk is not None:
+            on_chunk(digest, len(data), blob)
+        chunks.append([digest, len(data)])
+
+    with (
+        path.open("rb") as handle,
+        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm,
+        InOrder(store) as worker,
+    ):
+        for offset, length in iter_chunk_spans(mm, DEFAULT_CHUNKS):
+            worker.put(mm[offset : offset + length])
     return {"sha256": file_hash.hexdigest(), "chunks": chunks}
+
+
+class InOrder:
+    """Runs `call(item)` for each item put, in order, in one background thread.
+
+    Why: cutting chunks holds the GIL (big-integer arithmetic) while hashing, file writes and
+    writes to `ssh`'s pipe release it, so hashing and storing chunk n overlaps with cutting
+    chunk n+1. At most CHUNKS_IN_FLIGHT items wait; the first error is raised on leaving."""
+
+    def __init__(self, call: Callable[[bytes], None]) -> None:
+        self.call = call
+        self.items: queue.Queue[bytes | None] = queue.Queue(CHUNKS_IN_FLIGHT)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> InOrder:
+        self.thread.start()
+        return self
+
+    def put(self, item: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.items.put(item)
+
+    def _run(self) -> None:
+        while (item := self.items.get()) is not None:
+            if self.error is None:  # after an error, only drain: `put` must not block
+                try:
+                    self.call(item)
+                except BaseException as error:
+                    self.error = error
+
+    def __exit__(self, *exc: object) -> None:
+        self.items.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
 
 
 def _identity(info: os.stat_result) -> list[int]:
@@ -732,8 +861,9 @@ def _load_cache(path: Path) -> dict:
         return {}
 
 
-def snapshot(shard: Shard) -> bytes:
-    """Chunk the files changed since the last snapshot; return the canonical manifest JSON."""
+def snapshot(shard: Shard, on_chunk: OnChunk | None = None) -> bytes:
+    """Chunk the files changed since the last snapshot; return the canonical manifest JSON.
+    `on_chunk` sees each chunk as it is cut (not those of unchanged files)."""
     if not shard.state.is_dir():
         raise HelperError(f"shard {shard.id} has no state directory {shard.state}")
     cache_path = shard.dir / "snapshot-cache.json"
@@ -747,7 +877,7 @@ def snapshot(shard: Shard) -> bytes:
         if cached and cached["identity"] == identity:
             entry = cached["entry"]
         else:
-            entry = _store_file(shard.root, path)
+            entry = _store_file(shard.root, path, on_chunk)
         racy = max(info.st_mtime_ns, info.st_ctime_ns) > racy_after
         # A file that changed while being read gives a self-consistent but stale entry: fine
         # for a pre-copy round, never cached, so the next round reads it again.
@@ -782,6 +912,73 @@ def _read_chunk(root: Path, digest: str, size: int, file_path: str) -> bytes:
     return data
 
 
+class Writeback:
+    """Writes to an unbuffered file, with `fdatasync` running in a thread every SYNC_EVERY
+    bytes, so that the disk writes back while the restore goes on reading and hashing chunks
+    (rather than one long fsync at the end); leaving the block fsyncs the rest."""
+
+    def __init__(self, out: io.FileIO) -> None:
+        self.out = out
+        self.unsynced = 0
+        self.wanted = threading.Event()
+        self.closing = False
+        self.error: OSError | None = None
+        self.thread = threading.Thread(target=self._sync, daemon=True)
+
+    def __enter__(self) -> Writeback:
+        self.thread.start()
+        return self
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self.out.write(view) :]
+        self.unsynced += len(data)
+        if self.unsynced >= SYNC_EVERY:
+            self.unsynced = 0
+            self.wanted.set()
+
+    def _sync(self) -> None:
+        while self.wanted.wait() and not self.closing:
+            self.wanted.clear()
+            try:
+                os.fdatasync(self.out.fileno())
+            except OSError as error:
+                self.error = error
+                return
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self.closing = True
+        self.wanted.set()
+        self.thread.join()
+        if kind is None:
+            if self.error is not None:
+                raise self.error
+            os.fsync(self.out.fileno())
+
+
+def _chunk_pieces(root: Path, digest: str, size: int, file_path: str) -> list:
+    """A stored chunk's content, not yet hashed: its raw blocks in place, else decompressed.
+    The restore hashes each file once instead; `_drop_corrupt_chunks` finds the culprit."""
+    try:
+        blob = chunk_path(root, digest).read_bytes()
+    except FileNotFoundError:
+        raise CorruptData(f"file {file_path}: chunk {digest} missing from the store") from None
+    pieces = _raw_block_payloads(blob)
+    if pieces is None or sum(map(len, pieces)) != size:
+        # Compressed, damaged or the wrong size: the verifying path names what is wrong.
+        pieces = [_read_chunk(root, digest, size, file_path)]
+    return pieces
+
+
+def _drop_corrupt_chunks(root: Path, entry: dict) -> None:
+    """Raise CorruptData for the first chunk of a file that failed its hash (dropping it from
+    the store, so the next transfer sends it again)."""
+    for digest, size in entry["chunks"]:
+        _read_chunk(root, digest, size, entry["path"])
+    raise CorruptData(f"file {entry['path']}: content does not match its hash")
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -792,8 +989,9 @@ def _file_sha256(path: Path) -> str:
 
 def restore(shard: Shard, manifest: bytes, expected: str, full_verify: bool) -> dict:
     """Rebuild `state/` from the manifest: files restored earlier and unchanged since are
-    hard-linked (their hash was verified when written), the rest is written from verified
-    chunks and hashed; the new tree replaces the old one only when everything matched."""
+    hard-linked (their hash was verified when written), the rest is written from the stored
+    chunks and hashed once per file (a mismatch is traced to its chunk); the new tree replaces
+    the old one only when everything matched."""
     actual = hashlib.sha256(manifest).hexdigest()
     if actual != expected:
         raise CorruptData(f"manifest hashes to {actual}, expected {expected}")
@@ -824,15 +1022,13 @@ def restore(shard: Shard, manifest: bytes, expected: str, full_verify: bool) -> 
                 reused += 1
             else:
                 file_hash = hashlib.sha256()
-                with destination.open("wb") as out:
+                with destination.open("wb", buffering=0) as out, Writeback(out) as writeback:
                     for digest, size in entry["chunks"]:
-                        data = _read_chunk(shard.root, digest, size, relative)
-                        out.write(data)
-                        file_hash.update(data)
-                    out.flush()
-                    os.fsync(out.fileno())
+                        for piece in _chunk_pieces(shard.root, digest, size, relative):
+                            writeback.write(piece)
+                            file_hash.update(piece)
                 if file_hash.hexdigest() != entry["sha256"]:
-                    raise CorruptData(f"file {relative}: content does not match its hash")
+                    _drop_corrupt_chunks(shard.root, entry)
                 written += 1
             os.chmod(destination, entry["mode"])
             fresh[relative] = [entry["sha256"], *_restored_identity(destination.stat())]
@@ -873,6 +1069,15 @@ def _read_digests(lines: list[bytes]) -> list[str]:
     return digests
 
 
+def _sized_digests(lines: list[str]) -> dict[str, int]:
+    """`<sha256> <content size>` lines, as the broker writes a move's `send` and `expected`."""
+    sized: dict[str, int] = {}
+    for line in lines:
+        digest, size = line.split()
+        sized[_read_digests([digest.encode()])[0]] = int(size)
+    return sized
+
+
 def move_dir(root: Path, move_id: str) -> Path:
     if not MOVE_ID.fullmatch(move_id):
         raise HelperError(f"invalid move id {move_id!r}")
@@ -900,34 +1105,85 @@ def ssh_command(moves: Path, args: argparse.Namespace, keepalive: int) -> list[s
     ]  # fmt: skip
 
 
+class _Stream:
+    """Frames (`<digest> <length>` line, then the stored zstd frame) into `ssh`'s stdin, with a
+    progress line to the broker every PROGRESS_EVERY bytes sent or cut (so that a snapshot
+    cutting chunks the target already holds still shows it is alive)."""
+
+    def __init__(self, process: subprocess.Popen, root: Path) -> None:
+        assert process.stdin is not None
+        self.pipe = process.stdin
+        self.root = root
+        self.done: set[str] = set()
+        self.chunks = self.bytes = self.content = self.cut = self.reported = 0
+
+    def send(self, digest: str, size: int, blob: bytes | None = None) -> None:
+        if digest in self.done:
+            return
+        self.done.add(digest)
+        if blob is None:
+            try:
+                blob = chunk_path(self.root, digest).read_bytes()
+            except FileNotFoundError:
+                raise CorruptData(f"chunk {digest} missing from the source's store") from None
+        self.pipe.write(f"{digest} {len(blob)}\n".encode())
+        self.pipe.write(blob)
+        self.chunks += 1
+        self.bytes += len(blob)
+        self.content += size
+        self.report()
+
+    def report(self, final: bool = False) -> None:
+        if self.bytes + self.cut - self.reported >= PROGRESS_EVERY or final:
+            _emit({"progress": self.bytes, "cut": self.cut})
+            self.reported = self.bytes + self.cut
+
+
+def _stream_snapshot(shard: Shard, stream: _Stream, have: set[str]) -> bytes:
+    """Snapshot the shard, sending each chunk the target lacks as soon as it is cut (then
+    those of files unchanged since the last snapshot); returns the manifest."""
+
+    def on_chunk(digest: str, size: int, blob: bytes | None) -> None:
+        stream.cut += size
+        if digest in have:
+            stream.report()
+        else:
+            stream.send(digest, size, blob)
+
+    manifest = snapshot(shard, on_chunk)
+    stream.done |= have
+    for entry in json.loads(manifest)["files"]:
+        for digest, size in entry["chunks"]:
+            stream.send(digest, size)
+    return manifest
+
+
 def push(shard: Shard, args: argparse.Namespace) -> dict:
-    """Send the chunks listed in the move's `send` file to the target over OpenSSH `ssh`."""
+    """Send chunks to the target over OpenSSH `ssh`: those listed in the move's `send` file,
+    or with --snapshot, every chunk of a new snapshot not in the move's `have` file (the
+    target's store), each sent while the snapshot goes on cutting."""
     moves = move_dir(shard.root, args.move)
-    digests = _read_digests((moves / "send").read_bytes().splitlines())
+    if args.snapshot:
+        have = set(_read_digests((moves / "have").read_bytes().splitlines()))
+    else:
+        digests = _sized_digests((moves / "send").read_text().splitlines())
     keepalive = max(1, int(args.timeout / 3))
     started = time.monotonic()
-    sent = reported = 0
     process = subprocess.Popen(
         ssh_command(moves, args, keepalive),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    assert process.stdin is not None
+    stream = _Stream(process, shard.root)
+    manifest = None
     try:
-        for digest in digests:
-            try:
-                blob = chunk_path(shard.root, digest).read_bytes()
-            except FileNotFoundError:
-                raise CorruptData(f"chunk {digest} missing from the source's store") from None
-            process.stdin.write(f"{digest} {len(blob)}\n".encode())
-            process.stdin.write(blob)
-            sent += len(blob)
-            if sent - reported >= PROGRESS_EVERY:
-                _emit({"progress": sent})
-                reported = sent
-        if sent > reported:
-            _emit({"progress": sent})
+        if args.snapshot:
+            manifest = _stream_snapshot(shard, stream, have)
+        else:
+            for digest, size in digests.items():
+                stream.send(digest, size)
+        stream.report(final=True)
     except BrokenPipeError:
         pass  # the target ended the stream; its exit status and message say why
     except BaseException:
@@ -941,24 +1197,35 @@ def push(shard: Shard, args: argparse.Namespace) -> dict:
         raise MissingTool(f"on the target: {message}")
     if process.returncode != 0:
         raise HelperError(f"ssh to {args.to_address} exited {process.returncode}: {message}")
-    return {"chunks": len(digests), "bytes": sent, "seconds": time.monotonic() - started,
-            "target": json.loads(out)}  # fmt: skip
+    summary = {"chunks": stream.chunks, "bytes": stream.bytes, "content": stream.content,
+               "seconds": time.monotonic() - started, "target": json.loads(out)}  # fmt: skip
+    if manifest is not None:
+        summary["manifest"] = manifest.decode("ascii")
+    return summary
 
 
-def receive(shard: Shard, args: argparse.Namespace) -> dict:
-    """Store the chunks a source pushes: only those the broker listed for this move, each
-    once, each verified; the list is claimed first, so a second connection gets nothing."""
-    moves = move_dir(shard.root, args.move)
+def _expected_chunks(moves: Path, move_id: str) -> tuple[dict[str, int] | None, int]:
+    """Claim the move's `expected` file (so a second connection gets nothing): the chunks
+    listed (`<digest> <size>` lines), or None and the byte budget for a streamed snapshot
+    (`stream <max bytes>`: any verified chunk is taken until the budget is spent)."""
     claimed = moves / f"expected.{os.getpid()}"
     try:
         os.replace(moves / "expected", claimed)
     except FileNotFoundError:
-        raise HelperError(f"move {args.move}: no transfer expected (or already used)") from None
-    expected: dict[str, int] = {}
-    for line in claimed.read_text().splitlines():
-        digest, size = line.split()
-        expected[_read_digests([digest.encode()])[0]] = int(size)
+        raise HelperError(f"move {move_id}: no transfer expected (or already used)") from None
+    lines = claimed.read_text().splitlines()
     claimed.unlink()
+    if lines and lines[0].startswith("stream "):
+        return None, int(lines[0].split()[1])
+    expected = _sized_digests(lines)
+    return expected, sum(size + (size >> 7) + FRAME_OVERHEAD for size in expected.values())
+
+
+def receive(shard: Shard, args: argparse.Namespace) -> dict:
+    """Store the chunks a source pushes: only those the broker listed for this move (or, for
+    a streamed snapshot, any within the move's byte budget), each once, each verified."""
+    expected, budget = _expected_chunks(move_dir(shard.root, args.move), args.move)
+    seen: set[str] = set()
     received = written = 0
     stream = sys.stdin.buffer
     while header := stream.readline(FRAME_HEADER_MAX):
@@ -967,11 +1234,15 @@ def receive(shard: Shard, args: argparse.Namespace) -> dict:
             length = int(length_text)
         except ValueError:
             raise HelperError(f"bad frame header {header[:80]!r}") from None
-        size = expected.pop(digest, None)
-        if size is None:
+        if digest in seen or (expected is not None and digest not in expected):
             raise HelperError(f"chunk {digest[:64]!r} is not expected (or sent twice)")
+        _read_digests([digest.encode()])
+        seen.add(digest)
+        size = expected[digest] if expected is not None else DEFAULT_CHUNKS.max_size
         if not 0 < length <= size + (size >> 7) + FRAME_OVERHEAD:
             raise CorruptData(f"chunk {digest}: frame of {length} bytes for {size} bytes")
+        if written + length > budget:
+            raise HelperError(f"move {args.move}: more than the {budget} bytes expected")
         blob = stream.read(length)
         if len(blob) != length:
             raise CorruptData(f"chunk {digest}: stream ended after {len(blob)} of {length} bytes")
@@ -980,7 +1251,22 @@ def receive(shard: Shard, args: argparse.Namespace) -> dict:
             _put_chunk(shard.root, digest, blob)
         received += 1
         written += length
-    return {"chunks": received, "bytes": written, "not_sent": len(expected)}
+    not_sent = len(expected) - received if expected is not None else 0
+    return {"chunks": received, "bytes": written, "not_sent": not_sent}
+
+
+def inventory(root: Path) -> list[str]:
+    """Every chunk hash in the host's store (a streamed snapshot skips these)."""
+    store = root / "chunks"
+    if not store.is_dir():
+        return []
+    return sorted(
+        name
+        for directory in os.scandir(store)
+        if directory.is_dir()
+        for name in os.listdir(directory.path)
+        if HASH.fullmatch(name)
+    )
 
 
 def _emit(document: dict) -> None:
@@ -1028,7 +1314,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--to-address", default="")
     parser.add_argument("--to-port", type=int, default=22)
     parser.add_argument("--to-user", default="")
+    parser.add_argument("--snapshot", action="store_true")
     return parser
+
+
+def _reuse_freed_memory() -> None:
+    """Keep large allocations on glibc's heap instead of one fresh mmap each.
+
+    Why: the bulk operations allocate and free chunk-sized bytes objects (hash blocks,
+    chunks, frames) in a loop; glibc serves each with a new mapping whose pages the kernel
+    zeroes on first touch, which cost about 40 % on top of chunking's user CPU. Other libcs
+    (no `mallopt`) keep their default."""
+    import ctypes  # only here: it slows every other (small, latency-bound) operation's start
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_MMAP_THRESHOLD, HEAP_ALLOCATION_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, 4 * HEAP_ALLOCATION_MAX)
 
 
 def main(argv: list[str]) -> int:
@@ -1036,6 +1338,8 @@ def main(argv: list[str]) -> int:
         args = _parser().parse_args(argv[1:])
         shard = Shard(args.root, args.shard_id)
         operation = args.operation
+        if operation in BULK_OPERATIONS:
+            _reuse_freed_memory()
         if operation in ("snapshot", "freeze-snapshot"):
             if operation == "freeze-snapshot":
                 set_frozen(shard, True)
@@ -1064,6 +1368,8 @@ def main(argv: list[str]) -> int:
         elif operation == "missing":
             wanted = _read_digests(sys.stdin.buffer.read().splitlines())
             result = {"missing": missing(shard.root, wanted)}
+        elif operation == "inventory":
+            result = {"chunks": inventory(shard.root)}
         elif operation == "push":
             result = push(shard, args)
         elif operation == "receive":

@@ -1,12 +1,18 @@
 """Snapshot transfer host to host: the source pushes the chunks the target lacks over OpenSSH.
 
-The broker orchestrates and verifies, but no bulk byte passes through it: it asks the target
-which chunks of the manifest it lacks, lists them on both hosts for this move, gives the
-source a move-scoped certificate (`certificates.py`) and the target's pinned host key, and
-has the source's helper stream the chunks with `ssh` into the target helper's `receive` (the
-certificate's forced command), which verifies every chunk's SHA-256 before storing it. Then
-the broker checks that the target's store holds every chunk of the manifest; the restore
-verifies the manifest digest, each chunk and each file again.
+The broker orchestrates and verifies, but no bulk byte passes through it. It gives the source
+a move-scoped certificate (`certificates.py`) and the target's pinned host key, and has the
+source's helper stream chunks with `ssh` into the target helper's `receive` (the certificate's
+forced command), which verifies every chunk's SHA-256 before storing it. Two ways:
+
+* `send_between_hosts`: a manifest already cut; the broker asks the target which chunks it
+  lacks and lists exactly those on both hosts (the frozen round of a cutover).
+* `stream_snapshot_between_hosts`: the source cuts the snapshot and sends each chunk the
+  target's store lacks (its inventory) as soon as it is cut, so hashing on the source,
+  `ssh`, and receiving on the target overlap (the pre-copy rounds).
+
+Either way the broker then checks that the target's store holds every chunk of the manifest;
+the restore verifies the manifest digest and each file again.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import paramiko
 
@@ -26,9 +33,10 @@ from skyshard.transport.certificates import MoveGrant, TransferCA
 from skyshard.transport.chunkstore import CorruptChunk, make_remote_dirs
 from skyshard.transport.commands import RemotePath
 from skyshard.transport.manifest import Manifest
-from skyshard.transport.ssh import pinned_host_keys
+from skyshard.transport.ssh import SshEndpoint, pinned_host_keys
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SEND = "send_migration"
 RECEIVE = "receive_migration"
@@ -79,12 +87,86 @@ def send_between_hosts(
     needed = target.missing(shard, sizes)
     if not needed:
         return SendReport(len(sizes), 0, 0, 0, time.monotonic() - started)
+    listed = "".join(f"{digest} {sizes[digest]}\n" for digest in needed).encode()
+
+    def push(destination: SshEndpoint, progress: Callable[[int], None]) -> dict:
+        return source.push(shard, move_id, destination, stall_timeout=stall_timeout,
+                           on_progress=progress)  # fmt: skip
+
+    summary = _transfer(source, target, shard, move_id, ca, listed, {"send": listed}, push,
+                        _progress(on_progress, started))  # fmt: skip
+    _check_arrived(target, manifest, needed, summary)
+    content = sum(sizes[digest] for digest in needed)
+    return SendReport(len(sizes), len(needed), summary["bytes"], content,
+                      time.monotonic() - started)  # fmt: skip
+
+
+def stream_snapshot_between_hosts(
+    source: ShardRuntime,
+    target: ShardRuntime,
+    shard_id: str,
+    *,
+    move_id: str,
+    ca: TransferCA,
+    budget: int,
+    on_progress: Callable[[Progress], None] | None = None,
+    stall_timeout: float = 30.0,
+) -> tuple[Manifest, SendReport]:
+    """Snapshot the shard on `source` and send each chunk `target`'s store lacks while the
+    snapshot goes on cutting (no write-then-reread before the first byte leaves).
+
+    The target's store inventory is the source's `have` list; the target takes any chunk
+    that verifies, each once, up to `budget` bytes on the wire (the broker's bound from the
+    source's state size, so a compromised source cannot fill the target's disk beyond what
+    the move needs). Afterwards the target must hold every chunk of the manifest."""
+    validate.node_id(move_id, "move_id")
+    started = time.monotonic()
+    have = "".join(f"{digest}\n" for digest in target.inventory(shard_id)).encode()
+
+    def push(destination: SshEndpoint, progress: Callable[[int], None]) -> tuple[Manifest, dict]:
+        return source.stream_snapshot(
+            shard_id, move_id, destination, stall_timeout=stall_timeout, on_progress=progress
+        )
+
+    expected = f"stream {budget}\n".encode()
+    files = {"have": have}
+    manifest, summary = _transfer(source, target, shard_id, move_id, ca, expected, files, push,
+                                  _progress(on_progress, started))  # fmt: skip
+    _check_arrived(target, manifest, list(manifest.chunk_sizes()), summary)
+    report = SendReport(len(manifest.chunk_sizes()), summary["chunks"], summary["bytes"],
+                        summary["content"], time.monotonic() - started)  # fmt: skip
+    return manifest, report
+
+
+def _progress(
+    on_progress: Callable[[Progress], None] | None, started: float
+) -> Callable[[int], None]:
+    def progress(sent: int) -> None:
+        if on_progress is not None:
+            on_progress(Progress(sent, time.monotonic() - started))
+
+    return progress
+
+
+def _transfer(
+    source: ShardRuntime,
+    target: ShardRuntime,
+    shard_id: str,
+    move_id: str,
+    ca: TransferCA,
+    expected: bytes,
+    listed: Mapping[str, bytes],
+    push: Callable[[SshEndpoint, Callable[[int], None]], _T],
+    progress: Callable[[int], None],
+) -> _T:
+    """Give the target its `expected` file and the source a certificate for this move, the
+    target's pinned host key and `listed` files; run `push`; always remove the move's files."""
     destination = target.session.endpoint
     grant = MoveGrant(
         move_id,
         destination.user,
         source.session.endpoint.address,
-        target.receive_command(shard, move_id).line,
+        target.receive_command(shard_id, move_id).line,
         CERTIFICATE_SECONDS,
     )
     credentials = ca.issue(grant)
@@ -92,35 +174,31 @@ def send_between_hosts(
         f"{destination.known_hosts_name} {key.get_name()} {key.get_base64()}\n"
         for key in pinned_host_keys(destination)
     )
-
-    def progress(sent: int) -> None:
-        if on_progress is not None:
-            on_progress(Progress(sent, time.monotonic() - started))
-
     try:
-        expected = "".join(f"{digest} {sizes[digest]}\n" for digest in needed)
-        _write_move_files(target, move_id, {"expected": expected.encode()}, RECEIVE)
+        _write_move_files(target, move_id, {"expected": expected}, RECEIVE)
         files = {
             "key": credentials.private_key,
             "key-cert.pub": credentials.certificate,
             "known_hosts": known_hosts.encode(),
-            "send": "".join(f"{digest}\n" for digest in needed).encode(),
+            **listed,
         }
         _write_move_files(source, move_id, files, SEND)
-        summary = source.push(shard, move_id, destination, stall_timeout=stall_timeout,
-                              on_progress=progress)  # fmt: skip
+        return push(destination, progress)
     finally:
         for runtime, action in ((source, SEND), (target, RECEIVE)):
             _remove_move_files(runtime, move_id, action)
-    still_missing = target.missing(shard, needed)
+
+
+def _check_arrived(
+    target: ShardRuntime, manifest: Manifest, needed: list[str], summary: dict
+) -> None:
+    still_missing = target.missing(manifest.shard_id, needed)
     if still_missing:
         raise CorruptChunk(
-            f"{destination.label}: {len(still_missing)} chunks of manifest {manifest.digest} "
-            f"missing after the transfer, e.g. {still_missing[0]} (source said {summary})"
+            f"{target.session.endpoint.label}: {len(still_missing)} chunks of manifest "
+            f"{manifest.digest} missing after the transfer, e.g. {still_missing[0]} "
+            f"(source said {summary})"
         )
-    content = sum(sizes[digest] for digest in needed)
-    return SendReport(len(sizes), len(needed), summary["bytes"], content,
-                      time.monotonic() - started)  # fmt: skip
 
 
 def _move_path(runtime: ShardRuntime, move_id: str) -> RemotePath:

@@ -265,7 +265,11 @@ def score_candidates(
     if shard_ids is not None:
         shards = shards.filter(pl.col("shard_id").is_in(shard_ids))
     overload = expected_overload(
-        data, outlook, policy.forecast.interval, shards["shard_id"].to_list()
+        data,
+        outlook,
+        policy.forecast.interval,
+        shards["shard_id"].to_list(),
+        relief_spread=policy.planning.relief_spread,
     )
     load = (
         outlook.demand.filter(pl.col("resource") == "cpu")

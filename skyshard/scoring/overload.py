@@ -52,6 +52,35 @@ def _over(supply: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     return np.where(sd > 1e-9, ndtr(-z), certain)
 
 
+def _added(with_s: np.ndarray, without: np.ndarray, n_others: np.ndarray) -> np.ndarray:
+    """Overloaded shard-hours over the last axis (hours): the shard's own plus the extra risk
+    for the `n_others` shards beside it."""
+    return with_s.sum(axis=-1) + n_others * np.clip(with_s - without, 0.0, None).sum(axis=-1)
+
+
+def _relief(
+    spread: float,
+    supply: np.ndarray,
+    load: tuple[np.ndarray, np.ndarray, np.ndarray],
+    mean: np.ndarray,
+    var: np.ndarray,
+    current: np.ndarray,
+) -> np.ndarray:
+    """(shards,) overloaded shard-hours a shard's leaving alone takes off its current host
+    (`load`: every host's summed means, variances and shard count), with the forecast spread
+    scaled by `spread` (policy `planning.relief_spread`; 0: at the point forecasts, the
+    overload the move certainly removes). Only what a relief move may cost is judged this
+    way: a move pays for itself on the relief it is sure of, not on a normal tail that is
+    pessimistic for on/off workloads."""
+    host_load, host_var, count = load
+    on = current >= 0
+    host = np.where(on, current, 0)
+    shrink = spread**2
+    with_s = _over(supply[host], host_load[host], shrink * host_var[host])
+    without = _over(supply[host], host_load[host] - mean, shrink * (host_var[host] - var))
+    return np.where(on, _added(with_s, without, count[host] - 1), 0.0)
+
+
 def _dense(
     frame: pl.DataFrame, key: str, ids: list[str], steps: int, columns: list[str]
 ) -> list[np.ndarray]:
@@ -66,13 +95,18 @@ def _dense(
 
 
 def expected_overload(
-    data: PlanningData, outlook: Outlook, interval: float, shard_ids: list[str]
+    data: PlanningData,
+    outlook: Outlook,
+    interval: float,
+    shard_ids: list[str],
+    relief_spread: float = 1.0,
 ) -> pl.DataFrame:
     """`shard_id, host_id, overload_hours, overload_p, relief_hours` for every shard in
     `shard_ids` x host: expected overloaded shard-hours the shard brings there over the
     horizon (see the module docstring), its own mean hourly probability of sitting on an
     overloaded host there, and (the same on each of its rows) the overloaded shard-hours its
-    leaving alone would take off its current host."""
+    leaving alone would take off its current host, judged at `relief_spread` times the
+    forecast spread (see `_relief`)."""
     z = float(ndtri((1 + interval) / 2))
     steps = outlook.horizon_h
     hosts = sorted(data.hosts["host_id"])
@@ -91,7 +125,15 @@ def expected_overload(
 
     position = {s: i for i, s in enumerate(everyone)}
     wanted = np.array([position[s] for s in sorted(shard_ids)], dtype=np.int64)
-    hours, share, relief = [], [], []
+    hours, share = [], []
+    relief = _relief(
+        relief_spread,
+        host_supply,
+        (load, load_var, count),
+        mean[wanted],
+        var[wanted],
+        current[wanted],
+    )
     chunk = max(1, _CHUNK_CELLS // max(1, len(hosts) * steps))
     for start in range(0, len(wanted), chunk):
         idx = wanted[start : start + chunk]
@@ -103,9 +145,7 @@ def expected_overload(
         )
         without = _over(host_supply[None], others, others_var)
         n_others = count[None, :] - here[:, :, 0]
-        added = with_s.sum(axis=2) + n_others * np.clip(with_s - without, 0.0, None).sum(axis=2)
-        hours.append(np.where(here[:, :, 0], 0.0, added))
-        relief.append((added * here[:, :, 0]).sum(axis=1))
+        hours.append(np.where(here[:, :, 0], 0.0, _added(with_s, without, n_others)))
         share.append(with_s.mean(axis=2))
     names = [everyone[i] for i in wanted]
     return pl.DataFrame(
@@ -114,9 +154,7 @@ def expected_overload(
             "host_id": np.tile(hosts, len(names)),
             "overload_hours": np.concatenate(hours).ravel() if hours else np.zeros(0),
             "overload_p": np.concatenate(share).ravel() if share else np.zeros(0),
-            "relief_hours": np.repeat(np.concatenate(relief), len(hosts))
-            if relief
-            else np.zeros(0),
+            "relief_hours": np.repeat(relief, len(hosts)),
         },
         schema={
             "shard_id": pl.String,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from skyshard.ledger import entry as entry_module
 from skyshard.ledger.ed25519 import verify
 from skyshard.ledger.entry import (
     EntryError,
@@ -121,3 +123,39 @@ def test_parse_line_refuses_non_canonical_or_incomplete_lines():
     for bad_sig in ("short", "!" * 86 + "==", "A" * 87 + "="):
         with pytest.raises(EntryError, match="is not a base64 Ed25519 signature"):
             parse_line(canonical_json(value | {"sig": bad_sig}))
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON_VALUES)
+def test_the_orjson_shortcut_accepts_exactly_canonical_json(value):
+    """The fast path (orjson) may leave a line to json, but never accepts one json would
+    not: any text, integers beyond 64 bits, floats, keys sorted by code point."""
+    line = canonical_json(value)
+    assert entry_module._canonical_without_floats(line) in (None, value)
+    try:
+        other = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return
+    found = entry_module._canonical_without_floats(other)
+    assert found is None or canonical_json(found) == other
+
+
+def test_entries_with_floats_and_big_integers_take_the_exact_path():
+    signer = make_signer()
+    for payload in ({"score": 0.6236, "big": 1e16}, {"n": -(2**63) - 1}, {"n": 2**70}):
+        entry = make_entry(0, "trust_score", "r", "broker", payload, signer)
+        assert parse_line(entry.line).payload == payload
+    forged = entry.line.replace(b"1180591620717411303424", b"1180591620717411303424.0")
+    with pytest.raises(EntryError, match="not in canonical JSON form"):
+        parse_line(forged)

@@ -322,3 +322,19 @@ def test_tree_matches_naive_reference(leaves, data):
     assert consistency == naive_subproof(old, prefix, True)
     verify_consistency(old, size, naive_root(leaves[:old]), root, consistency)
     assert tree.leaf_hash_at(index) == leaf_hash(leaves[index])
+
+
+@pytest.mark.parametrize("sizes", [(1,), (5, 3), (8, 8, 1), (13, 1, 50, 7)])
+def test_extending_by_many_leaf_hashes_is_appending_one_by_one(sizes):
+    one_by_one, bulk = MerkleTree(), MerkleTree()
+    leaves = [leaf_hash(str(i).encode()) for i in range(sum(sizes))]
+    for leaf in leaves:
+        one_by_one.append_leaf_hash(leaf)
+    start = 0
+    for size in sizes:
+        bulk.extend_leaf_hashes(b"".join(leaves[start : start + size]))
+        start += size
+    assert bulk.size == one_by_one.size
+    for size in range(1, bulk.size + 1):
+        assert bulk.root(size) == one_by_one.root(size)
+        assert bulk.inclusion_proof(size - 1) == one_by_one.inclusion_proof(size - 1)

@@ -6,7 +6,7 @@ import pytest
 
 from skyshard.ledger import Ledger, LedgerError
 from skyshard.ledger.checkpoint import Checkpoint
-from skyshard.ledger.cosignature import CosignatureVerifier
+from skyshard.ledger.cosignature import CosignatureVerifier, Quorum
 from skyshard.ledger.ed25519 import SigningKey
 from skyshard.ledger.note import Ed25519Signer
 from skyshard.ledger.replica import COSIGNER_VKEY_FILE, ForkDetected, Replica
@@ -30,7 +30,7 @@ def test_replica_cosigns_each_consistent_checkpoint(ledger, tmp_path):
     push(ledger, replica)
     assert replica.last_seen().size == 8
     verifier = CosignatureVerifier.from_vkey((replica.directory / COSIGNER_VKEY_FILE).read_text())
-    result = ledger.verify([verifier])
+    result = ledger.verify(Quorum((verifier,)))
     assert result.ok, result.reason
     assert result.cosignatures == {5: ["provider-a"], 8: ["provider-a"]}
     assert (replica.directory / "log.jsonl").read_bytes() == (

@@ -9,9 +9,10 @@ import pytest
 from skyshard.ledger import Ledger
 from skyshard.ledger import verify as verify_module
 from skyshard.ledger.checkpoint import Checkpoint
-from skyshard.ledger.cosignature import Cosigner
+from skyshard.ledger.cosignature import Cosigner, Quorum
 from skyshard.ledger.ed25519 import SigningKey
 from skyshard.ledger.entry import canonical_json, make_entry
+from skyshard.ledger.merkle import MerkleTree
 from skyshard.ledger.note import sign_note
 from skyshard.ledger.verify import verify_ledger
 
@@ -128,21 +129,57 @@ def test_bad_cosignature_by_a_known_cosigner_fails(signed_ledger):
     body = Checkpoint.from_note(note_path.read_text()).body()
     line = cosigner.cosign(body, 1_800_000_000).line()
     signed_ledger.store_cosignatures(10, [line])
-    result = signed_ledger.verify([cosigner.verifier()])
+    result = signed_ledger.verify(Quorum((cosigner.verifier(),)))
     assert result.ok and result.cosignatures == {10: ["provider-a"]}
     forged = cosigner.cosign(body.replace("10", "11", 1), 1_800_000_000).line()
     signed_ledger.store_cosignatures(10, [forged])
-    result = signed_ledger.verify([cosigner.verifier()])
+    result = signed_ledger.verify(Quorum((cosigner.verifier(),)))
     assert not result.ok and "cosignature" in result.reason
 
 
-def test_parallel_signature_checks_report_the_first_bad_index(ledger, monkeypatch):
-    monkeypatch.setattr(verify_module, "_CHUNK", 16)
-    fill(ledger, 200)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_chunked_verification_reports_the_first_bad_index(ledger, monkeypatch, workers):
+    """Chunks of about 10 entries, checked by worker processes or in this one: key rotations
+    are followed across chunks, the root is the log's, and the first bad index is the same
+    whichever chunk finishes first."""
+    monkeypatch.setattr(verify_module, "_CHUNK_BYTES", 2048)
+    monkeypatch.setattr(verify_module, "_PARALLEL_BYTES", 0)
+    genesis = ledger.verifier()
+    fill(ledger, 100)
+    ledger.rotate_key(SigningKey(b"\x04" * 32))
+    fill(ledger, 100)
     lines = lines_of(ledger)
-    for bad in (170, 120):
+    result = verify_ledger(ledger.directory, genesis, workers=workers)
+    assert result.ok, result.reason
+    assert result.root_hash == MerkleTree.from_leaves(line[:-1] for line in lines).root()
+    assert result.end_offset == sum(len(line) for line in lines)
+    for bad in (170, 120, 160):
         lines[bad] = lines[bad].replace(b"run-", b"RUN-")
     write_lines(ledger, lines)
-    result = verify_ledger(ledger.directory, ledger.verifier(), workers=2)
-    assert result.first_bad_index == 120
+    result = verify_ledger(ledger.directory, genesis, workers=workers)
+    assert result.first_bad_index == 120 and result.tree.size == 120
     assert "signature does not verify" in result.reason
+    del lines[60]
+    write_lines(ledger, lines)
+    result = verify_ledger(ledger.directory, genesis, workers=workers)
+    assert result.first_bad_index == 60 and "seq is 61, expected 60" in result.reason
+
+
+def test_an_invalid_key_rotation_is_the_first_bad_index(ledger, signer, monkeypatch):
+    monkeypatch.setattr(verify_module, "_CHUNK_BYTES", 2048)
+    fill(ledger, 30)
+    rotation = make_entry(30, "key_rotation", "", "ledger", {"new_key": "not a key"}, signer)
+    after = make_entry(31, "run_started", "run-31", "broker", {}, signer)
+    write_lines(ledger, [*lines_of(ledger), rotation.line + b"\n", after.line + b"\n"])
+    result = verify_ledger(ledger.directory, ledger.verifier())
+    assert result.first_bad_index == 30 and "invalid key_rotation" in result.reason
+
+
+def test_an_empty_log_and_a_lone_torn_line_have_no_entries(tmp_path, signer):
+    folder = tmp_path / "ledger"
+    folder.mkdir()
+    for content in (b"", b'{"actor":"bro'):
+        (folder / "log.jsonl").write_bytes(content)
+        result = verify_ledger(folder, signer.verifier(), workers=2)
+        assert result.ok and result.entries == 0 and result.end_offset == 0
+        assert (result.torn_tail is not None) == bool(content)

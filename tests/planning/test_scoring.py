@@ -5,7 +5,7 @@ import re
 import polars as pl
 import pytest
 
-from skyshard.config.policy import DataClassRule, PolicyFile
+from skyshard.config.policy import DataClassRule, PlanningPolicy, PolicyFile
 from skyshard.forecast.run import FORECAST_SCHEMA
 from skyshard.placement import solve_placement
 from skyshard.placement.constraints import rules_from_config
@@ -88,6 +88,30 @@ def test_overload_risk_grows_with_the_forecast_spread():
     # and only a wide enough interval makes 5 likely to be crossed
     assert risk(3.0) == 0
     assert 0 < risk(4.0) < risk(6.0) < risk(9.0)
+
+
+@pytest.mark.parametrize(
+    ("point", "spread", "expected_hours"),
+    [
+        (3.0, 1.0, None),  # 3 + 1.5 of 8 cpu at the point, only the tail overloads: some relief
+        (3.0, 0.0, 0.0),  # the same at the point forecasts: nothing certain to relieve
+        (7.0, 0.0, 48.0),  # 7 + 1.5 > 8 every hour: web-000's 24 h and web-001's 24 h
+    ],
+)
+def test_relief_is_judged_at_the_policy_share_of_the_spread(point, spread, expected_hours):
+    from tests.planning.forecasts import forecast_rows
+
+    fc = forecast_rows({"shard/web-000/cpu": [(point, point, 9.0)] * 24})
+    data = sky.planning_data()
+    policy = PolicyFile(planning=PlanningPolicy(relief_spread=spread))
+    trust = neutral_trust_scores(["cheap", "pricey"], 0.5)
+    scores = score_candidates(data, build_outlook(data, fc, 24), policy, trust)
+    relief = row(scores, "web-000", "pricey-1")["overload_relief"]
+    unit = 3600 * 0.1 * 0.01
+    if expected_hours is None:
+        assert relief > 0
+    else:
+        assert relief == pytest.approx(expected_hours * unit)
 
 
 def test_contract_data_class_blocks():

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import duckdb
 
-from skyshard.broker.ops_tables import ops_mirror
+from skyshard.broker.ops_tables import OpsStore, ops_mirror
+from skyshard.plans.store import ensure_plan_schema
 from skyshard.storage.snapshots import (
     KEEP,
     REFRESH_S,
@@ -110,3 +111,19 @@ def test_a_reader_refreshes_a_stale_snapshot_when_no_writer_holds_the_file(state
     if state_backend == "duckdb":
         with read_snapshot(database) as (_, again):
             assert again == snapshot
+
+
+def test_readers_see_the_state_backend_s_ops_tables_not_the_file_s(monkeypatch, postgres_dsn):
+    """After switching to Postgres, the file's old `ops` rows are hidden and Postgres' shown."""
+    database = os.environ["SKYSHARD_DUCKDB"]
+    monkeypatch.delenv("SKYSHARD_STATE_URL", raising=False)
+    OpsStore(database).register_route("kv-1", "host-old", "10.0.0.1", 8700)
+    monkeypatch.setenv("SKYSHARD_STATE_URL", postgres_dsn)
+    OpsStore(database).register_route("kv-1", "host-new", "10.0.0.2", 8700)
+    with duckdb.connect(database) as con:
+        ensure_plan_schema(con)
+    publish(database)
+    with read_snapshot(database, ops_mirror(database)) as (con, _):
+        assert con.execute("SELECT host_id FROM ops.routing").fetchall() == [("host-new",)]
+        # The snapshot's own tables and views stay visible under their names.
+        assert con.execute("SELECT count(*) FROM plan.current_plan").fetchone() == (0,)

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from skyshard.runtime import host_helper
 from skyshard.runtime.host_helper import DEFAULT_CHUNKS, ChunkParams, chunk_spans
@@ -123,3 +124,73 @@ def test_stored_chunk_corruption_is_named(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")
     with pytest.raises(host_helper.CorruptData, match=digest):
         host_helper.verified_content(digest, path.read_bytes())
+
+
+class SliceRecorder:
+    """Bytes that remember how far into them anything was sliced."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.furthest = 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: slice) -> bytes:
+        self.furthest = max(self.furthest, min(index.stop, len(self.data)))
+        return self.data[index]
+
+
+def test_spans_come_while_the_rest_is_still_unhashed() -> None:
+    """The first chunk is decided after hashing at most max_size (plus one hash block) of a
+    large file, so a transfer can send it while the rest is being cut."""
+    data = random_bytes(16 << 20, 6)
+    recorder = SliceRecorder(data)
+    spans = host_helper.iter_chunk_spans(recorder, DEFAULT_CHUNKS)
+    first = next(spans)
+    assert first == chunk_spans(data, DEFAULT_CHUNKS)[0]
+    assert recorder.furthest <= DEFAULT_CHUNKS.max_size + host_helper.HASH_BLOCK
+    assert [first, *spans] == chunk_spans(data, DEFAULT_CHUNKS)
+
+
+def test_incompressible_chunks_are_stored_as_raw_frames_any_zstd_reads() -> None:
+    noise = random_bytes(300_000, 7)
+    text = b"skyshard key=value\n" * 20_000
+    raw, packed = host_helper.encode_chunk(noise), host_helper.encode_chunk(text)
+    assert host_helper._raw_block_payloads(raw) is not None  # stored, no zstd pass
+    assert len(raw) < len(noise) + 64 and len(packed) < len(text) // 10
+    for data, blob in ((noise, raw), (text, packed)):
+        assert zstandard.ZstdDecompressor().decompressobj().decompress(blob) == data
+        host_helper.verify_chunk(hashlib.sha256(data).hexdigest(), blob)
+
+
+def test_restore_traces_a_damaged_chunk_of_the_right_size_and_drops_it(tmp_path: Path) -> None:
+    """The restore hashes each file once; a mismatch is traced to the chunk, which is dropped
+    from the store (so the next transfer sends it again), and the old state stays."""
+    shard = make_state(tmp_path)
+    assert host_helper.status(shard)["state_bytes"] == 600_000 + 6000
+    text = host_helper.snapshot(shard)
+    manifest = Manifest.from_json(text)
+    digest = manifest.files[0].chunks[1].digest
+    path = host_helper.chunk_path(tmp_path, digest)
+    damaged = bytearray(path.read_bytes())
+    damaged[-7] ^= 0x01
+    path.write_bytes(bytes(damaged))
+    (shard.state / "data.bin").write_bytes(b"the state before the restore")
+    with pytest.raises(host_helper.CorruptData, match=f"file data.bin: chunk {digest}"):
+        host_helper.restore(shard, text, manifest.digest, full_verify=False)
+    assert not path.exists()
+    assert (shard.state / "data.bin").read_bytes() == b"the state before the restore"
+    assert not (shard.dir / ".state.next").exists()
+
+
+def test_a_store_failure_in_the_worker_ends_the_snapshot(tmp_path: Path) -> None:
+    """Chunks are hashed and stored in a worker thread: its first error ends the snapshot
+    (no hang with more chunks than may wait), and nothing is cached."""
+    shard = host_helper.Shard(tmp_path, "kv-1")
+    shard.state.mkdir(parents=True)
+    (shard.state / "data.bin").write_bytes(random_bytes(8 << 20, 8))  # ~32 chunks
+    (tmp_path / "chunks").write_text("not a directory")
+    with pytest.raises(OSError):
+        host_helper.snapshot(shard)
+    assert not (shard.dir / "snapshot-cache.json").exists()

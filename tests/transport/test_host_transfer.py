@@ -5,10 +5,13 @@ otherwise (the system `/usr/bin/python3` has no zstandard module)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +20,10 @@ import pytest
 
 from skyshard.runtime import host_helper
 from skyshard.runtime.client import ShardRuntime, ToolMissing
-from skyshard.runtime.transfer import send_between_hosts
+from skyshard.runtime.transfer import send_between_hosts, stream_snapshot_between_hosts
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.certificates import MoveGrant
-from skyshard.transport.ssh import ConnectionPool, SshSettings
+from skyshard.transport.ssh import ConnectionPool, RemoteCommandFailed, SshSettings
 from tests.support.hosts import TestHost, certificate_ssh, shared_transfer_ca, start_host
 from tests.support.sshd import require_sshd
 
@@ -103,6 +106,73 @@ def test_inserted_bytes_resend_only_the_chunks_around_them(runtimes) -> None:
     assert again.chunks_sent <= 2
     assert again.content_bytes_sent <= 2 * host_helper.DEFAULT_CHUNKS.max_size
     assert move(source, target, "mv-3").chunks_sent == 0
+
+
+def stream(source: ShardRuntime, target: ShardRuntime, move_id: str, budget: int = 1 << 30):
+    """A pre-copy round: the source snapshots and streams what the target's store lacks."""
+    manifest, report = stream_snapshot_between_hosts(
+        source, target, SHARD, move_id=move_id, ca=shared_transfer_ca()[0], budget=budget
+    )
+    target.restore(manifest)
+    assert manifest.digest == source.snapshot(SHARD).digest
+    for entry in manifest.files:
+        assert (state_dir(target) / entry.path).read_bytes() == (
+            state_dir(source) / entry.path
+        ).read_bytes()
+    return report
+
+
+def test_streamed_snapshot_sends_only_what_the_target_store_lacks(runtimes) -> None:
+    source, target = runtimes["src"], runtimes["dst"]
+    data = random.Random(2).randbytes(8 << 20)
+    write_state(source, {"data.bin": data, "log.txt": b"key=value\n" * 50_000})
+    first = stream(source, target, "mv-1")
+    assert first.chunks_sent == first.chunks_in_manifest > 20
+    assert first.content_bytes_sent == len(data) + 500_000
+    assert first.bytes_sent < first.content_bytes_sent  # the log compressed, the rest raw
+    time.sleep(1.1)  # past the snapshot cache's "racily clean" second
+    write_state(source, {"data.bin": data[: 3 << 20] + b"inserted" * 100 + data[3 << 20 :]})
+    again = stream(source, target, "mv-2")
+    assert 1 <= again.chunks_sent <= 2
+    # Nothing changed: the files come from the source's snapshot cache, the chunks from the
+    # target's store; nothing is sent.
+    assert stream(source, target, "mv-3").chunks_sent == 0
+
+
+def test_streamed_snapshot_beyond_the_budget_is_refused(runtimes) -> None:
+    source, target = runtimes["src"], runtimes["dst"]
+    write_state(source, {"data.bin": random.Random(3).randbytes(4 << 20)})
+    with pytest.raises(RemoteCommandFailed, match="more than the 1048576 bytes expected"):
+        stream(source, target, "mv-1", budget=1 << 20)
+    assert len(list((Path(target.root.text) / "chunks").rglob("*/*"))) <= 5
+
+
+def receive_frames(root: Path, expected: str, frames: bytes) -> subprocess.CompletedProcess:
+    """The target's `receive` as the certificate's forced command runs it, fed `frames`."""
+    moves = root / "moves" / "mv-1"
+    moves.mkdir(parents=True)
+    (moves / "expected").write_text(expected)
+    command = [sys.executable, host_helper.__file__, "receive", str(root), SHARD, "--move", "mv-1"]
+    return subprocess.run(command, input=frames, capture_output=True, timeout=60)
+
+
+def frame(data: bytes) -> bytes:
+    blob = host_helper.encode_chunk(data)
+    return f"{hashlib.sha256(data).hexdigest()} {len(blob)}\n".encode() + blob
+
+
+def test_streamed_receive_takes_each_verified_chunk_once(tmp_path: Path) -> None:
+    one, two = random.Random(4).randbytes(5000), random.Random(5).randbytes(7000)
+    taken = receive_frames(tmp_path / "a", "stream 100000\n", frame(one) + frame(two))
+    assert taken.returncode == 0, taken.stderr
+    # Raw frames: 9 bytes of frame header and 3 of block header around each chunk.
+    assert json.loads(taken.stdout) == {"chunks": 2, "bytes": 12_000 + 2 * 12, "not_sent": 0}
+    twice = receive_frames(tmp_path / "b", "stream 100000\n", frame(one) + frame(one))
+    assert b"is not expected (or sent twice)" in twice.stderr
+    lie = frame(one).replace(hashlib.sha256(one).hexdigest().encode(), b"0" * 64)
+    lying = receive_frames(tmp_path / "c", "stream 100000\n", lie)
+    assert lying.returncode == host_helper.EXIT_CORRUPT and b"content hashes to" in lying.stderr
+    assert not list((tmp_path / "c" / "chunks").rglob("*/*"))
 
 
 def moves_of(runtime: ShardRuntime, move_id: str = "mv-1") -> Path:

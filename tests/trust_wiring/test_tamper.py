@@ -1,7 +1,8 @@
-"""The tamper matrix: every edit of the ledger folder is caught by `skyshard ledger verify`
-(first bad index, non-zero exit) and refused by every consumer, each in a fresh `Ledger`:
-readers (scores, settlement, mirror), planning's trust check, append, checkpoint, proof and
-sync. The edited SQL tables (mirror, trust.scores) are refused by their consumers."""
+"""The tamper matrix: every edit of the ledger folder, its checkpoints and their cosignatures
+is caught by `skyshard ledger verify` (first bad index, non-zero exit) and refused by every
+consumer, each in a fresh `Ledger`: readers (scores, settlement, mirror), planning's trust
+check, append, checkpoint, proof and sync. The edited SQL tables (mirror, trust.scores) are
+refused by their consumers."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from skyshard.config import paths
 from skyshard.config.policy import TrustPolicy
 from skyshard.ledger import Ledger, LedgerError
 from skyshard.ledger.checkpoint import Checkpoint
+from skyshard.ledger.cosignature import Cosigner
 from skyshard.ledger.ed25519 import SigningKey
 from skyshard.ledger.entry import make_entry, parse_line
 from skyshard.ledger.merkle import MerkleTree
@@ -43,6 +45,7 @@ from skyshard.trust.scores import (
     compute_trust_scores,
     record_trust_scores,
 )
+from skyshard.trust.settlement import placement_history, settlement_since
 
 PROVIDER = "provider-a"
 TIERS = {"aws-use1": "gold", "fra-colo": "silver"}
@@ -191,21 +194,48 @@ def rekey(world: World) -> None:
 
 
 def strip_cosignatures(world: World) -> None:
-    for size in (FIRST_CHECKPOINT, SECOND_CHECKPOINT):
-        note = parse_note(world.note(size).read_text())
+    for path in (paths.ledger_dir() / "checkpoints").glob("*.note"):
+        note = parse_note(path.read_text())
         origin = Checkpoint.parse_body(note.text).origin
         kept = [s for s in note.signatures if s.name == origin]
-        world.note(size).write_text(Note(note.text, tuple(kept)).format())
+        path.write_text(Note(note.text, tuple(kept)).format())
+
+
+def reencoded(blob: str) -> str:
+    """The same bytes in non-canonical base64: a padding bit of the last character set."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    data = blob.rstrip("=")
+    changed = data[:-1] + alphabet[alphabet.index(data[-1]) ^ 1] + blob[len(data) :]
+    assert changed != blob and base64.b64decode(changed) == base64.b64decode(blob)
+    return changed
 
 
 def reencode_signature(world: World) -> None:
     lines = world.lines()
     entry = parse_line(lines[3].rstrip(b"\n"))
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    changed = entry.sig[:-3] + alphabet[alphabet.index(entry.sig[-3]) ^ 1] + "=="
-    assert base64.b64decode(changed) == base64.b64decode(entry.sig)
-    lines[3] = lines[3].replace(entry.sig.encode(), changed.encode())
+    lines[3] = lines[3].replace(entry.sig.encode(), reencoded(entry.sig).encode())
     world.write(lines)
+
+
+def _reencode_note_signature(by_log: bool) -> Callable[[World], None]:
+    def tamper(world: World) -> None:
+        text = world.note(SECOND_CHECKPOINT).read_text()
+        origin = Checkpoint.from_note(text).origin
+        (line,) = [s.line() for s in parse_note(text).signatures if (s.name == origin) == by_log]
+        blob = line.rstrip("\n").rsplit(" ", 1)[1]
+        world.note(SECOND_CHECKPOINT).write_text(text.replace(blob, reencoded(blob)))
+
+    return tamper
+
+
+def too_few_cosignatures(world: World) -> None:
+    """policy.yaml now wants two cosigners; only one cosigned the checkpoints."""
+    second = Cosigner("provider-b", SigningKey(b"\x0c" * 32)).verifier().vkey()
+    path = paths.skyshard_home() / "policy.yaml"
+    policy = yaml.safe_load(path.read_text())
+    policy["ledger"]["cosigners"].append({"name": "provider-b", "vkey": second})
+    policy["ledger"]["quorum"] = 2
+    path.write_text(yaml.safe_dump(policy))
 
 
 CASES = {
@@ -222,12 +252,11 @@ CASES = {
     "checkpoint and log rolled back": (checkpoint_rollback, FIRST_CHECKPOINT),
     "re-keyed log": (rekey, 0),
     "stripped cosignatures": (strip_cosignatures, None),
+    "too few cosignatures for the policy's quorum": (too_few_cosignatures, None),
     "re-encoded signature": (reencode_signature, 3),
+    "re-encoded cosignature": (_reencode_note_signature(by_log=False), None),
+    "re-encoded checkpoint signature": (_reencode_note_signature(by_log=True), None),
 }
-FOLDER_INTACT = {"stripped cosignatures"}
-"""Cosignatures vouch for the log to others; skyshard's own consumers check the log against
-its own signed checkpoints, so only `verify` demands the policy's quorum (and `sync` simply
-collects fresh cosignatures)."""
 
 
 def _consumers(world: World) -> dict[str, Callable[[], object]]:
@@ -240,8 +269,17 @@ def _consumers(world: World) -> dict[str, Callable[[], object]]:
         with db.connect(paths.duckdb_path()) as con:
             mirror_ledger(con, Ledger.open())
 
+    def scores() -> None:
+        compute_trust_scores(Ledger.open().verified_entries(), TIERS, POLICY, datetime.now(UTC))
+
+    def settlement() -> None:
+        entries, until = Ledger.open().verified_entries(), datetime.now(UTC)
+        since = settlement_since(entries, until)
+        placement_history({"s0": "aws-use1"}, entries, since, until)
+
     return {
-        "scores and settlement (verified reader)": lambda: Ledger.open().verified_entries(),
+        "scores": scores,
+        "settlement": settlement,
         "planning": planning,
         "mirror": mirror,
         "append": lambda: Ledger.open().append("run_started", "after", "dagster", {}),
@@ -265,13 +303,27 @@ def test_tampering_is_detected_and_refused(world, case):
     assert result.exit_code == 1, result.output
     where = "-" if first_bad is None else first_bad
     assert f"FAILED at index {where}:" in result.output, result.output
-    if case not in FOLDER_INTACT:
-        for name, consume in _consumers(world).items():
-            with pytest.raises((LedgerError, TrustInputError, MirrorError)):
-                consume()
-                pytest.fail(f"{name} accepted a log with {case}")
-        with pytest.raises(LedgerError):
-            sync_replica(Ledger.open(), world.target)
+    for name, consume in _consumers(world).items():
+        with pytest.raises((LedgerError, TrustInputError, MirrorError)):
+            consume()
+            pytest.fail(f"{name} accepted a log with {case}")
+    with pytest.raises(LedgerError):
+        sync_replica(Ledger.open(), world.target)
+
+
+def test_a_checkpoint_awaiting_cosignatures_is_not_refused(world):
+    """Signed after a run while the replica is unreachable: consumers go on, `verify` names
+    the shortfall, the next sync cosigns it, and from then on its cosignature is expected."""
+    for consume in _consumers(world).values():
+        consume()
+    result = verify()
+    assert result.exit_code == 1, result.output
+    assert "FAILED at index -: checkpoint 17 has 0 cosignature(s) (-)" in result.output
+    assert sync_replica(Ledger.open(), world.target) == ENTRIES + 1
+    assert verify().exit_code == 0
+    strip_cosignatures(world)
+    with pytest.raises(LedgerError, match=r"17\.note: the cosignature\(s\) of provider-a seen on"):
+        Ledger.open().verified_entries()
 
 
 def test_verify_takes_the_key_and_checkpoints_from_outside(world, tmp_path):
