@@ -8,7 +8,7 @@ import polars as pl
 
 from assets.metadata import png, preview, problems_check, table_metadata
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
-from skyshard.forecast import input_fingerprints, series_to_refit
+from skyshard.forecast import group_keys, input_fingerprints, series_in_group, series_to_refit
 from skyshard.forecast.charts import forecast_vs_capacity_chart
 from skyshard.forecast.store import TABLES, read_stored, stored_fingerprints, write_refit
 from skyshard.plans.checks import bottleneck_problems
@@ -40,51 +40,72 @@ def _median(values: pl.Series) -> float | None:
     return statistics.median(clean) if clean else None
 
 
-@dg.asset(
-    key=["forecast", "forecasts"],
-    group_name=GROUP,
-    deps=MART_DEPS,
-    kinds={"duckdb", "python"},
-    pool=DUCKDB_WRITER_POOL,
-    description="`forecast.forecasts`, `forecast.backtest`, `forecast.summary`: per-series "
-    "forecasts chosen among cheap robust estimators and slow models (statsforecast, "
-    "Prophet) by rolling-origin backtest, with conformal bounds.",
-)
-def demand_forecasts(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
-    """Refit only the series whose input changed since the last fit; keep the others' rows."""
-    settings = sky.load().policy
-    with duckdb.connect() as con:
-        data = load_planning_data(con)
-    frame = forecast_input(data)
-    limits = forecast_limits(data)
-    current = input_fingerprints(frame, settings, limits)
-    with duckdb.connect() as con:
-        previous = stored_fingerprints(con)
-    refit = series_to_refit(current, previous)
-    context.log.info(f"{len(refit)} of {len(current)} series changed since the last fit")
+FORECASTS = dg.AssetKey(["forecast", "forecasts"])
+SHARD_GROUPS = dg.StaticPartitionsDefinition(group_keys())
+"""Forecast partitions for workers that share the cycle (`orchestration/scale_out.py`)."""
 
-    def progress(done: int, total: int) -> None:
-        if done == total or done % max(1, total // 10) == 0:
-            context.log.info(f"slow models {done}/{total} series")
 
-    result = plan_forecasts(data, settings, refit, on_progress=progress, on_stage=context.log.info)
-    with duckdb.connect() as con:
-        tables = write_refit(con, result, current, refit)
-        described = table_metadata(con, TABLES["forecasts"])
-    summary = tables["summary"]
-    models = summary.group_by("model").len().sort("len", descending=True)
-    return dg.MaterializeResult(
-        metadata={
-            **described,
-            "series": len(current),
-            "refitted": len(refit),
-            "median_mase_held_out": _median(summary["mase_held_out"]),
-            "median_mase_seasonal_naive_held_out": _median(summary["mase_seasonal_naive_held_out"]),
-            "held_out_coverage": held_out_coverage(summary),
-            "slow_models_run": int(summary["slow_models_run"].sum()),
-            "models_chosen": preview(models),
-        }
+def build_demand_forecasts(partitioned: bool = False) -> dg.AssetsDefinition:
+    """The forecast asset: one run over every series, or (`partitioned`) one partition per
+    shard group. Partitions compute side by side and stay out of the writer pool: each writes
+    its group in one short transaction, waiting for DuckDB's file lock (`skyshard.db.connect`).
+    """
+
+    @dg.asset(
+        key=FORECASTS,
+        group_name=GROUP,
+        deps=MART_DEPS,
+        kinds={"duckdb", "python"},
+        pool=None if partitioned else DUCKDB_WRITER_POOL,
+        partitions_def=SHARD_GROUPS if partitioned else None,
+        description="`forecast.forecasts`, `forecast.backtest`, `forecast.summary`: per-series "
+        "forecasts chosen among cheap robust estimators and slow models (statsforecast, "
+        "Prophet) by rolling-origin backtest, with conformal bounds.",
     )
+    def demand_forecasts(
+        context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource
+    ) -> dg.MaterializeResult:
+        """Refit only the series whose input changed since the last fit (of this partition's
+        shard group, if partitioned); keep the others' rows."""
+        settings = sky.load().policy
+        with duckdb.connect(read_only=True) as con:
+            data = load_planning_data(con)
+            previous = stored_fingerprints(con)
+        frame = forecast_input(data)
+        current = input_fingerprints(frame, settings.forecast, forecast_limits(data))
+        refit = series_to_refit(current, previous)
+        if context.has_partition_key:
+            refit = series_in_group(refit, context.partition_key)
+        context.log.info(f"{len(refit)} of {len(current)} series to refit")
+
+        def progress(done: int, total: int) -> None:
+            if done == total or done % max(1, total // 10) == 0:
+                context.log.info(f"slow models {done}/{total} series")
+
+        result = plan_forecasts(
+            data, settings, refit, on_progress=progress, on_stage=context.log.info
+        )
+        with duckdb.connect() as con:
+            tables = write_refit(con, result, current, refit)
+            described = table_metadata(con, TABLES["forecasts"])
+        summary = tables["summary"]
+        models = summary.group_by("model").len().sort("len", descending=True)
+        return dg.MaterializeResult(
+            metadata={
+                **described,
+                "series": len(current),
+                "refitted": len(refit),
+                "median_mase_held_out": _median(summary["mase_held_out"]),
+                "median_mase_seasonal_naive_held_out": _median(
+                    summary["mase_seasonal_naive_held_out"]
+                ),
+                "held_out_coverage": held_out_coverage(summary),
+                "slow_models_run": int(summary["slow_models_run"].sum()),
+                "models_chosen": preview(models),
+            }
+        )
+
+    return demand_forecasts
 
 
 def held_out_coverage(summary: pl.DataFrame) -> float | None:
@@ -101,7 +122,7 @@ def _stored_summary(duckdb: DuckDBFile) -> pl.DataFrame | None:
 
 
 @dg.asset_check(
-    asset=demand_forecasts,
+    asset=FORECASTS,
     description="Out of sample (models chosen on the earlier backtest origins, scored on the "
     "later ones), the median MASE of the chosen forecasts is no worse than the daily "
     "seasonal naive's.",
@@ -124,7 +145,7 @@ def chosen_not_worse_than_baseline(duckdb: DuckDBFile) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(
-    asset=demand_forecasts,
+    asset=FORECASTS,
     description="The bounds, calibrated on the earlier backtest origins, cover the later "
     "origins' actuals within 0.03 of the nominal interval.",
 )
@@ -142,7 +163,7 @@ def bounds_calibrated(duckdb: DuckDBFile, sky: SkyResource) -> dg.AssetCheckResu
 @dg.asset(
     key=["forecast", "predicted_bottlenecks"],
     group_name=GROUP,
-    deps=[demand_forecasts, *MART_DEPS],
+    deps=[FORECASTS, *MART_DEPS],
     kinds={"duckdb", "python"},
     pool=DUCKDB_WRITER_POOL,
     description="`forecast.predicted_bottlenecks`: shards running out of room, capacity "
@@ -186,7 +207,8 @@ def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile,
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
-defs = dg.Definitions(
-    assets=[demand_forecasts, predicted_bottlenecks],
-    asset_checks=[chosen_not_worse_than_baseline, bounds_calibrated],
-)
+def build_defs(partitioned: bool = False) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[build_demand_forecasts(partitioned), predicted_bottlenecks],
+        asset_checks=[chosen_not_worse_than_baseline, bounds_calibrated],
+    )

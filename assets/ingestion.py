@@ -30,6 +30,10 @@ def feed_check_name(source_id: str) -> str:
     return f"feed_{source_id.replace('-', '_')}"
 
 
+SKY_CONFIG_TABLES = ("sky_providers", "sky_hosts", "sky_shards", "sky_shard_dependencies")
+SKY_CONFIG_KEYS = [raw_key(name) for name in SKY_CONFIG_TABLES]
+
+
 @dg.multi_asset(
     name="sky_config",
     specs=[
@@ -41,7 +45,7 @@ def feed_check_name(source_id: str) -> str:
             description=f"`raw.{name}`: the configured sky (providers.yaml, workloads.yaml), "
             "shards placed where the routing table says they run.",
         )
-        for name in ("sky_providers", "sky_hosts", "sky_shards", "sky_shard_dependencies")
+        for name in SKY_CONFIG_TABLES
     ],
     pool=DUCKDB_WRITER_POOL,
 )
@@ -86,8 +90,12 @@ def _telemetry_checks(sky: Sky) -> list[dg.AssetCheckSpec]:
     return [recent, *feeds]
 
 
-def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
-    """The telemetry multi-asset, with one health check per feed of the sky as loaded now."""
+def build_telemetry_asset(at_load: Sky, partitioned: bool = False) -> dg.AssetsDefinition:
+    """The telemetry multi-asset, with one health check per feed of the sky as loaded now;
+    `partitioned`: one partition per feed, out of the writer pool (each feed is written in one
+    short transaction that waits for DuckDB's file lock), so workers fetch and parse side by
+    side."""
+    feeds = dg.StaticPartitionsDefinition([s.id for _, s in ingest.sources_of(at_load.providers)])
 
     @dg.multi_asset(
         name="telemetry",
@@ -102,7 +110,10 @@ def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
             for table in (*INGEST_TABLES, QUARANTINE)
         ],
         check_specs=_telemetry_checks(at_load),
-        pool=DUCKDB_WRITER_POOL,
+        pool=None if partitioned else DUCKDB_WRITER_POOL,
+        partitions_def=feeds if partitioned else None,
+        # A partition answers only its own feed's check: subsettable outputs are optional.
+        can_subset=partitioned,
     )
     def telemetry(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
         """Fetch and parse each feed with no connection open, then write it in one transaction.
@@ -122,7 +133,8 @@ def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
             else:
                 context.log.warning(f"feed {outcome.source.id} failed: {outcome.error}")
 
-        results = ingest.ingest_all(sky.load(), window, duckdb.path, progress)
+        only = [context.partition_key] if context.has_partition_key else None
+        results = ingest.ingest_all(sky.load(), window, duckdb.path, progress, feeds=only)
         with duckdb.connect(read_only=True) as con:
             metadata = {
                 table.name: table_preview(con, f"raw.{table.name}")
@@ -130,7 +142,10 @@ def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
             }
             stale = stale_providers(con, now)
         for table in (*INGEST_TABLES, QUARANTINE):
-            yield dg.MaterializeResult(asset_key=raw_key(table.name), metadata=metadata[table.name])
+            if raw_key(table.name) in context.selected_asset_keys:
+                yield dg.MaterializeResult(
+                    asset_key=raw_key(table.name), metadata=metadata[table.name]
+                )
         selected = {key.name for key in context.selected_asset_check_keys}
         if RECENT_CHECK in selected:
             yield problems_check(
@@ -156,6 +171,6 @@ def build_telemetry_asset(at_load: Sky) -> dg.AssetsDefinition:
     return telemetry
 
 
-def build_defs(sky: Sky) -> dg.Definitions:
+def build_defs(sky: Sky, partitioned: bool = False) -> dg.Definitions:
     check_sources(sky)  # a feed ingest would refuse for its configuration fails the load
-    return dg.Definitions(assets=[sky_config, build_telemetry_asset(sky)])
+    return dg.Definitions(assets=[sky_config, build_telemetry_asset(sky, partitioned)])

@@ -25,13 +25,14 @@ def with_owners(spec: dg.AssetSpec) -> dg.AssetSpec:
     return spec if spec.owners else spec.replace_attributes(owners=OWNERS[spec.group_name])
 
 
-def build_definitions(sky: Sky) -> dg.Definitions:
+def build_definitions(sky: Sky, *, partitioned: bool = False) -> dg.Definitions:
     """All definitions for `sky` (its telemetry feeds decide the per-feed asset checks), with
-    owners and links to the code of every asset."""
+    owners and links to the code of every asset. `partitioned`: ingestion per feed and
+    forecasts per shard group, with the jobs that run them (`orchestration/scale_out.py`)."""
     domains = [
-        ingestion.build_defs(sky),
+        ingestion.build_defs(sky, partitioned=partitioned),
         features.defs,
-        forecasts.defs,
+        forecasts.build_defs(partitioned),
         planning.defs,
         review.defs,
         trust.defs,
@@ -46,7 +47,7 @@ def build_definitions(sky: Sky) -> dg.Definitions:
         ),
         freshness.defs,
         ledger.defs,
-        jobs.defs,
+        jobs.build_defs(partitioned),
         migration_job.defs,
         migrations.defs,
         shard_job.defs,

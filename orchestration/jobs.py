@@ -2,6 +2,9 @@
 
 import dagster as dg
 
+from assets.ingestion import SKY_CONFIG_KEYS
+from orchestration.executors import scale_out_executor
+
 # Every step writes DuckDB and the writer pool runs them one at a time anyway, so a process per
 # step only adds start-up time (bench/bench_cycle_overhead.py). In-process is the default; the
 # launchpad can still pick `multiprocess`.
@@ -52,7 +55,54 @@ planning_every_4h = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 
-defs = dg.Definitions(
-    jobs=[ingest_and_build, planning_cycle, refresh_ledger_mirror],
-    schedules=[hourly_ingest, planning_every_4h],
-)
+TELEMETRY = dg.AssetSelection.groups("ingestion") - dg.AssetSelection.assets(*SKY_CONFIG_KEYS)
+FORECASTS = dg.AssetSelection.assets(dg.AssetKey(["forecast", "forecasts"]))
+
+
+def scale_out_defs() -> dg.Definitions:
+    """The scale-out location's cycle, in this order: a job cannot mix partitioned and
+    unpartitioned assets, so the two partitioned stages are jobs of their own, launched as
+    backfills (one run per partition) whose steps the executor spreads over workers. No
+    schedule yet."""
+    executor = scale_out_executor()
+    jobs = [
+        dg.define_asset_job(
+            name="ingest_feeds",
+            selection=TELEMETRY,
+            description="Ingest one telemetry feed per partition.",
+            executor_def=executor,
+        ),
+        dg.define_asset_job(
+            name="build_features",
+            selection=dg.AssetSelection.groups("ingestion", "features") - TELEMETRY,
+            description="Write the configured sky and build the dbt feature models (after "
+            "`ingest_feeds`).",
+            config=IN_PROCESS,
+        ),
+        dg.define_asset_job(
+            name="forecast_groups",
+            selection=FORECASTS,
+            description="Forecast one shard group per partition (after `build_features`).",
+            executor_def=executor,
+        ),
+        dg.define_asset_job(
+            name="plan_from_forecasts",
+            selection=dg.AssetSelection.groups("forecasts", "trust", "planning")
+            - FORECASTS
+            - dg.AssetSelection.assets(dg.AssetKey(["plan", "policy_backtest"])),
+            description="Bottlenecks, trust scores and the migration plan from the stored "
+            "forecasts (after every `forecast_groups` partition).",
+            config=IN_PROCESS,
+        ),
+    ]
+    return dg.Definitions(jobs=[*jobs, refresh_ledger_mirror])
+
+
+def build_defs(partitioned: bool = False) -> dg.Definitions:
+    """The embedded location's jobs and schedules, or (`partitioned`) the scale-out cycle's."""
+    if partitioned:
+        return scale_out_defs()
+    return dg.Definitions(
+        jobs=[ingest_and_build, planning_cycle, refresh_ledger_mirror],
+        schedules=[hourly_ingest, planning_every_4h],
+    )

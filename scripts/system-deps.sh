@@ -3,8 +3,9 @@
 # chunks to each other with ssh), iproute2 (network namespaces), zstd and the system python3
 # (the namespace hosts' interpreter, without the zstandard module: chunks go through the zstd
 # command), useradd (their non-root logins), Chromium (UI checks), the PostgreSQL server (the
-# storage tests start a throwaway one as the unprivileged `postgres` user). Installs only what is
-# missing; needs root (CI runs as root).
+# storage tests start a throwaway one as the unprivileged `postgres` user), redis-server (the
+# Celery broker of the scale-out tests). Installs only what is missing; needs root (CI runs as
+# root).
 set -euo pipefail
 
 missing=()
@@ -16,6 +17,7 @@ command -v zstd >/dev/null || missing+=(zstd)
 command -v useradd >/dev/null || missing+=(passwd)
 command -v chromium >/dev/null || missing+=(chromium)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

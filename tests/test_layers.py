@@ -123,7 +123,10 @@ def global_use(node: ast.AST) -> str | None:
 
 def test_dagster_bodies_use_resources_not_globals():
     outer = [ROOT / "assets", ROOT / "sensors", ROOT / "orchestration"]
-    allowed = {ROOT / "orchestration" / "definitions.py", ROOT / "orchestration" / "resources.py"}
+    # The code locations' loaders and the resources read the environment; bodies must not.
+    allowed = {
+        ROOT / "orchestration" / name for name in ("definitions.py", "scale_out.py", "resources.py")
+    }
     found = [
         f"{path.relative_to(ROOT)}:{node.lineno} uses {global_use(node)}"
         for path in sorted(p for folder in outer for p in folder.rglob("*.py") if p not in allowed)

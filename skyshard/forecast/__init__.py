@@ -19,7 +19,9 @@ EXPORTS = {
     "first_crossing": "crossing",
     "first_crossings": "crossing",
     "forecast_series": "run",
+    "group_keys": "groups",
     "input_fingerprints": "fingerprint",
+    "series_in_group": "groups",
     "series_to_refit": "fingerprint",
 }
 __getattr__ = lazy_exports(__name__, EXPORTS)

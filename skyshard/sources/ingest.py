@@ -7,7 +7,7 @@ is one short transaction that replaces what the same source said about the same 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,12 +249,19 @@ def ingest_all(
     window: Window,
     database: Path | str,
     on_progress: Callable[[int, int, FeedOutcome], None] | None = None,
+    feeds: Collection[str] | None = None,
 ) -> list[FeedOutcome]:
-    """Ingest every feed of `sky` in turn, one failing alone.
+    """Ingest every feed of `sky` (or those whose source id is in `feeds`) in turn, one
+    failing alone.
 
     Each feed is fetched and parsed with no database connection open, then written in one
     short transaction and dropped, so memory holds one feed at a time."""
     pairs = sources_of(sky.providers)
+    if feeds is not None:
+        unknown = sorted(set(feeds) - {source.id for _, source in pairs})
+        if unknown:
+            raise ValueError(f"feeds {unknown} are not sources in {sky.home}/providers.yaml")
+        pairs = [(provider, source) for provider, source in pairs if source.id in feeds]
     known = KnownIds.of(sky)
     roots = allowed_roots(sky)
     bounds = Bounds.of(sky, _now())
