@@ -1113,6 +1113,7 @@ ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
 USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 FRAME_HEADER_MAX = 100
 WHOLE_HEADER_MAX = 8192
+PIPE_BYTES = 1 << 20  # the default /proc/sys/fs/pipe-max-size
 PROGRESS_EVERY = 2 << 20
 # A zstd frame is never larger than its content plus this (the format's compress bound).
 FRAME_OVERHEAD = 1024
@@ -1240,6 +1241,7 @@ def push(shard: Shard, args: argparse.Namespace) -> dict:
         stderr=subprocess.PIPE,
     )
     stream = _Stream(process, shard.root)
+    _widen_pipe(stream.pipe)
     manifest = whole = None
     try:
         if args.whole:
@@ -1326,6 +1328,7 @@ def _receive_whole(shard: Shard, stream: IO[bytes], budget: int) -> dict:
     staging = shard.dir / ".state.next"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    _widen_pipe(stream)
     fresh: dict[str, list] = {}
     total = 0
     try:
@@ -1366,6 +1369,13 @@ def _receive_whole(shard: Shard, stream: IO[bytes], budget: int) -> dict:
     _replace_state(shard, staging)
     _write(shard.dir / "restore-cache.json", json.dumps(fresh))
     return {"chunks": len(fresh), "bytes": total, "not_sent": 0}
+
+
+def _widen_pipe(pipe: IO[bytes]) -> None:
+    """Grow a bulk pipe's kernel buffer from 64 KiB: fewer wake-ups of the process on the
+    other end per MiB (the first copy is bound by context switches among four processes)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def _safe_relative(relative: object) -> str:
