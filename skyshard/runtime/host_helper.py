@@ -113,6 +113,7 @@ INCOMPRESSIBLE = 0.9
 START_ORDER = b"start\n"
 HEALTH_POLL = 0.005
 INDEX_POLL = 0.1
+PARKED_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\.[0-9a-f]{32}")
 # A copy bound to every interface is reached through the host's own loopback.
 WILDCARD_PEERS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 (not a bind)
 
@@ -475,7 +476,7 @@ def clean(shard: Shard, index: bool = False) -> dict:
 
 def index_parked(root: Path, parked: Path) -> dict:
     """Cut a parked state tree's files into the chunk store, then delete the tree."""
-    if parked.parent != root / "indexing":
+    if parked.parent != root / "indexing" or not PARKED_NAME.fullmatch(parked.name):
         raise HelperError(f"{parked} is not a parked state tree under {root / 'indexing'}")
     chunks = 0
     for _, path in _state_files(parked / "state"):

@@ -221,6 +221,16 @@ def test_clean_with_index_fills_the_store_before_inventory_answers(runtimes) -> 
     assert not list((Path(source.root.text) / "indexing").iterdir())
 
 
+def test_index_takes_only_a_parked_tree(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "indexing").mkdir(parents=True)
+    (root / "keep.txt").write_text("not a parked tree")
+    for state in (root / "indexing" / "..", root / "elsewhere" / f"{SHARD}.{'0' * 32}"):
+        argv = ["helper", "index", str(root), SHARD, "--state", str(state)]
+        assert host_helper.main(argv) == host_helper.EXIT_USAGE
+    assert (root / "keep.txt").exists()
+
+
 def whole_file(path: str, data: bytes, size: int | None = None, sent: bytes | None = None):
     header = json.dumps({"path": path, "size": len(data) if size is None else size, "mode": 0o600})
     digest = hashlib.sha256(data if sent is None else sent).hexdigest()
