@@ -43,6 +43,7 @@ from skyshard.broker.ops_tables import (
 )
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.broker.routing import push_routing, routing_document
+from skyshard.runtime import host_helper
 from skyshard.runtime.client import ShardRuntime, ShardStatus
 from skyshard.runtime.transfer import (
     Progress,
@@ -87,8 +88,6 @@ DISK_FULL_BYTES = 4 << 20
 # What a pre-copy round may send beyond the source's state size at the start of the move
 # (plus a quarter of it): room for a shard that keeps writing.
 STREAM_SLACK_BYTES = 64 << 20
-# The helper's average content-defined chunk: turns a store's chunk count into bytes.
-AVERAGE_CHUNK_BYTES = 256 << 10
 SOURCE_ACTIONS = ("read_telemetry", "send_migration", "freeze_shard", "stop_shard", "start_shard")
 TARGET_ACTIONS = ("read_telemetry", "receive_migration", "start_shard", "stop_shard")
 
@@ -503,7 +502,9 @@ class Migrator:
         share = self.settings.whole_first_copy_below
         if share <= 0:
             return False
-        held = len(move.target_rt.inventory(move.request.shard_id)) * AVERAGE_CHUNK_BYTES
+        # The helper's average content-defined chunk turns a chunk count into bytes.
+        chunk_bytes = host_helper.DEFAULT_CHUNKS.avg_size
+        held = len(move.target_rt.inventory(move.request.shard_id)) * chunk_bytes
         return held < share * move.state_bytes
 
     def _send_whole(self, move: _Move, sent_before: int) -> SendReport:
