@@ -75,7 +75,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-VERSION = 3
+VERSION = 4
 SHARD_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 HASH = re.compile(r"[0-9a-f]{64}")
 READ_SIZE = 1 << 20
