@@ -43,11 +43,13 @@ from skyshard.broker.ops_tables import (
 )
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.broker.routing import push_routing, routing_document
+from skyshard.runtime import host_helper
 from skyshard.runtime.client import ShardRuntime, ShardStatus
 from skyshard.runtime.transfer import (
     Progress,
     SendReport,
     send_between_hosts,
+    send_whole_between_hosts,
     stream_snapshot_between_hosts,
 )
 from skyshard.transport import validate
@@ -151,6 +153,9 @@ class MigrationSettings:
     lease: LeaseSettings = field(default_factory=LeaseSettings)
     routing_push_attempts: int = 3
     routing_push_pause: float = 1.0
+    # Send the first pre-copy round whole (raw files, no chunking) when the target's chunk
+    # store holds less than this share of the state's size; 0 turns the fast path off.
+    whole_first_copy_below: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,8 @@ class _Move:
     source_rt: ShardRuntime
     target_rt: ShardRuntime
     state_bytes: int = 0
+    # Round 1 went whole: the source's chunk store lacks this state until it is indexed.
+    whole: bool = False
     late: list[PendingStep] = field(default_factory=list)
 
 
@@ -399,7 +406,7 @@ class Migrator:
         sent, on_target = self._precopy(move)
         frozen_at = time.monotonic()
         move.late.append(PendingStep("frozen", {}))
-        manifest = move.source_rt.freeze_and_snapshot(shard)
+        manifest = move.source_rt.freeze_and_snapshot(shard, request.move_id)
         if not sent:
             _check_room(move.target, move.target_rt.status(shard), shard, manifest.total_size)
         report = self._send_final(move, manifest, on_target, sent)
@@ -417,7 +424,7 @@ class Migrator:
             self.owner,
         )  # fmt: skip
         self._announce(step)
-        self._finish(request, new_route)
+        self._finish(request, new_route, index_source=move.whole)
 
     def _cutover(self, move: _Move, manifest: Manifest, sent: int, frozen_at: float) -> None:
         """Kill the frozen source while the target restores and `cutover` is persisted; then
@@ -471,17 +478,51 @@ class Migrator:
             if not content:
                 status = move.target_rt.status(request.shard_id)
                 _check_room(move.target, status, request.shard_id, move.state_bytes)
-            manifest, report = self._stream(move, len(content) + 1, sent)
-            move.target_rt.restore(manifest)
-            on_target.update(manifest.chunk_sizes())
+            if not content and self._first_copy(move):
+                report = self._send_whole(move, sent)
+                move.whole = True
+                detail = {**_report_detail(report), "whole": True}
+            else:
+                manifest, report = self._stream(move, len(content) + 1, sent)
+                move.target_rt.restore(manifest)
+                on_target.update(manifest.chunk_sizes())
+                detail = _report_detail(report, manifest)
             sent += report.bytes_sent
             content.append(report.content_bytes_sent)
             reason = rule.stop_reason(content)
-            detail = {"round": len(content), **_report_detail(report, manifest), "stop": reason}
+            detail = {"round": len(content), **detail, "stop": reason}
             self._step(request.move_id, "precopy", detail, bytes_sent=sent, rounds=len(content))
             if reason:
                 break
         return sent, on_target
+
+    def _first_copy(self, move: _Move) -> bool:
+        """Whether the target's chunk store holds little of the state (a first move there):
+        then chunking would cost more than it saves."""
+        share = self.settings.whole_first_copy_below
+        if share <= 0:
+            return False
+        # The helper's average content-defined chunk turns a chunk count into bytes.
+        chunk_bytes = host_helper.DEFAULT_CHUNKS.avg_size
+        held = len(move.target_rt.inventory(move.request.shard_id)) * chunk_bytes
+        return held < share * move.state_bytes
+
+    def _send_whole(self, move: _Move, sent_before: int) -> SendReport:
+        """Pre-copy round 1 on the fast path: every state file raw, straight into the
+        target's state directory, each file's SHA-256 compared on both ends."""
+
+        def send(progress: Callable[[Progress], None]) -> SendReport:
+            return send_whole_between_hosts(
+                move.source_rt, move.target_rt, move.request.shard_id,
+                move_id=move.request.move_id, ca=self.transfer_ca,
+                budget=self._round_budget(move), on_progress=progress,
+                stall_timeout=self.settings.stall_timeout,
+            )  # fmt: skip
+
+        return self._watched(move, "precopy", 1, sent_before, send)
+
+    def _round_budget(self, move: _Move) -> int:
+        return move.state_bytes + move.state_bytes // 4 + STREAM_SLACK_BYTES
 
     def _send_final(
         self,
@@ -511,7 +552,7 @@ class Migrator:
     ) -> tuple[Manifest, SendReport]:
         """One pre-copy round: the source snapshots and sends what the target lacks as it cuts.
         The target takes at most the source's state size (plus room for growth) in bytes."""
-        budget = move.state_bytes + move.state_bytes // 4 + STREAM_SLACK_BYTES
+        budget = self._round_budget(move)
 
         def stream(progress: Callable[[Progress], None]) -> tuple[Manifest, SendReport]:
             return stream_snapshot_between_hosts(
@@ -558,10 +599,12 @@ class Migrator:
             done.set()
             watchdog.join()
 
-    def _finish(self, request: MoveRequest, route: Route) -> None:
-        """After the commit point: clean the source, push routing, done (idempotent)."""
+    def _finish(self, request: MoveRequest, route: Route, index_source: bool = False) -> None:
+        """After the commit point: clean the source, push routing, done (idempotent). With
+        `index_source`, the source cuts its old state into its store in the background first,
+        so a move back sends only what changed."""
         move_id = request.move_id
-        self.hosts[request.from_host].runtime().clean(request.shard_id)
+        self.hosts[request.from_host].runtime().clean(request.shard_id, index=index_source)
         self._step(move_id, "source_cleaned", {"host": request.from_host})
         detail = self._push_routing(move_id, request.shard_id)
         self._step(move_id, "routing_pushed", detail)
@@ -699,10 +742,10 @@ class Migrator:
             self.after_step(step.phase)
 
 
-def _report_detail(report: SendReport, manifest: Manifest) -> dict:
+def _report_detail(report: SendReport, manifest: Manifest | None = None) -> dict:
+    """A transfer's step detail; a round sent whole has no manifest (and counts files)."""
     return {
-        "manifest": manifest.digest,
-        "state_bytes": manifest.total_size,
+        **({"manifest": manifest.digest, "state_bytes": manifest.total_size} if manifest else {}),
         "chunks_sent": report.chunks_sent,
         "bytes_sent": report.bytes_sent,
         "content_bytes_sent": report.content_bytes_sent,

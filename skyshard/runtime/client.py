@@ -37,6 +37,8 @@ ACTIONS = {
     "receive": ("receive_migration",),
 }
 ISOLATIONS = ("auto", "cgroup", "signals")
+# Seconds `inventory` waits for a background index (about 10 CPU-s per GiB on the helper).
+INDEX_WAIT = 120.0
 
 
 class ShardUnhealthy(SshError):
@@ -216,17 +218,20 @@ class ShardRuntime:
         seconds = f"{float(timeout):g}"
         return self._json("health", shard_id, "--port", _port(port), "--timeout", seconds)
 
-    def clean(self, shard_id: str) -> None:
-        """Stop the shard if it runs and delete its directory on this host."""
-        self._json("clean", shard_id)
+    def clean(self, shard_id: str, *, index: bool = False) -> None:
+        """Stop the shard if it runs and delete its directory on this host (with `index`,
+        after a detached helper run has cut its state into the host's chunk store)."""
+        self._json("clean", shard_id, *(["--index"] if index else []))
 
     def snapshot(self, shard_id: str) -> Manifest:
         """Chunk the shard's state into the host's store; the manifest of what it holds now."""
         return self._manifest(shard_id, self._run("snapshot", shard_id))
 
-    def freeze_and_snapshot(self, shard_id: str) -> Manifest:
-        """Freeze the shard, then snapshot it, in one helper run (the start of a cutover)."""
-        return self._manifest(shard_id, self._run("freeze-snapshot", shard_id))
+    def freeze_and_snapshot(self, shard_id: str, move_id: str = "") -> Manifest:
+        """Freeze the shard, then snapshot it, in one helper run (the start of a cutover);
+        files move `move_id` sent whole and unchanged since are listed whole."""
+        options = ("--move", validate.node_id(move_id, "move_id")) if move_id else ()
+        return self._manifest(shard_id, self._run("freeze-snapshot", shard_id, *options))
 
     def _manifest(self, shard_id: str, data: bytes) -> Manifest:
         manifest = Manifest.from_json(data)
@@ -243,9 +248,10 @@ class ShardRuntime:
         found = self._json("missing", shard_id, stdin=stdin)["missing"]
         return [validate.chunk_hash(digest) for digest in found]
 
-    def inventory(self, shard_id: str) -> list[str]:
-        """Every chunk hash in the host's store (what a streamed snapshot need not send)."""
-        found = self._json("inventory", shard_id)["chunks"]
+    def inventory(self, shard_id: str, wait: float = INDEX_WAIT) -> list[str]:
+        """Every chunk hash in the host's store (what a streamed snapshot need not send),
+        after waiting up to `wait` seconds for a background index of an old state tree."""
+        found = self._json("inventory", shard_id, "--timeout", f"{float(wait):g}")["chunks"]
         return [validate.chunk_hash(digest) for digest in found]
 
     def receive_command(self, shard_id: str, move_id: str) -> RemoteCommand:
@@ -261,15 +267,18 @@ class ShardRuntime:
         stall_timeout: float,
         on_progress: Callable[[int], None],
         snapshot: bool = False,
+        whole: bool = False,
     ) -> dict:
         """Have this (source) host send the move's chunks to `target` over OpenSSH `ssh`
-        (with `snapshot`, cut a snapshot and send what the target lacks as it is cut);
+        (with `snapshot`, cut a snapshot and send what the target lacks as it is cut; with
+        `whole`, send every state file raw, each with its SHA-256);
         `on_progress(bytes)` sees the host's progress reports. Returns its summary."""
         options = (
             "--move", validate.node_id(move_id, "move_id"),
             "--to-address", validate.address(target.address, "address"),
             "--to-port", _port(target.port), "--to-user", validate.user(target.user),
             "--timeout", f"{float(stall_timeout):g}", *(["--snapshot"] if snapshot else []),
+            *(["--whole"] if whole else []),
         )  # fmt: skip
 
         def on_line(line: bytes) -> None:

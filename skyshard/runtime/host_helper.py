@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -72,14 +73,15 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
-VERSION = 3
+VERSION = 4
 SHARD_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 HASH = re.compile(r"[0-9a-f]{64}")
 READ_SIZE = 1 << 20
 # Operations that move chunk-sized buffers (see `_reuse_freed_memory`), and glibc's mallopt
 # parameters for it.
-BULK_OPERATIONS = frozenset({"snapshot", "freeze-snapshot", "restore", "handover", "push",
+BULK_OPERATIONS = frozenset({"snapshot", "freeze-snapshot", "restore", "handover", "push", "index",
                              "receive"})  # fmt: skip
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -110,6 +112,8 @@ COMPRESSION_SAMPLE = 4096
 INCOMPRESSIBLE = 0.9
 START_ORDER = b"start\n"
 HEALTH_POLL = 0.005
+INDEX_POLL = 0.1
+PARKED_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\.[0-9a-f]{32}")
 # A copy bound to every interface is reached through the host's own loopback.
 WILDCARD_PEERS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 (not a bind)
 
@@ -446,10 +450,57 @@ def stop(shard: Shard, kill: bool) -> dict:
     return status(shard)
 
 
-def clean(shard: Shard) -> dict:
+def clean(shard: Shard, index: bool = False) -> dict:
+    """Stop the shard and delete its directory. With `index`, its state is first parked and
+    cut into the host's chunk store by a detached helper run (off the caller's path), so a
+    later move back here sends only what changed; `inventory` waits for that run."""
     stop(shard, kill=True)
-    shutil.rmtree(shard.dir, ignore_errors=True)
-    return {"shard_id": shard.id, "cleaned": True}
+    if not (index and shard.state.is_dir()):
+        shutil.rmtree(shard.dir, ignore_errors=True)
+        return {"shard_id": shard.id, "cleaned": True}
+    parked = shard.root / "indexing" / f"{shard.id}.{uuid.uuid4().hex}"
+    parked.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(shard.dir, parked)
+    # The lock is taken here and inherited by the indexer (one open file description), so
+    # `inventory` never sees the parked tree unlocked while it is being indexed.
+    with (parked / ".lock").open("wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "index", str(shard.root), shard.id,
+             "--state", str(parked)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, pass_fds=(lock.fileno(),),
+        )  # fmt: skip
+    return {"shard_id": shard.id, "cleaned": True, "indexing": True}
+
+
+def index_parked(root: Path, parked: Path) -> dict:
+    """Cut a parked state tree's files into the chunk store, then delete the tree."""
+    if parked.parent != root / "indexing" or not PARKED_NAME.fullmatch(parked.name):
+        raise HelperError(f"{parked} is not a parked state tree under {root / 'indexing'}")
+    chunks = 0
+    for _, path in _state_files(parked / "state"):
+        chunks += len(_store_file(root, path, None)["chunks"])
+    shutil.rmtree(parked, ignore_errors=True)
+    return {"chunks": chunks}
+
+
+def _wait_for_indexing(root: Path, timeout: float) -> None:
+    """Wait until no parked tree is being indexed (its indexer holds its lock); trees whose
+    indexer died are dropped (a later transfer sends what their chunks would have saved)."""
+    deadline = time.monotonic() + timeout
+    parked_trees = root / "indexing"
+    for parked in sorted(parked_trees.iterdir()) if parked_trees.is_dir() else []:
+        with contextlib.suppress(FileNotFoundError), (parked / ".lock").open("rb") as lock:
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        return
+                    time.sleep(INDEX_POLL)
+        shutil.rmtree(parked, ignore_errors=True)
 
 
 def _get_health(address: str, port: int) -> tuple[int, dict]:
@@ -861,18 +912,25 @@ def _load_cache(path: Path) -> dict:
         return {}
 
 
-def snapshot(shard: Shard, on_chunk: OnChunk | None = None) -> bytes:
+def snapshot(shard: Shard, on_chunk: OnChunk | None = None, move_id: str = "") -> bytes:
     """Chunk the files changed since the last snapshot; return the canonical manifest JSON.
-    `on_chunk` sees each chunk as it is cut (not those of unchanged files)."""
+    `on_chunk` sees each chunk as it is cut (not those of unchanged files). Files that move
+    `move_id` sent whole and that are unchanged since are listed whole (no chunks)."""
     if not shard.state.is_dir():
         raise HelperError(f"shard {shard.id} has no state directory {shard.state}")
     cache_path = shard.dir / "snapshot-cache.json"
     cache = _load_cache(cache_path)
+    sent_whole = _load_cache(_sent_whole_path(shard, move_id)) if move_id else {}
     racy_after = time.time_ns() - RACY_NS
     files, fresh = [], {}
     for relative, path in _state_files(shard.state):
         info = path.stat()
         identity = _identity(info)
+        whole = sent_whole.get(relative)
+        if whole and whole["identity"] == identity:
+            files.append({"path": relative, "mode": info.st_mode & 0o7777, "size": info.st_size,
+                          "sha256": whole["sha256"], "chunks": [], "whole": True})  # fmt: skip
+            continue
         cached = cache.get(relative)
         if cached and cached["identity"] == identity:
             entry = cached["entry"]
@@ -1005,10 +1063,7 @@ def restore(shard: Shard, manifest: bytes, expected: str, full_verify: bool) -> 
     fresh, written, reused, total = {}, 0, 0, 0
     try:
         for entry in json.loads(manifest)["files"]:
-            relative = entry["path"]
-            parts = relative.split("/")
-            if relative.startswith("/") or any(p in ("", ".", "..") for p in parts):
-                raise HelperError(f"unsafe path in manifest: {relative!r}")
+            relative = _safe_relative(entry["path"])
             current = shard.state / relative
             destination = staging / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
@@ -1020,6 +1075,8 @@ def restore(shard: Shard, manifest: bytes, expected: str, full_verify: bool) -> 
             if same and (not full_verify or _file_sha256(current) == entry["sha256"]):
                 os.link(current, destination)
                 reused += 1
+            elif entry.get("whole"):
+                raise CorruptData(f"file {relative}: sent whole but not held here as sent")
             else:
                 file_hash = hashlib.sha256()
                 with destination.open("wb", buffering=0) as out, Writeback(out) as writeback:
@@ -1036,14 +1093,18 @@ def restore(shard: Shard, manifest: bytes, expected: str, full_verify: bool) -> 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    _replace_state(shard, staging)
+    _write(cache_path, json.dumps(fresh))
+    return {"files": len(fresh), "bytes": total, "written": written, "reused": reused}
+
+
+def _replace_state(shard: Shard, staging: Path) -> None:
     previous = shard.dir / ".state.previous"
     shutil.rmtree(previous, ignore_errors=True)
     if shard.state.exists():
         os.replace(shard.state, previous)
     os.replace(staging, shard.state)
     shutil.rmtree(previous, ignore_errors=True)
-    _write(cache_path, json.dumps(fresh))
-    return {"files": len(fresh), "bytes": total, "written": written, "reused": reused}
 
 
 # --- host-to-host transfer ----------------------------------------------------------------
@@ -1052,6 +1113,8 @@ MOVE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
 USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 FRAME_HEADER_MAX = 100
+WHOLE_HEADER_MAX = 8192
+PIPE_BYTES = 1 << 20  # the default /proc/sys/fs/pipe-max-size
 PROGRESS_EVERY = 2 << 20
 # A zstd frame is never larger than its content plus this (the format's compress bound).
 FRAME_OVERHEAD = 1024
@@ -1139,7 +1202,7 @@ class _Stream:
             self.reported = self.bytes + self.cut
 
 
-def _stream_snapshot(shard: Shard, stream: _Stream, have: set[str]) -> bytes:
+def _stream_snapshot(shard: Shard, stream: _Stream, have: set[str], move_id: str) -> bytes:
     """Snapshot the shard, sending each chunk the target lacks as soon as it is cut (then
     those of files unchanged since the last snapshot); returns the manifest."""
 
@@ -1150,7 +1213,7 @@ def _stream_snapshot(shard: Shard, stream: _Stream, have: set[str]) -> bytes:
         else:
             stream.send(digest, size, blob)
 
-    manifest = snapshot(shard, on_chunk)
+    manifest = snapshot(shard, on_chunk, move_id)
     stream.done |= have
     for entry in json.loads(manifest)["files"]:
         for digest, size in entry["chunks"]:
@@ -1161,11 +1224,14 @@ def _stream_snapshot(shard: Shard, stream: _Stream, have: set[str]) -> bytes:
 def push(shard: Shard, args: argparse.Namespace) -> dict:
     """Send chunks to the target over OpenSSH `ssh`: those listed in the move's `send` file,
     or with --snapshot, every chunk of a new snapshot not in the move's `have` file (the
-    target's store), each sent while the snapshot goes on cutting."""
+    target's store), each sent while the snapshot goes on cutting; or with --whole, every
+    state file raw (the first copy to a target whose store holds little)."""
     moves = move_dir(shard.root, args.move)
+    have: set[str] = set()
+    digests: dict[str, int] = {}
     if args.snapshot:
         have = set(_read_digests((moves / "have").read_bytes().splitlines()))
-    else:
+    elif not args.whole:
         digests = _sized_digests((moves / "send").read_text().splitlines())
     keepalive = max(1, int(args.timeout / 3))
     started = time.monotonic()
@@ -1176,14 +1242,18 @@ def push(shard: Shard, args: argparse.Namespace) -> dict:
         stderr=subprocess.PIPE,
     )
     stream = _Stream(process, shard.root)
-    manifest = None
+    _widen_pipe(stream.pipe)
+    manifest = whole = None
     try:
-        if args.snapshot:
-            manifest = _stream_snapshot(shard, stream, have)
+        if args.whole:
+            whole = _push_whole(shard, stream.pipe, args.move)
+        elif args.snapshot:
+            manifest = _stream_snapshot(shard, stream, have, args.move)
         else:
             for digest, size in digests.items():
                 stream.send(digest, size)
-        stream.report(final=True)
+        if whole is None:
+            stream.report(final=True)
     except BrokenPipeError:
         pass  # the target ended the stream; its exit status and message say why
     except BaseException:
@@ -1197,17 +1267,128 @@ def push(shard: Shard, args: argparse.Namespace) -> dict:
         raise MissingTool(f"on the target: {message}")
     if process.returncode != 0:
         raise HelperError(f"ssh to {args.to_address} exited {process.returncode}: {message}")
-    summary = {"chunks": stream.chunks, "bytes": stream.bytes, "content": stream.content,
-               "seconds": time.monotonic() - started, "target": json.loads(out)}  # fmt: skip
+    sent = whole or {"chunks": stream.chunks, "bytes": stream.bytes, "content": stream.content}
+    summary = {**sent, "seconds": time.monotonic() - started, "target": json.loads(out)}
     if manifest is not None:
         summary["manifest"] = manifest.decode("ascii")
     return summary
 
 
-def _expected_chunks(moves: Path, move_id: str) -> tuple[dict[str, int] | None, int]:
-    """Claim the move's `expected` file (so a second connection gets nothing): the chunks
-    listed (`<digest> <size>` lines), or None and the byte budget for a streamed snapshot
-    (`stream <max bytes>`: any verified chunk is taken until the budget is spent)."""
+def _sent_whole_path(shard: Shard, move_id: str) -> Path:
+    move_dir(shard.root, move_id)  # validates the id
+    return shard.dir / f"sent-whole.{move_id}.json"
+
+
+def _push_whole(shard: Shard, pipe: IO[bytes], move_id: str) -> dict:
+    """The first-copy fast path: each state file raw (a JSON header line, the bytes, then the
+    SHA-256 of what was read), no chunking. Files unchanged while read are recorded for the
+    move, so its later snapshots list them whole instead of chunking them."""
+    if not shard.state.is_dir():
+        raise HelperError(f"shard {shard.id} has no state directory {shard.state}")
+    for stale in shard.dir.glob("sent-whole.*.json"):
+        stale.unlink()
+    racy_after = time.time_ns() - RACY_NS
+    sent: dict[str, dict] = {}
+    files = total = reported = 0
+    for relative, path in _state_files(shard.state):
+        with path.open("rb", buffering=0) as handle:
+            info = os.fstat(handle.fileno())
+            header = {"path": relative, "size": info.st_size, "mode": info.st_mode & 0o7777}
+            pipe.write(json.dumps(header).encode() + b"\n")
+            file_hash = hashlib.sha256()
+            left = info.st_size
+            while left:
+                data = handle.read(min(READ_SIZE, left))
+                if not data:
+                    raise HelperError(f"state file {path} shrank while being sent")
+                file_hash.update(data)
+                pipe.write(data)
+                left -= len(data)
+                total += len(data)
+                if total - reported >= PROGRESS_EVERY:
+                    _emit({"progress": total, "cut": total})
+                    reported = total
+        digest = file_hash.hexdigest()
+        pipe.write(f"{digest}\n".encode())
+        files += 1
+        identity = _identity(info)
+        racy = max(info.st_mtime_ns, info.st_ctime_ns) > racy_after
+        if not racy and _identity(path.stat()) == identity:
+            sent[relative] = {"identity": identity, "sha256": digest}
+    _write(_sent_whole_path(shard, move_id), json.dumps(sent))
+    return {"chunks": files, "bytes": total, "content": total}
+
+
+def _receive_whole(shard: Shard, stream: IO[bytes], budget: int) -> dict:
+    """Write the files a first-copy push sends into a new state tree, hashing each as it is
+    written; the tree replaces `state/` only when every file matched its SHA-256 and the
+    total stayed within `budget` bytes. The restore cache then lets later rounds' manifests
+    name these files whole."""
+    if shard.pid() is not None:
+        raise Fenced(f"shard {shard.id} is running here; refusing to replace its state")
+    staging = shard.dir / ".state.next"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    _widen_pipe(stream)
+    fresh: dict[str, list] = {}
+    total = 0
+    try:
+        while header := stream.readline(WHOLE_HEADER_MAX):
+            try:
+                document = json.loads(header)
+                relative, size, mode = document["path"], document["size"], document["mode"]
+            except (ValueError, KeyError, TypeError):
+                raise HelperError(f"bad file header {header[:80]!r}") from None
+            destination = staging / _safe_relative(relative)
+            if relative in fresh or destination.exists():
+                raise HelperError(f"file {relative!r} sent twice")
+            if type(size) is not int or size < 0 or type(mode) is not int:
+                raise HelperError(f"file {relative!r}: bad size {size!r} or mode {mode!r}")
+            if total + size > budget:
+                raise HelperError(f"file {relative!r}: more than the {budget} bytes expected")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            file_hash = hashlib.sha256()
+            with destination.open("wb", buffering=0) as out, Writeback(out) as writeback:
+                left = size
+                while left:
+                    data = stream.read(min(READ_SIZE, left))
+                    if not data:
+                        raise CorruptData(f"file {relative}: stream ended {left} bytes short")
+                    writeback.write(data)
+                    file_hash.update(data)
+                    left -= len(data)
+            sent_hash = stream.readline(FRAME_HEADER_MAX).strip().decode("ascii", "replace")
+            actual = file_hash.hexdigest()
+            if sent_hash != actual:
+                raise CorruptData(f"file {relative}: hashes to {actual}, source sent {sent_hash!r}")
+            os.chmod(destination, mode & 0o777)
+            fresh[relative] = [sent_hash, *_restored_identity(destination.stat())]
+            total += size
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _replace_state(shard, staging)
+    _write(shard.dir / "restore-cache.json", json.dumps(fresh))
+    return {"chunks": len(fresh), "bytes": total, "not_sent": 0}
+
+
+def _widen_pipe(pipe: IO[bytes]) -> None:
+    """Grow a bulk pipe's kernel buffer from 64 KiB: fewer wake-ups of the process on the
+    other end per MiB (the first copy is bound by context switches among four processes)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
+def _safe_relative(relative: object) -> str:
+    if not isinstance(relative, str) or any(
+        part in ("", ".", "..") for part in relative.split("/")
+    ):
+        raise HelperError(f"unsafe path {relative!r}")
+    return relative
+
+
+def _claim_expected(moves: Path, move_id: str) -> list[str]:
+    """Claim the move's `expected` file (so a second connection gets nothing): its lines."""
     claimed = moves / f"expected.{os.getpid()}"
     try:
         os.replace(moves / "expected", claimed)
@@ -1215,16 +1396,24 @@ def _expected_chunks(moves: Path, move_id: str) -> tuple[dict[str, int] | None, 
         raise HelperError(f"move {move_id}: no transfer expected (or already used)") from None
     lines = claimed.read_text().splitlines()
     claimed.unlink()
-    if lines and lines[0].startswith("stream "):
-        return None, int(lines[0].split()[1])
-    expected = _sized_digests(lines)
-    return expected, sum(size + (size >> 7) + FRAME_OVERHEAD for size in expected.values())
+    return lines
 
 
 def receive(shard: Shard, args: argparse.Namespace) -> dict:
-    """Store the chunks a source pushes: only those the broker listed for this move (or, for
-    a streamed snapshot, any within the move's byte budget), each once, each verified."""
-    expected, budget = _expected_chunks(move_dir(shard.root, args.move), args.move)
+    """What the broker's `expected` file for this move allows: `whole <max bytes>`, the
+    state's files sent whole (first copy); `stream <max bytes>`, any verified chunk until the
+    budget is spent (a streamed snapshot); else exactly the chunks listed (`<digest> <size>`
+    lines). Each chunk once, each verified."""
+    lines = _claim_expected(move_dir(shard.root, args.move), args.move)
+    mode, _, bound = lines[0].partition(" ") if lines else ("", "", "")
+    if mode == "whole":
+        return _receive_whole(shard, sys.stdin.buffer, int(bound))
+    expected: dict[str, int] | None = None
+    if mode == "stream":
+        budget = int(bound)
+    else:
+        expected = _sized_digests(lines)
+        budget = sum(size + (size >> 7) + FRAME_OVERHEAD for size in expected.values())
     seen: set[str] = set()
     received = written = 0
     stream = sys.stdin.buffer
@@ -1255,8 +1444,10 @@ def receive(shard: Shard, args: argparse.Namespace) -> dict:
     return {"chunks": received, "bytes": written, "not_sent": not_sent}
 
 
-def inventory(root: Path) -> list[str]:
-    """Every chunk hash in the host's store (a streamed snapshot skips these)."""
+def inventory(root: Path, timeout: float) -> list[str]:
+    """Every chunk hash in the host's store (a streamed snapshot skips these), once a
+    running index of a parked state tree has finished (up to `timeout` seconds)."""
+    _wait_for_indexing(root, timeout)
     store = root / "chunks"
     if not store.is_dir():
         return []
@@ -1315,6 +1506,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--to-port", type=int, default=22)
     parser.add_argument("--to-user", default="")
     parser.add_argument("--snapshot", action="store_true")
+    parser.add_argument("--whole", action="store_true")
+    parser.add_argument("--index", action="store_true")
     return parser
 
 
@@ -1343,7 +1536,7 @@ def main(argv: list[str]) -> int:
         if operation in ("snapshot", "freeze-snapshot"):
             if operation == "freeze-snapshot":
                 set_frozen(shard, True)
-            sys.stdout.buffer.write(snapshot(shard))
+            sys.stdout.buffer.write(snapshot(shard, move_id=args.move))
             return 0
         if operation in ("restore", "handover") and not HASH.fullmatch(args.digest):
             raise HelperError(f"{operation} needs --digest <sha256>")
@@ -1358,7 +1551,9 @@ def main(argv: list[str]) -> int:
         elif operation == "status":
             result = status(shard)
         elif operation == "clean":
-            result = clean(shard)
+            result = clean(shard, args.index)
+        elif operation == "index":
+            result = index_parked(shard.root, Path(args.state))
         elif operation == "health":
             result = health(shard, args.port, args.timeout)
         elif operation == "restore":
@@ -1369,7 +1564,7 @@ def main(argv: list[str]) -> int:
             wanted = _read_digests(sys.stdin.buffer.read().splitlines())
             result = {"missing": missing(shard.root, wanted)}
         elif operation == "inventory":
-            result = {"chunks": inventory(shard.root)}
+            result = {"chunks": inventory(shard.root, args.timeout)}
         elif operation == "push":
             result = push(shard, args)
         elif operation == "receive":

@@ -138,6 +138,39 @@ def stream_snapshot_between_hosts(
     return manifest, report
 
 
+def send_whole_between_hosts(
+    source: ShardRuntime,
+    target: ShardRuntime,
+    shard_id: str,
+    *,
+    move_id: str,
+    ca: TransferCA,
+    budget: int,
+    on_progress: Callable[[Progress], None] | None = None,
+    stall_timeout: float = 30.0,
+) -> SendReport:
+    """The first-copy fast path: the source sends each state file raw, no chunking, and the
+    target writes it straight into a new state tree, refusing the lot unless every file's
+    SHA-256 (computed on both ends) matches and the total stays within `budget` bytes.
+    The move's later snapshots list these files whole while they stay unchanged."""
+    validate.node_id(move_id, "move_id")
+    started = time.monotonic()
+
+    def push(destination: SshEndpoint, progress: Callable[[int], None]) -> dict:
+        return source.push(shard_id, move_id, destination, stall_timeout=stall_timeout,
+                           on_progress=progress, whole=True)  # fmt: skip
+
+    expected = f"whole {budget}\n".encode()
+    summary = _transfer(source, target, shard_id, move_id, ca, expected, {}, push,
+                        _progress(on_progress, started))  # fmt: skip
+    received = summary["target"]
+    if (received["chunks"], received["bytes"]) != (summary["chunks"], summary["bytes"]):
+        raise CorruptChunk(f"{target.session.endpoint.label}: received {received}, source sent "
+                           f"{summary['chunks']} files, {summary['bytes']} bytes")  # fmt: skip
+    return SendReport(summary["chunks"], summary["chunks"], summary["bytes"], summary["content"],
+                      time.monotonic() - started)  # fmt: skip
+
+
 def _progress(
     on_progress: Callable[[Progress], None] | None, started: float
 ) -> Callable[[int], None]:

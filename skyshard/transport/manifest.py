@@ -29,6 +29,8 @@ class FileEntry:
     size: int
     sha256: str
     chunks: tuple[ChunkRef, ...]
+    # Sent whole (first-copy fast path): no chunks; the target holds it by `sha256`.
+    whole: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Manifest:
                     "size": entry.size,
                     "sha256": entry.sha256,
                     "chunks": [[ref.digest, ref.size] for ref in entry.chunks],
+                    **({"whole": True} if entry.whole else {}),
                 }
                 for entry in self.files
             ],
@@ -99,8 +102,13 @@ def _entry(raw: dict, field: str) -> FileEntry:
         size=_count(raw["size"], f"{field}.size"),
         sha256=validate.chunk_hash(raw["sha256"], f"{field}.sha256"),
         chunks=chunks,
+        whole=raw.get("whole", False),
     )
-    if sum(ref.size for ref in chunks) != entry.size:
+    if entry.whole is not True and entry.whole is not False:
+        raise ValidationError(f"{field}.whole", entry.whole, "must be true or false")
+    if entry.whole and chunks:
+        raise ValidationError(f"{field}.chunks", len(chunks), "must be empty for a whole file")
+    if not entry.whole and sum(ref.size for ref in chunks) != entry.size:
         raise ValidationError(f"{field}.size", entry.size, "differs from the sum of its chunks")
     return entry
 

@@ -26,6 +26,8 @@ SETTINGS = SshSettings(connect_timeout=3, command_timeout=60, attempts=2, backof
 SHARD = "kv-1"
 PORTS = itertools.count(8700)  # each namespace host has its own port space
 FAST = MigrationSettings(PrecopyRule(max_rounds=3, small_bytes=256 << 10), health_timeout=5)
+# Every round chunked, also the first copy to an empty store (faults in the chunk stores).
+CHUNKED = MigrationSettings(FAST.precopy, health_timeout=5, whole_first_copy_below=0)
 
 
 class SimulatedCrash(BaseException):

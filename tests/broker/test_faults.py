@@ -13,7 +13,7 @@ from skyshard.broker.migration import LATE_PHASES, PHASES, TERMINAL
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.runtime import host_helper
 from skyshard.runtime.client import Handover, ShardRuntime
-from tests.broker.conftest import SHARD, SimulatedCrash
+from tests.broker.conftest import CHUNKED, SHARD, SimulatedCrash
 
 # One crash point per persisted write: late phases are written with the phase after them.
 CRASH_POINTS = [phase for phase in PHASES if phase not in LATE_PHASES and phase != "done"]
@@ -89,7 +89,7 @@ def test_chunk_corrupted_in_the_source_store_is_refused_by_the_target(cluster) -
     stored = cluster.roots["host-a"] / "chunks" / digest[:2] / digest
     lie = zstandard.ZstdCompressor().compress(b"not the content of the chunk")
     stored.write_bytes(lie)
-    outcome = cluster.migrator().migrate(cluster.request())
+    outcome = cluster.migrator(CHUNKED).migrate(cluster.request())
     assert_rolled_back(cluster, outcome, "CorruptChunk")
     assert f"chunk {digest}: content hashes to" in outcome.error
     assert not (cluster.roots["host-b"] / "chunks" / digest[:2] / digest).exists()
@@ -108,7 +108,7 @@ def test_chunk_corrupted_on_target_disk_is_detected_and_dropped(cluster) -> None
     stored.write_bytes(zstandard.ZstdCompressor().compress(b"bit rot"))
     for path in (stored.parent.parent, stored.parent, stored):  # as if the host wrote it
         shutil.chown(path, cluster.hosts["host-b"].sshd.user, cluster.hosts["host-b"].sshd.user)
-    outcome = cluster.migrator().migrate(cluster.request())
+    outcome = cluster.migrator(CHUNKED).migrate(cluster.request())
     assert_rolled_back(cluster, outcome, f"chunk {digest}: content hashes to")
     assert not stored.exists()  # dropped, so the retry sends it again
     assert cluster.migrator().migrate(cluster.request(), retry=True).status == "done"

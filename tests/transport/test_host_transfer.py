@@ -20,9 +20,14 @@ import pytest
 
 from skyshard.runtime import host_helper
 from skyshard.runtime.client import ShardRuntime, ToolMissing
-from skyshard.runtime.transfer import send_between_hosts, stream_snapshot_between_hosts
+from skyshard.runtime.transfer import (
+    send_between_hosts,
+    send_whole_between_hosts,
+    stream_snapshot_between_hosts,
+)
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.certificates import MoveGrant
+from skyshard.transport.chunkstore import CorruptChunk
 from skyshard.transport.ssh import ConnectionPool, RemoteCommandFailed, SshSettings
 from tests.support.hosts import TestHost, certificate_ssh, shared_transfer_ca, start_host
 from tests.support.sshd import require_sshd
@@ -31,6 +36,7 @@ OPERATOR = "ops"
 SHARD = "kv-1"
 SETTINGS = SshSettings(connect_timeout=5, command_timeout=120, attempts=2, backoff=0.05)
 SYSTEM_PYTHON = "/usr/bin/python3"
+USAGE = host_helper.EXIT_USAGE
 POLICY = AccessPolicy.from_mapping({OPERATOR: [("*", ACTIONS)]})
 
 
@@ -173,6 +179,86 @@ def test_streamed_receive_takes_each_verified_chunk_once(tmp_path: Path) -> None
     lying = receive_frames(tmp_path / "c", "stream 100000\n", lie)
     assert lying.returncode == host_helper.EXIT_CORRUPT and b"content hashes to" in lying.stderr
     assert not list((tmp_path / "c" / "chunks").rglob("*/*"))
+
+
+def test_first_copy_goes_whole_and_the_move_lists_unchanged_files_whole(runtimes) -> None:
+    source, target = runtimes["src"], runtimes["dst"]
+    data = random.Random(6).randbytes(6 << 20)
+    write_state(source, {"data.bin": data, "small.txt": b"hello\n"})
+    (state_dir(source) / "sub").mkdir()
+    (state_dir(source) / "sub" / "log.txt").write_bytes(b"key=value\n" * 1000)
+    time.sleep(1.1)  # past the "racily clean" second, so the send records the files
+    ca = shared_transfer_ca()[0]
+    report = send_whole_between_hosts(source, target, SHARD, move_id="mv-1", ca=ca,
+                                      budget=8 << 20)  # fmt: skip
+    assert (report.chunks_sent, report.content_bytes_sent) == (3, len(data) + 6 + 10_000)
+    for name in ("data.bin", "small.txt", "sub/log.txt"):
+        assert (state_dir(target) / name).read_bytes() == (state_dir(source) / name).read_bytes()
+    assert target.inventory(SHARD) == []  # no chunk cut on the critical path
+    # The same move's next round lists the unchanged files whole: nothing to cut or send.
+    (state_dir(source) / "small.txt").write_bytes(b"changed\n")
+    manifest, again = stream_snapshot_between_hosts(source, target, SHARD, move_id="mv-1",
+                                                    ca=ca, budget=8 << 20)  # fmt: skip
+    assert [e.path for e in manifest.files if e.whole] == ["data.bin", "sub/log.txt"]
+    assert (again.chunks_sent, again.content_bytes_sent) == (1, 8)
+    assert target.restore(manifest)["reused"] == 2
+    assert (state_dir(target) / "small.txt").read_bytes() == b"changed\n"
+    # Another move does not trust this move's record.
+    assert not any(entry.whole for entry in source.snapshot(SHARD).files)
+    # A file sent whole that no longer is what was sent is refused, not restored.
+    (state_dir(target) / "data.bin").write_bytes(b"tampered")
+    with pytest.raises(CorruptChunk, match=r"data\.bin: sent whole but not held here"):
+        target.restore(manifest)
+
+
+def test_clean_with_index_fills_the_store_before_inventory_answers(runtimes) -> None:
+    source = runtimes["src"]
+    write_state(source, {"data.bin": random.Random(7).randbytes(4 << 20)})
+    source.clean(SHARD, index=True)
+    assert not state_dir(source).exists()
+    held = source.inventory(SHARD)
+    assert len(held) > 8  # ~256 KiB chunks of 4 MiB, cut by the detached indexer
+    assert not list((Path(source.root.text) / "indexing").iterdir())
+
+
+def test_index_takes_only_a_parked_tree(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "indexing").mkdir(parents=True)
+    (root / "keep.txt").write_text("not a parked tree")
+    for state in (root / "indexing" / "..", root / "elsewhere" / f"{SHARD}.{'0' * 32}"):
+        argv = ["helper", "index", str(root), SHARD, "--state", str(state)]
+        assert host_helper.main(argv) == host_helper.EXIT_USAGE
+    assert (root / "keep.txt").exists()
+
+
+def whole_file(path: str, data: bytes, size: int | None = None, sent: bytes | None = None):
+    header = json.dumps({"path": path, "size": len(data) if size is None else size, "mode": 0o600})
+    digest = hashlib.sha256(data if sent is None else sent).hexdigest()
+    return header.encode() + b"\n" + data + digest.encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("stream", "status", "message"),
+    [
+        (whole_file("a.bin", b"x" * 900, sent=b"y" * 900), host_helper.EXIT_CORRUPT,
+         b"a.bin: hashes to"),
+        (whole_file("a.bin", b"x" * 500, size=1000), host_helper.EXIT_CORRUPT,
+         b"stream ended"),
+        (whole_file("a.bin", b"x" * 2000), USAGE, b"more than the 1000 bytes expected"),
+        (whole_file("../a.bin", b"x"), USAGE, b"unsafe path"),
+        (whole_file("a.bin", b"x") * 2, USAGE, b"sent twice"),
+        (b'{"path": "a.bin", "size": -1, "mode": 384}\n', USAGE, b"bad size"),
+    ],
+    ids=["corrupted", "short", "over-budget", "unsafe-path", "twice", "negative-size"],
+)  # fmt: skip
+def test_whole_receive_refuses_bad_streams(tmp_path: Path, stream, status, message) -> None:
+    ok = receive_frames(tmp_path / "ok", "whole 1000\n", whole_file("a.bin", b"x" * 900))
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "ok" / "shards" / SHARD / "state" / "a.bin").read_bytes() == b"x" * 900
+    refused = receive_frames(tmp_path / "bad", "whole 1000\n", stream)
+    assert refused.returncode == status and message in refused.stderr, refused.stderr
+    assert not (tmp_path / "bad" / "shards" / SHARD / "state").exists()
+    assert not (tmp_path / "bad" / "shards" / SHARD / ".state.next").exists()
 
 
 def moves_of(runtime: ShardRuntime, move_id: str = "mv-1") -> Path:
