@@ -1315,6 +1315,7 @@ def _push_whole(shard: Shard, pipe: IO[bytes], move_id: str) -> dict:
         racy = max(info.st_mtime_ns, info.st_ctime_ns) > racy_after
         if not racy and _identity(path.stat()) == identity:
             sent[relative] = {"identity": identity, "sha256": digest}
+    _emit({"progress": total, "cut": total})  # the last line, as the chunked stream ends
     _write(_sent_whole_path(shard, move_id), json.dumps(sent))
     return {"chunks": files, "bytes": total, "content": total}
 
