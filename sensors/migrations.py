@@ -41,13 +41,14 @@ def _ops(db_path: str, read: Callable[[str], T]) -> T:
         return read(db_path)
     except (IOException, WriterLockTimeout) as error:
         raise PlanNotReadable(
-            f"operational state is busy; checking again next tick ({error})"
+            f"{db_path} is locked by a writer; checking again next tick ({error})"
         ) from None
 
 
 def approved_moves(db_path: str) -> list[tuple[str, str, str]]:
     """(move id, from provider, to provider) of every approved move, oldest decision first."""
-    approved = _ops(db_path, lambda path: PlanStatuses(path).moves([MoveStatus.APPROVED]))
+    # No wait on the embedded file: a writer holding it skips this tick, the next one asks again.
+    approved = _ops(db_path, lambda path: PlanStatuses(path, wait_s=0).moves([MoveStatus.APPROVED]))
     return approved.select(PROVIDERS).rows()
 
 

@@ -20,7 +20,13 @@ from pathlib import Path
 import polars as pl
 
 from skyshard.plans.status import MoveStatus, PlanError, check_transition, parse_status
-from skyshard.storage.state import DuckDBState, StateConnection, StateStore, open_state
+from skyshard.storage.state import (
+    STATE_LOCK_WAIT_S,
+    DuckDBState,
+    StateConnection,
+    StateStore,
+    open_state,
+)
 
 MOVE_ID = re.compile(r"^mv-[0-9a-f]{16}$")
 DECIDER = re.compile(r"^[A-Za-z0-9_.@:+-]{1,64}$")
@@ -85,8 +91,10 @@ class PlanStatuses:
     """Statuses and decisions of planned moves, on the state backend of the DuckDB file
     `database` (or Postgres at `state_url`, default `SKYSHARD_STATE_URL`)."""
 
-    def __init__(self, database: Path | str, state_url: str | None = None) -> None:
-        self.state: StateStore = open_state(database, state_url)
+    def __init__(
+        self, database: Path | str, state_url: str | None = None, wait_s: float = STATE_LOCK_WAIT_S
+    ) -> None:
+        self.state: StateStore = open_state(database, state_url, wait_s)
         self.state.ensure(DDL)
 
     @property
