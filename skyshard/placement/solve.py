@@ -59,6 +59,9 @@ PRICED_PER_SHARD = 3
 MIP_TIME_SHARE = 0.8
 FINISH_SHARE = 0.05  # of the limit, kept for the checker, the moves and the answer
 FINISH_BUILD_RATIO = 2.0  # or this times the instance build, if more
+MILP_RATIO = 1.0  # the MILP path runs only with this times the time spent so far left
+RICH_RATIO = 5.0  # below this times the time spent so far, fewer candidates per shard
+MIN_TOP_K = 2
 
 
 @dataclass(frozen=True)
@@ -145,11 +148,17 @@ def _most_negative(
 
 
 class _Timer:
+    """One clock for the whole call: the time each phase took and what the limit cut short."""
+
     def __init__(self, limit: float) -> None:
         self.start = perf_counter()
         self.limit = limit
         self.reserve = FINISH_SHARE * limit
         self.phases: dict[str, float] = {}
+        self.cut: list[str] = []
+
+    def elapsed(self) -> float:
+        return perf_counter() - self.start
 
     def remaining(self) -> float:
         """Seconds left for solving, the finishing reserve kept back."""
@@ -227,7 +236,7 @@ class _Search:
     def _build(self) -> MilpProblem:
         began = perf_counter()
         problem = build_problem(self.inst, self.cands, self.active, self.pen)
-        self.timer.add("build", began)
+        self.timer.add("problem", began)
         return problem
 
     def include(self, chosen: np.ndarray) -> None:
@@ -273,7 +282,13 @@ class _Search:
             bound = _lagrangian_bound(inst, cands, self.problem, pen, dual, self.active)
             best_bound = max(best_bound, bound)
             close = lp.objective - best_bound <= BOUND_TOLERANCE * max(abs(lp.objective), 1.0)
-            if close or perf_counter() >= deadline:
+            if close:
+                return lp_x, best_bound
+            if perf_counter() >= deadline:
+                self.timer.cut.append(
+                    "LP pricing: stopped at its time share with candidates left to price; "
+                    "the bound is the Lagrangian one"
+                )
                 return lp_x, best_bound
             self.active = self.active.copy()
             self.active[_most_negative(cands.shard[left_out], bounds, negative, left_out)] = True
@@ -297,6 +312,9 @@ class _Search:
         return _Incumbent(chosen, float(mip.objective), mip.dual_bound), mip
 
 
+BUILD_PHASES = ("instance", "candidates", "problem")
+
+
 def _result(
     inp: PlacementInput,
     inst: Instance,
@@ -308,9 +326,10 @@ def _result(
     why: dict[int, str],
     options: SolveOptions,
     timer: _Timer,
-    stats: dict[str, int],
+    search: _Search,
 ) -> PlacementResult:
     """`why`: the pre-checks' reasons for shards no allowed host can hold."""
+    began = perf_counter()
     placed = np.sort(best.placed)
     host_of = np.full(inst.n_shards, NO_INDEX, dtype=np.int64)
     host_of[cands.shard[placed]] = cands.host[placed]
@@ -318,6 +337,7 @@ def _result(
     if bound is not None:
         gap = max(0.0, best.objective - bound) / max(abs(best.objective), 1e-9)
     unfixed = tuple(f"{v.family}: {v.message}" for v in violations_of(inst, host_of))
+    moves = moves_for(inp, inst, cands, placed)
     cost = float(cands.cost[placed].sum())
     if unfixed:
         status = Status.PARTIAL
@@ -325,7 +345,17 @@ def _result(
         status = Status.OPTIMAL
     else:
         status = Status.FEASIBLE_WITH_GAP
-    stats |= {f"{phase}_ms": round(1000 * s) for phase, s in timer.phases.items()}
+    timer.add("explanation", began)
+    stats = {
+        "candidates": len(inst.cand_cost),
+        "eligible": len(cands),
+        "columns": search.problem.n_x,
+        "rows": search.problem.matrix.shape[0],
+        **search.stats,
+        **{f"{phase}_ms": round(1000 * s) for phase, s in timer.phases.items()},
+    }
+    build_seconds = sum(timer.phases.get(phase, 0.0) for phase in BUILD_PHASES)
+    limit = f"time limit {options.time_limit_s:g} s"
     return PlacementResult(
         status=status,
         assignment={inst.shard_ids[s]: inst.host_ids[h] for s, h in enumerate(host_of) if h >= 0},
@@ -333,11 +363,11 @@ def _result(
         lp_bound=lp_bound,
         best_bound=bound,
         gap=gap,
-        build_seconds=timer.phases.get("build", 0.0),
-        solve_seconds=perf_counter() - timer.start - timer.phases.get("build", 0.0),
+        build_seconds=build_seconds,
+        solve_seconds=timer.elapsed() - build_seconds,
         solver=SOLVER_NAME,
-        moves=moves_for(inp, inst, cands, placed),
-        explanation=explanation,
+        moves=moves,
+        explanation=explanation + tuple(f"{limit}: {cut}" for cut in timer.cut),
         stats=stats,
         penalty=best.objective - cost,
         unplaced={
@@ -345,64 +375,114 @@ def _result(
             for s in np.flatnonzero(host_of == NO_INDEX)
         },
         unfixed=unfixed,
+        cut=tuple(timer.cut),
     )
+
+
+def _affordable(timer: _Timer, top_k: int | None) -> tuple[bool, int | None]:
+    """(whether the MILP path fits in the time left, candidates per shard it gets).
+
+    The problem build, the LP and the MIP each cost at least about what building the instance,
+    the candidates and the pre-checks did (at the cluster shape the LP takes 3-10 times that),
+    so with less than that left the heuristic gets all of it; with less than RICH_RATIO times
+    that, the problem keeps proportionally fewer of each shard's cheapest candidates (pricing
+    adds back the ones the LP asks for, as far as time allows).
+    """
+    spent, left = timer.elapsed(), timer.remaining()
+    if left < MILP_RATIO * spent:
+        timer.cut.append(
+            f"problem, LP and MIP skipped: {max(left, 0):.1f} s left after {spent:.1f} s of "
+            "instance, candidates and pre-checks; the plan is the heuristic's, its gap unknown"
+        )
+        return False, top_k
+    if top_k is None or left >= RICH_RATIO * spent:
+        return True, top_k
+    k = max(MIN_TOP_K, int(top_k * left / (RICH_RATIO * spent)))
+    if k < top_k:
+        timer.cut.append(
+            f"candidates: the {k} cheapest per shard instead of {top_k} ({left:.1f} s left "
+            f"after {spent:.1f} s of instance, candidates and pre-checks)"
+        )
+    return True, min(k, top_k)
+
+
+def _heuristic(
+    inst: Instance, cands: Candidates, lp_x: np.ndarray, seconds: float, timer: _Timer
+) -> np.ndarray:
+    began = perf_counter()
+    chosen = lp_guided_assignment(inst, cands, lp_x, max(seconds, 0.0))
+    timer.add("heuristic", began)
+    if perf_counter() - began >= seconds:
+        timer.cut.append(
+            f"heuristic{' (LP-guided)' if lp_x.any() else ''}: stopped at its {seconds:.1f} s "
+            "share; shards not reached yet stay where they run"
+        )
+    return chosen
 
 
 def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) -> PlacementResult:
     """The best plan found within the time limit: minimum cost plus the elastic model's price of
-    what cannot be fixed (overload, unplaced shards, broken rules), with what is left unfixed
-    and the pre-check verdicts that say why."""
+    what cannot be fixed (overload, unplaced shards, broken rules), with what is left unfixed,
+    the pre-check verdicts that say why, and the phases the limit cut short
+    (`PlacementResult.cut`)."""
     options = options or SolveOptions()
     timer = _Timer(options.time_limit_s)
     began = perf_counter()
     inst = build_instance(inp)
+    timer.add("instance", began)
+    # checking the plan and listing its moves costs a fraction of building the instance
+    timer.reserve = max(timer.reserve, FINISH_BUILD_RATIO * timer.phases["instance"])
+    began = perf_counter()
     cands = eligible_candidates(inst)
     pen = penalties(inst, cands)
-    timer.add("build", began)
-    # checking the plan at the end costs about as much as building the instance did
-    timer.reserve = max(timer.reserve, FINISH_BUILD_RATIO * timer.phases["build"])
+    timer.add("candidates", began)
     began = perf_counter()
     why = unplaceable(inst)
-    explanation = pre_checks(inst, why)
+    families_checked = timer.remaining() > 0
+    if not families_checked:
+        timer.cut.append("pre-checks: only shards no host can hold (time limit reached)")
+    explanation = pre_checks(inst, why, families=families_checked)
     timer.add("pre_checks", began)
-    search = _Search(inst, cands, pen, top_k_mask(inst, cands, options.top_k), timer)
 
-    began = perf_counter()
-    seed = lp_guided_assignment(
-        inst, cands, np.zeros(len(cands)), max(timer.remaining(), 0) * FIRST_HEURISTIC_SHARE
-    )
-    timer.add("heuristic", began)
+    milp, top_k = _affordable(timer, options.top_k)
+    no_lp = np.zeros(len(cands))
+    if not milp:
+        seed = _heuristic(inst, cands, no_lp, timer.remaining(), timer)
+        # the problem over the plan's own columns prices it exactly: rows without them are 0
+        only_seed = np.zeros(len(cands), dtype=bool)
+        only_seed[seed[seed != NO_INDEX]] = True
+        search = _Search(inst, cands, pen, only_seed, timer)
+        best = search.incumbent(seed)
+        return _result(inp, inst, cands, best, None, None, explanation, why, options, timer, search)
+
+    search = _Search(inst, cands, pen, top_k_mask(inst, cands, top_k), timer)
+    seed = _heuristic(inst, cands, no_lp, timer.remaining() * FIRST_HEURISTIC_SHARE, timer)
     best = search.incumbent(seed)
-    lp_x, lp_bound = (None, None) if timer.remaining() <= 0 else search.price(PRICING_TIME_SHARE)
+    lp_x, lp_bound = search.price(PRICING_TIME_SHARE) if timer.remaining() > 0 else (None, None)
+    if lp_x is None:
+        timer.cut.append(
+            "LP: not solved in the time left; the plan is the heuristic's, its gap unknown"
+        )
     bound = lp_bound
     if lp_x is not None:
-        began = perf_counter()
-        chosen = lp_guided_assignment(
-            inst, cands, lp_x, max(timer.remaining(), 0) * HEURISTIC_TIME_SHARE
-        )
-        timer.add("heuristic", began)
+        chosen = _heuristic(inst, cands, lp_x, timer.remaining() * HEURISTIC_TIME_SHARE, timer)
         found = search.incumbent(chosen)
         if found.objective < best.objective:
             best = found
     within_gap = bound is not None and best.objective - bound <= options.mip_rel_gap * abs(
         best.objective
     )
-    if bound is not None and not within_gap and timer.remaining() > 0:
-        found, mip = search.mip(best, options.mip_rel_gap)
-        if found is not None and found.objective <= best.objective + 1e-9:
-            best = found
-            if search.active.all() and mip.dual_bound is not None:
-                bound = max(bound, mip.dual_bound)
-    if lp_x is None:
-        explanation += (
-            f"time limit {options.time_limit_s:g} s reached before the LP bound: the plan is "
-            "the heuristic's, its gap unknown",
-        )
-    stats = {
-        "candidates": len(inst.cand_cost),
-        "eligible": len(cands),
-        "columns": search.problem.n_x,
-        "rows": search.problem.matrix.shape[0],
-        **search.stats,
-    }
-    return _result(inp, inst, cands, best, lp_bound, bound, explanation, why, options, timer, stats)
+    if bound is not None and not within_gap:
+        if timer.remaining() <= 0:
+            timer.cut.append("MIP: skipped, no time left; the plan is the heuristic's")
+        else:
+            found, mip = search.mip(best, options.mip_rel_gap)
+            if found is not None and found.objective <= best.objective + 1e-9:
+                best = found
+                if search.active.all() and mip.dual_bound is not None:
+                    bound = max(bound, mip.dual_bound)
+            if not mip.proven:
+                timer.cut.append("MIP: stopped at its time share before proving the gap")
+    return _result(
+        inp, inst, cands, best, lp_bound, bound, explanation, why, options, timer, search
+    )
