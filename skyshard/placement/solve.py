@@ -62,6 +62,7 @@ FINISH_BUILD_RATIO = 2.0  # or this times the instance build, if more
 MILP_RATIO = 1.0  # the MILP path runs only with this times the time spent so far left
 RICH_RATIO = 5.0  # below this times the time spent so far, fewer candidates per shard
 MIN_TOP_K = 2
+MIP_ROOT_RATIO = 1.0  # the MIP runs only with this times the last LP's time left for it
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,7 @@ class _Search:
         self.active = active
         self.problem = self._build()
         self.stats = {"pricing_rounds": 0}
+        self.lp_seconds = 0.0  # the last LP's
 
     def _build(self) -> MilpProblem:
         began = perf_counter()
@@ -257,18 +259,27 @@ class _Search:
 
     def price(self, time_share: float) -> tuple[np.ndarray | None, float | None]:
         """LP with column pricing: (LP x per candidate, bound on the full LP), or (None, None)
-        when time ran out before any LP. Pricing gets `time_share` of the time left; when that
-        runs out the last LP guides the heuristic and the best Lagrangian bound so far (valid
-        for the full problem) is the bound."""
+        when time ran out before any LP. The first LP may use all the time left; pricing rounds
+        after it get `time_share` of it. When that runs out (or a round's LP is stopped) the
+        last LP guides the heuristic and the best Lagrangian bound so far (valid for the full
+        problem) is the bound."""
         inst, cands, pen = self.inst, self.cands, self.pen
         deadline = perf_counter() + max(self.timer.remaining(), 0.0) * time_share
         best_bound = -np.inf
+        last: tuple[np.ndarray | None, float | None] = (None, None)
         while True:
             began = perf_counter()
-            lp = solve_lp(self.problem, self.timer.remaining())
+            first = last[0] is None
+            lp = solve_lp(self.problem, self.timer.remaining() if first else deadline - began)
             self.timer.add("lp", began)
+            self.lp_seconds = perf_counter() - began
             if not lp.optimal:
-                return None, None
+                if last[0] is not None:
+                    self.timer.cut.append(
+                        "LP pricing: a round's LP stopped at the time share; the previous LP "
+                        "guides the heuristic and the bound is the Lagrangian one"
+                    )
+                return last
             assert lp.row_dual is not None and lp.objective is not None and lp.values is not None
             lp_x = np.zeros(len(cands))
             lp_x[self.problem.columns] = lp.values[: self.problem.n_x]
@@ -290,16 +301,17 @@ class _Search:
                     "the bound is the Lagrangian one"
                 )
                 return lp_x, best_bound
+            last = (lp_x, best_bound)
             self.active = self.active.copy()
             self.active[_most_negative(cands.shard[left_out], bounds, negative, left_out)] = True
             self.problem = self._build()
             self.stats["pricing_rounds"] += 1
 
-    def mip(self, start: _Incumbent, gap: float) -> tuple[_Incumbent | None, MipOutcome]:
+    def mip(
+        self, start: _Incumbent, gap: float, limit: float
+    ) -> tuple[_Incumbent | None, MipOutcome]:
         began = perf_counter()
         start_values = self.vector(start.chosen)
-        # HiGHS looks at its clock between nodes; a large root node can run past the limit
-        limit = self.timer.remaining() * MIP_TIME_SHARE
         mip = solve_mip(self.problem, limit, gap, start=start_values)
         self.timer.add("mip", began)
         if not mip.feasible:
@@ -472,11 +484,17 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
     within_gap = bound is not None and best.objective - bound <= options.mip_rel_gap * abs(
         best.objective
     )
+    # HiGHS looks at its clock (and the interrupt) between nodes: a root node that needs more
+    # than the time left would run past the limit, so the MIP needs at least the last LP's time
+    mip_limit = timer.remaining() * MIP_TIME_SHARE
     if bound is not None and not within_gap:
-        if timer.remaining() <= 0:
-            timer.cut.append("MIP: skipped, no time left; the plan is the heuristic's")
+        if mip_limit < MIP_ROOT_RATIO * search.lp_seconds or mip_limit <= 0:
+            timer.cut.append(
+                f"MIP: skipped, {max(mip_limit, 0):.1f} s left for it and the last LP took "
+                f"{search.lp_seconds:.1f} s; the plan is the LP-guided heuristic's"
+            )
         else:
-            found, mip = search.mip(best, options.mip_rel_gap)
+            found, mip = search.mip(best, options.mip_rel_gap, mip_limit)
             if found is not None and found.objective <= best.objective + 1e-9:
                 best = found
                 if search.active.all() and mip.dual_bound is not None:
