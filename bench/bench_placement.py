@@ -139,6 +139,7 @@ def cluster_run(replicas: int, seed: int) -> dict:
             - {line.split()[2].rstrip(":") for line in result.unfixed}
         ),
         "phases": {k: v for k, v in result.stats.items() if k.endswith("_ms")},
+        "cut": list(result.cut),
     }
 
 
@@ -162,7 +163,7 @@ def bench_cluster(replicas: list[int], seeds: list[int]) -> None:
                 f"{'met' if met else 'NOT met'} (< 120 s, < 4 GiB) |",
                 flush=True,
             )
-            print(f"<!-- phases: {r['phases']} -->", flush=True)
+            print(f"<!-- phases: {r['phases']} cut: {r['cut']} -->", flush=True)
 
 
 CONSUMERS_HEADER = (
