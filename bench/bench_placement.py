@@ -3,7 +3,7 @@
 Run: .venv/bin/python -m bench.bench_placement [--quick] [--large-only] [--seeds 0,1,2]
      [--scenarios steady,tight] [--backends]
      .venv/bin/python -m bench.bench_placement --cluster [--replicas 1,2,4] [--seeds 0]
-     .venv/bin/python -m bench.bench_placement --consumers
+     .venv/bin/python -m bench.bench_placement --consumers [--replicas 1]
 Instances come from tests.support.synthetic (feasible by construction; "steady" is the
 target case, "tight" a harder one). --backends also times scipy.optimize.milp (HiGHS too) on
 one pruned MILP, the measurement behind choosing highspy. --cluster solves the real-GPU-
@@ -27,7 +27,13 @@ from collections.abc import Callable
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from skyshard.placement import SolveOptions, check_assignment, greedy_placement, solve_placement
+from skyshard.placement import (
+    PlacementInput,
+    SolveOptions,
+    check_assignment,
+    greedy_placement,
+    solve_placement,
+)
 from skyshard.placement.candidates import eligible_candidates, top_k_mask
 from skyshard.placement.check import violations_of
 from skyshard.placement.explain import pre_checks, unplaceable
@@ -167,8 +173,8 @@ def bench_cluster(replicas: list[int], seeds: list[int]) -> None:
 
 
 CONSUMERS_HEADER = (
-    "| input | instance | candidates | problem (top 10) | pre-checks | heuristic (no LP) | "
-    "checker | greedy |\n|---|---|---|---|---|---|---|---|"
+    "| input | build, fresh | instance | candidates | problem (top 10) | pre-checks | "
+    "heuristic (no LP) | checker | greedy |\n|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -181,16 +187,29 @@ def _least_cpu_ms(run: Callable[[], object], repeats: int) -> float:
     return 1000 * min(spent)
 
 
-def bench_consumers() -> None:
+def _fresh_build(inp: PlacementInput) -> None:
+    """What solve_placement does before its first heuristic, nothing cached from a run before."""
+    inst = build_instance(inp)
+    cands = eligible_candidates(inst)
+    pen = penalties(inst, cands)
+    pre_checks(inst, unplaceable(inst))
+    build_problem(inst, cands, top_k_mask(inst, cands, 10), pen)
+
+
+def bench_consumers(replicas: list[int]) -> None:
     """CPU ms (least of a few runs) of each consumer of the constraint families."""
     from bench.cluster_shape import cluster_input
 
     print(CONSUMERS_HEADER)
     inputs = [
         ("1,000 x 50 steady, seed 0", random_instance(1_000, 50, 0, "steady"), 10),
-        ("cluster 1x, seed 0", cluster_input(seed=0), 3),
+        *(
+            (f"cluster {count}x, seed 0", cluster_input(seed=0, replicas=count), 3)
+            for count in replicas
+        ),
     ]
     for name, inp, repeats in inputs:
+        build_ms = _least_cpu_ms(lambda inp=inp: _fresh_build(inp), repeats)
         inst = build_instance(inp)
         cands = eligible_candidates(inst)
         pen = penalties(inst, cands)
@@ -216,7 +235,10 @@ def bench_consumers() -> None:
             _least_cpu_ms(lambda inst=inst, host_of=host_of: violations_of(inst, host_of), repeats),
             _least_cpu_ms(lambda inp=inp: greedy_placement(inp), repeats),
         ]
-        print(f"| {name} | " + " | ".join(f"{ms:,.0f}" for ms in timings) + " |", flush=True)
+        print(
+            f"| {name} | {build_ms:,.0f} | " + " | ".join(f"{ms:,.0f}" for ms in timings) + " |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -227,19 +249,20 @@ def main() -> None:
     parser.add_argument("--scenarios", default="steady,tight")
     parser.add_argument("--backends", action="store_true", help="also highspy vs scipy.milp")
     parser.add_argument("--cluster", action="store_true", help="the real-cluster shape")
-    parser.add_argument("--replicas", default="1,2,4")
+    parser.add_argument("--replicas", help="cluster copies (--cluster 1,2,4; --consumers 1)")
     parser.add_argument("--cluster-one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--consumers", action="store_true", help="CPU time per consumer")
     args = parser.parse_args()
     if args.consumers:
-        bench_consumers()
+        bench_consumers([int(r) for r in (args.replicas or "1").split(",")])
         return
     if args.cluster_one:
         print(json.dumps(cluster_run(args.cluster_one, int(args.seeds.split(",")[0]))))
         return
     if args.cluster:
         bench_cluster(
-            [int(r) for r in args.replicas.split(",")], [int(s) for s in args.seeds.split(",")]
+            [int(r) for r in (args.replicas or "1,2,4").split(",")],
+            [int(s) for s in args.seeds.split(",")],
         )
         return
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
