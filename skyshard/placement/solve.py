@@ -41,6 +41,7 @@ from skyshard.placement.explain import pre_checks, unplaceable
 from skyshard.placement.heuristic import lp_guided_assignment
 from skyshard.placement.highs import SOLVER_NAME, MipOutcome, solve_lp, solve_mip
 from skyshard.placement.instance import NO_INDEX, Instance, build_instance
+from skyshard.placement.mip_worker import solve_mip_in_worker
 from skyshard.placement.model import Move, PlacementInput, PlacementResult, Status
 from skyshard.placement.problem import (
     MilpProblem,
@@ -66,6 +67,9 @@ MIN_TOP_K = 2
 # HiGHS presolves, checks the start and solves the root LP without looking at its clock (at
 # 6,000 hosts 20 s on a 15 s limit, the root LP not finished)
 MIP_ROOT_RATIO = 2.0
+# from an LP this slow on, the MIP runs in a worker process stopped at the deadline (see
+# mip_worker); below, the overrun is small and starting a process is not
+WORKER_LP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -312,12 +316,20 @@ class _Search:
 
     def mip(
         self, start: _Incumbent, gap: float, limit: float
-    ) -> tuple[_Incumbent | None, MipOutcome]:
+    ) -> tuple[_Incumbent | None, MipOutcome | None]:
+        """The MIP from `start` with HiGHS's own `limit`; (None, None) when its worker process
+        was stopped at the end of the solving time without an answer."""
         began = perf_counter()
         start_values = self.vector(start.chosen)
-        mip = solve_mip(self.problem, limit, gap, start=start_values)
+        mip: MipOutcome | None
+        if self.lp_seconds >= WORKER_LP_S:
+            mip = solve_mip_in_worker(
+                self.problem, limit, gap, start=start_values, kill_after_s=self.timer.remaining()
+            )
+        else:
+            mip = solve_mip(self.problem, limit, gap, start=start_values)
         self.timer.add("mip", began)
-        if not mip.feasible:
+        if mip is None or not mip.feasible:
             return None, mip
         assert mip.values is not None and mip.objective is not None
         x = mip.values[: self.problem.n_x] > 0.5
@@ -496,12 +508,17 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
             )
         else:
             found, mip = search.mip(best, options.mip_rel_gap, mip_limit)
+            if mip is None:
+                timer.cut.append(
+                    "MIP: its worker process was stopped at the end of the solving time "
+                    "before an answer; the plan is the LP-guided heuristic's"
+                )
+            elif not mip.proven:
+                timer.cut.append("MIP: stopped at its time share before proving the gap")
             if found is not None and found.objective <= best.objective + 1e-9:
                 best = found
-                if search.active.all() and mip.dual_bound is not None:
+                if search.active.all() and mip is not None and mip.dual_bound is not None:
                     bound = max(bound, mip.dual_bound)
-            if not mip.proven:
-                timer.cut.append("MIP: stopped at its time share before proving the gap")
     return _result(
         inp, inst, cands, best, lp_bound, bound, explanation, why, options, timer, search
     )
