@@ -150,6 +150,8 @@ def cluster_run(replicas: int, seed: int, limit: float) -> dict:
         ),
         "phases": {k: v for k, v in result.stats.items() if k.endswith("_ms")},
         "cut": list(result.cut),
+        "objective": result.objective,
+        "gap": result.gap,
     }
 
 
@@ -176,7 +178,11 @@ def bench_cluster(replicas: list[int], seeds: list[int], limit: float) -> None:
                 f"{'met' if met else 'NOT met'} (limit + 10 %, < 120 s, < 4 GiB) |",
                 flush=True,
             )
-            print(f"<!-- phases: {r['phases']} cut: {r['cut']} -->", flush=True)
+            print(
+                f"<!-- objective {r['objective']:,.1f}, gap {r['gap']}; phases: {r['phases']} "
+                f"cut: {r['cut']} -->",
+                flush=True,
+            )
 
 
 CONSUMERS_HEADER = (
