@@ -17,9 +17,12 @@ the time is spent; the reported LP bound is the best Lagrangian bound, so the ga
 The problem is elastic (problem.py): staying put or going unplaced is always possible, so there
 is always a plan. The first incumbent is the heuristic's without the LP; the LP-guided heuristic
 then improves it; if the best is not within `mip_rel_gap` of the LP bound it seeds the HiGHS
-MIP. Every phase gets what is left of `time_limit_s` (measured from the call, problem build
-and pre-checks included) minus a reserve for writing the answer, so the whole call ends within
-the limit plus a small overshoot (HiGHS checks its clock between nodes).
+MIP. Every phase gets what is left of `time_limit_s` (measured from the call, instance,
+candidates and pre-checks included) minus a reserve for writing the answer. A phase that cannot
+stop itself is skipped or shrunk when the time left is short (`_affordable`, the MIP's root
+rule), HiGHS is interrupted at the deadline, and a large MIP runs in a worker process killed at
+it, so the whole call ends within the limit plus a small overshoot; `PlacementResult.cut`
+names what the limit cut.
 """
 
 from __future__ import annotations
@@ -457,7 +460,8 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
     began = perf_counter()
     inst = build_instance(inp)
     timer.add("instance", began)
-    # checking the plan and listing its moves costs a fraction of building the instance
+    # the checker and the moves take a fraction of the instance build; the rest of the reserve
+    # covers what a solver runs past its deadline between two looks at the clock
     timer.reserve = max(timer.reserve, FINISH_BUILD_RATIO * timer.phases["instance"])
     began = perf_counter()
     cands = eligible_candidates(inst)
@@ -504,14 +508,14 @@ def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) ->
         if mip_limit < MIP_ROOT_RATIO * search.lp_seconds or mip_limit <= 0:
             timer.cut.append(
                 f"MIP: skipped, {max(mip_limit, 0):.1f} s left for it and the last LP took "
-                f"{search.lp_seconds:.1f} s; the plan is the LP-guided heuristic's"
+                f"{search.lp_seconds:.1f} s; the plan is the heuristics' best"
             )
         else:
             found, mip = search.mip(best, options.mip_rel_gap, mip_limit)
             if mip is None:
                 timer.cut.append(
                     "MIP: its worker process was stopped at the end of the solving time "
-                    "before an answer; the plan is the LP-guided heuristic's"
+                    "before an answer; the plan is the heuristics' best"
                 )
             elif not mip.proven:
                 timer.cut.append("MIP: stopped at its time share before proving the gap")
