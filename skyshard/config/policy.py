@@ -39,6 +39,11 @@ class ForecastPolicy(StrictModel):
     slow_budget_seconds: float = Field(default=30.0, ge=0)
     # A forecast upper bound above this share of the series' capacity makes it risky.
     capacity_share: float = Field(default=0.8, gt=0, le=1)
+    # Level shifts (docs/forecasting.md "Level shifts"): a cheap candidate whose residuals
+    # over the last this many hours all lie beyond the series' in-sample band at `interval`
+    # on one side is re-levelled by their median; 0 turns it off. Fewer hours follow a shift
+    # sooner but take longer daily peaks and bursts for one.
+    level_shift_hours: int = Field(default=6, ge=0, le=24)
 
 
 class AutoApproval(StrictModel):
