@@ -59,7 +59,8 @@ class PlanningPolicy(StrictModel):
     downtime_cost_per_second: NonNegative = 0.01
     # What a relief move may cost is judged on the overload its leaving removes, with the
     # forecast spread scaled by this (1: the full interval; 0: point forecasts only, the
-    # overload the move certainly removes; see bench/RESULTS.md for the trade-off).
+    # overload the move certainly removes; see bench/RESULTS.md for the trade-off). A host
+    # over capacity at the last observed hour is relieved at the full spread regardless.
     relief_spread: Fraction = 1.0
     auto_approve: AutoApproval = Field(default_factory=AutoApproval)
 
