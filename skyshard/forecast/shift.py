@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from skyshard.forecast.backtest import nanmedian, robust_scale
-from skyshard.forecast.candidates import BASELINE, cheap_forecasts
+from skyshard.forecast.candidates import BASELINE, DAY, cheap_forecasts
 from skyshard.forecast.select import in_sample_quantiles
 
 
@@ -71,7 +71,7 @@ def shifted_forecasts(
     reference every MASE and the forecasts' gain are measured against."""
     now = cheap_forecasts(filled[:, :cut], horizon)
     start = cut - hours
-    if hours == 0 or start < 24:
+    if hours == 0 or start < DAY:
         return now
     before = cheap_forecasts(filled[:, :start], horizon)
     history = observed[:, :start]

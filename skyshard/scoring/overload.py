@@ -87,9 +87,8 @@ def overloaded_now(data: PlanningData, hosts: list[str]) -> np.ndarray:
     """(hosts,) whether each host's cpu was over capacity (free capacity below 0) at the last
     hour it reported."""
     last = (
-        data.capacity.sort("hour")
-        .group_by("host_id")
-        .agg(pl.col("cpu_free").last())
+        data.capacity.group_by("host_id")
+        .agg(pl.col("cpu_free").sort_by("hour").last())
         .filter(pl.col("cpu_free") < 0)
     )
     over = set(last["host_id"])
