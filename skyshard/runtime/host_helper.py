@@ -75,7 +75,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-VERSION = 4
+VERSION = 5
 SHARD_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 HASH = re.compile(r"[0-9a-f]{64}")
 READ_SIZE = 1 << 20
@@ -90,6 +90,8 @@ HEAP_ALLOCATION_MAX = 64 << 20
 CHUNKS_IN_FLIGHT = 8
 # The restore asks the disk to write back every this many bytes (see Writeback).
 SYNC_EVERY = 32 << 20
+# Buffers a whole-file copy cycles through: one being read, one hashed, one written.
+COPY_BUFFERS = 4
 # A file modified this recently may change again within the same timestamp tick, so its
 # cached chunk list is not trusted (git's "racily clean" rule).
 RACY_NS = 1_000_000_000
@@ -970,6 +972,12 @@ def _read_chunk(root: Path, digest: str, size: int, file_path: str) -> bytes:
     return data
 
 
+def _write_all(out: io.FileIO, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) :]
+
+
 class Writeback:
     """Writes to an unbuffered file, with `fdatasync` running in a thread every SYNC_EVERY
     bytes, so that the disk writes back while the restore goes on reading and hashing chunks
@@ -988,9 +996,7 @@ class Writeback:
         return self
 
     def write(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[self.out.write(view) :]
+        _write_all(self.out, data)
         self.unsynced += len(data)
         if self.unsynced >= SYNC_EVERY:
             self.unsynced = 0
@@ -1037,6 +1043,11 @@ def _drop_corrupt_chunks(root: Path, entry: dict) -> None:
     raise CorruptData(f"file {entry['path']}: content does not match its hash")
 
 
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -1074,6 +1085,7 @@ def restore(shard: Shard, manifest: bytes, expected: str, full_verify: bool) -> 
                 same = False
             if same and (not full_verify or _file_sha256(current) == entry["sha256"]):
                 os.link(current, destination)
+                _fsync(destination)  # a first copy received whole was not synced (see there)
                 reused += 1
             elif entry.get("whole"):
                 raise CorruptData(f"file {relative}: sent whole but not held here as sent")
@@ -1282,7 +1294,9 @@ def _sent_whole_path(shard: Shard, move_id: str) -> Path:
 def _push_whole(shard: Shard, pipe: IO[bytes], move_id: str) -> dict:
     """The first-copy fast path: each state file raw (a JSON header line, the bytes, then the
     SHA-256 of what was read), no chunking. Files unchanged while read are recorded for the
-    move, so its later snapshots list them whole instead of chunking them."""
+    move, so its later snapshots list them whole instead of chunking them. The summary's
+    `changed` is what a stat pass right after the last byte finds changed or new since sent
+    (bytes): what the next round would send, without cutting a snapshot to find out."""
     if not shard.state.is_dir():
         raise HelperError(f"shard {shard.id} has no state directory {shard.state}")
     for stale in shard.dir.glob("sent-whole.*.json"):
@@ -1290,25 +1304,22 @@ def _push_whole(shard: Shard, pipe: IO[bytes], move_id: str) -> dict:
     racy_after = time.time_ns() - RACY_NS
     sent: dict[str, dict] = {}
     files = total = reported = 0
+
+    def progress(count: int) -> None:
+        nonlocal total, reported
+        total += count
+        if total - reported >= PROGRESS_EVERY:
+            _emit({"progress": total, "cut": total})
+            reported = total
+
     for relative, path in _state_files(shard.state):
         with path.open("rb", buffering=0) as handle:
             info = os.fstat(handle.fileno())
             header = {"path": relative, "size": info.st_size, "mode": info.st_mode & 0o7777}
             pipe.write(json.dumps(header).encode() + b"\n")
-            file_hash = hashlib.sha256()
-            left = info.st_size
-            while left:
-                data = handle.read(min(READ_SIZE, left))
-                if not data:
-                    raise HelperError(f"state file {path} shrank while being sent")
-                file_hash.update(data)
-                pipe.write(data)
-                left -= len(data)
-                total += len(data)
-                if total - reported >= PROGRESS_EVERY:
-                    _emit({"progress": total, "cut": total})
-                    reported = total
-        digest = file_hash.hexdigest()
+            digest, copied = _copy_hashed(handle, pipe.write, info.st_size, progress)
+        if copied != info.st_size:
+            raise HelperError(f"state file {path} shrank while being sent")
         pipe.write(f"{digest}\n".encode())
         files += 1
         identity = _identity(info)
@@ -1317,14 +1328,74 @@ def _push_whole(shard: Shard, pipe: IO[bytes], move_id: str) -> dict:
             sent[relative] = {"identity": identity, "sha256": digest}
     _emit({"progress": total, "cut": total})  # the last line, as the chunked stream ends
     _write(_sent_whole_path(shard, move_id), json.dumps(sent))
-    return {"chunks": files, "bytes": total, "content": total}
+    return {
+        "chunks": files,
+        "bytes": total,
+        "content": total,
+        "changed": _changed_since(shard, sent),
+    }
+
+
+def _changed_since(shard: Shard, sent: dict[str, dict]) -> int:
+    """Bytes of the state files that are new or changed since `sent` recorded them."""
+    changed = 0
+    for relative, path in _state_files(shard.state):
+        with contextlib.suppress(FileNotFoundError):
+            info = path.stat()
+            if relative not in sent or sent[relative]["identity"] != _identity(info):
+                changed += info.st_size
+    return changed
+
+
+def _copy_hashed(
+    source: IO[bytes],
+    write: Callable[[memoryview], object],
+    size: int,
+    on_block: Callable[[int], None] | None = None,
+) -> tuple[str, int]:
+    """Copy up to `size` bytes from `source` to `write` through a few reused buffers, the
+    SHA-256 of the same buffers computed in a second thread (hashlib releases the GIL on
+    large buffers, so hashing overlaps the reads and writes instead of adding to them).
+    Returns the digest and the bytes copied (fewer when `source` ended early)."""
+    free: queue.Queue[memoryview] = queue.Queue()
+    for _ in range(COPY_BUFFERS):
+        free.put(memoryview(bytearray(READ_SIZE)))
+    filled: queue.Queue[tuple[memoryview, int] | None] = queue.Queue()
+    file_hash = hashlib.sha256()
+
+    def hash_blocks() -> None:
+        while (item := filled.get()) is not None:
+            buffer, count = item
+            file_hash.update(buffer[:count])
+            free.put(buffer)
+
+    hasher = threading.Thread(target=hash_blocks, daemon=True)
+    hasher.start()
+    copied = 0
+    try:
+        while copied < size:
+            buffer = free.get()
+            count = source.readinto(buffer[: min(READ_SIZE, size - copied)]) or 0
+            if not count:
+                break
+            filled.put((buffer, count))
+            write(buffer[:count])
+            copied += count
+            if on_block is not None:
+                on_block(count)
+    finally:
+        filled.put(None)
+        hasher.join()
+    return file_hash.hexdigest(), copied
 
 
 def _receive_whole(shard: Shard, stream: IO[bytes], budget: int) -> dict:
     """Write the files a first-copy push sends into a new state tree, hashing each as it is
     written; the tree replaces `state/` only when every file matched its SHA-256 and the
     total stayed within `budget` bytes. The restore cache then lets later rounds' manifests
-    name these files whole."""
+    name these files whole. Nothing is synced here: every restore fsyncs the files it keeps,
+    so the handover makes them durable before the target starts; a detached `sync` starts
+    the disk writing meanwhile, off the transfer's path."""
     if shard.pid() is not None:
         raise Fenced(f"shard {shard.id} is running here; refusing to replace its state")
     staging = shard.dir / ".state.next"
@@ -1348,18 +1419,11 @@ def _receive_whole(shard: Shard, stream: IO[bytes], budget: int) -> dict:
             if total + size > budget:
                 raise HelperError(f"file {relative!r}: more than the {budget} bytes expected")
             destination.parent.mkdir(parents=True, exist_ok=True)
-            file_hash = hashlib.sha256()
-            with destination.open("wb", buffering=0) as out, Writeback(out) as writeback:
-                left = size
-                while left:
-                    data = stream.read(min(READ_SIZE, left))
-                    if not data:
-                        raise CorruptData(f"file {relative}: stream ended {left} bytes short")
-                    writeback.write(data)
-                    file_hash.update(data)
-                    left -= len(data)
+            with destination.open("wb", buffering=0) as out:
+                actual, copied = _copy_hashed(stream, lambda view: _write_all(out, view), size)
+            if copied != size:
+                raise CorruptData(f"file {relative}: stream ended {size - copied} bytes short")
             sent_hash = stream.readline(FRAME_HEADER_MAX).strip().decode("ascii", "replace")
-            actual = file_hash.hexdigest()
             if sent_hash != actual:
                 raise CorruptData(f"file {relative}: hashes to {actual}, source sent {sent_hash!r}")
             os.chmod(destination, mode & 0o777)
@@ -1370,6 +1434,11 @@ def _receive_whole(shard: Shard, stream: IO[bytes], budget: int) -> dict:
         raise
     _replace_state(shard, staging)
     _write(shard.dir / "restore-cache.json", json.dumps(fresh))
+    with contextlib.suppress(OSError):  # only a head start: the restore's fsync is the guarantee
+        if fresh:  # `sync` without files would sync every file system
+            subprocess.Popen(["sync", "--data", "--", *(str(shard.state / name) for name in fresh)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     return {"chunks": len(fresh), "bytes": total, "not_sent": 0}
 
 
