@@ -608,8 +608,7 @@ class Migrator:
         detail = self._push_routing(move_id, request.shard_id)
         self._step(move_id, "routing_pushed", detail)
         error = f"routing push failed: {detail['failed']}" if detail["failed"] else None
-        self.ops.update_migration(move_id, status="done", error=error)
-        self._step(move_id, "done", {"generation": route.generation})
+        self._step(move_id, "done", {"generation": route.generation}, status="done", error=error)
 
     def _push_routing(self, move_id: str, shard_id: str) -> dict[str, object]:
         """Push the routing document to every dependent host, retrying the ones that miss it
@@ -624,12 +623,19 @@ class Migrator:
         pending = list(dict.fromkeys(self.dependents(shard_id)))
         for attempt in range(1, self.settings.routing_push_attempts + 1):
             failed = {}
-            for host_id in pending:
-                host = self.hosts[host_id]
-                try:
-                    push_routing(host.session, host.root, document)
+            with ThreadPoolExecutor(max_workers=max(1, len(pending))) as pushers:
+                futures = {
+                    host_id: pushers.submit(
+                        push_routing, self.hosts[host_id].session, self.hosts[host_id].root,
+                        document,
+                    )
+                    for host_id in pending
+                }  # fmt: skip
+            for host_id, future in futures.items():
+                error = future.exception()
+                if error is None:
                     pushed.append(host_id)
-                except Exception as error:  # one unreachable dependent must not undo a cutover
+                else:  # one unreachable dependent must not undo a cutover
                     failed[host_id] = f"attempt {attempt}: {_describe(error)}"
                     retried.setdefault(host_id, failed[host_id])
             pending = list(failed)

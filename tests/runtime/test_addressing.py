@@ -67,15 +67,8 @@ def test_the_handover_starts_and_checks_the_copy_at_the_host_address(remote) -> 
         source.health("kv-1", port)
         client.put(address, port, "moved", b"x" * 100_000)
         manifest = source.freeze_and_snapshot("kv-1")
-        send_between_hosts(
-            source,
-            target,
-            manifest.shard_id,
-            SendMode.DELTA,
-            manifest=manifest,
-            move_id="mv-1",
-            ca=shared_transfer_ca()[0],
-        )
+        send_between_hosts(source, target, "kv-1", SendMode.DELTA, manifest=manifest,
+                           move_id="mv-1", ca=shared_transfer_ca()[0])  # fmt: skip
         source.stop("kv-1", kill=True)
         with target.handover(
             manifest, new_port, generation=2, bind=address, health_timeout=10

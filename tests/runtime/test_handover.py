@@ -28,15 +28,8 @@ def moved(host, host_root, allow_all, pool, port):
     for index in range(3):
         client.put("127.0.0.1", port, f"key-{index}", bytes([index]) * 100_000)
     manifest = source.freeze_and_snapshot("kv-1")
-    send_between_hosts(
-        source,
-        target,
-        manifest.shard_id,
-        SendMode.DELTA,
-        manifest=manifest,
-        move_id="mv-1",
-        ca=shared_transfer_ca()[0],
-    )
+    send_between_hosts(source, target, "kv-1", SendMode.DELTA, manifest=manifest,
+                       move_id="mv-1", ca=shared_transfer_ca()[0])  # fmt: skip
     yield source, target, manifest
     source.clean("kv-1")
     target.clean("kv-1")
