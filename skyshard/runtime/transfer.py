@@ -25,6 +25,7 @@ import logging
 import stat
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 
@@ -181,19 +182,26 @@ def _transfer(
         f"{destination.known_hosts_name} {key.get_name()} {key.get_base64()}\n"
         for key in pinned_host_keys(destination)
     )
+    files = {
+        "key": credentials.private_key,
+        "key-cert.pub": credentials.certificate,
+        "known_hosts": known_hosts.encode(),
+        **listed,
+    }
+    # Both hosts at once: each is one SFTP round trip or more, on the move's critical path.
     try:
-        _write_move_files(target, move_id, {"expected": expected}, RECEIVE)
-        files = {
-            "key": credentials.private_key,
-            "key-cert.pub": credentials.certificate,
-            "known_hosts": known_hosts.encode(),
-            **listed,
-        }
-        _write_move_files(source, move_id, files, SEND)
+        with ThreadPoolExecutor(max_workers=1) as other_host:
+            written = other_host.submit(
+                _write_move_files, target, move_id, {"expected": expected}, RECEIVE
+            )
+            _write_move_files(source, move_id, files, SEND)
+            written.result()
         return push(destination, progress)
     finally:
-        for runtime, action in ((source, SEND), (target, RECEIVE)):
-            _remove_move_files(runtime, move_id, action)
+        with ThreadPoolExecutor(max_workers=1) as other_host:
+            removed = other_host.submit(_remove_move_files, target, move_id, RECEIVE)
+            _remove_move_files(source, move_id, SEND)
+            removed.result()
 
 
 def _check_arrived(
