@@ -96,6 +96,8 @@ COPY_BUFFERS = 4
 O_DIRECT = getattr(os, "O_DIRECT", 0)
 # Direct writes in whole multiples of this (every block size in use divides it).
 DIRECT_BLOCK = 4096
+# fsyncs in flight at once when a whole receive makes its files durable.
+FSYNC_THREADS = 32
 # A file modified this recently may change again within the same timestamp tick, so its
 # cached chunk list is not trusted (git's "racily clean" rule).
 RACY_NS = 1_000_000_000
@@ -1048,6 +1050,35 @@ def _fsync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def _fsync_all(paths: list[Path]) -> None:
+    """fsync every file, many at once: the file system commits its journal once for a group
+    of waiting fsyncs (1024 files: 0.05 s this way, 3 s one after another). Plain threads:
+    concurrent.futures would add its imports to every helper run's start."""
+    pending: queue.SimpleQueue[Path] = queue.SimpleQueue()
+    for path in paths:
+        pending.put(path)
+    errors: list[OSError] = []
+
+    def sync_some() -> None:
+        while not errors:
+            try:
+                path = pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                _fsync(path)
+            except OSError as error:
+                errors.append(error)
+
+    syncers = [threading.Thread(target=sync_some) for _ in range(min(FSYNC_THREADS, len(paths)))]
+    for syncer in syncers:
+        syncer.start()
+    for syncer in syncers:
+        syncer.join()
+    if errors:
+        raise errors[0]
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -1085,7 +1116,6 @@ def restore(shard: Shard, manifest: bytes, expected: str, full_verify: bool) -> 
                 same = False
             if same and (not full_verify or _file_sha256(current) == entry["sha256"]):
                 os.link(current, destination)
-                _fsync(destination)  # a first copy received whole was not synced (see there)
                 reused += 1
             elif entry.get("whole"):
                 raise CorruptData(f"file {relative}: sent whole but not held here as sent")
@@ -1394,8 +1424,8 @@ def _receive_whole(shard: Shard, stream: IO[bytes], budget: int) -> dict:
     written; the tree replaces `state/` only when every file matched its SHA-256 and the
     total stayed within `budget` bytes. The restore cache then lets later rounds' manifests
     name these files whole. The files are written past the page cache (`UncachedFile`) and
-    not synced here: every restore fsyncs the files it keeps, so the handover makes them
-    durable before the target starts."""
+    synced together once all arrived (not every 32 MiB as a restore does): durable before the
+    reply, so before any cutover can use them, and off the cutover's downtime."""
     if shard.pid() is not None:
         raise Fenced(f"shard {shard.id} is running here; refusing to replace its state")
     staging = shard.dir / ".state.next"
@@ -1429,6 +1459,7 @@ def _receive_whole(shard: Shard, stream: IO[bytes], budget: int) -> dict:
             os.chmod(destination, mode & 0o777)
             fresh[relative] = [sent_hash, *_restored_identity(destination.stat())]
             total += size
+        _fsync_all([staging / relative for relative in fresh])
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

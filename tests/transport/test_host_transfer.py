@@ -419,22 +419,19 @@ def dirty_pages(path: Path) -> int:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="reads /proc/kpageflags (root)")
-def test_restore_makes_a_file_received_whole_durable_before_it_reports(tmp_path: Path) -> None:
-    """A whole receive leaves its files unsynced; the handover's restore, which keeps them,
-    syncs them before it reports restored (and so before the target may start)."""
-    shard = host_helper.Shard(tmp_path, SHARD)
-    shard.state.mkdir(parents=True)
-    data = random.Random(8).randbytes(1 << 20)
-    path = shard.state / "data.bin"
-    path.write_bytes(data)
-    assert dirty_pages(path) > 0  # the probe sees the unsynced write
-    digest = hashlib.sha256(data).hexdigest()
-    cache = {"data.bin": [digest, *host_helper._restored_identity(path.stat())]}
-    (shard.dir / "restore-cache.json").write_text(json.dumps(cache))
-    entry = {"path": "data.bin", "mode": 0o644, "size": len(data), "sha256": digest,
-             "chunks": [], "whole": True}  # fmt: skip
-    document = {"version": 1, "shard_id": SHARD, "files": [entry]}
-    manifest = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    summary = host_helper.restore(shard, manifest, hashlib.sha256(manifest).hexdigest(), False)
-    assert summary["reused"] == 1
-    assert dirty_pages(shard.state / "data.bin") == 0
+def test_whole_receive_makes_its_files_durable_before_it_answers(tmp_path: Path) -> None:
+    """Nothing synced while receiving; before it answers (and so before any cutover can use
+    the files) every file is synced: no page of them is left dirty. The probe's own check:
+    a plain write leaves dirty pages. Sizes not a multiple of 4 KiB end in the page cache
+    even when the file system takes direct writes."""
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"p" * 100_000)
+    assert dirty_pages(plain) > 0
+    files = {f"f{index}.bin": random.Random(index).randbytes(300_000 + index) for index in range(8)}
+    stream = b"".join(whole_file(name, data) for name, data in files.items())
+    taken = receive_frames(tmp_path / "root", "whole 10000000\n", stream)
+    assert taken.returncode == 0, taken.stderr
+    state = tmp_path / "root" / "shards" / SHARD / "state"
+    for name, data in files.items():
+        assert (state / name).read_bytes() == data
+        assert dirty_pages(state / name) == 0, name
