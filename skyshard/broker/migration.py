@@ -494,7 +494,7 @@ class Migrator:
                 detail = _report_detail(report, report.manifest)
             sent += report.bytes_sent
             content.append(report.content_bytes_sent)
-            reason = rule.stop_reason(content) or _nothing_to_resend(rule, report)
+            reason = rule.stop_reason(content) or _nothing_to_resend(report)
             detail = {"round": len(content), **detail, "stop": reason}
             self._step(request.move_id, "precopy", detail, bytes_sent=sent, rounds=len(content))
             if reason:
@@ -758,14 +758,14 @@ def _report_detail(report: SendReport, manifest: Manifest | None = None) -> dict
     }
 
 
-def _nothing_to_resend(rule: PrecopyRule, report: SendReport) -> str | None:
-    """After a round sent whole: stop when the source's stat pass found at most the rule's
-    small delta changed since (the frozen round sends it), instead of a round that would cut
-    a snapshot only to list the same files whole again."""
-    changed = report.changed_after
-    if changed is None or changed > rule.small_bytes:
+def _nothing_to_resend(report: SendReport) -> str | None:
+    """After a round sent whole: stop when the source's stat pass found nothing changed since
+    (a later write is still in the frozen snapshot), instead of a round that would cut a
+    snapshot only to list the same files whole again. Any change found runs round 2 as
+    before, so a writer busy during round 1 is not left to the frozen round."""
+    if report.changed_after != 0:
         return None
-    return f"{changed} B changed since sent (stat pass), at most {rule.small_bytes} B"
+    return "nothing changed since sent (stat pass)"
 
 
 def _watch_stall(
