@@ -3,7 +3,7 @@ on a tight synthetic sky, against the issue's targets.
 
 Run: .venv/bin/python -m bench.bench_backtest [--trace bitbrains|synthetic] [--seeds 0,1]
      [--steps 6] [--window-h 168] [--headroom 1.3] [--slow-budget 0] [--shards 100]
-     [--relief-spread 1]
+     [--relief-spread 1] [--level-shift-hours 0]
 
 The sky: the trace's VMs (cpu cores used per hour) as shards, packed first-fit onto hosts of
 three providers so total capacity is `headroom` x the peak of the summed demand; provider
@@ -219,9 +219,14 @@ def main() -> None:
     parser.add_argument("--min-saving", type=float, default=1.0, help="min_saving_per_day")
     parser.add_argument("--shards", type=int, default=100, help="synthetic shards")
     parser.add_argument("--relief-spread", type=float, default=1.0, help="relief_spread")
+    parser.add_argument(
+        "--level-shift-hours", type=int, default=0, help="forecast level_shift_hours (0: off)"
+    )
     args = parser.parse_args()
     policy = PolicyFile(
-        forecast=ForecastPolicy(slow_budget_seconds=args.slow_budget),
+        forecast=ForecastPolicy(
+            slow_budget_seconds=args.slow_budget, level_shift_hours=args.level_shift_hours
+        ),
         planning=PlanningPolicy(
             max_moves_per_cycle=10,
             min_saving_per_day=args.min_saving,

@@ -10,11 +10,12 @@ every series, whatever its length, so scores are comparable across series and mo
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from skyshard.forecast.candidates import CHEAP, DAY, cheap_forecasts
+from skyshard.forecast.candidates import CHEAP, DAY
 
 MIN_TRAIN = 2 * DAY
 
@@ -29,6 +30,12 @@ def nanmean(values: np.ndarray, axis: int | tuple[int, ...]) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices stay NaN, as intended
         return np.nanmean(values, axis=axis)
+
+
+def nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices stay NaN, as intended
+        return np.nanmedian(values, axis=axis)
 
 
 def mase_scale(observed: np.ndarray) -> np.ndarray:
@@ -70,6 +77,16 @@ class Backtest:
     def mase(self) -> np.ndarray:
         return self.mae() / self.scale[None]
 
+    def with_fallback(self) -> Backtest:
+        """A copy in which a model that ran for a row at some origins but not at earlier ones
+        (too little history there) stands in with the baseline's forecast at those, as the
+        forecaster would have forecast then. Selection then compares every model on the
+        same origins: without it, a short history's rows could only ever choose the baseline
+        (no other candidate runs at its first origins)."""
+        ran = np.isfinite(self.yhat).any(axis=(2, 3), keepdims=True)
+        yhat = np.where(np.isnan(self.yhat) & ran, self.yhat[:1], self.yhat)
+        return Backtest(self.models, self.cutoffs, yhat, self.actual, self.scale, self.norm)
+
     def add_model(self, name: str, rows: np.ndarray, yhat: np.ndarray) -> None:
         """Add a model that ran on some `rows` only; `yhat` is (len(rows), origins, horizon)."""
         full = np.full((1, *self.yhat.shape[1:]), np.nan)
@@ -79,10 +96,15 @@ class Backtest:
 
 
 def cheap_backtest(
-    observed: np.ndarray, filled: np.ndarray, horizon: int, count: int, floor: np.ndarray
+    observed: np.ndarray,
+    horizon: int,
+    count: int,
+    floor: np.ndarray,
+    forecasts_at: Callable[[int], dict[str, np.ndarray]],
 ) -> Backtest:
-    """Backtest every cheap candidate on every row at up to `count` origins; forecasts are
-    clipped at each row's physical `floor`."""
+    """Backtest every cheap candidate on every row at up to `count` origins;
+    `forecasts_at(cut)` gives every candidate's forecasts from the first `cut` hours (as the
+    final forecast is made); forecasts are clipped at each row's physical `floor`."""
     rows, n = observed.shape
     cutoffs = rolling_cutoffs(n, horizon, count)
     yhat = np.full((len(CHEAP), rows, len(cutoffs), horizon), np.nan)
@@ -90,7 +112,7 @@ def cheap_backtest(
     scale = np.full((rows, len(cutoffs)), np.nan)
     norm = np.ones((rows, len(cutoffs)))
     for o, c in enumerate(cutoffs):
-        forecasts = cheap_forecasts(filled[:, :c], horizon)
+        forecasts = forecasts_at(c)
         for m, name in enumerate(CHEAP):
             yhat[m, :, o] = np.maximum(forecasts[name], floor[:, None])
         actual[:, o] = observed[:, c : c + horizon]

@@ -14,7 +14,6 @@ import numpy as np
 
 from skyshard.config.policy import ForecastPolicy
 from skyshard.forecast.backtest import Backtest, cheap_backtest, nanmean, robust_scale
-from skyshard.forecast.candidates import cheap_forecasts
 from skyshard.forecast.select import (
     choose,
     chosen_forecasts,
@@ -25,6 +24,7 @@ from skyshard.forecast.select import (
     split_origins,
 )
 from skyshard.forecast.series import SeriesBlock
+from skyshard.forecast.shift import shifted_forecasts
 
 # Why a model was chosen, as written to the `reason` column.
 BEST_BACKTEST = "best_backtest"
@@ -89,8 +89,16 @@ def evaluate_chunk(
     """Backtest, choose and keep the residuals for a chunk with at least one observed hour.
     `slow` holds the slow models' forecasts for the rows they ran on."""
     horizon, filled = settings.horizon_hours, block.filled
-    backtest = cheap_backtest(block.observed, filled, horizon, settings.backtest_cutoffs, floor)
-    finals = cheap_forecasts(filled, horizon)
+
+    def forecasts_at(cut: int) -> dict[str, np.ndarray]:
+        return shifted_forecasts(
+            block.observed, filled, cut, horizon, settings.level_shift_hours, settings.interval
+        )
+
+    backtest = cheap_backtest(
+        block.observed, horizon, settings.backtest_cutoffs, floor, forecasts_at
+    )
+    finals = forecasts_at(block.n_hours)
     final = np.stack([finals[m] for m in backtest.models])
     slow_models = sorted({m for per_row in slow.values() for m in per_row})
     for model in slow_models:
@@ -101,7 +109,8 @@ def evaluate_chunk(
         extra[0, rows] = runs[:, -1]
         final = np.concatenate([final, extra])
     mae = backtest.mae()
-    error = mae / backtest.norm[None]
+    reported, backtest = backtest, backtest.with_fallback()
+    error = backtest.mae() / backtest.norm[None]
     k = len(backtest.cutoffs)
     early, held = split_origins(k)
     everything = np.ones(k, dtype=bool)
@@ -121,9 +130,9 @@ def evaluate_chunk(
     final_norm = robust_scale(block.observed)
     return ChunkEval(
         block=block,
-        models=backtest.models,
-        cutoffs=backtest.cutoffs,
-        mase=mae / backtest.scale[None],
+        models=reported.models,
+        cutoffs=reported.cutoffs,
+        mase=mae / reported.scale[None],
         mae=mae,
         reasons=reasons,
         pooled=pooled,

@@ -65,20 +65,34 @@ def _relief(
     mean: np.ndarray,
     var: np.ndarray,
     current: np.ndarray,
+    over_now: np.ndarray,
 ) -> np.ndarray:
     """(shards,) overloaded shard-hours a shard's leaving alone takes off its current host
     (`load`: every host's summed means, variances and shard count), with the forecast spread
     scaled by `spread` (policy `planning.relief_spread`; 0: at the point forecasts, the
-    overload the move certainly removes). Only what a relief move may cost is judged this
-    way: a move pays for itself on the relief it is sure of, not on a normal tail that is
-    pessimistic for on/off workloads."""
+    overload the move certainly removes) on hosts that are not over capacity now, and by 1
+    on those that are (`over_now`, per host): a move pays for itself on the relief it is
+    sure of, not on a normal tail that is pessimistic for on/off workloads, but a host
+    overloaded at the last observed hour is relieved as the full spread says."""
     host_load, host_var, count = load
     on = current >= 0
     host = np.where(on, current, 0)
-    shrink = spread**2
+    shrink = np.where(over_now[host], 1.0, spread**2)[:, None]
     with_s = _over(supply[host], host_load[host], shrink * host_var[host])
     without = _over(supply[host], host_load[host] - mean, shrink * (host_var[host] - var))
     return np.where(on, _added(with_s, without, count[host] - 1), 0.0)
+
+
+def overloaded_now(data: PlanningData, hosts: list[str]) -> np.ndarray:
+    """(hosts,) whether each host's cpu was over capacity (free capacity below 0) at the last
+    hour it reported."""
+    last = (
+        data.capacity.group_by("host_id")
+        .agg(pl.col("cpu_free").sort_by("hour").last())
+        .filter(pl.col("cpu_free") < 0)
+    )
+    over = set(last["host_id"])
+    return np.array([h in over for h in hosts], dtype=bool)
 
 
 def _dense(
@@ -133,6 +147,7 @@ def expected_overload(
         mean[wanted],
         var[wanted],
         current[wanted],
+        overloaded_now(data, hosts),
     )
     chunk = max(1, _CHUNK_CELLS // max(1, len(hosts) * steps))
     for start in range(0, len(wanted), chunk):

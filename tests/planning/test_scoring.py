@@ -261,3 +261,22 @@ def test_a_placement_rule_no_family_reads_is_named(rule, message):
     policy = PolicyFile.model_validate({"placement_rules": [rule]})
     with pytest.raises(ValueError, match=re.escape(message)):
         rules_from_config([(r.rule, r.fields()) for r in policy.placement_rules])
+
+
+@pytest.mark.parametrize(("last_hour", "relieved"), [(1.5, False), (7.0, True)])
+def test_a_host_overloaded_now_is_relieved_at_the_full_spread(last_hour, relieved):
+    import numpy as np
+
+    from tests.planning.forecasts import forecast_rows
+
+    # web-000 at 7 cpu in the last observed hour puts cheap-1 at 8.5 of 8: over capacity now
+    use = np.full(sky.HOURS, 1.5)
+    use[-1] = last_hour
+    usage = sky.usage({"web-000": use})
+    fc = forecast_rows({"shard/web-000/cpu": [(3.0, 3.0, 9.0)] * 24})
+    data = sky.planning_data(usage=usage, capacity=sky.capacity(usage))
+    policy = PolicyFile(planning=PlanningPolicy(relief_spread=0.0))
+    trust = neutral_trust_scores(["cheap", "pricey"], 0.5)
+    scores = score_candidates(data, build_outlook(data, fc, 24), policy, trust)
+    relief = row(scores, "web-000", "pricey-1")["overload_relief"]
+    assert (relief > 0) is relieved
