@@ -1473,11 +1473,11 @@ class UncachedFile:
     whole blocks; the tail and any refused write go through the page cache). Why: on these
     hosts the kernel's copy into the page cache cost more CPU than everything else a receive
     does, and its writeback later more again; written directly, the data is on the disk when
-    `write` returns and the restore's fsync finds little left to do."""
+    `write` returns and the receive's closing fsync finds little left to do."""
 
     def __init__(self, path: Path) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        self.direct = True
+        self.direct = bool(O_DIRECT)
         try:
             self.fd = os.open(path, flags | O_DIRECT, 0o666)
         except OSError:  # e.g. tmpfs: no O_DIRECT

@@ -105,7 +105,9 @@ def send_between_hosts(
     the wire (the broker's bound from the source's state size, so a compromised source cannot
     fill the target's disk beyond what the move needs)."""
     validate.node_id(move_id, "move_id")
-    if (manifest is not None) != (mode is SendMode.DELTA):
+    if manifest is None and mode is SendMode.DELTA:
+        raise ValueError("mode DELTA sends a manifest's chunks: no manifest given")
+    if manifest is not None and mode is not SendMode.DELTA:
         raise ValueError(f"a manifest goes with mode DELTA only, not {mode.name}")
     started = time.monotonic()
     needed: list[str] = []

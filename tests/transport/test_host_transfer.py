@@ -435,3 +435,15 @@ def test_whole_receive_makes_its_files_durable_before_it_answers(tmp_path: Path)
     for name, data in files.items():
         assert (state / name).read_bytes() == data
         assert dirty_pages(state / name) == 0, name
+
+
+def test_a_manifest_goes_with_delta_only(runtimes) -> None:
+    source, target = runtimes["src"], runtimes["dst"]
+    write_state(source, {"data.bin": b"d" * 1000})
+    manifest = source.snapshot(SHARD)
+    ca = shared_transfer_ca()[0]
+    with pytest.raises(ValueError, match="mode DELTA only, not STREAM"):
+        send_between_hosts(source, target, SHARD, SendMode.STREAM, manifest=manifest,
+                           move_id="mv-1", ca=ca)  # fmt: skip
+    with pytest.raises(ValueError, match="no manifest given"):
+        send_between_hosts(source, target, SHARD, SendMode.DELTA, move_id="mv-1", ca=ca)
