@@ -20,6 +20,7 @@ def forecast_rows(series: dict[str, list[tuple[float, float, float]]]) -> pl.Dat
             "yhat": yhat,
             "yhat_lower": lower,
             "yhat_upper": upper,
+            "yhat_sd": None,
             "model": "test",
             "reason": "planted",
             "trained_at": end,

@@ -20,7 +20,7 @@ def outlook_for(series: dict[str, list[tuple[float, float, float]]]):
 
 def shares(series) -> dict[str, float]:
     data, outlook = outlook_for(series)
-    return dict(pooled_demand(data, outlook).select("shard_id", "cpu").iter_rows())
+    return dict(pooled_demand(data, outlook, 0.9).select("shard_id", "cpu").iter_rows())
 
 
 def test_two_spiky_shards_share_one_pooled_margin():
