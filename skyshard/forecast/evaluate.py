@@ -202,10 +202,10 @@ def spreads(chunk: ChunkEval, group_spread: Mapping[str, float], groups: list[st
     the interval bounds only tell a tail. A series' own when it has `MIN_OWN_RESIDUALS`, else
     its group's (`group_spread`), else NaN (users then fall back to the bounds); 0 for a
     constant series, like its bounds."""
-    own = root_mean_square(chunk.residuals, axis=(1, 2))
+    own = root_mean_square(chunk.residuals * chunk.norm[:, :, None], axis=(1, 2))
     enough = np.isfinite(chunk.residuals).sum(axis=(1, 2)) >= MIN_OWN_RESIDUALS
     shared = np.array([group_spread.get(g, np.nan) for g in groups], dtype=float)
-    return np.where(enough, own, shared) * chunk.final_norm * chunk.pooled
+    return np.where(enough, own, shared * chunk.final_norm) * chunk.pooled
 
 
 def held_out_coverage(
