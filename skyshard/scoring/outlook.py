@@ -87,14 +87,15 @@ def _by_step(forecasts: pl.DataFrame, kind: SeriesKind) -> pl.DataFrame:
     )
 
 
-def demand_sd(interval: float) -> pl.Expr:
-    """A demand row's standard deviation: the forecast's residual one where it has one, else
-    the margin to the upper bound as `z` standard deviations of a normal (z from the central
-    `interval`). The bounds are a tail quantile: for on/off workloads, whose residuals are
-    mostly small with rare large ones, the normal read of them overstates the variance
-    several times."""
+def demand_sd(interval: float, measured: bool) -> pl.Expr:
+    """A demand row's standard deviation: with `measured` (policy
+    `planning.measured_spread`), the forecast's residual one where it has one; else, and for
+    rows without one, the margin to the upper bound as `z` standard deviations of a normal
+    (z from the central `interval`). The bounds are a tail quantile of a group's pool; what a
+    host's sum varies by is the sum of its shards' own variances."""
     z = float(ndtri((1 + interval) / 2))
-    return pl.coalesce("sd", (pl.col("upper") - pl.col("yhat")) / z)
+    bounds = (pl.col("upper") - pl.col("yhat")) / z
+    return pl.coalesce("sd", bounds) if measured else bounds
 
 
 def _steps(horizon_h: int) -> pl.DataFrame:

@@ -1,12 +1,12 @@
 """Expected overload a shard brings to each host it could join, from the forecast quantiles.
 
 A host is overloaded in an hour when its shards' cpu use exceeds what it can give them (the
-outlook's supply). Each shard's use that hour has the point forecast as mean and the
-forecast's residual standard deviation (`outlook.demand_sd`: measured on the backtest; for
-older forecast rows without one, the distance to the interval's upper bound as `z` standard
-deviations of a normal); shards vary independently, so a host's use, a sum, is taken as
-normal with the summed means and variances. Summing the true variances is right whatever
-each shard's distribution; a normal read of one on/off shard's tail bound is not.
+outlook's supply). Each shard's use that hour has the point forecast as mean and as standard
+deviation the distance to the interval's upper bound read as `z` standard deviations of a
+normal, or with `planning.measured_spread` the forecast's residual standard deviation
+measured on the backtest where it has one (`outlook.demand_sd`); shards vary
+independently, so a host's use, a sum, is taken as normal with the summed means and
+variances.
 
 For a candidate (shard s, other host h) the expected overloaded
 shard-hours s brings there are, summed over the horizon's hours,
@@ -118,18 +118,20 @@ def expected_overload(
     interval: float,
     shard_ids: list[str],
     relief_spread: float = 1.0,
+    measured_spread: bool = False,
 ) -> pl.DataFrame:
     """`shard_id, host_id, overload_hours, overload_p, relief_hours` for every shard in
     `shard_ids` x host: expected overloaded shard-hours the shard brings there over the
     horizon (see the module docstring), its own mean hourly probability of sitting on an
     overloaded host there, and (the same on each of its rows) the overloaded shard-hours its
     leaving alone would take off its current host, judged at `relief_spread` times the
-    forecast spread (see `_relief`)."""
+    forecast spread (see `_relief`); the spread is the forecasts' measured one with
+    `measured_spread` (see `outlook.demand_sd`)."""
     steps = outlook.horizon_h
     hosts = sorted(data.hosts["host_id"])
     host_index = {h: i for i, h in enumerate(hosts)}
     everyone = sorted(data.shards["shard_id"])
-    demand = outlook.demand.with_columns(sd=demand_sd(interval))
+    demand = outlook.demand.with_columns(sd=demand_sd(interval, measured_spread))
     mean, sd = _dense(demand, "shard_id", everyone, steps, ["yhat", "sd"])
     var = sd**2
     (host_supply,) = _dense(outlook.supply, "host_id", hosts, steps, ["supply"])

@@ -85,20 +85,21 @@ def _with_ratio(frame: pl.DataFrame, ratio: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def pooled_demand(data: PlanningData, outlook: Outlook, interval: float) -> pl.DataFrame:
+def pooled_demand(
+    data: PlanningData, outlook: Outlook, interval: float, measured_spread: bool = False
+) -> pl.DataFrame:
     """Each shard's linear share of a host's upper quantile (`shard_id` plus one column per
     resource).
 
     A host's load at the upper quantile is, each hour, its shards' summed point forecast plus
-    the root of their summed squared margins (margin m = z standard deviations at the central
-    `interval`, from `demand_sd`: the forecast's residual spread, or the distance to the upper
-    bound for rows without one; independent deviations pool), and its peak is the busiest such
-    hour: neither the sum of
-    the shards' upper bounds (spikes seldom coincide) nor of their peaks (daily cycles are out
-    of phase). Both are not linear in the placement, so a shard counts at the ratios of the
-    host it runs on now, which makes the shares add up to each host's pooled peak exactly as
-    the shards are placed (a moving shard takes its ratios along; what it risks at its target
-    is priced exactly by `headroom_risk`):
+    the root of their summed squared margins (margin m = upper bound - point forecast, or with
+    `measured_spread` z times the forecast's residual spread where it has one, z from the
+    central `interval`: `outlook.demand_sd`; independent deviations pool), and its peak is the
+    busiest such hour: neither the sum of the shards' upper bounds (spikes seldom coincide) nor
+    of their peaks (daily cycles are out of phase). Both are not linear in the placement, so a
+    shard counts at the ratios of the host it runs on now, which makes the shares add up to each
+    host's pooled peak exactly as the shards are placed (a moving shard takes its ratios along;
+    what it risks at its target is priced exactly by `headroom_risk`):
     - rho = sqrt(sum m^2) / sum m (median over the host's hours): a shard's hourly load is
       point + rho * m;
     - kappa = (host peak - sum of means) / (sum of peaks - sum of means): of the swing from its
@@ -108,7 +109,7 @@ def pooled_demand(data: PlanningData, outlook: Outlook, interval: float) -> pl.D
     """
     hourly = outlook.demand.join(
         data.shards.select("shard_id", host_id="current_host_id"), on="shard_id", how="left"
-    ).with_columns(margin=float(ndtri((1 + interval) / 2)) * demand_sd(interval))
+    ).with_columns(margin=float(ndtri((1 + interval) / 2)) * demand_sd(interval, measured_spread))
     rho = _ratio(
         hourly.drop_nulls("host_id")
         .group_by("host_id", "resource", "step")
@@ -168,7 +169,7 @@ def placement_input(
     """Shards at their share of a host's upper quantile (`pooled_demand`), hosts at their
     lowest forecast supply."""
     cycles_since_move = cycles_since_move or {}
-    share = pooled_demand(data, outlook, policy.forecast.interval)
+    share = pooled_demand(data, outlook, policy.forecast.interval, policy.planning.measured_spread)
     relief = scores.filter(pl.col("is_current")).select("shard_id", "overload_relief")
     shards = data.shards.join(share, on="shard_id", how="left").join(
         relief, on="shard_id", how="left"

@@ -18,10 +18,11 @@ def outlook_for(series: dict[str, list[tuple[float, float, float]]]):
     return data, build_outlook(data, forecast_rows(series), 24)
 
 
-def shares(series, sd: float | None = None) -> dict[str, float]:
+def shares(series, sd: float | None = None, measured: bool = False) -> dict[str, float]:
     data = sky.planning_data()
     outlook = build_outlook(data, forecast_rows(series, sd), 24)
-    return dict(pooled_demand(data, outlook, 0.9).select("shard_id", "cpu").iter_rows())
+    pooled = pooled_demand(data, outlook, 0.9, measured)
+    return dict(pooled.select("shard_id", "cpu").iter_rows())
 
 
 def test_two_spiky_shards_share_one_pooled_margin():
@@ -39,9 +40,12 @@ def test_a_measured_spread_sets_the_margin_where_present():
     # the same bounds, but each web shard's measured spread is 0.5: its margin is z * 0.5
     web = [(1.5, 1.0, 3.5)] * 24
     z = 1.6448536269514722
-    share = shares({"shard/web-000/cpu": web, "shard/web-001/cpu": web}, sd=0.5)
+    both = {"shard/web-000/cpu": web, "shard/web-001/cpu": web}
+    share = shares(both, sd=0.5, measured=True)
     assert share["web-000"] + share["web-001"] == pytest.approx(3 + math.sqrt(2) * z * 0.5)
     assert share["db-000"] == pytest.approx(3.0)  # no forecast row: still no spread
+    unmeasured = shares(both, sd=0.5)  # the policy's default reads the bounds
+    assert unmeasured["web-000"] + unmeasured["web-001"] == pytest.approx(3 + math.sqrt(8))
 
 
 def test_a_busy_hour_and_a_spike_are_not_added_up():
