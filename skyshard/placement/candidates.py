@@ -81,16 +81,6 @@ def stay_costs(inst: Instance) -> np.ndarray:
     return cost
 
 
-def fits_alone(inst: Instance, shard: np.ndarray, host: np.ndarray) -> np.ndarray:
-    """Per (shard, host) pair, whether the shard on its own may use the host."""
-    fits = np.ones(len(shard), dtype=bool)
-    for family in inst.constraints:
-        found = family.fits_alone(inst, shard, host)
-        if found is not None:
-            fits &= found
-    return fits
-
-
 def passes_hysteresis(inst: Instance, state: np.ndarray) -> np.ndarray:
     """(candidate rows,) whether choosing the row keeps the minimum saving and the cooldown
     (for a shard on an overloaded host: whether its relief pays for the move)."""
@@ -123,7 +113,7 @@ def eligible_candidates(
     state = current_host_states(inst)
     keep = inst.cand_allowed.copy()
     if capacity:
-        keep &= fits_alone(inst, inst.cand_shard, inst.cand_host)
+        keep &= inst.cand_fits_alone
     if hysteresis:
         keep &= passes_hysteresis(inst, state)
     if prune:

@@ -19,7 +19,6 @@ from skyshard.placement.candidates import (
     CurrentHost,
     current_host_states,
     eligible_candidates,
-    fits_alone,
     overloaded_hosts,
 )
 from skyshard.placement.instance import Instance
@@ -54,7 +53,7 @@ class Situation:
 def unplaceable(inst: Instance) -> dict[int, str]:
     """Shards no allowed host can hold on its own, with why."""
     out = {}
-    usable = inst.cand_allowed & fits_alone(inst, inst.cand_shard, inst.cand_host)
+    usable = inst.cand_allowed & inst.cand_fits_alone
     has_usable = np.bincount(inst.cand_shard[usable], minlength=inst.n_shards) > 0
     for shard in np.flatnonzero(~has_usable):
         rows = np.flatnonzero(inst.cand_shard == shard)
@@ -88,10 +87,11 @@ def _why_nothing_fits(inst: Instance, shard: int, hosts: np.ndarray) -> str:
     )
 
 
-def pre_checks(inst: Instance, stuck: dict[int, str]) -> tuple[str, ...]:
-    """What the plan cannot fix, proven by cheap checks (each line names what and why)."""
+def pre_checks(inst: Instance, stuck: dict[int, str], *, families: bool = True) -> tuple[str, ...]:
+    """What the plan cannot fix, proven by cheap checks (each line names what and why);
+    without `families` only the shards no host can hold (when the time is already spent)."""
     situation = Situation(inst)
-    return tuple(
-        [f"shard {inst.shard_ids[s]}: {why}" for s, why in sorted(stuck.items())]
-        + [line for family in inst.constraints for line in family.pre_check(inst, situation)]
-    )
+    lines = [f"shard {inst.shard_ids[s]}: {why}" for s, why in sorted(stuck.items())]
+    if families:
+        lines += [line for family in inst.constraints for line in family.pre_check(inst, situation)]
+    return tuple(lines)

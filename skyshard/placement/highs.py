@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
+from typing import Any
 
 import highspy
 import numpy as np
@@ -35,6 +37,25 @@ class MipOutcome:
     dual_bound: float | None
 
 
+INTERRUPTS = (
+    highspy.cb.HighsCallbackType.kCallbackSimplexInterrupt,
+    highspy.cb.HighsCallbackType.kCallbackIpmInterrupt,
+    highspy.cb.HighsCallbackType.kCallbackMipInterrupt,
+)
+
+
+def _stop_at(deadline: float) -> Callable[..., None]:
+    """A callback that interrupts HiGHS once `deadline` (perf_counter) has passed. HiGHS's own
+    time_limit is checked between MIP nodes and in places of the LP; the simplex interrupt is
+    asked every iteration, so a large LP stops within milliseconds of the deadline."""
+
+    def interrupt(kind: int, message: str, out: object, data_in: Any, user: object) -> None:
+        if perf_counter() > deadline:
+            data_in.user_interrupt = True
+
+    return interrupt
+
+
 def _load(
     problem: MilpProblem,
     *,
@@ -48,6 +69,9 @@ def _load(
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("random_seed", 0)
     highs.setOptionValue("time_limit", max(time_limit_s, 0.01))
+    highs.setCallback(_stop_at(perf_counter() + max(time_limit_s, 0.01)), None)
+    for kind in INTERRUPTS:
+        highs.startCallback(kind)
     highs.setOptionValue("mip_rel_gap", mip_rel_gap)
     matrix = problem.matrix
     n_rows, n_cols = matrix.shape

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -59,6 +60,18 @@ class Instance:
     @property
     def n_hosts(self) -> int:
         return len(self.host_ids)
+
+    @cached_property
+    def cand_fits_alone(self) -> np.ndarray:
+        """(candidate rows,) whether the shard on its own may use the host (every family's
+        `fits_alone`). Computed once: the candidate filters, the pre-checks and their reasons
+        all ask, and at millions of rows each pass costs a noticeable share of the limit."""
+        fits = np.ones(len(self.cand_shard), dtype=bool)
+        for family in self.constraints:
+            found = family.fits_alone(self, self.cand_shard, self.cand_host)
+            if found is not None:
+                fits &= found
+        return fits
 
     def candidate_row(self, shard: int, host: int) -> int | None:
         """Row of the (shard, host) candidate, allowed or not; None if it was not scored."""
@@ -190,8 +203,11 @@ def build_instance(inp: PlacementInput) -> Instance:
             f"candidate ({table.shard_ids[row]!r}, {table.host_ids[row]!r}): term "
             f"{term_names[col]!r} = {float(term_values[row, col])!r} is not finite"
         )
-    order = np.lexsort((cand_host, cand_shard))
-    keys = (cand_shard * len(hosts) + cand_host)[order]
+    # stable on (shard, host) keys: Timsort runs through tables already grouped by shard
+    keys = cand_shard * len(hosts) + cand_host
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    term_values = term_values[order]
     duplicate = np.flatnonzero(np.diff(keys) == 0)
     if len(duplicate):
         row = order[duplicate[0]]
@@ -247,11 +263,11 @@ def build_instance(inp: PlacementInput) -> Instance:
         cand_shard=cand_shard[order],
         cand_host=cand_host[order],
         cand_key=keys,
-        cand_cost=term_values[order].sum(axis=1),
+        cand_cost=term_values.sum(axis=1),
         cand_allowed=np.asarray(table.allowed, dtype=bool)[order],
         cand_blocked_by=np.asarray(table.blocked_by, dtype=object)[order],
         term_names=term_names,
-        term_values=term_values[order],
+        term_values=term_values,
         latency=_latency_matrix(inp, host_pos, host_provider, providers),
         dep_a=np.array([shard_pos[d.shard_a] for d in inp.dependencies], dtype=np.int64),
         dep_b=np.array([shard_pos[d.shard_b] for d in inp.dependencies], dtype=np.int64),

@@ -202,7 +202,9 @@ class PlacementResult:
     `best_bound` the best proven lower bound; `gap` = (objective - best_bound) / |objective|.
     `unplaced` maps shards that got no host (new shards, or shards whose host is gone) to why;
     `unfixed` lists, by family, what the plan still breaks; `explanation` holds the pre-check
-    verdicts (why it cannot all be fixed) and any time-limit note.
+    verdicts (why it cannot all be fixed), then one "time limit" line per entry of `cut`: the
+    phases the wall-clock limit skipped or stopped early (problem, LP, pricing, heuristic,
+    MIP, pre-checks, fewer candidates per shard), each saying what the plan used instead.
     """
 
     status: Status
@@ -220,3 +222,4 @@ class PlacementResult:
     penalty: float = 0.0
     unplaced: Mapping[str, str] = field(default_factory=dict)
     unfixed: tuple[str, ...] = ()
+    cut: tuple[str, ...] = ()

@@ -17,9 +17,12 @@ the time is spent; the reported LP bound is the best Lagrangian bound, so the ga
 The problem is elastic (problem.py): staying put or going unplaced is always possible, so there
 is always a plan. The first incumbent is the heuristic's without the LP; the LP-guided heuristic
 then improves it; if the best is not within `mip_rel_gap` of the LP bound it seeds the HiGHS
-MIP. Every phase gets what is left of `time_limit_s` (measured from the call, problem build
-and pre-checks included) minus a reserve for writing the answer, so the whole call ends within
-the limit plus a small overshoot (HiGHS checks its clock between nodes).
+MIP. Every phase gets what is left of `time_limit_s` (measured from the call, instance,
+candidates and pre-checks included) minus a reserve for writing the answer. A phase that cannot
+stop itself is skipped or shrunk when the time left is short (`_affordable`, the MIP's root
+rule), HiGHS is interrupted at the deadline, and a large MIP runs in a worker process killed at
+it, so the whole call ends within the limit plus a small overshoot; `PlacementResult.cut`
+names what the limit cut.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from skyshard.placement.explain import pre_checks, unplaceable
 from skyshard.placement.heuristic import lp_guided_assignment
 from skyshard.placement.highs import SOLVER_NAME, MipOutcome, solve_lp, solve_mip
 from skyshard.placement.instance import NO_INDEX, Instance, build_instance
+from skyshard.placement.mip_worker import solve_mip_in_worker
 from skyshard.placement.model import Move, PlacementInput, PlacementResult, Status
 from skyshard.placement.problem import (
     MilpProblem,
@@ -59,6 +63,16 @@ PRICED_PER_SHARD = 3
 MIP_TIME_SHARE = 0.8
 FINISH_SHARE = 0.05  # of the limit, kept for the checker, the moves and the answer
 FINISH_BUILD_RATIO = 2.0  # or this times the instance build, if more
+MILP_RATIO = 1.0  # the MILP path runs only with this times the time spent so far left
+RICH_RATIO = 5.0  # below this times the time spent so far, fewer candidates per shard
+MIN_TOP_K = 2
+# the MIP runs only with this times the last LP's time left for it: before its first node
+# HiGHS presolves, checks the start and solves the root LP without looking at its clock (at
+# 6,000 hosts 20 s on a 15 s limit, the root LP not finished)
+MIP_ROOT_RATIO = 2.0
+# from an LP this slow on, the MIP runs in a worker process stopped at the deadline (see
+# mip_worker); below, the overrun is small and starting a process is not
+WORKER_LP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -145,11 +159,17 @@ def _most_negative(
 
 
 class _Timer:
+    """One clock for the whole call: the time each phase took and what the limit cut short."""
+
     def __init__(self, limit: float) -> None:
         self.start = perf_counter()
         self.limit = limit
         self.reserve = FINISH_SHARE * limit
         self.phases: dict[str, float] = {}
+        self.cut: list[str] = []
+
+    def elapsed(self) -> float:
+        return perf_counter() - self.start
 
     def remaining(self) -> float:
         """Seconds left for solving, the finishing reserve kept back."""
@@ -223,11 +243,12 @@ class _Search:
         self.active = active
         self.problem = self._build()
         self.stats = {"pricing_rounds": 0}
+        self.lp_seconds = 0.0  # the last LP's
 
     def _build(self) -> MilpProblem:
         began = perf_counter()
         problem = build_problem(self.inst, self.cands, self.active, self.pen)
-        self.timer.add("build", began)
+        self.timer.add("problem", began)
         return problem
 
     def include(self, chosen: np.ndarray) -> None:
@@ -248,18 +269,27 @@ class _Search:
 
     def price(self, time_share: float) -> tuple[np.ndarray | None, float | None]:
         """LP with column pricing: (LP x per candidate, bound on the full LP), or (None, None)
-        when time ran out before any LP. Pricing gets `time_share` of the time left; when that
-        runs out the last LP guides the heuristic and the best Lagrangian bound so far (valid
-        for the full problem) is the bound."""
+        when time ran out before any LP. The first LP may use all the time left; pricing rounds
+        after it get `time_share` of it. When that runs out (or a round's LP is stopped) the
+        last LP guides the heuristic and the best Lagrangian bound so far (valid for the full
+        problem) is the bound."""
         inst, cands, pen = self.inst, self.cands, self.pen
         deadline = perf_counter() + max(self.timer.remaining(), 0.0) * time_share
         best_bound = -np.inf
+        last: tuple[np.ndarray | None, float | None] = (None, None)
         while True:
             began = perf_counter()
-            lp = solve_lp(self.problem, self.timer.remaining())
+            first = last[0] is None
+            lp = solve_lp(self.problem, self.timer.remaining() if first else deadline - began)
             self.timer.add("lp", began)
+            self.lp_seconds = perf_counter() - began
             if not lp.optimal:
-                return None, None
+                if last[0] is not None:
+                    self.timer.cut.append(
+                        "LP pricing: a round's LP stopped at the time share; the previous LP "
+                        "guides the heuristic and the bound is the Lagrangian one"
+                    )
+                return last
             assert lp.row_dual is not None and lp.objective is not None and lp.values is not None
             lp_x = np.zeros(len(cands))
             lp_x[self.problem.columns] = lp.values[: self.problem.n_x]
@@ -273,21 +303,36 @@ class _Search:
             bound = _lagrangian_bound(inst, cands, self.problem, pen, dual, self.active)
             best_bound = max(best_bound, bound)
             close = lp.objective - best_bound <= BOUND_TOLERANCE * max(abs(lp.objective), 1.0)
-            if close or perf_counter() >= deadline:
+            if close:
                 return lp_x, best_bound
+            if perf_counter() >= deadline:
+                self.timer.cut.append(
+                    "LP pricing: stopped at its time share with candidates left to price; "
+                    "the bound is the Lagrangian one"
+                )
+                return lp_x, best_bound
+            last = (lp_x, best_bound)
             self.active = self.active.copy()
             self.active[_most_negative(cands.shard[left_out], bounds, negative, left_out)] = True
             self.problem = self._build()
             self.stats["pricing_rounds"] += 1
 
-    def mip(self, start: _Incumbent, gap: float) -> tuple[_Incumbent | None, MipOutcome]:
+    def mip(
+        self, start: _Incumbent, gap: float, limit: float
+    ) -> tuple[_Incumbent | None, MipOutcome | None]:
+        """The MIP from `start` with HiGHS's own `limit`; (None, None) when its worker process
+        was stopped at the end of the solving time without an answer."""
         began = perf_counter()
         start_values = self.vector(start.chosen)
-        # HiGHS looks at its clock between nodes; a large root node can run past the limit
-        limit = self.timer.remaining() * MIP_TIME_SHARE
-        mip = solve_mip(self.problem, limit, gap, start=start_values)
+        mip: MipOutcome | None
+        if self.lp_seconds >= WORKER_LP_S:
+            mip = solve_mip_in_worker(
+                self.problem, limit, gap, start=start_values, kill_after_s=self.timer.remaining()
+            )
+        else:
+            mip = solve_mip(self.problem, limit, gap, start=start_values)
         self.timer.add("mip", began)
-        if not mip.feasible:
+        if mip is None or not mip.feasible:
             return None, mip
         assert mip.values is not None and mip.objective is not None
         x = mip.values[: self.problem.n_x] > 0.5
@@ -295,6 +340,9 @@ class _Search:
         cols = self.problem.columns[x]
         chosen[self.cands.shard[cols]] = cols
         return _Incumbent(chosen, float(mip.objective), mip.dual_bound), mip
+
+
+BUILD_PHASES = ("instance", "candidates", "problem")
 
 
 def _result(
@@ -308,9 +356,10 @@ def _result(
     why: dict[int, str],
     options: SolveOptions,
     timer: _Timer,
-    stats: dict[str, int],
+    search: _Search,
 ) -> PlacementResult:
     """`why`: the pre-checks' reasons for shards no allowed host can hold."""
+    began = perf_counter()
     placed = np.sort(best.placed)
     host_of = np.full(inst.n_shards, NO_INDEX, dtype=np.int64)
     host_of[cands.shard[placed]] = cands.host[placed]
@@ -318,6 +367,7 @@ def _result(
     if bound is not None:
         gap = max(0.0, best.objective - bound) / max(abs(best.objective), 1e-9)
     unfixed = tuple(f"{v.family}: {v.message}" for v in violations_of(inst, host_of))
+    moves = moves_for(inp, inst, cands, placed)
     cost = float(cands.cost[placed].sum())
     if unfixed:
         status = Status.PARTIAL
@@ -325,7 +375,17 @@ def _result(
         status = Status.OPTIMAL
     else:
         status = Status.FEASIBLE_WITH_GAP
-    stats |= {f"{phase}_ms": round(1000 * s) for phase, s in timer.phases.items()}
+    timer.add("explanation", began)
+    stats = {
+        "candidates": len(inst.cand_cost),
+        "eligible": len(cands),
+        "columns": search.problem.n_x,
+        "rows": search.problem.matrix.shape[0],
+        **search.stats,
+        **{f"{phase}_ms": round(1000 * s) for phase, s in timer.phases.items()},
+    }
+    build_seconds = sum(timer.phases.get(phase, 0.0) for phase in BUILD_PHASES)
+    limit = f"time limit {options.time_limit_s:g} s"
     return PlacementResult(
         status=status,
         assignment={inst.shard_ids[s]: inst.host_ids[h] for s, h in enumerate(host_of) if h >= 0},
@@ -333,11 +393,11 @@ def _result(
         lp_bound=lp_bound,
         best_bound=bound,
         gap=gap,
-        build_seconds=timer.phases.get("build", 0.0),
-        solve_seconds=perf_counter() - timer.start - timer.phases.get("build", 0.0),
+        build_seconds=build_seconds,
+        solve_seconds=timer.elapsed() - build_seconds,
         solver=SOLVER_NAME,
-        moves=moves_for(inp, inst, cands, placed),
-        explanation=explanation,
+        moves=moves,
+        explanation=explanation + tuple(f"{limit}: {cut}" for cut in timer.cut),
         stats=stats,
         penalty=best.objective - cost,
         unplaced={
@@ -345,64 +405,124 @@ def _result(
             for s in np.flatnonzero(host_of == NO_INDEX)
         },
         unfixed=unfixed,
+        cut=tuple(timer.cut),
     )
+
+
+def _affordable(timer: _Timer, top_k: int | None) -> tuple[bool, int | None]:
+    """(whether the MILP path fits in the time left, candidates per shard it gets).
+
+    The problem build, the LP and the MIP each cost at least about what building the instance,
+    the candidates and the pre-checks did (at the cluster shape the LP takes 3-10 times that),
+    so with less than that left the heuristic gets all of it; with less than RICH_RATIO times
+    that, the problem keeps proportionally fewer of each shard's cheapest candidates (pricing
+    adds back the ones the LP asks for, as far as time allows).
+    """
+    spent, left = timer.elapsed(), timer.remaining()
+    if left < MILP_RATIO * spent:
+        timer.cut.append(
+            f"problem, LP and MIP skipped: {max(left, 0):.1f} s left after {spent:.1f} s of "
+            "instance, candidates and pre-checks; the plan is the heuristic's, its gap unknown"
+        )
+        return False, top_k
+    if top_k is None or left >= RICH_RATIO * spent:
+        return True, top_k
+    k = max(MIN_TOP_K, int(top_k * left / (RICH_RATIO * spent)))
+    if k < top_k:
+        timer.cut.append(
+            f"candidates: the {k} cheapest per shard instead of {top_k} ({left:.1f} s left "
+            f"after {spent:.1f} s of instance, candidates and pre-checks)"
+        )
+    return True, min(k, top_k)
+
+
+def _heuristic(
+    inst: Instance, cands: Candidates, lp_x: np.ndarray, seconds: float, timer: _Timer
+) -> np.ndarray:
+    began = perf_counter()
+    chosen = lp_guided_assignment(inst, cands, lp_x, max(seconds, 0.0))
+    timer.add("heuristic", began)
+    if perf_counter() - began >= seconds:
+        timer.cut.append(
+            f"heuristic{' (LP-guided)' if lp_x.any() else ''}: stopped at its {seconds:.1f} s "
+            "share; shards not reached yet stay where they run"
+        )
+    return chosen
 
 
 def solve_placement(inp: PlacementInput, options: SolveOptions | None = None) -> PlacementResult:
     """The best plan found within the time limit: minimum cost plus the elastic model's price of
-    what cannot be fixed (overload, unplaced shards, broken rules), with what is left unfixed
-    and the pre-check verdicts that say why."""
+    what cannot be fixed (overload, unplaced shards, broken rules), with what is left unfixed,
+    the pre-check verdicts that say why, and the phases the limit cut short
+    (`PlacementResult.cut`)."""
     options = options or SolveOptions()
     timer = _Timer(options.time_limit_s)
     began = perf_counter()
     inst = build_instance(inp)
+    timer.add("instance", began)
+    # the checker and the moves take a fraction of the instance build; the rest of the reserve
+    # covers what a solver runs past its deadline between two looks at the clock
+    timer.reserve = max(timer.reserve, FINISH_BUILD_RATIO * timer.phases["instance"])
+    began = perf_counter()
     cands = eligible_candidates(inst)
     pen = penalties(inst, cands)
-    timer.add("build", began)
-    # checking the plan at the end costs about as much as building the instance did
-    timer.reserve = max(timer.reserve, FINISH_BUILD_RATIO * timer.phases["build"])
+    timer.add("candidates", began)
     began = perf_counter()
     why = unplaceable(inst)
-    explanation = pre_checks(inst, why)
+    families_checked = timer.remaining() > 0
+    if not families_checked:
+        timer.cut.append("pre-checks: only shards no host can hold (time limit reached)")
+    explanation = pre_checks(inst, why, families=families_checked)
     timer.add("pre_checks", began)
-    search = _Search(inst, cands, pen, top_k_mask(inst, cands, options.top_k), timer)
 
-    began = perf_counter()
-    seed = lp_guided_assignment(
-        inst, cands, np.zeros(len(cands)), max(timer.remaining(), 0) * FIRST_HEURISTIC_SHARE
-    )
-    timer.add("heuristic", began)
+    milp, top_k = _affordable(timer, options.top_k)
+    no_lp = np.zeros(len(cands))
+    if not milp:
+        seed = _heuristic(inst, cands, no_lp, timer.remaining(), timer)
+        # the problem over the plan's own columns prices it exactly: rows without them are 0
+        only_seed = np.zeros(len(cands), dtype=bool)
+        only_seed[seed[seed != NO_INDEX]] = True
+        search = _Search(inst, cands, pen, only_seed, timer)
+        best = search.incumbent(seed)
+        return _result(inp, inst, cands, best, None, None, explanation, why, options, timer, search)
+
+    search = _Search(inst, cands, pen, top_k_mask(inst, cands, top_k), timer)
+    seed = _heuristic(inst, cands, no_lp, timer.remaining() * FIRST_HEURISTIC_SHARE, timer)
     best = search.incumbent(seed)
-    lp_x, lp_bound = (None, None) if timer.remaining() <= 0 else search.price(PRICING_TIME_SHARE)
+    lp_x, lp_bound = search.price(PRICING_TIME_SHARE) if timer.remaining() > 0 else (None, None)
+    if lp_x is None:
+        timer.cut.append(
+            "LP: not solved in the time left; the plan is the heuristic's, its gap unknown"
+        )
     bound = lp_bound
     if lp_x is not None:
-        began = perf_counter()
-        chosen = lp_guided_assignment(
-            inst, cands, lp_x, max(timer.remaining(), 0) * HEURISTIC_TIME_SHARE
-        )
-        timer.add("heuristic", began)
+        chosen = _heuristic(inst, cands, lp_x, timer.remaining() * HEURISTIC_TIME_SHARE, timer)
         found = search.incumbent(chosen)
         if found.objective < best.objective:
             best = found
     within_gap = bound is not None and best.objective - bound <= options.mip_rel_gap * abs(
         best.objective
     )
-    if bound is not None and not within_gap and timer.remaining() > 0:
-        found, mip = search.mip(best, options.mip_rel_gap)
-        if found is not None and found.objective <= best.objective + 1e-9:
-            best = found
-            if search.active.all() and mip.dual_bound is not None:
-                bound = max(bound, mip.dual_bound)
-    if lp_x is None:
-        explanation += (
-            f"time limit {options.time_limit_s:g} s reached before the LP bound: the plan is "
-            "the heuristic's, its gap unknown",
-        )
-    stats = {
-        "candidates": len(inst.cand_cost),
-        "eligible": len(cands),
-        "columns": search.problem.n_x,
-        "rows": search.problem.matrix.shape[0],
-        **search.stats,
-    }
-    return _result(inp, inst, cands, best, lp_bound, bound, explanation, why, options, timer, stats)
+    mip_limit = timer.remaining() * MIP_TIME_SHARE
+    if bound is not None and not within_gap:
+        if mip_limit < MIP_ROOT_RATIO * search.lp_seconds or mip_limit <= 0:
+            timer.cut.append(
+                f"MIP: skipped, {max(mip_limit, 0):.1f} s left for it and the last LP took "
+                f"{search.lp_seconds:.1f} s; the plan is the heuristics' best"
+            )
+        else:
+            found, mip = search.mip(best, options.mip_rel_gap, mip_limit)
+            if mip is None:
+                timer.cut.append(
+                    "MIP: its worker process was stopped at the end of the solving time "
+                    "before an answer; the plan is the heuristics' best"
+                )
+            elif not mip.proven:
+                timer.cut.append("MIP: stopped at its time share before proving the gap")
+            if found is not None and found.objective <= best.objective + 1e-9:
+                best = found
+                if search.active.all() and mip is not None and mip.dual_bound is not None:
+                    bound = max(bound, mip.dual_bound)
+    return _result(
+        inp, inst, cands, best, lp_bound, bound, explanation, why, options, timer, search
+    )

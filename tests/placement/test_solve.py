@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 from collections import Counter
 
 import pytest
@@ -21,6 +20,7 @@ from skyshard.placement import (
     greedy_placement,
     solve_placement,
 )
+from skyshard.placement.solve import _affordable, _Timer
 from tests.placement.packing import assert_plan_sound
 from tests.support.synthetic import random_instance
 
@@ -438,16 +438,64 @@ def test_new_shard_beyond_the_budget_is_unplaced_with_a_reason():
 
 
 def test_wall_clock_limit_holds_end_to_end_on_a_tight_instance():
-    """The call returns a sound plan inside the limit (plus 10 %) on an instance it cannot
-    finish: build, pre-checks, heuristic, LP and MIP all draw on one clock."""
+    """On an instance it cannot finish, the call stops (build, pre-checks, heuristic, LP and
+    MIP draw on one clock) and returns a sound plan naming what it cut. The wall time itself
+    against the +10 % target is measured in bench/bench_placement.py, not asserted here."""
     inp = random_instance(3_000, 60, 1, "tight")
-    began = time.perf_counter()
     result = solve_placement(inp, SolveOptions(time_limit_s=LIMIT_S, mip_rel_gap=0.0))
-    elapsed = time.perf_counter() - began
     assert_plan_sound(inp, result)
-    assert elapsed <= LIMIT_S * 1.1
     assert result.status != "optimal"  # it was stopped, not finished
     assert len(result.assignment) == 3_000
+    assert result.cut, "a stopped solve names the phases it cut"
+    assert [line for line in result.explanation if line.startswith("time limit 6 s: ")] == [
+        f"time limit 6 s: {cut}" for cut in result.cut
+    ]
+
+
+def test_limit_spent_on_the_build_gives_the_heuristic_plan_and_names_what_was_cut():
+    """A limit the instance build alone uses up: no problem, LP or MIP, the family pre-checks
+    skipped, and the heuristic has no time, so every shard stays where it runs; the plan is
+    still checked and its cut phases named."""
+    inp = random_instance(1_000, 50, 0, "tight")
+    result = solve(inp, SolveOptions(time_limit_s=0.001))
+    assert [cut.split(":")[0] for cut in result.cut] == [
+        "pre-checks",
+        "problem, LP and MIP skipped",
+        "heuristic",
+    ]
+    assert result.moves == ()
+    assert result.assignment == {s.shard_id: s.current_host for s in inp.shards}
+    assert result.lp_bound is None and result.gap is None
+    assert result.stats["problem_ms"] >= 0 and "lp_ms" not in result.stats
+
+
+def test_unhurried_solve_cuts_nothing():
+    result = solve(random_instance(300, 15, seed=5), SolveOptions())
+    assert result.cut == ()
+    assert not any(line.startswith("time limit") for line in result.explanation)
+
+
+@pytest.mark.parametrize(
+    ("spent", "top_k", "expected", "cut"),
+    [
+        (0.1, 10, (True, 10), None),  # 9.4 s left: plenty
+        (2.0, 10, (True, 7), "candidates: the 7 cheapest per shard instead of 10"),
+        (2.0, None, (True, None), None),  # no pruning asked: nothing to cut
+        (4.0, 10, (True, 2), "candidates: the 2 cheapest per shard instead of 10"),
+        (6.0, 10, (False, 10), "problem, LP and MIP skipped"),
+    ],
+)
+def test_time_left_after_the_build_decides_the_milp_and_candidates_per_shard(
+    spent, top_k, expected, cut
+):
+    """A 10 s limit (0.5 s kept back to finish) after `spent` seconds of instance, candidates
+    and pre-checks: the MILP path needs as much time left as was spent, all of a shard's top-k
+    five times as much."""
+    timer = _Timer(10.0)
+    timer.start -= spent
+    assert _affordable(timer, top_k) == expected
+    assert len(timer.cut) == (cut is not None)
+    assert cut is None or timer.cut[0].startswith(cut)
 
 
 def test_budget_too_small_for_forced_moves_says_so():

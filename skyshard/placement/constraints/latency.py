@@ -52,6 +52,22 @@ class Latency(Family):
 
     name = "latency"
 
+    def __init__(self) -> None:
+        # per limit: every pricing round rebuilds the problem over the same latency matrix
+        self._classes: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _far_classes(self, inst: Instance, limit: float) -> tuple[np.ndarray, np.ndarray]:
+        """(too-far row per class (classes, hosts), class of each host (hosts,)); classes in
+        the lexicographic order of their rows. Rows are compared as packed bytes: `np.unique`
+        with `axis=0` on the boolean matrix sorts column by column, seconds at 6,000 hosts."""
+        if limit not in self._classes:
+            too_far = inst.latency > limit
+            packed = np.ascontiguousarray(np.packbits(too_far, axis=1))
+            keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+            _, first, class_of_host = np.unique(keys, return_index=True, return_inverse=True)
+            self._classes[limit] = (too_far[first], class_of_host.ravel())
+        return self._classes[limit]
+
     @classmethod
     def bind(
         cls, inp: PlacementInput, shard_pos: Mapping[str, int], host_pos: Mapping[str, int]
@@ -68,16 +84,10 @@ class Latency(Family):
 
     def rows(self, build: Build) -> None:
         inst, shard, host = build.inst, build.shard, build.host
-        classes_by_limit: dict[float, tuple[np.ndarray, np.ndarray]] = {}
         block_rows, block_cols = [], []
         n_rows = 0
         for a, b, limit in zip(inst.dep_a, inst.dep_b, inst.dep_limit, strict=True):
-            if limit not in classes_by_limit:
-                too_far, class_of_host = np.unique(
-                    inst.latency > limit, axis=0, return_inverse=True
-                )
-                classes_by_limit[limit] = (too_far, class_of_host.ravel())
-            too_far, class_of_host = classes_by_limit[limit]
+            too_far, class_of_host = self._far_classes(inst, float(limit))
             a_cols = np.arange(*np.searchsorted(shard, [a, a + 1]))
             b_cols = np.arange(*np.searchsorted(shard, [b, b + 1]))
             a_class = class_of_host[host[a_cols]]
