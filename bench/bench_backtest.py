@@ -220,6 +220,9 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=100, help="synthetic shards")
     parser.add_argument("--relief-spread", type=float, default=1.0, help="relief_spread")
     parser.add_argument(
+        "--measured-spread", action="store_true", help="planning.measured_spread (yhat_sd)"
+    )
+    parser.add_argument(
         "--level-shift-hours", type=int, default=0, help="forecast level_shift_hours (0: off)"
     )
     args = parser.parse_args()
@@ -231,6 +234,7 @@ def main() -> None:
             max_moves_per_cycle=10,
             min_saving_per_day=args.min_saving,
             relief_spread=args.relief_spread,
+            measured_spread=args.measured_spread,
         ),
     )
     print(

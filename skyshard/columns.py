@@ -158,6 +158,7 @@ COLUMNS: dict[str, str] = {
     "yhat": "Forecast value.",
     "yhat_lower": "Lower bound of the forecast interval.",
     "yhat_upper": "Upper bound of the forecast interval.",
+    "yhat_sd": "Residual standard deviation of the series' backtest forecasts (null: too few).",
     "model": "Forecast: the candidates averaged, e.g. `median_7d_level+prophet`.",
     "trained_at": "When the model was fitted, UTC.",
     "train_start": "First hour of the training data, UTC.",

@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from skyshard.broker.lease import LeaseSettings, MoveLease
 from skyshard.broker.ops_tables import (
@@ -47,10 +46,9 @@ from skyshard.runtime import host_helper
 from skyshard.runtime.client import ShardRuntime, ShardStatus
 from skyshard.runtime.transfer import (
     Progress,
+    SendMode,
     SendReport,
     send_between_hosts,
-    send_whole_between_hosts,
-    stream_snapshot_between_hosts,
 )
 from skyshard.transport import validate
 from skyshard.transport.access import AccessDenied
@@ -60,7 +58,6 @@ from skyshard.transport.ssh import SshSession
 from skyshard.transport.validate import ValidationError
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 PHASES = (
     "accepted",
@@ -390,11 +387,14 @@ class Migrator:
         source, target = self.hosts[request.from_host], self.hosts[request.to_host]
         move = _Move(request, route, request.to_port or route.port, source, target,
                      source.runtime(), target.runtime())  # fmt: skip
-        status = move.source_rt.status(request.shard_id)
+        # Installed now so that the cutover does not check scripts; meanwhile the source's status.
+        with ThreadPoolExecutor(max_workers=1) as background:
+            installed = background.submit(move.target_rt.install)
+            status = move.source_rt.status(request.shard_id)
+            installed.result()
         if not status.running:
             raise MigrationError(f"shard {request.shard_id} is not running on {source.host_id}")
         move.state_bytes = status.state_bytes
-        move.target_rt.install()  # so that the cutover does not check scripts
         try:
             self._migrate(move)
         except Exception:
@@ -424,7 +424,7 @@ class Migrator:
             self.owner,
         )  # fmt: skip
         self._announce(step)
-        self._finish(request, new_route, index_source=move.whole)
+        self._finish(request, new_route, index_source=move.whole, source_rt=move.source_rt)
 
     def _cutover(self, move: _Move, manifest: Manifest, sent: int, frozen_at: float) -> None:
         """Kill the frozen source while the target restores and `cutover` is persisted; then
@@ -475,21 +475,26 @@ class Migrator:
         on_target: set[str] = set()
         sent = 0
         while rule.max_rounds:
+            whole = False
             if not content:
-                status = move.target_rt.status(request.shard_id)
+                with ThreadPoolExecutor(max_workers=1) as background:
+                    first_copy = background.submit(self._first_copy, move)
+                    status = move.target_rt.status(request.shard_id)
+                    whole = first_copy.result()
                 _check_room(move.target, status, request.shard_id, move.state_bytes)
-            if not content and self._first_copy(move):
-                report = self._send_whole(move, sent)
+            if whole:
+                report = self._send(move, SendMode.WHOLE, 1, sent)
                 move.whole = True
                 detail = {**_report_detail(report), "whole": True}
             else:
-                manifest, report = self._stream(move, len(content) + 1, sent)
-                move.target_rt.restore(manifest)
-                on_target.update(manifest.chunk_sizes())
-                detail = _report_detail(report, manifest)
+                report = self._send(move, SendMode.STREAM, len(content) + 1, sent)
+                assert report.manifest is not None
+                move.target_rt.restore(report.manifest)
+                on_target.update(report.manifest.chunk_sizes())
+                detail = _report_detail(report, report.manifest)
             sent += report.bytes_sent
             content.append(report.content_bytes_sent)
-            reason = rule.stop_reason(content)
+            reason = rule.stop_reason(content) or _nothing_to_resend(report)
             detail = {"round": len(content), **detail, "stop": reason}
             self._step(request.move_id, "precopy", detail, bytes_sent=sent, rounds=len(content))
             if reason:
@@ -506,20 +511,6 @@ class Migrator:
         chunk_bytes = host_helper.DEFAULT_CHUNKS.avg_size
         held = len(move.target_rt.inventory(move.request.shard_id)) * chunk_bytes
         return held < share * move.state_bytes
-
-    def _send_whole(self, move: _Move, sent_before: int) -> SendReport:
-        """Pre-copy round 1 on the fast path: every state file raw, straight into the
-        target's state directory, each file's SHA-256 compared on both ends."""
-
-        def send(progress: Callable[[Progress], None]) -> SendReport:
-            return send_whole_between_hosts(
-                move.source_rt, move.target_rt, move.request.shard_id,
-                move_id=move.request.move_id, ca=self.transfer_ca,
-                budget=self._round_budget(move), on_progress=progress,
-                stall_timeout=self.settings.stall_timeout,
-            )  # fmt: skip
-
-        return self._watched(move, "precopy", 1, sent_before, send)
 
     def _round_budget(self, move: _Move) -> int:
         return move.state_bytes + move.state_bytes // 4 + STREAM_SLACK_BYTES
@@ -538,30 +529,30 @@ class Migrator:
         chunk_count = len(manifest.chunk_sizes())
         if on_target.issuperset(manifest.chunk_sizes()):
             return SendReport(chunk_count, 0, 0, 0, 0.0)
+        return self._send(move, SendMode.DELTA, 0, sent_before, manifest)
+
+    def _send(
+        self,
+        move: _Move,
+        mode: SendMode,
+        round_number: int,
+        sent_before: int,
+        manifest: Manifest | None = None,
+    ) -> SendReport:
+        """One transfer source → target, watched (see `_watched`): a pre-copy round sent whole
+        or streamed (the target takes at most the source's state size plus room for growth in
+        bytes), or the frozen round's delta (round 0)."""
 
         def send(progress: Callable[[Progress], None]) -> SendReport:
-            return send_between_hosts(move.source_rt, move.target_rt, manifest,
-                                      move_id=move.request.move_id, ca=self.transfer_ca,
-                                      on_progress=progress,
-                                      stall_timeout=self.settings.stall_timeout)  # fmt: skip
-
-        return self._watched(move, "final_copy", 0, sent_before, send)
-
-    def _stream(
-        self, move: _Move, round_number: int, sent_before: int
-    ) -> tuple[Manifest, SendReport]:
-        """One pre-copy round: the source snapshots and sends what the target lacks as it cuts.
-        The target takes at most the source's state size (plus room for growth) in bytes."""
-        budget = self._round_budget(move)
-
-        def stream(progress: Callable[[Progress], None]) -> tuple[Manifest, SendReport]:
-            return stream_snapshot_between_hosts(
-                move.source_rt, move.target_rt, move.request.shard_id,
-                move_id=move.request.move_id, ca=self.transfer_ca, budget=budget,
-                on_progress=progress, stall_timeout=self.settings.stall_timeout,
+            return send_between_hosts(
+                move.source_rt, move.target_rt, move.request.shard_id, mode,
+                move_id=move.request.move_id, ca=self.transfer_ca, manifest=manifest,
+                budget=self._round_budget(move), on_progress=progress,
+                stall_timeout=self.settings.stall_timeout,
             )  # fmt: skip
 
-        return self._watched(move, "precopy", round_number, sent_before, stream)
+        phase = "final_copy" if mode is SendMode.DELTA else "precopy"
+        return self._watched(move, phase, round_number, sent_before, send)
 
     def _watched(
         self,
@@ -569,8 +560,8 @@ class Migrator:
         phase: str,
         round_number: int,
         sent_before: int,
-        transfer: Callable[[Callable[[Progress], None]], _T],
-    ) -> _T:
+        transfer: Callable[[Callable[[Progress], None]], SendReport],
+    ) -> SendReport:
         """Run `transfer` with progress reports, closing the source connection when they stop
         for `stall_timeout`; a failure on a full target disk is reported as such."""
         request = move.request
@@ -599,18 +590,25 @@ class Migrator:
             done.set()
             watchdog.join()
 
-    def _finish(self, request: MoveRequest, route: Route, index_source: bool = False) -> None:
+    def _finish(
+        self,
+        request: MoveRequest,
+        route: Route,
+        index_source: bool = False,
+        source_rt: ShardRuntime | None = None,
+    ) -> None:
         """After the commit point: clean the source, push routing, done (idempotent). With
         `index_source`, the source cuts its old state into its store in the background first,
-        so a move back sends only what changed."""
+        so a move back sends only what changed. `source_rt`: the move's runtime of the source
+        (its helper already checked), else a new one."""
         move_id = request.move_id
-        self.hosts[request.from_host].runtime().clean(request.shard_id, index=index_source)
+        source_rt = source_rt or self.hosts[request.from_host].runtime()
+        source_rt.clean(request.shard_id, index=index_source)
         self._step(move_id, "source_cleaned", {"host": request.from_host})
         detail = self._push_routing(move_id, request.shard_id)
         self._step(move_id, "routing_pushed", detail)
         error = f"routing push failed: {detail['failed']}" if detail["failed"] else None
-        self.ops.update_migration(move_id, status="done", error=error)
-        self._step(move_id, "done", {"generation": route.generation})
+        self._step(move_id, "done", {"generation": route.generation}, status="done", error=error)
 
     def _push_routing(self, move_id: str, shard_id: str) -> dict[str, object]:
         """Push the routing document to every dependent host, retrying the ones that miss it
@@ -625,12 +623,19 @@ class Migrator:
         pending = list(dict.fromkeys(self.dependents(shard_id)))
         for attempt in range(1, self.settings.routing_push_attempts + 1):
             failed = {}
-            for host_id in pending:
-                host = self.hosts[host_id]
-                try:
-                    push_routing(host.session, host.root, document)
+            with ThreadPoolExecutor(max_workers=max(1, len(pending))) as pushers:
+                futures = {
+                    host_id: pushers.submit(
+                        push_routing, self.hosts[host_id].session, self.hosts[host_id].root,
+                        document,
+                    )
+                    for host_id in pending
+                }  # fmt: skip
+            for host_id, future in futures.items():
+                error = future.exception()
+                if error is None:
                     pushed.append(host_id)
-                except Exception as error:  # one unreachable dependent must not undo a cutover
+                else:  # one unreachable dependent must not undo a cutover
                     failed[host_id] = f"attempt {attempt}: {_describe(error)}"
                     retried.setdefault(host_id, failed[host_id])
             pending = list(failed)
@@ -751,6 +756,16 @@ def _report_detail(report: SendReport, manifest: Manifest | None = None) -> dict
         "content_bytes_sent": report.content_bytes_sent,
         "seconds": round(report.seconds, 3),
     }
+
+
+def _nothing_to_resend(report: SendReport) -> str | None:
+    """After a round sent whole: stop when the source's stat pass found nothing changed since
+    (a later write is still in the frozen snapshot), instead of a round that would cut a
+    snapshot only to list the same files whole again. Any change found runs round 2 as
+    before, so a writer busy during round 1 is not left to the frozen round."""
+    if report.changed_after != 0:
+        return None
+    return "nothing changed since sent (stat pass)"
 
 
 def _watch_stall(

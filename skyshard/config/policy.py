@@ -64,6 +64,10 @@ class PlanningPolicy(StrictModel):
     # overload the move certainly removes; see bench/RESULTS.md for the trade-off). A host
     # over capacity at the last observed hour is relieved at the full spread regardless.
     relief_spread: Fraction = 1.0
+    # Judge overload on each forecast's measured residual spread (`yhat_sd`) instead of its
+    # upper bound read as a normal tail (off: helps the synthetic skies, hurts Bitbrains; see
+    # bench/RESULTS.md "Measured residual spread").
+    measured_spread: bool = False
     auto_approve: AutoApproval = Field(default_factory=AutoApproval)
 
 

@@ -21,6 +21,7 @@ from skyshard.forecast.select import (
     in_sample_quantiles,
     leave_one_out_choice,
     normalized_residuals,
+    root_mean_square,
     split_origins,
 )
 from skyshard.forecast.series import SeriesBlock
@@ -31,6 +32,10 @@ BEST_BACKTEST = "best_backtest"
 CONSTANT = "constant"
 TOO_SHORT = "too_short"
 NO_DATA = "no_data"
+
+# A series with at least this many backtest residuals (three days of hourly ones) has its
+# own spread; one with fewer takes its group's.
+MIN_OWN_RESIDUALS = 72
 
 SlowResults = Mapping[int, Mapping[str, np.ndarray]]  # row -> model -> (origins + 1, horizon)
 
@@ -189,6 +194,18 @@ def bounds(
         np.clip(chunk.yhat + spread[:, 0], floor, ceiling),
         np.clip(chunk.yhat + spread[:, 1], floor, ceiling),
     )
+
+
+def spreads(chunk: ChunkEval, group_spread: Mapping[str, float], groups: list[str]) -> np.ndarray:
+    """(rows,) each series' residual standard deviation (root mean square of its normalized
+    backtest residuals, in its own units): what a sum of independent series varies by, where
+    the interval bounds only tell a tail. A series' own when it has `MIN_OWN_RESIDUALS`, else
+    its group's (`group_spread`), else NaN (users then fall back to the bounds); 0 for a
+    constant series, like its bounds."""
+    own = root_mean_square(chunk.residuals * chunk.norm[:, :, None], axis=(1, 2))
+    enough = np.isfinite(chunk.residuals).sum(axis=(1, 2)) >= MIN_OWN_RESIDUALS
+    shared = np.array([group_spread.get(g, np.nan) for g in groups], dtype=float)
+    return np.where(enough, own, shared * chunk.final_norm) * chunk.pooled
 
 
 def held_out_coverage(

@@ -33,10 +33,11 @@ from skyshard.forecast.evaluate import (
     evaluate_chunk,
     held_out_coverage,
     row_offsets,
+    spreads,
 )
 from skyshard.forecast.fingerprint import block_fingerprints
 from skyshard.forecast.screen import Limit, limits_by_id, priority_order, risk_of
-from skyshard.forecast.select import group_quantiles
+from skyshard.forecast.select import group_quantiles, per_group, root_mean_square
 from skyshard.forecast.series import SeriesBlock, series_blocks
 from skyshard.forecast.series_id import series_group
 from skyshard.forecast.slow import slow_backtest
@@ -130,10 +131,8 @@ def _groups(chunk: ChunkEval) -> list[str]:
     return [series_group(s) for s in chunk.block.series_ids]
 
 
-def _pooled_quantiles(
-    evaluated: Sequence[ChunkEval | None], interval: float, early: bool
-) -> dict[str, tuple[float, float]]:
-    """Conformal quantiles per group over every chunk's pooled rows."""
+def _pools(evaluated: Sequence[ChunkEval | None], early: bool) -> dict[str, np.ndarray]:
+    """Every chunk's pooled rows' normalized residuals, per group."""
     pools: dict[str, list[np.ndarray]] = {}
     for chunk in evaluated:
         if chunk is None:
@@ -143,8 +142,14 @@ def _pooled_quantiles(
         for group in np.unique(groups[chunk.pooled]):
             rows = chunk.pooled & (groups == group)
             pools.setdefault(str(group), []).append(residuals[rows].ravel())
-    flat = {g: np.concatenate(parts) for g, parts in pools.items()}
-    return group_quantiles(flat, interval)
+    return {g: np.concatenate(parts) for g, parts in pools.items()}
+
+
+def _pooled_quantiles(
+    evaluated: Sequence[ChunkEval | None], interval: float, early: bool
+) -> dict[str, tuple[float, float]]:
+    """Conformal quantiles per group over every chunk's pooled rows."""
+    return group_quantiles(_pools(evaluated, early), interval)
 
 
 SlowTask = tuple[tuple[int, int], np.ndarray, int, list[int]]  # (chunk, row), filled, start, cuts
@@ -246,7 +251,9 @@ def _tables(
     limits: Mapping[str, Limit],
     trained_at: datetime,
 ) -> ForecastResult:
-    quantiles = _pooled_quantiles(evaluated, settings.interval, early=False)
+    pools = _pools(evaluated, early=False)
+    quantiles = group_quantiles(pools, settings.interval)
+    group_spread = per_group(pools, lambda pool: float(root_mean_square(pool, axis=0)))
     early = _pooled_quantiles(evaluated, settings.interval, early=True)
     parts = []
     for block, chunk in zip(chunks, evaluated, strict=True):
@@ -263,6 +270,7 @@ def _tables(
                 bounds=bounds(chunk, quantiles, groups, settings.interval),
                 coverage=held_out_coverage(chunk, early, groups, settings.interval),
                 offsets=row_offsets(chunk, quantiles, groups, settings.interval),
+                spread=spreads(chunk, group_spread, groups),
             )
         )
     return result_tables(parts, settings, trained_at)

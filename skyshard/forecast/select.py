@@ -18,13 +18,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import numpy as np
 
-from skyshard.forecast.backtest import Backtest
+from skyshard.forecast.backtest import Backtest, nanmean
 from skyshard.forecast.candidates import DAY
 
+T = TypeVar("T")
 # A group with fewer residuals than this borrows the pool of every series instead.
 MIN_POOL = 200
 # A series' forecast is the mean of its TOP best models ...
@@ -103,22 +105,33 @@ def conformal_quantiles(residuals: np.ndarray, interval: float) -> tuple[float, 
     return min(float(values[low]), 0.0), max(float(values[high]), 0.0)
 
 
+def per_group(
+    pools: Mapping[str, np.ndarray], statistic: Callable[[np.ndarray], T | None]
+) -> dict[str, T]:
+    """`statistic` of each group's pooled residuals. A group with fewer than `MIN_POOL`
+    takes the pool of every group; a group is absent when that is small too."""
+    everything = np.concatenate([*pools.values(), np.empty(0)])
+    shared = statistic(everything) if np.isfinite(everything).sum() >= MIN_POOL else None
+    found = {}
+    for group, pool in pools.items():
+        own = statistic(pool) if np.isfinite(pool).sum() >= MIN_POOL else shared
+        if own is not None:
+            found[group] = own
+    return found
+
+
 def group_quantiles(
     pools: Mapping[str, np.ndarray], interval: float
 ) -> dict[str, tuple[float, float]]:
-    """Quantiles per group from its pooled residuals. A group with fewer than `MIN_POOL`
-    takes the pool of every group; a group is absent when that is small too (its series then
-    fall back to their in-sample quantiles, `in_sample_quantiles`)."""
-    everything = np.concatenate([*pools.values(), np.empty(0)])
-    shared = None
-    if np.isfinite(everything).sum() >= MIN_POOL:
-        shared = conformal_quantiles(everything, interval)
-    found = {}
-    for group, pool in pools.items():
-        own = conformal_quantiles(pool, interval) if np.isfinite(pool).sum() >= MIN_POOL else None
-        if own or shared:
-            found[group] = own or shared
-    return found
+    """Conformal quantiles per group (`per_group`); a group without any falls back to its
+    series' in-sample quantiles (`in_sample_quantiles`)."""
+    return per_group(pools, lambda pool: conformal_quantiles(pool, interval))
+
+
+def root_mean_square(residuals: np.ndarray, axis: int | tuple[int, ...]) -> np.ndarray:
+    """Root of the mean squared finite residual: the spread about the point forecast, so a
+    biased forecast counts its bias too (NaN without any residual)."""
+    return np.sqrt(nanmean(np.square(residuals), axis=axis))
 
 
 def in_sample_quantiles(observed: np.ndarray, norm: np.ndarray, interval: float) -> np.ndarray:

@@ -2,7 +2,8 @@
 chunk's evaluation.
 
 - forecasts: one row per series and forecast hour (`ts` = train_end + 1 h ... + horizon),
-  bounds clipped to the series' physical limits;
+  bounds clipped to the series' physical limits, and the series' residual standard deviation
+  (`yhat_sd`, null where too few residuals exist; older tables lack the column);
 - backtests: one row per series, model and origin (`cutoff` = last training hour), for every
   model that ran there; `held_out` marks the later origins of the out-of-sample check;
 - summary: one row per series: the chosen model and why; its mean MASE on every origin
@@ -33,6 +34,7 @@ FORECAST_SCHEMA = {
     "yhat": pl.Float64,
     "yhat_lower": pl.Float64,
     "yhat_upper": pl.Float64,
+    "yhat_sd": pl.Float64,
     "model": pl.String,
     "reason": pl.String,
     "trained_at": UTC_TIME,
@@ -87,7 +89,7 @@ class ForecastResult:
 class ChunkTables:
     """What the tables need of one chunk: its evaluation (None for series without data), the
     input fingerprints, the final (lower, upper) bounds, the held-out (inside, points) per
-    row and each row's conformal (low, high) quantiles."""
+    row, each row's conformal (low, high) quantiles and its residual standard deviation."""
 
     block: SeriesBlock
     chunk: ChunkEval | None
@@ -95,6 +97,7 @@ class ChunkTables:
     bounds: tuple[np.ndarray, np.ndarray] | None = None
     coverage: tuple[np.ndarray, np.ndarray] | None = None
     offsets: np.ndarray | None = None
+    spread: np.ndarray | None = None
 
 
 def result_tables(
@@ -148,6 +151,7 @@ def _chunk_tables(
             _complete(summary, SUMMARY_SCHEMA),
         )
     assert part.bounds is not None and part.coverage is not None and part.offsets is not None
+    assert part.spread is not None
     rows = len(block.series_ids)
     horizon, k = settings.horizon_hours, len(chunk.cutoffs)
     models = np.array(chunk.models)
@@ -164,6 +168,7 @@ def _chunk_tables(
             "yhat": chunk.yhat.ravel(),
             "yhat_lower": lower.ravel(),
             "yhat_upper": upper.ravel(),
+            "yhat_sd": _floats(np.repeat(part.spread, horizon)),
             "model": chosen.gather(each_hour),
             "reason": reasons.gather(each_hour),
             "input_fingerprint": fingerprints.gather(each_hour),

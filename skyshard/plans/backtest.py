@@ -271,6 +271,7 @@ def hindsight_forecasts(data: PlanningData, start: datetime, horizon_h: int) -> 
         yhat="value",
         yhat_lower="value",
         yhat_upper="value",
+        yhat_sd=pl.lit(0.0),
         model=pl.lit("hindsight"),
         reason=pl.lit("actual future"),
         trained_at=trained,

@@ -263,22 +263,22 @@ class ShardRuntime:
         shard_id: str,
         move_id: str,
         target: SshEndpoint,
+        mode: str,
         *,
         stall_timeout: float,
         on_progress: Callable[[int], None],
-        snapshot: bool = False,
-        whole: bool = False,
     ) -> dict:
-        """Have this (source) host send the move's chunks to `target` over OpenSSH `ssh`
-        (with `snapshot`, cut a snapshot and send what the target lacks as it is cut; with
-        `whole`, send every state file raw, each with its SHA-256);
-        `on_progress(bytes)` sees the host's progress reports. Returns its summary."""
+        """Have this (source) host send to `target` over OpenSSH `ssh`: with mode "delta", the
+        chunks listed in the move's files; "stream", a snapshot cut while each chunk the
+        target lacks is sent (the summary's `manifest` is then the parsed Manifest); "whole",
+        every state file raw, each with its SHA-256. `on_progress(bytes)` sees the host's
+        progress reports. Returns its summary."""
+        flags = {"delta": (), "stream": ("--snapshot",), "whole": ("--whole",)}[mode]
         options = (
             "--move", validate.node_id(move_id, "move_id"),
             "--to-address", validate.address(target.address, "address"),
             "--to-port", _port(target.port), "--to-user", validate.user(target.user),
-            "--timeout", f"{float(stall_timeout):g}", *(["--snapshot"] if snapshot else []),
-            *(["--whole"] if whole else []),
+            "--timeout", f"{float(stall_timeout):g}", *flags,
         )  # fmt: skip
 
         def on_line(line: bytes) -> None:
@@ -287,22 +287,10 @@ class ShardRuntime:
                 on_progress(int(document["progress"]))
 
         output = self._run("push", shard_id, *options, on_line=on_line)
-        return json.loads(output.splitlines()[-1])
-
-    def stream_snapshot(
-        self,
-        shard_id: str,
-        move_id: str,
-        target: SshEndpoint,
-        *,
-        stall_timeout: float,
-        on_progress: Callable[[int], None],
-    ) -> tuple[Manifest, dict]:
-        """Snapshot the shard on this (source) host, sending each chunk the move's `have`
-        list lacks to `target` while the rest is cut; the manifest and the push summary."""
-        summary = self.push(shard_id, move_id, target, stall_timeout=stall_timeout,
-                            on_progress=on_progress, snapshot=True)  # fmt: skip
-        return self._manifest(shard_id, summary.pop("manifest").encode("ascii")), summary
+        summary = json.loads(output.splitlines()[-1])
+        if "manifest" in summary:
+            summary["manifest"] = self._manifest(shard_id, summary["manifest"].encode("ascii"))
+        return summary
 
     def restore(self, manifest: Manifest, *, full_verify: bool = False) -> dict:
         """Rebuild the shard's state from chunks already in the host's store, verified."""

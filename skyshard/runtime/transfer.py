@@ -3,15 +3,18 @@
 The broker orchestrates and verifies, but no bulk byte passes through it. It gives the source
 a move-scoped certificate (`certificates.py`) and the target's pinned host key, and has the
 source's helper stream chunks with `ssh` into the target helper's `receive` (the certificate's
-forced command), which verifies every chunk's SHA-256 before storing it. Two ways:
+forced command), which verifies every chunk's SHA-256 before storing it. One entry point,
+`send_between_hosts`, three modes:
 
-* `send_between_hosts`: a manifest already cut; the broker asks the target which chunks it
-  lacks and lists exactly those on both hosts (the frozen round of a cutover).
-* `stream_snapshot_between_hosts`: the source cuts the snapshot and sends each chunk the
-  target's store lacks (its inventory) as soon as it is cut, so hashing on the source,
-  `ssh`, and receiving on the target overlap (the pre-copy rounds).
+* DELTA: a manifest already cut; the broker asks the target which chunks it lacks and lists
+  exactly those on both hosts (the frozen round of a cutover).
+* STREAM: the source cuts the snapshot and sends each chunk the target's store lacks (its
+  inventory) as soon as it is cut, so hashing on the source, `ssh`, and receiving on the
+  target overlap (the pre-copy rounds).
+* WHOLE: the first copy to a target whose store holds little: every state file raw, each
+  file's SHA-256 checked on arrival, no chunking.
 
-Either way the broker then checks that the target's store holds every chunk of the manifest;
+For chunks the broker then checks that the target's store holds every chunk of the manifest;
 the restore verifies the manifest digest and each file again.
 """
 
@@ -22,8 +25,9 @@ import logging
 import stat
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from enum import Enum
 
 import paramiko
 
@@ -36,7 +40,6 @@ from skyshard.transport.manifest import Manifest
 from skyshard.transport.ssh import SshEndpoint, pinned_host_keys
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 SEND = "send_migration"
 RECEIVE = "receive_migration"
@@ -58,117 +61,91 @@ class Progress:
         return self.bytes_sent / self.seconds if self.seconds > 0 else 0.0
 
 
+class SendMode(Enum):
+    """What a transfer sends (see the module docstring)."""
+
+    DELTA = "delta"
+    STREAM = "stream"
+    WHOLE = "whole"
+
+
 @dataclass(frozen=True)
 class SendReport:
-    """What one transfer did: chunks already on the target were skipped."""
+    """What one transfer did: chunks already on the target were skipped. `manifest`: the
+    snapshot a STREAM transfer cut; `changed_after`: for WHOLE, the bytes of state files
+    changed or new on the source since they were sent (its stat pass after the last byte)."""
 
     chunks_in_manifest: int
     chunks_sent: int
     bytes_sent: int
     content_bytes_sent: int
     seconds: float
+    manifest: Manifest | None = None
+    changed_after: int | None = None
 
 
 def send_between_hosts(
     source: ShardRuntime,
     target: ShardRuntime,
-    manifest: Manifest,
+    shard_id: str,
+    mode: SendMode,
     *,
     move_id: str,
     ca: TransferCA,
+    manifest: Manifest | None = None,
+    budget: int = 0,
     on_progress: Callable[[Progress], None] | None = None,
     stall_timeout: float = 30.0,
 ) -> SendReport:
-    """Send the chunks of `manifest` that `target`'s store lacks from `source`'s store."""
+    """Send shard `shard_id` from `source` to `target` as `mode` says: DELTA, the chunks of
+    `manifest` the target's store lacks; STREAM, a snapshot cut on the source with each chunk
+    the target's store lacks (its inventory) sent as soon as it is cut; WHOLE, every state
+    file raw into a new state tree on the target, which refuses the lot unless every file's
+    SHA-256 (computed on both ends) matches. STREAM and WHOLE are bounded by `budget` bytes on
+    the wire (the broker's bound from the source's state size, so a compromised source cannot
+    fill the target's disk beyond what the move needs)."""
     validate.node_id(move_id, "move_id")
+    if manifest is None and mode is SendMode.DELTA:
+        raise ValueError("mode DELTA sends a manifest's chunks: no manifest given")
+    if manifest is not None and mode is not SendMode.DELTA:
+        raise ValueError(f"a manifest goes with mode DELTA only, not {mode.name}")
     started = time.monotonic()
-    shard = manifest.shard_id
-    sizes = manifest.chunk_sizes()
-    needed = target.missing(shard, sizes)
-    if not needed:
-        return SendReport(len(sizes), 0, 0, 0, time.monotonic() - started)
-    listed = "".join(f"{digest} {sizes[digest]}\n" for digest in needed).encode()
+    needed: list[str] = []
+    if manifest is not None:
+        sizes = manifest.chunk_sizes()
+        needed = target.missing(shard_id, sizes)
+        if not needed:
+            return SendReport(len(sizes), 0, 0, 0, time.monotonic() - started)
+        expected = "".join(f"{digest} {sizes[digest]}\n" for digest in needed).encode()
+        listed = {"send": expected}
+    elif mode is SendMode.STREAM:
+        expected = f"stream {budget}\n".encode()
+        listed = {"have": "".join(f"{d}\n" for d in target.inventory(shard_id)).encode()}
+    else:
+        expected, listed = f"whole {budget}\n".encode(), {}
 
     def push(destination: SshEndpoint, progress: Callable[[int], None]) -> dict:
-        return source.push(shard, move_id, destination, stall_timeout=stall_timeout,
-                           on_progress=progress)  # fmt: skip
+        return source.push(shard_id, move_id, destination, mode.value,
+                           stall_timeout=stall_timeout, on_progress=progress)  # fmt: skip
 
-    summary = _transfer(source, target, shard, move_id, ca, listed, {"send": listed}, push,
+    summary = _transfer(source, target, shard_id, move_id, ca, expected, listed, push,
                         _progress(on_progress, started))  # fmt: skip
-    _check_arrived(target, manifest, needed, summary)
-    content = sum(sizes[digest] for digest in needed)
-    return SendReport(len(sizes), len(needed), summary["bytes"], content,
-                      time.monotonic() - started)  # fmt: skip
-
-
-def stream_snapshot_between_hosts(
-    source: ShardRuntime,
-    target: ShardRuntime,
-    shard_id: str,
-    *,
-    move_id: str,
-    ca: TransferCA,
-    budget: int,
-    on_progress: Callable[[Progress], None] | None = None,
-    stall_timeout: float = 30.0,
-) -> tuple[Manifest, SendReport]:
-    """Snapshot the shard on `source` and send each chunk `target`'s store lacks while the
-    snapshot goes on cutting (no write-then-reread before the first byte leaves).
-
-    The target's store inventory is the source's `have` list; the target takes any chunk
-    that verifies, each once, up to `budget` bytes on the wire (the broker's bound from the
-    source's state size, so a compromised source cannot fill the target's disk beyond what
-    the move needs). Afterwards the target must hold every chunk of the manifest."""
-    validate.node_id(move_id, "move_id")
-    started = time.monotonic()
-    have = "".join(f"{digest}\n" for digest in target.inventory(shard_id)).encode()
-
-    def push(destination: SshEndpoint, progress: Callable[[int], None]) -> tuple[Manifest, dict]:
-        return source.stream_snapshot(
-            shard_id, move_id, destination, stall_timeout=stall_timeout, on_progress=progress
-        )
-
-    expected = f"stream {budget}\n".encode()
-    files = {"have": have}
-    manifest, summary = _transfer(source, target, shard_id, move_id, ca, expected, files, push,
-                                  _progress(on_progress, started))  # fmt: skip
-    _check_arrived(target, manifest, list(manifest.chunk_sizes()), summary)
-    report = SendReport(len(manifest.chunk_sizes()), summary["chunks"], summary["bytes"],
-                        summary["content"], time.monotonic() - started)  # fmt: skip
-    return manifest, report
-
-
-def send_whole_between_hosts(
-    source: ShardRuntime,
-    target: ShardRuntime,
-    shard_id: str,
-    *,
-    move_id: str,
-    ca: TransferCA,
-    budget: int,
-    on_progress: Callable[[Progress], None] | None = None,
-    stall_timeout: float = 30.0,
-) -> SendReport:
-    """The first-copy fast path: the source sends each state file raw, no chunking, and the
-    target writes it straight into a new state tree, refusing the lot unless every file's
-    SHA-256 (computed on both ends) matches and the total stays within `budget` bytes.
-    The move's later snapshots list these files whole while they stay unchanged."""
-    validate.node_id(move_id, "move_id")
-    started = time.monotonic()
-
-    def push(destination: SshEndpoint, progress: Callable[[int], None]) -> dict:
-        return source.push(shard_id, move_id, destination, stall_timeout=stall_timeout,
-                           on_progress=progress, whole=True)  # fmt: skip
-
-    expected = f"whole {budget}\n".encode()
-    summary = _transfer(source, target, shard_id, move_id, ca, expected, {}, push,
-                        _progress(on_progress, started))  # fmt: skip
+    seconds = time.monotonic() - started
+    if manifest is not None:
+        _check_arrived(target, manifest, needed, summary)
+        content = sum(sizes[digest] for digest in needed)
+        return SendReport(len(sizes), len(needed), summary["bytes"], content, seconds)
+    if mode is SendMode.STREAM:
+        cut: Manifest = summary["manifest"]
+        _check_arrived(target, cut, list(cut.chunk_sizes()), summary)
+        return SendReport(len(cut.chunk_sizes()), summary["chunks"], summary["bytes"],
+                          summary["content"], seconds, manifest=cut)  # fmt: skip
     received = summary["target"]
     if (received["chunks"], received["bytes"]) != (summary["chunks"], summary["bytes"]):
         raise CorruptChunk(f"{target.session.endpoint.label}: received {received}, source sent "
                            f"{summary['chunks']} files, {summary['bytes']} bytes")  # fmt: skip
     return SendReport(summary["chunks"], summary["chunks"], summary["bytes"], summary["content"],
-                      time.monotonic() - started)  # fmt: skip
+                      seconds, changed_after=int(summary["changed"]))  # fmt: skip
 
 
 def _progress(
@@ -189,9 +166,9 @@ def _transfer(
     ca: TransferCA,
     expected: bytes,
     listed: Mapping[str, bytes],
-    push: Callable[[SshEndpoint, Callable[[int], None]], _T],
+    push: Callable[[SshEndpoint, Callable[[int], None]], dict],
     progress: Callable[[int], None],
-) -> _T:
+) -> dict:
     """Give the target its `expected` file and the source a certificate for this move, the
     target's pinned host key and `listed` files; run `push`; always remove the move's files."""
     destination = target.session.endpoint
@@ -207,19 +184,26 @@ def _transfer(
         f"{destination.known_hosts_name} {key.get_name()} {key.get_base64()}\n"
         for key in pinned_host_keys(destination)
     )
+    files = {
+        "key": credentials.private_key,
+        "key-cert.pub": credentials.certificate,
+        "known_hosts": known_hosts.encode(),
+        **listed,
+    }
+    # Both hosts at once: each is one SFTP round trip or more, on the move's critical path.
     try:
-        _write_move_files(target, move_id, {"expected": expected}, RECEIVE)
-        files = {
-            "key": credentials.private_key,
-            "key-cert.pub": credentials.certificate,
-            "known_hosts": known_hosts.encode(),
-            **listed,
-        }
-        _write_move_files(source, move_id, files, SEND)
+        with ThreadPoolExecutor(max_workers=1) as other_host:
+            written = other_host.submit(
+                _write_move_files, target, move_id, {"expected": expected}, RECEIVE
+            )
+            _write_move_files(source, move_id, files, SEND)
+            written.result()
         return push(destination, progress)
     finally:
-        for runtime, action in ((source, SEND), (target, RECEIVE)):
-            _remove_move_files(runtime, move_id, action)
+        with ThreadPoolExecutor(max_workers=1) as other_host:
+            removed = other_host.submit(_remove_move_files, target, move_id, RECEIVE)
+            _remove_move_files(source, move_id, SEND)
+            removed.result()
 
 
 def _check_arrived(

@@ -270,6 +270,7 @@ def score_candidates(
         policy.forecast.interval,
         shards["shard_id"].to_list(),
         relief_spread=policy.planning.relief_spread,
+        measured_spread=policy.planning.measured_spread,
     )
     load = (
         outlook.demand.filter(pl.col("resource") == "cpu")

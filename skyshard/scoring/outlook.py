@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import polars as pl
+from scipy.special import ndtri
 
 from skyshard.forecast.series_id import SeriesKind, parse_series_ids
 from skyshard.scoring.data import HOST_RESOURCES, SHARD_METRICS, PlanningData
@@ -22,7 +23,8 @@ FALLBACK_WINDOW_H = 24
 
 @dataclass(frozen=True)
 class Outlook:
-    """`demand`: shard_id, resource, step, yhat, upper (every shard x SHARD_METRICS);
+    """`demand`: shard_id, resource, step, yhat, upper, sd (every shard x SHARD_METRICS; sd
+    the forecast's residual standard deviation, null where unknown: see `demand_sd`);
     `supply`: host_id, resource, step, supply (what shards may use on the host);
     `price`: provider_id, region, step, price (per cpu-hour);
     `provider_capacity`: provider_id, step, lower, last (total cpu capacity)."""
@@ -72,6 +74,8 @@ def _by_step(forecasts: pl.DataFrame, kind: SeriesKind) -> pl.DataFrame:
     the name) and a step number."""
     kind_, owner, name = parse_series_ids()
     rows = forecasts.filter(kind_ == kind.value)
+    # Tables stored before forecasts carried a spread lack the column: they use the bounds.
+    sd = pl.col("yhat_sd") if "yhat_sd" in rows.columns else pl.lit(None, pl.Float64)
     return rows.select(
         key=owner,
         sub=name,
@@ -79,7 +83,19 @@ def _by_step(forecasts: pl.DataFrame, kind: SeriesKind) -> pl.DataFrame:
         yhat=pl.col("yhat"),
         lower=pl.col("yhat_lower"),
         upper=pl.col("yhat_upper"),
+        sd=sd,
     )
+
+
+def demand_sd(interval: float, measured: bool) -> pl.Expr:
+    """A demand row's standard deviation: with `measured` (policy
+    `planning.measured_spread`), the forecast's residual one where it has one; else, and for
+    rows without one, the margin to the upper bound as `z` standard deviations of a normal
+    (z from the central `interval`). The bounds are a tail quantile of a group's pool; what a
+    host's sum varies by is the sum of its shards' own variances."""
+    z = float(ndtri((1 + interval) / 2))
+    bounds = (pl.col("upper") - pl.col("yhat")) / z
+    return pl.coalesce("sd", bounds) if measured else bounds
 
 
 def _steps(horizon_h: int) -> pl.DataFrame:
@@ -111,7 +127,7 @@ def _demand(data: PlanningData, fc: pl.DataFrame, horizon_h: int) -> pl.DataFram
         )
     )
     forecast = _by_step(fc, SeriesKind.SHARD).select(
-        shard_id="key", resource="sub", step="step", f_yhat="yhat", f_upper="upper"
+        shard_id="key", resource="sub", step="step", f_yhat="yhat", f_upper="upper", sd="sd"
     )
     return (
         fallback.join(forecast, on=["shard_id", "resource", "step"], how="left")
@@ -121,6 +137,7 @@ def _demand(data: PlanningData, fc: pl.DataFrame, horizon_h: int) -> pl.DataFram
             "step",
             yhat=pl.coalesce("f_yhat", "fb_yhat").clip(lower_bound=0.0),
             upper=pl.coalesce("f_upper", "fb_upper").clip(lower_bound=0.0),
+            sd="sd",
         )
         .with_columns(upper=pl.max_horizontal("upper", "yhat"))
         .sort("shard_id", "resource", "step")

@@ -1,10 +1,14 @@
 """Expected overload a shard brings to each host it could join, from the forecast quantiles.
 
 A host is overloaded in an hour when its shards' cpu use exceeds what it can give them (the
-outlook's supply). Each shard's use that hour is taken as normal with the point forecast as
-mean and the distance to the interval's upper bound as `z` standard deviations (z from the
-policy's interval, two-sided); shards vary independently, so a host's use is normal with the
-summed means and variances. For a candidate (shard s, other host h) the expected overloaded
+outlook's supply). Each shard's use that hour has the point forecast as mean and as standard
+deviation the distance to the interval's upper bound read as `z` standard deviations of a
+normal, or with `planning.measured_spread` the forecast's residual standard deviation
+measured on the backtest where it has one (`outlook.demand_sd`); shards vary
+independently, so a host's use, a sum, is taken as normal with the summed means and
+variances.
+
+For a candidate (shard s, other host h) the expected overloaded
 shard-hours s brings there are, summed over the horizon's hours,
 
     P(h over with s) + n_h * (P(h over with s) - P(h over without s))
@@ -26,10 +30,10 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtr
 
 from skyshard.scoring.data import PlanningData
-from skyshard.scoring.outlook import Outlook
+from skyshard.scoring.outlook import Outlook, demand_sd
 
 # An overloaded shard-hour loses this share of the hour to downtime (throttling, restarts,
 # shed requests); the backtest charges the same.
@@ -114,20 +118,22 @@ def expected_overload(
     interval: float,
     shard_ids: list[str],
     relief_spread: float = 1.0,
+    measured_spread: bool = False,
 ) -> pl.DataFrame:
     """`shard_id, host_id, overload_hours, overload_p, relief_hours` for every shard in
     `shard_ids` x host: expected overloaded shard-hours the shard brings there over the
     horizon (see the module docstring), its own mean hourly probability of sitting on an
     overloaded host there, and (the same on each of its rows) the overloaded shard-hours its
     leaving alone would take off its current host, judged at `relief_spread` times the
-    forecast spread (see `_relief`)."""
-    z = float(ndtri((1 + interval) / 2))
+    forecast spread (see `_relief`); the spread is the forecasts' measured one with
+    `measured_spread` (see `outlook.demand_sd`)."""
     steps = outlook.horizon_h
     hosts = sorted(data.hosts["host_id"])
     host_index = {h: i for i, h in enumerate(hosts)}
     everyone = sorted(data.shards["shard_id"])
-    mean, upper = _dense(outlook.demand, "shard_id", everyone, steps, ["yhat", "upper"])
-    var = ((upper - mean) / z) ** 2
+    demand = outlook.demand.with_columns(sd=demand_sd(interval, measured_spread))
+    mean, sd = _dense(demand, "shard_id", everyone, steps, ["yhat", "sd"])
+    var = sd**2
     (host_supply,) = _dense(outlook.supply, "host_id", hosts, steps, ["supply"])
     placed = dict(data.shards.select("shard_id", "current_host_id").iter_rows())
     current = np.array([host_index.get(placed.get(s), -1) for s in everyone])

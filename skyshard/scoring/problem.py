@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import polars as pl
+from scipy.special import ndtri
 
 from skyshard.config.policy import PolicyFile
 from skyshard.placement import Budget, Dependency, HostSupply, PlacementInput, ShardDemand
 from skyshard.placement.constraints import rules_from_config
 from skyshard.scoring.candidates import candidate_table, latency_map
 from skyshard.scoring.data import PlanningData
-from skyshard.scoring.outlook import Outlook
+from skyshard.scoring.outlook import Outlook, demand_sd
 
 
 def planning_budget(policy: PolicyFile, horizon_h: int) -> Budget:
@@ -84,18 +85,21 @@ def _with_ratio(frame: pl.DataFrame, ratio: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def pooled_demand(data: PlanningData, outlook: Outlook) -> pl.DataFrame:
+def pooled_demand(
+    data: PlanningData, outlook: Outlook, interval: float, measured_spread: bool = False
+) -> pl.DataFrame:
     """Each shard's linear share of a host's upper quantile (`shard_id` plus one column per
     resource).
 
     A host's load at the upper quantile is, each hour, its shards' summed point forecast plus
-    the root of their summed squared margins (margin m = upper bound - point forecast;
-    independent deviations pool), and its peak is the busiest such hour: neither the sum of
-    the shards' upper bounds (spikes seldom coincide) nor of their peaks (daily cycles are out
-    of phase). Both are not linear in the placement, so a shard counts at the ratios of the
-    host it runs on now, which makes the shares add up to each host's pooled peak exactly as
-    the shards are placed (a moving shard takes its ratios along; what it risks at its target
-    is priced exactly by `headroom_risk`):
+    the root of their summed squared margins (margin m = upper bound - point forecast, or with
+    `measured_spread` z times the forecast's residual spread where it has one, z from the
+    central `interval`: `outlook.demand_sd`; independent deviations pool), and its peak is the
+    busiest such hour: neither the sum of the shards' upper bounds (spikes seldom coincide) nor
+    of their peaks (daily cycles are out of phase). Both are not linear in the placement, so a
+    shard counts at the ratios of the host it runs on now, which makes the shares add up to each
+    host's pooled peak exactly as the shards are placed (a moving shard takes its ratios along;
+    what it risks at its target is priced exactly by `headroom_risk`):
     - rho = sqrt(sum m^2) / sum m (median over the host's hours): a shard's hourly load is
       point + rho * m;
     - kappa = (host peak - sum of means) / (sum of peaks - sum of means): of the swing from its
@@ -105,7 +109,7 @@ def pooled_demand(data: PlanningData, outlook: Outlook) -> pl.DataFrame:
     """
     hourly = outlook.demand.join(
         data.shards.select("shard_id", host_id="current_host_id"), on="shard_id", how="left"
-    ).with_columns(margin=pl.col("upper") - pl.col("yhat"))
+    ).with_columns(margin=float(ndtri((1 + interval) / 2)) * demand_sd(interval, measured_spread))
     rho = _ratio(
         hourly.drop_nulls("host_id")
         .group_by("host_id", "resource", "step")
@@ -165,7 +169,7 @@ def placement_input(
     """Shards at their share of a host's upper quantile (`pooled_demand`), hosts at their
     lowest forecast supply."""
     cycles_since_move = cycles_since_move or {}
-    share = pooled_demand(data, outlook)
+    share = pooled_demand(data, outlook, policy.forecast.interval, policy.planning.measured_spread)
     relief = scores.filter(pl.col("is_current")).select("shard_id", "overload_relief")
     shards = data.shards.join(share, on="shard_id", how="left").join(
         relief, on="shard_id", how="left"

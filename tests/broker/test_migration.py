@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import time
 
 import pytest
 
@@ -11,13 +14,15 @@ from skyshard.broker.ops_tables import OpsStore
 from skyshard.broker.precopy import PrecopyRule
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.validate import ValidationError
-from tests.broker.conftest import FAST, OPERATOR, SHARD
+from tests.broker.conftest import CHUNKED, FAST, OPERATOR, SHARD
 
 
 def test_migration_moves_every_key_including_writes_during_precopy(
     cluster, state_backend: str
 ) -> None:
-    """On both state backends: the Migrator's own state writes, end to end."""
+    """On both state backends: the Migrator's own state writes, end to end. Every round
+    chunked: a round sent whole stops pre-copy when its stat pass finds nothing changed,
+    before the writes this test makes after each round (see the round-two tests below)."""
     cluster.place()
     events, progress = [], []
 
@@ -26,7 +31,7 @@ def test_migration_moves_every_key_including_writes_during_precopy(
             rounds = sum(1 for e in events if e.phase == "precopy")
             cluster.write(f"during-{rounds}", b"x" * (300 << 10) + bytes([rounds]))
 
-    migrator = cluster.migrator(on_event=events.append, on_progress=progress.append,
+    migrator = cluster.migrator(CHUNKED, on_event=events.append, on_progress=progress.append,
                                 after_step=write_during_precopy)  # fmt: skip
     outcome = migrator.migrate(cluster.request())
     assert outcome.status == "done", outcome.error
@@ -142,4 +147,45 @@ def test_full_verify_migration(cluster) -> None:
     cluster.place(blobs=2)
     settings = MigrationSettings(FAST.precopy, health_timeout=5, full_verify=True)
     assert cluster.migrator(settings).migrate(cluster.request()).status == "done"
+    cluster.assert_serving_once("host-b")
+
+
+def test_round_two_is_skipped_when_nothing_changed_since_the_whole_copy(cluster) -> None:
+    """Round 1 goes whole; the source's stat pass finds nothing changed, so no round 2. A key
+    written after that pass still reaches the target: the frozen round sends it."""
+    cluster.place()
+    time.sleep(1.1)  # past the "racily clean" second: the whole send records every file
+
+    def write_after_round_one(phase: str) -> None:
+        if phase == "precopy":
+            cluster.write("after-round-1", b"late" * 1000)
+
+    migrator = cluster.migrator(after_step=write_after_round_one)
+    outcome = migrator.migrate(cluster.request())
+    assert (outcome.status, outcome.rounds) == ("done", 1), outcome.error
+    steps = OpsStore(cluster.db).steps("mv-1")
+    (round_one,) = [step.detail for step in steps if step.phase == "precopy"]
+    assert round_one["whole"] and round_one["stop"] == "nothing changed since sent (stat pass)"
+    (final,) = [step.detail for step in steps if step.phase == "final_copy"]
+    assert final["chunks_sent"] >= 1  # the late write, sent while frozen
+    cluster.assert_serving_once("host-b")
+
+
+def test_round_two_runs_when_the_stat_pass_finds_changes(cluster) -> None:
+    """A file the whole send cannot record as unchanged (its mtime says it may still be
+    changing: racily clean) counts in the stat pass, so round 2 runs and sends it."""
+    cluster.place()
+    extra = cluster.roots["host-a"] / "shards" / SHARD / "state" / "extra.bin"
+    extra.write_bytes(random.Random(9).randbytes(1 << 20))
+    future = time.time_ns() + 3600 * 10**9
+    os.utime(extra, ns=(future, future))
+    outcome = cluster.migrator().migrate(cluster.request())
+    assert outcome.status == "done", outcome.error
+    assert outcome.rounds >= 2
+    steps = OpsStore(cluster.db).steps("mv-1")
+    round_one, round_two = [step.detail for step in steps if step.phase == "precopy"][:2]
+    assert round_one["whole"] and round_one["stop"] is None
+    assert round_two["content_bytes_sent"] >= 1 << 20
+    moved = cluster.roots["host-b"] / "shards" / SHARD / "state" / "extra.bin"
+    assert moved.read_bytes() == random.Random(9).randbytes(1 << 20)
     cluster.assert_serving_once("host-b")

@@ -74,7 +74,7 @@ def test_fallbacks_are_recorded_with_their_reason(make_frame):
 
     forecasts = result.forecasts
     assert forecasts.columns == [
-        "series_id", "ts", "yhat", "yhat_lower", "yhat_upper", "model", "reason",
+        "series_id", "ts", "yhat", "yhat_lower", "yhat_upper", "yhat_sd", "model", "reason",
         "trained_at", "train_start", "train_end", "interval", "input_fingerprint",
     ]  # fmt: skip
     assert forecasts["series_id"].unique().sort().to_list() == [

@@ -102,3 +102,27 @@ def test_bounds_stay_at_or_above_zero_for_a_series_that_never_goes_below(make_fr
     result = forecast_series(make_frame({"shard/idle/cpu": idle}), processes=1)
     assert result.forecasts["yhat_lower"].min() == 0.0
     assert (result.forecasts["yhat"] >= 0.0).all()
+
+
+def test_each_series_carries_its_own_residual_spread(make_frame):
+    """An on/off series (bursts nobody can time) and a steady noisy one, too short for pools
+    of their own: both take bounds from the shared pool, which the bursts' tail dominates;
+    the spread is each series' own root mean square error."""
+    rng = np.random.default_rng(3)
+    hours = 21 * 24
+    on_off = 1.0 + 8.0 * (rng.random(hours) < 0.1)
+    steady = 5.0 + rng.normal(0.0, 1.0, hours)
+    frame = make_frame({"shard/burst/cpu": on_off, "shard/steady/mem": steady})
+    result = forecast_series(frame, ForecastPolicy(slow_models=()), processes=1)
+    rows = result.forecasts.group_by("series_id").agg(
+        sd=pl.col("yhat_sd").first(),
+        distinct=pl.col("yhat_sd").n_unique(),
+        normal_sd=((pl.col("yhat_upper") - pl.col("yhat")) / 1.6449).median(),
+    )
+    burst, steady_row = rows.sort("series_id").iter_rows(named=True)
+    assert burst["distinct"] == steady_row["distinct"] == 1  # one spread over the horizon
+    # bursts of 8 with p = 0.1 deviate by 8 * sqrt(0.1 * 0.9) = 2.4 about their mean
+    assert 1.5 < burst["sd"] < 3.6
+    # the steady series: its own noise (1, plus the forecast's error), not the shared tail
+    assert 0.9 < steady_row["sd"] < 1.3
+    assert steady_row["sd"] < 0.8 * steady_row["normal_sd"]

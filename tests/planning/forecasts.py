@@ -10,8 +10,11 @@ from skyshard.forecast.run import FORECAST_SCHEMA
 from tests.planning.sky import AS_OF
 
 
-def forecast_rows(series: dict[str, list[tuple[float, float, float]]]) -> pl.DataFrame:
-    """`series_id -> [(yhat, lower, upper) per step 1..H]` as a forecast table ending at AS_OF."""
+def forecast_rows(
+    series: dict[str, list[tuple[float, float, float]]], sd: float | None = None
+) -> pl.DataFrame:
+    """`series_id -> [(yhat, lower, upper) per step 1..H]` as a forecast table ending at AS_OF,
+    every row with the residual standard deviation `sd` (None: unknown)."""
     end = AS_OF.replace(tzinfo=UTC)
     rows = [
         {
@@ -20,6 +23,7 @@ def forecast_rows(series: dict[str, list[tuple[float, float, float]]]) -> pl.Dat
             "yhat": yhat,
             "yhat_lower": lower,
             "yhat_upper": upper,
+            "yhat_sd": sd,
             "model": "test",
             "reason": "planted",
             "trained_at": end,

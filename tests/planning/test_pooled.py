@@ -18,9 +18,11 @@ def outlook_for(series: dict[str, list[tuple[float, float, float]]]):
     return data, build_outlook(data, forecast_rows(series), 24)
 
 
-def shares(series) -> dict[str, float]:
-    data, outlook = outlook_for(series)
-    return dict(pooled_demand(data, outlook).select("shard_id", "cpu").iter_rows())
+def shares(series, sd: float | None = None, measured: bool = False) -> dict[str, float]:
+    data = sky.planning_data()
+    outlook = build_outlook(data, forecast_rows(series, sd), 24)
+    pooled = pooled_demand(data, outlook, 0.9, measured)
+    return dict(pooled.select("shard_id", "cpu").iter_rows())
 
 
 def test_two_spiky_shards_share_one_pooled_margin():
@@ -32,6 +34,18 @@ def test_two_spiky_shards_share_one_pooled_margin():
     assert share["web-000"] == pytest.approx(1.5 + rho * 2)
     assert share["web-000"] + share["web-001"] == pytest.approx(3 + math.sqrt(8))
     assert share["db-000"] == pytest.approx(3.0)  # no forecast: last value, no spread
+
+
+def test_a_measured_spread_sets_the_margin_where_present():
+    # the same bounds, but each web shard's measured spread is 0.5: its margin is z * 0.5
+    web = [(1.5, 1.0, 3.5)] * 24
+    z = 1.6448536269514722
+    both = {"shard/web-000/cpu": web, "shard/web-001/cpu": web}
+    share = shares(both, sd=0.5, measured=True)
+    assert share["web-000"] + share["web-001"] == pytest.approx(3 + math.sqrt(2) * z * 0.5)
+    assert share["db-000"] == pytest.approx(3.0)  # no forecast row: still no spread
+    unmeasured = shares(both, sd=0.5)  # the policy's default reads the bounds
+    assert unmeasured["web-000"] + unmeasured["web-001"] == pytest.approx(3 + math.sqrt(8))
 
 
 def test_a_busy_hour_and_a_spike_are_not_added_up():

@@ -90,6 +90,45 @@ def test_overload_risk_grows_with_the_forecast_spread():
     assert 0 < risk(4.0) < risk(6.0) < risk(9.0)
 
 
+def test_a_measured_spread_replaces_the_normal_read_of_the_bounds():
+    """An on/off shard: rare bursts put its upper bound far out (9 at a point of 3), while
+    its measured residual spread is small. The overload it brings to cheap-1 and the relief
+    its leaving gives there follow the spread with `planning.measured_spread`; a table stored
+    before forecasts carried one (no `yhat_sd` column), a row without one and the default
+    policy read the bounds as a normal."""
+    from tests.planning.forecasts import forecast_rows
+
+    measured_policy = PolicyFile(planning=PlanningPolicy(measured_spread=True))
+
+    def terms(fc: pl.DataFrame, at: tuple[str, str], policy: PolicyFile) -> tuple[float, float]:
+        data = sky.planning_data()
+        trust = neutral_trust_scores(["cheap", "pricey"], 0.5)
+        scores = score_candidates(data, build_outlook(data, fc, 24), policy, trust)
+        found = row(scores, *at)
+        return found["headroom_risk"], found["overload_relief"]
+
+    def both(sd: float | None, policy: PolicyFile = measured_policy) -> tuple[float, float]:
+        on_off = [(3.0, 3.0, 9.0)] * 24
+        risk, _ = terms(forecast_rows({"shard/db-000/cpu": on_off}, sd), DB, policy)
+        _, relief = terms(forecast_rows({"shard/web-000/cpu": on_off}, sd), WEB, policy)
+        return risk, relief
+
+    normal = both(None)
+    assert normal[0] > 0 and normal[1] > 0
+    old = forecast_rows({"shard/db-000/cpu": [(3.0, 3.0, 9.0)] * 24}).drop("yhat_sd")
+    assert terms(old, DB, measured_policy)[0] == pytest.approx(normal[0])
+    # (9 - 3) / z at the 0.9 interval is exactly the normal read
+    assert both(6.0 / 1.6448536269514722) == pytest.approx(normal)
+    measured = both(1.0)
+    assert 0 < measured[0] < normal[0] / 3
+    assert 0 <= measured[1] < normal[1] / 3
+    assert both(1.0, PolicyFile()) == pytest.approx(normal)  # off by default
+
+
+DB = ("db-000", "cheap-1")  # 3 cpu joining 8 - 3 (web shards) = 5 cpu left
+WEB = ("web-000", "pricey-1")  # web-000 leaving cheap-1
+
+
 @pytest.mark.parametrize(
     ("point", "spread", "expected_hours"),
     [

@@ -12,7 +12,7 @@ import pytest
 
 from skyshard.demo_kv import client
 from skyshard.runtime.client import ShardRuntime
-from skyshard.runtime.transfer import send_between_hosts
+from skyshard.runtime.transfer import SendMode, send_between_hosts
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshSession
 from tests.runtime.conftest import OPERATOR, SETTINGS
@@ -67,7 +67,8 @@ def test_the_handover_starts_and_checks_the_copy_at_the_host_address(remote) -> 
         source.health("kv-1", port)
         client.put(address, port, "moved", b"x" * 100_000)
         manifest = source.freeze_and_snapshot("kv-1")
-        send_between_hosts(source, target, manifest, move_id="mv-1", ca=shared_transfer_ca()[0])
+        send_between_hosts(source, target, "kv-1", SendMode.DELTA, manifest=manifest,
+                           move_id="mv-1", ca=shared_transfer_ca()[0])  # fmt: skip
         source.stop("kv-1", kill=True)
         with target.handover(
             manifest, new_port, generation=2, bind=address, health_timeout=10

@@ -9,7 +9,7 @@ import pytest
 
 from skyshard.demo_kv import client
 from skyshard.runtime.client import FenceRefused, HandoverAborted, ShardRuntime
-from skyshard.runtime.transfer import send_between_hosts
+from skyshard.runtime.transfer import SendMode, send_between_hosts
 from skyshard.transport.access import ACTIONS, AccessDenied, AccessPolicy
 from skyshard.transport.chunkstore import CorruptChunk
 from tests.runtime.conftest import OPERATOR
@@ -28,7 +28,8 @@ def moved(host, host_root, allow_all, pool, port):
     for index in range(3):
         client.put("127.0.0.1", port, f"key-{index}", bytes([index]) * 100_000)
     manifest = source.freeze_and_snapshot("kv-1")
-    send_between_hosts(source, target, manifest, move_id="mv-1", ca=shared_transfer_ca()[0])
+    send_between_hosts(source, target, "kv-1", SendMode.DELTA, manifest=manifest,
+                       move_id="mv-1", ca=shared_transfer_ca()[0])  # fmt: skip
     yield source, target, manifest
     source.clean("kv-1")
     target.clean("kv-1")

@@ -9,7 +9,7 @@ import pytest
 from skyshard.demo_kv import client
 from skyshard.runtime import host_helper
 from skyshard.runtime.client import FenceRefused, ShardLimits, ShardRuntime, ShardUnhealthy
-from skyshard.runtime.transfer import send_between_hosts
+from skyshard.runtime.transfer import SendMode, send_between_hosts
 from skyshard.transport.access import ACTIONS, AccessDenied, AccessPolicy
 from skyshard.transport.ssh import ConnectionPool, SshEndpoint, SshSession
 from skyshard.transport.validate import ValidationError
@@ -118,11 +118,15 @@ def test_snapshot_then_incremental_restore_on_another_root(
         client.put("127.0.0.1", port, f"blob-{index}", bytes([index]) * 200_000)
     ca = shared_transfer_ca()[0]
     first = source.snapshot("kv-1")
-    send_between_hosts(source, target, first, move_id="mv-1", ca=ca)
+    send_between_hosts(
+        source, target, first.shard_id, SendMode.DELTA, manifest=first, move_id="mv-1", ca=ca
+    )
     assert target.restore(first)["written"] == len(first.files)
     client.put("127.0.0.1", port, "late", b"x")
     second = source.snapshot("kv-1")
-    send_between_hosts(source, target, second, move_id="mv-2", ca=ca)
+    send_between_hosts(
+        source, target, second.shard_id, SendMode.DELTA, manifest=second, move_id="mv-2", ca=ca
+    )
     summary = target.restore(second, full_verify=True)
     assert target.restore(second)["reused"] == 6  # kept files stay reusable round after round
     assert summary["files"] == len(second.files) == 6

@@ -5,11 +5,14 @@ otherwise (the system `/usr/bin/python3` has no zstandard module)."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import mmap
 import os
 import random
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -20,11 +23,7 @@ import pytest
 
 from skyshard.runtime import host_helper
 from skyshard.runtime.client import ShardRuntime, ToolMissing
-from skyshard.runtime.transfer import (
-    send_between_hosts,
-    send_whole_between_hosts,
-    stream_snapshot_between_hosts,
-)
+from skyshard.runtime.transfer import SendMode, send_between_hosts
 from skyshard.transport.access import ACTIONS, AccessPolicy
 from skyshard.transport.certificates import MoveGrant
 from skyshard.transport.chunkstore import CorruptChunk
@@ -89,8 +88,8 @@ def write_state(runtime: ShardRuntime, files: dict[str, bytes]) -> None:
 def move(source: ShardRuntime, target: ShardRuntime, move_id: str):
     """Snapshot on the source, send what the target lacks host to host, restore there."""
     manifest = source.snapshot(SHARD)
-    report = send_between_hosts(source, target, manifest, move_id=move_id,
-                                ca=shared_transfer_ca()[0])  # fmt: skip
+    report = send_between_hosts(source, target, SHARD, SendMode.DELTA, manifest=manifest,
+                                move_id=move_id, ca=shared_transfer_ca()[0])  # fmt: skip
     target.restore(manifest)
     for entry in manifest.files:
         assert (state_dir(target) / entry.path).read_bytes() == (
@@ -116,9 +115,10 @@ def test_inserted_bytes_resend_only_the_chunks_around_them(runtimes) -> None:
 
 def stream(source: ShardRuntime, target: ShardRuntime, move_id: str, budget: int = 1 << 30):
     """A pre-copy round: the source snapshots and streams what the target's store lacks."""
-    manifest, report = stream_snapshot_between_hosts(
-        source, target, SHARD, move_id=move_id, ca=shared_transfer_ca()[0], budget=budget
-    )
+    report = send_between_hosts(source, target, SHARD, SendMode.STREAM, move_id=move_id,
+                                ca=shared_transfer_ca()[0], budget=budget)  # fmt: skip
+    manifest = report.manifest
+    assert manifest is not None
     target.restore(manifest)
     assert manifest.digest == source.snapshot(SHARD).digest
     for entry in manifest.files:
@@ -189,16 +189,18 @@ def test_first_copy_goes_whole_and_the_move_lists_unchanged_files_whole(runtimes
     (state_dir(source) / "sub" / "log.txt").write_bytes(b"key=value\n" * 1000)
     time.sleep(1.1)  # past the "racily clean" second, so the send records the files
     ca = shared_transfer_ca()[0]
-    report = send_whole_between_hosts(source, target, SHARD, move_id="mv-1", ca=ca,
-                                      budget=8 << 20)  # fmt: skip
+    report = send_between_hosts(source, target, SHARD, SendMode.WHOLE, move_id="mv-1", ca=ca,
+                                budget=8 << 20)  # fmt: skip
     assert (report.chunks_sent, report.content_bytes_sent) == (3, len(data) + 6 + 10_000)
     for name in ("data.bin", "small.txt", "sub/log.txt"):
         assert (state_dir(target) / name).read_bytes() == (state_dir(source) / name).read_bytes()
     assert target.inventory(SHARD) == []  # no chunk cut on the critical path
     # The same move's next round lists the unchanged files whole: nothing to cut or send.
     (state_dir(source) / "small.txt").write_bytes(b"changed\n")
-    manifest, again = stream_snapshot_between_hosts(source, target, SHARD, move_id="mv-1",
-                                                    ca=ca, budget=8 << 20)  # fmt: skip
+    again = send_between_hosts(source, target, SHARD, SendMode.STREAM, move_id="mv-1", ca=ca,
+                               budget=8 << 20)  # fmt: skip
+    manifest = again.manifest
+    assert manifest is not None
     assert [e.path for e in manifest.files if e.whole] == ["data.bin", "sub/log.txt"]
     assert (again.chunks_sent, again.content_bytes_sent) == (1, 8)
     assert target.restore(manifest)["reused"] == 2
@@ -376,3 +378,72 @@ def test_neither_zstandard_nor_zstd_names_the_missing_tool(runtimes) -> None:
         message = str(error)
         assert "neither the Python module zstandard" in message and "zstd command" in message
         assert "corrupt" not in message.lower() and "not a valid zstd frame" not in message
+
+
+def test_whole_send_reports_what_changed_since_it_was_sent(tmp_path: Path) -> None:
+    """The stat pass after a whole send: a file touched since it was sent, or one that could
+    not be recorded (new), counts; an unchanged file does not (round 2 is skipped on it)."""
+    shard = host_helper.Shard(tmp_path, SHARD)
+    shard.state.mkdir(parents=True)
+    (shard.state / "kept.bin").write_bytes(b"k" * 1000)
+    (shard.state / "touched.bin").write_bytes(b"t" * 300)
+    sent = {
+        name: {"identity": host_helper._identity((shard.state / name).stat()), "sha256": "x"}
+        for name in ("kept.bin", "touched.bin")
+    }
+    assert host_helper._changed_since(shard, sent) == 0
+    time.sleep(0.01)
+    (shard.state / "touched.bin").write_bytes(b"T" * 300)
+    (shard.state / "new.bin").write_bytes(b"n" * 20)
+    assert host_helper._changed_since(shard, sent) == 320
+
+
+def dirty_pages(path: Path) -> int:
+    """Pages of `path` in the page cache not yet written to disk (root: /proc/kpageflags)."""
+    page = mmap.PAGESIZE
+    with path.open("r+b") as handle, mmap.mmap(handle.fileno(), 0) as mapped:
+        anchor = ctypes.c_char.from_buffer(mapped)
+        base, count = ctypes.addressof(anchor), (len(mapped) + page - 1) // page
+        del anchor
+        for index in range(count):
+            mapped[index * page]  # fault the page in, so pagemap names its frame
+        with open("/proc/self/pagemap", "rb") as pagemap:
+            pagemap.seek(base // page * 8)
+            entries = struct.unpack(f"{count}Q", pagemap.read(8 * count))
+    dirty = 0
+    with open("/proc/kpageflags", "rb") as flags_file:
+        for entry in entries:
+            flags_file.seek((entry & ((1 << 55) - 1)) * 8)
+            dirty += (struct.unpack("Q", flags_file.read(8))[0] >> 4) & 1  # KPF_DIRTY
+    return dirty
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads /proc/kpageflags (root)")
+def test_whole_receive_makes_its_files_durable_before_it_answers(tmp_path: Path) -> None:
+    """Nothing synced while receiving; before it answers (and so before any cutover can use
+    the files) every file is synced: no page of them is left dirty. The probe's own check:
+    a plain write leaves dirty pages. Sizes not a multiple of 4 KiB end in the page cache
+    even when the file system takes direct writes."""
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"p" * 100_000)
+    assert dirty_pages(plain) > 0
+    files = {f"f{index}.bin": random.Random(index).randbytes(300_000 + index) for index in range(8)}
+    stream = b"".join(whole_file(name, data) for name, data in files.items())
+    taken = receive_frames(tmp_path / "root", "whole 10000000\n", stream)
+    assert taken.returncode == 0, taken.stderr
+    state = tmp_path / "root" / "shards" / SHARD / "state"
+    for name, data in files.items():
+        assert (state / name).read_bytes() == data
+        assert dirty_pages(state / name) == 0, name
+
+
+def test_a_manifest_goes_with_delta_only(runtimes) -> None:
+    source, target = runtimes["src"], runtimes["dst"]
+    write_state(source, {"data.bin": b"d" * 1000})
+    manifest = source.snapshot(SHARD)
+    ca = shared_transfer_ca()[0]
+    with pytest.raises(ValueError, match="mode DELTA only, not STREAM"):
+        send_between_hosts(source, target, SHARD, SendMode.STREAM, manifest=manifest,
+                           move_id="mv-1", ca=ca)  # fmt: skip
+    with pytest.raises(ValueError, match="no manifest given"):
+        send_between_hosts(source, target, SHARD, SendMode.DELTA, move_id="mv-1", ca=ca)
