@@ -14,6 +14,8 @@ from dagster_dbt import (
 from assets.metadata import column_schema
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, dbt_project
 from skyshard import db
+from skyshard.sources.ingest import attach_raw_lake
+from skyshard.storage.lake import lake_dir
 
 GROUP = "features"
 
@@ -60,7 +62,13 @@ def relation(dbt_resource_props: Mapping[str, Any]) -> str:
     pool=DUCKDB_WRITER_POOL,
 )
 def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBFile):
-    """`dbt build`: models and their tests (loaded as asset checks), with row counts."""
+    """`dbt build`: models and their tests (loaded as asset checks), with row counts; with the
+    shared lake, on views over the telemetry its partitions wrote there."""
+    lake = lake_dir()
+    if lake is not None:
+        with duckdb.connect() as con:
+            attached = attach_raw_lake(con, lake)
+        context.log.info(f"raw tables read from the lake {lake}: files per table {attached}")
     events = list(dbt.cli(["build"], context=context).stream())
     yield from with_table_metadata(context, events, duckdb)
 

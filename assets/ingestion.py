@@ -135,7 +135,7 @@ def build_telemetry_asset(at_load: Sky, partitioned: bool = False) -> dg.AssetsD
 
         only = [context.partition_key] if context.has_partition_key else None
         results = ingest.ingest_all(sky.load(), window, duckdb.path, progress, feeds=only)
-        with duckdb.connect(read_only=True) as con:
+        with ingest.read_raw(duckdb.path) as con:  # the lake's, when set: no DuckDB file here
             metadata = {
                 table.name: table_preview(con, f"raw.{table.name}")
                 for table in (*INGEST_TABLES, QUARANTINE)

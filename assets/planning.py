@@ -16,7 +16,7 @@ from skyshard import db
 from skyshard.broker.lifecycle import migration_blockers
 from skyshard.broker.ops_tables import OpsStore
 from skyshard.ledger import LedgerError
-from skyshard.plans import cycles_since_move, plan_cycle, write_plan
+from skyshard.plans import PlanStatuses, cycles_since_move, plan_cycle, write_plan
 from skyshard.plans.backtest import POLICIES, BacktestOptions, backtest_chart
 from skyshard.plans.backtest import policy_backtest as run_policy_backtest
 from skyshard.plans.charts import saving_by_term_chart
@@ -49,8 +49,10 @@ MIGRATION_PLAN = dg.AssetKey(["plan", "migration_plan"])
             group_name=GROUP,
             kinds={"duckdb", "python"},
             deps=[CANDIDATE_SCORES],
-            description="`plan.migration_plan` and `plan.plan_runs`: the moves the placement "
-            "solver proposes this cycle, with reasons, savings, risks and approvals.",
+            description="`plan.proposed_moves` and `plan.plan_runs`: the moves the placement "
+            "solver proposes this cycle, with reasons, savings and risks; their statuses and "
+            "approvals on the state backend (`ops.plan_moves`), both in the view "
+            "`plan.migration_plan`.",
         ),
     ],
     check_specs=[
@@ -73,11 +75,12 @@ def migration_planning(
     loaded = sky.load()
     policy = loaded.policy
     unmovable = migration_blockers(loaded, OpsStore(duckdb.path).routes())
+    statuses = PlanStatuses(duckdb.path)
     with duckdb.connect() as con:
         data = load_planning_data(con)
         forecasts = con.sql("select * from forecast.forecasts").pl()
         trust = read_trust_scores(con, data.providers["provider_id"], policy.trust.neutral_score)
-        cycles = cycles_since_move(con)
+        cycles = cycles_since_move(con, statuses)
         bottlenecks = read_bottlenecks(con)
     log = ledger.open()
     try:
@@ -95,9 +98,9 @@ def migration_planning(
         )
     with duckdb.connect() as con:
         write_candidate_scores(con, cycle.scores)
-        new = write_plan(con, cycle.run, cycle.plan)
+        new = write_plan(con, statuses, cycle.run, cycle.plan)
         scores_table = table_metadata(con, "plan.candidate_scores")
-        plan_table = table_metadata(con, "plan.migration_plan")
+        plan_table = table_metadata(con, "plan.proposed_moves")
         check = problems_check("moves_are_feasible", plan_problems(con), MIGRATION_PLAN)
     run = cycle.run.row(0, named=True)
     decisions = plan_decisions(policy, run["plan_run_id"], cycle.plan, cycle.scores)

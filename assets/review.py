@@ -8,8 +8,8 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, LedgerResource
-from skyshard.plans import PlanError, decide
+from orchestration.resources import DuckDBFile, LedgerResource
+from skyshard.plans import PlanError, PlanStatuses
 from skyshard.plans.status import MoveStatus
 from skyshard.trust.events import record_operator_decision
 
@@ -30,12 +30,7 @@ proposed_moves = dg.AssetSpec(
 
 
 def reviewable_move_ids(duckdb: DuckDBFile) -> list[str]:
-    with duckdb.connect(read_only=True) as con:
-        rows = con.execute(
-            "SELECT move_id FROM plan.migration_plan WHERE status IN (?, ?) ORDER BY move_id",
-            list(REVIEWABLE),
-        ).fetchall()
-    return [move_id for (move_id,) in rows]
+    return sorted(PlanStatuses(duckdb.path).moves(REVIEWABLE)["move_id"])
 
 
 def sync_partitions(instance: dg.DagsterInstance, open_ids: list[str]) -> None:
@@ -108,7 +103,7 @@ class ReviewDecision(dg.Config):
     )
 
 
-@dg.op(pool=DUCKDB_WRITER_POOL)
+@dg.op
 def review_move(
     context: dg.OpExecutionContext,
     config: ReviewDecision,
@@ -119,8 +114,8 @@ def review_move(
     fails the run and changes nothing."""
     move_id = context.partition_key
     try:
-        with duckdb.connect() as con:
-            row = decide(con, move_id, config.decision.value, config.by, config.reason)
+        statuses = PlanStatuses(duckdb.path)
+        row = statuses.decide(move_id, config.decision.value, config.by, config.reason)
     except PlanError as error:
         raise dg.Failure(f"review of {move_id}: {error}", allow_retries=False) from None
     via = f"dagster:review_plan run {context.run_id}"

@@ -33,8 +33,9 @@ def main(repeats: int, checkout: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from skyshard.plans.store import ensure_plan_schema\n"
-            f"import duckdb\nensure_plan_schema(duckdb.connect({str(database)!r}))",
+            "from skyshard.plans import PlanStatuses, ensure_plan_schema\n"
+            f"import duckdb\nensure_plan_schema(duckdb.connect({str(database)!r}), "
+            f"PlanStatuses({str(database)!r}))",
         ],
         env=env,
         check=True,

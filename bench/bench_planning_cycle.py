@@ -27,7 +27,7 @@ def run(shards: int) -> None:
     from skyshard import db
     from skyshard.config import load_sky
     from skyshard.forecast import forecast_series
-    from skyshard.plans import plan_cycle, write_plan
+    from skyshard.plans import PlanStatuses, plan_cycle, write_plan
     from skyshard.scoring import forecast_input, forecast_limits, load_planning_data
     from skyshard.scoring.trust_inputs import neutral_trust_scores
     from skyshard.sim import SkyParams, write_sky
@@ -75,7 +75,7 @@ def run(shards: int) -> None:
     trust = neutral_trust_scores(data.providers["provider_id"], sky.policy.trust.neutral_score)
     cycle = plan_cycle(data, result.forecasts, sky.policy, trust)
     with db.connect(duck) as con:
-        write_plan(con, cycle.run, cycle.plan)
+        write_plan(con, PlanStatuses(duck), cycle.run, cycle.plan)
     t = stage("plan", t)
     print(
         f"  total        {t - t0:8.1f} s; solver {cycle.result.status}, "

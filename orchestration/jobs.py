@@ -1,9 +1,16 @@
 """Jobs and schedules that operators run from the Dagster UI or the CLI."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from assets.ingestion import SKY_CONFIG_KEYS
 from orchestration.executors import scale_out_executor
+
+if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export the name
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 # Every step writes DuckDB and the writer pool runs them one at a time anyway, so a process per
 # step only adds start-up time (bench/bench_cycle_overhead.py). In-process is the default; the
@@ -59,6 +66,18 @@ TELEMETRY = dg.AssetSelection.groups("ingestion") - dg.AssetSelection.assets(*SK
 FORECASTS = dg.AssetSelection.assets(dg.AssetKey(["forecast", "forecasts"]))
 
 
+def _stage(
+    name: str,
+    selection: dg.AssetSelection,
+    description: str,
+    executor: dg.ExecutorDefinition | None = None,
+) -> "UnresolvedAssetJobDefinition":
+    """A job of the scale-out cycle: a partitioned stage on `executor` (its steps spread over
+    workers), the others in process like the embedded location's jobs."""
+    placement = {"executor_def": executor} if executor else {"config": IN_PROCESS}
+    return dg.define_asset_job(name=name, selection=selection, description=description, **placement)
+
+
 def scale_out_defs() -> dg.Definitions:
     """The scale-out location's cycle, in this order: a job cannot mix partitioned and
     unpartitioned assets, so the two partitioned stages are jobs of their own, launched as
@@ -66,33 +85,25 @@ def scale_out_defs() -> dg.Definitions:
     schedule yet."""
     executor = scale_out_executor()
     jobs = [
-        dg.define_asset_job(
-            name="ingest_feeds",
-            selection=TELEMETRY,
-            description="Ingest one telemetry feed per partition.",
-            executor_def=executor,
+        _stage("ingest_feeds", TELEMETRY, "Ingest one telemetry feed per partition.", executor),
+        _stage(
+            "build_features",
+            dg.AssetSelection.groups("ingestion", "features") - TELEMETRY,
+            "Write the configured sky and build the dbt feature models (after `ingest_feeds`).",
         ),
-        dg.define_asset_job(
-            name="build_features",
-            selection=dg.AssetSelection.groups("ingestion", "features") - TELEMETRY,
-            description="Write the configured sky and build the dbt feature models (after "
-            "`ingest_feeds`).",
-            config=IN_PROCESS,
+        _stage(
+            "forecast_groups",
+            FORECASTS,
+            "Forecast one shard group per partition (after `build_features`).",
+            executor,
         ),
-        dg.define_asset_job(
-            name="forecast_groups",
-            selection=FORECASTS,
-            description="Forecast one shard group per partition (after `build_features`).",
-            executor_def=executor,
-        ),
-        dg.define_asset_job(
-            name="plan_from_forecasts",
-            selection=dg.AssetSelection.groups("forecasts", "trust", "planning")
+        _stage(
+            "plan_from_forecasts",
+            dg.AssetSelection.groups("forecasts", "trust", "planning")
             - FORECASTS
             - dg.AssetSelection.assets(dg.AssetKey(["plan", "policy_backtest"])),
-            description="Bottlenecks, trust scores and the migration plan from the stored "
-            "forecasts (after every `forecast_groups` partition).",
-            config=IN_PROCESS,
+            "Bottlenecks, trust scores and the migration plan from the stored forecasts (after "
+            "every `forecast_groups` partition).",
         ),
     ]
     return dg.Definitions(jobs=[*jobs, refresh_ledger_mirror])

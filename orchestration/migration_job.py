@@ -18,7 +18,7 @@ from skyshard.broker.execute import (
 from skyshard.broker.migration import COMMITTED
 from skyshard.config.sky import Sky
 from skyshard.ledger import Ledger
-from skyshard.plans.store import MOVE_ID
+from skyshard.plans.statuses import MOVE_ID
 
 MAX_RETRIES = 2
 # For transient network failures only: the op raises TransientMigrationError for those and a

@@ -1,5 +1,5 @@
-"""Sensor `approved_migrations`: one `migrate_shard` run per approved move in
-`plan.migration_plan`, keyed by the move id so ticks and daemon restarts never run a move twice.
+"""Sensor `approved_migrations`: one `migrate_shard` run per approved move (`ops.plan_moves`,
+on the state backend), keyed by the move id so ticks and daemon restarts never run a move twice.
 Sensor `stuck_migrations`: self-healing; a `migrate_shard` run for every move left unfinished
 with a dead lease (its broker was killed or gave up), which resumes it forward or back.
 Sensor `missed_routing_pushes`: a `routing_catch_up` run while a host's routing document is out
@@ -11,65 +11,45 @@ from pathlib import Path
 from typing import TypeVar
 
 import dagster as dg
-from duckdb import CatalogException, DuckDBPyConnection, IOException
+from duckdb import IOException
 
 from orchestration.jobs import refresh_ledger_mirror
 from orchestration.migration_job import MOVE_TAG, migrate_shard, routing_catch_up
 from orchestration.resources import DuckDBFile
 from skyshard.broker.ops_tables import MigrationRow, OpsStore
-from skyshard.db import WriterLockTimeout, connect
+from skyshard.db import WriterLockTimeout
+from skyshard.plans.status import MoveStatus
+from skyshard.plans.statuses import PlanStatuses
 from skyshard.storage.state import state_url
 
 T = TypeVar("T")
 RECOVERY_TAG = "skyshard/recovery"
 
-APPROVED_SQL = """
-    SELECT move_id, from_provider_id, to_provider_id FROM plan.migration_plan
-    WHERE status = 'approved' ORDER BY decided_at NULLS LAST, move_id
-"""
+PROVIDERS = ("move_id", "from_provider_id", "to_provider_id")
 
 
 class PlanNotReadable(Exception):
-    """The plan cannot be read this tick: no DuckDB file or plan yet, or a writer holds it."""
+    """The plan cannot be read this tick: no DuckDB file yet, or the state is busy."""
 
 
-def _read(db_path: str, query: Callable[[DuckDBPyConnection], T], missing: str) -> T:
-    """`query` in a short read-only connection; PlanNotReadable when it cannot run now."""
-    if not Path(db_path).exists():
+def _ops(db_path: str, read: Callable[[str], T]) -> T:
+    """`read(db_path)` on the operational state (`SKYSHARD_STATE_URL`, else the DuckDB file);
+    PlanNotReadable when it cannot run now."""
+    if state_url() is None and not Path(db_path).exists():
         raise PlanNotReadable(f"no DuckDB file at {db_path} yet")
     try:
-        with connect(db_path, read_only=True, wait_s=0) as con:  # next tick will retry
-            return query(con)
-    except CatalogException:
-        raise PlanNotReadable(missing) from None
-    except IOException as error:
-        if "lock" not in str(error):
-            raise
+        return read(db_path)
+    except (IOException, WriterLockTimeout) as error:
         raise PlanNotReadable(
             f"{db_path} is locked by a writer; checking again next tick ({error})"
         ) from None
 
 
-def _ops(db_path: str, read: Callable[[OpsStore], T]) -> T:
-    """`read` on the operational state (`SKYSHARD_STATE_URL`, else the DuckDB file);
-    PlanNotReadable when it cannot run now."""
-    if state_url() is None and not Path(db_path).exists():
-        raise PlanNotReadable(f"no DuckDB file at {db_path} yet")
-    try:
-        return read(OpsStore(db_path))
-    except (IOException, WriterLockTimeout) as error:
-        raise PlanNotReadable(
-            f"operational state is busy; checking again next tick ({error})"
-        ) from None
-
-
 def approved_moves(db_path: str) -> list[tuple[str, str, str]]:
-    """(move id, from provider, to provider) of every approved move."""
-    return _read(
-        db_path,
-        lambda con: [tuple(row) for row in con.execute(APPROVED_SQL).fetchall()],
-        "no plan.migration_plan table yet (run the planning cycle first)",
-    )
+    """(move id, from provider, to provider) of every approved move, oldest decision first."""
+    # No wait on the embedded file: a writer holding it skips this tick, the next one asks again.
+    approved = _ops(db_path, lambda path: PlanStatuses(path, wait_s=0).moves([MoveStatus.APPROVED]))
+    return approved.select(PROVIDERS).rows()
 
 
 def move_run_request(
@@ -117,19 +97,13 @@ def approved_migrations(context: dg.SensorEvaluationContext, duckdb: DuckDBFile)
 
 def unfinished_moves(db_path: str) -> list[tuple[MigrationRow, str, str]]:
     """Moves of the plan left non-terminal with a dead lease, with their providers."""
-    stuck = _ops(db_path, OpsStore.stuck_moves)
+    stuck = _ops(db_path, lambda path: OpsStore(path).stuck_moves())
     if not stuck:
         return []
-    providers = _read(
-        db_path,
-        lambda con: {
-            move_id: (source, target)
-            for move_id, source, target in con.execute(
-                "SELECT move_id, from_provider_id, to_provider_id FROM plan.migration_plan"
-            ).fetchall()
-        },
-        "no plan tables yet (no move has run)",
-    )
+    planned = _ops(db_path, lambda path: PlanStatuses(path).moves())
+    providers = {
+        move_id: (source, target) for move_id, source, target in planned.select(PROVIDERS).rows()
+    }
     return [(row, *providers[row.move_id]) for row in stuck if row.move_id in providers]
 
 
@@ -168,7 +142,7 @@ def stuck_migrations(context: dg.SensorEvaluationContext, duckdb: DuckDBFile):
 )
 def missed_routing_pushes(context: dg.SensorEvaluationContext, duckdb: DuckDBFile):
     try:
-        backlog = _ops(duckdb.path, OpsStore.routing_backlog)
+        backlog = _ops(duckdb.path, lambda path: OpsStore(path).routing_backlog())
     except PlanNotReadable as reason:
         return dg.SkipReason(str(reason))
     if not backlog:

@@ -9,9 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-import duckdb
+from typing import Any
 
 from skyshard.broker.from_config import broker_policy, host_accesses, transfer_ca
 from skyshard.broker.lease import MoveLease
@@ -28,10 +26,9 @@ from skyshard.broker.migration import (
 from skyshard.broker.ops_tables import MigrationRow, OpsStore, Route, Step
 from skyshard.broker.routing import dependent_hosts, push_routing, routing_document
 from skyshard.config.sky import Sky
-from skyshard.db import connect
 from skyshard.ledger import Ledger
 from skyshard.plans.status import MoveStatus, PlanError
-from skyshard.plans.store import MOVE_ID, decide, get_move
+from skyshard.plans.statuses import PlanStatuses, check_move_id
 from skyshard.transport.access import AccessPolicy
 from skyshard.transport.certificates import TransferCA
 from skyshard.transport.ssh import ConnectionPool
@@ -62,9 +59,6 @@ TRANSIENT_ERRORS = frozenset(
     }
 )
 """Exception type names of network failures that a later attempt may not meet."""
-LOCK_WAIT_SECONDS = 120.0
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,12 +102,6 @@ class MoveResult:
         return self.outcome.status == "done"
 
 
-def check_move_id(move_id: str) -> str:
-    if not MOVE_ID.fullmatch(move_id):
-        raise PlanError(f"move id {move_id!r} is malformed: expected 'mv-' and 16 hex digits")
-    return move_id
-
-
 def is_transient(error: str | BaseException) -> bool:
     """Whether a failure (an exception, or an outcome's `"Type: message"` error) looks like a
     network blip worth another attempt; refusals (host key, auth, policy, validation) never do."""
@@ -129,7 +117,7 @@ def is_transient(error: str | BaseException) -> bool:
 
 
 def load_move(db_path: Path | str, move_id: str) -> PlannedMove:
-    row = _patiently(db_path, lambda con: get_move(con, check_move_id(move_id)))
+    row = PlanStatuses(db_path).move(check_move_id(move_id))
     return PlannedMove(
         row["move_id"],
         row["shard_id"],
@@ -363,7 +351,7 @@ def _set_status(
     db_path: Path | str, move: PlannedMove, status: MoveStatus, note: str | None
 ) -> None:
     note = note[:500] if note else note
-    _patiently(db_path, lambda con: decide(con, move.move_id, status, DECIDER, note))
+    PlanStatuses(db_path).decide(move.move_id, status, DECIDER, note)
 
 
 def _recorded(move: PlannedMove, row: MigrationRow | None) -> MigrationOutcome:
@@ -381,14 +369,6 @@ def _failed_outcome(move: PlannedMove, row: MigrationRow | None, error: str) -> 
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
-
-
-def _patiently(db_path: Path | str, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-    """Run `work` in a short read-write connection, waiting longer than usual while another
-    process holds the DuckDB file (an asset in the writer pool): a status update must not be
-    lost to a lock."""
-    with connect(db_path, wait_s=LOCK_WAIT_SECONDS) as con:
-        return work(con)
 
 
 class ProgressLog:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from skyshard.plans import statuses as plan_statuses
+from skyshard.plans.store import VIEW_DDL
 from skyshard.storage.snapshots import StateMirror
 from skyshard.storage.state import DuckDBState, StateConnection, StateStore, open_state
 
@@ -399,10 +401,12 @@ def routed_hosts(database: Path | str) -> dict[str, str]:
 
 
 def ops_mirror(database: Path | str) -> StateMirror | None:
-    """The `ops` tables to copy into read snapshots of `database`: None when they live in the
-    DuckDB file itself (the embedded backend), else the Postgres tables."""
+    """The `ops` tables (the broker's and the plan statuses) to copy into read snapshots of
+    `database`, and the `plan` views that join them: None when they live in the DuckDB file
+    itself (the embedded backend), else the Postgres tables."""
     state = open_state(database)
     if isinstance(state, DuckDBState):
         return None  # and the file is not touched: a read stays a read
-    state.ensure(DDL)
-    return StateMirror(state, DDL, TABLES)
+    ddl = (*DDL, *plan_statuses.DDL)
+    state.ensure(ddl)
+    return StateMirror(state, ddl, (*TABLES, *plan_statuses.TABLES), VIEW_DDL)

@@ -27,7 +27,7 @@ from skyshard.embedded_hosts.run import running_sky
 from skyshard.embedded_hosts.server import HostServerError
 from skyshard.ledger import Ledger
 from skyshard.plans.status import MoveStatus
-from skyshard.plans.store import decide
+from skyshard.plans.statuses import PlanStatuses
 from skyshard.sim.home import PORT_BASE_ENV, refresh_demo_sky, resolve_home
 from skyshard.trust.events import record_operator_decision
 
@@ -73,11 +73,13 @@ def dagster_dev(port: int) -> int:
 
 def urgent_moves(limit: int) -> list[tuple[str, str, str, str]]:
     """(move id, shard, from host, to host) of the most urgent proposed moves."""
+    proposed = list(PlanStatuses(paths.duckdb_path()).moves([MoveStatus.PROPOSED])["move_id"])
     with db.connect(paths.duckdb_path(), read_only=True) as con:
         return con.execute(
-            "SELECT move_id, shard_id, from_host_id, to_host_id FROM plan.migration_plan "
-            f"WHERE status = 'proposed' ORDER BY {REASON_ORDER}, saving_per_day DESC LIMIT ?",
-            [limit],
+            "SELECT move_id, shard_id, from_host_id, to_host_id FROM plan.proposed_moves "
+            f"WHERE list_contains(?, move_id) ORDER BY {REASON_ORDER}, saving_per_day DESC "
+            "LIMIT ?",
+            [proposed, limit],
         ).fetchall()
 
 
@@ -99,11 +101,11 @@ def migrate_demo_moves(
         return []
     shard_ids = [shard for _, shard, _, _ in moves]
     ledger = Ledger.open()
-    with db.connect(paths.duckdb_path()) as con:
-        for move_id, *_ in moves:
-            reason = "approved by skyshard demo"
-            row = decide(con, move_id, MoveStatus.APPROVED, DEMO_APPROVER, reason)
-            record_operator_decision(row, "approved", DEMO_APPROVER, reason, "demo", ledger)
+    statuses = PlanStatuses(paths.duckdb_path())
+    for move_id, *_ in moves:
+        reason = "approved by skyshard demo"
+        row = statuses.decide(move_id, MoveStatus.APPROVED, DEMO_APPROVER, reason)
+        record_operator_decision(row, "approved", DEMO_APPROVER, reason, "demo", ledger)
     for move_id, shard, source, target in moves:
         say(f"migrating {shard}: {source} -> {target} ({move_id})")
         config = {"ops": {"migrate": {"config": {"move_id": move_id}}}}

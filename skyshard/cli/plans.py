@@ -60,11 +60,13 @@ def list_command(status: str | None, fmt: str) -> None:
     """List stored moves, newest plan run first."""
     from skyshard import db
     from skyshard.config import paths
+    from skyshard.plans.statuses import PlanStatuses
     from skyshard.plans.store import PLAN_COLUMNS, list_moves
 
     columns = (*PLAN_COLUMNS, "approved_by")
+    statuses = PlanStatuses(paths.duckdb_path())
     with db.connect(paths.duckdb_path()) as con:
-        moves = list_moves(con, status)
+        moves = list_moves(con, statuses, status)
     if moves.is_empty() and fmt == "table":
         click.echo("no moves" + (f" with status {status}" if status else ""))
         return
@@ -79,16 +81,15 @@ def _decide(move_id: str, target: MoveStatus, by: str, reason: str | None) -> No
     from skyshard.config import paths
     from skyshard.ledger import Ledger, LedgerError
     from skyshard.plans.status import PlanError
-    from skyshard.plans.store import decide
+    from skyshard.plans.statuses import PlanStatuses
     from skyshard.trust.events import record_operator_decision
 
     try:
-        with db.connect(paths.duckdb_path()) as con:
-            row = decide(con, move_id, target, by, reason)
+        row = PlanStatuses(paths.duckdb_path()).decide(move_id, target, by, reason)
         record_operator_decision(row, target.value, by, reason, "cli", Ledger.open())
     except PlanError as exc:
         raise click.ClickException(str(exc)) from None
-    except duckdb.IOException as exc:
+    except (duckdb.IOException, db.WriterLockTimeout) as exc:
         raise click.ClickException(f"cannot open {paths.duckdb_path()}: {exc}") from None
     except LedgerError as exc:
         message = f"{move_id} is {target.value}, but the ledger refused to record it: {exc}"

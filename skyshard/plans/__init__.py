@@ -1,5 +1,5 @@
-"""Migration plans: the planning cycle, deterministic ids, move statuses and approvals, and the
-`plan` schema in DuckDB."""
+"""Migration plans: the planning cycle, deterministic ids, move statuses and approvals (on the
+state backend), and the `plan` schema in DuckDB."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ EXPORTS = {
     "MoveStatus": "status",
     "PLAN_SCHEMA": "build",
     "PlanError": "status",
+    "PlanStatuses": "statuses",
     "PlanningCycle": "cycle",
     "RUN_SCHEMA": "build",
     "TRANSITIONS": "status",
     "assess": "cycle",
     "build_plan": "build",
     "cycles_since_move": "store",
-    "decide": "store",
     "ensure_plan_schema": "store",
-    "get_move": "store",
     "inputs_hash": "ids",
     "list_moves": "store",
     "move_id": "ids",

@@ -17,7 +17,7 @@ BOTTLENECK_PROBLEMS = """
 # The latest run's moves: one per shard, to a host the scores allow, from where the shard was.
 PLAN_PROBLEMS = """
     with latest as (
-        select * from plan.migration_plan
+        select * from plan.proposed_moves
         where plan_run_id = (select plan_run_id from plan.plan_runs
                              order by created_at desc, plan_run_id limit 1)
     )

@@ -1,17 +1,18 @@
-"""Schema `plan` in DuckDB: plan runs, moves, their decisions, the candidate scores, and the
-SQL views documented in docs/planning.md. Writes are idempotent and decisions never drop rows."""
+"""Schema `plan` in DuckDB: plan runs, the analytic rows of their moves
+(`plan.proposed_moves`), the candidate scores, and the SQL views documented in docs/planning.md.
+Statuses and decisions live on the state backend (`skyshard.plans.statuses`); the views
+`plan.migration_plan` and `plan.decisions` join them back in where SQL users look for them: in
+the file itself with the embedded backend, in read snapshots with Postgres."""
 
 from __future__ import annotations
-
-import re
-from datetime import UTC, datetime
 
 import duckdb
 import polars as pl
 
 from skyshard import db
 from skyshard.plans.build import PLAN_SCHEMA, RUN_SCHEMA
-from skyshard.plans.status import MoveStatus, PlanError, check_transition, parse_status
+from skyshard.plans.status import MoveStatus, parse_status
+from skyshard.plans.statuses import DECISION, DECISION_COLUMNS, PlanStatuses
 from skyshard.scoring.bottlenecks import BOTTLENECK_SCHEMA
 
 _TYPES = {
@@ -20,7 +21,6 @@ _TYPES = {
     pl.Float64: "DOUBLE",
     pl.Int64: "BIGINT",
 }
-# Who decided: a name or a service id, printable and short (it lands in tables and the UI).
 PLAN_COLUMNS = (
     "move_id",
     "shard_id",
@@ -32,11 +32,15 @@ PLAN_COLUMNS = (
     "status",
 )
 """The columns people scan first when reviewing a plan (CLI list, asset preview)."""
-SUPERSEDER = "planner"
-DECIDER = re.compile(r"^[A-Za-z0-9_.@:+-]{1,64}$")
-MOVE_ID = re.compile(r"^mv-[0-9a-f]{16}$")
+ANALYTIC_SCHEMA = {name: kind for name, kind in PLAN_SCHEMA.items() if name not in DECISION}
+"""`plan.proposed_moves`: what the planner decided about a move, never changed afterwards."""
+MOVED = (MoveStatus.APPROVED.value, MoveStatus.RUNNING.value, MoveStatus.DONE.value)
 
 VIEWS = {
+    "migration_plan": "select "
+    + ", ".join(f"{'s' if name in DECISION else 'p'}.{name}" for name in PLAN_SCHEMA)
+    + " from plan.proposed_moves p join ops.plan_moves s using (move_id)",
+    "decisions": f"select {', '.join(DECISION_COLUMNS)} from ops.plan_decisions",
     "current_plan": """
         select m.* from plan.migration_plan m
         where m.plan_run_id = (
@@ -49,65 +53,84 @@ VIEWS = {
         from plan.current_plan where status <> 'rejected'
         group by all order by saving_per_day desc nulls last""",
 }
+"""In order: each view reads only tables and the views before it."""
+VIEW_DDL = tuple(f"CREATE OR REPLACE VIEW plan.{name} AS {sql}" for name, sql in VIEWS.items())
 
 
 def _columns(schema: dict) -> str:
     return ", ".join(f'"{name}" {_TYPES[kind]}' for name, kind in schema.items())
 
 
-def ensure_plan_schema(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_plan_schema(con: duckdb.DuckDBPyConnection, statuses: PlanStatuses) -> None:
+    """The `plan` tables, and its views over the statuses when they are in this file (with
+    Postgres, read snapshots define them; the file keeps none that would show stale ones)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS plan")
     con.execute(
         f"CREATE TABLE IF NOT EXISTS plan.plan_runs ({_columns(RUN_SCHEMA)}, "
         "PRIMARY KEY (plan_run_id))"
     )
+    _take_over_legacy(con, statuses)
     con.execute(
-        f"CREATE TABLE IF NOT EXISTS plan.migration_plan ({_columns(PLAN_SCHEMA)}, "
+        f"CREATE TABLE IF NOT EXISTS plan.proposed_moves ({_columns(ANALYTIC_SCHEMA)}, "
         "PRIMARY KEY (move_id))"
     )
-    con.execute(
-        "CREATE TABLE IF NOT EXISTS plan.decisions (move_id VARCHAR, from_status VARCHAR, "
-        "to_status VARCHAR, decided_by VARCHAR, note VARCHAR, decided_at TIMESTAMP)"
-    )
-    for name, sql in VIEWS.items():
-        con.execute(f"CREATE OR REPLACE VIEW plan.{name} AS {sql}")
+    if statuses.in_file:
+        for statement in VIEW_DDL:
+            con.execute(statement)
+    else:
+        for name in reversed(VIEWS):
+            con.execute(f"DROP VIEW IF EXISTS plan.{name}")
 
 
-def write_plan(con: duckdb.DuckDBPyConnection, run: pl.DataFrame, plan: pl.DataFrame) -> int:
+def _take_over_legacy(con: duckdb.DuckDBPyConnection, statuses: PlanStatuses) -> None:
+    """A file from before statuses moved to the state backend keeps its moves in the table
+    `plan.migration_plan` and its decisions in the table `plan.decisions`: hand the statuses
+    and decisions over, keep the analytic rows."""
+    legacy = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'plan' "
+        "AND table_name = 'migration_plan' AND database_name = current_database()"
+    ).fetchall()[0][0]
+    if not legacy:
+        return
+    moves = con.sql("SELECT * FROM plan.migration_plan").pl()
+    decisions = con.sql(
+        "SELECT move_id, row_number() OVER (PARTITION BY move_id ORDER BY decided_at, rowid) "
+        "AS seq, * EXCLUDE (move_id) FROM plan.decisions"
+    ).pl()
+    statuses.import_legacy(moves, decisions)
+    with db.transaction(con):
+        for name in ("savings_by_provider", "current_plan"):
+            con.execute(f"DROP VIEW IF EXISTS plan.{name}")
+        con.execute(
+            f"CREATE TABLE plan.proposed_moves ({_columns(ANALYTIC_SCHEMA)}, PRIMARY KEY (move_id))"
+        )
+        con.execute(
+            f"INSERT INTO plan.proposed_moves SELECT {', '.join(ANALYTIC_SCHEMA)} "
+            "FROM plan.migration_plan"
+        )
+        con.execute("DROP TABLE plan.migration_plan")
+        con.execute("DROP TABLE plan.decisions")
+
+
+def write_plan(
+    con: duckdb.DuckDBPyConnection, statuses: PlanStatuses, run: pl.DataFrame, plan: pl.DataFrame
+) -> int:
     """Store a plan run and its moves; ids already stored are kept as they are (with their
-    decisions). Returns how many moves were new."""
-    ensure_plan_schema(con)
+    statuses), and moves still proposed by earlier runs that this one drops are rejected
+    (`PlanStatuses.register`). Returns how many moves were new."""
+    ensure_plan_schema(con, statuses)
     try:
         with db.transaction(con):
             con.register("_run", run.to_arrow())
-            con.register("_plan", plan.to_arrow())
+            con.register("_plan", plan.select(list(ANALYTIC_SCHEMA)).to_arrow())
             con.execute("INSERT OR IGNORE INTO plan.plan_runs SELECT * FROM _run")
-            before = con.execute("SELECT count(*) FROM plan.migration_plan").fetchall()[0][0]
-            con.execute("INSERT OR IGNORE INTO plan.migration_plan SELECT * FROM _plan")
-            after = con.execute("SELECT count(*) FROM plan.migration_plan").fetchall()[0][0]
-            _supersede(con, run["plan_run_id"][0])
+            con.execute("INSERT OR IGNORE INTO plan.proposed_moves SELECT * FROM _plan")
     finally:
         con.unregister("_run")
         con.unregister("_plan")
-    return after - before
-
-
-def _supersede(con: duckdb.DuckDBPyConnection, plan_run_id: str) -> None:
-    """Reject moves still proposed by earlier runs that the new run does not propose again:
-    they were planned from an older picture of the sky (approved moves stay approved)."""
-    stale = "status = 'proposed' AND move_id NOT IN (SELECT move_id FROM _plan)"
-    at = datetime.now(UTC).replace(tzinfo=None)
-    note = f"superseded by plan run {plan_run_id}"
-    con.execute(
-        "INSERT INTO plan.decisions SELECT move_id, status, 'rejected', ?, ?, ? "
-        f"FROM plan.migration_plan WHERE {stale}",
-        [SUPERSEDER, note, at],
-    )
-    con.execute(
-        "UPDATE plan.migration_plan SET status = 'rejected', decided_at = ?, decision_note = ? "
-        f"WHERE {stale}",
-        [at, note],
-    )
+    # After the analytic rows: a move is visible once both halves are stored, and a run that
+    # stopped between the two is completed by storing the same plan again.
+    return statuses.register(plan, run["plan_run_id"][0])
 
 
 def write_candidate_scores(con: duckdb.DuckDBPyConnection, scores: pl.DataFrame) -> int:
@@ -131,80 +154,39 @@ def read_bottlenecks(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return stored.select(BOTTLENECK_SCHEMA.keys()).cast(BOTTLENECK_SCHEMA)
 
 
-def decide(
-    con: duckdb.DuckDBPyConnection,
-    move_id: str,
-    target: MoveStatus | str,
-    by: str,
-    note: str | None = None,
-    now: datetime | None = None,
-) -> dict:
-    """Move `move_id` to `target` (approved, rejected, running, ...) if the transition is
-    allowed, recording who and why; returns the updated row. Nothing changes on error."""
-    target = parse_status(str(target))
-    if not MOVE_ID.match(move_id):
-        raise PlanError(f"move id {move_id!r} is malformed: expected 'mv-' and 16 hex digits")
-    if not DECIDER.match(by):
-        raise PlanError(f"--by {by!r} is not a valid name: 1-64 letters, digits or _ . @ : + -")
-    if note is not None and len(note) > 500:
-        raise PlanError(f"--reason is {len(note)} characters long; at most 500 are kept")
-    ensure_plan_schema(con)
-    found = con.execute(
-        "SELECT status FROM plan.migration_plan WHERE move_id = ?", [move_id]
-    ).fetchall()
-    if not found:
-        raise PlanError(f"no move with id {move_id!r} in plan.migration_plan")
-    check_transition(move_id, found[0][0], target)
-    at = (now or datetime.now(UTC)).replace(tzinfo=None)
-    approving = target == MoveStatus.APPROVED
-    with db.transaction(con):
-        con.execute(
-            "UPDATE plan.migration_plan SET status = ?, decided_at = ?, decision_note = ?, "
-            "approved_by = CASE WHEN ? THEN ? ELSE approved_by END, "
-            "approval_mode = CASE WHEN ? THEN 'manual' ELSE approval_mode END "
-            "WHERE move_id = ?",
-            [target.value, at, note, approving, by, approving, move_id],
-        )
-        con.execute(
-            "INSERT INTO plan.decisions VALUES (?, ?, ?, ?, ?, ?)",
-            [move_id, found[0][0], target.value, by, note, at],
-        )
-    return get_move(con, move_id)
+def list_moves(
+    con: duckdb.DuckDBPyConnection, statuses: PlanStatuses, status: str | None = None
+) -> pl.DataFrame:
+    """Stored moves with their statuses now, newest plan run first; only those with `status`
+    when given."""
+    ensure_plan_schema(con, statuses)
+    decided = statuses.moves([parse_status(status).value] if status else [])
+    analytic = con.sql("SELECT * FROM plan.proposed_moves").pl()
+    joined = analytic.join(decided.select("move_id", *DECISION), on="move_id")
+    return joined.select(list(PLAN_SCHEMA)).sort(
+        ["created_at", "move_id"], descending=[True, False]
+    )
 
 
-def get_move(con: duckdb.DuckDBPyConnection, move_id: str) -> dict:
-    rows = con.sql("SELECT * FROM plan.migration_plan WHERE move_id = ?", params=[move_id]).pl()
-    if rows.is_empty():
-        raise PlanError(f"no move with id {move_id!r} in plan.migration_plan")
-    return rows.row(0, named=True)
-
-
-def list_moves(con: duckdb.DuckDBPyConnection, status: str | None = None) -> pl.DataFrame:
-    """Stored moves, newest plan run first; only those with `status` when given."""
-    ensure_plan_schema(con)
-    sql = "SELECT * FROM plan.migration_plan"
-    params: list = []
-    if status is not None:
-        sql += " WHERE status = ?"
-        params.append(parse_status(status).value)
-    return con.sql(sql + " ORDER BY created_at DESC, move_id", params=params).pl()
-
-
-def cycles_since_move(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def cycles_since_move(con: duckdb.DuckDBPyConnection, statuses: PlanStatuses) -> dict[str, int]:
     """Per shard, how many plan runs have been made since the run that last moved it (moves
     approved or further), for the hysteresis rule."""
-    ensure_plan_schema(con)
-    rows = con.execute(
-        """
-        with last_move as (
-            select m.shard_id, max(r.created_at) as moved_at
-            from plan.migration_plan m join plan.plan_runs r using (plan_run_id)
-            where m.status in ('approved', 'running', 'done')
-            group by m.shard_id
-        )
-        select l.shard_id, count(r.plan_run_id) as cycles
-        from last_move l left join plan.plan_runs r on r.created_at > l.moved_at
-        group by l.shard_id
-        """
-    ).fetchall()
+    ensure_plan_schema(con, statuses)
+    moved = statuses.moves(MOVED).select("shard_id", "plan_run_id")
+    con.register("_moved", moved.to_arrow())
+    try:
+        rows = con.execute(
+            """
+            with last_move as (
+                select m.shard_id, max(r.created_at) as moved_at
+                from _moved m join plan.plan_runs r using (plan_run_id)
+                group by m.shard_id
+            )
+            select l.shard_id, count(r.plan_run_id) as cycles
+            from last_move l left join plan.plan_runs r on r.created_at > l.moved_at
+            group by l.shard_id
+            """
+        ).fetchall()
+    finally:
+        con.unregister("_moved")
     return {shard: int(cycles) for shard, cycles in rows}

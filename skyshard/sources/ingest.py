@@ -7,7 +7,8 @@ is one short transaction that replaces what the same source said about the same 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,11 +34,15 @@ from skyshard.sources.raw_tables import (
     INGEST_COLUMNS,
     QUARANTINE,
     RawTable,
+    create_table_sql,
     ensure_raw_schema,
 )
 from skyshard.sources.registry import ADAPTERS, allowed_roots, file_url_problem
+from skyshard.storage.lake import attach_lake, lake_dir, partition_writer
 
 INGEST_COLUMN_NAMES = frozenset(name for name, _ in INGEST_COLUMNS)
+RAW_TABLES = tuple(f"raw.{name}" for name in BY_NAME)
+"""Every table a feed writes: with the lake, one Parquet file per table and feed."""
 MAX_PAGES = 1000
 """Pages followed per request of a paged answer before the rest is reported as not ingested."""
 
@@ -255,7 +260,10 @@ def ingest_all(
     failing alone.
 
     Each feed is fetched and parsed with no database connection open, then written in one
-    short transaction and dropped, so memory holds one feed at a time."""
+    short transaction and dropped, so memory holds one feed at a time: into the DuckDB file
+    `database`, or with `SKYSHARD_LAKE_DIR` set into the feed's own Parquet files in the shared
+    lake (`skyshard.storage.lake`; the DuckDB file is not opened, so any machine that mounts
+    the lake can ingest)."""
     pairs = sources_of(sky.providers)
     if feeds is not None:
         unknown = sorted(set(feeds) - {source.id for _, source in pairs})
@@ -265,15 +273,20 @@ def ingest_all(
     known = KnownIds.of(sky)
     roots = allowed_roots(sky)
     bounds = Bounds.of(sky, _now())
-    with db.connect(database) as con:
-        ensure_raw_schema(con)
+    lake = lake_dir()
+    if lake is None:
+        with db.connect(database) as con:
+            ensure_raw_schema(con)
     outcomes = []
     for done, (provider, source) in enumerate(pairs, start=1):
         collected = collect_source(source, provider.id, window, roots=roots)
         set_aside_unknown(collected, known)
         collected.frames, implausible = set_aside_implausible(collected.frames, bounds)
         collected.quarantine.extend(implausible)
-        if collected.ok:
+        if collected.ok and lake is not None:
+            with partition_writer(lake, source.id, RAW_TABLES, ensure_raw_schema) as con:
+                write_collected(con, collected)
+        elif collected.ok:
             with db.connect(database) as con:
                 write_collected(con, collected)
         outcome = FeedOutcome(
@@ -288,6 +301,41 @@ def ingest_all(
         if on_progress:
             on_progress(done, len(pairs), outcome)
     return outcomes
+
+
+def attach_raw_lake(con: duckdb.DuckDBPyConnection, lake: Path) -> dict[str, int]:
+    """Make the raw tables of the DuckDB file `con` is open on views over the feeds' files in
+    `lake`, before dbt or planning reads them; the files per table. Tables no feed has written
+    yet are created empty, as dbt's sources expect them."""
+    existing = {
+        name
+        for (name,) in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw' "
+            "AND table_catalog = current_database()"
+        ).fetchall()
+    }
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    for table in BY_NAME.values():
+        if table.name not in existing:
+            con.execute(create_table_sql("raw", table))
+    return attach_lake(con, lake, RAW_TABLES)
+
+
+@contextmanager
+def read_raw(database: Path | str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only look at the raw tables: the DuckDB file's, or with `SKYSHARD_LAKE_DIR` set
+    the lake's (an in-memory database; the DuckDB file is not opened)."""
+    lake = lake_dir()
+    if lake is None:
+        with db.connect(database, read_only=True) as con:
+            yield con
+        return
+    con = duckdb.connect()
+    try:
+        attach_raw_lake(con, lake)
+        yield con
+    finally:
+        con.close()
 
 
 def _now() -> datetime:

@@ -50,11 +50,13 @@ class SnapshotUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class StateMirror:
     """Operational-state tables that live outside the DuckDB file (Postgres), shown to readers
-    beside the snapshot's analytics, created with the same DDL."""
+    beside the snapshot's analytics, created with the same DDL; and `views` (CREATE VIEW
+    statements, in order) that join the two, which the file itself cannot hold."""
 
     state: StateStore
     ddl: Sequence[str]
     tables: Sequence[str]
+    views: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,11 @@ def _open_with_mirror(snapshot: Path, mirror: StateMirror) -> duckdb.DuckDBPyCon
             con.register("_mirrored", frame.to_arrow())
             con.execute(f"INSERT INTO {table} SELECT * FROM _mirrored")
             con.unregister("_mirrored")
+    for view in mirror.views:
+        try:
+            con.execute(view)
+        except duckdb.CatalogException:
+            break  # the snapshot predates the tables it joins (no planning run yet)
     return con
 
 

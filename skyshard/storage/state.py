@@ -108,10 +108,12 @@ class StateStore(ABC):
 
 
 class DuckDBState(StateStore):
-    """State in the DuckDB file at `path`."""
+    """State in the DuckDB file at `path`; each transaction waits up to `wait_s` for the file
+    (0: fail at once while another process writes it, for a caller that will ask again)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, wait_s: float = STATE_LOCK_WAIT_S) -> None:
         self.path = Path(path)
+        self.wait_s = wait_s
 
     @property
     def where(self) -> str:
@@ -120,7 +122,7 @@ class DuckDBState(StateStore):
     def transact(self, work: Callable[[StateConnection], T]) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                with db.connect(self.path, wait_s=STATE_LOCK_WAIT_S) as con, db.transaction(con):
+                with db.connect(self.path, wait_s=self.wait_s) as con, db.transaction(con):
                     return work(StateConnection(con, "?", ""))
             except (duckdb.TransactionException, duckdb.ConstraintException) as error:
                 # Threads of one process wrote the same rows, or inserted the same key (DuckDB
@@ -220,8 +222,10 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0.002, 0.01) * min(attempt, 8))  # noqa: S311
 
 
-def open_state(database: Path | str, url: str | None = None) -> StateStore:
+def open_state(
+    database: Path | str, url: str | None = None, wait_s: float = STATE_LOCK_WAIT_S
+) -> StateStore:
     """The state backend: Postgres at `url` (default `SKYSHARD_STATE_URL`), else the DuckDB
-    file `database`."""
+    file `database` (waiting up to `wait_s` for it)."""
     url = url if url is not None else state_url()
-    return PostgresState(url) if url else DuckDBState(database)
+    return PostgresState(url) if url else DuckDBState(database, wait_s)

@@ -176,7 +176,7 @@ def test_python_tables_carry_typed_and_described_column_schemas(materialized):
         metadata = event.materialization.metadata
         if "dagster/table_name" in metadata:
             schemas[metadata["dagster/table_name"].value] = metadata["dagster/column_schema"].value
-    assert {"raw.shard_usage", "plan.migration_plan", "forecast.predicted_bottlenecks"} <= set(
+    assert {"raw.shard_usage", "plan.proposed_moves", "forecast.predicted_bottlenecks"} <= set(
         schemas
     )
     for table, schema in schemas.items():

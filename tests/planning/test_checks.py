@@ -24,7 +24,7 @@ def con(tmp_path):
             "select 'run-1', timestamp '2026-11-29 10:00'"
         )
         con.execute(
-            "create table plan.migration_plan (move_id varchar, plan_run_id varchar, "
+            "create table plan.proposed_moves (move_id varchar, plan_run_id varchar, "
             "shard_id varchar, from_host_id varchar, to_host_id varchar)"
         )
         con.execute(
@@ -50,11 +50,11 @@ def test_bottlenecks_of_unknown_shards_or_past_the_horizon(con):
 
 def test_plan_moves_must_start_at_home_and_go_to_an_allowed_host(con):
     con.execute(
-        "insert into plan.migration_plan values ('mv-ok', 'run-2', 'web-1', 'h1', 'h2'), "
+        "insert into plan.proposed_moves values ('mv-ok', 'run-2', 'web-1', 'h1', 'h2'), "
         "('mv-old', 'run-1', 'web-1', 'h2', 'h3')"
     )
     assert plan_problems(con) == []  # the older run's move is not the latest plan
-    con.execute("insert into plan.migration_plan values ('mv-bad', 'run-2', 'web-1', 'h2', 'h3')")
+    con.execute("insert into plan.proposed_moves values ('mv-bad', 'run-2', 'web-1', 'h2', 'h3')")
     problems = plan_problems(con)
     assert sum("moved twice" in p for p in problems) == 2
     assert any("mv-bad" in p and "target h3 is not an allowed candidate" in p for p in problems)

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from skyshard import db
+from skyshard.broker.ops_tables import ops_mirror
 from skyshard.cli.plans import plan
 from skyshard.config.policy import AutoApproval, PlanningPolicy, PolicyFile
 from skyshard.ledger import Ledger
@@ -15,15 +16,15 @@ from skyshard.plans import (
     AUTO_APPROVER,
     MoveStatus,
     PlanError,
+    PlanStatuses,
     cycles_since_move,
-    decide,
-    get_move,
     list_moves,
     plan_cycle,
     write_bottlenecks,
     write_plan,
 )
 from skyshard.plans.store import read_bottlenecks
+from skyshard.storage.snapshots import read_snapshot
 from tests.planning import sky
 
 NOW = datetime(2026, 11, 28, 0, 30)
@@ -43,12 +44,24 @@ def overloaded_cycle(no_forecasts, neutral_trust, policy=None, unmovable=None):
 
 
 @pytest.fixture
-def stored(tmp_path, no_forecasts, neutral_trust):
+def statuses(tmp_path, state_backend) -> PlanStatuses:
+    """Plan statuses on the backend the test runs on (the DuckDB file, or Postgres)."""
+    return PlanStatuses(tmp_path / "skyshard.duckdb")
+
+
+@pytest.fixture
+def stored(tmp_path, statuses, no_forecasts, neutral_trust):
     path = tmp_path / "skyshard.duckdb"
     cycle = overloaded_cycle(no_forecasts, neutral_trust)
     with db.connect(path) as con:
-        write_plan(con, cycle.run, cycle.plan)
+        write_plan(con, statuses, cycle.run, cycle.plan)
     return path, cycle.plan.row(0, named=True)["move_id"]
+
+
+def trail(statuses: PlanStatuses, move_id: str) -> list[tuple[str, str, str]]:
+    return [
+        (d["from_status"], d["to_status"], d["decided_by"]) for d in statuses.decisions(move_id)
+    ]
 
 
 def test_plan_rows_explain_the_move(no_forecasts, neutral_trust):
@@ -76,18 +89,20 @@ def test_a_shard_the_broker_cannot_migrate_stays_and_says_why(no_forecasts, neut
     assert all(f"cannot migrate: {why}" in reason for reason in others["blocked_by"])
 
 
-def test_same_inputs_give_the_same_ids_and_keep_decisions(tmp_path, no_forecasts, neutral_trust):
+def test_same_inputs_give_the_same_ids_and_keep_decisions(
+    tmp_path, statuses, no_forecasts, neutral_trust
+):
     first = overloaded_cycle(no_forecasts, neutral_trust)
     again = overloaded_cycle(no_forecasts, neutral_trust)
     assert first.plan["move_id"].to_list() == again.plan["move_id"].to_list()
     assert first.inputs == again.inputs
     path = tmp_path / "skyshard.duckdb"
     with db.connect(path) as con:
-        assert write_plan(con, first.run, first.plan) == 1
+        assert write_plan(con, statuses, first.run, first.plan) == 1
         move_id = first.plan["move_id"][0]
-        decide(con, move_id, MoveStatus.APPROVED, "alice", "looks right", now=NOW)
-        assert write_plan(con, again.run, again.plan) == 0
-        assert get_move(con, move_id)["status"] == "approved"
+        statuses.decide(move_id, MoveStatus.APPROVED, "alice", "looks right", at=NOW)
+        assert write_plan(con, statuses, again.run, again.plan) == 0
+        assert statuses.move(move_id)["status"] == "approved"
         assert con.execute("select count(*) from plan.plan_runs").fetchone()[0] == 1
     other = plan_cycle(
         sky.planning_data(usage=again.outlook and sky.usage({"web-000": np.full(72, 7.5)})),
@@ -117,49 +132,45 @@ def test_auto_approval_follows_policy(no_forecasts, neutral_trust):
     assert move["status"] == "proposed"
 
 
-def test_approve_then_run_and_the_audit_trail(stored):
+def test_approve_then_run_and_the_audit_trail(stored, statuses):
     path, move_id = stored
+    row = statuses.decide(move_id, "approved", "alice", "capacity", at=NOW)
+    assert (row["status"], row["approved_by"], row["decision_note"]) == (
+        "approved",
+        "alice",
+        "capacity",
+    )
+    statuses.decide(move_id, MoveStatus.RUNNING, "sensor:migrate", at=NOW)
+    statuses.decide(move_id, MoveStatus.DONE, "sensor:migrate", at=NOW)
+    assert trail(statuses, move_id) == [
+        ("proposed", "approved", "alice"),
+        ("approved", "running", "sensor:migrate"),
+        ("running", "done", "sensor:migrate"),
+    ]
+    assert statuses.move(move_id)["approved_by"] == "alice"
     with db.connect(path) as con:
-        row = decide(con, move_id, "approved", "alice", "capacity", now=NOW)
-        assert (row["status"], row["approved_by"], row["decision_note"]) == (
-            "approved",
-            "alice",
-            "capacity",
-        )
-        decide(con, move_id, MoveStatus.RUNNING, "sensor:migrate", now=NOW)
-        decide(con, move_id, MoveStatus.DONE, "sensor:migrate", now=NOW)
-        trail = con.execute(
-            "select from_status, to_status, decided_by from plan.decisions order by rowid"
-        ).fetchall()
-        assert trail == [
-            ("proposed", "approved", "alice"),
-            ("approved", "running", "sensor:migrate"),
-            ("running", "done", "sensor:migrate"),
-        ]
-        assert get_move(con, move_id)["approved_by"] == "alice"
-        assert cycles_since_move(con) == {"web-001": 0}
+        assert cycles_since_move(con, statuses) == {"web-001": 0}
 
 
-def test_bad_transitions_and_arguments_change_nothing(stored):
-    path, move_id = stored
-    with db.connect(path) as con:
-        decide(con, move_id, MoveStatus.REJECTED, "bob", "too risky", now=NOW)
-        before = get_move(con, move_id)
-        with pytest.raises(PlanError, match="cannot go from 'rejected' to 'approved'"):
-            decide(con, move_id, MoveStatus.APPROVED, "alice")
-        with pytest.raises(PlanError, match="no move with id 'mv-0000000000000000'"):
-            decide(con, "mv-0000000000000000", MoveStatus.APPROVED, "alice")
-        with pytest.raises(PlanError, match="move id 'x; drop table' is malformed"):
-            decide(con, "x; drop table", MoveStatus.APPROVED, "alice")
-        with pytest.raises(PlanError, match="--by 'a b' is not a valid name"):
-            decide(con, move_id, MoveStatus.APPROVED, "a b")
-        with pytest.raises(PlanError, match="status 'maybe' is not one of"):
-            decide(con, move_id, "maybe", "alice")
-        assert get_move(con, move_id) == before
-        assert con.execute("select count(*) from plan.decisions").fetchone()[0] == 1
+def test_bad_transitions_and_arguments_change_nothing(stored, statuses):
+    _, move_id = stored
+    statuses.decide(move_id, MoveStatus.REJECTED, "bob", "too risky", at=NOW)
+    before = statuses.move(move_id)
+    with pytest.raises(PlanError, match="cannot go from 'rejected' to 'approved'"):
+        statuses.decide(move_id, MoveStatus.APPROVED, "alice")
+    with pytest.raises(PlanError, match="no move with id 'mv-0000000000000000'"):
+        statuses.decide("mv-0000000000000000", MoveStatus.APPROVED, "alice")
+    with pytest.raises(PlanError, match="move id 'x; drop table' is malformed"):
+        statuses.decide("x; drop table", MoveStatus.APPROVED, "alice")
+    with pytest.raises(PlanError, match="--by 'a b' is not a valid name"):
+        statuses.decide(move_id, MoveStatus.APPROVED, "a b")
+    with pytest.raises(PlanError, match="status 'maybe' is not one of"):
+        statuses.decide(move_id, "maybe", "alice")
+    assert statuses.move(move_id) == before
+    assert len(statuses.decisions(move_id)) == 1
 
 
-def test_cli_approve_reject_and_list(stored, monkeypatch):
+def test_cli_approve_reject_and_list(stored, statuses, state_backend, monkeypatch):
     path, move_id = stored
     monkeypatch.setenv("SKYSHARD_DUCKDB", str(path))
     runner = CliRunner()
@@ -180,12 +191,19 @@ def test_cli_approve_reject_and_list(stored, monkeypatch):
     rejected = runner.invoke(plan, ["reject", move_id, "--by", "dave"])
     assert rejected.exit_code == 0
     with db.connect(path) as con:
-        moves = list_moves(con)
+        moves = list_moves(con, statuses)
         assert moves.row(0, named=True)["status"] == "rejected"
-        assert list_moves(con, "approved").is_empty()
-        views = con.execute("select count(*) from plan.current_plan").fetchone()[0]
-        assert views == 1
+        assert list_moves(con, statuses, "approved").is_empty()
+    # The SQL views show the statuses wherever they live (Postgres: joined in the snapshot).
+    mirror = ops_mirror(path)
+    assert (mirror is None) == (state_backend == "duckdb")
+    with read_snapshot(path, mirror) as (con, _):
+        assert con.execute("select status from plan.current_plan").fetchall() == [("rejected",)]
         assert con.execute("select provider_id from plan.savings_by_provider").fetchall() == []
+        assert con.execute("select to_status from plan.decisions order by seq").fetchall() == [
+            ("approved",),
+            ("rejected",),
+        ]
     assert isinstance(moves, pl.DataFrame)
     decisions = Ledger.open().verified_entries("operator_decision")
     assert [(e.payload["decision"], e.payload["by"], e.payload["via"]) for e in decisions] == [
@@ -195,7 +213,7 @@ def test_cli_approve_reject_and_list(stored, monkeypatch):
     assert decisions[0].payload["reason"] == "ok" and decisions[0].payload["host"]
 
 
-def test_a_new_run_supersedes_moves_still_proposed(tmp_path, no_forecasts, neutral_trust):
+def test_a_new_run_supersedes_moves_still_proposed(tmp_path, statuses, no_forecasts, neutral_trust):
     path = tmp_path / "skyshard.duckdb"
     first = overloaded_cycle(no_forecasts, neutral_trust)
     calm = plan_cycle(
@@ -204,27 +222,23 @@ def test_a_new_run_supersedes_moves_still_proposed(tmp_path, no_forecasts, neutr
     assert calm.plan.height == 0
     move_id = first.plan.row(0, named=True)["move_id"]
     with db.connect(path) as con:
-        write_plan(con, first.run, first.plan)
-        write_plan(con, calm.run, calm.plan)
-        move = get_move(con, move_id)
-        trail = con.execute(
-            "SELECT from_status, to_status, decided_by FROM plan.decisions WHERE move_id = ?",
-            [move_id],
-        ).fetchall()
+        write_plan(con, statuses, first.run, first.plan)
+        write_plan(con, statuses, calm.run, calm.plan)
+    move = statuses.move(move_id)
     assert move["status"] == "rejected"
     assert move["decision_note"] == f"superseded by plan run {calm.run['plan_run_id'][0]}"
-    assert trail == [("proposed", "rejected", "planner")]
+    assert trail(statuses, move_id) == [("proposed", "rejected", "planner")]
 
 
-def test_a_new_run_leaves_approved_moves_alone(stored, no_forecasts, neutral_trust):
+def test_a_new_run_leaves_approved_moves_alone(stored, statuses, no_forecasts, neutral_trust):
     path, move_id = stored
     calm = plan_cycle(
         sky.planning_data(), no_forecasts, PolicyFile(), neutral_trust, created_at=NOW
     )
+    statuses.decide(move_id, MoveStatus.APPROVED, "alice")
     with db.connect(path) as con:
-        decide(con, move_id, MoveStatus.APPROVED, "alice")
-        write_plan(con, calm.run, calm.plan)
-        assert get_move(con, move_id)["status"] == "approved"
+        write_plan(con, statuses, calm.run, calm.plan)
+    assert statuses.move(move_id)["status"] == "approved"
 
 
 def test_planning_uses_the_stored_bottlenecks_instead_of_predicting_again(

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -29,10 +29,14 @@ RUN_TIMEOUT_S = 600
 
 
 @contextmanager
-def celery_worker(name: str, env: dict[str, str], log: Path) -> Iterator[None]:
+def celery_worker(
+    name: str, env: dict[str, str], log: Path, prefix: Sequence[str] = ()
+) -> Iterator[None]:
     """One `dagster-celery worker start` (solo pool: one step at a time), stopped with its
-    process group (the command starts `celery` as a child)."""
+    process group (the command starts `celery` as a child); `prefix` runs it elsewhere (in a
+    network namespace: `ip netns exec NAME`)."""
     command = [
+        *prefix,
         str(BIN / "dagster-celery"), "worker", "start",
         "-A", "dagster_celery.app",
         "-y", str(ROOT / "orchestration" / "celery.yaml"),
@@ -55,14 +59,12 @@ def celery_worker(name: str, env: dict[str, str], log: Path) -> Iterator[None]:
         worker.wait(timeout=30)
 
 
-def launch_partition_run(job: str, partition: str, env: dict[str, str]) -> subprocess.Popen:
+def launch_run(job: str, env: dict[str, str], partition: str | None = None) -> subprocess.Popen:
+    """A run of the scale-out location's `job` (of one partition) through Dagster's CLI."""
+    tags = ["--tags", json.dumps({"dagster/partition": partition})] if partition else []
     return subprocess.Popen(
-        [
-            str(BIN / "dagster"), "job", "execute",
-            "-m", "orchestration.scale_out",
-            "-j", job,
-            "--tags", json.dumps({"dagster/partition": partition}),
-        ],
+        [str(BIN / "dagster"), "job", "execute", "-m", "orchestration.scale_out", "-j", job,
+         *tags],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 
@@ -98,7 +100,7 @@ def test_two_celery_workers_share_the_partitions_of_a_job(small_sky, tmp_path, m
         env["SKYSHARD_CELERY_BROKER"] = stack.enter_context(running_redis(tmp_path / "redis"))
         for name in ("w1", "w2"):
             stack.enter_context(celery_worker(name, env, tmp_path / f"{name}.log"))
-        runs = [launch_partition_run("ingest_feeds", feed, env) for feed in feeds]
+        runs = [launch_run("ingest_feeds", env, feed) for feed in feeds]
         outputs = [run.communicate(timeout=RUN_TIMEOUT_S)[0] for run in runs]
         for run, output in zip(runs, outputs, strict=True):
             assert run.returncode == 0, output[-4000:]

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from skyshard.broker.ops_tables import OpsStore, ops_mirror
+from skyshard.plans.statuses import PlanStatuses
 from skyshard.plans.store import ensure_plan_schema
 from skyshard.storage.snapshots import (
     KEEP,
@@ -121,7 +122,7 @@ def test_readers_see_the_state_backend_s_ops_tables_not_the_file_s(monkeypatch, 
     monkeypatch.setenv("SKYSHARD_STATE_URL", postgres_dsn)
     OpsStore(database).register_route("kv-1", "host-new", "10.0.0.2", 8700)
     with duckdb.connect(database) as con:
-        ensure_plan_schema(con)
+        ensure_plan_schema(con, PlanStatuses(database))
     publish(database)
     with read_snapshot(database, ops_mirror(database)) as (con, _):
         assert con.execute("SELECT host_id FROM ops.routing").fetchall() == [("host-new",)]

@@ -1,5 +1,6 @@
 """A planning writer and an ingestion writer as separate processes (tests, benches), each
-through the real store functions: `write_plan` and `decide` (plan statuses and decisions) and
+through the real store functions: `write_plan` and `PlanStatuses.decide` (plan statuses and
+decisions, on the state backend) and
 `replace_table` (the sky-config ingestion write), each round in its own short connection.
 Run as `python -m tests.support.cycle_load ROLE DB ROUNDS`, ROLE `plan` or `ingest`.
 """
@@ -14,7 +15,8 @@ import polars as pl
 from skyshard import db
 from skyshard.plans.build import PLAN_SCHEMA, RUN_SCHEMA
 from skyshard.plans.status import MoveStatus
-from skyshard.plans.store import decide, write_plan
+from skyshard.plans.statuses import PlanStatuses
+from skyshard.plans.store import write_plan
 
 MOVES_PER_RUN = 50
 
@@ -40,13 +42,13 @@ def plan_frames(round_index: int) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def plan_rounds(database: str, rounds: int) -> int:
-    """`rounds` plan runs, each approving its first move in a second short connection."""
+    """`rounds` plan runs, each approving its first move afterwards (on the state backend)."""
+    statuses = PlanStatuses(database)
     for index in range(rounds):
         run, plan = plan_frames(index)
         with db.connect(database) as con:
-            write_plan(con, run, plan)
-        with db.connect(database) as con:
-            decide(con, plan["move_id"][0], MoveStatus.APPROVED, "load-test")
+            write_plan(con, statuses, run, plan)
+        statuses.decide(plan["move_id"][0], MoveStatus.APPROVED, "load-test")
     return rounds
 
 

@@ -117,9 +117,13 @@ def _run(prefix: Sequence[str], args: Sequence[str]) -> None:
 
 
 @contextmanager
-def running_postgres(*, max_connections: int = 200) -> Iterator[RunningPostgres]:
+def running_postgres(
+    *, max_connections: int = 200, host: str = "127.0.0.1", clients: str | None = None
+) -> Iterator[RunningPostgres]:
     """A fresh Postgres server for the duration of the block (superuser `skyshard`, trust
-    authentication on loopback and the private socket only), removed afterwards."""
+    authentication on loopback and the private socket only), removed afterwards. `host`: the
+    address it listens on besides loopback, `clients`: the network (CIDR) trusted there (a
+    test bridge's, for workers in network namespaces)."""
     bindir = postgres_bindir()
     if bindir is None:
         raise PostgresUnavailable(postgres_missing_reason() or "no PostgreSQL")
@@ -135,10 +139,14 @@ def running_postgres(*, max_connections: int = 200) -> Iterator[RunningPostgres]
     try:
         _run(prefix, [str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER,
                       "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"])  # fmt: skip
+        if clients is not None:
+            with (data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {clients} trust\n")
         for attempt in range(START_ATTEMPTS):
             port = free_tcp_port()
             options = (
-                f"-c listen_addresses=127.0.0.1 -c port={port} "
+                f"-c listen_addresses={','.join(dict.fromkeys(['127.0.0.1', host]))} "
+                f"-c port={port} "
                 f"-c unix_socket_directories={sockets} -c fsync=off "
                 f"-c synchronous_commit=off -c full_page_writes=off "
                 f"-c max_connections={max_connections}"
@@ -156,7 +164,7 @@ def running_postgres(*, max_connections: int = 200) -> Iterator[RunningPostgres]
             break
         server = RunningPostgres("127.0.0.1", port, sockets, SUPERUSER, "postgres")
         server.create_database(SUPERUSER)
-        yield RunningPostgres("127.0.0.1", port, sockets, SUPERUSER, SUPERUSER)
+        yield RunningPostgres(host, port, sockets, SUPERUSER, SUPERUSER)
     finally:
         if started:
             subprocess.run(

@@ -29,9 +29,9 @@ def require_redis() -> None:
     pytest.skip(reason)
 
 
-def _answers_ping(port: int) -> bool:
+def _answers_ping(host: str, port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
@@ -39,14 +39,16 @@ def _answers_ping(port: int) -> bool:
 
 
 @contextmanager
-def running_redis(folder: Path) -> Iterator[str]:
-    """A redis-server answering on 127.0.0.1; yields its URL and stops it afterwards."""
+def running_redis(folder: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """A redis-server answering on `host` (loopback, or a test bridge's address for workers in
+    network namespaces); yields its URL and stops it afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_tcp_port()
     server = subprocess.Popen(
         [
             "redis-server",
-            "--bind", "127.0.0.1",
+            "--bind", host,
+            "--protected-mode", "no",  # no password; reachable only on a test bridge
             "--port", str(port),
             "--dir", str(folder),
             "--save", "",
@@ -56,12 +58,12 @@ def running_redis(folder: Path) -> Iterator[str]:
     )  # fmt: skip
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers_ping(port):
+        while not _answers_ping(host, port):
             if server.poll() is not None or time.monotonic() > deadline:
                 log = (folder / "redis.log").read_text() if (folder / "redis.log").exists() else ""
                 raise RuntimeError(f"redis-server on port {port} did not start: {log[-2000:]}")
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://{host}:{port}/0"
     finally:
         server.terminate()
         server.wait(timeout=10)
