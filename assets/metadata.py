@@ -31,7 +31,8 @@ def column_schema(con: duckdb.DuckDBPyConnection, qualified: str) -> dg.Metadata
     schema, name = qualified.split(".")
     columns = con.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        "WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ? "
+        "ORDER BY ordinal_position",
         [schema, name],
     ).fetchall()
     return dg.MetadataValue.table_schema(

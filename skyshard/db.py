@@ -128,7 +128,66 @@ def connect(
         try:
             yield con
         finally:
-            con.close()
+            _attachments().detach(path, con)
+
+
+class _Attachments:
+    """One in-memory DuckDB instance per process with each file ATTACHed while in use.
+
+    Creating a DuckDB instance costs about 15 ms of CPU, and a short unit of work opened one
+    per file; attaching a file to a living instance costs about 2 ms. The file is attached on
+    first use, shared by the process's threads (counted) and detached when the last one
+    leaves, so other processes can take the file between units of work as before."""
+
+    def __init__(self) -> None:
+        self.instance = duckdb.connect()
+        self.guard = threading.Lock()
+        self.attached: dict[Path, tuple[str, bool, int]] = {}
+        self.serial = 0
+        self.pid = os.getpid()
+
+    def attach(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        key = path.resolve()
+        with self.guard:
+            alias, attached_read_only, users = self.attached.get(key, ("", read_only, 0))
+            if users and attached_read_only and not read_only:
+                raise duckdb.ConnectionException(
+                    f"{path}: open read-only in this process; a writer must wait until it is closed"
+                )
+            if not users:
+                self.serial += 1
+                alias = f"skyshard_{self.serial}"
+                quoted = str(key).replace("'", "''")
+                mode = " (READ_ONLY)" if read_only else ""
+                self.instance.execute(f"ATTACH '{quoted}' AS {alias}{mode}")
+                attached_read_only = read_only
+            self.attached[key] = (alias, attached_read_only, users + 1)
+        con = self.instance.cursor()
+        con.execute(f"USE {alias}")
+        return con
+
+    def detach(self, path: Path, con: duckdb.DuckDBPyConnection) -> None:
+        con.close()
+        key = path.resolve()
+        with self.guard:
+            alias, read_only, users = self.attached[key]
+            if users > 1:
+                self.attached[key] = (alias, read_only, users - 1)
+                return
+            del self.attached[key]
+            self.instance.execute(f"DETACH {alias}")
+
+
+_ATTACHMENTS: _Attachments | None = None
+
+
+def _attachments() -> _Attachments:
+    global _ATTACHMENTS
+    with _LOCKS_GUARD:
+        # A forked child must not share its parent's instance.
+        if _ATTACHMENTS is None or _ATTACHMENTS.pid != os.getpid():
+            _ATTACHMENTS = _Attachments()
+        return _ATTACHMENTS
 
 
 def _open_waiting(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
@@ -136,7 +195,7 @@ def _open_waiting(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPy
     pause = 0.05
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return _attachments().attach(path, read_only)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
                 raise
@@ -176,7 +235,8 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None)
 
 def table_counts(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, int]:
     names = con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY 1",
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_catalog = current_database() AND table_schema = ? ORDER BY 1",
         [schema],
     ).fetchall()
     return {name: scalar(con, f'SELECT count(*) FROM {schema}."{name}"') for (name,) in names}

@@ -129,7 +129,8 @@ def reject(move_id: str, by: str, reason: str | None) -> None:
 def _stored_forecasts(con) -> pl.DataFrame | None:
     exists = con.execute(
         "select count(*) from information_schema.tables "
-        "where table_schema = 'forecast' and table_name = 'forecasts'"
+        "where table_catalog = current_database() "
+        "and table_schema = 'forecast' and table_name = 'forecasts'"
     ).fetchall()[0][0]
     return con.sql("select * from forecast.forecasts").pl() if exists else None
 

@@ -24,7 +24,8 @@ def read_stored(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | No
     schema, name = table.split(".")
     found = db.scalar(
         con,
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        "select count(*) from information_schema.tables "
+        "where table_catalog = current_database() and table_schema = ? and table_name = ?",
         [schema, name],
     )
     return con.sql(f"select * from {table}").pl() if found else None

@@ -52,7 +52,8 @@ def read_trust_scores(
     stored = pl.DataFrame(schema=TRUST_SCHEMA)
     exists = con.execute(
         "select count(*) from information_schema.tables "
-        "where table_schema = 'trust' and table_name = 'scores'"
+        "where table_catalog = current_database() "
+        "and table_schema = 'trust' and table_name = 'scores'"
     ).fetchall()[0][0]
     if exists:
         stored = (
