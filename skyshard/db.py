@@ -137,16 +137,32 @@ class _Attachments:
     Creating a DuckDB instance costs about 15 ms of CPU, and a short unit of work opened one
     per file; attaching a file to a living instance costs about 2 ms. The file is attached on
     first use, shared by the process's threads (counted) and detached when the last one
-    leaves, so other processes can take the file between units of work as before."""
+    leaves, so other processes can take the file between units of work as before.
+
+    A file this process already opened as an instance of its own (`duckdb.connect(file)`, as
+    a tool or test may) cannot be attached as well: the unit of work joins that instance, as
+    DuckDB's own instance cache would. The reverse — `duckdb.connect(file)` while `connect`
+    has it attached — fails in DuckDB, so code in a process that uses `connect` opens files
+    through it (or a read snapshot)."""
 
     def __init__(self) -> None:
         self.instance = duckdb.connect()
         self.guard = threading.Lock()
         self.attached: dict[Path, tuple[str, bool, int]] = {}
+        self.joined: set[int] = set()
         self.serial = 0
         self.pid = os.getpid()
 
     def attach(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        try:
+            return self._attach(path, read_only)
+        except duckdb.ResourceInUseException:
+            con = duckdb.connect(str(path), read_only=read_only)
+            with self.guard:
+                self.joined.add(id(con))
+            return con
+
+    def _attach(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         key = path.resolve()
         with self.guard:
             alias, attached_read_only, users = self.attached.get(key, ("", read_only, 0))
@@ -170,6 +186,9 @@ class _Attachments:
         con.close()
         key = path.resolve()
         with self.guard:
+            if id(con) in self.joined:
+                self.joined.discard(id(con))
+                return
             alias, read_only, users = self.attached[key]
             if users > 1:
                 self.attached[key] = (alias, read_only, users - 1)

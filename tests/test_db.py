@@ -1,7 +1,13 @@
-"""`db.transaction`: the block's writes are committed together, or none of them."""
+"""`db.connect` and `db.transaction`: files attached per unit of work, shared by threads and free
+for other processes between units; a transaction's writes are committed together, or none."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import duckdb
 import pytest
 
 from skyshard import db
@@ -27,3 +33,57 @@ def test_a_transaction_rolls_back_when_the_block_raises(tmp_path):
         con.execute("INSERT INTO t VALUES (5)")
     with db.connect(path, read_only=True) as con:
         assert db.scalar(con, "SELECT sum(x) FROM t") == 5
+
+
+def test_the_file_is_free_for_other_processes_between_units_of_work(tmp_path):
+    database = tmp_path / "skyshard.duckdb"
+    with db.connect(database) as con:
+        con.execute("CREATE TABLE t (n INTEGER)")
+    other = subprocess.run(
+        [sys.executable, "-c", WRITE_ONE_ROW, str(database)], capture_output=True, text=True
+    )
+    assert other.returncode == 0, other.stderr
+    with db.connect(database, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+WRITE_ONE_ROW = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("INSERT INTO t VALUES (1)")
+con.close()
+"""
+
+
+def test_a_unit_of_work_joins_a_file_this_process_opened_itself(tmp_path):
+    database = tmp_path / "skyshard.duckdb"
+    with duckdb.connect(str(database)) as own:
+        own.execute("CREATE TABLE t (n INTEGER)")
+        with db.connect(database) as con, db.transaction(con):
+            con.execute("INSERT INTO t VALUES (1)")
+        assert own.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    with db.connect(database) as con:  # and attaches it once the process has let it go
+        assert con.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_threads_share_one_attachment_and_see_one_file(tmp_path):
+    first, second = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    for database in (first, second):
+        with db.connect(database) as con:
+            con.execute("CREATE TABLE t (n INTEGER)")
+
+    def write(database, n: int) -> None:
+        with db.connect(database) as con, db.transaction(con):
+            con.execute("INSERT INTO t VALUES (?)", [n])
+            tables = con.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_catalog = current_database()"
+            ).fetchone()
+            assert tables == (1,)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, [first, second] * 20, range(40)))
+    for database, parity in ((first, 0), (second, 1)):
+        with db.connect(database) as con:
+            rows = [n for (n,) in con.execute("SELECT n FROM t").fetchall()]
+        assert len(rows) == 20 and all(n % 2 == parity for n in rows)
