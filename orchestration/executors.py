@@ -5,7 +5,6 @@ this machine."""
 import os
 
 import dagster as dg
-from dagster_celery import celery_executor
 
 CELERY_BROKER_ENV = "SKYSHARD_CELERY_BROKER"
 
@@ -15,5 +14,7 @@ def scale_out_executor() -> dg.ExecutorDefinition:
     no URL with a password lands in a file) or the multiprocess executor."""
     if not os.environ.get(CELERY_BROKER_ENV):
         return dg.multiprocess_executor
+    from dagster_celery import celery_executor  # Celery loads only where a broker is set
+
     broker = {"env": CELERY_BROKER_ENV}
     return celery_executor.configured({"broker": broker, "backend": broker}, name="celery")

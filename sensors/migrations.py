@@ -100,7 +100,7 @@ def unfinished_moves(db_path: str) -> list[tuple[MigrationRow, str, str]]:
     stuck = _ops(db_path, lambda path: OpsStore(path).stuck_moves())
     if not stuck:
         return []
-    planned = _ops(db_path, lambda path: PlanStatuses(path).moves())
+    planned = _ops(db_path, lambda path: PlanStatuses(path, wait_s=0).moves())
     providers = {
         move_id: (source, target) for move_id, source, target in planned.select(PROVIDERS).rows()
     }

@@ -28,7 +28,7 @@ from skyshard.broker.routing import dependent_hosts, push_routing, routing_docum
 from skyshard.config.sky import Sky
 from skyshard.ledger import Ledger
 from skyshard.plans.status import MoveStatus, PlanError
-from skyshard.plans.statuses import PlanStatuses, check_move_id
+from skyshard.plans.statuses import PlanStatuses
 from skyshard.transport.access import AccessPolicy
 from skyshard.transport.certificates import TransferCA
 from skyshard.transport.ssh import ConnectionPool
@@ -117,7 +117,7 @@ def is_transient(error: str | BaseException) -> bool:
 
 
 def load_move(db_path: Path | str, move_id: str) -> PlannedMove:
-    row = PlanStatuses(db_path).move(check_move_id(move_id))
+    row = PlanStatuses(db_path).move(move_id)
     return PlannedMove(
         row["move_id"],
         row["shard_id"],

@@ -126,15 +126,6 @@ def reject(move_id: str, by: str, reason: str | None) -> None:
     _decide(move_id, MoveStatus.REJECTED, by, reason)
 
 
-def _stored_forecasts(con) -> pl.DataFrame | None:
-    exists = con.execute(
-        "select count(*) from information_schema.tables "
-        "where table_catalog = current_database() "
-        "and table_schema = 'forecast' and table_name = 'forecasts'"
-    ).fetchall()[0][0]
-    return con.sql("select * from forecast.forecasts").pl() if exists else None
-
-
 def print_assessment(assessment: ShardAssessment) -> None:
     from skyshard.cli.common import console
     from skyshard.scoring import TERMS
@@ -174,6 +165,7 @@ def whatif(shard_id: str) -> None:
 
     from skyshard import db
     from skyshard.config import ConfigError, paths
+    from skyshard.forecast.store import read_stored
     from skyshard.ledger import Ledger, LedgerError
     from skyshard.plans.whatif import assess_shard
     from skyshard.scoring import load_planning_data
@@ -189,7 +181,7 @@ def whatif(shard_id: str) -> None:
     try:
         with db.connect(path, read_only=True) as con:
             data = load_planning_data(con)
-            forecasts = _stored_forecasts(con)
+            forecasts = read_stored(con, "forecast.forecasts")
             trust = read_trust_scores(
                 con, data.providers["provider_id"], policy.trust.neutral_score
             )

@@ -47,6 +47,16 @@ class ForecastPolicy(StrictModel):
     # overall (bench/RESULTS.md "Level shifts, short histories"), so it is opt-in.
     level_shift_hours: int = Field(default=0, ge=0, le=24)
 
+    @model_validator(mode="after")
+    def _shift_within_horizon(self) -> ForecastPolicy:
+        # The shift is judged against the forecast made that many hours ago, over its horizon.
+        if self.level_shift_hours > self.horizon_hours:
+            raise ValueError(
+                f"level_shift_hours {self.level_shift_hours} is more than horizon_hours "
+                f"{self.horizon_hours}"
+            )
+        return self
+
 
 class AutoApproval(StrictModel):
     enabled: bool = False

@@ -114,7 +114,7 @@ def evaluate_chunk(
         extra[0, rows] = runs[:, -1]
         final = np.concatenate([final, extra])
     mae = backtest.mae()
-    reported, backtest = backtest, backtest.with_fallback()
+    backtest = backtest.with_fallback()  # models, cutoffs and scale are unchanged
     error = backtest.mae() / backtest.norm[None]
     k = len(backtest.cutoffs)
     early, held = split_origins(k)
@@ -135,9 +135,9 @@ def evaluate_chunk(
     final_norm = robust_scale(block.observed)
     return ChunkEval(
         block=block,
-        models=reported.models,
-        cutoffs=reported.cutoffs,
-        mase=mae / reported.scale[None],
+        models=backtest.models,
+        cutoffs=backtest.cutoffs,
+        mase=mae / backtest.scale[None],
         mae=mae,
         reasons=reasons,
         pooled=pooled,

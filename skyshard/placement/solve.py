@@ -443,9 +443,10 @@ def _heuristic(
     chosen = lp_guided_assignment(inst, cands, lp_x, max(seconds, 0.0))
     timer.add("heuristic", began)
     if perf_counter() - began >= seconds:
+        share = f"stopped at its {seconds:.1f} s share" if seconds > 0 else "no time left"
         timer.cut.append(
-            f"heuristic{' (LP-guided)' if lp_x.any() else ''}: stopped at its {seconds:.1f} s "
-            "share; shards not reached yet stay where they run"
+            f"heuristic{' (LP-guided)' if lp_x.any() else ''}: {share}; "
+            "shards not reached yet stay where they run"
         )
     return chosen
 

@@ -468,11 +468,11 @@ def clean(shard: Shard, index: bool = False) -> dict:
         return {"shard_id": shard.id, "cleaned": True}
     parked = shard.root / "indexing" / f"{shard.id}.{uuid.uuid4().hex}"
     parked.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(shard.dir, parked)
-    # The lock is taken here and inherited by the indexer (one open file description), so
-    # `inventory` never sees the parked tree unlocked while it is being indexed.
-    with (parked / ".lock").open("wb") as lock:
+    # The lock is taken before the tree is parked and inherited by the indexer (one open file
+    # description), so `inventory` never sees the parked tree unlocked while it is indexed.
+    with (shard.dir / ".lock").open("wb") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        os.replace(shard.dir, parked)
         subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "index", str(shard.root), shard.id,
              "--state", str(parked)],
@@ -1434,6 +1434,8 @@ def _receive_whole(shard: Shard, stream: IO[bytes], budget: int) -> dict:
     _widen_pipe(stream)
     fresh: dict[str, list] = {}
     total = 0
+    # Headers count against the budget too, so empty files cannot be sent without end.
+    wire = 0
     try:
         while header := stream.readline(WHOLE_HEADER_MAX):
             try:
@@ -1446,7 +1448,8 @@ def _receive_whole(shard: Shard, stream: IO[bytes], budget: int) -> dict:
                 raise HelperError(f"file {relative!r} sent twice")
             if type(size) is not int or size < 0 or type(mode) is not int:
                 raise HelperError(f"file {relative!r}: bad size {size!r} or mode {mode!r}")
-            if total + size > budget:
+            wire += len(header) + size
+            if wire > budget:
                 raise HelperError(f"file {relative!r}: more than the {budget} bytes expected")
             destination.parent.mkdir(parents=True, exist_ok=True)
             with UncachedFile(destination) as out:

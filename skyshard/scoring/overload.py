@@ -153,7 +153,8 @@ def expected_overload(
         mean[wanted],
         var[wanted],
         current[wanted],
-        overloaded_now(data, hosts),
+        # At the full spread every host is judged alike: no need to read the history.
+        overloaded_now(data, hosts) if relief_spread < 1 else np.ones(len(hosts), dtype=bool),
     )
     chunk = max(1, _CHUNK_CELLS // max(1, len(hosts) * steps))
     for start in range(0, len(wanted), chunk):

@@ -307,17 +307,9 @@ def attach_raw_lake(con: duckdb.DuckDBPyConnection, lake: Path) -> dict[str, int
     """Make the raw tables of the DuckDB file `con` is open on views over the feeds' files in
     `lake`, before dbt or planning reads them; the files per table. Tables no feed has written
     yet are created empty, as dbt's sources expect them."""
-    existing = {
-        name
-        for (name,) in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw' "
-            "AND table_catalog = current_database()"
-        ).fetchall()
-    }
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-    for table in BY_NAME.values():
-        if table.name not in existing:
-            con.execute(create_table_sql("raw", table))
+    for table in BY_NAME.values():  # IF NOT EXISTS: a table or a view already there stays
+        con.execute(create_table_sql("raw", table))
     return attach_lake(con, lake, RAW_TABLES)
 
 

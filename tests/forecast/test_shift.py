@@ -102,3 +102,8 @@ def test_a_short_history_chooses_beyond_the_baseline(make_frame):
     assert backtests.filter(pl.col("model") == "median_3d")["cutoff"].n_unique() < (
         backtests.filter(pl.col("model") == BASELINE)["cutoff"].n_unique()
     )
+
+
+def test_a_shift_window_longer_than_the_horizon_is_refused():
+    with pytest.raises(ValueError, match="level_shift_hours 12 is more than horizon_hours 6"):
+        ForecastPolicy(horizon_hours=6, level_shift_hours=12)

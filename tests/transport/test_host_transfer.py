@@ -244,14 +244,17 @@ def whole_file(path: str, data: bytes, size: int | None = None, sent: bytes | No
     [
         (whole_file("a.bin", b"x" * 900, sent=b"y" * 900), host_helper.EXIT_CORRUPT,
          b"a.bin: hashes to"),
-        (whole_file("a.bin", b"x" * 500, size=1000), host_helper.EXIT_CORRUPT,
+        (whole_file("a.bin", b"x" * 500, size=900), host_helper.EXIT_CORRUPT,
          b"stream ended"),
         (whole_file("a.bin", b"x" * 2000), USAGE, b"more than the 1000 bytes expected"),
         (whole_file("../a.bin", b"x"), USAGE, b"unsafe path"),
         (whole_file("a.bin", b"x") * 2, USAGE, b"sent twice"),
         (b'{"path": "a.bin", "size": -1, "mode": 384}\n', USAGE, b"bad size"),
+        (b"".join(whole_file(f"e{i}", b"") for i in range(40)), USAGE,
+         b"more than the 1000 bytes expected"),
     ],
-    ids=["corrupted", "short", "over-budget", "unsafe-path", "twice", "negative-size"],
+    ids=["corrupted", "short", "over-budget", "unsafe-path", "twice", "negative-size",
+         "empty-files-without-end"],
 )  # fmt: skip
 def test_whole_receive_refuses_bad_streams(tmp_path: Path, stream, status, message) -> None:
     ok = receive_frames(tmp_path / "ok", "whole 1000\n", whole_file("a.bin", b"x" * 900))
