@@ -9,7 +9,6 @@ from orchestration.resources import DuckDBFile, LedgerResource, SkyResource
 from skyshard.broker.execute import (
     MoveResult,
     ProgressLog,
-    check_move_id,
     describe_step,
     is_transient,
     push_missed_routing,
@@ -18,7 +17,7 @@ from skyshard.broker.execute import (
 from skyshard.broker.migration import COMMITTED
 from skyshard.config.sky import Sky
 from skyshard.ledger import Ledger
-from skyshard.plans.statuses import MOVE_ID
+from skyshard.plans.statuses import MOVE_ID, check_move_id
 
 MAX_RETRIES = 2
 # For transient network failures only: the op raises TransientMigrationError for those and a
