@@ -103,6 +103,7 @@ class SkyServers:
             await acceptor.wait_closed()
         for connection in list(self._activity.connections):
             await connection.wait_closed()
+        await self._activity.wait_commands(timeout=10)
 
 
 def serve_sky(sky: Sky, home: Path) -> SkyServers:

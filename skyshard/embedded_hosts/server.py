@@ -44,13 +44,33 @@ class Activity:
 
     connections: set = field(default_factory=set)
     command_groups: set[int] = field(default_factory=set)
+    commands: set[asyncio.Task] = field(default_factory=set)
+    closing: bool = False
+
+    def track(self, group: int) -> None:
+        """Record a command's process group. The command may have started before a stop
+        that its coroutine only learns of now (spawning awaits): such a group ends at once."""
+        self.command_groups.add(group)
+        if self.closing:
+            _kill_group(group)
 
     def close(self) -> None:
+        self.closing = True
         for connection in list(self.connections):
             connection.close()
         for group in list(self.command_groups):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
+            _kill_group(group)
+
+    async def wait_commands(self, timeout: float) -> None:
+        """Wait for every command handler to finish; one still spawning when the stop began
+        kills its group on `track`, so none leaves a process behind."""
+        if self.commands:
+            await asyncio.wait(list(self.commands), timeout=timeout)
+
+
+def _kill_group(group: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
 
 
 class HostServerError(RuntimeError):
@@ -143,6 +163,18 @@ async def _run_command(
         process.stderr.write(b"this host runs commands only, no interactive shell\n")
         process.exit(1)
         return
+    task = asyncio.current_task()
+    assert task is not None
+    activity.commands.add(task)
+    try:
+        await _run_tracked_command(spec, activity, process)
+    finally:
+        activity.commands.discard(task)
+
+
+async def _run_tracked_command(
+    spec: HostSpec, activity: Activity, process: asyncssh.SSHServerProcess
+) -> None:
     environment = {"HOME": str(spec.root), "PATH": DEFAULT_PATH}
     child = await asyncio.create_subprocess_exec(
         "/bin/sh",
@@ -156,7 +188,7 @@ async def _run_command(
         start_new_session=True,  # so a dropped connection can stop the whole command group
     )
     assert child.stdin and child.stdout and child.stderr
-    activity.command_groups.add(child.pid)
+    activity.track(child.pid)
     feeding = asyncio.ensure_future(_pump_in(process.stdin, child.stdin))
     try:
         await asyncio.gather(
@@ -165,8 +197,7 @@ async def _run_command(
         status = await child.wait()
     except BaseException:
         # The client went away or the server is stopping: end the command, as sshd would.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
+        _kill_group(child.pid)
         await child.wait()
         raise
     finally:

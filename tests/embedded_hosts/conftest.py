@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,8 +13,8 @@ from skyshard.broker.migration import HostAccess
 from skyshard.config.sky import Sky, load_sky
 from skyshard.embedded_hosts import RunningSky, running_sky
 from skyshard.sim import SkyParams, write_sky
-from skyshard.sim.ports import free_port_block
 from skyshard.transport.ssh import ConnectionPool, SshSettings
+from tests.ports import free_test_ports
 
 SMALL = SkyParams(providers=2, hosts_per_provider=2, shards=4, days=7, seed=5)
 SETTINGS = SshSettings(connect_timeout=5, command_timeout=60, attempts=2, backoff=0.05)
@@ -24,8 +23,7 @@ SETTINGS = SshSettings(connect_timeout=5, command_timeout=60, attempts=2, backof
 def make_sky(home: Path) -> Sky:
     """Write the small sky on a block of free ports (hosts, then shards), from a random start
     so that parallel runs and a running demo do not race for the same block."""
-    start = random.randrange(20000, 60000, 100)
-    write_sky(replace(SMALL, port_base=free_port_block(SMALL.ports, start=start)), home)
+    write_sky(replace(SMALL, port_base=free_test_ports(SMALL.ports)), home)
     return load_sky(home)
 
 

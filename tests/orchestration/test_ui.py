@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -29,8 +28,8 @@ from skyshard.config import load_sky
 from skyshard.embedded_hosts.demo import start_demo_shards
 from skyshard.embedded_hosts.run import running_sky
 from skyshard.sim import write_sky
-from skyshard.sim.ports import free_port_block
 from tests.orchestration.conftest import SMALL_SKY
+from tests.ports import free_test_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -122,12 +121,11 @@ def stop(process: subprocess.Popen) -> None:
 def dev(tmp_path_factory) -> Iterator[Dev]:
     work = tmp_path_factory.mktemp("ui")
     home = work / "sky"
-    start = random.randrange(20000, 60000, 100)
-    write_sky(replace(SMALL_SKY, port_base=free_port_block(SMALL_SKY.ports, start=start)), home)
+    write_sky(replace(SMALL_SKY, port_base=free_test_ports(SMALL_SKY.ports)), home)
     dagster_home = work / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(ROOT / "orchestration/dagster.yaml", dagster_home / "dagster.yaml")
-    port = free_port_block(1, start=random.randrange(20000, 60000, 100))
+    port = free_test_ports(1)
     database = work / "skyshard.duckdb"
     env = {
         **os.environ,
