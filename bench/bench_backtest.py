@@ -3,7 +3,7 @@ on a tight synthetic sky, against the issue's targets.
 
 Run: .venv/bin/python -m bench.bench_backtest [--trace bitbrains|synthetic] [--seeds 0,1]
      [--steps 6] [--window-h 168] [--headroom 1.3] [--slow-budget 0] [--shards 100]
-     [--relief-spread 1] [--level-shift-hours 0]
+     [--relief-spread 1] [--level-shift-hours 0] [--measured-spread] [--burst-risk]
 
 The sky: the trace's VMs (cpu cores used per hour) as shards, packed first-fit onto hosts of
 three providers so total capacity is `headroom` x the peak of the summed demand; provider
@@ -223,6 +223,12 @@ def main() -> None:
         "--measured-spread", action="store_true", help="planning.measured_spread (yhat_sd)"
     )
     parser.add_argument(
+        "--burst-risk", action="store_true", help="planning.burst_risk (bursts from history)"
+    )
+    parser.add_argument(
+        "--hold-hosts-with-room", action="store_true", help="planning.hold_hosts_with_room"
+    )
+    parser.add_argument(
         "--level-shift-hours", type=int, default=0, help="forecast level_shift_hours (0: off)"
     )
     args = parser.parse_args()
@@ -235,6 +241,8 @@ def main() -> None:
             min_saving_per_day=args.min_saving,
             relief_spread=args.relief_spread,
             measured_spread=args.measured_spread,
+            burst_risk=args.burst_risk,
+            hold_hosts_with_room=args.hold_hosts_with_room,
         ),
     )
     print(

@@ -78,6 +78,13 @@ class PlanningPolicy(StrictModel):
     # upper bound read as a normal tail (off: helps the synthetic skies, hurts Bitbrains; see
     # bench/RESULTS.md "Measured residual spread").
     measured_spread: bool = False
+    # Add each shard's bursts (hours far above its usual use, measured on its history) to the
+    # overload expectation, so a move for price pays for the bursts it risks beside others
+    # (see docs/planning.md "Bursts").
+    burst_risk: bool = False
+    # Do not relieve a host whose current shards and other tenants stayed within its capacity
+    # every hour of the last 14 days (see docs/planning.md "Held hosts").
+    hold_hosts_with_room: bool = False
     auto_approve: AutoApproval = Field(default_factory=AutoApproval)
 
 

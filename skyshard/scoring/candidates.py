@@ -271,6 +271,7 @@ def score_candidates(
         shards["shard_id"].to_list(),
         relief_spread=policy.planning.relief_spread,
         measured_spread=policy.planning.measured_spread,
+        burst_risk=policy.planning.burst_risk,
     )
     load = (
         outlook.demand.filter(pl.col("resource") == "cpu")

@@ -28,10 +28,13 @@ bounds what a relief move may cost (`ShardDemand.relief`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 from scipy.special import ndtr
 
+from skyshard.scoring.bursts import shard_bursts
 from skyshard.scoring.data import PlanningData
 from skyshard.scoring.outlook import Outlook, demand_sd
 
@@ -56,6 +59,25 @@ def _over(supply: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     return np.where(sd > 1e-9, ndtr(-z), certain)
 
 
+def _p_over(
+    supply: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    burst: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
+    """`_over` for a host whose shards also burst: `burst` = (summed burst rates, summed
+    rate x excess) of its shards, broadcastable to `mean`; in a burst hour (at most one
+    shard bursts: rates are small) the use is higher by the rate-weighted mean excess."""
+    body = _over(supply, mean, var)
+    if burst is None:
+        return body
+    rate, mass = burst
+    rate = np.clip(rate, 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        excess = np.where(rate > 0, mass / rate, 0.0)
+    return (1 - rate) * body + rate * _over(supply, mean + excess, var)
+
+
 def _added(with_s: np.ndarray, without: np.ndarray, n_others: np.ndarray) -> np.ndarray:
     """Overloaded shard-hours over the last axis (hours): the shard's own plus the extra risk
     for the `n_others` shards beside it."""
@@ -70,6 +92,7 @@ def _relief(
     var: np.ndarray,
     current: np.ndarray,
     over_now: np.ndarray,
+    bursts: _HostBursts | None,
 ) -> np.ndarray:
     """(shards,) overloaded shard-hours a shard's leaving alone takes off its current host
     (`load`: every host's summed means, variances and shard count), with the forecast spread
@@ -82,9 +105,38 @@ def _relief(
     on = current >= 0
     host = np.where(on, current, 0)
     shrink = np.where(over_now[host], 1.0, spread**2)[:, None]
-    with_s = _over(supply[host], host_load[host], shrink * host_var[host])
-    without = _over(supply[host], host_load[host] - mean, shrink * (host_var[host] - var))
+    with_burst = without_burst = None
+    if bursts is not None:
+        rate, mass = bursts.host_rate[host], bursts.host_mass[host]
+        with_burst = (rate[:, None], mass[:, None])
+        without_burst = ((rate - bursts.rate)[:, None], (mass - bursts.mass)[:, None])
+    with_s = _p_over(supply[host], host_load[host], shrink * host_var[host], with_burst)
+    without = _p_over(
+        supply[host], host_load[host] - mean, shrink * (host_var[host] - var), without_burst
+    )
     return np.where(on, _added(with_s, without, count[host] - 1), 0.0)
+
+
+@dataclass(frozen=True)
+class _HostBursts:
+    """Burst rate and rate x excess of the wanted shards (`rate`, `mass`) and summed over
+    each host's shards (`host_rate`, `host_mass`)."""
+
+    rate: np.ndarray
+    mass: np.ndarray
+    host_rate: np.ndarray
+    host_mass: np.ndarray
+
+
+def _host_bursts(
+    data: PlanningData, everyone: list[str], current: np.ndarray, wanted: np.ndarray, hosts: int
+) -> _HostBursts:
+    found = shard_bursts(data.usage, everyone)
+    mass = found.rate * found.excess
+    on = current >= 0
+    host_rate = np.bincount(current[on], weights=found.rate[on], minlength=hosts)
+    host_mass = np.bincount(current[on], weights=mass[on], minlength=hosts)
+    return _HostBursts(found.rate[wanted], mass[wanted], host_rate, host_mass)
 
 
 def overloaded_now(data: PlanningData, hosts: list[str]) -> np.ndarray:
@@ -119,6 +171,7 @@ def expected_overload(
     shard_ids: list[str],
     relief_spread: float = 1.0,
     measured_spread: bool = False,
+    burst_risk: bool = False,
 ) -> pl.DataFrame:
     """`shard_id, host_id, overload_hours, overload_p, relief_hours` for every shard in
     `shard_ids` x host: expected overloaded shard-hours the shard brings there over the
@@ -146,6 +199,7 @@ def expected_overload(
     position = {s: i for i, s in enumerate(everyone)}
     wanted = np.array([position[s] for s in sorted(shard_ids)], dtype=np.int64)
     hours, share = [], []
+    bursts = _host_bursts(data, everyone, current, wanted, len(hosts)) if burst_risk else None
     relief = _relief(
         relief_spread,
         host_supply,
@@ -155,6 +209,7 @@ def expected_overload(
         current[wanted],
         # At the full spread every host is judged alike: no need to read the history.
         overloaded_now(data, hosts) if relief_spread < 1 else np.ones(len(hosts), dtype=bool),
+        bursts,
     )
     chunk = max(1, _CHUNK_CELLS // max(1, len(hosts) * steps))
     for start in range(0, len(wanted), chunk):
@@ -162,10 +217,21 @@ def expected_overload(
         here = (current[idx][:, None] == np.arange(len(hosts))[None, :])[:, :, None]
         others = load[None] - here * mean[idx][:, None, :]
         others_var = load_var[None] - here * var[idx][:, None, :]
-        with_s = _over(
-            host_supply[None], others + mean[idx][:, None, :], others_var + var[idx][:, None, :]
+        with_burst = without_burst = None
+        if bursts is not None:
+            own = slice(start, start + len(idx))
+            rate, mass = bursts.rate[own][:, None], bursts.mass[own][:, None]
+            others_rate = bursts.host_rate[None] - here[:, :, 0] * rate
+            others_mass = bursts.host_mass[None] - here[:, :, 0] * mass
+            with_burst = ((others_rate + rate)[..., None], (others_mass + mass)[..., None])
+            without_burst = (others_rate[..., None], others_mass[..., None])
+        with_s = _p_over(
+            host_supply[None],
+            others + mean[idx][:, None, :],
+            others_var + var[idx][:, None, :],
+            with_burst,
         )
-        without = _over(host_supply[None], others, others_var)
+        without = _p_over(host_supply[None], others, others_var, without_burst)
         n_others = count[None, :] - here[:, :, 0]
         hours.append(np.where(here[:, :, 0], 0.0, _added(with_s, without, n_others)))
         share.append(with_s.mean(axis=2))

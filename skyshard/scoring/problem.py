@@ -11,7 +11,8 @@ from skyshard.config.policy import PolicyFile
 from skyshard.placement import Budget, Dependency, HostSupply, PlacementInput, ShardDemand
 from skyshard.placement.constraints import rules_from_config
 from skyshard.scoring.candidates import candidate_table, latency_map
-from skyshard.scoring.data import PlanningData
+from skyshard.scoring.data import HOST_RESOURCES, PlanningData
+from skyshard.scoring.envelopes import held_hosts
 from skyshard.scoring.outlook import Outlook, demand_sd
 
 
@@ -159,6 +160,24 @@ def pooled_demand(
     )
 
 
+def _held_supply(supply: pl.DataFrame, shards: pl.DataFrame, held: pl.DataFrame) -> pl.DataFrame:
+    """`supply` (host_id plus one column per resource) raised, on the `held` host-resource
+    pairs, to what the shards placed there count (`shards`: current_host_id and shares)."""
+    resources = [r for r in HOST_RESOURCES if r in shards.columns]
+    occupied = (
+        shards.group_by(host_id="current_host_id")
+        .agg(pl.col(resources).fill_null(0.0).sum())
+        .unpivot(index="host_id", variable_name="resource", value_name="occupied")
+        .join(held, on=["host_id", "resource"])
+    )
+    return (
+        supply.unpivot(index="host_id", variable_name="resource", value_name="supply")
+        .join(occupied, on=["host_id", "resource"], how="left")
+        .with_columns(supply=pl.max_horizontal("supply", pl.col("occupied").fill_null(0.0)))
+        .pivot(on="resource", index="host_id", values="supply")
+    )
+
+
 def placement_input(
     data: PlanningData,
     outlook: Outlook,
@@ -167,7 +186,8 @@ def placement_input(
     cycles_since_move: Mapping[str, int] | None = None,
 ) -> PlacementInput:
     """Shards at their share of a host's upper quantile (`pooled_demand`), hosts at their
-    lowest forecast supply."""
+    lowest forecast supply (with `planning.hold_hosts_with_room`, held hosts at least at what their
+    shards count: `envelopes.held_hosts`)."""
     cycles_since_move = cycles_since_move or {}
     share = pooled_demand(data, outlook, policy.forecast.interval, policy.planning.measured_spread)
     relief = scores.filter(pl.col("is_current")).select("shard_id", "overload_relief")
@@ -188,7 +208,10 @@ def placement_input(
         )
         for row in shards.iter_rows(named=True)
     ]
-    hosts = data.hosts.join(outlook.min_supply(), on="host_id", how="left")
+    supply = outlook.min_supply()
+    if policy.planning.hold_hosts_with_room:
+        supply = _held_supply(supply, shards, held_hosts(data))
+    hosts = data.hosts.join(supply, on="host_id", how="left")
     supplies = [
         HostSupply(
             host_id=row["host_id"],
