@@ -3,7 +3,8 @@ on a tight synthetic sky, against the issue's targets.
 
 Run: .venv/bin/python -m bench.bench_backtest [--trace bitbrains|synthetic] [--seeds 0,1]
      [--steps 6] [--window-h 168] [--headroom 1.3] [--slow-budget 0] [--shards 100]
-     [--relief-spread 1] [--level-shift-hours 0] [--measured-spread] [--burst-risk]
+     [--relief-spread 1] [--level-shift-hours 0] [--measured-spread] [--no-burst-risk]
+     [--hold-hosts-with-room]
 
 The sky: the trace's VMs (cpu cores used per hour) as shards, packed first-fit onto hosts of
 three providers so total capacity is `headroom` x the peak of the summed demand; provider
@@ -29,6 +30,7 @@ from skyshard.scoring import PlanningData
 
 TRACE = "/work/shared/data/bitbrains/trace.parquet"
 PROVIDERS = (("alpha", 0.030), ("beta", 0.034), ("gamma", 0.040))
+SPIKE = 2.5
 
 
 def bitbrains_demand(hours: int) -> tuple[list[str], np.ndarray]:
@@ -57,6 +59,12 @@ def bitbrains_demand(hours: int) -> tuple[list[str], np.ndarray]:
 
 def synthetic_demand(hours: int, seed: int, n: int = 100) -> tuple[list[str], np.ndarray]:
     """Daily and weekly cycles, a step change for a tenth of the shards, spikes and noise."""
+    ids, demand, _ = synthetic_sky(hours, seed, n)
+    return ids, demand
+
+
+def synthetic_sky(hours: int, seed: int, n: int = 100) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """`synthetic_demand` and where its one-hour spikes (x SPIKE) fell (shards, hours)."""
     rng = np.random.default_rng(seed)
     t = np.arange(hours)
     base = rng.uniform(0.5, 4, n)[:, None]
@@ -67,9 +75,10 @@ def synthetic_demand(hours: int, seed: int, n: int = 100) -> tuple[list[str], np
     step = np.where(
         (rng.random(n) < 0.1)[:, None] & (t >= rng.integers(96, hours, n)[:, None]), 1.8, 1.0
     )
-    spikes = np.where(rng.random((n, hours)) < 0.01, 2.5, 1.0)
+    spiked = rng.random((n, hours)) < 0.01
     noise = rng.lognormal(0, 0.1, (n, hours))
-    return [f"s-{i:03d}" for i in range(n)], base * daily * weekly * step * spikes * noise
+    demand = base * daily * weekly * step * np.where(spiked, SPIKE, 1.0) * noise
+    return [f"s-{i:03d}" for i in range(n)], demand, spiked
 
 
 def planning_data(ids: list[str], demand: np.ndarray, headroom: float, seed: int) -> PlanningData:
@@ -223,7 +232,7 @@ def main() -> None:
         "--measured-spread", action="store_true", help="planning.measured_spread (yhat_sd)"
     )
     parser.add_argument(
-        "--burst-risk", action="store_true", help="planning.burst_risk (bursts from history)"
+        "--no-burst-risk", action="store_true", help="planning.burst_risk off (default on)"
     )
     parser.add_argument(
         "--hold-hosts-with-room", action="store_true", help="planning.hold_hosts_with_room"
@@ -241,7 +250,7 @@ def main() -> None:
             min_saving_per_day=args.min_saving,
             relief_spread=args.relief_spread,
             measured_spread=args.measured_spread,
-            burst_risk=args.burst_risk,
+            burst_risk=not args.no_burst_risk,
             hold_hosts_with_room=args.hold_hosts_with_room,
         ),
     )

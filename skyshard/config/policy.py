@@ -78,10 +78,10 @@ class PlanningPolicy(StrictModel):
     # upper bound read as a normal tail (off: helps the synthetic skies, hurts Bitbrains; see
     # bench/RESULTS.md "Measured residual spread").
     measured_spread: bool = False
-    # Add each shard's bursts (hours far above its usual use, measured on its history) to the
-    # overload expectation, so a move for price pays for the bursts it risks beside others
-    # (see docs/planning.md "Bursts").
-    burst_risk: bool = False
+    # Price each shard's bursts (hours far above its usual use, measured on its history) in
+    # the overload expectation, so a move pays for the bursts it risks beside others (see
+    # docs/planning.md "Bursts"; off: the forecast spread alone).
+    burst_risk: bool = True
     # Do not relieve a host whose current shards and other tenants stayed within its capacity
     # every hour of the last 14 days (see docs/planning.md "Held hosts").
     hold_hosts_with_room: bool = False

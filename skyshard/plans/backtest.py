@@ -349,8 +349,10 @@ def replay(
     policy: PolicyFile,
     options: BacktestOptions,
     planner: _Planner | None = None,
+    observe: Callable[[int, np.ndarray], None] | None = None,
 ) -> dict:
-    """Total cost, overload shard-hours, migrations and bytes of one policy over the window."""
+    """Total cost, overload shard-hours, migrations and bytes of one policy over the window;
+    `observe(hour index, host index of every shard)` sees each replayed hour's placement."""
     dcps = policy.planning.downtime_cost_per_second
     first, last = _window(h, options)
     current = h.start.copy()
@@ -369,6 +371,8 @@ def replay(
         demand = h.demand[:, window]
         totals["run"] += float((demand * h.price[current, window]).sum())
         for k in range(step):
+            if observe is not None:
+                observe(t0 + k, current)
             load = np.bincount(current, weights=demand[:, k], minlength=len(h.host_ids))
             over = load > h.capacity + 1e-9
             overload_hours += int(over[current].sum())

@@ -18,6 +18,11 @@ staying brings nothing new (0). Priced at OVERLOAD_SHARE of the hour's downtime 
 shard-hour (what the backtest charges), this is the `headroom_risk` term, so a move for price
 pays for the overload risk it takes to its target.
 
+With `planning.burst_risk` a host's use also bursts: each shard's burst rate and mean excess
+are measured on its history (`bursts.shard_bursts`), and in a burst hour the host's use is
+higher by its shards' rate-weighted mean excess (`_p_over`; rates are small, so one burst
+at a time is counted).
+
 What a shard's leaving takes off its current host is not a cost term: shards of one
 overloaded host would each be credited the whole relief though one move may give it, and the
 placement model, separable per candidate, would move them all. Relief is decided jointly by
@@ -84,6 +89,28 @@ def _added(with_s: np.ndarray, without: np.ndarray, n_others: np.ndarray) -> np.
     return with_s.sum(axis=-1) + n_others * np.clip(with_s - without, 0.0, None).sum(axis=-1)
 
 
+@dataclass(frozen=True)
+class _HostBursts:
+    """Burst rate and rate x excess of the wanted shards (`rate`, `mass`) and summed over
+    each host's shards (`host_rate`, `host_mass`)."""
+
+    rate: np.ndarray
+    mass: np.ndarray
+    host_rate: np.ndarray
+    host_mass: np.ndarray
+
+
+def _host_bursts(
+    data: PlanningData, everyone: list[str], current: np.ndarray, wanted: np.ndarray, hosts: int
+) -> _HostBursts:
+    found = shard_bursts(data.usage, everyone)
+    mass = found.rate * found.excess
+    on = current >= 0
+    host_rate = np.bincount(current[on], weights=found.rate[on], minlength=hosts)
+    host_mass = np.bincount(current[on], weights=mass[on], minlength=hosts)
+    return _HostBursts(found.rate[wanted], mass[wanted], host_rate, host_mass)
+
+
 def _relief(
     spread: float,
     supply: np.ndarray,
@@ -115,28 +142,6 @@ def _relief(
         supply[host], host_load[host] - mean, shrink * (host_var[host] - var), without_burst
     )
     return np.where(on, _added(with_s, without, count[host] - 1), 0.0)
-
-
-@dataclass(frozen=True)
-class _HostBursts:
-    """Burst rate and rate x excess of the wanted shards (`rate`, `mass`) and summed over
-    each host's shards (`host_rate`, `host_mass`)."""
-
-    rate: np.ndarray
-    mass: np.ndarray
-    host_rate: np.ndarray
-    host_mass: np.ndarray
-
-
-def _host_bursts(
-    data: PlanningData, everyone: list[str], current: np.ndarray, wanted: np.ndarray, hosts: int
-) -> _HostBursts:
-    found = shard_bursts(data.usage, everyone)
-    mass = found.rate * found.excess
-    on = current >= 0
-    host_rate = np.bincount(current[on], weights=found.rate[on], minlength=hosts)
-    host_mass = np.bincount(current[on], weights=mass[on], minlength=hosts)
-    return _HostBursts(found.rate[wanted], mass[wanted], host_rate, host_mass)
 
 
 def overloaded_now(data: PlanningData, hosts: list[str]) -> np.ndarray:

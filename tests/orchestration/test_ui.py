@@ -28,6 +28,7 @@ from skyshard.config import load_sky
 from skyshard.embedded_hosts.demo import start_demo_shards
 from skyshard.embedded_hosts.run import running_sky
 from skyshard.sim import write_sky
+from skyshard.sim.ports import free_port_block
 from tests.orchestration.conftest import SMALL_SKY
 from tests.ports import free_test_ports
 
@@ -121,11 +122,12 @@ def stop(process: subprocess.Popen) -> None:
 def dev(tmp_path_factory) -> Iterator[Dev]:
     work = tmp_path_factory.mktemp("ui")
     home = work / "sky"
-    write_sky(replace(SMALL_SKY, port_base=free_test_ports(SMALL_SKY.ports)), home)
+    sky_ports = free_test_ports(SMALL_SKY.ports)
+    write_sky(replace(SMALL_SKY, port_base=sky_ports), home)
     dagster_home = work / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(ROOT / "orchestration/dagster.yaml", dagster_home / "dagster.yaml")
-    port = free_test_ports(1)
+    port = free_port_block(1, start=sky_ports + SMALL_SKY.ports)  # never inside the sky's block
     database = work / "skyshard.duckdb"
     env = {
         **os.environ,

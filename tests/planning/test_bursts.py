@@ -48,10 +48,10 @@ def test_joining_a_bursty_shard_costs_its_bursts():
         .then(pl.lit("cheap-2"))
         .otherwise(pl.col("current_host_id"))
     )
-    plain = scores_for(usage=use, shards=shards)
-    aware = scores_for(
-        PolicyFile(planning=PlanningPolicy(burst_risk=True)), usage=use, shards=shards
+    plain = scores_for(
+        PolicyFile(planning=PlanningPolicy(burst_risk=False)), usage=use, shards=shards
     )
+    aware = scores_for(usage=use, shards=shards)  # the default
     without = row(plain, "web-001", "cheap-1")["headroom_risk"]
     with_bursts = row(aware, "web-001", "cheap-1")["headroom_risk"]
     # 24 hours x 3/48 chance of a burst x 2 shard-hours (web-001's own and web-000's) x 3.6
