@@ -12,7 +12,7 @@ from skyshard.placement import Budget, Dependency, HostSupply, PlacementInput, S
 from skyshard.placement.constraints import rules_from_config
 from skyshard.scoring.candidates import candidate_table, latency_map
 from skyshard.scoring.data import HOST_RESOURCES, PlanningData
-from skyshard.scoring.envelopes import held_hosts
+from skyshard.scoring.held_hosts import held_hosts
 from skyshard.scoring.outlook import Outlook, demand_sd
 
 
@@ -187,7 +187,7 @@ def placement_input(
 ) -> PlacementInput:
     """Shards at their share of a host's upper quantile (`pooled_demand`), hosts at their
     lowest forecast supply (with `planning.hold_hosts_with_room`, held hosts at least at what their
-    shards count: `envelopes.held_hosts`)."""
+    shards count: `held_hosts.held_hosts`)."""
     cycles_since_move = cycles_since_move or {}
     share = pooled_demand(data, outlook, policy.forecast.interval, policy.planning.measured_spread)
     relief = scores.filter(pl.col("is_current")).select("shard_id", "overload_relief")

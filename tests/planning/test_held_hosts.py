@@ -8,7 +8,7 @@ import pytest
 
 from skyshard.config.policy import PlanningPolicy, PolicyFile
 from skyshard.plans import plan_cycle
-from skyshard.scoring.envelopes import MIN_HOURS, held_hosts, peak_use
+from skyshard.scoring.held_hosts import MIN_HOURS, held_hosts, peak_use
 from tests.planning import sky
 from tests.planning.forecasts import forecast_rows
 from tests.planning.test_plans import NOW, overloaded_cycle

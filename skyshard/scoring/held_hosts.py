@@ -6,7 +6,7 @@ very shards it holds now, never came near one: thirty small on/off VMs whose upp
 each allow them to switch on pool to a margin as large as the host. Relieving such a host
 moves shards for nothing. With `planning.hold_hosts_with_room`, a host whose current shards plus
 its other tenants used at most its configured capacity in every hour of the last
-ENVELOPE_DAYS (a resource at a time) is held: its supply in the placement is raised to what
+WINDOW_DAYS (a resource at a time) is held: its supply in the placement is raised to what
 its current shards count there, so it is not relieved. It gains no room either: a shard may
 join it only within the supply the forecasts gave it.
 """
@@ -17,21 +17,21 @@ import polars as pl
 
 from skyshard.scoring.data import HOST_RESOURCES, SHARD_METRICS, PlanningData
 
-ENVELOPE_DAYS = 14
+WINDOW_DAYS = 14
 # Fewer complete hours than this say too little about what the host's shards do together.
 MIN_HOURS = 72
 
 
 def peak_use(data: PlanningData) -> pl.DataFrame:
     """`host_id, resource, peak, hours`: per host the highest hourly use over the last
-    ENVELOPE_DAYS by its other tenants (configured - free - what our shards ran there that
+    WINDOW_DAYS by its other tenants (configured - free - what our shards ran there that
     hour) plus the shards placed on it now (wherever they ran), over the hours where each
     of them and the host reported."""
     schema = {"host_id": pl.String, "resource": pl.String, "peak": pl.Float64, "hours": pl.UInt32}
     placed = data.shards.select("shard_id", now="current_host_id").drop_nulls()
     if data.usage.is_empty() or data.capacity.is_empty() or placed.is_empty():
         return pl.DataFrame(schema=schema)
-    since = data.as_of - pl.duration(days=ENVELOPE_DAYS)
+    since = data.as_of - pl.duration(days=WINDOW_DAYS)
     usage = data.usage.filter(pl.col("hour") > since)
     metrics = [f"{m}_avg" for m in SHARD_METRICS]
     ran_there = usage.group_by("host_id", "hour").agg(pl.col(metrics).sum().name.suffix("_then"))
