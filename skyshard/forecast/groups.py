@@ -24,9 +24,13 @@ def group_keys(count: int = SHARD_GROUPS) -> list[str]:
     return [f"{PREFIX}{i}" for i in range(count)]
 
 
-def series_group(series_id: str, count: int = SHARD_GROUPS) -> str:
-    """The group key of one series id."""
-    owner = SeriesId.parse(series_id).owner
+def partition_of(series_id: str, count: int = SHARD_GROUPS) -> str:
+    """The partition key of one series id (an id outside the `SeriesId` format, which
+    forecasting accepts, is its own owner)."""
+    try:
+        owner = SeriesId.parse(series_id).owner
+    except ValueError:
+        owner = series_id
     return f"{PREFIX}{zlib.crc32(owner.encode()) % count}"
 
 
@@ -34,4 +38,4 @@ def series_in_group(series_ids: Iterable[str], group: str, count: int = SHARD_GR
     """The ids (sorted) of `series_ids` that fall into `group`."""
     if group not in group_keys(count):
         raise ValueError(f"shard group {group!r} is not one of group-0 … group-{count - 1}")
-    return sorted(sid for sid in series_ids if series_group(sid, count) == group)
+    return sorted(sid for sid in series_ids if partition_of(sid, count) == group)

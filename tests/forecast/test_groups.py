@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
-from skyshard.forecast.groups import group_keys, series_group, series_in_group
+from skyshard.forecast.groups import group_keys, partition_of, series_in_group
 
 SERIES = [
     "shard/shard-0001/cpu",
@@ -19,14 +21,19 @@ SERIES = [
 
 def test_a_series_falls_into_its_owners_crc32_bucket():
     # Known answers: zlib.crc32(owner) % 8, the same in every process and on every machine.
-    assert series_group("shard/shard-0001/cpu") == "group-7"
-    assert series_group("host/h-1/cpu_free") == "group-7"
-    assert series_group("price/cloud-a/eu-west") == "group-0"
+    assert partition_of("shard/shard-0001/cpu") == "group-7"
+    assert partition_of("host/h-1/cpu_free") == "group-7"
+    assert partition_of("price/cloud-a/eu-west") == "group-0"
+
+
+def test_an_id_outside_the_format_is_its_own_owner():
+    # forecasting accepts any id (e.g. a user's own "vm:1019:cpu"): no error, a stable bucket
+    assert partition_of("vm:1019:cpu") == f"group-{zlib.crc32(b'vm:1019:cpu') % 8}"
 
 
 def test_every_series_of_one_owner_is_in_one_group():
-    assert len({series_group(s) for s in SERIES[:3]}) == 1
-    assert series_group("price/cloud-a/eu-west") == series_group("capacity/cloud-a/cpu")
+    assert len({partition_of(s) for s in SERIES[:3]}) == 1
+    assert partition_of("price/cloud-a/eu-west") == partition_of("capacity/cloud-a/cpu")
 
 
 def test_the_groups_split_the_series_without_overlap():
@@ -41,5 +48,3 @@ def test_bad_groups_are_named():
         series_in_group(SERIES, "group-8")
     with pytest.raises(ValueError, match="at least 1, got 0"):
         group_keys(0)
-    with pytest.raises(ValueError, match="'shard-1'"):
-        series_group("shard-1")
