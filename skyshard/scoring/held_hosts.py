@@ -13,27 +13,32 @@ join it only within the supply the forecasts gave it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import polars as pl
 
-from skyshard.scoring.data import HOST_RESOURCES, SHARD_METRICS, PlanningData
+from skyshard.scoring.data import SHARD_METRICS, PlanningData
 
 WINDOW_DAYS = 14
 # Fewer complete hours than this say too little about what the host's shards do together.
 MIN_HOURS = 72
+# A shard moved within this many plan runs counts as moved within the window (14 days even
+# if planning ran every hour; the default schedule runs every 4 hours).
+MOVED_WITHIN_RUNS = 24 * WINDOW_DAYS
 
 
 def peak_use(data: PlanningData) -> pl.DataFrame:
     """`host_id, resource, peak, hours`: per host the highest hourly use over the last
-    WINDOW_DAYS by its other tenants (configured - free - what our shards ran there that
-    hour) plus the shards placed on it now (wherever they ran), over the hours where each
-    of them and the host reported."""
+    WINDOW_DAYS by its other tenants (configured - free - what usage attributes to our
+    shards on it that hour) plus the shards placed on it now, over the hours where each of
+    them and the host reported; `peak` is null if any such hour misses a value."""
     schema = {"host_id": pl.String, "resource": pl.String, "peak": pl.Float64, "hours": pl.UInt32}
     placed = data.shards.select("shard_id", now="current_host_id").drop_nulls()
     if data.usage.is_empty() or data.capacity.is_empty() or placed.is_empty():
         return pl.DataFrame(schema=schema)
     since = data.as_of - pl.duration(days=WINDOW_DAYS)
-    usage = data.usage.filter(pl.col("hour") > since)
     metrics = [f"{m}_avg" for m in SHARD_METRICS]
+    usage = data.usage.filter(pl.col("hour") > since).drop_nulls(metrics)
     ran_there = usage.group_by("host_id", "hour").agg(pl.col(metrics).sum().name.suffix("_then"))
     count = placed.group_by("now").agg(shards=pl.len())
     placed_now = (
@@ -44,41 +49,52 @@ def peak_use(data: PlanningData) -> pl.DataFrame:
         .filter(pl.col("reporting") == pl.col("shards"))
         .rename({"now": "host_id"})
     )
-    configured = data.hosts.select("host_id", *[f"{r}_capacity" for r in HOST_RESOURCES])
+    configured = data.hosts.select("host_id", *[f"{r}_capacity" for r in SHARD_METRICS])
 
     def used(r: str) -> pl.Expr:
-        others = pl.col(f"{r}_capacity") - pl.col(f"{r}_free")
-        if r in SHARD_METRICS:
-            others = (others - pl.col(f"{r}_avg_then").fill_null(0.0)).clip(lower_bound=0.0)
-            return (others + pl.col(f"{r}_avg_now")).alias(r)
-        return others.alias(r)
+        others = pl.col(f"{r}_capacity") - pl.col(f"{r}_free") - pl.col(f"{r}_avg_then")
+        return (others.clip(lower_bound=0.0) + pl.col(f"{r}_avg_now")).alias(r)
 
     hourly = (
         data.capacity.filter(pl.col("hour") > since)
-        .select("host_id", "hour", *[f"{r}_free" for r in HOST_RESOURCES])
+        .select("host_id", "hour", *[f"{r}_free" for r in SHARD_METRICS])
         .join(configured, on="host_id")
         .join(ran_there, on=["host_id", "hour"], how="left")
+        .with_columns(pl.col(f"{m}_then").fill_null(0.0) for m in metrics)
         .join(placed_now, on=["host_id", "hour"])
-        .select("host_id", *[used(r) for r in HOST_RESOURCES])
+        .select("host_id", *[used(r) for r in SHARD_METRICS])
     )
     return (
         hourly.group_by("host_id")
-        .agg(pl.len().alias("hours"), *[pl.col(r).max() for r in HOST_RESOURCES])
-        .unpivot(index=["host_id", "hours"], on=list(HOST_RESOURCES), variable_name="resource")
+        .agg(
+            pl.len().alias("hours"),
+            *[
+                pl.when(pl.col(r).null_count() == 0).then(pl.col(r).max()).alias(r)
+                for r in SHARD_METRICS
+            ],
+        )
+        .unpivot(index=["host_id", "hours"], on=list(SHARD_METRICS), variable_name="resource")
         .select("host_id", "resource", peak="value", hours="hours")
         .cast(schema)
     )
 
 
-def held_hosts(data: PlanningData) -> pl.DataFrame:
-    """`host_id, resource` pairs to hold: at least MIN_HOURS complete hours, and a peak use
-    within the configured capacity."""
+def held_hosts(data: PlanningData, moved: Collection[str] = ()) -> pl.DataFrame:
+    """`host_id, resource` pairs to hold: at least MIN_HOURS complete hours, a peak use
+    within the configured capacity, and none of the host's shards among `moved` (shards
+    moved within the window: usage rows carry a shard's current host, so the hours before
+    it arrived would not show what it adds to this host)."""
     configured = data.hosts.select(
-        "host_id", *[pl.col(f"{r}_capacity").alias(r) for r in HOST_RESOURCES]
+        "host_id", *[pl.col(f"{r}_capacity").alias(r) for r in SHARD_METRICS]
     ).unpivot(index="host_id", variable_name="resource", value_name="configured")
+    arrived = data.shards.filter(pl.col("shard_id").is_in(list(moved)))["current_host_id"]
     return (
         peak_use(data)
         .join(configured, on=["host_id", "resource"])
-        .filter(pl.col("hours") >= MIN_HOURS, pl.col("peak") <= pl.col("configured"))
+        .filter(
+            pl.col("hours") >= MIN_HOURS,
+            pl.col("peak") <= pl.col("configured"),
+            ~pl.col("host_id").is_in(arrived.drop_nulls().to_list()),
+        )
         .select("host_id", "resource")
     )

@@ -20,8 +20,8 @@ pays for the overload risk it takes to its target.
 
 With `planning.burst_risk` a host's use also bursts: each shard's burst rate and mean excess
 are measured on its history (`bursts.shard_bursts`), and in a burst hour the host's use is
-higher by its shards' rate-weighted mean excess (`_p_over`; rates are small, so one burst
-at a time is counted).
+higher by its shards' rate-weighted mean excess (`_p_over`: bursts arrive as a Poisson
+stream, one at a time).
 
 What a shard's leaving takes off its current host is not a cost term: shards of one
 overloaded host would each be credited the whole relief though one move may give it, and the
@@ -71,16 +71,29 @@ def _p_over(
     burst: tuple[np.ndarray, np.ndarray] | None,
 ) -> np.ndarray:
     """`_over` for a host whose shards also burst: `burst` = (summed burst rates, summed
-    rate x excess) of its shards, broadcastable to `mean`; in a burst hour (at most one
-    shard bursts: rates are small) the use is higher by the rate-weighted mean excess."""
+    rate x excess) of its shards, broadcastable to `mean`. Bursts arrive as a Poisson
+    stream, so some shard bursts in an hour with probability 1 - exp(-rate); the use is
+    then higher by the rate-weighted mean excess (one burst at a time)."""
     body = _over(supply, mean, var)
     if burst is None:
         return body
     rate, mass = burst
-    rate = np.clip(rate, 0.0, 1.0)
+    rate = np.maximum(rate, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         excess = np.where(rate > 0, mass / rate, 0.0)
-    return (1 - rate) * body + rate * _over(supply, mean + excess, var)
+    bursting = -np.expm1(-rate)
+    return (1 - bursting) * body + bursting * _over(supply, mean + excess, var)
+
+
+def _with_and_without(
+    others_rate: np.ndarray, others_mass: np.ndarray, rate: np.ndarray, mass: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The `burst` arguments of `_p_over` for a host with a shard (its `rate` and `mass`
+    added to the others') and without it, with a trailing hours axis."""
+    return (
+        ((others_rate + rate)[..., None], (others_mass + mass)[..., None]),
+        (others_rate[..., None], others_mass[..., None]),
+    )
 
 
 def _added(with_s: np.ndarray, without: np.ndarray, n_others: np.ndarray) -> np.ndarray:
@@ -103,6 +116,8 @@ class _HostBursts:
 def _host_bursts(
     data: PlanningData, everyone: list[str], current: np.ndarray, wanted: np.ndarray, hosts: int
 ) -> _HostBursts:
+    """The bursts of `everyone` (host index `current`, -1 for none) measured on the usage,
+    kept for the `wanted` positions and summed per host."""
     found = shard_bursts(data.usage, everyone)
     mass = found.rate * found.excess
     on = current >= 0
@@ -134,9 +149,14 @@ def _relief(
     shrink = np.where(over_now[host], 1.0, spread**2)[:, None]
     with_burst = without_burst = None
     if bursts is not None:
-        rate, mass = bursts.host_rate[host], bursts.host_mass[host]
-        with_burst = (rate[:, None], mass[:, None])
-        without_burst = ((rate - bursts.rate)[:, None], (mass - bursts.mass)[:, None])
+        # bursts, like the spread, count at `spread` on hosts within capacity now
+        scale = np.where(over_now[host], 1.0, spread)
+        with_burst, without_burst = _with_and_without(
+            scale * (bursts.host_rate[host] - bursts.rate),
+            scale * (bursts.host_mass[host] - bursts.mass),
+            scale * bursts.rate,
+            scale * bursts.mass,
+        )
     with_s = _p_over(supply[host], host_load[host], shrink * host_var[host], with_burst)
     without = _p_over(
         supply[host], host_load[host] - mean, shrink * (host_var[host] - var), without_burst
@@ -176,7 +196,7 @@ def expected_overload(
     shard_ids: list[str],
     relief_spread: float = 1.0,
     measured_spread: bool = False,
-    burst_risk: bool = False,
+    burst_risk: bool = True,
 ) -> pl.DataFrame:
     """`shard_id, host_id, overload_hours, overload_p, relief_hours` for every shard in
     `shard_ids` x host: expected overloaded shard-hours the shard brings there over the
@@ -216,7 +236,8 @@ def expected_overload(
         overloaded_now(data, hosts) if relief_spread < 1 else np.ones(len(hosts), dtype=bool),
         bursts,
     )
-    chunk = max(1, _CHUNK_CELLS // max(1, len(hosts) * steps))
+    # bursts evaluate each probability twice: half the cells per chunk keeps the memory
+    chunk = max(1, _CHUNK_CELLS // max(1, len(hosts) * steps * (2 if bursts else 1)))
     for start in range(0, len(wanted), chunk):
         idx = wanted[start : start + chunk]
         here = (current[idx][:, None] == np.arange(len(hosts))[None, :])[:, :, None]
@@ -226,10 +247,12 @@ def expected_overload(
         if bursts is not None:
             own = slice(start, start + len(idx))
             rate, mass = bursts.rate[own][:, None], bursts.mass[own][:, None]
-            others_rate = bursts.host_rate[None] - here[:, :, 0] * rate
-            others_mass = bursts.host_mass[None] - here[:, :, 0] * mass
-            with_burst = ((others_rate + rate)[..., None], (others_mass + mass)[..., None])
-            without_burst = (others_rate[..., None], others_mass[..., None])
+            with_burst, without_burst = _with_and_without(
+                bursts.host_rate[None] - here[:, :, 0] * rate,
+                bursts.host_mass[None] - here[:, :, 0] * mass,
+                rate,
+                mass,
+            )
         with_s = _p_over(
             host_supply[None],
             others + mean[idx][:, None, :],

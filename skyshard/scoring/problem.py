@@ -12,7 +12,7 @@ from skyshard.placement import Budget, Dependency, HostSupply, PlacementInput, S
 from skyshard.placement.constraints import rules_from_config
 from skyshard.scoring.candidates import candidate_table, latency_map
 from skyshard.scoring.data import HOST_RESOURCES, PlanningData
-from skyshard.scoring.held_hosts import held_hosts
+from skyshard.scoring.held_hosts import MOVED_WITHIN_RUNS, held_hosts
 from skyshard.scoring.outlook import Outlook, demand_sd
 
 
@@ -173,7 +173,11 @@ def _held_supply(supply: pl.DataFrame, shards: pl.DataFrame, held: pl.DataFrame)
     return (
         supply.unpivot(index="host_id", variable_name="resource", value_name="supply")
         .join(occupied, on=["host_id", "resource"], how="left")
-        .with_columns(supply=pl.max_horizontal("supply", pl.col("occupied").fill_null(0.0)))
+        .with_columns(
+            supply=pl.when(pl.col("occupied").is_not_null())
+            .then(pl.max_horizontal("supply", "occupied"))
+            .otherwise("supply")
+        )
         .pivot(on="resource", index="host_id", values="supply")
     )
 
@@ -210,7 +214,8 @@ def placement_input(
     ]
     supply = outlook.min_supply()
     if policy.planning.hold_hosts_with_room:
-        supply = _held_supply(supply, shards, held_hosts(data))
+        moved = [s for s, runs in cycles_since_move.items() if runs < MOVED_WITHIN_RUNS]
+        supply = _held_supply(supply, shards, held_hosts(data, moved))
     hosts = data.hosts.join(supply, on="host_id", how="left")
     supplies = [
         HostSupply(

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import polars as pl
 
-HISTORY_DAYS = 14
+RESIDUAL_DAYS = 14
 BASELINE_DAYS = 7
 CHUNK = 1_000
 
@@ -36,10 +36,11 @@ def _baseline(use: np.ndarray) -> np.ndarray:
 
 
 def recent_residuals(usage: pl.DataFrame, shard_ids: list[str], column: str) -> np.ndarray:
-    """(shards in `shard_ids` order, 24 x HISTORY_DAYS hours up to the last hour of `usage`)
-    `column` of `usage` (`shard_id, hour, <column>`) minus its baseline; NaN where the hour
-    or its baseline is missing."""
-    use = np.full((len(shard_ids), 24 * HISTORY_DAYS), np.nan)
+    """(shards in `shard_ids` order, 24 x RESIDUAL_DAYS hours up to the last hour of `usage`)
+    `column` of `usage` (`shard_id, hour, <column>`) minus its baseline (from the
+    BASELINE_DAYS before as well); NaN where the hour or its baseline is missing."""
+    hours = 24 * (RESIDUAL_DAYS + BASELINE_DAYS)
+    use = np.full((len(shard_ids), hours), np.nan)
     if not usage.is_empty():
         last = usage["hour"].max()
         rows = (
@@ -47,10 +48,8 @@ def recent_residuals(usage: pl.DataFrame, shard_ids: list[str], column: str) -> 
                 pl.DataFrame({"shard_id": shard_ids, "row": np.arange(len(shard_ids))}),
                 on="shard_id",
             )
-            .with_columns(
-                column=use.shape[1] - 1 - (pl.lit(last) - pl.col("hour")).dt.total_hours()
-            )
-            .filter(pl.col("column") >= 0, pl.col(column).is_not_null())
+            .with_columns(slot=hours - 1 - (pl.lit(last) - pl.col("hour")).dt.total_hours())
+            .filter(pl.col("slot") >= 0, pl.col(column).is_not_null())
         )
-        use[rows["row"].to_numpy(), rows["column"].to_numpy()] = rows[column].to_numpy()
-    return use - _baseline(use)
+        use[rows["row"].to_numpy(), rows["slot"].to_numpy()] = rows[column].to_numpy()
+    return (use - _baseline(use))[:, -24 * RESIDUAL_DAYS :]

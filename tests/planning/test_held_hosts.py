@@ -87,3 +87,27 @@ def test_a_short_history_holds_nothing():
     short = MIN_HOURS - 2
     data = sky.planning_data(usage=sky.usage({k: v[:short] for k, v in ON_OFF.items()}, n=short))
     assert held_hosts(data).is_empty()
+
+
+def test_a_host_a_shard_moved_onto_lately_is_not_held(neutral_trust):
+    # usage rows carry a shard's current host: hours before a move do not show what the
+    # shard adds to its new host, so a host is held only once its shards have stayed put
+    data = sky.planning_data(usage=sky.usage(ON_OFF))
+    assert "cheap-1" not in set(held_hosts(data, moved=["web-000"])["host_id"])
+    assert "pricey-1" in set(held_hosts(data, moved=["web-000"])["host_id"])
+    cycle = plan_cycle(
+        data, forecast_rows(WIDE), HELD, neutral_trust, {"web-000": 3}, created_at=NOW
+    )
+    assert cycle.result.moves != []
+
+
+def test_a_missing_free_value_holds_nothing():
+    data = sky.planning_data(usage=sky.usage(ON_OFF))
+    gap = data.capacity.with_columns(
+        cpu_free=pl.when((pl.col("host_id") == "cheap-1") & (pl.col("hour") == sky.hours()[-5]))
+        .then(None)
+        .otherwise(pl.col("cpu_free"))
+    )
+    data = sky.planning_data(usage=sky.usage(ON_OFF), capacity=gap)
+    assert cpu_peaks(data)["cheap-1"] is None
+    assert "cheap-1" not in set(held_hosts(data).filter(pl.col("resource") == "cpu")["host_id"])
