@@ -20,7 +20,7 @@ from skyshard.config.policy import ForecastPolicy, PlanningPolicy, PolicyFile
 from skyshard.plans.backtest import (
     BacktestOptions,
     History,
-    _Planner,
+    ReplayPlanner,
     history_arrays,
     replay,
 )
@@ -30,9 +30,21 @@ HOURS, SHARDS = 240, 100
 PLANNED = ("predictive", "oracle", "blind")
 
 
-def without_spikes(data: PlanningData, calm: np.ndarray) -> PlanningData:
-    """`data` with usage (and free capacity) as if no shard had spiked."""
-    usage = data.usage.with_columns(cpu_avg=pl.Series(calm.ravel()))
+def without_spikes(data: PlanningData, h: History, calm: np.ndarray) -> PlanningData:
+    """`data` with usage (and free capacity) as if no shard had spiked; `calm` is the demand
+    without spikes in `h`'s shard and hour order."""
+    values = pl.DataFrame(
+        {
+            "shard_id": np.repeat(h.shard_ids, len(h.hours)),
+            "hour": h.hours * len(h.shard_ids),
+            "calm": calm.ravel(),
+        }
+    )
+    usage = (
+        data.usage.join(values, on=["shard_id", "hour"], how="left")
+        .with_columns(cpu_avg=pl.coalesce("calm", "cpu_avg"))
+        .select(data.usage.columns)
+    )
     used = usage.group_by("host_id", "hour").agg(pl.col("cpu_avg").sum())
     capacity = (
         data.capacity.join(used, on=["host_id", "hour"], how="left")
@@ -76,13 +88,15 @@ def main() -> None:
     totals: dict[str, np.ndarray] = {}
     for seed in [int(s) for s in args.seeds.split(",")]:
         ids, demand, spikes = synthetic_sky(HOURS, seed, SHARDS)
-        calm = demand / np.where(spikes, SPIKE, 1.0)
         data = planning_data(ids, demand, args.headroom, seed)
         h = history_arrays(data)
+        row_of = {shard: i for i, shard in enumerate(ids)}
+        order = [row_of[shard] for shard in h.shard_ids]  # h's rows are sorted by shard id
+        calm = (demand / np.where(spikes, SPIKE, 1.0))[order]
         for name in args.policies.split(","):
             split = SpikeSplit(h, calm)
-            source = without_spikes(data, calm) if name == "blind" else data
-            planner = _Planner(source, h, policy, options) if name in PLANNED else None
+            source = without_spikes(data, h, calm) if name == "blind" else data
+            planner = ReplayPlanner(source, h, policy, options) if name in PLANNED else None
             row = replay(h, "oracle" if name == "blind" else name, policy, options, planner, split)
             counts = np.array(
                 [row["total_cost"], row["overload_shard_hours"], *split.counts, row["migrations"]]

@@ -283,7 +283,7 @@ def hindsight_forecasts(data: PlanningData, start: datetime, horizon_h: int) -> 
     return rows.cast(FORECAST_SCHEMA).select(list(FORECAST_SCHEMA))
 
 
-class _Planner:
+class ReplayPlanner:
     """The live planning cycle, stepped through the replay with its hysteresis state."""
 
     def __init__(
@@ -328,7 +328,7 @@ class _Planner:
 
 
 def _decide(
-    name: str, h: History, current: np.ndarray, t: int, planners: dict[str, _Planner]
+    name: str, h: History, current: np.ndarray, t: int, planners: dict[str, ReplayPlanner]
 ) -> np.ndarray:
     if name == "reactive":
         return _reactive(h, current, t)
@@ -348,7 +348,7 @@ def replay(
     name: str,
     policy: PolicyFile,
     options: BacktestOptions,
-    planner: _Planner | None = None,
+    planner: ReplayPlanner | None = None,
     observe: Callable[[int, np.ndarray], None] | None = None,
 ) -> dict:
     """Total cost, overload shard-hours, migrations and bytes of one policy over the window;
@@ -450,7 +450,7 @@ def policy_backtest(
             name,
             policy,
             options,
-            _Planner(data, h, policy, options) if name in ("predictive", "oracle") else None,
+            ReplayPlanner(data, h, policy, options) if name in ("predictive", "oracle") else None,
         )
         for name in options.policies
     ]
