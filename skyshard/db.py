@@ -131,6 +131,11 @@ def connect(
             _attachments().detach(path, con)
 
 
+_ALIAS = "skyshard_"
+# How long attaching waits for a file this process detached but still holds open.
+DETACHED_WAIT_S = 30.0
+
+
 class _Attachments:
     """One in-memory DuckDB instance per process with each file ATTACHed while in use.
 
@@ -154,13 +159,23 @@ class _Attachments:
         self.pid = os.getpid()
 
     def attach(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-        try:
-            return self._attach(path, read_only)
-        except duckdb.ResourceInUseException:
-            con = duckdb.connect(str(path), read_only=read_only)
-            with self.guard:
-                self.joined.add(id(con))
-            return con
+        deadline, pause = time.monotonic() + DETACHED_WAIT_S, 0.005
+        while True:
+            try:
+                return self._attach(path, read_only)
+            except duckdb.ResourceInUseException as error:
+                # A file just detached stays open while a transaction on another thread that
+                # read every attached database (information_schema) is open: wait for it.
+                if f'attached by database "{_ALIAS}' not in str(error):
+                    break
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        con = duckdb.connect(str(path), read_only=read_only)
+        with self.guard:
+            self.joined.add(id(con))
+        return con
 
     def _attach(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         key = path.resolve()
@@ -172,7 +187,7 @@ class _Attachments:
                 )
             if not users:
                 self.serial += 1
-                alias = f"skyshard_{self.serial}"
+                alias = f"{_ALIAS}{self.serial}"
                 quoted = str(key).replace("'", "''")
                 mode = " (READ_ONLY)" if read_only else ""
                 self.instance.execute(f"ATTACH '{quoted}' AS {alias}{mode}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
@@ -87,3 +89,29 @@ def test_threads_share_one_attachment_and_see_one_file(tmp_path):
         with db.connect(database) as con:
             rows = [n for (n,) in con.execute("SELECT n FROM t").fetchall()]
         assert len(rows) == 20 and all(n % 2 == parity for n in rows)
+
+
+def test_a_file_detached_under_an_open_transaction_is_attached_once_it_ends(tmp_path):
+    # DuckDB keeps a detached file open while a transaction on another cursor that read every
+    # attached database (information_schema) is open: attaching it again waits for that end
+    first, second = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    for database in (first, second):
+        with db.connect(database) as con:
+            con.execute("CREATE TABLE t (n INTEGER)")
+    opened = []
+
+    def reopen() -> None:
+        with db.connect(first) as con:
+            opened.append(con.execute("SELECT count(*) FROM t").fetchone())
+
+    with db.connect(second) as reader:
+        with db.connect(first):
+            reader.begin()
+            reader.execute("SELECT count(*) FROM information_schema.tables").fetchall()
+        # `first` is detached now, but still open under `reader`'s transaction
+        worker = threading.Thread(target=reopen)
+        worker.start()
+        time.sleep(0.2)  # let the worker find the file still held
+        reader.commit()
+        worker.join(timeout=60)
+    assert opened == [(0,)]
