@@ -14,8 +14,10 @@ from dagster_dbt import (
 from assets.metadata import column_schema
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, dbt_project
 from skyshard import db
+from skyshard.plans.forecast_lake import attach_forecast_lake
 from skyshard.sources.ingest import attach_raw_lake
 from skyshard.storage.lake import lake_dir
+from skyshard.storage.snapshots import publish
 
 GROUP = "features"
 
@@ -63,13 +65,19 @@ def relation(dbt_resource_props: Mapping[str, Any]) -> str:
 )
 def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBFile):
     """`dbt build`: models and their tests (loaded as asset checks), with row counts; with the
-    shared lake, on views over the telemetry its partitions wrote there."""
+    shared lake, on views over the telemetry its partitions wrote there, and then a read
+    snapshot published, which forecast partitions read the marts from on any machine."""
     lake = lake_dir()
     if lake is not None:
         with duckdb.connect() as con:
-            attached = attach_raw_lake(con, lake)
-        context.log.info(f"raw tables read from the lake {lake}: files per table {attached}")
+            attached = attach_raw_lake(con, lake) | attach_forecast_lake(con, lake)
+        context.log.info(f"tables read from the lake {lake}: files per table {attached}")
     events = list(dbt.cli(["build"], context=context).stream())
+    if lake is not None and publish(duckdb.path) is None:
+        raise dg.Failure(
+            f"{duckdb.path}: no read snapshot published after dbt build (a writer held the "
+            "file); forecast partitions would read older marts: run build_features again"
+        )
     yield from with_table_metadata(context, events, duckdb)
 
 

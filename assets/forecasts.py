@@ -10,12 +10,32 @@ from assets.metadata import png, preview, problems_check, table_metadata
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
 from skyshard.forecast import group_keys, input_fingerprints, series_in_group, series_to_refit
 from skyshard.forecast.charts import forecast_vs_capacity_chart
-from skyshard.forecast.store import TABLES, read_stored, stored_fingerprints, write_refit
+from skyshard.forecast.store import (
+    TABLES,
+    create_tables,
+    read_stored,
+    stored_fingerprints,
+    write_refit,
+)
 from skyshard.plans.checks import bottleneck_problems
 from skyshard.plans.cycle import plan_forecasts
+from skyshard.plans.forecast_lake import (
+    LAKE_TABLES,
+    attach_forecast_lake,
+    lake_fingerprints,
+    write_groups,
+)
 from skyshard.plans.store import write_bottlenecks
-from skyshard.scoring import build_outlook, forecast_input, forecast_limits, load_planning_data
+from skyshard.scoring import (
+    PlanningData,
+    build_outlook,
+    forecast_input,
+    forecast_limits,
+    load_planning_data,
+)
 from skyshard.scoring.bottlenecks import predict_bottlenecks
+from skyshard.storage.lake import lake_dir, read_lake
+from skyshard.storage.snapshots import SnapshotUnavailable, read_current
 
 GROUP = "forecasts"
 # How far the held-out coverage of the bounds may stray from the nominal interval.
@@ -48,7 +68,8 @@ SHARD_GROUPS = dg.StaticPartitionsDefinition(group_keys())
 def build_demand_forecasts(partitioned: bool = False) -> dg.AssetsDefinition:
     """The forecast asset: one run over every series, or (`partitioned`) one partition per
     shard group. Partitions compute side by side and stay out of the writer pool: each writes
-    its group in one short transaction, waiting for DuckDB's file lock (`skyshard.db.connect`).
+    its group in one short transaction, waiting for DuckDB's file lock (`skyshard.db.connect`),
+    or with the shared lake its group's files, on any machine, without the DuckDB file.
     """
 
     @dg.asset(
@@ -66,11 +87,18 @@ def build_demand_forecasts(partitioned: bool = False) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource
     ) -> dg.MaterializeResult:
         """Refit only the series whose input changed since the last fit (of this partition's
-        shard group, if partitioned); keep the others' rows."""
+        shard group, if partitioned); keep the others' rows. With the shared lake, the groups'
+        files are written instead of the DuckDB file (`skyshard.plans.forecast_lake`)."""
         settings = sky.load().policy
-        with duckdb.connect(read_only=True) as con:
-            data = load_planning_data(con)
-            previous = stored_fingerprints(con)
+        lake = lake_dir()
+        groups = [context.partition_key] if context.has_partition_key else group_keys()
+        if lake is None:
+            with duckdb.connect(read_only=True) as con:
+                data = load_planning_data(con)
+                previous = stored_fingerprints(con)
+        else:
+            data = _marts(context, duckdb)
+            previous = lake_fingerprints(lake, groups)
         frame = forecast_input(data)
         current = input_fingerprints(frame, settings.forecast, forecast_limits(data))
         refit = series_to_refit(current, previous)
@@ -85,9 +113,17 @@ def build_demand_forecasts(partitioned: bool = False) -> dg.AssetsDefinition:
         result = plan_forecasts(
             data, settings, refit, on_progress=progress, on_stage=context.log.info
         )
-        with duckdb.connect() as con:
-            tables = write_refit(con, result, current, refit)
-            described = table_metadata(con, TABLES["forecasts"])
+        if lake is None:
+            with duckdb.connect() as con:
+                tables = write_refit(con, result, current, refit)
+                described = table_metadata(con, TABLES["forecasts"])
+        else:
+            tables = write_groups(lake, result, current, refit, groups)
+            if not context.has_partition_key:  # on the file's machine: its views over the lake
+                with duckdb.connect() as con:
+                    attach_forecast_lake(con, lake)
+            with read_lake(lake, LAKE_TABLES, create_tables) as con:
+                described = table_metadata(con, TABLES["forecasts"])
         summary = tables["summary"]
         models = summary.group_by("model").len().sort("len", descending=True)
         return dg.MaterializeResult(
@@ -116,7 +152,27 @@ def held_out_coverage(summary: pl.DataFrame) -> float | None:
     return float((summary["coverage_held_out"] * summary["n_points_held_out"]).sum() / points)
 
 
+def _marts(context: dg.AssetExecutionContext, duckdb: DuckDBFile) -> PlanningData:
+    """With the lake: a partition, on any machine, reads the marts from the read snapshot
+    `build_features` published and never opens the DuckDB file; an unpartitioned run is on the
+    file's machine and reads the file."""
+    if not context.has_partition_key:
+        with duckdb.connect(read_only=True) as con:
+            return load_planning_data(con)
+    try:
+        with read_current(duckdb.path) as (con, snapshot):
+            data = load_planning_data(con)
+    except SnapshotUnavailable as error:
+        raise dg.Failure(str(error)) from error
+    context.log.info(f"marts from the read snapshot {snapshot.path}, {snapshot.age_s():.0f} s old")
+    return data
+
+
 def _stored_summary(duckdb: DuckDBFile) -> pl.DataFrame | None:
+    lake = lake_dir()
+    if lake is not None:  # any machine: the lake, not the DuckDB file
+        with read_lake(lake, LAKE_TABLES, create_tables) as con:
+            return read_stored(con, TABLES["summary"])
     with duckdb.connect() as con:
         return read_stored(con, TABLES["summary"])
 
@@ -179,7 +235,10 @@ def bounds_calibrated(duckdb: DuckDBFile, sky: SkyResource) -> dg.AssetCheckResu
 )
 def predicted_bottlenecks(context: dg.AssetExecutionContext, duckdb: DuckDBFile, sky: SkyResource):
     horizon = sky.load().policy.forecast.horizon_hours
+    lake = lake_dir()
     with duckdb.connect() as con:
+        if lake is not None:
+            attach_forecast_lake(con, lake)
         data = load_planning_data(con)
         forecasts = con.sql(f"select * from {TABLES['forecasts']}").pl()
     found = predict_bottlenecks(data, build_outlook(data, forecasts, horizon))

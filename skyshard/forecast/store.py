@@ -9,7 +9,7 @@ import duckdb
 import polars as pl
 
 from skyshard import db
-from skyshard.forecast.tables import ForecastResult
+from skyshard.forecast.tables import SCHEMAS, ForecastResult
 
 TABLES = {
     "forecasts": "forecast.forecasts",
@@ -17,6 +17,12 @@ TABLES = {
     "summary": "forecast.summary",
 }
 """ForecastResult field → the table it is stored in."""
+
+
+def create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The three tables, empty, with the columns and types a fit stores."""
+    for table, schema in zip(TABLES.values(), SCHEMAS, strict=True):
+        db.replace_table(con, table, pl.DataFrame(schema=schema))
 
 
 def read_stored(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | None:

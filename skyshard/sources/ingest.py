@@ -38,7 +38,7 @@ from skyshard.sources.raw_tables import (
     ensure_raw_schema,
 )
 from skyshard.sources.registry import ADAPTERS, allowed_roots, file_url_problem
-from skyshard.storage.lake import attach_lake, lake_dir, partition_writer
+from skyshard.storage.lake import attach_lake, lake_dir, partition_writer, read_lake
 
 INGEST_COLUMN_NAMES = frozenset(name for name, _ in INGEST_COLUMNS)
 RAW_TABLES = tuple(f"raw.{name}" for name in BY_NAME)
@@ -307,10 +307,14 @@ def attach_raw_lake(con: duckdb.DuckDBPyConnection, lake: Path) -> dict[str, int
     """Make the raw tables of the DuckDB file `con` is open on views over the feeds' files in
     `lake`, before dbt or planning reads them; the files per table. Tables no feed has written
     yet are created empty, as dbt's sources expect them."""
+    _create_raw_tables(con)
+    return attach_lake(con, lake, RAW_TABLES)
+
+
+def _create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     for table in BY_NAME.values():  # IF NOT EXISTS: a table or a view already there stays
         con.execute(create_table_sql("raw", table))
-    return attach_lake(con, lake, RAW_TABLES)
 
 
 @contextmanager
@@ -322,12 +326,8 @@ def read_raw(database: Path | str) -> Iterator[duckdb.DuckDBPyConnection]:
         with db.connect(database, read_only=True) as con:
             yield con
         return
-    con = duckdb.connect()
-    try:
-        attach_raw_lake(con, lake)
+    with read_lake(lake, RAW_TABLES, _create_raw_tables) as con:
         yield con
-    finally:
-        con.close()
 
 
 def _now() -> datetime:

@@ -206,16 +206,41 @@ def read_snapshot(
             f"no read snapshot of {database} yet, and a writer held the file for "
             f"{first_wait_s:g} s; try again when the run ends"
         )
-    try:
-        con = _open(snapshot.path, mirror)
-    except duckdb.IOException:
-        # Pruned between resolving `current` and opening it (two publishes meanwhile).
-        snapshot = current_snapshot(database) or snapshot
-        con = _open(snapshot.path, mirror)
+    con, snapshot = _open_resolved(database, snapshot, mirror)
     try:
         yield con, snapshot
     finally:
         con.close()
+
+
+@contextmanager
+def read_current(database: Path | str) -> Iterator[tuple[duckdb.DuckDBPyConnection, Snapshot]]:
+    """The current snapshot as it is, read-only: never publishes, so the DuckDB file is neither
+    opened nor locked, and need not be on this machine; only its snapshot folder
+    (`<database>.read`, mounted at the same path) must be."""
+    snapshot = current_snapshot(database)
+    if snapshot is None:
+        raise SnapshotUnavailable(
+            f"no read snapshot at {snapshot_dir(database) / CURRENT} (SKYSHARD_DUCKDB="
+            f"{database}): publish one on the DuckDB file's machine (a write or a read there "
+            "does), and mount that folder at the same path on this one"
+        )
+    con, snapshot = _open_resolved(database, snapshot, None)
+    try:
+        yield con, snapshot
+    finally:
+        con.close()
+
+
+def _open_resolved(
+    database: Path | str, snapshot: Snapshot, mirror: StateMirror | None
+) -> tuple[duckdb.DuckDBPyConnection, Snapshot]:
+    try:
+        return _open(snapshot.path, mirror), snapshot
+    except duckdb.IOException:
+        # Pruned between resolving `current` and opening it (two publishes meanwhile).
+        snapshot = current_snapshot(database) or snapshot
+        return _open(snapshot.path, mirror), snapshot
 
 
 def _open(snapshot: Path, mirror: StateMirror | None) -> duckdb.DuckDBPyConnection:
