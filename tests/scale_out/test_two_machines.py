@@ -1,8 +1,10 @@
 """Two machines: two Celery workers in separate network namespaces (their own non-loopback
 addresses) reach Dagster's Postgres and the Redis broker on a bridge address, ingest the feed
 partitions of `ingest_feeds` into the shared lake (`SKYSHARD_LAKE_DIR`) without the DuckDB
-file, and the machine that holds the DuckDB file then builds the features with dbt on views
-over the lake."""
+file; the machine that holds the DuckDB file builds the features with dbt on views over the
+lake; the workers forecast every shard group (`forecast_groups`) into the lake from the read
+snapshot, without writing the file; and the file's machine plans on those forecasts
+(`plan_from_forecasts`)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+import yaml
 
 from skyshard.config import load_sky
+from skyshard.forecast import group_keys
 from skyshard.sources import ingest
 from tests.scale_out.conftest import scale_out_env
 from tests.scale_out.test_celery import (
@@ -62,10 +66,16 @@ def test_workers_on_two_machines_write_the_lake_and_dbt_reads_it(small_sky, tmp_
     require_postgres()
     require_redis()
     feeds = [source.id for _, source in ingest.sources_of(load_sky(small_sky).providers)]
+    groups = group_keys()
+    policy = small_sky / "policy.yaml"  # no slow models: their budget applies per partition
+    settings = yaml.safe_load(policy.read_text())
+    settings["forecast"]["slow_models"] = []
+    policy.write_text(yaml.safe_dump(settings))
     lake = tmp_path / "lake"  # the shared volume: every "machine" mounts it at this path
     env = scale_out_env(small_sky, tmp_path) | {"SKYSHARD_LAKE_DIR": str(lake)}
-    # The workers' machines have no DuckDB file: a path that must stay absent.
-    away = tmp_path / "no-duckdb-here" / "skyshard.duckdb"
+    # The workers see the file's snapshot folder `<db>.read` at the same path (one file
+    # system here); the file itself they must neither create nor write.
+    database = Path(env["SKYSHARD_DUCKDB"])
     with ExitStack() as stack:
         hosts = Namespaces(2)
         stack.callback(hosts.close)
@@ -87,7 +97,7 @@ def test_workers_on_two_machines_write_the_lake_and_dbt_reads_it(small_sky, tmp_
             stack.enter_context(
                 celery_worker(
                     name,
-                    {**env, "SKYSHARD_DUCKDB": str(away)},
+                    env,
                     tmp_path / f"{name}.log",
                     prefix=hosts.exec_prefix(index),
                 )
@@ -97,26 +107,42 @@ def test_workers_on_two_machines_write_the_lake_and_dbt_reads_it(small_sky, tmp_
             finished(
                 [launch_run("ingest_feeds", env, feed) for feed in feeds[start : start + BATCH]]
             )
+        created_by_ingest = database.exists()
+        # The DuckDB file's machine (this namespace) builds the features on the lake.
+        finished([launch_run("build_features", env)])
+        before = database.stat().st_mtime_ns
+        for start in range(0, len(groups), BATCH):
+            finished([launch_run("forecast_groups", env, g) for g in groups[start : start + BATCH]])
+        written_by_forecasts = database.stat().st_mtime_ns != before
+        finished([launch_run("plan_from_forecasts", env)])
         for name in ("DAGSTER_HOME", "SKYSHARD_DAGSTER_POSTGRES_URL"):
             monkeypatch.setenv(name, env[name])
         with dg.DagsterInstance.get() as instance:
             workers = celery_workers_of_runs(instance)
             storage = type(instance.run_storage).__module__
-        # The DuckDB file's machine (this namespace) builds the features on the lake.
-        finished([launch_run("build_features", env)])
 
     assert {hosts.address(1), hosts.address(2)} <= clients
     assert storage.startswith("dagster_postgres")
-    assert sorted(workers) == sorted(feeds) and set(workers.values()) == {"w1", "w2"}
-    assert not away.parent.exists()
+    assert sorted(workers) == sorted(feeds + groups) and set(workers.values()) == {"w1", "w2"}
+    assert not created_by_ingest and not written_by_forecasts
     assert not list(lake.rglob(".*.tmp"))
     usage = sorted(p.stem for p in (lake / "raw" / "shard_usage").glob("*.parquet"))
     assert usage and set(usage) <= set(feeds)
+    summaries = {p.stem for p in (lake / "forecast" / "summary").glob("*.parquet")}
+    assert summaries and summaries <= set(groups)
     with duckdb.connect(env["SKYSHARD_DUCKDB"], read_only=True) as con:
         kind = con.execute(
             "select table_type from information_schema.tables "
             "where table_schema = 'raw' and table_name = 'shard_usage'"
         ).fetchone()
+        forecast_kinds = con.execute(
+            "select distinct table_type from information_schema.tables "
+            "where table_schema = 'forecast' and table_name in ('forecasts', 'backtest', 'summary')"
+        ).fetchall()
+        forecast_series = con.execute(
+            "select count(distinct series_id) from forecast.summary"
+        ).fetchone()
+        plans = con.execute("select count(*) from plan.plan_runs").fetchone()
         sources = con.execute("select distinct source_id from raw.shard_usage").fetchall()
         hourly = con.execute(
             "select count(distinct shard_id) from marts.fct_shard_usage_hourly"
@@ -124,3 +150,4 @@ def test_workers_on_two_machines_write_the_lake_and_dbt_reads_it(small_sky, tmp_
     assert kind == ("VIEW",)
     assert sorted(s for (s,) in sources) == usage
     assert hourly[0] > 0
+    assert forecast_kinds == [("VIEW",)] and forecast_series[0] > 0 and plans[0] >= 1
