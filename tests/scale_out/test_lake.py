@@ -54,7 +54,7 @@ from skyshard.storage.lake import (
     partition_writer,
     read_lake,
 )
-from skyshard.storage.snapshots import SnapshotUnavailable, read_current
+from skyshard.storage.snapshots import SnapshotUnavailable, publish, read_current
 from tests.scale_out.conftest import SMALL_SKY
 from tests.scale_out.test_partitions import Built, run_partition
 
@@ -393,3 +393,19 @@ def test_a_partition_without_a_read_snapshot_is_told_where_it_looked(tmp_path):
     where = rf"no read snapshot at {database}\.read/current"
     with pytest.raises(SnapshotUnavailable, match=where), read_current(database):
         pass
+
+
+def test_a_worker_reads_the_snapshot_folder_without_the_duckdb_file(tmp_path):
+    """What a worker mounts: `<db>.read` at the same path, not the file (`current` is a
+    relative link, so the folder works wherever it is mounted at that path)."""
+    database = tmp_path / "skyshard.duckdb"
+    with db.connect(database) as con:
+        con.execute("create schema marts; create table marts.t as select 42 as n")
+    publish(database)
+    lock = database.with_name("skyshard.duckdb.lock")
+    database.unlink()  # the worker's machine: only the snapshot folder is there
+    lock.unlink()
+    with read_current(database) as (con, snapshot):
+        assert con.execute("select n from marts.t").fetchall() == [(42,)]
+    assert snapshot.path.parent == database.with_name("skyshard.duckdb.read")
+    assert not database.exists() and not lock.exists()
