@@ -14,7 +14,7 @@ from dagster_dbt import (
 from assets.metadata import column_schema
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, dbt_project
 from skyshard import db
-from skyshard.plans.forecast_lake import attach_forecast_lake
+from skyshard.forecast.lake import attach_forecast_lake
 from skyshard.sources.ingest import attach_raw_lake
 from skyshard.storage.lake import lake_dir
 from skyshard.storage.snapshots import publish

@@ -10,6 +10,12 @@ from assets.metadata import png, preview, problems_check, table_metadata
 from orchestration.resources import DUCKDB_WRITER_POOL, DuckDBFile, SkyResource
 from skyshard.forecast import group_keys, input_fingerprints, series_in_group, series_to_refit
 from skyshard.forecast.charts import forecast_vs_capacity_chart
+from skyshard.forecast.lake import (
+    LAKE_TABLES,
+    attach_forecast_lake,
+    lake_fingerprints,
+    write_groups,
+)
 from skyshard.forecast.store import (
     TABLES,
     create_tables,
@@ -19,12 +25,6 @@ from skyshard.forecast.store import (
 )
 from skyshard.plans.checks import bottleneck_problems
 from skyshard.plans.cycle import plan_forecasts
-from skyshard.plans.forecast_lake import (
-    LAKE_TABLES,
-    attach_forecast_lake,
-    lake_fingerprints,
-    write_groups,
-)
 from skyshard.plans.store import write_bottlenecks
 from skyshard.scoring import (
     PlanningData,
@@ -88,7 +88,7 @@ def build_demand_forecasts(partitioned: bool = False) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         """Refit only the series whose input changed since the last fit (of this partition's
         shard group, if partitioned); keep the others' rows. With the shared lake, the groups'
-        files are written instead of the DuckDB file (`skyshard.plans.forecast_lake`)."""
+        files are written instead of the DuckDB file (`skyshard.forecast.lake`)."""
         settings = sky.load().policy
         lake = lake_dir()
         groups = [context.partition_key] if context.has_partition_key else group_keys()

@@ -28,18 +28,18 @@ from orchestration.resources import build_resources
 from skyshard import db
 from skyshard.config import load_sky
 from skyshard.forecast.groups import group_keys, partition_of, series_in_group
+from skyshard.forecast.lake import (
+    LAKE_TABLES,
+    attach_forecast_lake,
+    lake_fingerprints,
+    write_groups,
+)
 from skyshard.forecast.store import create_tables
 from skyshard.forecast.tables import (
     BACKTEST_SCHEMA,
     FORECAST_SCHEMA,
     SUMMARY_SCHEMA,
     ForecastResult,
-)
-from skyshard.plans.forecast_lake import (
-    LAKE_TABLES,
-    attach_forecast_lake,
-    lake_fingerprints,
-    write_groups,
 )
 from skyshard.sources import ingest
 from skyshard.sources.base import Window
