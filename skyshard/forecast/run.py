@@ -28,6 +28,7 @@ from skyshard.config.policy import ForecastPolicy
 from skyshard.forecast.backtest import nanmean
 from skyshard.forecast.evaluate import (
     ChunkEval,
+    SharedResults,
     SlowResults,
     bounds,
     evaluate_chunk,
@@ -36,6 +37,7 @@ from skyshard.forecast.evaluate import (
     spreads,
 )
 from skyshard.forecast.fingerprint import block_fingerprints
+from skyshard.forecast.global_model import global_backtest
 from skyshard.forecast.screen import Limit, limits_by_id, priority_order, risk_of
 from skyshard.forecast.select import group_quantiles, per_group, root_mean_square
 from skyshard.forecast.series import SeriesBlock, series_blocks
@@ -81,9 +83,21 @@ def forecast_series(
     stage = on_stage or (lambda message: None)
     started = time.perf_counter()
     by_limit = limits_by_id(limits)
-    chunks = [c for block in series_blocks(frame) for c in _chunks(block)]
-    evaluated = [_evaluate(c, settings, by_limit, {}) for c in chunks]
+    pairs = [
+        pair
+        for block in series_blocks(frame)
+        for pair in _chunks(block, global_backtest(block, settings))
+    ]
+    chunks, shared = [c for c, _ in pairs], [s for _, s in pairs]
     n_series = sum(len(c.series_ids) for c in chunks)
+    if settings.global_model:
+        stage(
+            f"global model backtested on {n_series} series in {time.perf_counter() - started:.1f} s"
+        )
+        started = time.perf_counter()
+    evaluated = [
+        _evaluate(c, settings, by_limit, {}, s) for c, s in zip(chunks, shared, strict=True)
+    ]
     stage(
         f"cheap candidates backtested on {n_series} series in {time.perf_counter() - started:.1f} s"
     )
@@ -98,14 +112,18 @@ def forecast_series(
     for index, chunk in enumerate(chunks):
         mine = {row: fits for (at, row), fits in slow.items() if at == index}
         if mine:
-            evaluated[index] = _evaluate(chunk, settings, by_limit, mine)
+            evaluated[index] = _evaluate(chunk, settings, by_limit, mine, shared[index])
     return _tables(chunks, evaluated, settings, by_limit, trained_at)
 
 
-def _chunks(block: SeriesBlock) -> Iterator[SeriesBlock]:
+def _chunks(
+    block: SeriesBlock, shared: SharedResults
+) -> Iterator[tuple[SeriesBlock, SharedResults]]:
+    """The block in chunks of `CHUNK_ROWS`, each with its rows of the shared models' runs."""
     for start in range(0, len(block.series_ids), CHUNK_ROWS):
         rows = slice(start, start + CHUNK_ROWS)
-        yield SeriesBlock(block.series_ids[rows], block.start_hours[rows], block.observed[rows])
+        chunk = SeriesBlock(block.series_ids[rows], block.start_hours[rows], block.observed[rows])
+        yield chunk, {model: runs[rows] for model, runs in shared.items()}
 
 
 def _physical_limits(
@@ -119,12 +137,16 @@ def _physical_limits(
 
 
 def _evaluate(
-    block: SeriesBlock, settings: ForecastPolicy, limits: Mapping[str, Limit], slow: SlowResults
+    block: SeriesBlock,
+    settings: ForecastPolicy,
+    limits: Mapping[str, Limit],
+    slow: SlowResults,
+    shared: SharedResults,
 ) -> ChunkEval | None:
     if block.n_hours == 0:
         return None
     floor, ceiling = _physical_limits(block, limits)
-    return evaluate_chunk(block, settings, floor, np.maximum(ceiling, floor), slow)
+    return evaluate_chunk(block, settings, floor, np.maximum(ceiling, floor), slow, shared)
 
 
 def _groups(chunk: ChunkEval) -> list[str]:
