@@ -83,10 +83,11 @@ def forecast_series(
     stage = on_stage or (lambda message: None)
     started = time.perf_counter()
     by_limit = limits_by_id(limits)
+    blocks = series_blocks(frame)
     pairs = [
         pair
-        for block in series_blocks(frame)
-        for pair in _chunks(block, global_backtest(block, settings))
+        for block, shared in zip(blocks, global_backtest(blocks, settings), strict=True)
+        for pair in _chunks(block, shared)
     ]
     chunks, shared = [c for c, _ in pairs], [s for _, s in pairs]
     n_series = sum(len(c.series_ids) for c in chunks)

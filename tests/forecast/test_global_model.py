@@ -9,7 +9,14 @@ import pytest
 from skyshard.config.policy import ForecastPolicy
 from skyshard.forecast import forecast_series
 from skyshard.forecast.candidates import DAY, cheap_forecasts
-from skyshard.forecast.global_model import GLOBAL, MIN_HISTORY, global_forecasts
+from skyshard.forecast.global_model import (
+    GLOBAL,
+    MAX_GROUPS,
+    MIN_HISTORY,
+    global_backtest,
+    global_forecasts,
+)
+from skyshard.forecast.series import series_blocks
 
 START_HOUR = 24 * 20_000  # a Monday, 00:00 UTC, in epoch hours
 
@@ -90,3 +97,31 @@ def test_short_and_long_series_together_forecast_without_error(make_frame):
     assert GLOBAL not in set(young.drop_nulls("mase")["model"])
     assert result.forecasts.filter(series_id="shard/young/cpu")["yhat"].is_finite().all()
     assert result.summary.height == 8
+
+
+def test_a_padded_short_row_gets_nan_and_does_not_disturb_the_others():
+    values = alternating_days(20, 10, seed=5)
+    padded = values.copy()
+    padded[0, : -MIN_HISTORY + 1] = np.nan
+    yhat = global_forecasts(padded, DAY)
+    assert np.isnan(yhat[0]).all() and np.isfinite(yhat[1:]).all()
+
+
+def test_series_ending_in_the_same_hour_share_a_model_and_the_largest_groups_get_one(make_frame):
+    # Group g ends g hours before the latest: the first has four series, the others one each,
+    # so the one ending earliest is the group left out.
+    ends = [0, 0, 0, 0, *range(1, MAX_GROUPS + 1)]
+    values = alternating_days(len(ends), 6, seed=6)
+    frame = make_frame(
+        {f"shard/s{i}/cpu": values[i, : values.shape[1] - e] for i, e in enumerate(ends)}
+    )
+    blocks = series_blocks(frame)
+    runs = global_backtest(blocks, ForecastPolicy(global_model=True))
+    ran = {
+        sid: bool(np.isfinite(r[GLOBAL][row, -1]).all())
+        for block, r in zip(blocks, runs, strict=True)
+        for row, sid in enumerate(block.series_ids)
+    }
+    assert sum(ran.values()) == len(ends) - 1
+    assert not ran[f"shard/s{len(ends) - 1}/cpu"]
+    assert global_backtest(blocks, ForecastPolicy(global_model=False)) == [{} for _ in blocks]
