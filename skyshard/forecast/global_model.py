@@ -121,22 +121,25 @@ def global_forecasts(
     zero = np.zeros((rows, 1))
     sums = np.concatenate([zero, np.cumsum(np.where(known, train, 0.0), axis=1)], axis=1)
     counts = np.concatenate([zero, np.cumsum(known, axis=1)], axis=1)
-    # (row, anchor, step) triples with the target in the last TRAIN_HOURS, sampled down, kept
-    # where the row has a day before the anchor.
+    # (row, anchor, step) triples of the ready rows with the target in the last TRAIN_HOURS,
+    # sampled down, kept where the row has a day before the anchor.
+    wanted = np.flatnonzero(ready)
     first_target = max(DAY, n - TRAIN_HOURS)
     targets = n - first_target
-    total = rows * targets * horizon
+    total = len(wanted) * targets * horizon
     rng = np.random.default_rng(SEED)
     pick = rng.choice(total, size=MAX_ROWS, replace=False) if total > MAX_ROWS else np.arange(total)
     row, rest = np.divmod(pick, targets * horizon)
+    row = wanted[row]
     target, step = np.divmod(rest, horizon)
     anchor = target + first_target - step
     keep = anchor - DAY >= first[row]
     row, anchor, step = row[keep], anchor[keep], step[keep]
+    if len(row) == 0:
+        return yhat
     x, level = _features(train, sums, counts, scale, row, anchor, step, start_hours)
     y = (train[row, anchor + step] - level) / scale[row]
     model = lgb.train(PARAMS, lgb.Dataset(x, y, free_raw_data=True), num_boost_round=ROUNDS)
-    wanted = np.flatnonzero(ready)
     for at in range(0, len(wanted), PREDICT_ROWS):
         part = np.repeat(wanted[at : at + PREDICT_ROWS], horizon)
         steps = np.tile(np.arange(horizon), len(part) // horizon)
