@@ -1,6 +1,6 @@
 """One chunk of equal-length series end to end: backtest every candidate (the cheap ones for
-every row, the slow ones for the rows they ran on), choose per series, and keep what the
-intervals, the out-of-sample check and the tables need.
+every row, the global one where it ran, the slow ones for the rows they ran on), choose per
+series, and keep what the intervals, the out-of-sample check and the tables need.
 
 Bounds are set later (`bands`), once the normalized residuals of every chunk are pooled.
 """

@@ -1,7 +1,9 @@
 """`forecast_series`: forecast every series of an input frame.
 
-1. Every series is backtested with every cheap candidate (vectorized, per chunk of equal
-   length) and gets its best cheap model, conformal bounds and a risk score.
+1. With `global_model` on, the global candidate is backtested first (one model per origin
+   for every series ending in the same hour, `global_model.py`). Every series is backtested
+   with it and every cheap candidate (vectorized, per chunk of equal length) and gets its
+   best models, conformal bounds and a risk score.
 2. The slow candidates run series by series, riskiest first, on worker processes, until the
    time budget (`slow_budget_seconds`) is spent.
 3. Series the slow models ran on are chosen again among all candidates; conformal quantiles
