@@ -3,6 +3,7 @@ simulator.
 
 Run: .venv/bin/python bench/bench_forecast.py [--data bitbrains sim] [--shards N] [--days D]
        [--seeds S ...] [--slow-models M ...] [--slow-budget SECONDS] [--processes P]
+       [--global-model | --no-global-model]
 
 Each series is backtested at `backtest_cutoffs` (7) rolling origins, 24 h horizon, MASE scaled
 by the in-sample season-24 naive. Out of sample: models are chosen on the earlier origins and
@@ -10,7 +11,8 @@ scored on the later ones (`mase_held_out`); every figure below that says "held o
 later origins only. "Best single cheap" is the cheap candidate with the lowest held-out median
 when used for every series, on the series where every cheap candidate was scored. Coverage:
 share of held-out actuals inside bounds calibrated on the earlier origins. Wall time counts
-everything `forecast_series` does, worker start-up included.
+everything `forecast_series` does, worker start-up included. With the global model on, its own
+held-out median on those series is printed too (it is a candidate, not a cheap one).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import polars as pl
 from skyshard.config.policy import ForecastPolicy
 from skyshard.forecast import SeriesId, forecast_series
 from skyshard.forecast.candidates import BASELINE, CHEAP
+from skyshard.forecast.global_model import GLOBAL
 from skyshard.forecast.series_id import SeriesKind, series_id_expr
 from skyshard.scoring.data import HOST_RESOURCES, SHARD_METRICS
 
@@ -92,12 +95,12 @@ def sim_frames(shards: int, days: int, seed: int) -> tuple[pl.DataFrame, pl.Data
 
 
 def held_out_by_model(backtests: pl.DataFrame) -> pl.DataFrame:
-    """Per series and cheap candidate, the mean MASE over the held-out origins, where the
-    candidate was scored at every one of them."""
+    """Per series and cheap candidate (and the global model), the mean MASE over the held-out
+    origins, where the candidate was scored at every one of them."""
     held = backtests.filter("held_out")
     origins = held.group_by("series_id").agg(n=pl.col("cutoff").n_unique())
     return (
-        held.filter(pl.col("model").is_in(CHEAP))
+        held.filter(pl.col("model").is_in([*CHEAP, GLOBAL]))
         .group_by("series_id", "model")
         .agg(mase=pl.col("mase").mean(), scored=pl.col("mase").is_not_null().sum())
         .join(origins, on="series_id")
@@ -127,11 +130,12 @@ def report(name: str, result, elapsed: float, interval: float) -> None:
         f"({100 * (1 - chosen / naive):.1f} % below; {scored.height} series)"
     )
     per_model = held_out_by_model(result.backtests)
-    common = per_model.drop_nulls().join(
+    cheap = [m for m in CHEAP if m in per_model.columns]
+    common = per_model.drop_nulls(cheap).join(
         summary.select("series_id", "mase_held_out"), on="series_id"
     )
     if common.height:
-        medians = {m: common[m].median() for m in CHEAP if m in common.columns}
+        medians = {m: common[m].median() for m in cheap}
         best = min(medians, key=lambda m: medians[m])
         mine = common["mase_held_out"].median()
         print(
@@ -144,6 +148,12 @@ def report(name: str, result, elapsed: float, interval: float) -> None:
             "            each cheap candidate alone: "
             + ", ".join(f"{m} {v:.3f}" for m, v in sorted(medians.items(), key=lambda kv: kv[1]))
         )
+        if GLOBAL in common.columns:
+            alone = common.drop_nulls(GLOBAL)
+            print(
+                f"            {GLOBAL} alone {alone[GLOBAL].median():.3f} on the {alone.height} "
+                f"of them it ran on (chosen there {alone['mase_held_out'].median():.3f})"
+            )
     points = summary["n_points_held_out"].sum()
     covered = (summary["coverage_held_out"] * summary["n_points_held_out"]).sum() / points
     print(f"held-out coverage {covered:.3f} at nominal {interval} ({points} hours)")
@@ -181,9 +191,17 @@ def main() -> None:
     parser.add_argument("--slow-models", nargs="*", default=list(ForecastPolicy().slow_models))
     parser.add_argument("--slow-budget", type=float, default=ForecastPolicy().slow_budget_seconds)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--global-model",
+        action=argparse.BooleanOptionalAction,
+        default=ForecastPolicy().global_model,
+        help="add the global LightGBM candidate (default: the policy default)",
+    )
     args = parser.parse_args()
     settings = ForecastPolicy(
-        slow_models=tuple(args.slow_models), slow_budget_seconds=args.slow_budget
+        slow_models=tuple(args.slow_models),
+        slow_budget_seconds=args.slow_budget,
+        global_model=args.global_model,
     )
     print(f"settings: {settings.model_dump()}; {args.processes} processes\n")
     if "bitbrains" in args.data:

@@ -4,8 +4,9 @@
 # (the namespace hosts' interpreter, without the zstandard module: chunks go through the zstd
 # command), useradd (their non-root logins), Chromium (UI checks), the PostgreSQL server (the
 # storage tests start a throwaway one as the unprivileged `postgres` user), redis-server (the
-# Celery broker of the scale-out tests). Installs only what is missing; needs root (CI runs as
-# root).
+# Celery broker of the scale-out tests), the GNU OpenMP runtime (LightGBM's wheel links
+# libgomp.so.1: the global forecasting model). Installs only what is missing; needs root (CI
+# runs as root).
 set -euo pipefail
 
 missing=()
@@ -18,6 +19,7 @@ command -v useradd >/dev/null || missing+=(passwd)
 command -v chromium >/dev/null || missing+=(chromium)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
+compgen -G '/usr/lib/*/libgomp.so.1' >/dev/null || missing+=(libgomp1)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

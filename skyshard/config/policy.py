@@ -46,6 +46,11 @@ class ForecastPolicy(StrictModel):
     # with few false alarms, yet in the policy backtest it added moves and did not lower cost
     # overall (bench/RESULTS.md "Level shifts, short histories"), so it is opt-in.
     level_shift_hours: int = Field(default=0, ge=0, le=24)
+    # The global candidate `global_gbm` (docs/forecasting.md "Candidates"): one LightGBM
+    # model across the series at each origin. On: it lowered the held-out median MASE on
+    # Bitbrains and every simulator seed and keeps the cycle budget, but it adds seconds to
+    # every call (bench/RESULTS.md "Global model").
+    global_model: bool = True
 
     @model_validator(mode="after")
     def _shift_within_horizon(self) -> ForecastPolicy:

@@ -1,6 +1,6 @@
 """One chunk of equal-length series end to end: backtest every candidate (the cheap ones for
-every row, the slow ones for the rows they ran on), choose per series, and keep what the
-intervals, the out-of-sample check and the tables need.
+every row, the global one where it ran, the slow ones for the rows they ran on), choose per
+series, and keep what the intervals, the out-of-sample check and the tables need.
 
 Bounds are set later (`bands`), once the normalized residuals of every chunk are pooled.
 """
@@ -38,6 +38,7 @@ NO_DATA = "no_data"
 MIN_OWN_RESIDUALS = 72
 
 SlowResults = Mapping[int, Mapping[str, np.ndarray]]  # row -> model -> (origins + 1, horizon)
+SharedResults = Mapping[str, np.ndarray]  # model -> (rows, origins + 1, horizon)
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,12 @@ def evaluate_chunk(
     floor: np.ndarray,
     ceiling: np.ndarray,
     slow: SlowResults,
+    shared: SharedResults | None = None,
 ) -> ChunkEval:
     """Backtest, choose and keep the residuals for a chunk with at least one observed hour.
-    `slow` holds the slow models' forecasts for the rows they ran on."""
+    `slow` holds the slow models' forecasts for the rows they ran on, `shared` those of the
+    models run on every row at once (the global model)."""
+    shared = shared or {}
     horizon, filled = settings.horizon_hours, block.filled
 
     def forecasts_at(cut: int) -> dict[str, np.ndarray]:
@@ -106,9 +110,12 @@ def evaluate_chunk(
     finals = forecasts_at(block.n_hours)
     final = np.stack([finals[m] for m in backtest.models])
     slow_models = sorted({m for per_row in slow.values() for m in per_row})
+    every_row = np.arange(len(block.series_ids))
+    added = [(model, every_row, runs) for model, runs in shared.items()]
     for model in slow_models:
         rows = np.array([r for r in slow if model in slow[r]], dtype=int)
-        runs = np.stack([slow[r][model] for r in rows])
+        added.append((model, rows, np.stack([slow[r][model] for r in rows])))
+    for model, rows, runs in added:
         backtest.add_model(model, rows, np.maximum(runs[:, :-1], floor[rows, None, None]))
         extra = np.full((1, *final.shape[1:]), np.nan)
         extra[0, rows] = runs[:, -1]

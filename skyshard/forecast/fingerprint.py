@@ -16,7 +16,7 @@ from skyshard.forecast.series import HourlySeries, SeriesBlock, series_blocks
 
 # Bump when forecasting logic changes so that stored fingerprints no longer match and every
 # series is refitted with the new code.
-MODEL_VERSION = "forecast-5"
+MODEL_VERSION = "forecast-6"
 
 
 def settings_key(settings: ForecastPolicy) -> str:

@@ -1,7 +1,9 @@
 """`forecast_series`: forecast every series of an input frame.
 
-1. Every series is backtested with every cheap candidate (vectorized, per chunk of equal
-   length) and gets its best cheap model, conformal bounds and a risk score.
+1. With `global_model` on, the global candidate is backtested first (one model per origin
+   for every series ending in the same hour, `global_model.py`). Every series is backtested
+   with it and every cheap candidate (vectorized, per chunk of equal length) and gets its
+   best models, conformal bounds and a risk score.
 2. The slow candidates run series by series, riskiest first, on worker processes, until the
    time budget (`slow_budget_seconds`) is spent.
 3. Series the slow models ran on are chosen again among all candidates; conformal quantiles
@@ -28,6 +30,7 @@ from skyshard.config.policy import ForecastPolicy
 from skyshard.forecast.backtest import nanmean
 from skyshard.forecast.evaluate import (
     ChunkEval,
+    SharedResults,
     SlowResults,
     bounds,
     evaluate_chunk,
@@ -36,6 +39,7 @@ from skyshard.forecast.evaluate import (
     spreads,
 )
 from skyshard.forecast.fingerprint import block_fingerprints
+from skyshard.forecast.global_model import global_backtest
 from skyshard.forecast.screen import Limit, limits_by_id, priority_order, risk_of
 from skyshard.forecast.select import group_quantiles, per_group, root_mean_square
 from skyshard.forecast.series import SeriesBlock, series_blocks
@@ -81,9 +85,22 @@ def forecast_series(
     stage = on_stage or (lambda message: None)
     started = time.perf_counter()
     by_limit = limits_by_id(limits)
-    chunks = [c for block in series_blocks(frame) for c in _chunks(block)]
-    evaluated = [_evaluate(c, settings, by_limit, {}) for c in chunks]
+    blocks = series_blocks(frame)
+    pairs = [
+        pair
+        for block, shared in zip(blocks, global_backtest(blocks, settings), strict=True)
+        for pair in _chunks(block, shared)
+    ]
+    chunks, shared = [c for c, _ in pairs], [s for _, s in pairs]
     n_series = sum(len(c.series_ids) for c in chunks)
+    if settings.global_model:
+        stage(
+            f"global model backtested on {n_series} series in {time.perf_counter() - started:.1f} s"
+        )
+        started = time.perf_counter()
+    evaluated = [
+        _evaluate(c, settings, by_limit, {}, s) for c, s in zip(chunks, shared, strict=True)
+    ]
     stage(
         f"cheap candidates backtested on {n_series} series in {time.perf_counter() - started:.1f} s"
     )
@@ -98,14 +115,18 @@ def forecast_series(
     for index, chunk in enumerate(chunks):
         mine = {row: fits for (at, row), fits in slow.items() if at == index}
         if mine:
-            evaluated[index] = _evaluate(chunk, settings, by_limit, mine)
+            evaluated[index] = _evaluate(chunk, settings, by_limit, mine, shared[index])
     return _tables(chunks, evaluated, settings, by_limit, trained_at)
 
 
-def _chunks(block: SeriesBlock) -> Iterator[SeriesBlock]:
+def _chunks(
+    block: SeriesBlock, shared: SharedResults
+) -> Iterator[tuple[SeriesBlock, SharedResults]]:
+    """The block in chunks of `CHUNK_ROWS`, each with its rows of the shared models' runs."""
     for start in range(0, len(block.series_ids), CHUNK_ROWS):
         rows = slice(start, start + CHUNK_ROWS)
-        yield SeriesBlock(block.series_ids[rows], block.start_hours[rows], block.observed[rows])
+        chunk = SeriesBlock(block.series_ids[rows], block.start_hours[rows], block.observed[rows])
+        yield chunk, {model: runs[rows] for model, runs in shared.items()}
 
 
 def _physical_limits(
@@ -119,12 +140,16 @@ def _physical_limits(
 
 
 def _evaluate(
-    block: SeriesBlock, settings: ForecastPolicy, limits: Mapping[str, Limit], slow: SlowResults
+    block: SeriesBlock,
+    settings: ForecastPolicy,
+    limits: Mapping[str, Limit],
+    slow: SlowResults,
+    shared: SharedResults,
 ) -> ChunkEval | None:
     if block.n_hours == 0:
         return None
     floor, ceiling = _physical_limits(block, limits)
-    return evaluate_chunk(block, settings, floor, np.maximum(ceiling, floor), slow)
+    return evaluate_chunk(block, settings, floor, np.maximum(ceiling, floor), slow, shared)
 
 
 def _groups(chunk: ChunkEval) -> list[str]:

@@ -9,6 +9,7 @@ import pytest
 from skyshard.config.policy import ForecastPolicy
 from skyshard.forecast import forecast_series
 from skyshard.forecast.candidates import CHEAP
+from skyshard.forecast.global_model import GLOBAL
 from skyshard.forecast.screen import limits_by_id, priority_order, risk_of
 from skyshard.forecast.series import series_blocks
 
@@ -103,11 +104,11 @@ def test_slow_models_run_on_every_series_within_the_budget_and_none_without(make
     )
     # Every candidate but those needing 14 days, more history than any origin has.
     fortnight = {"median_14d", "median_14d_level", "level_mix"}
-    assert models["flat"] == sorted([*(set(CHEAP) - fortnight), "autotheta"])
+    assert models["flat"] == sorted([*(set(CHEAP) - fortnight), GLOBAL, "autotheta"])
 
     nothing = forecast_series(frame, ForecastPolicy(slow_budget_seconds=0), processes=1)
     assert not nothing.summary["slow_models_run"].any()
-    assert set(nothing.backtests["model"]) <= set(CHEAP)
+    assert set(nothing.backtests["model"]) <= {*CHEAP, GLOBAL}
 
 
 @pytest.mark.parametrize(
