@@ -4,7 +4,7 @@ on a tight synthetic sky, against the issue's targets.
 Run: .venv/bin/python -m bench.bench_backtest [--trace bitbrains|synthetic] [--seeds 0,1]
      [--steps 6] [--window-h 168] [--headroom 1.3] [--slow-budget 0] [--shards 100]
      [--relief-spread 1] [--level-shift-hours 0] [--measured-spread] [--no-burst-risk]
-     [--hold-hosts-with-room]
+     [--hold-hosts-with-room] [--no-global-model]
 
 The sky: the trace's VMs (cpu cores used per hour) as shards, packed first-fit onto hosts of
 three providers so total capacity is `headroom` x the peak of the summed demand; provider
@@ -240,10 +240,15 @@ def main() -> None:
     parser.add_argument(
         "--level-shift-hours", type=int, default=0, help="forecast level_shift_hours (0: off)"
     )
+    parser.add_argument(
+        "--no-global-model", action="store_true", help="forecast.global_model off (default on)"
+    )
     args = parser.parse_args()
     policy = PolicyFile(
         forecast=ForecastPolicy(
-            slow_budget_seconds=args.slow_budget, level_shift_hours=args.level_shift_hours
+            slow_budget_seconds=args.slow_budget,
+            level_shift_hours=args.level_shift_hours,
+            global_model=not args.no_global_model,
         ),
         planning=PlanningPolicy(
             max_moves_per_cycle=10,
