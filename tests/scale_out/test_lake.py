@@ -175,10 +175,14 @@ class LakeBuilt:
 @pytest.fixture(scope="module")
 def lake_built(small_sky, tmp_path_factory) -> Iterator[LakeBuilt]:
     """The small sky ingested into a lake and its features built on views over it (which
-    publishes the read snapshot forecast partitions read); no slow models."""
+    publishes the read snapshot forecast partitions read). No slow models and no global model:
+    both depend on the run, not only on the series (the slow ones on a time budget, the
+    global one learns across the run's series), so a group's run would not reproduce the
+    unpartitioned run's values."""
     policy = small_sky / "policy.yaml"
     settings = yaml.safe_load(policy.read_text())
     settings["forecast"]["slow_models"] = []
+    settings["forecast"]["global_model"] = False
     policy.write_text(yaml.safe_dump(settings))
     folder = tmp_path_factory.mktemp("lake-db")
     built = Built(load_sky(small_sky), folder / "skyshard.duckdb")
