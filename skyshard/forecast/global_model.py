@@ -173,7 +173,6 @@ def global_backtest(
         np.full((len(b.series_ids), len(k), horizon), np.nan)
         for b, k in zip(blocks, before, strict=True)
     ]
-    filled = [b.filled for b in blocks]
     members: dict[int, list[tuple[int, np.ndarray]]] = {}
     for index, block in enumerate(blocks):
         if block.n_hours == 0:
@@ -185,7 +184,10 @@ def global_backtest(
     def size(end: int) -> tuple[int, int]:
         return sum(len(rows) for _, rows in members[end]), end
 
-    for end in sorted(members, key=size, reverse=True)[:MAX_GROUPS]:
+    modelled = sorted(members, key=size, reverse=True)[:MAX_GROUPS]
+    # Gap-filled copies only of the blocks a model reads (a copy per block otherwise).
+    filled = {i: blocks[i].filled for end in modelled for i, _ in members[end]}
+    for end in modelled:
         parts = members[end]
         width = max(blocks[i].n_hours for i, _ in parts)
         matrix = np.concatenate(
